@@ -1,0 +1,74 @@
+//! Identity ports: who is calling, and the traits that hash passwords and sign
+//! and verify access tokens. Implementations live in adapter crates.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::UserId;
+use crate::time::Timestamp;
+use crate::user::{Role, User, Username};
+
+/// The authenticated caller of a request, taken from a verified access token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub user_id: UserId,
+    pub username: Username,
+    pub roles: Vec<Role>,
+}
+
+impl Principal {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// The claims of an access token, in Keycloak's shape so that clients and other
+/// services treat local and Keycloak tokens alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub typ: String,
+    pub azp: String,
+    pub preferred_username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub realm_access: RealmAccess,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RealmAccess {
+    pub roles: Vec<String>,
+}
+
+/// Why a presented access token was refused. The API answers 401 for all of them;
+/// the distinction is for logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    #[error("token invalid: {0}")]
+    Invalid(String),
+}
+
+/// Signs and verifies access tokens.
+pub trait AccessTokenCodec: Send + Sync + std::fmt::Debug {
+    /// Builds and signs an access token for `user`, valid from `now` for the
+    /// configured lifetime. Returns the token and its lifetime in seconds.
+    fn issue(&self, user: &User, now: Timestamp) -> Result<(String, u64), TokenError>;
+
+    /// Verifies signature, issuer, audience and expiry at `now`.
+    fn verify(&self, token: &str, now: Timestamp) -> Result<Principal, TokenError>;
+}
+
+/// Hashes and checks passwords. Slow by design: call it off the async runtime.
+pub trait PasswordHasher: Send + Sync + std::fmt::Debug {
+    fn hash(&self, password: &str) -> Result<String, String>;
+    /// `false` for a wrong password and for a malformed stored hash alike.
+    fn verify(&self, password: &str, stored_hash: &str) -> bool;
+}

@@ -1,0 +1,16 @@
+//! The domain model of Aether and the ports its services depend on.
+//!
+//! Everything here is plain data and traits: no IO, no async runtime, no framework.
+//! Values are validated when they are constructed (`parse`), so a service that holds
+//! a [`notebook::NotebookName`] knows it is a valid name without checking again.
+
+pub mod auth;
+pub mod error;
+pub mod id;
+pub mod notebook;
+pub mod page;
+pub mod store;
+pub mod time;
+pub mod user;
+
+pub use error::{StoreError, ValidationError};

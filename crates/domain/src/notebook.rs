@@ -1,0 +1,252 @@
+//! Notebooks: the hierarchical, shareable folders documents live in.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ValidationError;
+use crate::id::{NotebookId, UserId};
+use crate::time::Timestamp;
+
+fn has_control_chars(text: &str) -> bool {
+    text.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
+}
+
+/// A notebook's display name: 1–200 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NotebookName(String);
+
+impl NotebookName {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ValidationError::new("name", "must not be empty"));
+        }
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(ValidationError::new(
+                "name",
+                format!("must be at most {} characters", Self::MAX_CHARS),
+            ));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(ValidationError::new("name", "must not contain control characters"));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A free-text description of at most 10 000 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Description(String);
+
+impl Description {
+    pub const MAX_CHARS: usize = 10_000;
+
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(ValidationError::new(
+                "description",
+                format!("must be at most {} characters", Self::MAX_CHARS),
+            ));
+        }
+        if has_control_chars(text) {
+            return Err(ValidationError::new("description", "must not contain control characters"));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A tag name: 1–64 characters, no control characters, stored in lower case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Tag(String);
+
+impl Tag {
+    pub const MAX_PER_NOTEBOOK: usize = 50;
+
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        let text = text.trim();
+        if text.is_empty() || text.chars().count() > 64 {
+            return Err(ValidationError::new("tags", "each tag must be 1 to 64 characters"));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(ValidationError::new("tags", "tags must not contain control characters"));
+        }
+        Ok(Self(text.to_lowercase()))
+    }
+
+    /// Parses a list of tags, dropping duplicates while keeping first-seen order.
+    pub fn parse_list<S: AsRef<str>>(texts: &[S]) -> Result<Vec<Self>, ValidationError> {
+        let mut tags: Vec<Tag> = Vec::with_capacity(texts.len());
+        for text in texts {
+            let tag = Tag::parse(text.as_ref())?;
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        if tags.len() > Self::MAX_PER_NOTEBOOK {
+            return Err(ValidationError::new(
+                "tags",
+                format!("at most {} tags", Self::MAX_PER_NOTEBOOK),
+            ));
+        }
+        Ok(tags)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    #[default]
+    Private,
+    Shared,
+    Public,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Private => "private",
+            Visibility::Shared => "shared",
+            Visibility::Public => "public",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        match text {
+            "private" => Ok(Visibility::Private),
+            "shared" => Ok(Visibility::Shared),
+            "public" => Ok(Visibility::Public),
+            _ => Err(ValidationError::new("visibility", "must be private, shared or public")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotebookStatus {
+    Active,
+    Archived,
+    /// Soft-deleted: invisible to every read, kept so that nothing is lost by mistake.
+    Deleted,
+}
+
+impl NotebookStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotebookStatus::Active => "active",
+            NotebookStatus::Archived => "archived",
+            NotebookStatus::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        match text {
+            "active" => Ok(NotebookStatus::Active),
+            "archived" => Ok(NotebookStatus::Archived),
+            "deleted" => Ok(NotebookStatus::Deleted),
+            _ => Err(ValidationError::new("status", "must be active or archived")),
+        }
+    }
+}
+
+/// A notebook as stored, with its owner (the `OWNS` relationship).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notebook {
+    pub id: NotebookId,
+    pub owner_id: UserId,
+    pub name: NotebookName,
+    pub description: Option<Description>,
+    pub visibility: Visibility,
+    pub status: NotebookStatus,
+    pub tags: Vec<Tag>,
+    pub compliance_settings: serde_json::Map<String, serde_json::Value>,
+    pub document_count: u64,
+    pub total_size_bytes: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Everything needed to create a notebook owned by `owner_id`.
+#[derive(Debug, Clone)]
+pub struct NewNotebook {
+    pub id: NotebookId,
+    pub owner_id: UserId,
+    pub name: NotebookName,
+    pub description: Option<Description>,
+    pub visibility: Visibility,
+    pub tags: Vec<Tag>,
+    pub compliance_settings: serde_json::Map<String, serde_json::Value>,
+    pub created_at: Timestamp,
+}
+
+/// A partial update. `None` leaves a field unchanged; `description: Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NotebookPatch {
+    pub name: Option<NotebookName>,
+    pub description: Option<Option<Description>>,
+    pub visibility: Option<Visibility>,
+    pub status: Option<NotebookStatus>,
+    pub tags: Option<Vec<Tag>>,
+    pub compliance_settings: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl NotebookPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == NotebookPatch::default()
+    }
+}
+
+/// The text the full-text indexes search: name, description and tags together.
+pub fn search_text(name: &NotebookName, description: Option<&Description>, tags: &[Tag]) -> String {
+    let mut text = name.as_str().to_owned();
+    if let Some(description) = description {
+        text.push('\n');
+        text.push_str(description.as_str());
+    }
+    for tag in tags {
+        text.push('\n');
+        text.push_str(tag.as_str());
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(NotebookName::parse("  Research ").map(|n| n.0), Ok("Research".to_owned()));
+        assert_eq!(NotebookName::parse("   ").unwrap_err().field, "name");
+        assert!(NotebookName::parse(&"n".repeat(201)).is_err());
+        assert!(NotebookName::parse("bad\u{0}name").is_err());
+    }
+
+    #[test]
+    fn tags_are_deduplicated_case_insensitively() {
+        let tags = Tag::parse_list(&["Law", "law", "tax"]).expect("valid");
+        assert_eq!(tags.iter().map(Tag::as_str).collect::<Vec<_>>(), ["law", "tax"]);
+        assert!(Tag::parse_list(&(0..51).map(|i| i.to_string()).collect::<Vec<_>>()).is_err());
+    }
+
+    #[test]
+    fn visibility_parses_the_design_values() {
+        assert_eq!(Visibility::parse("shared"), Ok(Visibility::Shared));
+        assert!(Visibility::parse("secret").is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! Store ports. Each method is one use case and atomic inside its backend; there is
+//! no way to send raw queries. Backends: `aether-store-sqlite`, `aether-store-neo4j`,
+//! both held to the same behaviour by `aether-store-conformance`.
+
+use async_trait::async_trait;
+
+use crate::StoreError;
+use crate::id::{NotebookId, TokenFamilyId, UserId};
+use crate::notebook::{NewNotebook, Notebook, NotebookPatch};
+use crate::page::{Page, PageRequest};
+use crate::time::Timestamp;
+use crate::user::{LocalCredentials, NewUser, User, UserPatch, Username};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates a user. `Conflict("username")` or `Conflict("email")` when taken.
+    async fn create_user(&self, user: NewUser) -> StoreResult<User>;
+    /// A user that is not soft-deleted.
+    async fn get_user(&self, id: UserId) -> StoreResult<User>;
+    async fn find_user_by_username(&self, username: &Username) -> StoreResult<Option<User>>;
+    /// Credentials of a local, non-deleted account with a password.
+    async fn find_local_credentials(&self, username: &Username) -> StoreResult<Option<LocalCredentials>>;
+    async fn update_user(&self, id: UserId, patch: UserPatch, at: Timestamp) -> StoreResult<User>;
+    async fn set_password_hash(&self, id: UserId, password_hash: String, at: Timestamp) -> StoreResult<()>;
+    async fn record_login(&self, id: UserId, at: Timestamp) -> StoreResult<()>;
+    /// Marks the user deleted; later reads answer `NotFound`.
+    async fn soft_delete_user(&self, id: UserId, at: Timestamp) -> StoreResult<()>;
+    /// Non-deleted users, newest first.
+    async fn list_users(&self, page: PageRequest) -> StoreResult<Page<User>>;
+    /// How many non-deleted users exist.
+    async fn count_users(&self) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait NotebookStore: Send + Sync {
+    /// Creates the notebook and its owner's `OWNS` relationship together.
+    /// `NotFound` when the owner does not exist.
+    async fn create_notebook(&self, notebook: NewNotebook) -> StoreResult<Notebook>;
+    /// A notebook that is not soft-deleted.
+    async fn get_notebook(&self, id: NotebookId) -> StoreResult<Notebook>;
+    /// Non-deleted notebooks the user owns, newest first.
+    async fn list_owned_notebooks(&self, owner: UserId, page: PageRequest) -> StoreResult<Page<Notebook>>;
+    async fn update_notebook(&self, id: NotebookId, patch: NotebookPatch, at: Timestamp) -> StoreResult<Notebook>;
+    /// Marks the notebook deleted; later reads answer `NotFound`.
+    async fn soft_delete_notebook(&self, id: NotebookId, at: Timestamp) -> StoreResult<()>;
+}
+
+/// A refresh token as stored: only its SHA-256 digest, never the token itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRefreshToken {
+    pub token_hash: String,
+    pub user_id: UserId,
+    pub family_id: TokenFamilyId,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefreshOutcome {
+    /// The token was current: it is now spent and `replacement` is current.
+    Rotated { user_id: UserId, family_id: TokenFamilyId },
+    /// The token had already been spent: someone replayed it, so the whole family
+    /// was revoked (RFC 6819 §5.2.2.3 refresh token rotation).
+    Reused { user_id: UserId, family_id: TokenFamilyId },
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()>;
+    /// Atomically spends `presented_hash` and stores `replacement_hash` in the same
+    /// family, or detects reuse and revokes the family.
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &str,
+        replacement_hash: &str,
+        replacement_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<RefreshOutcome>;
+    /// Revokes every token of a family (logout).
+    async fn revoke_token_family(&self, family_id: TokenFamilyId, at: Timestamp) -> StoreResult<()>;
+    /// Deletes tokens that expired before `now`; returns how many.
+    async fn purge_expired_refresh_tokens(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
+/// The system of record: every port, plus what operations need.
+#[async_trait]
+pub trait Store: UserStore + NotebookStore + SessionStore + Send + Sync + std::fmt::Debug {
+    /// A short name for logs and `/ready` (`sqlite`, `neo4j`).
+    fn backend_name(&self) -> &'static str;
+    /// Applies pending schema migrations; idempotent and safe to run concurrently.
+    async fn migrate(&self) -> StoreResult<Vec<String>>;
+    /// Answers when the backend can serve queries.
+    async fn ping(&self) -> StoreResult<()>;
+}

@@ -1,0 +1,611 @@
+//! The embedded graph store: Aether's model on one SQLite file.
+//!
+//! Nodes are tables, relationships are join tables (see `migrations/`). The file runs
+//! in WAL mode with `synchronous = FULL`, so a write acknowledged to a client survives
+//! a crash of the process or the machine. Write use cases run in `BEGIN IMMEDIATE`
+//! transactions, which take the write lock up front instead of failing on upgrade.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
+use aether_domain::notebook::{
+    self, Description, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookStatus, Tag, Visibility,
+};
+use aether_domain::page::{Page, PageRequest};
+use aether_domain::store::{
+    NewRefreshToken, NotebookStore, RefreshOutcome, SessionStore, Store, StoreResult, UserStore,
+};
+use aether_domain::time::{self, Timestamp};
+use aether_domain::user::{Email, LocalCredentials, NewUser, Role, User, UserPatch, UserStatus, Username};
+use aether_domain::StoreError;
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`. Does not migrate.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(map_err)?;
+        Ok(Self { pool })
+    }
+
+    /// Opens and migrates, the usual way to start.
+    pub async fn open_and_migrate(path: &Path) -> StoreResult<Self> {
+        let store = Self::open(path).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Waits for in-flight queries and checkpoints the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn map_err(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            // SQLite names the column: "UNIQUE constraint failed: users.username".
+            let message = db.message();
+            let field = message.rsplit('.').next().unwrap_or("unique").trim().to_owned();
+            StoreError::Conflict(field)
+        }
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(error.to_string())
+        }
+        sqlx::Error::Database(db) if db.message().contains("database is locked") => {
+            StoreError::Unavailable(db.message().to_owned())
+        }
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("unreadable {what}"))
+}
+
+fn ts(text: &str) -> StoreResult<Timestamp> {
+    time::parse(text).ok_or_else(|| corrupt("timestamp"))
+}
+
+fn opt_ts(text: Option<String>) -> StoreResult<Option<Timestamp>> {
+    text.as_deref().map(ts).transpose()
+}
+
+fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
+    let id: String = row.try_get("id").map_err(map_err)?;
+    let roles_json: String = row.try_get("keycloak_roles").map_err(map_err)?;
+    let role_names: Vec<String> = serde_json::from_str(&roles_json).map_err(|_| corrupt("roles"))?;
+    let roles = role_names
+        .iter()
+        .map(|name| Role::from_str(name))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| corrupt("role"))?;
+    let username: String = row.try_get("username").map_err(map_err)?;
+    let email: Option<String> = row.try_get("email").map_err(map_err)?;
+    let status: String = row.try_get("status").map_err(map_err)?;
+    Ok(User {
+        id: UserId::parse(&id).map_err(|_| corrupt("user id"))?,
+        keycloak_id: row.try_get("keycloak_id").map_err(map_err)?,
+        username: Username::parse(&username).map_err(|_| corrupt("username"))?,
+        email: email.as_deref().map(Email::parse).transpose().map_err(|_| corrupt("email"))?,
+        full_name: row.try_get("full_name").map_err(map_err)?,
+        avatar_url: row.try_get("avatar_url").map_err(map_err)?,
+        roles,
+        status: UserStatus::parse(&status).map_err(|_| corrupt("user status"))?,
+        created_at: ts(&row.try_get::<String, _>("created_at").map_err(map_err)?)?,
+        updated_at: ts(&row.try_get::<String, _>("updated_at").map_err(map_err)?)?,
+        last_login_at: opt_ts(row.try_get("last_login_at").map_err(map_err)?)?,
+    })
+}
+
+fn notebook_from_row(row: &SqliteRow) -> StoreResult<Notebook> {
+    let id: String = row.try_get("id").map_err(map_err)?;
+    let owner_id: String = row.try_get("owner_id").map_err(map_err)?;
+    let name: String = row.try_get("name").map_err(map_err)?;
+    let description: Option<String> = row.try_get("description").map_err(map_err)?;
+    let visibility: String = row.try_get("visibility").map_err(map_err)?;
+    let status: String = row.try_get("status").map_err(map_err)?;
+    let tags: String = row.try_get("tags").map_err(map_err)?;
+    let tags: Vec<String> = serde_json::from_str(&tags).map_err(|_| corrupt("tags"))?;
+    let settings: String = row.try_get("compliance_settings").map_err(map_err)?;
+    let document_count: i64 = row.try_get("document_count").map_err(map_err)?;
+    let total_size_bytes: i64 = row.try_get("total_size_bytes").map_err(map_err)?;
+    Ok(Notebook {
+        id: NotebookId::parse(&id).map_err(|_| corrupt("notebook id"))?,
+        owner_id: UserId::parse(&owner_id).map_err(|_| corrupt("owner id"))?,
+        name: NotebookName::parse(&name).map_err(|_| corrupt("notebook name"))?,
+        description: description
+            .as_deref()
+            .map(Description::parse)
+            .transpose()
+            .map_err(|_| corrupt("description"))?,
+        visibility: Visibility::parse(&visibility).map_err(|_| corrupt("visibility"))?,
+        status: NotebookStatus::parse(&status).map_err(|_| corrupt("notebook status"))?,
+        tags: Tag::parse_list(&tags).map_err(|_| corrupt("tags"))?,
+        compliance_settings: serde_json::from_str(&settings).map_err(|_| corrupt("compliance settings"))?,
+        document_count: u64::try_from(document_count).map_err(|_| corrupt("document count"))?,
+        total_size_bytes: u64::try_from(total_size_bytes).map_err(|_| corrupt("total size"))?,
+        created_at: ts(&row.try_get::<String, _>("created_at").map_err(map_err)?)?,
+        updated_at: ts(&row.try_get::<String, _>("updated_at").map_err(map_err)?)?,
+    })
+}
+
+fn roles_json(roles: &[Role]) -> String {
+    serde_json::Value::from(roles.iter().map(|role| role.as_str()).collect::<Vec<_>>()).to_string()
+}
+
+fn tags_json(tags: &[Tag]) -> String {
+    serde_json::Value::from(tags.iter().map(Tag::as_str).collect::<Vec<_>>()).to_string()
+}
+
+fn settings_json(settings: &serde_json::Map<String, serde_json::Value>) -> String {
+    serde_json::Value::Object(settings.clone()).to_string()
+}
+
+// Macros rather than consts, so that `concat!` can build static query strings
+// (sqlx refuses strings built at run time, to keep injection out).
+macro_rules! user_columns {
+    () => {
+        "id, keycloak_id, username, email, full_name, avatar_url, keycloak_roles, \
+         status, created_at, updated_at, last_login_at"
+    };
+}
+
+macro_rules! notebook_select {
+    () => {
+        "SELECT n.id, o.user_id AS owner_id, n.name, n.description, n.visibility, \
+         n.status, n.tags, n.compliance_settings, n.document_count, n.total_size_bytes, n.created_at, \
+         n.updated_at FROM notebooks n JOIN owns o ON o.notebook_id = n.id"
+    };
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, user: NewUser) -> StoreResult<User> {
+        let created_at = time::to_storage(&user.created_at);
+        sqlx::query(
+            "INSERT INTO users (id, keycloak_id, username, email, full_name, keycloak_roles, status, \
+             password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)",
+        )
+        .bind(user.id.to_string())
+        .bind(&user.keycloak_id)
+        .bind(user.username.as_str())
+        .bind(user.email.as_ref().map(Email::as_str))
+        .bind(&user.full_name)
+        .bind(roles_json(&user.roles))
+        .bind(&user.password_hash)
+        .bind(&created_at)
+        .bind(&created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        self.get_user(user.id).await
+    }
+
+    async fn get_user(&self, id: UserId) -> StoreResult<User> {
+        let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = ? AND status != 'deleted'"))
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        user_from_row(&row)
+    }
+
+    async fn find_user_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
+        let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE username = ? AND status != 'deleted'"))
+        .bind(username.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn find_local_credentials(&self, username: &Username) -> StoreResult<Option<LocalCredentials>> {
+        let row = sqlx::query(concat!("SELECT ", user_columns!(), ", password_hash FROM users \
+             WHERE username = ? AND status != 'deleted' AND password_hash IS NOT NULL"))
+        .bind(username.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(LocalCredentials {
+            user: user_from_row(&row)?,
+            password_hash: row.try_get("password_hash").map_err(map_err)?,
+        }))
+    }
+
+    async fn update_user(&self, id: UserId, patch: UserPatch, at: Timestamp) -> StoreResult<User> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = ? AND status != 'deleted'"))
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut user = user_from_row(&row)?;
+        if let Some(email) = patch.email {
+            user.email = email;
+        }
+        if let Some(full_name) = patch.full_name {
+            user.full_name = full_name;
+        }
+        if let Some(avatar_url) = patch.avatar_url {
+            user.avatar_url = avatar_url;
+        }
+        if let Some(roles) = patch.roles {
+            user.roles = roles;
+        }
+        if let Some(status) = patch.status {
+            user.status = status;
+        }
+        user.updated_at = at;
+        sqlx::query(
+            "UPDATE users SET email = ?, full_name = ?, avatar_url = ?, keycloak_roles = ?, status = ?, \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(user.email.as_ref().map(Email::as_str))
+        .bind(&user.full_name)
+        .bind(&user.avatar_url)
+        .bind(roles_json(&user.roles))
+        .bind(user.status.as_str())
+        .bind(time::to_storage(&at))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(user)
+    }
+
+    async fn set_password_hash(&self, id: UserId, password_hash: String, at: Timestamp) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ? AND status != 'deleted'",
+        )
+        .bind(password_hash)
+        .bind(time::to_storage(&at))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn record_login(&self, id: UserId, at: Timestamp) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET last_login_at = ? WHERE id = ? AND status != 'deleted'")
+            .bind(time::to_storage(&at))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn soft_delete_user(&self, id: UserId, at: Timestamp) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE users SET status = 'deleted', updated_at = ? WHERE id = ? AND status != 'deleted'",
+        )
+        .bind(time::to_storage(&at))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn list_users(&self, page: PageRequest) -> StoreResult<Page<User>> {
+        let rows = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE status != 'deleted' AND (?1 IS NULL OR id < ?1) \
+             ORDER BY id DESC LIMIT ?2"))
+        .bind(page.after.map(|id| id.hyphenated().to_string()))
+        .bind(i64::from(page.limit.get()) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let users = rows.iter().map(user_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(users, page.limit, |user| user.id.as_uuid()))
+    }
+
+    async fn count_users(&self) -> StoreResult<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE status != 'deleted'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        u64::try_from(count).map_err(|_| corrupt("count"))
+    }
+}
+
+#[async_trait]
+impl NotebookStore for SqliteStore {
+    async fn create_notebook(&self, new: NewNotebook) -> StoreResult<Notebook> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let owner_exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM users WHERE id = ? AND status != 'deleted'")
+                .bind(new.owner_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if owner_exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let created_at = time::to_storage(&new.created_at);
+        sqlx::query(
+            "INSERT INTO notebooks (id, name, description, visibility, status, compliance_settings, tags, \
+             search_text, created_at, updated_at) VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?)",
+        )
+        .bind(new.id.to_string())
+        .bind(new.name.as_str())
+        .bind(new.description.as_ref().map(Description::as_str))
+        .bind(new.visibility.as_str())
+        .bind(settings_json(&new.compliance_settings))
+        .bind(tags_json(&new.tags))
+        .bind(notebook::search_text(&new.name, new.description.as_ref(), &new.tags))
+        .bind(&created_at)
+        .bind(&created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query("INSERT INTO owns (user_id, notebook_id, created_at) VALUES (?, ?, ?)")
+            .bind(new.owner_id.to_string())
+            .bind(new.id.to_string())
+            .bind(&created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Notebook {
+            id: new.id,
+            owner_id: new.owner_id,
+            name: new.name,
+            description: new.description,
+            visibility: new.visibility,
+            status: NotebookStatus::Active,
+            tags: new.tags,
+            compliance_settings: new.compliance_settings,
+            document_count: 0,
+            total_size_bytes: 0,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+        })
+    }
+
+    async fn get_notebook(&self, id: NotebookId) -> StoreResult<Notebook> {
+        let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status != 'deleted'"))
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        notebook_from_row(&row)
+    }
+
+    async fn list_owned_notebooks(&self, owner: UserId, page: PageRequest) -> StoreResult<Page<Notebook>> {
+        let rows = sqlx::query(concat!(notebook_select!(), " WHERE o.user_id = ?1 AND n.status != 'deleted' \
+             AND (?2 IS NULL OR n.id < ?2) ORDER BY n.id DESC LIMIT ?3"))
+        .bind(owner.to_string())
+        .bind(page.after.map(|id| id.hyphenated().to_string()))
+        .bind(i64::from(page.limit.get()) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let notebooks = rows.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(notebooks, page.limit, |notebook| notebook.id.as_uuid()))
+    }
+
+    async fn update_notebook(&self, id: NotebookId, patch: NotebookPatch, at: Timestamp) -> StoreResult<Notebook> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status != 'deleted'"))
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let mut notebook = notebook_from_row(&row)?;
+        apply_patch(&mut notebook, patch, at);
+        sqlx::query(
+            "UPDATE notebooks SET name = ?, description = ?, visibility = ?, status = ?, tags = ?, \
+             compliance_settings = ?, search_text = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(notebook.name.as_str())
+        .bind(notebook.description.as_ref().map(Description::as_str))
+        .bind(notebook.visibility.as_str())
+        .bind(notebook.status.as_str())
+        .bind(tags_json(&notebook.tags))
+        .bind(settings_json(&notebook.compliance_settings))
+        .bind(notebook::search_text(&notebook.name, notebook.description.as_ref(), &notebook.tags))
+        .bind(time::to_storage(&at))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(notebook)
+    }
+
+    async fn soft_delete_notebook(&self, id: NotebookId, at: Timestamp) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE notebooks SET status = 'deleted', updated_at = ? WHERE id = ? AND status != 'deleted'",
+        )
+        .bind(time::to_storage(&at))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+}
+
+/// Applies a patch in memory; shared by the read-modify-write of `update_notebook`.
+fn apply_patch(notebook: &mut Notebook, patch: NotebookPatch, at: Timestamp) {
+    if let Some(name) = patch.name {
+        notebook.name = name;
+    }
+    if let Some(description) = patch.description {
+        notebook.description = description;
+    }
+    if let Some(visibility) = patch.visibility {
+        notebook.visibility = visibility;
+    }
+    if let Some(status) = patch.status {
+        notebook.status = status;
+    }
+    if let Some(tags) = patch.tags {
+        notebook.tags = tags;
+    }
+    if let Some(settings) = patch.compliance_settings {
+        notebook.compliance_settings = settings;
+    }
+    notebook.updated_at = at;
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, user_id, family_id, issued_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&token.token_hash)
+        .bind(token.user_id.to_string())
+        .bind(token.family_id.to_string())
+        .bind(time::to_storage(&token.issued_at))
+        .bind(time::to_storage(&token.expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &str,
+        replacement_hash: &str,
+        replacement_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<RefreshOutcome> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let row = sqlx::query(
+            "SELECT t.user_id, t.family_id, t.expires_at, t.spent_at, t.revoked_at, u.status \
+             FROM refresh_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
+        )
+        .bind(presented_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(row) = row else { return Ok(RefreshOutcome::Invalid) };
+        let user_id: String = row.try_get("user_id").map_err(map_err)?;
+        let family_id: String = row.try_get("family_id").map_err(map_err)?;
+        let user_id = UserId::parse(&user_id).map_err(|_| corrupt("user id"))?;
+        let family_id = TokenFamilyId::parse(&family_id).map_err(|_| corrupt("family id"))?;
+        let expires_at = ts(&row.try_get::<String, _>("expires_at").map_err(map_err)?)?;
+        let spent_at: Option<String> = row.try_get("spent_at").map_err(map_err)?;
+        let revoked_at: Option<String> = row.try_get("revoked_at").map_err(map_err)?;
+        let user_status: String = row.try_get("status").map_err(map_err)?;
+        let now_text = time::to_storage(&now);
+
+        if revoked_at.is_some() || expires_at <= now || user_status != UserStatus::Active.as_str() {
+            return Ok(RefreshOutcome::Invalid);
+        }
+        if spent_at.is_some() {
+            sqlx::query("UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL")
+                .bind(&now_text)
+                .bind(family_id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            return Ok(RefreshOutcome::Reused { user_id, family_id });
+        }
+        sqlx::query("UPDATE refresh_tokens SET spent_at = ? WHERE token_hash = ?")
+            .bind(&now_text)
+            .bind(presented_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, user_id, family_id, issued_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(replacement_hash)
+        .bind(user_id.to_string())
+        .bind(family_id.to_string())
+        .bind(&now_text)
+        .bind(time::to_storage(&replacement_expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(RefreshOutcome::Rotated { user_id, family_id })
+    }
+
+    async fn revoke_token_family(&self, family_id: TokenFamilyId, at: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL")
+            .bind(time::to_storage(&at))
+            .bind(family_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn purge_expired_refresh_tokens(&self, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < ?")
+            .bind(time::to_storage(&now))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> StoreResult<Vec<String>> {
+        let before: Vec<i64> = applied_versions(&self.pool).await;
+        MIGRATOR.run(&self.pool).await.map_err(|error| StoreError::Internal(error.to_string()))?;
+        let applied = MIGRATOR
+            .iter()
+            .filter(|migration| !before.contains(&migration.version))
+            .map(|migration| format!("{:04}_{}", migration.version, migration.description))
+            .collect::<Vec<_>>();
+        for name in &applied {
+            tracing::info!(migration = %name, "applied sqlite migration");
+        }
+        Ok(applied)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        Ok(())
+    }
+}
+
+async fn applied_versions(pool: &SqlitePool) -> Vec<i64> {
+    // The table does not exist before the first migration; that simply means none.
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default()
+}
