@@ -1,0 +1,340 @@
+//! Configuration: defaults, then an optional TOML file, then `AETHER_*` environment
+//! variables, then command-line flags; each layer overrides the one before. Every
+//! key is documented in the README's configuration table.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A secret value: usable by the program, printed as `<redacted>`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(if self.0.is_empty() { "" } else { "<redacted>" })
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Sqlite,
+    Neo4j,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// A list given either as a TOML array or as one comma-separated string (the only
+/// shape an environment variable can have).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct StringList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StringList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Shape {
+            List(Vec<String>),
+            Text(String),
+        }
+        Ok(StringList(match Shape::deserialize(deserializer)? {
+            Shape::List(items) => items,
+            Shape::Text(text) => {
+                text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
+            }
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub store: StoreKind,
+    pub neo4j_uri: String,
+    pub neo4j_user: String,
+    pub neo4j_password: Secret,
+    pub neo4j_database: String,
+    pub neo4j_max_connections: usize,
+    pub migrate_on_start: bool,
+    pub admin_password: Secret,
+    pub token_issuer: String,
+    pub token_audience: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    pub max_body_bytes: usize,
+    pub cors_allowed_origins: StringList,
+    pub request_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+    pub run_workers: bool,
+    pub session_purge_interval_secs: u64,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            store: StoreKind::Sqlite,
+            neo4j_uri: "bolt://127.0.0.1:7687".into(),
+            neo4j_user: "neo4j".into(),
+            neo4j_password: Secret::default(),
+            neo4j_database: "neo4j".into(),
+            neo4j_max_connections: 16,
+            migrate_on_start: true,
+            admin_password: Secret::default(),
+            token_issuer: "aether".into(),
+            token_audience: "aether-api".into(),
+            access_token_ttl_secs: 300,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            max_body_bytes: 1024 * 1024,
+            cors_allowed_origins: StringList::default(),
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+            run_workers: true,
+            session_purge_interval_secs: 3600,
+            log_format: LogFormat::Json,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// Every key, for filtering environment variables and checking config files.
+pub const KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "store",
+    "neo4j_uri",
+    "neo4j_user",
+    "neo4j_password",
+    "neo4j_database",
+    "neo4j_max_connections",
+    "migrate_on_start",
+    "admin_password",
+    "token_issuer",
+    "token_audience",
+    "access_token_ttl_secs",
+    "refresh_token_ttl_secs",
+    "max_body_bytes",
+    "cors_allowed_origins",
+    "request_timeout_secs",
+    "shutdown_grace_secs",
+    "run_workers",
+    "session_purge_interval_secs",
+    "log_format",
+    "log_level",
+];
+
+/// Overrides from command-line flags; `None` leaves the lower layers' value.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads the layers. `file` is the `--config` flag (or `AETHER_CONFIG`).
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| ConfigError::File { path: path.to_owned(), message: error.to_string() })?;
+            let table: toml::Table = text
+                .parse()
+                .map_err(|error: toml::de::Error| ConfigError::File { path: path.to_owned(), message: error.to_string() })?;
+            if let Some(unknown) = table.keys().find(|key| !KEYS.contains(&key.as_str())) {
+                return Err(ConfigError::File {
+                    path: path.to_owned(),
+                    message: format!("unknown option '{unknown}'"),
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment
+            // Only configuration keys: AETHER_CONFIG and AETHER_TEST_* are not options.
+            .merge(Env::prefixed("AETHER_").filter(|key| KEYS.iter().any(|known| key == *known)))
+            .merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(|error| ConfigError::Invalid(describe(&error)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if self.access_token_ttl_secs == 0 {
+            return invalid("access_token_ttl_secs (AETHER_ACCESS_TOKEN_TTL_SECS) must be positive");
+        }
+        if self.refresh_token_ttl_secs < self.access_token_ttl_secs {
+            return invalid("refresh_token_ttl_secs (AETHER_REFRESH_TOKEN_TTL_SECS) must be at least access_token_ttl_secs");
+        }
+        if self.max_body_bytes < 1024 {
+            return invalid("max_body_bytes (AETHER_MAX_BODY_BYTES) must be at least 1024");
+        }
+        if self.request_timeout_secs == 0 {
+            return invalid("request_timeout_secs (AETHER_REQUEST_TIMEOUT_SECS) must be positive");
+        }
+        if self.session_purge_interval_secs == 0 {
+            return invalid("session_purge_interval_secs (AETHER_SESSION_PURGE_INTERVAL_SECS) must be positive");
+        }
+        if self.neo4j_max_connections == 0 {
+            return invalid("neo4j_max_connections (AETHER_NEO4J_MAX_CONNECTIONS) must be positive");
+        }
+        if self.store == StoreKind::Neo4j && !self.neo4j_uri.contains("://") {
+            return invalid("neo4j_uri (AETHER_NEO4J_URI) must be a URI such as bolt://host:7687");
+        }
+        if !self.admin_password.is_empty() && self.admin_password.expose().chars().count() < 8 {
+            return invalid("admin_password (AETHER_ADMIN_PASSWORD) must be at least 8 characters");
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return Err(ConfigError::Invalid(format!("log_level (AETHER_LOG_LEVEL): {error}")));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|error| format!("# cannot render: {error}"))
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("aether.db")
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.data_dir.join("keys").join("token-signing.pem")
+    }
+}
+
+/// Figment's errors name the key but not the environment variable; say both.
+fn describe(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|error| {
+            let key = error.path.join(".");
+            if key.is_empty() {
+                error.to_string()
+            } else {
+                format!("option '{key}' (AETHER_{}): {}", key.to_uppercase(), error.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_run_embedded_on_localhost() {
+        figment::Jail::expect_with(|_| {
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(config.data_dir, PathBuf::from("./data"));
+            assert_eq!(config.store, StoreKind::Sqlite);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("aether.toml", "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from-file\"\nlog_level = \"debug\"")?;
+            jail.set_env("AETHER_DATA_DIR", "/from-env");
+            jail.set_env("AETHER_CORS_ALLOWED_ORIGINS", "https://a.example, https://b.example");
+            jail.set_env("AETHER_TEST_SOMETHING", "ignored");
+            let overrides = Overrides { listen: Some("127.0.0.1:9100".into()), data_dir: None };
+            let config = Config::load(Some(Path::new("aether.toml")), &overrides).unwrap();
+            assert_eq!(config.listen.to_string(), "127.0.0.1:9100", "flag beats file");
+            assert_eq!(config.data_dir, PathBuf::from("/from-env"), "env beats file");
+            assert_eq!(config.log_level, "debug", "file beats default");
+            assert_eq!(config.cors_allowed_origins.0, ["https://a.example", "https://b.example"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AETHER_LISTEN", "not-an-address");
+            let error = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+            assert!(error.contains("listen") && error.contains("AETHER_LISTEN"), "{error}");
+            jail.set_env("AETHER_LISTEN", "127.0.0.1:1");
+            jail.set_env("AETHER_STORE", "postgres");
+            let error = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+            assert!(error.contains("store"), "{error}");
+            jail.set_env("AETHER_STORE", "sqlite");
+            jail.set_env("AETHER_ACCESS_TOKEN_TTL_SECS", "0");
+            let error = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+            assert!(error.contains("access_token_ttl_secs"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected_and_secrets_redacted() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "lisen = \"127.0.0.1:1\"")?;
+            let error = Config::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err().to_string();
+            assert!(error.contains("lisen"), "{error}");
+            jail.set_env("AETHER_NEO4J_PASSWORD", "hunter2-secret");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.neo4j_password.expose(), "hunter2-secret");
+            let printed = config.to_redacted_toml();
+            assert!(!printed.contains("hunter2") && printed.contains("<redacted>"), "{printed}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,245 @@
+//! Wiring: turns a [`Config`] into running stores, adapters and services, and runs
+//! the server and the background workers. `main.rs` is only the command line.
+
+pub mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aether_api::{ApiSettings, AppState, ReadinessCheck};
+use aether_auth_local::{Argon2Hasher, LocalTokenCodec, TokenSettings};
+use aether_domain::store::Store;
+use aether_domain::user::Password;
+use aether_services::accounts::Bootstrap;
+use aether_services::{AccountService, NotebookService, SessionSettings};
+use aether_store_neo4j::{Neo4jConfig, Neo4jStore};
+use aether_store_sqlite::SqliteStore;
+use anyhow::Context as _;
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+pub use config::Config;
+use config::StoreKind;
+
+/// Everything built from the configuration.
+#[derive(Clone)]
+pub struct Runtime {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub accounts: Arc<AccountService>,
+    pub notebooks: Arc<NotebookService>,
+    pub tokens: Arc<LocalTokenCodec>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("store", &self.store.backend_name()).finish_non_exhaustive()
+    }
+}
+
+/// Opens the configured store, applying migrations when `migrate` is set.
+pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = match config.store {
+        StoreKind::Sqlite => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+            Arc::new(SqliteStore::open(&config.database_path()).await.context("cannot open the SQLite store")?)
+        }
+        StoreKind::Neo4j => {
+            let neo4j = Neo4jConfig {
+                uri: config.neo4j_uri.clone(),
+                user: config.neo4j_user.clone(),
+                password: config.neo4j_password.expose().to_owned(),
+                database: config.neo4j_database.clone(),
+                max_connections: config.neo4j_max_connections,
+            };
+            Arc::new(
+                Neo4jStore::connect(&neo4j)
+                    .await
+                    .with_context(|| format!("cannot reach Neo4j at {}", config.neo4j_uri))?,
+            )
+        }
+    };
+    if migrate {
+        let applied = store.migrate().await.context("schema migration failed")?;
+        if !applied.is_empty() {
+            tracing::info!(store = store.backend_name(), ?applied, "schema migrated");
+        }
+    }
+    Ok(store)
+}
+
+impl Runtime {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        let store = open_store(&config, config.migrate_on_start).await?;
+        let tokens = Arc::new(
+            LocalTokenCodec::load_or_generate(
+                &config.signing_key_path(),
+                TokenSettings {
+                    issuer: config.token_issuer.clone(),
+                    audience: config.token_audience.clone(),
+                    access_token_ttl_secs: config.access_token_ttl_secs,
+                },
+            )
+            .context("cannot load the token signing key")?,
+        );
+        let accounts = Arc::new(AccountService::new(
+            Arc::clone(&store),
+            Arc::new(Argon2Hasher),
+            Arc::clone(&tokens) as _,
+            SessionSettings {
+                refresh_token_ttl: chrono::TimeDelta::seconds(
+                    i64::try_from(config.refresh_token_ttl_secs).unwrap_or(i64::MAX / 1000),
+                ),
+            },
+        ));
+        let notebooks = Arc::new(NotebookService::new(Arc::clone(&store)));
+        Ok(Self { config, store, accounts, notebooks, tokens })
+    }
+
+    /// Creates the `admin` account on first start and tells the operator how to use it.
+    pub async fn bootstrap_admin(&self) -> anyhow::Result<()> {
+        let password = if self.config.admin_password.is_empty() {
+            None
+        } else {
+            Some(Password::parse(self.config.admin_password.expose())?)
+        };
+        match self.accounts.bootstrap_admin(password).await? {
+            Bootstrap::AlreadyPresent => {}
+            Bootstrap::Created => {
+                tracing::info!("created the admin account with the password from AETHER_ADMIN_PASSWORD");
+            }
+            Bootstrap::CreatedWithGeneratedPassword(password) => {
+                tracing::warn!("created the admin account with a generated password (printed once on stderr)");
+                eprintln!(
+                    "\n  Aether created the first administrator account.\n    username: admin\n    password: {password}\n  \
+                     This password is shown only now. Get a token with:\n    \
+                     curl -d grant_type=password -d username=admin -d 'password={password}' http://{}/api/v1/auth/token\n",
+                    self.config.listen
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The router with every route and middleware.
+    pub fn router(&self) -> aether_api::Router {
+        let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(StoreCheck(Arc::clone(&self.store)))];
+        if self.config.store == StoreKind::Sqlite {
+            checks.push(Arc::new(DataDirCheck(self.config.data_dir.clone())));
+        }
+        aether_api::router(AppState {
+            accounts: Arc::clone(&self.accounts),
+            notebooks: Arc::clone(&self.notebooks),
+            readiness: Arc::new(checks),
+            jwks: Arc::new(serde_json::json!({ "keys": [self.tokens.public_jwk()] })),
+            metrics: aether_api::middleware::prometheus(),
+            settings: ApiSettings {
+                max_body_bytes: self.config.max_body_bytes,
+                cors_allowed_origins: self.config.cors_allowed_origins.0.clone(),
+                request_timeout: Duration::from_secs(self.config.request_timeout_secs),
+            },
+        })
+    }
+
+    /// Runs the background jobs until `shutdown` turns true. Today that is the purge
+    /// of expired refresh tokens; later issues add the document pipeline here.
+    pub async fn run_workers(&self, mut shutdown: watch::Receiver<bool>) {
+        let interval = Duration::from_secs(self.config.session_purge_interval_secs);
+        loop {
+            match self.accounts.purge_expired_sessions().await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "purged expired refresh tokens"),
+                Err(error) => tracing::warn!(%error, "refresh token purge failed; will retry"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+    }
+}
+
+struct StoreCheck(Arc<dyn Store>);
+
+#[async_trait]
+impl ReadinessCheck for StoreCheck {
+    fn name(&self) -> &str {
+        self.0.backend_name()
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|error| error.to_string())
+    }
+}
+
+/// The data directory must stay writable: uploads and the SQLite file live there.
+struct DataDirCheck(std::path::PathBuf);
+
+#[async_trait]
+impl ReadinessCheck for DataDirCheck {
+    fn name(&self) -> &str {
+        "data_dir"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let probe = self.0.join(".ready-probe");
+        tokio::fs::write(&probe, b"ok").await.map_err(|error| format!("not writable: {error}"))?;
+        tokio::fs::remove_file(&probe).await.map_err(|error| format!("not writable: {error}"))
+    }
+}
+
+/// A server that is running, as tests and `main` see it.
+#[derive(Debug)]
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub runtime: Runtime,
+    shutdown: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    workers: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Builds everything, bootstraps the admin, binds and starts serving.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let runtime = Runtime::build(config).await?;
+        runtime.bootstrap_admin().await?;
+        let listener = tokio::net::TcpListener::bind(runtime.config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", runtime.config.listen))?;
+        let addr = listener.local_addr()?;
+        let (shutdown, mut stop) = watch::channel(false);
+        let app = runtime.router();
+        let handle = tokio::spawn(aether_api::serve(listener, app, async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        }));
+        let workers = runtime.config.run_workers.then(|| {
+            let runtime = runtime.clone();
+            let stop = shutdown.subscribe();
+            tokio::spawn(async move { runtime.run_workers(stop).await })
+        });
+        tracing::info!(%addr, store = runtime.store.backend_name(), "aether serving");
+        Ok(Self { addr, runtime, shutdown, handle, workers })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (up to `grace`),
+    /// and stops the workers.
+    pub async fn shutdown(self, grace: Duration) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        match tokio::time::timeout(grace, self.handle).await {
+            Ok(joined) => joined.context("server task failed")?.context("server failed")?,
+            Err(_) => tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time"),
+        }
+        if let Some(workers) = self.workers {
+            let _ = tokio::time::timeout(grace, workers).await;
+        }
+        Ok(())
+    }
+}

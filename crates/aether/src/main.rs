@@ -1,0 +1,185 @@
+//! The `aether` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use aether::config::{Config, LogFormat, Overrides};
+use aether::{RunningServer, Runtime};
+use aether_domain::user::{Email, Password, Role, Username};
+use aether_services::accounts::AccountRequest;
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+
+#[derive(Debug, Parser)]
+#[command(name = "aether", version, about = "The Aether document platform backend")]
+struct Cli {
+    /// A TOML configuration file (keys as in the README's configuration table).
+    #[arg(long, global = true, env = "AETHER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where embedded data lives (SQLite file, keys, objects).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (and, unless run_workers is false, the background workers).
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Run only the background workers.
+    Worker,
+    /// Apply pending schema migrations to the configured store and exit.
+    Migrate,
+    /// Print the effective configuration, secrets redacted.
+    Config,
+    /// Administrative tasks.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create a local account.
+    CreateUser {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        password: String,
+        /// A realm role (repeatable): aether-admin, aether-user, aether-viewer,
+        /// notebook-admin, compliance-officer. Defaults to aether-user.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        full_name: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve { listen: None });
+    if matches!(command, Command::Version) {
+        println!("aether {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let listen = match &command {
+        Command::Serve { listen } => listen.clone(),
+        _ => None,
+    };
+    let config = match Config::load(cli.config.as_deref(), &Overrides { listen, data_dir: cli.data_dir }) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("aether: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if matches!(command, Command::Config) {
+        print!("{}", config.to_redacted_toml());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&config);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("aether: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "aether stopped with an error");
+            eprintln!("aether: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { .. } => serve(config).await,
+        Command::Worker => {
+            let runtime = Runtime::build(config).await?;
+            let (stop, stopped) = watch::channel(false);
+            tracing::info!(store = runtime.store.backend_name(), "aether worker running");
+            let workers = tokio::spawn(async move { runtime.run_workers(stopped).await });
+            shutdown_signal().await;
+            let _ = stop.send(true);
+            workers.await.context("worker task failed")
+        }
+        Command::Migrate => {
+            let store = aether::open_store(&config, true).await?;
+            println!("{}: schema is up to date", store.backend_name());
+            Ok(())
+        }
+        Command::Admin(AdminCommand::CreateUser { username, password, roles, email, full_name }) => {
+            let request = AccountRequest {
+                username: Username::parse(&username)?,
+                password: Password::parse(&password)?,
+                email: email.as_deref().map(Email::parse).transpose()?,
+                full_name,
+                roles: roles.iter().map(|role| role.parse::<Role>()).collect::<Result<_, _>>()?,
+            };
+            let runtime = Runtime::build(config).await?;
+            let user = runtime.accounts.create_account(request).await.map_err(|error| match error {
+                aether_services::ServiceError::Conflict(field) => anyhow::anyhow!("that {field} is already taken"),
+                other => other.into(),
+            })?;
+            println!("created user {} ({})", user.username, user.id);
+            Ok(())
+        }
+        Command::Config | Command::Version => Ok(()),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let server = RunningServer::start(config).await?;
+    // A fixed, parseable line on stdout: scripts and tests learn the bound port here.
+    println!("aether listening on {}", server.base_url());
+    shutdown_signal().await;
+    tracing::info!("shutting down: letting in-flight requests finish");
+    server.shutdown(grace).await
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,132 @@
+//! Test support shared by the integration tests: which store to run on, and a
+//! server started in-process on a free port.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use aether::config::{Config, Overrides, Secret, StoreKind};
+use aether::RunningServer;
+use aether_domain::user::{Password, Role, Username};
+use aether_services::accounts::AccountRequest;
+
+pub const ADMIN_PASSWORD: &str = "test-admin-password-1";
+
+/// `AETHER_TEST_STORE=neo4j` (set by scripts/test) runs these tests on Neo4j.
+pub fn store_kind() -> StoreKind {
+    match std::env::var("AETHER_TEST_STORE").as_deref() {
+        Ok("neo4j") => StoreKind::Neo4j,
+        _ => StoreKind::Sqlite,
+    }
+}
+
+/// Environment variables that point a server at the test store, for child processes.
+pub fn store_env() -> Vec<(String, String)> {
+    match store_kind() {
+        StoreKind::Sqlite => vec![("AETHER_STORE".into(), "sqlite".into())],
+        StoreKind::Neo4j => vec![
+            ("AETHER_STORE".into(), "neo4j".into()),
+            ("AETHER_NEO4J_URI".into(), std::env::var("AETHER_TEST_NEO4J_URI").expect("AETHER_TEST_NEO4J_URI")),
+            ("AETHER_NEO4J_USER".into(), std::env::var("AETHER_TEST_NEO4J_USER").unwrap_or_else(|_| "neo4j".into())),
+            ("AETHER_NEO4J_PASSWORD".into(), std::env::var("AETHER_TEST_NEO4J_PASSWORD").unwrap_or_default()),
+        ],
+    }
+}
+
+pub fn test_config(data_dir: &std::path::Path) -> Config {
+    let mut config = Config::load(None, &Overrides::default()).unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = data_dir.to_owned();
+    config.admin_password = secret(ADMIN_PASSWORD);
+    config.store = store_kind();
+    if config.store == StoreKind::Neo4j {
+        config.neo4j_uri = std::env::var("AETHER_TEST_NEO4J_URI").expect("AETHER_TEST_NEO4J_URI");
+        config.neo4j_user = std::env::var("AETHER_TEST_NEO4J_USER").unwrap_or_else(|_| "neo4j".into());
+        config.neo4j_password = secret(&std::env::var("AETHER_TEST_NEO4J_PASSWORD").unwrap_or_default());
+    }
+    config
+}
+
+fn secret(text: &str) -> Secret {
+    Secret::new(text)
+}
+
+#[allow(missing_debug_implementations)]
+pub struct TestApp {
+    pub server: RunningServer,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        let server = RunningServer::start(config).await.unwrap();
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        Self { server, client, dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.base_url())
+    }
+
+    /// Creates a uniquely named local account and returns its name and password.
+    pub async fn create_user(&self, prefix: &str, roles: Vec<Role>) -> (String, String) {
+        let username = format!("{prefix}-{}", uuid::Uuid::now_v7().simple());
+        let password = "a-long-test-password".to_owned();
+        self.server
+            .runtime
+            .accounts
+            .create_account(AccountRequest {
+                username: Username::parse(&username).unwrap(),
+                password: Password::parse(&password).unwrap(),
+                email: None,
+                full_name: None,
+                roles,
+            })
+            .await
+            .unwrap();
+        (username, password)
+    }
+
+    pub async fn password_grant(&self, username: &str, password: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/auth/token"))
+            .form(&[("grant_type", "password"), ("username", username), ("password", password)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A new user's access token.
+    pub async fn user_token(&self, prefix: &str) -> String {
+        let (username, password) = self.create_user(prefix, vec![Role::User]).await;
+        let response = self.password_grant(&username, &password).await;
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn shutdown(self) {
+        self.server.shutdown(Duration::from_secs(10)).await.unwrap();
+    }
+}
+
+/// Asserts that `response` is a problem document with `status` and `code`, and returns it.
+pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response.headers().get("content-type").unwrap().to_str().unwrap().to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let request_id = response.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert_eq!(body["request_id"], request_id.as_str(), "problem carries the request id");
+    assert_eq!(body["type"], format!("urn:aether:problem:{code}"));
+    body
+}

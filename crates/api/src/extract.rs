@@ -1,0 +1,185 @@
+//! Extractors that turn raw requests into validated values, answering problems
+//! (never axum's plain-text rejections) when they cannot.
+
+use aether_domain::auth::Principal;
+use aether_domain::page::{Limit, PageRequest};
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::error::{ApiError, FieldProblem};
+use crate::state::AppState;
+
+fn body_rejection(status: StatusCode, body_text: String, what: &str) -> ApiError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large.")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("The request body must be {what}."),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            ApiError::validation(vec![FieldProblem { field: "body".into(), message: body_text }])
+        }
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", format!("The request body is not valid {what}: {body_text}")),
+    }
+}
+
+/// `Json<T>` whose rejections are problems: 400 `malformed_body` for syntax errors,
+/// 422 `validation_failed` for a wrong shape, 413 and 415 as their names say.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let text = match &rejection {
+        JsonRejection::JsonDataError(error) => std::error::Error::source(error)
+            .map_or_else(|| error.body_text(), |source| source.to_string()),
+        other => other.body_text(),
+    };
+    body_rejection(status, text, "JSON")
+}
+
+/// `Form<T>` (application/x-www-form-urlencoded) whose rejections are problems.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiForm<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiForm<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(request, state).await {
+            Ok(axum::Form(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let status = match &rejection {
+                    FormRejection::FailedToDeserializeForm(_) | FormRejection::FailedToDeserializeFormBody(_) => {
+                        StatusCode::BAD_REQUEST
+                    }
+                    other => other.status(),
+                };
+                Err(body_rejection(status, rejection.body_text(), "form-encoded (application/x-www-form-urlencoded)"))
+            }
+        }
+    }
+}
+
+/// The authenticated caller, from `Authorization: Bearer <access token>`.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub Principal);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::unauthorized("missing_token", "An Authorization: Bearer token is required."));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("invalid_token", "The Authorization header must be 'Bearer <token>'."))?;
+        let principal = state.accounts.authenticate(token)?;
+        Ok(Self(principal))
+    }
+}
+
+/// `?limit=&cursor=` of a list endpoint, as given.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1–100 (default 20).
+    pub limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn parse(self) -> Result<PageRequest, ApiError> {
+        let limit = match self.limit.as_deref() {
+            None => Limit::DEFAULT,
+            Some(text) => {
+                let value = text.parse::<i64>().map_err(|_| {
+                    ApiError::from(aether_domain::ValidationError::new("limit", "must be an integer"))
+                })?;
+                Limit::parse(value)?
+            }
+        };
+        let after = self.cursor.as_deref().map(decode_cursor).transpose()?;
+        Ok(PageRequest { limit, after })
+    }
+}
+
+/// Cursors are opaque to clients: the base64url form of the last item's id.
+pub fn encode_cursor(after: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(after.as_bytes())
+}
+
+fn decode_cursor(text: &str) -> Result<Uuid, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", "The cursor is not one this API issued."))
+}
+
+/// Query strings are parsed leniently into [`PageQuery`]; a malformed query string
+/// is a 400 problem rather than axum's plain-text rejection.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Self(value))
+            .map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", rejection.body_text()))
+    }
+}
+
+/// Deserialises a field that distinguishes "absent" (`None`) from `null`
+/// (`Some(None)`), for partial updates that can clear a value.
+pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}

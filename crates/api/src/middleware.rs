@@ -1,0 +1,172 @@
+//! Cross-cutting request handling: request ids, problem responses for every
+//! failure, Prometheus metrics, and the panic handler.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::error::{PROBLEM_CONTENT_TYPE, Problem, problem_for_status, problem_response};
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request's id, in the request's extensions for handlers and logs.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Accepts a client's `X-Request-ID` when it is 1–128 visible ASCII characters,
+/// otherwise generates one; echoes it on the response and opens a tracing span.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let incoming = request
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned);
+    let id = incoming.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let header_value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    request.headers_mut().insert(X_REQUEST_ID.clone(), header_value.clone());
+    request.extensions_mut().insert(RequestId(id.clone()));
+
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let started = Instant::now();
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let status = response.status();
+    span.in_scope(|| {
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), elapsed_ms, "request failed");
+        } else {
+            tracing::info!(status = status.as_u16(), elapsed_ms, "request handled");
+        }
+    });
+    response.headers_mut().insert(X_REQUEST_ID.clone(), header_value);
+    response
+}
+
+/// Marks an error-status response whose body is meant as it is (the readiness
+/// report's 503), so that [`problem_details`] leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct NotAProblem;
+
+/// Makes every error response a problem document carrying the request id: problems
+/// raised by handlers get the id filled in, and bare error statuses from the router
+/// or middleware (404, 405, 413, timeouts) are replaced by a problem of their own.
+pub async fn problem_details(request: Request, next: Next) -> Response {
+    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone());
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || response.extensions().get::<NotAProblem>().is_some()
+    {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let mut problem = match parts.extensions.get::<Problem>() {
+        Some(problem) => problem.clone(),
+        None => {
+            let is_problem = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|value| value.as_bytes().starts_with(PROBLEM_CONTENT_TYPE.as_bytes()));
+            if is_problem {
+                return Response::from_parts(parts, body);
+            }
+            problem_for_status(status)
+        }
+    };
+    drop(body);
+    problem.request_id = request_id;
+    let mut fresh = problem_response(problem);
+    // Keep headers the original response set for the client (Allow on 405,
+    // Retry-After, CORS …), but not its body's framing.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+            fresh.headers_mut().entry(name.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    fresh
+}
+
+/// The global Prometheus recorder. Installed once per process, as the `metrics`
+/// facade allows only one; later calls share it (tests start many apps).
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("http_request_duration_seconds".into()),
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                )
+                .map(PrometheusBuilder::build_recorder);
+            match recorder {
+                Ok(recorder) => {
+                    let handle = recorder.handle();
+                    if metrics::set_global_recorder(recorder).is_err() {
+                        tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+                    }
+                    handle
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot build the metrics recorder");
+                    PrometheusBuilder::new().build_recorder().handle()
+                }
+            }
+        })
+        .clone()
+}
+
+/// Counts requests by route template and status, times them, and tracks how many
+/// are in flight. Route templates (`/api/v1/notebooks/{id}`) keep label sets small.
+pub async fn track_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let in_flight = metrics::gauge!("http_requests_in_flight");
+    in_flight.increment(1.0);
+    let started = Instant::now();
+    let response = next.run(request).await;
+    in_flight.decrement(1.0);
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Answers a panic in a handler with a 500 problem; the panic itself is logged.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = message, "handler panicked");
+    metrics::counter!("http_panics_total").increment(1);
+    crate::error::ApiError::internal().into_response()
+}
+
+/// Headers every response carries unless a route set its own.
+pub fn security_headers() -> [(HeaderName, HeaderValue); 5] {
+    [
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ]
+}
+
+/// The status a timed-out request is answered with.
+pub const TIMEOUT_STATUS: StatusCode = StatusCode::SERVICE_UNAVAILABLE;

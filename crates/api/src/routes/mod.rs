@@ -1,0 +1,102 @@
+//! The router: every route, the OpenAPI document generated from them, and the
+//! middleware stack around them.
+
+pub mod auth;
+pub mod notebooks;
+pub mod ops;
+pub mod users;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::from_fn;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+use crate::middleware::{self, X_REQUEST_ID};
+use crate::openapi::ApiDoc;
+use crate::state::{ApiSettings, AppState};
+
+/// The OpenAPI document, generated from the route annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(auth::token))
+        .routes(routes!(auth::jwks))
+        .routes(routes!(users::me))
+        .routes(routes!(notebooks::list_notebooks, notebooks::create_notebook))
+        .routes(routes!(notebooks::get_notebook, notebooks::update_notebook, notebooks::delete_notebook))
+}
+
+/// The whole application, ready to serve.
+pub fn router(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    let (routes, openapi) = api_routes().split_for_parts();
+    // Swagger UI's assets are vendored into the binary, so /docs works offline. Its
+    // page needs scripts and styles from this origin, unlike the JSON API.
+    let docs = Router::new().merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi)).layer(
+        SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+                 script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+        ),
+    );
+
+    let mut stack = Router::new()
+        .merge(routes)
+        .merge(docs)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such route.") })
+        // Per-route, so that the matched route template is known.
+        .layer(from_fn(middleware::track_metrics))
+        .with_state(state);
+
+    for (name, value) in middleware::security_headers() {
+        stack = stack.layer(SetResponseHeaderLayer::if_not_present(name, value));
+    }
+    stack.layer(
+        ServiceBuilder::new()
+            .layer(from_fn(middleware::request_id))
+            .layer(from_fn(middleware::problem_details))
+            .option_layer(cors(&settings))
+            .layer(CatchPanicLayer::custom(middleware::panic_response))
+            .layer(TimeoutLayer::with_status_code(middleware::TIMEOUT_STATUS, settings.request_timeout))
+            .layer(DefaultBodyLimit::max(settings.max_body_bytes)),
+    )
+}
+
+fn cors(settings: &ApiSettings) -> Option<CorsLayer> {
+    if settings.cors_allowed_origins.is_empty() {
+        return None;
+    }
+    let origins = if settings.cors_allowed_origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            settings.cors_allowed_origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, X_REQUEST_ID.clone()])
+            .expose_headers([X_REQUEST_ID.clone(), header::LOCATION, HeaderName::from_static("retry-after")])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}

@@ -1,0 +1,47 @@
+use std::sync::Arc;
+
+use aether_services::{AccountService, NotebookService};
+use async_trait::async_trait;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+/// A dependency `/ready` reports on.
+#[async_trait]
+pub trait ReadinessCheck: Send + Sync {
+    fn name(&self) -> &str;
+    /// `Err` carries a short, non-secret reason.
+    async fn check(&self) -> Result<(), String>;
+}
+
+/// HTTP-level settings.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Origins allowed by CORS; empty means no cross-origin access, `*` means any.
+    pub cors_allowed_origins: Vec<String>,
+    /// How long one request may take before it is answered with 503.
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            cors_allowed_origins: Vec::new(),
+            request_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)]
+pub struct AppState {
+    pub accounts: Arc<AccountService>,
+    pub notebooks: Arc<NotebookService>,
+    pub readiness: Arc<Vec<Arc<dyn ReadinessCheck>>>,
+    /// The JSON Web Key Set of the local token issuer.
+    pub jwks: Arc<serde_json::Value>,
+    pub metrics: PrometheusHandle,
+    pub settings: ApiSettings,
+}

@@ -1,0 +1,11 @@
+//! Aether's use cases. Each service takes validated domain values, enforces the
+//! rules no single store call can (authorization, password checks, token rotation),
+//! and talks to the outside world only through the domain's ports.
+
+pub mod accounts;
+pub mod error;
+pub mod notebooks;
+
+pub use accounts::{AccountService, SessionSettings, TokenPair};
+pub use error::ServiceError;
+pub use notebooks::NotebookService;

@@ -1,0 +1,634 @@
+//! The production graph store: Aether's model in Neo4j 5, over Bolt.
+//!
+//! Labels, relationship types and property names follow the design's schema:
+//! `(:User)-[:OWNS]->(:Notebook)`, `(:RefreshToken)-[:ISSUED_TO]->(:User)`. Neo4j
+//! properties cannot hold maps, so map-valued properties (`compliance_settings`) are
+//! stored as JSON strings. Timestamps are Neo4j `datetime` values, read back through
+//! `toString`. Use cases that read and then write take the node's write lock first
+//! (by setting a property), so concurrent requests serialise on the node.
+
+mod migrations;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use aether_domain::StoreError;
+use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
+use aether_domain::notebook::{
+    self, Description, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookStatus, Tag, Visibility,
+};
+use aether_domain::page::{Page, PageRequest};
+use aether_domain::store::{
+    NewRefreshToken, NotebookStore, RefreshOutcome, SessionStore, Store, StoreResult, UserStore,
+};
+use aether_domain::time::{self, Timestamp};
+use aether_domain::user::{Email, LocalCredentials, NewUser, Role, User, UserPatch, UserStatus, Username};
+use async_trait::async_trait;
+use neo4rs::{ConfigBuilder, Graph, Query, Row, Txn, query};
+use serde::Deserialize;
+
+/// How to reach Neo4j.
+#[derive(Debug, Clone)]
+pub struct Neo4jConfig {
+    pub uri: String,
+    pub user: String,
+    pub password: String,
+    pub database: String,
+    pub max_connections: usize,
+}
+
+#[derive(Clone)]
+pub struct Neo4jStore {
+    graph: Graph,
+    uri: String,
+}
+
+impl std::fmt::Debug for Neo4jStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Neo4jStore").field("uri", &self.uri).finish_non_exhaustive()
+    }
+}
+
+impl Neo4jStore {
+    /// Builds the connection pool and checks that the server answers.
+    pub async fn connect(config: &Neo4jConfig) -> StoreResult<Self> {
+        let neo4j_config = ConfigBuilder::default()
+            .uri(config.uri.as_str())
+            .user(config.user.as_str())
+            .password(config.password.as_str())
+            .db(config.database.as_str())
+            .max_connections(config.max_connections)
+            .connection_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(map_err)?;
+        let graph = Graph::connect(neo4j_config).map_err(map_err)?;
+        let store = Self { graph, uri: config.uri.clone() };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    async fn rows(&self, q: Query) -> StoreResult<Vec<Row>> {
+        let mut stream = self.graph.execute(q).await.map_err(map_err)?;
+        let mut rows = Vec::new();
+        while let Some(row) = stream.next().await.map_err(map_err)? {
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    async fn optional_row(&self, q: Query) -> StoreResult<Option<Row>> {
+        Ok(self.rows(q).await?.into_iter().next())
+    }
+}
+
+async fn txn_rows(txn: &mut Txn, q: Query) -> StoreResult<Vec<Row>> {
+    let mut stream = txn.execute(q).await.map_err(map_err)?;
+    let mut rows = Vec::new();
+    while let Some(row) = stream.next(txn.handle()).await.map_err(map_err)? {
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn map_err(error: neo4rs::Error) -> StoreError {
+    use neo4rs::{Error, Neo4jErrorKind};
+    match &error {
+        Error::Neo4j(neo) if neo.code() == "Neo.ClientError.Schema.ConstraintValidationFailed" => {
+            // "Node(12) already exists with label `User` and property `username` = 'alice'"
+            let field = neo
+                .message()
+                .split("property `")
+                .nth(1)
+                .and_then(|rest| rest.split('`').next())
+                .unwrap_or("unique")
+                .to_owned();
+            StoreError::Conflict(field)
+        }
+        Error::Neo4j(neo) if matches!(neo.kind(), Neo4jErrorKind::Transient) => {
+            StoreError::Unavailable(neo.code().to_owned())
+        }
+        Error::IOError { .. }
+        | Error::ConnectionError
+        | Error::ConnectionTimedOut
+        | Error::ServerUnavailableError(_)
+        | Error::AuthenticationError(_) => StoreError::Unavailable(error.to_string()),
+        _ => StoreError::Internal(error.to_string()),
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("unreadable {what}"))
+}
+
+fn ts(text: &str) -> StoreResult<Timestamp> {
+    time::parse(text).ok_or_else(|| corrupt("timestamp"))
+}
+
+fn storage(at: &Timestamp) -> String {
+    time::to_storage(at)
+}
+
+const USER_RETURN: &str = "RETURN u.id AS id, u.keycloak_id AS keycloak_id, u.username AS username, \
+     u.email AS email, u.full_name AS full_name, u.avatar_url AS avatar_url, \
+     coalesce(u.keycloak_roles, []) AS roles, u.status AS status, toString(u.created_at) AS created_at, \
+     toString(u.updated_at) AS updated_at, toString(u.last_login_at) AS last_login_at";
+
+#[derive(Deserialize)]
+struct UserRecord {
+    id: String,
+    keycloak_id: Option<String>,
+    username: String,
+    email: Option<String>,
+    full_name: Option<String>,
+    avatar_url: Option<String>,
+    roles: Vec<String>,
+    status: String,
+    created_at: String,
+    updated_at: String,
+    last_login_at: Option<String>,
+}
+
+fn user_from_row(row: &Row) -> StoreResult<User> {
+    let record: UserRecord = row.to().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(User {
+        id: UserId::parse(&record.id).map_err(|_| corrupt("user id"))?,
+        keycloak_id: record.keycloak_id,
+        username: Username::parse(&record.username).map_err(|_| corrupt("username"))?,
+        email: record.email.as_deref().map(Email::parse).transpose().map_err(|_| corrupt("email"))?,
+        full_name: record.full_name,
+        avatar_url: record.avatar_url,
+        roles: record
+            .roles
+            .iter()
+            .map(|name| Role::from_str(name))
+            .collect::<Result<_, _>>()
+            .map_err(|_| corrupt("role"))?,
+        status: UserStatus::parse(&record.status).map_err(|_| corrupt("user status"))?,
+        created_at: ts(&record.created_at)?,
+        updated_at: ts(&record.updated_at)?,
+        last_login_at: record.last_login_at.as_deref().map(ts).transpose()?,
+    })
+}
+
+const NOTEBOOK_RETURN: &str = "RETURN n.id AS id, owner.id AS owner_id, n.name AS name, \
+     n.description AS description, n.visibility AS visibility, n.status AS status, \
+     coalesce(n.tags, []) AS tags, n.compliance_settings AS compliance_settings, \
+     n.document_count AS document_count, n.total_size_bytes AS total_size_bytes, \
+     toString(n.created_at) AS created_at, toString(n.updated_at) AS updated_at";
+
+#[derive(Deserialize)]
+struct NotebookRecord {
+    id: String,
+    owner_id: String,
+    name: String,
+    description: Option<String>,
+    visibility: String,
+    status: String,
+    tags: Vec<String>,
+    compliance_settings: Option<String>,
+    document_count: i64,
+    total_size_bytes: i64,
+    created_at: String,
+    updated_at: String,
+}
+
+fn notebook_from_row(row: &Row) -> StoreResult<Notebook> {
+    let record: NotebookRecord = row.to().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Notebook {
+        id: NotebookId::parse(&record.id).map_err(|_| corrupt("notebook id"))?,
+        owner_id: UserId::parse(&record.owner_id).map_err(|_| corrupt("owner id"))?,
+        name: NotebookName::parse(&record.name).map_err(|_| corrupt("notebook name"))?,
+        description: record
+            .description
+            .as_deref()
+            .map(Description::parse)
+            .transpose()
+            .map_err(|_| corrupt("description"))?,
+        visibility: Visibility::parse(&record.visibility).map_err(|_| corrupt("visibility"))?,
+        status: NotebookStatus::parse(&record.status).map_err(|_| corrupt("notebook status"))?,
+        tags: Tag::parse_list(&record.tags).map_err(|_| corrupt("tags"))?,
+        compliance_settings: match record.compliance_settings {
+            Some(json) => serde_json::from_str(&json).map_err(|_| corrupt("compliance settings"))?,
+            None => serde_json::Map::new(),
+        },
+        document_count: u64::try_from(record.document_count).map_err(|_| corrupt("document count"))?,
+        total_size_bytes: u64::try_from(record.total_size_bytes).map_err(|_| corrupt("total size"))?,
+        created_at: ts(&record.created_at)?,
+        updated_at: ts(&record.updated_at)?,
+    })
+}
+
+fn role_names(roles: &[Role]) -> Vec<String> {
+    roles.iter().map(|role| role.as_str().to_owned()).collect()
+}
+
+fn tag_names(tags: &[Tag]) -> Vec<String> {
+    tags.iter().map(|tag| tag.as_str().to_owned()).collect()
+}
+
+fn settings_json(settings: &serde_json::Map<String, serde_json::Value>) -> String {
+    serde_json::Value::Object(settings.clone()).to_string()
+}
+
+fn after_param(page: &PageRequest) -> Option<String> {
+    page.after.map(|id| id.hyphenated().to_string())
+}
+
+fn limit_param(page: &PageRequest) -> i64 {
+    i64::from(page.limit.get()) + 1
+}
+
+#[async_trait]
+impl UserStore for Neo4jStore {
+    async fn create_user(&self, user: NewUser) -> StoreResult<User> {
+        let q = query(&format!(
+            "CREATE (u:User {{id: $id, keycloak_id: $keycloak_id, username: $username, email: $email, \
+             full_name: $full_name, keycloak_roles: $roles, keycloak_groups: [], status: 'active', \
+             password_hash: $password_hash, created_at: datetime($at), updated_at: datetime($at)}}) {USER_RETURN}"
+        ))
+        .param("id", user.id.to_string())
+        .param("keycloak_id", user.keycloak_id.clone())
+        .param("username", user.username.as_str())
+        .param("email", user.email.as_ref().map(|e| e.as_str().to_owned()))
+        .param("full_name", user.full_name.clone())
+        .param("roles", role_names(&user.roles))
+        .param("password_hash", user.password_hash.clone())
+        .param("at", storage(&user.created_at));
+        let row = self.optional_row(q).await?.ok_or_else(|| StoreError::Internal("create returned nothing".into()))?;
+        user_from_row(&row)
+    }
+
+    async fn get_user(&self, id: UserId) -> StoreResult<User> {
+        let q = query(&format!("MATCH (u:User {{id: $id}}) WHERE u.status <> 'deleted' {USER_RETURN}"))
+            .param("id", id.to_string());
+        let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
+        user_from_row(&row)
+    }
+
+    async fn find_user_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
+        let q = query(&format!(
+            "MATCH (u:User {{username: $username}}) WHERE u.status <> 'deleted' {USER_RETURN}"
+        ))
+        .param("username", username.as_str());
+        self.optional_row(q).await?.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn find_local_credentials(&self, username: &Username) -> StoreResult<Option<LocalCredentials>> {
+        let q = query(&format!(
+            "MATCH (u:User {{username: $username}}) \
+             WHERE u.status <> 'deleted' AND u.password_hash IS NOT NULL \
+             {USER_RETURN}, u.password_hash AS password_hash"
+        ))
+        .param("username", username.as_str());
+        let Some(row) = self.optional_row(q).await? else { return Ok(None) };
+        let password_hash: String = row.get("password_hash").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some(LocalCredentials { user: user_from_row(&row)?, password_hash }))
+    }
+
+    async fn update_user(&self, id: UserId, patch: UserPatch, at: Timestamp) -> StoreResult<User> {
+        let mut txn = self.graph.start_txn().await.map_err(map_err)?;
+        // Setting updated_at first takes the node's write lock for the rest of the transaction.
+        let lock = query(&format!(
+            "MATCH (u:User {{id: $id}}) WHERE u.status <> 'deleted' SET u.updated_at = datetime($at) {USER_RETURN}"
+        ))
+        .param("id", id.to_string())
+        .param("at", storage(&at));
+        let row = txn_rows(&mut txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+        let mut user = user_from_row(&row)?;
+        if let Some(email) = patch.email {
+            user.email = email;
+        }
+        if let Some(full_name) = patch.full_name {
+            user.full_name = full_name;
+        }
+        if let Some(avatar_url) = patch.avatar_url {
+            user.avatar_url = avatar_url;
+        }
+        if let Some(roles) = patch.roles {
+            user.roles = roles;
+        }
+        if let Some(status) = patch.status {
+            user.status = status;
+        }
+        user.updated_at = at;
+        let write = query(
+            "MATCH (u:User {id: $id}) SET u.email = $email, u.full_name = $full_name, \
+             u.avatar_url = $avatar_url, u.keycloak_roles = $roles, u.status = $status",
+        )
+        .param("id", id.to_string())
+        .param("email", user.email.as_ref().map(|e| e.as_str().to_owned()))
+        .param("full_name", user.full_name.clone())
+        .param("avatar_url", user.avatar_url.clone())
+        .param("roles", role_names(&user.roles))
+        .param("status", user.status.as_str());
+        txn.run(write).await.map_err(map_err)?;
+        txn.commit().await.map_err(map_err)?;
+        Ok(user)
+    }
+
+    async fn set_password_hash(&self, id: UserId, password_hash: String, at: Timestamp) -> StoreResult<()> {
+        let q = query(
+            "MATCH (u:User {id: $id}) WHERE u.status <> 'deleted' \
+             SET u.password_hash = $hash, u.updated_at = datetime($at) RETURN u.id AS id",
+        )
+        .param("id", id.to_string())
+        .param("hash", password_hash)
+        .param("at", storage(&at));
+        self.optional_row(q).await?.map(|_| ()).ok_or(StoreError::NotFound)
+    }
+
+    async fn record_login(&self, id: UserId, at: Timestamp) -> StoreResult<()> {
+        let q = query(
+            "MATCH (u:User {id: $id}) WHERE u.status <> 'deleted' \
+             SET u.last_login_at = datetime($at) RETURN u.id AS id",
+        )
+        .param("id", id.to_string())
+        .param("at", storage(&at));
+        self.optional_row(q).await?.map(|_| ()).ok_or(StoreError::NotFound)
+    }
+
+    async fn soft_delete_user(&self, id: UserId, at: Timestamp) -> StoreResult<()> {
+        let q = query(
+            "MATCH (u:User {id: $id}) WHERE u.status <> 'deleted' \
+             SET u.status = 'deleted', u.updated_at = datetime($at) RETURN u.id AS id",
+        )
+        .param("id", id.to_string())
+        .param("at", storage(&at));
+        self.optional_row(q).await?.map(|_| ()).ok_or(StoreError::NotFound)
+    }
+
+    async fn list_users(&self, page: PageRequest) -> StoreResult<Page<User>> {
+        let q = query(&format!(
+            "MATCH (u:User) WHERE u.status <> 'deleted' AND ($after IS NULL OR u.id < $after) \
+             {USER_RETURN} ORDER BY u.id DESC LIMIT $limit"
+        ))
+        .param("after", after_param(&page))
+        .param("limit", limit_param(&page));
+        let users = self.rows(q).await?.iter().map(user_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(users, page.limit, |user| user.id.as_uuid()))
+    }
+
+    async fn count_users(&self) -> StoreResult<u64> {
+        let row = self
+            .optional_row(query("MATCH (u:User) WHERE u.status <> 'deleted' RETURN count(u) AS count"))
+            .await?
+            .ok_or_else(|| StoreError::Internal("count returned nothing".into()))?;
+        let count: i64 = row.get("count").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        u64::try_from(count).map_err(|_| corrupt("count"))
+    }
+}
+
+#[async_trait]
+impl NotebookStore for Neo4jStore {
+    async fn create_notebook(&self, new: NewNotebook) -> StoreResult<Notebook> {
+        // One statement, so the node and its OWNS relationship commit together.
+        let q = query(&format!(
+            "MATCH (owner:User {{id: $owner_id}}) WHERE owner.status <> 'deleted' \
+             CREATE (n:Notebook {{id: $id, name: $name, description: $description, visibility: $visibility, \
+             status: 'active', compliance_settings: $settings, document_count: 0, total_size_bytes: 0, \
+             tags: $tags, search_text: $search_text, created_at: datetime($at), updated_at: datetime($at)}}) \
+             CREATE (owner)-[:OWNS {{created_at: datetime($at)}}]->(n) {NOTEBOOK_RETURN}"
+        ))
+        .param("owner_id", new.owner_id.to_string())
+        .param("id", new.id.to_string())
+        .param("name", new.name.as_str())
+        .param("description", new.description.as_ref().map(|d| d.as_str().to_owned()))
+        .param("visibility", new.visibility.as_str())
+        .param("settings", settings_json(&new.compliance_settings))
+        .param("tags", tag_names(&new.tags))
+        .param("search_text", notebook::search_text(&new.name, new.description.as_ref(), &new.tags))
+        .param("at", storage(&new.created_at));
+        let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
+        notebook_from_row(&row)
+    }
+
+    async fn get_notebook(&self, id: NotebookId) -> StoreResult<Notebook> {
+        let q = query(&format!(
+            "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) WHERE n.status <> 'deleted' {NOTEBOOK_RETURN}"
+        ))
+        .param("id", id.to_string());
+        let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
+        notebook_from_row(&row)
+    }
+
+    async fn list_owned_notebooks(&self, owner: UserId, page: PageRequest) -> StoreResult<Page<Notebook>> {
+        let q = query(&format!(
+            "MATCH (owner:User {{id: $owner_id}})-[:OWNS]->(n:Notebook) \
+             WHERE n.status <> 'deleted' AND ($after IS NULL OR n.id < $after) \
+             {NOTEBOOK_RETURN} ORDER BY n.id DESC LIMIT $limit"
+        ))
+        .param("owner_id", owner.to_string())
+        .param("after", after_param(&page))
+        .param("limit", limit_param(&page));
+        let notebooks = self.rows(q).await?.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(notebooks, page.limit, |notebook| notebook.id.as_uuid()))
+    }
+
+    async fn update_notebook(&self, id: NotebookId, patch: NotebookPatch, at: Timestamp) -> StoreResult<Notebook> {
+        let mut txn = self.graph.start_txn().await.map_err(map_err)?;
+        let lock = query(&format!(
+            "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) WHERE n.status <> 'deleted' \
+             SET n.updated_at = datetime($at) {NOTEBOOK_RETURN}"
+        ))
+        .param("id", id.to_string())
+        .param("at", storage(&at));
+        let row = txn_rows(&mut txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+        let mut notebook = notebook_from_row(&row)?;
+        if let Some(name) = patch.name {
+            notebook.name = name;
+        }
+        if let Some(description) = patch.description {
+            notebook.description = description;
+        }
+        if let Some(visibility) = patch.visibility {
+            notebook.visibility = visibility;
+        }
+        if let Some(status) = patch.status {
+            notebook.status = status;
+        }
+        if let Some(tags) = patch.tags {
+            notebook.tags = tags;
+        }
+        if let Some(settings) = patch.compliance_settings {
+            notebook.compliance_settings = settings;
+        }
+        notebook.updated_at = at;
+        let write = query(
+            "MATCH (n:Notebook {id: $id}) SET n.name = $name, n.description = $description, \
+             n.visibility = $visibility, n.status = $status, n.tags = $tags, \
+             n.compliance_settings = $settings, n.search_text = $search_text",
+        )
+        .param("id", id.to_string())
+        .param("name", notebook.name.as_str())
+        .param("description", notebook.description.as_ref().map(|d| d.as_str().to_owned()))
+        .param("visibility", notebook.visibility.as_str())
+        .param("status", notebook.status.as_str())
+        .param("tags", tag_names(&notebook.tags))
+        .param("settings", settings_json(&notebook.compliance_settings))
+        .param(
+            "search_text",
+            notebook::search_text(&notebook.name, notebook.description.as_ref(), &notebook.tags),
+        );
+        txn.run(write).await.map_err(map_err)?;
+        txn.commit().await.map_err(map_err)?;
+        Ok(notebook)
+    }
+
+    async fn soft_delete_notebook(&self, id: NotebookId, at: Timestamp) -> StoreResult<()> {
+        let q = query(
+            "MATCH (n:Notebook {id: $id}) WHERE n.status <> 'deleted' \
+             SET n.status = 'deleted', n.updated_at = datetime($at) RETURN n.id AS id",
+        )
+        .param("id", id.to_string())
+        .param("at", storage(&at));
+        self.optional_row(q).await?.map(|_| ()).ok_or(StoreError::NotFound)
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenRecord {
+    user_id: String,
+    user_status: String,
+    family_id: String,
+    expires_at: String,
+    spent: bool,
+    revoked: bool,
+}
+
+#[async_trait]
+impl SessionStore for Neo4jStore {
+    async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()> {
+        let q = query(
+            "MATCH (u:User {id: $user_id}) \
+             CREATE (t:RefreshToken {token_hash: $hash, family_id: $family_id, \
+             issued_at: datetime($issued_at), expires_at: datetime($expires_at)})-[:ISSUED_TO]->(u) \
+             RETURN t.token_hash AS token_hash",
+        )
+        .param("user_id", token.user_id.to_string())
+        .param("hash", token.token_hash.as_str())
+        .param("family_id", token.family_id.to_string())
+        .param("issued_at", storage(&token.issued_at))
+        .param("expires_at", storage(&token.expires_at));
+        self.optional_row(q).await?.map(|_| ()).ok_or(StoreError::NotFound)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &str,
+        replacement_hash: &str,
+        replacement_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<RefreshOutcome> {
+        let mut txn = self.graph.start_txn().await.map_err(map_err)?;
+        // Writing last_presented_at takes the token's write lock, so a concurrent
+        // rotation of the same token waits here and then sees it spent.
+        let lock = query(
+            "MATCH (t:RefreshToken {token_hash: $hash})-[:ISSUED_TO]->(u:User) \
+             SET t.last_presented_at = datetime($now) \
+             RETURN u.id AS user_id, u.status AS user_status, t.family_id AS family_id, \
+             toString(t.expires_at) AS expires_at, t.spent_at IS NOT NULL AS spent, \
+             t.revoked_at IS NOT NULL AS revoked",
+        )
+        .param("hash", presented_hash)
+        .param("now", storage(&now));
+        let Some(row) = txn_rows(&mut txn, lock).await?.into_iter().next() else {
+            txn.rollback().await.map_err(map_err)?;
+            return Ok(RefreshOutcome::Invalid);
+        };
+        let record: TokenRecord = row.to().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let user_id = UserId::parse(&record.user_id).map_err(|_| corrupt("user id"))?;
+        let family_id = TokenFamilyId::parse(&record.family_id).map_err(|_| corrupt("family id"))?;
+        let expires_at = ts(&record.expires_at)?;
+        if record.revoked || expires_at <= now || record.user_status != UserStatus::Active.as_str() {
+            txn.rollback().await.map_err(map_err)?;
+            return Ok(RefreshOutcome::Invalid);
+        }
+        if record.spent {
+            let revoke = query(
+                "MATCH (t:RefreshToken {family_id: $family_id}) WHERE t.revoked_at IS NULL \
+                 SET t.revoked_at = datetime($now)",
+            )
+            .param("family_id", family_id.to_string())
+            .param("now", storage(&now));
+            txn.run(revoke).await.map_err(map_err)?;
+            txn.commit().await.map_err(map_err)?;
+            return Ok(RefreshOutcome::Reused { user_id, family_id });
+        }
+        let rotate = query(
+            "MATCH (t:RefreshToken {token_hash: $hash})-[:ISSUED_TO]->(u:User) \
+             SET t.spent_at = datetime($now) \
+             CREATE (r:RefreshToken {token_hash: $replacement, family_id: t.family_id, \
+             issued_at: datetime($now), expires_at: datetime($expires_at)})-[:ISSUED_TO]->(u)",
+        )
+        .param("hash", presented_hash)
+        .param("replacement", replacement_hash)
+        .param("now", storage(&now))
+        .param("expires_at", storage(&replacement_expires_at));
+        txn.run(rotate).await.map_err(map_err)?;
+        txn.commit().await.map_err(map_err)?;
+        Ok(RefreshOutcome::Rotated { user_id, family_id })
+    }
+
+    async fn revoke_token_family(&self, family_id: TokenFamilyId, at: Timestamp) -> StoreResult<()> {
+        let q = query(
+            "MATCH (t:RefreshToken {family_id: $family_id}) WHERE t.revoked_at IS NULL \
+             SET t.revoked_at = datetime($at)",
+        )
+        .param("family_id", family_id.to_string())
+        .param("at", storage(&at));
+        self.graph.run(q).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn purge_expired_refresh_tokens(&self, now: Timestamp) -> StoreResult<u64> {
+        let q = query(
+            "MATCH (t:RefreshToken) WHERE t.expires_at < datetime($now) \
+             DETACH DELETE t RETURN count(*) AS purged",
+        )
+        .param("now", storage(&now));
+        let row = self.optional_row(q).await?;
+        let purged: i64 = match row {
+            Some(row) => row.get("purged").map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            None => 0,
+        };
+        u64::try_from(purged).map_err(|_| corrupt("count"))
+    }
+}
+
+#[async_trait]
+impl Store for Neo4jStore {
+    fn backend_name(&self) -> &'static str {
+        "neo4j"
+    }
+
+    async fn migrate(&self) -> StoreResult<Vec<String>> {
+        let applied_rows = self.rows(query("MATCH (m:SchemaMigration) RETURN m.version AS version")).await?;
+        let applied: Vec<i64> = applied_rows.iter().filter_map(|row| row.get::<i64>("version").ok()).collect();
+        let mut newly_applied = Vec::new();
+        for migration in migrations::MIGRATIONS {
+            if applied.contains(&migration.version) {
+                continue;
+            }
+            // Schema statements cannot share a transaction with data writes, so each runs
+            // on its own; all are idempotent, which makes a crashed or concurrent run safe.
+            for statement in migration.statements {
+                self.graph.run(query(statement)).await.map_err(map_err)?;
+            }
+            let record = query(
+                "MERGE (m:SchemaMigration {version: $version}) \
+                 ON CREATE SET m.name = $name, m.applied_at = datetime()",
+            )
+            .param("version", migration.version)
+            .param("name", migration.name);
+            self.graph.run(record).await.map_err(map_err)?;
+            let name = format!("{:04}_{}", migration.version, migration.name);
+            tracing::info!(migration = %name, "applied neo4j migration");
+            newly_applied.push(name);
+        }
+        Ok(newly_applied)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.rows(query("RETURN 1 AS ok")).await.map(|_| ())
+    }
+}

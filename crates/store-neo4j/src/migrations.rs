@@ -1,0 +1,67 @@
+//! Versioned schema migrations. Each is a list of idempotent schema statements
+//! (`IF NOT EXISTS`), recorded as a `(:SchemaMigration {version})` node once applied.
+//! Neo4j Community supports uniqueness constraints, property, relationship and
+//! full-text indexes; existence and key constraints are Enterprise-only, so the
+//! domain enforces required properties instead.
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub statements: &'static [&'static str],
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "design_schema",
+    statements: &[
+        "CREATE CONSTRAINT schema_migration_version_unique IF NOT EXISTS FOR (m:SchemaMigration) REQUIRE m.version IS UNIQUE",
+        // Uniqueness constraints from the design.
+        "CREATE CONSTRAINT user_id_unique IF NOT EXISTS FOR (u:User) REQUIRE u.id IS UNIQUE",
+        "CREATE CONSTRAINT user_keycloak_id_unique IF NOT EXISTS FOR (u:User) REQUIRE u.keycloak_id IS UNIQUE",
+        "CREATE CONSTRAINT user_email_unique IF NOT EXISTS FOR (u:User) REQUIRE u.email IS UNIQUE",
+        "CREATE CONSTRAINT notebook_id_unique IF NOT EXISTS FOR (n:Notebook) REQUIRE n.id IS UNIQUE",
+        "CREATE CONSTRAINT document_id_unique IF NOT EXISTS FOR (d:Document) REQUIRE d.id IS UNIQUE",
+        "CREATE CONSTRAINT agent_id_unique IF NOT EXISTS FOR (a:Agent) REQUIRE a.id IS UNIQUE",
+        "CREATE CONSTRAINT workflow_id_unique IF NOT EXISTS FOR (w:Workflow) REQUIRE w.id IS UNIQUE",
+        "CREATE CONSTRAINT tag_name_unique IF NOT EXISTS FOR (t:Tag) REQUIRE t.name IS UNIQUE",
+        "CREATE CONSTRAINT community_id_unique IF NOT EXISTS FOR (c:Community) REQUIRE c.id IS UNIQUE",
+        // Aether additions: local logins need unique usernames; refresh tokens are looked up by digest.
+        "CREATE CONSTRAINT user_username_unique IF NOT EXISTS FOR (u:User) REQUIRE u.username IS UNIQUE",
+        "CREATE CONSTRAINT refresh_token_hash_unique IF NOT EXISTS FOR (t:RefreshToken) REQUIRE t.token_hash IS UNIQUE",
+        // Full-text indexes.
+        "CREATE FULLTEXT INDEX notebook_search IF NOT EXISTS FOR (n:Notebook) ON EACH [n.name, n.description, n.search_text]",
+        "CREATE FULLTEXT INDEX document_search IF NOT EXISTS FOR (d:Document) ON EACH [d.original_filename, d.extracted_text, d.search_text]",
+        "CREATE FULLTEXT INDEX user_search IF NOT EXISTS FOR (u:User) ON EACH [u.username, u.full_name, u.email]",
+        "CREATE FULLTEXT INDEX tag_search IF NOT EXISTS FOR (t:Tag) ON EACH [t.name, t.description]",
+        "CREATE FULLTEXT INDEX community_search IF NOT EXISTS FOR (c:Community) ON EACH [c.name, c.description]",
+        // Property indexes.
+        "CREATE INDEX user_status IF NOT EXISTS FOR (u:User) ON (u.status)",
+        "CREATE INDEX user_created_at IF NOT EXISTS FOR (u:User) ON (u.created_at)",
+        "CREATE INDEX user_last_login IF NOT EXISTS FOR (u:User) ON (u.last_login_at)",
+        "CREATE INDEX notebook_status IF NOT EXISTS FOR (n:Notebook) ON (n.status)",
+        "CREATE INDEX notebook_visibility IF NOT EXISTS FOR (n:Notebook) ON (n.visibility)",
+        "CREATE INDEX notebook_created_at IF NOT EXISTS FOR (n:Notebook) ON (n.created_at)",
+        "CREATE INDEX notebook_updated_at IF NOT EXISTS FOR (n:Notebook) ON (n.updated_at)",
+        "CREATE INDEX document_status IF NOT EXISTS FOR (d:Document) ON (d.processing_status)",
+        "CREATE INDEX document_content_type IF NOT EXISTS FOR (d:Document) ON (d.content_type)",
+        "CREATE INDEX document_uploaded_at IF NOT EXISTS FOR (d:Document) ON (d.uploaded_at)",
+        "CREATE INDEX document_file_hash IF NOT EXISTS FOR (d:Document) ON (d.file_hash)",
+        "CREATE INDEX activity_event_type IF NOT EXISTS FOR (ae:ActivityEvent) ON (ae.event_type)",
+        "CREATE INDEX activity_created_at IF NOT EXISTS FOR (ae:ActivityEvent) ON (ae.created_at)",
+        "CREATE INDEX audit_action IF NOT EXISTS FOR (al:AuditLog) ON (al.action)",
+        "CREATE INDEX audit_created_at IF NOT EXISTS FOR (al:AuditLog) ON (al.created_at)",
+        "CREATE INDEX refresh_token_family IF NOT EXISTS FOR (t:RefreshToken) ON (t.family_id)",
+        "CREATE INDEX refresh_token_expires IF NOT EXISTS FOR (t:RefreshToken) ON (t.expires_at)",
+        // Composite indexes.
+        "CREATE INDEX user_status_created IF NOT EXISTS FOR (u:User) ON (u.status, u.created_at)",
+        "CREATE INDEX notebook_owner_status IF NOT EXISTS FOR (n:Notebook) ON (n.status, n.visibility)",
+        "CREATE INDEX document_notebook_status IF NOT EXISTS FOR (d:Document) ON (d.processing_status, d.uploaded_at)",
+        // Relationship indexes.
+        "CREATE INDEX owns_created_at IF NOT EXISTS FOR ()-[r:OWNS]-() ON (r.created_at)",
+        "CREATE INDEX collaborates_on_permission IF NOT EXISTS FOR ()-[r:COLLABORATES_ON]-() ON (r.permission, r.status)",
+        "CREATE INDEX contains_added_at IF NOT EXISTS FOR ()-[r:CONTAINS]-() ON (r.added_at)",
+        "CREATE INDEX accessed_at IF NOT EXISTS FOR ()-[r:ACCESSED]-() ON (r.accessed_at, r.access_type)",
+        "CREATE INDEX shared_at IF NOT EXISTS FOR ()-[r:SHARED]-() ON (r.shared_at, r.visibility)",
+        "CREATE INDEX tagged_with_at IF NOT EXISTS FOR ()-[r:TAGGED_WITH]-() ON (r.tagged_at)",
+    ],
+}];
