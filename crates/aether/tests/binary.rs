@@ -203,3 +203,15 @@ async fn command_line_tools_work() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn worker_runs_until_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut worker = aether(dir.path()).arg("worker").stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(worker.try_wait().unwrap().is_none(), "the worker keeps running");
+    let pid = worker.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = worker.wait().unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+}

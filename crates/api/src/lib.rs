@@ -13,7 +13,7 @@ pub mod routes;
 mod state;
 
 pub use axum::Router;
-pub use routes::router;
+pub use routes::{router, with_middleware};
 pub use state::{ApiSettings, AppState, ReadinessCheck};
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets in-flight

@@ -77,7 +77,7 @@ mod tests {
         let second = NotebookId::new();
         assert!(first < second);
         assert_eq!(NotebookId::parse(&first.to_string()).ok(), Some(first));
-        assert_eq!(first.to_string() < second.to_string(), true);
+        assert!(first.to_string() < second.to_string());
     }
 
     #[test]

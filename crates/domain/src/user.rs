@@ -74,7 +74,7 @@ impl Password {
 
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
         let chars = text.chars().count();
-        if chars < Self::MIN_LEN || chars > 1024 {
+        if !(Self::MIN_LEN..=1024).contains(&chars) {
             return Err(ValidationError::new(
                 "password",
                 format!("must be {} to 1024 characters", Self::MIN_LEN),

@@ -58,13 +58,18 @@ pub fn router(state: AppState) -> Router {
         ),
     );
 
-    let mut stack = Router::new()
-        .merge(routes)
-        .merge(docs)
+    let app = Router::new().merge(routes).merge(docs).with_state(state);
+    with_middleware(app, &settings)
+}
+
+/// Wraps routes in the middleware stack every response goes through: the 404
+/// fallback, metrics, security headers, request ids, problem mapping, CORS, panic
+/// catching, the request timeout and the body limit.
+pub fn with_middleware(app: Router, settings: &ApiSettings) -> Router {
+    let mut stack = app
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such route.") })
         // Per-route, so that the matched route template is known.
-        .layer(from_fn(middleware::track_metrics))
-        .with_state(state);
+        .layer(from_fn(middleware::track_metrics));
 
     for (name, value) in middleware::security_headers() {
         stack = stack.layer(SetResponseHeaderLayer::if_not_present(name, value));
@@ -73,7 +78,7 @@ pub fn router(state: AppState) -> Router {
         ServiceBuilder::new()
             .layer(from_fn(middleware::request_id))
             .layer(from_fn(middleware::problem_details))
-            .option_layer(cors(&settings))
+            .option_layer(cors(settings))
             .layer(CatchPanicLayer::custom(middleware::panic_response))
             .layer(TimeoutLayer::with_status_code(middleware::TIMEOUT_STATUS, settings.request_timeout))
             .layer(DefaultBodyLimit::max(settings.max_body_bytes)),

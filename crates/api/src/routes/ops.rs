@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::state::AppState;
+use std::sync::Arc;
+
+use crate::state::{AppState, ReadinessCheck};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -48,7 +50,16 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
     (status = 503, description = "A dependency is down", body = Readiness),
 ))]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let checks = state.readiness.iter().map(|check| async move {
+    let (status, report) = readiness_report(&state.readiness).await;
+    let mut response = (status, Json(report)).into_response();
+    // A 503 here is a readiness report, not an error: it stays plain JSON.
+    response.extensions_mut().insert(crate::middleware::NotAProblem);
+    response
+}
+
+/// Runs every check concurrently, each bounded by a timeout.
+pub async fn readiness_report(checks: &[Arc<dyn ReadinessCheck>]) -> (StatusCode, Readiness) {
+    let checks = checks.iter().map(|check| async move {
         let started = Instant::now();
         let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check.check()).await {
             Ok(outcome) => outcome,
@@ -64,11 +75,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let checks: BTreeMap<_, _> = futures::future::join_all(checks).await.into_iter().collect();
     let all_up = checks.values().all(|check| check.status == "up");
     let status = if all_up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    // A 503 here is a readiness report, not an error: it stays plain JSON.
-    let mut response =
-        (status, Json(Readiness { status: if all_up { "ready" } else { "unavailable" }, checks })).into_response();
-    response.extensions_mut().insert(crate::middleware::NotAProblem);
-    response
+    (status, Readiness { status: if all_up { "ready" } else { "unavailable" }, checks })
 }
 
 /// Prometheus metrics in the text exposition format.
