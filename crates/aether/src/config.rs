@@ -106,6 +106,7 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     pub run_workers: bool,
     pub session_purge_interval_secs: u64,
+    pub max_notebook_depth: u32,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -133,6 +134,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             run_workers: true,
             session_purge_interval_secs: 3600,
+            max_notebook_depth: 32,
             log_format: LogFormat::Json,
             log_level: "info".into(),
         }
@@ -161,6 +163,7 @@ pub const KEYS: &[&str] = &[
     "shutdown_grace_secs",
     "run_workers",
     "session_purge_interval_secs",
+    "max_notebook_depth",
     "log_format",
     "log_level",
 ];
@@ -225,6 +228,9 @@ impl Config {
         }
         if self.session_purge_interval_secs == 0 {
             return invalid("session_purge_interval_secs (AETHER_SESSION_PURGE_INTERVAL_SECS) must be positive");
+        }
+        if !(1..=1000).contains(&self.max_notebook_depth) {
+            return invalid("max_notebook_depth (AETHER_MAX_NOTEBOOK_DEPTH) must be between 1 and 1000");
         }
         if self.neo4j_max_connections == 0 {
             return invalid("neo4j_max_connections (AETHER_NEO4J_MAX_CONNECTIONS) must be positive");

@@ -96,7 +96,7 @@ impl Runtime {
                 ),
             },
         ));
-        let notebooks = Arc::new(NotebookService::new(Arc::clone(&store)));
+        let notebooks = Arc::new(NotebookService::new(Arc::clone(&store), config.max_notebook_depth));
         Ok(Self { config, store, accounts, notebooks, tokens })
     }
 

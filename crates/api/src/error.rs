@@ -124,6 +124,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(field) => {
                 Self::new(StatusCode::CONFLICT, "conflict", format!("The {field} is already taken."))
             }
+            ServiceError::Rejected { code, detail } => Self::new(StatusCode::CONFLICT, code, detail),
             ServiceError::InvalidGrant => {
                 Self::oauth(StatusCode::BAD_REQUEST, "invalid_grant", "The credentials or refresh token are not valid.")
             }

@@ -15,7 +15,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "operations", description = "Liveness, readiness, metrics"),
         (name = "auth", description = "The built-in identity provider"),
         (name = "users", description = "Accounts"),
-        (name = "notebooks", description = "Notebooks"),
+        (name = "notebooks", description = "Notebooks and their hierarchy"),
+        (name = "sharing", description = "Invitations, permissions and why a user has access"),
     )
 )]
 #[derive(Debug)]

@@ -4,6 +4,7 @@
 //! Values are validated when they are constructed (`parse`), so a service that holds
 //! a [`notebook::NotebookName`] knows it is a valid name without checking again.
 
+pub mod access;
 pub mod auth;
 pub mod error;
 pub mod id;

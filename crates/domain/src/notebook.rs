@@ -169,6 +169,8 @@ impl NotebookStatus {
 pub struct Notebook {
     pub id: NotebookId,
     pub owner_id: UserId,
+    /// The notebook this one sits in (`(parent)-[:PARENT_OF]->(this)`); `None` for a root.
+    pub parent_id: Option<NotebookId>,
     pub name: NotebookName,
     pub description: Option<Description>,
     pub visibility: Visibility,
@@ -186,6 +188,7 @@ pub struct Notebook {
 pub struct NewNotebook {
     pub id: NotebookId,
     pub owner_id: UserId,
+    pub parent_id: Option<NotebookId>,
     pub name: NotebookName,
     pub description: Option<Description>,
     pub visibility: Visibility,

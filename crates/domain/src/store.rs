@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use crate::StoreError;
+use crate::access::{ChainLink, CollaborationStatus, Permission};
 use crate::id::{NotebookId, TokenFamilyId, UserId};
 use crate::notebook::{NewNotebook, Notebook, NotebookPatch};
 use crate::page::{Page, PageRequest};
@@ -35,16 +36,70 @@ pub trait UserStore: Send + Sync {
 
 #[async_trait]
 pub trait NotebookStore: Send + Sync {
-    /// Creates the notebook and its owner's `OWNS` relationship together.
-    /// `NotFound` when the owner does not exist.
-    async fn create_notebook(&self, notebook: NewNotebook) -> StoreResult<Notebook>;
+    /// Creates the notebook, its owner's `OWNS` relationship and, with a parent, the
+    /// parent's `PARENT_OF`, together. `NotFound` when the owner or the parent does not
+    /// exist; `Conflict("depth")` when the notebook would sit deeper than `max_depth`.
+    async fn create_notebook(&self, notebook: NewNotebook, max_depth: u32) -> StoreResult<Notebook>;
     /// A notebook that is not soft-deleted.
     async fn get_notebook(&self, id: NotebookId) -> StoreResult<Notebook>;
     /// Non-deleted notebooks the user owns, newest first.
     async fn list_owned_notebooks(&self, owner: UserId, page: PageRequest) -> StoreResult<Page<Notebook>>;
     async fn update_notebook(&self, id: NotebookId, patch: NotebookPatch, at: Timestamp) -> StoreResult<Notebook>;
-    /// Marks the notebook deleted; later reads answer `NotFound`.
-    async fn soft_delete_notebook(&self, id: NotebookId, at: Timestamp) -> StoreResult<()>;
+    /// Marks the notebook deleted; later reads answer `NotFound`. With `cascade`, its
+    /// whole subtree goes too; without, a notebook with live children answers
+    /// `Conflict("children")`.
+    async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, at: Timestamp) -> StoreResult<()>;
+    /// The notebook (first) and its ancestors up to the root, each with the user's
+    /// accepted collaboration. `NotFound` when the notebook is missing or deleted.
+    async fn access_chain(&self, user: UserId, id: NotebookId) -> StoreResult<Vec<ChainLink>>;
+    /// Live children of `parent`, newest first; only public ones when `only_public`.
+    async fn list_children(&self, parent: NotebookId, only_public: bool, page: PageRequest) -> StoreResult<Page<Notebook>>;
+    /// Moves a notebook under `new_parent` (or to the root). `Conflict("cycle")` when
+    /// the new parent is the notebook or one of its descendants, `Conflict("depth")`
+    /// when its subtree would reach deeper than `max_depth`.
+    async fn move_notebook(
+        &self,
+        id: NotebookId,
+        new_parent: Option<NotebookId>,
+        max_depth: u32,
+        at: Timestamp,
+    ) -> StoreResult<Notebook>;
+    /// Live notebooks the user reaches through an accepted collaboration on them or
+    /// on an ancestor, excluding ones the user owns; newest first.
+    async fn list_shared_with(&self, user: UserId, page: PageRequest) -> StoreResult<Page<Notebook>>;
+}
+
+/// A `(user)-[:COLLABORATES_ON]->(notebook)` relationship.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collaboration {
+    pub notebook_id: NotebookId,
+    pub user_id: UserId,
+    pub permission: Permission,
+    pub status: CollaborationStatus,
+    pub invited_by: UserId,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[async_trait]
+pub trait CollaborationStore: Send + Sync {
+    /// Creates the relationship or replaces its permission and status.
+    /// `NotFound` when the notebook or the user does not exist.
+    async fn put_collaboration(&self, collaboration: Collaboration) -> StoreResult<Collaboration>;
+    /// `NotFound` when there is no such relationship.
+    async fn set_collaboration_status(
+        &self,
+        notebook: NotebookId,
+        user: UserId,
+        status: CollaborationStatus,
+        at: Timestamp,
+    ) -> StoreResult<Collaboration>;
+    /// `NotFound` when there is no such relationship.
+    async fn remove_collaboration(&self, notebook: NotebookId, user: UserId) -> StoreResult<()>;
+    /// Every collaboration on the notebook, oldest first.
+    async fn list_collaborations(&self, notebook: NotebookId) -> StoreResult<Vec<Collaboration>>;
+    /// The user's collaborations in `status` on live notebooks, newest first.
+    async fn list_user_collaborations(&self, user: UserId, status: CollaborationStatus) -> StoreResult<Vec<Collaboration>>;
 }
 
 /// A refresh token as stored: only its SHA-256 digest, never the token itself.
@@ -89,7 +144,7 @@ pub trait SessionStore: Send + Sync {
 
 /// The system of record: every port, plus what operations need.
 #[async_trait]
-pub trait Store: UserStore + NotebookStore + SessionStore + Send + Sync + std::fmt::Debug {
+pub trait Store: UserStore + NotebookStore + CollaborationStore + SessionStore + Send + Sync + std::fmt::Debug {
     /// A short name for logs and `/ready` (`sqlite`, `neo4j`).
     fn backend_name(&self) -> &'static str;
     /// Applies pending schema migrations; idempotent and safe to run concurrently.

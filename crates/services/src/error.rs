@@ -14,6 +14,10 @@ pub enum ServiceError {
     /// A uniqueness rule; the string names the field.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The request conflicts with the state of the graph (too deep, a cycle, live
+    /// children …); `code` is stable, `detail` is for people.
+    #[error("rejected: {code}")]
+    Rejected { code: &'static str, detail: String },
     /// Wrong username or password, or an unusable refresh token (RFC 6749 `invalid_grant`).
     #[error("invalid grant")]
     InvalidGrant,

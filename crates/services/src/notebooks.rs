@@ -1,14 +1,18 @@
-//! Notebook use cases. For now a notebook is visible only to its owner: another
-//! user's notebook is reported as not found, so ids reveal nothing. Collaboration
-//! and inheritance through the hierarchy come with the notebooks issue.
+//! Notebook use cases, authorised through the graph (DESIGN.md §4): the caller's
+//! effective permission comes from ownership or accepted grants on the notebook or
+//! any ancestor, the notebook's own public visibility, and global roles
+//! ([`aether_domain::access::effective_access`]). A notebook the caller may not read
+//! is reported as not found; one it may read but not change, as forbidden.
 
 use std::sync::Arc;
 
+use aether_domain::StoreError;
+use aether_domain::access::{self, Access, CollaborationStatus, Permission};
 use aether_domain::auth::Principal;
-use aether_domain::id::NotebookId;
+use aether_domain::id::{NotebookId, UserId};
 use aether_domain::notebook::{Description, NewNotebook, Notebook, NotebookName, NotebookPatch, Tag, Visibility};
 use aether_domain::page::{Page, PageRequest};
-use aether_domain::store::Store;
+use aether_domain::store::{Collaboration, Store};
 use aether_domain::time;
 
 use crate::error::{ServiceError, ServiceResult};
@@ -16,6 +20,7 @@ use crate::error::{ServiceError, ServiceResult};
 /// A validated request to create a notebook.
 #[derive(Debug, Clone)]
 pub struct CreateNotebook {
+    pub parent_id: Option<NotebookId>,
     pub name: NotebookName,
     pub description: Option<Description>,
     pub visibility: Visibility,
@@ -23,65 +28,268 @@ pub struct CreateNotebook {
     pub compliance_settings: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A validated update: the field changes plus, optionally, a new parent
+/// (`Some(None)` moves the notebook to the root).
+#[derive(Debug, Clone, Default)]
+pub struct UpdateNotebook {
+    pub patch: NotebookPatch,
+    pub parent_id: Option<Option<NotebookId>>,
+}
+
+/// Which notebooks a listing covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListScope {
+    /// Notebooks the caller owns.
+    Owned,
+    /// Notebooks others shared with the caller (directly or through an ancestor).
+    SharedWithMe,
+}
+
+/// The effective access of a user to a notebook, for the explain endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessReport {
+    pub user_id: UserId,
+    pub notebook_id: NotebookId,
+    pub access: Option<Access>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NotebookService {
     store: Arc<dyn Store>,
+    max_depth: u32,
+}
+
+fn rejected(code: &'static str, detail: &str) -> ServiceError {
+    ServiceError::Rejected { code, detail: detail.to_owned() }
+}
+
+/// Turns a store's rule conflicts into stable, explained rejections.
+fn structure_error(error: StoreError, max_depth: u32) -> ServiceError {
+    match error {
+        StoreError::Conflict(rule) if rule == "depth" => ServiceError::Rejected {
+            code: "depth_exceeded",
+            detail: format!("Notebooks may be nested at most {max_depth} levels deep."),
+        },
+        StoreError::Conflict(rule) if rule == "cycle" => {
+            rejected("cycle", "A notebook cannot be moved into itself or one of its descendants.")
+        }
+        StoreError::Conflict(rule) if rule == "children" => {
+            rejected("has_children", "The notebook has child notebooks; delete with cascade=true to delete them too.")
+        }
+        other => other.into(),
+    }
 }
 
 impl NotebookService {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, max_depth: u32) -> Self {
+        Self { store, max_depth }
+    }
+
+    /// The caller's effective access; `NotFound` when it cannot read the notebook.
+    pub async fn access(&self, caller: &Principal, id: NotebookId) -> ServiceResult<Access> {
+        let chain = self.store.access_chain(caller.user_id, id).await?;
+        access::effective_access(caller.user_id, &caller.roles, &chain).ok_or(ServiceError::NotFound)
+    }
+
+    /// Requires `needed` on the notebook: `NotFound` when the caller cannot even read
+    /// it (so its existence stays hidden), `Forbidden` when it can read but not this.
+    async fn require(&self, caller: &Principal, id: NotebookId, needed: Permission) -> ServiceResult<Access> {
+        let access = self.access(caller, id).await?;
+        if !access.allows(needed) {
+            return Err(ServiceError::Forbidden(match needed {
+                Permission::Read => "read access is required",
+                Permission::Write => "write access is required",
+                Permission::Admin => "admin access is required",
+            }));
+        }
+        Ok(access)
     }
 
     pub async fn create(&self, caller: &Principal, request: CreateNotebook) -> ServiceResult<Notebook> {
-        let notebook = self
-            .store
-            .create_notebook(NewNotebook {
-                id: NotebookId::new(),
-                owner_id: caller.user_id,
-                name: request.name,
-                description: request.description,
-                visibility: request.visibility,
-                tags: request.tags,
-                compliance_settings: request.compliance_settings,
-                created_at: time::now(),
-            })
-            .await
-            .map_err(|error| match error {
-                // The caller's own account vanished (deleted while the token lives).
-                aether_domain::StoreError::NotFound => ServiceError::Forbidden("account is not active"),
-                other => other.into(),
-            })?;
+        if caller.has_role(aether_domain::user::Role::Viewer) && !caller.has_role(aether_domain::user::Role::Admin) {
+            return Err(ServiceError::Forbidden("viewers cannot create notebooks"));
+        }
+        if let Some(parent) = request.parent_id {
+            self.require(caller, parent, Permission::Write).await?;
+        }
+        let new = NewNotebook {
+            id: NotebookId::new(),
+            owner_id: caller.user_id,
+            parent_id: request.parent_id,
+            name: request.name,
+            description: request.description,
+            visibility: request.visibility,
+            tags: request.tags,
+            compliance_settings: request.compliance_settings,
+            created_at: time::now(),
+        };
+        let notebook = self.store.create_notebook(new, self.max_depth).await.map_err(|error| match error {
+            // The parent was checked above, so a missing node is the caller's own account.
+            StoreError::NotFound if request.parent_id.is_none() => ServiceError::Forbidden("account is not active"),
+            other => structure_error(other, self.max_depth),
+        })?;
         tracing::info!(notebook_id = %notebook.id, owner_id = %caller.user_id, "created notebook");
         Ok(notebook)
     }
 
-    pub async fn get(&self, caller: &Principal, id: NotebookId) -> ServiceResult<Notebook> {
+    pub async fn get(&self, caller: &Principal, id: NotebookId) -> ServiceResult<(Notebook, Access)> {
+        let access = self.require(caller, id, Permission::Read).await?;
+        Ok((self.store.get_notebook(id).await?, access))
+    }
+
+    pub async fn list(&self, caller: &Principal, scope: ListScope, page: PageRequest) -> ServiceResult<Page<Notebook>> {
+        Ok(match scope {
+            ListScope::Owned => self.store.list_owned_notebooks(caller.user_id, page).await?,
+            ListScope::SharedWithMe => self.store.list_shared_with(caller.user_id, page).await?,
+        })
+    }
+
+    /// Child notebooks the caller may read: all of them when its access to the parent
+    /// is inherited by descendants, only the public ones when it reads the parent
+    /// merely because the parent is public.
+    pub async fn children(&self, caller: &Principal, id: NotebookId, page: PageRequest) -> ServiceResult<Page<Notebook>> {
+        let access = self.require(caller, id, Permission::Read).await?;
+        Ok(self.store.list_children(id, !access.is_inheritable(), page).await?)
+    }
+
+    /// Changing content needs write access; changing visibility, compliance settings
+    /// or the parent needs admin access (and write access to the new parent).
+    pub async fn update(&self, caller: &Principal, id: NotebookId, update: UpdateNotebook) -> ServiceResult<Notebook> {
+        let patch = update.patch;
+        let needs_admin =
+            patch.visibility.is_some() || patch.compliance_settings.is_some() || update.parent_id.is_some();
+        self.require(caller, id, if needs_admin { Permission::Admin } else { Permission::Write }).await?;
+        if let Some(Some(parent)) = update.parent_id {
+            self.require(caller, parent, Permission::Write).await?;
+        }
+        let now = time::now();
+        let mut notebook = None;
+        if let Some(parent) = update.parent_id {
+            notebook = Some(
+                self.store
+                    .move_notebook(id, parent, self.max_depth, now)
+                    .await
+                    .map_err(|error| structure_error(error, self.max_depth))?,
+            );
+        }
+        if !patch.is_empty() {
+            notebook = Some(self.store.update_notebook(id, patch, now).await?);
+        }
+        tracing::info!(notebook_id = %id, "updated notebook");
+        match notebook {
+            Some(notebook) => Ok(notebook),
+            None => Ok(self.store.get_notebook(id).await?),
+        }
+    }
+
+    pub async fn delete(&self, caller: &Principal, id: NotebookId, cascade: bool) -> ServiceResult<()> {
+        self.require(caller, id, Permission::Admin).await?;
+        self.store
+            .soft_delete_notebook(id, cascade, time::now())
+            .await
+            .map_err(|error| structure_error(error, self.max_depth))?;
+        tracing::info!(notebook_id = %id, cascade, "deleted notebook");
+        Ok(())
+    }
+
+    /// Invites `user` to collaborate with `permission`; the grant takes effect when
+    /// the invitee accepts. Re-inviting replaces a pending or declined invitation.
+    pub async fn share(&self, caller: &Principal, id: NotebookId, user: UserId, permission: Permission) -> ServiceResult<Collaboration> {
+        self.require(caller, id, Permission::Admin).await?;
         let notebook = self.store.get_notebook(id).await?;
-        if notebook.owner_id != caller.user_id {
+        if user == notebook.owner_id {
+            return Err(rejected("already_owner", "The user owns this notebook."));
+        }
+        let now = time::now();
+        let invitation = Collaboration {
+            notebook_id: id,
+            user_id: user,
+            permission,
+            status: CollaborationStatus::Pending,
+            invited_by: caller.user_id,
+            created_at: now,
+            updated_at: now,
+        };
+        let stored = self.store.put_collaboration(invitation).await.map_err(|error| match error {
+            StoreError::NotFound => ServiceError::Validation(aether_domain::ValidationError::new("user_id", "no such user")),
+            other => other.into(),
+        })?;
+        tracing::info!(notebook_id = %id, invitee = %user, permission = permission.as_str(), "shared notebook");
+        Ok(stored)
+    }
+
+    /// Grants, changes (`Some`) or revokes (`None`) a user's permission directly,
+    /// without an invitation.
+    pub async fn set_permission(
+        &self,
+        caller: &Principal,
+        id: NotebookId,
+        user: UserId,
+        permission: Option<Permission>,
+    ) -> ServiceResult<Option<Collaboration>> {
+        self.require(caller, id, Permission::Admin).await?;
+        let notebook = self.store.get_notebook(id).await?;
+        if user == notebook.owner_id {
+            return Err(rejected("already_owner", "The owner's access cannot be changed."));
+        }
+        let Some(permission) = permission else {
+            self.store.remove_collaboration(id, user).await?;
+            tracing::info!(notebook_id = %id, user = %user, "revoked permission");
+            return Ok(None);
+        };
+        let now = time::now();
+        let grant = Collaboration {
+            notebook_id: id,
+            user_id: user,
+            permission,
+            status: CollaborationStatus::Accepted,
+            invited_by: caller.user_id,
+            created_at: now,
+            updated_at: now,
+        };
+        let stored = self.store.put_collaboration(grant).await.map_err(|error| match error {
+            StoreError::NotFound => ServiceError::Validation(aether_domain::ValidationError::new("user_id", "no such user")),
+            other => other.into(),
+        })?;
+        tracing::info!(notebook_id = %id, user = %user, permission = permission.as_str(), "set permission");
+        Ok(Some(stored))
+    }
+
+    pub async fn collaborators(&self, caller: &Principal, id: NotebookId) -> ServiceResult<Vec<Collaboration>> {
+        self.require(caller, id, Permission::Admin).await?;
+        Ok(self.store.list_collaborations(id).await?)
+    }
+
+    /// The caller's own invitations in `status`.
+    pub async fn invitations(&self, caller: &Principal, status: CollaborationStatus) -> ServiceResult<Vec<Collaboration>> {
+        Ok(self.store.list_user_collaborations(caller.user_id, status).await?)
+    }
+
+    /// Accepts or declines the caller's own invitation. `NotFound` when there is none.
+    pub async fn answer_invitation(&self, caller: &Principal, id: NotebookId, accept: bool) -> ServiceResult<Collaboration> {
+        let status = if accept { CollaborationStatus::Accepted } else { CollaborationStatus::Declined };
+        let pending = self.store.list_user_collaborations(caller.user_id, CollaborationStatus::Pending).await?;
+        if !pending.iter().any(|invitation| invitation.notebook_id == id) {
             return Err(ServiceError::NotFound);
         }
-        Ok(notebook)
+        Ok(self.store.set_collaboration_status(id, caller.user_id, status, time::now()).await?)
     }
 
-    pub async fn list_owned(&self, caller: &Principal, page: PageRequest) -> ServiceResult<Page<Notebook>> {
-        Ok(self.store.list_owned_notebooks(caller.user_id, page).await?)
-    }
-
-    pub async fn update(&self, caller: &Principal, id: NotebookId, patch: NotebookPatch) -> ServiceResult<Notebook> {
-        self.get(caller, id).await?;
-        if patch.is_empty() {
-            return self.get(caller, id).await;
+    /// Why `user` (the caller when `None`) has access to the notebook. Asking about
+    /// someone else needs admin access to the notebook.
+    pub async fn explain_access(&self, caller: &Principal, id: NotebookId, user: Option<UserId>) -> ServiceResult<AccessReport> {
+        let target = user.unwrap_or(caller.user_id);
+        if target == caller.user_id {
+            let access = self.access(caller, id).await?;
+            return Ok(AccessReport { user_id: target, notebook_id: id, access: Some(access) });
         }
-        let notebook = self.store.update_notebook(id, patch, time::now()).await?;
-        tracing::info!(notebook_id = %id, "updated notebook");
-        Ok(notebook)
-    }
-
-    pub async fn delete(&self, caller: &Principal, id: NotebookId) -> ServiceResult<()> {
-        self.get(caller, id).await?;
-        self.store.soft_delete_notebook(id, time::now()).await?;
-        tracing::info!(notebook_id = %id, "deleted notebook");
-        Ok(())
+        self.require(caller, id, Permission::Admin).await?;
+        let subject = self.store.get_user(target).await.map_err(|error| match error {
+            StoreError::NotFound => ServiceError::Validation(aether_domain::ValidationError::new("user_id", "no such user")),
+            other => other.into(),
+        })?;
+        let chain = self.store.access_chain(target, id).await?;
+        let access = access::effective_access(target, &subject.roles, &chain);
+        Ok(AccessReport { user_id: target, notebook_id: id, access })
     }
 }

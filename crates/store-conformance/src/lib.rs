@@ -9,10 +9,11 @@
 use std::collections::HashSet;
 
 use aether_domain::StoreError;
+use aether_domain::access::{CollaborationStatus, Permission};
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::notebook::{Description, NewNotebook, NotebookName, NotebookPatch, NotebookStatus, Tag, Visibility};
 use aether_domain::page::{Limit, PageRequest};
-use aether_domain::store::{NewRefreshToken, RefreshOutcome, Store};
+use aether_domain::store::{Collaboration, NewRefreshToken, RefreshOutcome, Store};
 use aether_domain::time;
 use aether_domain::user::{Email, NewUser, Role, UserPatch, UserStatus, Username};
 use chrono::TimeDelta;
@@ -30,8 +31,14 @@ pub async fn run_all(store: &dyn Store) {
     refresh_tokens_rotate_once_and_detect_reuse(store).await;
     concurrent_rotation_spends_a_token_once(store).await;
     expired_refresh_tokens_are_refused_and_purged(store).await;
+    notebooks_form_a_hierarchy(store).await;
+    moves_reject_cycles_and_excess_depth(store).await;
+    deleting_a_parent_needs_cascade(store).await;
+    collaborations_grant_along_the_hierarchy(store).await;
     store.ping().await.expect("ping");
 }
+
+const MAX_DEPTH: u32 = 32;
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", Uuid::now_v7().simple())
@@ -54,6 +61,7 @@ fn new_notebook(owner: UserId, name: &str) -> NewNotebook {
     NewNotebook {
         id: NotebookId::new(),
         owner_id: owner,
+        parent_id: None,
         name: NotebookName::parse(name).unwrap(),
         description: None,
         visibility: Visibility::Private,
@@ -195,7 +203,7 @@ pub async fn notebooks_round_trip_every_field(store: &dyn Store) {
     new.tags = Tag::parse_list(&["finance", "Q3"]).unwrap();
     new.compliance_settings =
         serde_json::json!({"pii_scan": true, "retention_days": 30, "rules": ["gdpr"]}).as_object().unwrap().clone();
-    let created = store.create_notebook(new.clone()).await.unwrap();
+    let created = store.create_notebook(new.clone(), MAX_DEPTH).await.unwrap();
     assert_eq!(created.id, new.id);
     assert_eq!(created.owner_id, owner.id);
     assert_eq!(created.status, NotebookStatus::Active);
@@ -213,12 +221,12 @@ pub async fn notebooks_round_trip_every_field(store: &dyn Store) {
 
 pub async fn notebooks_need_an_existing_owner(store: &dyn Store) {
     let orphan = new_notebook(UserId::new(), "Orphan");
-    assert!(matches!(store.create_notebook(orphan.clone()).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.create_notebook(orphan.clone(), MAX_DEPTH).await, Err(StoreError::NotFound)));
     assert!(matches!(store.get_notebook(orphan.id).await, Err(StoreError::NotFound)));
 
     let gone = store.create_user(new_user("gone")).await.unwrap();
     store.soft_delete_user(gone.id, time::now()).await.unwrap();
-    assert!(matches!(store.create_notebook(new_notebook(gone.id, "Late")).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.create_notebook(new_notebook(gone.id, "Late"), MAX_DEPTH).await, Err(StoreError::NotFound)));
 }
 
 pub async fn owned_notebooks_page_with_cursors(store: &dyn Store) {
@@ -226,11 +234,11 @@ pub async fn owned_notebooks_page_with_cursors(store: &dyn Store) {
     let other = store.create_user(new_user("paging-other")).await.unwrap();
     let mut mine = Vec::new();
     for i in 0..45 {
-        mine.push(store.create_notebook(new_notebook(owner.id, &format!("Notebook {i}"))).await.unwrap().id);
+        mine.push(store.create_notebook(new_notebook(owner.id, &format!("Notebook {i}")), MAX_DEPTH).await.unwrap().id);
     }
-    let theirs = store.create_notebook(new_notebook(other.id, "Not yours")).await.unwrap();
-    let deleted = store.create_notebook(new_notebook(owner.id, "Deleted")).await.unwrap();
-    store.soft_delete_notebook(deleted.id, time::now()).await.unwrap();
+    let theirs = store.create_notebook(new_notebook(other.id, "Not yours"), MAX_DEPTH).await.unwrap();
+    let deleted = store.create_notebook(new_notebook(owner.id, "Deleted"), MAX_DEPTH).await.unwrap();
+    store.soft_delete_notebook(deleted.id, false, time::now()).await.unwrap();
 
     let mut sizes = Vec::new();
     let mut seen = Vec::new();
@@ -263,7 +271,7 @@ pub async fn notebooks_are_patched_and_soft_deleted(store: &dyn Store) {
     let mut new = new_notebook(owner.id, "Draft");
     new.description = Some(Description::parse("first").unwrap());
     new.tags = Tag::parse_list(&["a"]).unwrap();
-    let created = store.create_notebook(new).await.unwrap();
+    let created = store.create_notebook(new, MAX_DEPTH).await.unwrap();
 
     let later = time::now() + TimeDelta::seconds(2);
     let patch = NotebookPatch {
@@ -292,13 +300,13 @@ pub async fn notebooks_are_patched_and_soft_deleted(store: &dyn Store) {
     assert_eq!(cleared.status, NotebookStatus::Archived);
     assert_eq!(store.get_notebook(created.id).await.unwrap(), cleared);
 
-    store.soft_delete_notebook(created.id, later).await.unwrap();
+    store.soft_delete_notebook(created.id, false, later).await.unwrap();
     assert!(matches!(store.get_notebook(created.id).await, Err(StoreError::NotFound)));
     assert!(matches!(
         store.update_notebook(created.id, NotebookPatch::default(), later).await,
         Err(StoreError::NotFound)
     ));
-    assert!(matches!(store.soft_delete_notebook(created.id, later).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.soft_delete_notebook(created.id, false, later).await, Err(StoreError::NotFound)));
     assert!(matches!(
         store.update_notebook(NotebookId::new(), NotebookPatch::default(), later).await,
         Err(StoreError::NotFound)
@@ -397,4 +405,176 @@ pub async fn expired_refresh_tokens_are_refused_and_purged(store: &dyn Store) {
     assert!(purged >= 1, "the expired token is purged");
     let outcome = store.rotate_refresh_token(&live.token_hash, &unique("hash"), expires, time::now()).await.unwrap();
     assert!(matches!(outcome, RefreshOutcome::Rotated { .. }), "a live token survives the purge");
+}
+
+fn child_of(owner: UserId, parent: NotebookId, name: &str) -> NewNotebook {
+    NewNotebook { parent_id: Some(parent), ..new_notebook(owner, name) }
+}
+
+pub async fn notebooks_form_a_hierarchy(store: &dyn Store) {
+    let owner = store.create_user(new_user("tree")).await.unwrap();
+    let stranger = store.create_user(new_user("stranger")).await.unwrap();
+    let root = store.create_notebook(new_notebook(owner.id, "Root"), MAX_DEPTH).await.unwrap();
+    assert_eq!(root.parent_id, None);
+    let child = store.create_notebook(child_of(owner.id, root.id, "Child"), MAX_DEPTH).await.unwrap();
+    assert_eq!(child.parent_id, Some(root.id));
+    let mut public = child_of(owner.id, root.id, "Public child");
+    public.visibility = Visibility::Public;
+    let public = store.create_notebook(public, MAX_DEPTH).await.unwrap();
+    let grandchild = store.create_notebook(child_of(owner.id, child.id, "Grandchild"), MAX_DEPTH).await.unwrap();
+    assert_eq!(store.get_notebook(grandchild.id).await.unwrap().parent_id, Some(child.id));
+
+    let chain = store.access_chain(stranger.id, grandchild.id).await.unwrap();
+    assert_eq!(chain.iter().map(|link| link.notebook_id).collect::<Vec<_>>(), [grandchild.id, child.id, root.id]);
+    assert!(chain.iter().all(|link| link.owner_id == owner.id && link.grant.is_none()));
+    assert!(matches!(store.access_chain(owner.id, NotebookId::new()).await, Err(StoreError::NotFound)));
+
+    let children = store.list_children(root.id, false, PageRequest::default()).await.unwrap();
+    assert_eq!(children.items.iter().map(|n| n.id).collect::<Vec<_>>(), [public.id, child.id]);
+    let public_only = store.list_children(root.id, true, PageRequest::default()).await.unwrap();
+    assert_eq!(public_only.items.iter().map(|n| n.id).collect::<Vec<_>>(), [public.id]);
+    let paged = store.list_children(root.id, false, PageRequest { limit: limit(1), after: None }).await.unwrap();
+    assert_eq!(paged.items.len(), 1);
+    assert!(paged.next_after.is_some());
+
+    // Depth: root is 1, so with a limit of 3 the grandchild (depth 3) may have no child.
+    match store.create_notebook(child_of(owner.id, grandchild.id, "Too deep"), 3).await {
+        Err(StoreError::Conflict(rule)) => assert_eq!(rule, "depth"),
+        other => panic!("expected Conflict(depth), got {other:?}"),
+    }
+    assert!(store.create_notebook(child_of(owner.id, grandchild.id, "Deep enough"), 4).await.is_ok());
+    let missing_parent = child_of(owner.id, NotebookId::new(), "Lost");
+    assert!(matches!(store.create_notebook(missing_parent, MAX_DEPTH).await, Err(StoreError::NotFound)));
+}
+
+pub async fn moves_reject_cycles_and_excess_depth(store: &dyn Store) {
+    let owner = store.create_user(new_user("mover")).await.unwrap();
+    let a = store.create_notebook(new_notebook(owner.id, "A"), MAX_DEPTH).await.unwrap();
+    let b = store.create_notebook(child_of(owner.id, a.id, "B"), MAX_DEPTH).await.unwrap();
+    let c = store.create_notebook(child_of(owner.id, b.id, "C"), MAX_DEPTH).await.unwrap();
+    let d = store.create_notebook(new_notebook(owner.id, "D"), MAX_DEPTH).await.unwrap();
+    let later = time::now() + TimeDelta::seconds(1);
+
+    for (moved, under) in [(a.id, c.id), (a.id, a.id), (b.id, c.id)] {
+        match store.move_notebook(moved, Some(under), MAX_DEPTH, later).await {
+            Err(StoreError::Conflict(rule)) => assert_eq!(rule, "cycle"),
+            other => panic!("expected Conflict(cycle), got {other:?}"),
+        }
+    }
+    // Moving B (height 2: B, C) under D (depth 1) needs a limit of 3.
+    match store.move_notebook(b.id, Some(d.id), 2, later).await {
+        Err(StoreError::Conflict(rule)) => assert_eq!(rule, "depth"),
+        other => panic!("expected Conflict(depth), got {other:?}"),
+    }
+    let moved = store.move_notebook(b.id, Some(d.id), 3, later).await.unwrap();
+    assert_eq!(moved.parent_id, Some(d.id));
+    assert_eq!(moved.updated_at, later);
+    let chain = store.access_chain(owner.id, c.id).await.unwrap();
+    assert_eq!(chain.iter().map(|link| link.notebook_id).collect::<Vec<_>>(), [c.id, b.id, d.id]);
+    assert!(store.list_children(a.id, false, PageRequest::default()).await.unwrap().items.is_empty());
+
+    let to_root = store.move_notebook(c.id, None, MAX_DEPTH, later).await.unwrap();
+    assert_eq!(to_root.parent_id, None);
+    assert_eq!(store.access_chain(owner.id, c.id).await.unwrap().len(), 1);
+    assert!(matches!(store.move_notebook(NotebookId::new(), None, MAX_DEPTH, later).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.move_notebook(c.id, Some(NotebookId::new()), MAX_DEPTH, later).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn deleting_a_parent_needs_cascade(store: &dyn Store) {
+    let owner = store.create_user(new_user("deleter")).await.unwrap();
+    let root = store.create_notebook(new_notebook(owner.id, "Root"), MAX_DEPTH).await.unwrap();
+    let child = store.create_notebook(child_of(owner.id, root.id, "Child"), MAX_DEPTH).await.unwrap();
+    let grandchild = store.create_notebook(child_of(owner.id, child.id, "Grandchild"), MAX_DEPTH).await.unwrap();
+    match store.soft_delete_notebook(root.id, false, time::now()).await {
+        Err(StoreError::Conflict(rule)) => assert_eq!(rule, "children"),
+        other => panic!("expected Conflict(children), got {other:?}"),
+    }
+    assert!(store.get_notebook(root.id).await.is_ok(), "a refused delete changes nothing");
+    store.soft_delete_notebook(root.id, true, time::now()).await.unwrap();
+    for id in [root.id, child.id, grandchild.id] {
+        assert!(matches!(store.get_notebook(id).await, Err(StoreError::NotFound)), "cascade reaches {id}");
+    }
+    // A leaf needs no cascade.
+    let leaf = store.create_notebook(new_notebook(owner.id, "Leaf"), MAX_DEPTH).await.unwrap();
+    store.soft_delete_notebook(leaf.id, false, time::now()).await.unwrap();
+}
+
+fn collaboration(notebook: NotebookId, user: UserId, inviter: UserId, permission: Permission) -> Collaboration {
+    let now = time::now();
+    Collaboration {
+        notebook_id: notebook,
+        user_id: user,
+        permission,
+        status: CollaborationStatus::Pending,
+        invited_by: inviter,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+pub async fn collaborations_grant_along_the_hierarchy(store: &dyn Store) {
+    let owner = store.create_user(new_user("sharer")).await.unwrap();
+    let guest = store.create_user(new_user("guest")).await.unwrap();
+    let root = store.create_notebook(new_notebook(owner.id, "Shared root"), MAX_DEPTH).await.unwrap();
+    let child = store.create_notebook(child_of(owner.id, root.id, "Shared child"), MAX_DEPTH).await.unwrap();
+    let unrelated = store.create_notebook(new_notebook(owner.id, "Unshared"), MAX_DEPTH).await.unwrap();
+    let guests_own = store.create_notebook(new_notebook(guest.id, "Guest's own"), MAX_DEPTH).await.unwrap();
+
+    let invited = store.put_collaboration(collaboration(root.id, guest.id, owner.id, Permission::Write)).await.unwrap();
+    assert_eq!(invited.status, CollaborationStatus::Pending);
+    assert_eq!(invited.permission, Permission::Write);
+    assert_eq!(invited.invited_by, owner.id);
+    let pending = store.list_user_collaborations(guest.id, CollaborationStatus::Pending).await.unwrap();
+    assert_eq!(pending.iter().map(|c| c.notebook_id).collect::<Vec<_>>(), [root.id]);
+    let chain = store.access_chain(guest.id, child.id).await.unwrap();
+    assert!(chain.iter().all(|link| link.grant.is_none()), "a pending invitation grants nothing");
+    assert!(store.list_shared_with(guest.id, PageRequest::default()).await.unwrap().items.is_empty());
+
+    let accepted = store
+        .set_collaboration_status(root.id, guest.id, CollaborationStatus::Accepted, time::now())
+        .await
+        .unwrap();
+    assert_eq!(accepted.status, CollaborationStatus::Accepted);
+    assert_eq!(accepted.created_at, invited.created_at);
+    let chain = store.access_chain(guest.id, child.id).await.unwrap();
+    assert_eq!(chain[0].grant, None);
+    assert_eq!(chain[1].grant, Some(Permission::Write), "the grant sits on the parent link");
+    let shared = store.list_shared_with(guest.id, PageRequest::default()).await.unwrap();
+    assert_eq!(shared.items.iter().map(|n| n.id).collect::<Vec<_>>(), [child.id, root.id]);
+    assert!(!shared.items.iter().any(|n| n.id == unrelated.id || n.id == guests_own.id));
+    assert!(store.access_chain(owner.id, child.id).await.unwrap().iter().all(|link| link.grant.is_none()));
+
+    // Re-sharing replaces the permission.
+    let mut downgrade = collaboration(root.id, guest.id, owner.id, Permission::Read);
+    downgrade.status = CollaborationStatus::Accepted;
+    store.put_collaboration(downgrade).await.unwrap();
+    let listed = store.list_collaborations(root.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].permission, Permission::Read);
+    assert_eq!(store.access_chain(guest.id, child.id).await.unwrap()[1].grant, Some(Permission::Read));
+
+    store.remove_collaboration(root.id, guest.id).await.unwrap();
+    assert!(matches!(store.remove_collaboration(root.id, guest.id).await, Err(StoreError::NotFound)));
+    assert!(store.list_shared_with(guest.id, PageRequest::default()).await.unwrap().items.is_empty());
+    assert!(matches!(
+        store.set_collaboration_status(root.id, guest.id, CollaborationStatus::Accepted, time::now()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.put_collaboration(collaboration(root.id, UserId::new(), owner.id, Permission::Read)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.put_collaboration(collaboration(NotebookId::new(), guest.id, owner.id, Permission::Read)).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Declined invitations are kept as declined and grant nothing.
+    store.put_collaboration(collaboration(unrelated.id, guest.id, owner.id, Permission::Admin)).await.unwrap();
+    store.set_collaboration_status(unrelated.id, guest.id, CollaborationStatus::Declined, time::now()).await.unwrap();
+    assert!(store.access_chain(guest.id, unrelated.id).await.unwrap()[0].grant.is_none());
+    assert_eq!(store.list_user_collaborations(guest.id, CollaborationStatus::Declined).await.unwrap().len(), 1);
 }

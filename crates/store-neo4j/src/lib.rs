@@ -13,13 +13,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use aether_domain::StoreError;
+use aether_domain::access::{ChainLink, CollaborationStatus, Permission};
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::notebook::{
     self, Description, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookStatus, Tag, Visibility,
 };
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{
-    NewRefreshToken, NotebookStore, RefreshOutcome, SessionStore, Store, StoreResult, UserStore,
+    Collaboration, CollaborationStore, NewRefreshToken, NotebookStore, RefreshOutcome, SessionStore, Store,
+    StoreResult, UserStore,
 };
 use aether_domain::time::{self, Timestamp};
 use aether_domain::user::{Email, LocalCredentials, NewUser, Role, User, UserPatch, UserStatus, Username};
@@ -78,6 +80,25 @@ impl Neo4jStore {
 
     async fn optional_row(&self, q: Query) -> StoreResult<Option<Row>> {
         Ok(self.rows(q).await?.into_iter().next())
+    }
+}
+
+/// Runs `body` in one transaction: committed when it returns `Ok`, rolled back when
+/// it returns `Err`. An explicit rollback matters: a dropped transaction would keep
+/// its locks until its pooled connection happens to be reused.
+async fn in_txn<T>(graph: &Graph, body: impl AsyncFnOnce(&mut Txn) -> StoreResult<T>) -> StoreResult<T> {
+    let mut txn = graph.start_txn().await.map_err(map_err)?;
+    match body(&mut txn).await {
+        Ok(value) => {
+            txn.commit().await.map_err(map_err)?;
+            Ok(value)
+        }
+        Err(error) => {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "neo4j rollback failed");
+            }
+            Err(error)
+        }
     }
 }
 
@@ -170,7 +191,10 @@ fn user_from_row(row: &Row) -> StoreResult<User> {
     })
 }
 
-const NOTEBOOK_RETURN: &str = "RETURN n.id AS id, owner.id AS owner_id, n.name AS name, \
+// `WITH` first: the projection may follow an update clause, which Cypher requires
+// to be separated from the OPTIONAL MATCH.
+const NOTEBOOK_RETURN: &str = "WITH n, owner OPTIONAL MATCH (parent:Notebook)-[:PARENT_OF]->(n) \
+     RETURN n.id AS id, owner.id AS owner_id, parent.id AS parent_id, n.name AS name, \
      n.description AS description, n.visibility AS visibility, n.status AS status, \
      coalesce(n.tags, []) AS tags, n.compliance_settings AS compliance_settings, \
      n.document_count AS document_count, n.total_size_bytes AS total_size_bytes, \
@@ -180,6 +204,7 @@ const NOTEBOOK_RETURN: &str = "RETURN n.id AS id, owner.id AS owner_id, n.name A
 struct NotebookRecord {
     id: String,
     owner_id: String,
+    parent_id: Option<String>,
     name: String,
     description: Option<String>,
     visibility: String,
@@ -197,6 +222,7 @@ fn notebook_from_row(row: &Row) -> StoreResult<Notebook> {
     Ok(Notebook {
         id: NotebookId::parse(&record.id).map_err(|_| corrupt("notebook id"))?,
         owner_id: UserId::parse(&record.owner_id).map_err(|_| corrupt("owner id"))?,
+        parent_id: record.parent_id.as_deref().map(NotebookId::parse).transpose().map_err(|_| corrupt("parent id"))?,
         name: NotebookName::parse(&record.name).map_err(|_| corrupt("notebook name"))?,
         description: record
             .description
@@ -286,14 +312,14 @@ impl UserStore for Neo4jStore {
     }
 
     async fn update_user(&self, id: UserId, patch: UserPatch, at: Timestamp) -> StoreResult<User> {
-        let mut txn = self.graph.start_txn().await.map_err(map_err)?;
+        in_txn(&self.graph, async move |txn: &mut Txn| {
         // Setting updated_at first takes the node's write lock for the rest of the transaction.
         let lock = query(&format!(
             "MATCH (u:User {{id: $id}}) WHERE u.status <> 'deleted' SET u.updated_at = datetime($at) {USER_RETURN}"
         ))
         .param("id", id.to_string())
         .param("at", storage(&at));
-        let row = txn_rows(&mut txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+        let row = txn_rows(txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
         let mut user = user_from_row(&row)?;
         if let Some(email) = patch.email {
             user.email = email;
@@ -322,8 +348,8 @@ impl UserStore for Neo4jStore {
         .param("roles", role_names(&user.roles))
         .param("status", user.status.as_str());
         txn.run(write).await.map_err(map_err)?;
-        txn.commit().await.map_err(map_err)?;
         Ok(user)
+        }).await
     }
 
     async fn set_password_hash(&self, id: UserId, password_hash: String, at: Timestamp) -> StoreResult<()> {
@@ -380,16 +406,30 @@ impl UserStore for Neo4jStore {
 
 #[async_trait]
 impl NotebookStore for Neo4jStore {
-    async fn create_notebook(&self, new: NewNotebook) -> StoreResult<Notebook> {
-        // One statement, so the node and its OWNS relationship commit together.
+    async fn create_notebook(&self, new: NewNotebook, max_depth: u32) -> StoreResult<Notebook> {
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+        if let Some(parent) = new.parent_id {
+            let depth = lock_chain(txn, parent).await?.len();
+            if depth == 0 {
+                return Err(StoreError::NotFound);
+            }
+            if depth as u64 + 1 > u64::from(max_depth) {
+                return Err(StoreError::Conflict("depth".into()));
+            }
+        }
+        // The node, its OWNS and its PARENT_OF commit together.
         let q = query(&format!(
             "MATCH (owner:User {{id: $owner_id}}) WHERE owner.status <> 'deleted' \
+             OPTIONAL MATCH (parent:Notebook {{id: $parent_id}}) \
              CREATE (n:Notebook {{id: $id, name: $name, description: $description, visibility: $visibility, \
              status: 'active', compliance_settings: $settings, document_count: 0, total_size_bytes: 0, \
              tags: $tags, search_text: $search_text, created_at: datetime($at), updated_at: datetime($at)}}) \
-             CREATE (owner)-[:OWNS {{created_at: datetime($at)}}]->(n) {NOTEBOOK_RETURN}"
+             CREATE (owner)-[:OWNS {{created_at: datetime($at)}}]->(n) \
+             FOREACH (p IN CASE WHEN parent IS NULL THEN [] ELSE [parent] END | \
+               CREATE (p)-[:PARENT_OF {{created_at: datetime($at)}}]->(n)) {NOTEBOOK_RETURN}"
         ))
         .param("owner_id", new.owner_id.to_string())
+        .param("parent_id", new.parent_id.map(|id| id.to_string()))
         .param("id", new.id.to_string())
         .param("name", new.name.as_str())
         .param("description", new.description.as_ref().map(|d| d.as_str().to_owned()))
@@ -398,8 +438,10 @@ impl NotebookStore for Neo4jStore {
         .param("tags", tag_names(&new.tags))
         .param("search_text", notebook::search_text(&new.name, new.description.as_ref(), &new.tags))
         .param("at", storage(&new.created_at));
-        let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
-        notebook_from_row(&row)
+        let row = txn_rows(txn, q).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+        let notebook = notebook_from_row(&row)?;
+        Ok(notebook)
+        }).await
     }
 
     async fn get_notebook(&self, id: NotebookId) -> StoreResult<Notebook> {
@@ -425,14 +467,14 @@ impl NotebookStore for Neo4jStore {
     }
 
     async fn update_notebook(&self, id: NotebookId, patch: NotebookPatch, at: Timestamp) -> StoreResult<Notebook> {
-        let mut txn = self.graph.start_txn().await.map_err(map_err)?;
+        in_txn(&self.graph, async move |txn: &mut Txn| {
         let lock = query(&format!(
             "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) WHERE n.status <> 'deleted' \
              SET n.updated_at = datetime($at) {NOTEBOOK_RETURN}"
         ))
         .param("id", id.to_string())
         .param("at", storage(&at));
-        let row = txn_rows(&mut txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+        let row = txn_rows(txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
         let mut notebook = notebook_from_row(&row)?;
         if let Some(name) = patch.name {
             notebook.name = name;
@@ -470,18 +512,285 @@ impl NotebookStore for Neo4jStore {
             notebook::search_text(&notebook.name, notebook.description.as_ref(), &notebook.tags),
         );
         txn.run(write).await.map_err(map_err)?;
-        txn.commit().await.map_err(map_err)?;
         Ok(notebook)
+        }).await
     }
 
-    async fn soft_delete_notebook(&self, id: NotebookId, at: Timestamp) -> StoreResult<()> {
-        let q = query(
-            "MATCH (n:Notebook {id: $id}) WHERE n.status <> 'deleted' \
-             SET n.status = 'deleted', n.updated_at = datetime($at) RETURN n.id AS id",
+    async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, at: Timestamp) -> StoreResult<()> {
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+        if lock_live(txn, id, &at).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let count = query(
+            "MATCH (:Notebook {id: $id})-[:PARENT_OF]->(c:Notebook) WHERE c.status <> 'deleted' RETURN count(c) AS count",
+        )
+        .param("id", id.to_string());
+        let live_children: i64 = single_value(txn, count, "count").await?;
+        if live_children > 0 && !cascade {
+            return Err(StoreError::Conflict("children".into()));
+        }
+        let delete = query(
+            "MATCH (:Notebook {id: $id})-[:PARENT_OF*0..]->(d:Notebook) WHERE d.status <> 'deleted' \
+             SET d.status = 'deleted', d.updated_at = datetime($at)",
         )
         .param("id", id.to_string())
         .param("at", storage(&at));
-        self.optional_row(q).await?.map(|_| ()).ok_or(StoreError::NotFound)
+        txn.run(delete).await.map_err(map_err)?;
+        Ok(())
+        }).await
+    }
+
+    async fn access_chain(&self, user: UserId, id: NotebookId) -> StoreResult<Vec<ChainLink>> {
+        let q = query(
+            "MATCH (n:Notebook {id: $id}) WHERE n.status <> 'deleted' \
+             MATCH path = (a:Notebook)-[:PARENT_OF*0..]->(n) \
+             MATCH (owner:User)-[:OWNS]->(a) \
+             OPTIONAL MATCH (:User {id: $user})-[c:COLLABORATES_ON {status: 'accepted'}]->(a) \
+             RETURN a.id AS notebook_id, owner.id AS owner_id, a.visibility AS visibility, \
+             c.permission AS permission, length(path) AS depth ORDER BY depth",
+        )
+        .param("id", id.to_string())
+        .param("user", user.to_string());
+        let rows = self.rows(q).await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        rows.iter().map(chain_link_from_row).collect()
+    }
+
+    async fn list_children(&self, parent: NotebookId, only_public: bool, page: PageRequest) -> StoreResult<Page<Notebook>> {
+        let q = query(&format!(
+            "MATCH (:Notebook {{id: $parent}})-[:PARENT_OF]->(n:Notebook)<-[:OWNS]-(owner:User) \
+             WHERE n.status <> 'deleted' AND (NOT $only_public OR n.visibility = 'public') \
+             AND ($after IS NULL OR n.id < $after) {NOTEBOOK_RETURN} ORDER BY n.id DESC LIMIT $limit"
+        ))
+        .param("parent", parent.to_string())
+        .param("only_public", only_public)
+        .param("after", after_param(&page))
+        .param("limit", limit_param(&page));
+        let notebooks = self.rows(q).await?.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(notebooks, page.limit, |notebook| notebook.id.as_uuid()))
+    }
+
+    async fn move_notebook(
+        &self,
+        id: NotebookId,
+        new_parent: Option<NotebookId>,
+        max_depth: u32,
+        at: Timestamp,
+    ) -> StoreResult<Notebook> {
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+        if lock_live(txn, id, &at).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        // Locking the new parent's whole ancestor chain serialises concurrent moves
+        // that could otherwise close a cycle between them.
+        let parent_depth = match new_parent {
+            None => 0,
+            Some(parent) => {
+                let chain = lock_chain(txn, parent).await?;
+                if chain.is_empty() {
+                    return Err(StoreError::NotFound);
+                }
+                if chain.contains(&id.to_string()) {
+                    return Err(StoreError::Conflict("cycle".into()));
+                }
+                chain.len() as u64
+            }
+        };
+        let height = query(
+            "MATCH path = (:Notebook {id: $id})-[:PARENT_OF*0..]->(d:Notebook) WHERE d.status <> 'deleted' \
+             RETURN max(length(path)) + 1 AS height",
+        )
+        .param("id", id.to_string());
+        let height: i64 = single_value(txn, height, "height").await?;
+        if parent_depth + u64::try_from(height).unwrap_or(u64::MAX) > u64::from(max_depth) {
+            return Err(StoreError::Conflict("depth".into()));
+        }
+        let detach = query("MATCH (:Notebook)-[r:PARENT_OF]->(:Notebook {id: $id}) DELETE r").param("id", id.to_string());
+        txn.run(detach).await.map_err(map_err)?;
+        if let Some(parent) = new_parent {
+            let attach = query(
+                "MATCH (p:Notebook {id: $parent}), (n:Notebook {id: $id}) \
+                 CREATE (p)-[:PARENT_OF {created_at: datetime($at)}]->(n)",
+            )
+            .param("parent", parent.to_string())
+            .param("id", id.to_string())
+            .param("at", storage(&at));
+            txn.run(attach).await.map_err(map_err)?;
+        }
+        let read = query(&format!("MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) {NOTEBOOK_RETURN}"))
+            .param("id", id.to_string());
+        let row = txn_rows(txn, read).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+        let notebook = notebook_from_row(&row)?;
+        Ok(notebook)
+        }).await
+    }
+
+    async fn list_shared_with(&self, user: UserId, page: PageRequest) -> StoreResult<Page<Notebook>> {
+        let q = query(&format!(
+            "MATCH (:User {{id: $user}})-[:COLLABORATES_ON {{status: 'accepted'}}]->(:Notebook)-[:PARENT_OF*0..]->(n:Notebook) \
+             WHERE n.status <> 'deleted' AND ($after IS NULL OR n.id < $after) \
+             WITH DISTINCT n MATCH (owner:User)-[:OWNS]->(n) WHERE owner.id <> $user \
+             {NOTEBOOK_RETURN} ORDER BY n.id DESC LIMIT $limit"
+        ))
+        .param("user", user.to_string())
+        .param("after", after_param(&page))
+        .param("limit", limit_param(&page));
+        let notebooks = self.rows(q).await?.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(notebooks, page.limit, |notebook| notebook.id.as_uuid()))
+    }
+}
+
+/// Takes the write lock of a notebook and reports whether it is live. The status is
+/// read after the lock, so it is the committed value, not a stale one.
+async fn lock_live(txn: &mut Txn, id: NotebookId, at: &Timestamp) -> StoreResult<Option<()>> {
+    let q = query(
+        "MATCH (n:Notebook {id: $id}) SET n.updated_at = datetime($at) \
+         WITH n WHERE n.status <> 'deleted' RETURN n.id AS id",
+    )
+    .param("id", id.to_string())
+    .param("at", storage(at));
+    Ok(txn_rows(txn, q).await?.into_iter().next().map(|_| ()))
+}
+
+/// Locks a live notebook and all its ancestors; returns their ids, or nothing when
+/// the notebook is missing or deleted.
+async fn lock_chain(txn: &mut Txn, id: NotebookId) -> StoreResult<Vec<String>> {
+    let q = query(
+        "MATCH (n:Notebook {id: $id}) SET n.updated_at = n.updated_at WITH n WHERE n.status <> 'deleted' \
+         MATCH (a:Notebook)-[:PARENT_OF*0..]->(n) SET a.updated_at = a.updated_at RETURN a.id AS id",
+    )
+    .param("id", id.to_string());
+    txn_rows(txn, q)
+        .await?
+        .iter()
+        .map(|row| row.get::<String>("id").map_err(|e| StoreError::Corrupt(e.to_string())))
+        .collect()
+}
+
+async fn single_value(txn: &mut Txn, q: Query, column: &str) -> StoreResult<i64> {
+    let row = txn_rows(txn, q).await?.into_iter().next().ok_or_else(|| StoreError::Internal("no row".into()))?;
+    row.get::<i64>(column).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct ChainRecord {
+    notebook_id: String,
+    owner_id: String,
+    visibility: String,
+    permission: Option<String>,
+}
+
+fn chain_link_from_row(row: &Row) -> StoreResult<ChainLink> {
+    let record: ChainRecord = row.to().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(ChainLink {
+        notebook_id: NotebookId::parse(&record.notebook_id).map_err(|_| corrupt("notebook id"))?,
+        owner_id: UserId::parse(&record.owner_id).map_err(|_| corrupt("owner id"))?,
+        visibility: Visibility::parse(&record.visibility).map_err(|_| corrupt("visibility"))?,
+        grant: record.permission.as_deref().map(Permission::parse).transpose().map_err(|_| corrupt("permission"))?,
+    })
+}
+
+const COLLABORATION_RETURN: &str = "RETURN n.id AS notebook_id, u.id AS user_id, c.permission AS permission, \
+     c.status AS status, c.invited_by AS invited_by, toString(c.created_at) AS created_at, \
+     toString(c.updated_at) AS updated_at";
+
+#[derive(Deserialize)]
+struct CollaborationRecord {
+    notebook_id: String,
+    user_id: String,
+    permission: String,
+    status: String,
+    invited_by: String,
+    created_at: String,
+    updated_at: String,
+}
+
+fn collaboration_from_row(row: &Row) -> StoreResult<Collaboration> {
+    let record: CollaborationRecord = row.to().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Collaboration {
+        notebook_id: NotebookId::parse(&record.notebook_id).map_err(|_| corrupt("notebook id"))?,
+        user_id: UserId::parse(&record.user_id).map_err(|_| corrupt("user id"))?,
+        permission: Permission::parse(&record.permission).map_err(|_| corrupt("permission"))?,
+        status: CollaborationStatus::parse(&record.status).map_err(|_| corrupt("collaboration status"))?,
+        invited_by: UserId::parse(&record.invited_by).map_err(|_| corrupt("inviter id"))?,
+        created_at: ts(&record.created_at)?,
+        updated_at: ts(&record.updated_at)?,
+    })
+}
+
+#[async_trait]
+impl CollaborationStore for Neo4jStore {
+    async fn put_collaboration(&self, c: Collaboration) -> StoreResult<Collaboration> {
+        let q = query(&format!(
+            "MATCH (n:Notebook {{id: $notebook}}) WHERE n.status <> 'deleted' \
+             MATCH (u:User {{id: $user}}) WHERE u.status <> 'deleted' \
+             MERGE (u)-[c:COLLABORATES_ON]->(n) ON CREATE SET c.created_at = datetime($at) \
+             SET c.permission = $permission, c.status = $status, c.invited_by = $invited_by, \
+             c.updated_at = datetime($at) {COLLABORATION_RETURN}"
+        ))
+        .param("notebook", c.notebook_id.to_string())
+        .param("user", c.user_id.to_string())
+        .param("permission", c.permission.as_str())
+        .param("status", c.status.as_str())
+        .param("invited_by", c.invited_by.to_string())
+        .param("at", storage(&c.updated_at));
+        let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
+        collaboration_from_row(&row)
+    }
+
+    async fn set_collaboration_status(
+        &self,
+        notebook: NotebookId,
+        user: UserId,
+        status: CollaborationStatus,
+        at: Timestamp,
+    ) -> StoreResult<Collaboration> {
+        let q = query(&format!(
+            "MATCH (u:User {{id: $user}})-[c:COLLABORATES_ON]->(n:Notebook {{id: $notebook}}) \
+             SET c.status = $status, c.updated_at = datetime($at) {COLLABORATION_RETURN}"
+        ))
+        .param("notebook", notebook.to_string())
+        .param("user", user.to_string())
+        .param("status", status.as_str())
+        .param("at", storage(&at));
+        let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
+        collaboration_from_row(&row)
+    }
+
+    async fn remove_collaboration(&self, notebook: NotebookId, user: UserId) -> StoreResult<()> {
+        let q = query(
+            "MATCH (:User {id: $user})-[c:COLLABORATES_ON]->(:Notebook {id: $notebook}) \
+             DELETE c RETURN count(*) AS removed",
+        )
+        .param("notebook", notebook.to_string())
+        .param("user", user.to_string());
+        let rows = self.rows(q).await?;
+        let removed: i64 = match rows.first() {
+            Some(row) => row.get("removed").map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            None => 0,
+        };
+        if removed == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn list_collaborations(&self, notebook: NotebookId) -> StoreResult<Vec<Collaboration>> {
+        let q = query(&format!(
+            "MATCH (u:User)-[c:COLLABORATES_ON]->(n:Notebook {{id: $notebook}}) \
+             {COLLABORATION_RETURN} ORDER BY c.created_at, u.id"
+        ))
+        .param("notebook", notebook.to_string());
+        self.rows(q).await?.iter().map(collaboration_from_row).collect()
+    }
+
+    async fn list_user_collaborations(&self, user: UserId, status: CollaborationStatus) -> StoreResult<Vec<Collaboration>> {
+        let q = query(&format!(
+            "MATCH (u:User {{id: $user}})-[c:COLLABORATES_ON {{status: $status}}]->(n:Notebook) \
+             WHERE n.status <> 'deleted' {COLLABORATION_RETURN} ORDER BY c.created_at DESC"
+        ))
+        .param("user", user.to_string())
+        .param("status", status.as_str());
+        self.rows(q).await?.iter().map(collaboration_from_row).collect()
     }
 }
 
@@ -519,7 +828,7 @@ impl SessionStore for Neo4jStore {
         replacement_expires_at: Timestamp,
         now: Timestamp,
     ) -> StoreResult<RefreshOutcome> {
-        let mut txn = self.graph.start_txn().await.map_err(map_err)?;
+        in_txn(&self.graph, async move |txn: &mut Txn| {
         // Writing last_presented_at takes the token's write lock, so a concurrent
         // rotation of the same token waits here and then sees it spent.
         let lock = query(
@@ -531,8 +840,7 @@ impl SessionStore for Neo4jStore {
         )
         .param("hash", presented_hash)
         .param("now", storage(&now));
-        let Some(row) = txn_rows(&mut txn, lock).await?.into_iter().next() else {
-            txn.rollback().await.map_err(map_err)?;
+        let Some(row) = txn_rows(txn, lock).await?.into_iter().next() else {
             return Ok(RefreshOutcome::Invalid);
         };
         let record: TokenRecord = row.to().map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -540,7 +848,6 @@ impl SessionStore for Neo4jStore {
         let family_id = TokenFamilyId::parse(&record.family_id).map_err(|_| corrupt("family id"))?;
         let expires_at = ts(&record.expires_at)?;
         if record.revoked || expires_at <= now || record.user_status != UserStatus::Active.as_str() {
-            txn.rollback().await.map_err(map_err)?;
             return Ok(RefreshOutcome::Invalid);
         }
         if record.spent {
@@ -551,7 +858,6 @@ impl SessionStore for Neo4jStore {
             .param("family_id", family_id.to_string())
             .param("now", storage(&now));
             txn.run(revoke).await.map_err(map_err)?;
-            txn.commit().await.map_err(map_err)?;
             return Ok(RefreshOutcome::Reused { user_id, family_id });
         }
         let rotate = query(
@@ -565,8 +871,8 @@ impl SessionStore for Neo4jStore {
         .param("now", storage(&now))
         .param("expires_at", storage(&replacement_expires_at));
         txn.run(rotate).await.map_err(map_err)?;
-        txn.commit().await.map_err(map_err)?;
         Ok(RefreshOutcome::Rotated { user_id, family_id })
+        }).await
     }
 
     async fn revoke_token_family(&self, family_id: TokenFamilyId, at: Timestamp) -> StoreResult<()> {

@@ -9,13 +9,15 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use aether_domain::access::{ChainLink, CollaborationStatus, Permission};
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::notebook::{
     self, Description, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookStatus, Tag, Visibility,
 };
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{
-    NewRefreshToken, NotebookStore, RefreshOutcome, SessionStore, Store, StoreResult, UserStore,
+    Collaboration, CollaborationStore, NewRefreshToken, NotebookStore, RefreshOutcome, SessionStore, Store,
+    StoreResult, UserStore,
 };
 use aether_domain::time::{self, Timestamp};
 use aether_domain::user::{Email, LocalCredentials, NewUser, Role, User, UserPatch, UserStatus, Username};
@@ -124,6 +126,7 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
 fn notebook_from_row(row: &SqliteRow) -> StoreResult<Notebook> {
     let id: String = row.try_get("id").map_err(map_err)?;
     let owner_id: String = row.try_get("owner_id").map_err(map_err)?;
+    let parent_id: Option<String> = row.try_get("parent_id").map_err(map_err)?;
     let name: String = row.try_get("name").map_err(map_err)?;
     let description: Option<String> = row.try_get("description").map_err(map_err)?;
     let visibility: String = row.try_get("visibility").map_err(map_err)?;
@@ -136,6 +139,7 @@ fn notebook_from_row(row: &SqliteRow) -> StoreResult<Notebook> {
     Ok(Notebook {
         id: NotebookId::parse(&id).map_err(|_| corrupt("notebook id"))?,
         owner_id: UserId::parse(&owner_id).map_err(|_| corrupt("owner id"))?,
+        parent_id: parent_id.as_deref().map(NotebookId::parse).transpose().map_err(|_| corrupt("parent id"))?,
         name: NotebookName::parse(&name).map_err(|_| corrupt("notebook name"))?,
         description: description
             .as_deref()
@@ -176,9 +180,10 @@ macro_rules! user_columns {
 
 macro_rules! notebook_select {
     () => {
-        "SELECT n.id, o.user_id AS owner_id, n.name, n.description, n.visibility, \
+        "SELECT n.id, o.user_id AS owner_id, po.parent_id, n.name, n.description, n.visibility, \
          n.status, n.tags, n.compliance_settings, n.document_count, n.total_size_bytes, n.created_at, \
-         n.updated_at FROM notebooks n JOIN owns o ON o.notebook_id = n.id"
+         n.updated_at FROM notebooks n JOIN owns o ON o.notebook_id = n.id \
+         LEFT JOIN parent_of po ON po.child_id = n.id"
     };
 }
 
@@ -337,8 +342,14 @@ impl UserStore for SqliteStore {
 
 #[async_trait]
 impl NotebookStore for SqliteStore {
-    async fn create_notebook(&self, new: NewNotebook) -> StoreResult<Notebook> {
+    async fn create_notebook(&self, new: NewNotebook, max_depth: u32) -> StoreResult<Notebook> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        if let Some(parent) = new.parent_id {
+            let depth = live_depth(&mut tx, parent).await?.ok_or(StoreError::NotFound)?;
+            if depth + 1 > max_depth {
+                return Err(StoreError::Conflict("depth".into()));
+            }
+        }
         let owner_exists: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM users WHERE id = ? AND status != 'deleted'")
                 .bind(new.owner_id.to_string())
@@ -372,10 +383,20 @@ impl NotebookStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        if let Some(parent) = new.parent_id {
+            sqlx::query("INSERT INTO parent_of (child_id, parent_id, created_at) VALUES (?, ?, ?)")
+                .bind(new.id.to_string())
+                .bind(parent.to_string())
+                .bind(&created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
         tx.commit().await.map_err(map_err)?;
         Ok(Notebook {
             id: new.id,
             owner_id: new.owner_id,
+            parent_id: new.parent_id,
             name: new.name,
             description: new.description,
             visibility: new.visibility,
@@ -440,16 +461,301 @@ impl NotebookStore for SqliteStore {
         Ok(notebook)
     }
 
-    async fn soft_delete_notebook(&self, id: NotebookId, at: Timestamp) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE notebooks SET status = 'deleted', updated_at = ? WHERE id = ? AND status != 'deleted'",
+    async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, at: Timestamp) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        if live_depth(&mut tx, id).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let live_children: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM parent_of p JOIN notebooks n ON n.id = p.child_id \
+             WHERE p.parent_id = ? AND n.status != 'deleted'",
         )
-        .bind(time::to_storage(&at))
         .bind(id.to_string())
-        .execute(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
+        if live_children > 0 && !cascade {
+            return Err(StoreError::Conflict("children".into()));
+        }
+        sqlx::query(
+            "WITH RECURSIVE subtree(id) AS (SELECT ?1 UNION ALL \
+             SELECT p.child_id FROM parent_of p JOIN subtree s ON p.parent_id = s.id) \
+             UPDATE notebooks SET status = 'deleted', updated_at = ?2 \
+             WHERE id IN (SELECT id FROM subtree) AND status != 'deleted'",
+        )
+        .bind(id.to_string())
+        .bind(time::to_storage(&at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn access_chain(&self, user: UserId, id: NotebookId) -> StoreResult<Vec<ChainLink>> {
+        let rows = sqlx::query(
+            "WITH RECURSIVE chain(id, depth) AS (SELECT ?1, 0 UNION ALL \
+             SELECT p.parent_id, c.depth + 1 FROM parent_of p JOIN chain c ON p.child_id = c.id) \
+             SELECT n.id, o.user_id AS owner_id, n.visibility, n.status, co.permission \
+             FROM chain c JOIN notebooks n ON n.id = c.id JOIN owns o ON o.notebook_id = n.id \
+             LEFT JOIN collaborates_on co ON co.notebook_id = n.id AND co.user_id = ?2 AND co.status = 'accepted' \
+             ORDER BY c.depth",
+        )
+        .bind(id.to_string())
+        .bind(user.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let first_status: Option<String> = rows.first().map(|row| row.try_get("status")).transpose().map_err(map_err)?;
+        if first_status.as_deref().is_none_or(|status| status == "deleted") {
+            return Err(StoreError::NotFound);
+        }
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id").map_err(map_err)?;
+                let owner: String = row.try_get("owner_id").map_err(map_err)?;
+                let visibility: String = row.try_get("visibility").map_err(map_err)?;
+                let permission: Option<String> = row.try_get("permission").map_err(map_err)?;
+                Ok(ChainLink {
+                    notebook_id: NotebookId::parse(&id).map_err(|_| corrupt("notebook id"))?,
+                    owner_id: UserId::parse(&owner).map_err(|_| corrupt("owner id"))?,
+                    visibility: Visibility::parse(&visibility).map_err(|_| corrupt("visibility"))?,
+                    grant: permission
+                        .as_deref()
+                        .map(Permission::parse)
+                        .transpose()
+                        .map_err(|_| corrupt("permission"))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_children(&self, parent: NotebookId, only_public: bool, page: PageRequest) -> StoreResult<Page<Notebook>> {
+        let rows = sqlx::query(concat!(
+            notebook_select!(),
+            " WHERE po.parent_id = ?1 AND n.status != 'deleted' AND (?2 = 0 OR n.visibility = 'public') \
+             AND (?3 IS NULL OR n.id < ?3) ORDER BY n.id DESC LIMIT ?4"
+        ))
+        .bind(parent.to_string())
+        .bind(only_public)
+        .bind(page.after.map(|id| id.hyphenated().to_string()))
+        .bind(i64::from(page.limit.get()) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let notebooks = rows.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(notebooks, page.limit, |notebook| notebook.id.as_uuid()))
+    }
+
+    async fn move_notebook(
+        &self,
+        id: NotebookId,
+        new_parent: Option<NotebookId>,
+        max_depth: u32,
+        at: Timestamp,
+    ) -> StoreResult<Notebook> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        if live_depth(&mut tx, id).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let parent_depth = match new_parent {
+            None => 0,
+            Some(parent) => {
+                let ancestors: Vec<String> = sqlx::query_scalar(
+                    "WITH RECURSIVE chain(id) AS (SELECT ?1 UNION ALL \
+                     SELECT p.parent_id FROM parent_of p JOIN chain c ON p.child_id = c.id) SELECT id FROM chain",
+                )
+                .bind(parent.to_string())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if ancestors.contains(&id.to_string()) {
+                    return Err(StoreError::Conflict("cycle".into()));
+                }
+                live_depth(&mut tx, parent).await?.ok_or(StoreError::NotFound)?
+            }
+        };
+        let height: i64 = sqlx::query_scalar(
+            "WITH RECURSIVE subtree(id, level) AS (SELECT ?1, 1 UNION ALL \
+             SELECT p.child_id, s.level + 1 FROM parent_of p JOIN subtree s ON p.parent_id = s.id \
+             JOIN notebooks n ON n.id = p.child_id WHERE n.status != 'deleted') SELECT MAX(level) FROM subtree",
+        )
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if i64::from(parent_depth) + height > i64::from(max_depth) {
+            return Err(StoreError::Conflict("depth".into()));
+        }
+        sqlx::query("DELETE FROM parent_of WHERE child_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if let Some(parent) = new_parent {
+            sqlx::query("INSERT INTO parent_of (child_id, parent_id, created_at) VALUES (?, ?, ?)")
+                .bind(id.to_string())
+                .bind(parent.to_string())
+                .bind(time::to_storage(&at))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        sqlx::query("UPDATE notebooks SET updated_at = ? WHERE id = ?")
+            .bind(time::to_storage(&at))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ?"))
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let notebook = notebook_from_row(&row)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(notebook)
+    }
+
+    async fn list_shared_with(&self, user: UserId, page: PageRequest) -> StoreResult<Page<Notebook>> {
+        let rows = sqlx::query(concat!(
+            "WITH RECURSIVE reach(id) AS (\
+             SELECT co.notebook_id FROM collaborates_on co WHERE co.user_id = ?1 AND co.status = 'accepted' \
+             UNION SELECT p.child_id FROM parent_of p JOIN reach r ON p.parent_id = r.id) ",
+            notebook_select!(),
+            " WHERE n.id IN (SELECT id FROM reach) AND o.user_id != ?1 AND n.status != 'deleted' \
+             AND (?2 IS NULL OR n.id < ?2) ORDER BY n.id DESC LIMIT ?3"
+        ))
+        .bind(user.to_string())
+        .bind(page.after.map(|id| id.hyphenated().to_string()))
+        .bind(i64::from(page.limit.get()) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let notebooks = rows.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(notebooks, page.limit, |notebook| notebook.id.as_uuid()))
+    }
+}
+
+/// The depth of a live notebook (a root is 1), or `None` when it is missing or deleted.
+async fn live_depth(tx: &mut sqlx::SqliteConnection, id: NotebookId) -> StoreResult<Option<u32>> {
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM notebooks WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    if status.as_deref().is_none_or(|status| status == "deleted") {
+        return Ok(None);
+    }
+    let depth: i64 = sqlx::query_scalar(
+        "WITH RECURSIVE chain(id) AS (SELECT ?1 UNION ALL \
+         SELECT p.parent_id FROM parent_of p JOIN chain c ON p.child_id = c.id) SELECT COUNT(*) FROM chain",
+    )
+    .bind(id.to_string())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    u32::try_from(depth).map(Some).map_err(|_| corrupt("depth"))
+}
+
+fn collaboration_from_row(row: &SqliteRow) -> StoreResult<Collaboration> {
+    let text = |name: &str| row.try_get::<String, _>(name).map_err(map_err);
+    Ok(Collaboration {
+        notebook_id: NotebookId::parse(&text("notebook_id")?).map_err(|_| corrupt("notebook id"))?,
+        user_id: UserId::parse(&text("user_id")?).map_err(|_| corrupt("user id"))?,
+        permission: Permission::parse(&text("permission")?).map_err(|_| corrupt("permission"))?,
+        status: CollaborationStatus::parse(&text("status")?).map_err(|_| corrupt("collaboration status"))?,
+        invited_by: UserId::parse(&text("invited_by")?).map_err(|_| corrupt("inviter id"))?,
+        created_at: ts(&text("created_at")?)?,
+        updated_at: ts(&text("updated_at")?)?,
+    })
+}
+
+#[async_trait]
+impl CollaborationStore for SqliteStore {
+    async fn put_collaboration(&self, c: Collaboration) -> StoreResult<Collaboration> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        if live_depth(&mut tx, c.notebook_id).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let user_exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = ? AND status != 'deleted'")
+            .bind(c.user_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if user_exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let row = sqlx::query(
+            "INSERT INTO collaborates_on (user_id, notebook_id, permission, status, invited_by, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (user_id, notebook_id) DO UPDATE SET \
+             permission = excluded.permission, status = excluded.status, invited_by = excluded.invited_by, \
+             updated_at = excluded.updated_at RETURNING *",
+        )
+        .bind(c.user_id.to_string())
+        .bind(c.notebook_id.to_string())
+        .bind(c.permission.as_str())
+        .bind(c.status.as_str())
+        .bind(c.invited_by.to_string())
+        .bind(time::to_storage(&c.updated_at))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let stored = collaboration_from_row(&row)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(stored)
+    }
+
+    async fn set_collaboration_status(
+        &self,
+        notebook: NotebookId,
+        user: UserId,
+        status: CollaborationStatus,
+        at: Timestamp,
+    ) -> StoreResult<Collaboration> {
+        let row = sqlx::query(
+            "UPDATE collaborates_on SET status = ?, updated_at = ? WHERE notebook_id = ? AND user_id = ? RETURNING *",
+        )
+        .bind(status.as_str())
+        .bind(time::to_storage(&at))
+        .bind(notebook.to_string())
+        .bind(user.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(collaboration_from_row).transpose()?.ok_or(StoreError::NotFound)
+    }
+
+    async fn remove_collaboration(&self, notebook: NotebookId, user: UserId) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM collaborates_on WHERE notebook_id = ? AND user_id = ?")
+            .bind(notebook.to_string())
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn list_collaborations(&self, notebook: NotebookId) -> StoreResult<Vec<Collaboration>> {
+        let rows = sqlx::query("SELECT * FROM collaborates_on WHERE notebook_id = ? ORDER BY created_at, user_id")
+            .bind(notebook.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(collaboration_from_row).collect()
+    }
+
+    async fn list_user_collaborations(&self, user: UserId, status: CollaborationStatus) -> StoreResult<Vec<Collaboration>> {
+        let rows = sqlx::query(
+            "SELECT co.* FROM collaborates_on co JOIN notebooks n ON n.id = co.notebook_id \
+             WHERE co.user_id = ? AND co.status = ? AND n.status != 'deleted' ORDER BY co.created_at DESC",
+        )
+        .bind(user.to_string())
+        .bind(status.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(collaboration_from_row).collect()
     }
 }
 

@@ -40,6 +40,14 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::me))
         .routes(routes!(notebooks::list_notebooks, notebooks::create_notebook))
         .routes(routes!(notebooks::get_notebook, notebooks::update_notebook, notebooks::delete_notebook))
+        .routes(routes!(notebooks::list_children))
+        .routes(routes!(notebooks::share_notebook))
+        .routes(routes!(notebooks::accept_invitation))
+        .routes(routes!(notebooks::decline_invitation))
+        .routes(routes!(notebooks::set_permission))
+        .routes(routes!(notebooks::list_collaborators))
+        .routes(routes!(notebooks::explain_access))
+        .routes(routes!(notebooks::list_invitations))
 }
 
 /// The whole application, ready to serve.

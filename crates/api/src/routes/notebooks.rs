@@ -4,7 +4,10 @@
 use aether_domain::ValidationError;
 use aether_domain::id::NotebookId;
 use aether_domain::notebook::{Description, Notebook, NotebookName, NotebookPatch, NotebookStatus, Tag, Visibility};
-use aether_services::notebooks::CreateNotebook;
+use aether_domain::access::{Access, CollaborationStatus, Permission};
+use aether_domain::id::UserId;
+use aether_domain::store::Collaboration;
+use aether_services::notebooks::{AccessReport, CreateNotebook, ListScope, UpdateNotebook};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -21,6 +24,8 @@ use crate::state::AppState;
 pub struct NotebookResponse {
     pub id: String,
     pub owner_id: String,
+    /// The notebook this one is in; `null` for a root notebook.
+    pub parent_id: Option<String>,
     pub name: String,
     pub description: Option<String>,
     /// `private`, `shared` or `public`.
@@ -41,6 +46,7 @@ impl From<Notebook> for NotebookResponse {
         Self {
             id: notebook.id.to_string(),
             owner_id: notebook.owner_id.to_string(),
+            parent_id: notebook.parent_id.map(|id| id.to_string()),
             name: notebook.name.as_str().to_owned(),
             description: notebook.description.map(|d| d.as_str().to_owned()),
             visibility: notebook.visibility.as_str().to_owned(),
@@ -66,6 +72,8 @@ pub struct NotebookPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateNotebookRequest {
+    /// Create inside this notebook (write access to it is required).
+    pub parent_id: Option<String>,
     /// 1–200 characters.
     pub name: Option<String>,
     pub description: Option<String>,
@@ -80,6 +88,11 @@ pub struct CreateNotebookRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateNotebookRequest {
+    /// Move under this notebook; `null` moves to the root. Needs admin access here and
+    /// write access to the new parent.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub parent_id: Option<Option<String>>,
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
@@ -125,9 +138,11 @@ impl CreateNotebookRequest {
             None => Some(Visibility::default()),
         };
         let tags = problems.check(Tag::parse_list(self.tags.as_deref().unwrap_or_default()));
+        let parent_id = self.parent_id.as_deref().map(|id| problems.check(NotebookId::parse(id).map_err(as_parent)));
         problems.finish()?;
         match (name, description, visibility, tags) {
             (Some(name), description, Some(visibility), Some(tags)) => Ok(CreateNotebook {
+                parent_id: parent_id.flatten(),
                 name,
                 description: description.flatten(),
                 visibility,
@@ -139,9 +154,18 @@ impl CreateNotebookRequest {
     }
 }
 
+fn as_parent(_: ValidationError) -> ValidationError {
+    ValidationError::new("parent_id", "must be a UUID")
+}
+
 impl UpdateNotebookRequest {
-    fn parse(self) -> Result<NotebookPatch, ApiError> {
+    fn parse(self) -> Result<UpdateNotebook, ApiError> {
         let mut problems = Problems::default();
+        let parent_id = match self.parent_id {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(id)) => problems.check(NotebookId::parse(&id).map_err(as_parent)).map(Some),
+        };
         let patch = NotebookPatch {
             name: self.name.as_deref().and_then(|name| problems.check(NotebookName::parse(name))),
             description: match self.description {
@@ -162,13 +186,13 @@ impl UpdateNotebookRequest {
             compliance_settings: self.compliance_settings,
         };
         problems.finish()?;
-        if patch.is_empty() {
+        if patch.is_empty() && parent_id.is_none() {
             return Err(ApiError::validation(vec![FieldProblem {
                 field: "body".into(),
                 message: "give at least one field to change".into(),
             }]));
         }
-        Ok(patch)
+        Ok(UpdateNotebook { patch, parent_id })
     }
 }
 
@@ -177,13 +201,23 @@ fn parse_id(text: &str) -> Result<NotebookId, ApiError> {
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", "The notebook id must be a UUID."))
 }
 
-/// Notebooks the caller owns, newest first.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `owned` (default): notebooks you own; `shared`: notebooks shared with you,
+    /// directly or through a parent.
+    pub scope: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// Notebooks the caller owns, or that others shared with it; newest first.
 #[utoipa::path(
     get,
     path = "/api/v1/notebooks",
     tag = "notebooks",
     security(("bearer" = [])),
-    params(PageQuery),
+    params(ListQuery),
     responses(
         (status = 200, body = NotebookPage),
         (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -193,9 +227,15 @@ fn parse_id(text: &str) -> Result<NotebookId, ApiError> {
 pub async fn list_notebooks(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<NotebookPage>, ApiError> {
-    let page = state.notebooks.list_owned(&caller, query.parse()?).await?;
+    let scope = match query.scope.as_deref() {
+        None | Some("owned") => ListScope::Owned,
+        Some("shared") => ListScope::SharedWithMe,
+        Some(_) => return Err(ValidationError::new("scope", "must be owned or shared").into()),
+    };
+    let page_request = PageQuery { limit: query.limit, cursor: query.cursor }.parse()?;
+    let page = state.notebooks.list(&caller, scope, page_request).await?;
     Ok(Json(NotebookPage {
         next_cursor: page.next_after.map(encode_cursor),
         items: page.items.into_iter().map(NotebookResponse::from).collect(),
@@ -250,7 +290,7 @@ pub async fn get_notebook(
     AuthUser(caller): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<NotebookResponse>, ApiError> {
-    let notebook = state.notebooks.get(&caller, parse_id(&id)?).await?;
+    let (notebook, _) = state.notebooks.get(&caller, parse_id(&id)?).await?;
     Ok(Json(notebook.into()))
 }
 
@@ -281,25 +321,346 @@ pub async fn update_notebook(
     Ok(Json(notebook.into()))
 }
 
-/// Deletes a notebook (softly: it disappears from every read, but is kept).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// `true` deletes the notebook's descendants too; without it, a notebook with
+    /// children is not deleted (409 `has_children`).
+    pub cascade: Option<bool>,
+}
+
+/// Deletes a notebook (softly: it disappears from every read, but is kept). Needs admin access.
 #[utoipa::path(
     delete,
     path = "/api/v1/notebooks/{id}",
     tag = "notebooks",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    params(("id" = String, Path, description = "Notebook id (UUID)"), DeleteQuery),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "has_children", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_notebook(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
-    state.notebooks.delete(&caller, parse_id(&id)?).await?;
+    state.notebooks.delete(&caller, parse_id(&id)?, query.cascade.unwrap_or(false)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Child notebooks the caller may read, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/notebooks/{id}/children",
+    tag = "notebooks",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Notebook id (UUID)"), PageQuery),
+    responses(
+        (status = 200, body = NotebookPage),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_children(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<NotebookPage>, ApiError> {
+    let page = state.notebooks.children(&caller, parse_id(&id)?, query.parse()?).await?;
+    Ok(Json(NotebookPage {
+        next_cursor: page.next_after.map(encode_cursor),
+        items: page.items.into_iter().map(NotebookResponse::from).collect(),
+    }))
+}
+
+/// A `COLLABORATES_ON` relationship: an invitation or a grant.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CollaborationResponse {
+    pub notebook_id: String,
+    pub user_id: String,
+    /// `read`, `write` or `admin`.
+    pub permission: String,
+    /// `pending`, `accepted` or `declined`.
+    pub status: String,
+    pub invited_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Collaboration> for CollaborationResponse {
+    fn from(c: Collaboration) -> Self {
+        Self {
+            notebook_id: c.notebook_id.to_string(),
+            user_id: c.user_id.to_string(),
+            permission: c.permission.as_str().to_owned(),
+            status: c.status.as_str().to_owned(),
+            invited_by: c.invited_by.to_string(),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CollaborationList {
+    pub items: Vec<CollaborationResponse>,
+    /// Always `null`: these lists are short and returned whole.
+    pub next_cursor: Option<String>,
+}
+
+impl From<Vec<Collaboration>> for CollaborationList {
+    fn from(items: Vec<Collaboration>) -> Self {
+        Self { items: items.into_iter().map(CollaborationResponse::from).collect(), next_cursor: None }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShareRequest {
+    pub user_id: Option<String>,
+    /// `read`, `write` or `admin`.
+    pub permission: Option<String>,
+}
+
+fn parse_user_id(text: Option<&str>, problems: &mut Problems) -> Option<UserId> {
+    match text {
+        Some(text) => problems.check(UserId::parse(text)),
+        None => problems.check(Err(ValidationError::new("user_id", "is required"))),
+    }
+}
+
+/// Invites a user to collaborate; the grant applies once the invitee accepts, to
+/// this notebook and everything inside it. Needs admin access.
+#[utoipa::path(
+    post,
+    path = "/api/v1/notebooks/{id}/share",
+    tag = "sharing",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    request_body = ShareRequest,
+    responses(
+        (status = 201, body = CollaborationResponse),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn share_notebook(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ShareRequest>,
+) -> Result<(StatusCode, Json<CollaborationResponse>), ApiError> {
+    let id = parse_id(&id)?;
+    let mut problems = Problems::default();
+    let user = parse_user_id(body.user_id.as_deref(), &mut problems);
+    let permission = match body.permission.as_deref() {
+        Some(text) => problems.check(Permission::parse(text)),
+        None => problems.check(Err(ValidationError::new("permission", "is required"))),
+    };
+    problems.finish()?;
+    let (Some(user), Some(permission)) = (user, permission) else { return Err(ApiError::internal()) };
+    let invitation = state.notebooks.share(&caller, id, user, permission).await?;
+    Ok((StatusCode::CREATED, Json(invitation.into())))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionRequest {
+    pub user_id: Option<String>,
+    /// `read`, `write`, `admin`, or `null` to revoke.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub permission: Option<Option<String>>,
+}
+
+/// Grants or changes a user's permission directly (no invitation), or revokes it
+/// with `"permission": null`. Needs admin access.
+#[utoipa::path(
+    put,
+    path = "/api/v1/notebooks/{id}/permissions",
+    tag = "sharing",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    request_body = PermissionRequest,
+    responses(
+        (status = 200, body = CollaborationResponse),
+        (status = 204, description = "Revoked"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn set_permission(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PermissionRequest>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let mut problems = Problems::default();
+    let user = parse_user_id(body.user_id.as_deref(), &mut problems);
+    let permission = match body.permission {
+        None => problems.check(Err(ValidationError::new("permission", "is required (null revokes)"))),
+        Some(None) => Some(None),
+        Some(Some(text)) => problems.check(Permission::parse(&text)).map(Some),
+    };
+    problems.finish()?;
+    let (Some(user), Some(permission)) = (user, permission) else { return Err(ApiError::internal()) };
+    Ok(match state.notebooks.set_permission(&caller, id, user, permission).await? {
+        Some(grant) => Json(CollaborationResponse::from(grant)).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+/// Everyone invited to or granted access on this notebook. Needs admin access.
+#[utoipa::path(
+    get,
+    path = "/api/v1/notebooks/{id}/collaborators",
+    tag = "sharing",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    responses(
+        (status = 200, body = CollaborationList),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_collaborators(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<CollaborationList>, ApiError> {
+    Ok(Json(state.notebooks.collaborators(&caller, parse_id(&id)?).await?.into()))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InvitationQuery {
+    /// `pending` (default), `accepted` or `declined`.
+    pub status: Option<String>,
+}
+
+/// The caller's invitations.
+#[utoipa::path(
+    get,
+    path = "/api/v1/invitations",
+    tag = "sharing",
+    security(("bearer" = [])),
+    params(InvitationQuery),
+    responses((status = 200, body = CollaborationList))
+)]
+pub async fn list_invitations(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    ApiQuery(query): ApiQuery<InvitationQuery>,
+) -> Result<Json<CollaborationList>, ApiError> {
+    let status = CollaborationStatus::parse(query.status.as_deref().unwrap_or("pending"))?;
+    Ok(Json(state.notebooks.invitations(&caller, status).await?.into()))
+}
+
+/// Accepts the caller's pending invitation to this notebook.
+#[utoipa::path(
+    post,
+    path = "/api/v1/notebooks/{id}/share/accept",
+    tag = "sharing",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    responses(
+        (status = 200, body = CollaborationResponse),
+        (status = 404, description = "No pending invitation", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn accept_invitation(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<CollaborationResponse>, ApiError> {
+    Ok(Json(state.notebooks.answer_invitation(&caller, parse_id(&id)?, true).await?.into()))
+}
+
+/// Declines the caller's pending invitation to this notebook.
+#[utoipa::path(
+    post,
+    path = "/api/v1/notebooks/{id}/share/decline",
+    tag = "sharing",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    responses(
+        (status = 200, body = CollaborationResponse),
+        (status = 404, description = "No pending invitation", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn decline_invitation(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<CollaborationResponse>, ApiError> {
+    Ok(Json(state.notebooks.answer_invitation(&caller, parse_id(&id)?, false).await?.into()))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccessResponse {
+    pub notebook_id: String,
+    pub user_id: String,
+    /// `read`, `write`, `admin`, or `null` when the user cannot see the notebook.
+    pub permission: Option<String>,
+    /// Why: each relationship or role that grants access, the strongest first.
+    #[schema(value_type = Vec<Object>)]
+    pub sources: Vec<serde_json::Value>,
+    /// A role that lowers what the sources grant (`aether-viewer`).
+    pub capped_by: Option<String>,
+}
+
+impl From<AccessReport> for AccessResponse {
+    fn from(report: AccessReport) -> Self {
+        let (permission, sources, capped_by) = match report.access {
+            Some(Access { permission, sources, capped_by }) => (
+                Some(permission.as_str().to_owned()),
+                sources.iter().filter_map(|source| serde_json::to_value(source).ok()).collect(),
+                capped_by.map(|role| role.as_str().to_owned()),
+            ),
+            None => (None, Vec::new(), None),
+        };
+        Self { notebook_id: report.notebook_id.to_string(), user_id: report.user_id.to_string(), permission, sources, capped_by }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AccessQuery {
+    /// Whose access to explain; yourself when absent (asking about others needs admin access).
+    pub user_id: Option<String>,
+}
+
+/// The effective permission of a user on this notebook and the path of
+/// relationships that grants it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/notebooks/{id}/access",
+    tag = "sharing",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Notebook id (UUID)"), AccessQuery),
+    responses(
+        (status = 200, body = AccessResponse),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn explain_access(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<AccessQuery>,
+) -> Result<Json<AccessResponse>, ApiError> {
+    let id = parse_id(&id)?;
+    let user = query.user_id.as_deref().map(UserId::parse).transpose()?;
+    Ok(Json(state.notebooks.explain_access(&caller, id, user).await?.into()))
 }

@@ -1,0 +1,200 @@
+//! Authorization through the graph, over HTTP: ownership, invitations, direct
+//! grants, inheritance down the hierarchy, public visibility, roles, moves and the
+//! explain endpoint. Runs on the test store (SQLite, or Neo4j under scripts/test).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use aether_domain::user::Role;
+use common::{TestApp, assert_problem};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+struct Actor {
+    token: String,
+    id: String,
+}
+
+async fn actor(app: &TestApp, prefix: &str, roles: Vec<Role>) -> Actor {
+    let (username, password) = app.create_user(prefix, roles).await;
+    let tokens: Value = app.password_grant(&username, &password).await.json().await.unwrap();
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+    let me: Value = app.client.get(app.url("/api/v1/users/me")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    Actor { token, id: me["id"].as_str().unwrap().to_owned() }
+}
+
+async fn call(app: &TestApp, who: &Actor, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+    let mut request = app.client.request(method, app.url(path)).bearer_auth(&who.token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap()
+}
+
+async fn create(app: &TestApp, who: &Actor, body: Value) -> Value {
+    let response = call(app, who, Method::POST, "/api/v1/notebooks", Some(body)).await;
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
+fn id(notebook: &Value) -> &str {
+    notebook["id"].as_str().unwrap()
+}
+
+async fn status(app: &TestApp, who: &Actor, method: Method, path: &str, body: Option<Value>) -> u16 {
+    call(app, who, method, path, body).await.status().as_u16()
+}
+
+async fn names(app: &TestApp, who: &Actor, path: &str) -> Vec<String> {
+    let page: Value = call(app, who, Method::GET, path, None).await.json().await.unwrap();
+    page["items"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn permissions_follow_the_graph() {
+    let app = TestApp::spawn().await;
+    let owner = actor(&app, "owner", vec![Role::User]).await;
+    let reader = actor(&app, "reader", vec![Role::User]).await;
+    let writer = actor(&app, "writer", vec![Role::User]).await;
+    let manager = actor(&app, "manager", vec![Role::User]).await;
+    let invitee = actor(&app, "invitee", vec![Role::User]).await;
+    let revoked = actor(&app, "revoked", vec![Role::User]).await;
+    let stranger = actor(&app, "stranger", vec![Role::User]).await;
+    let viewer = actor(&app, "viewer", vec![Role::Viewer]).await;
+    let admin = actor(&app, "admin", vec![Role::Admin, Role::User]).await;
+
+    let root = create(&app, &owner, json!({"name": "Root"})).await;
+    let child = create(&app, &owner, json!({"name": "Child", "parent_id": id(&root)})).await;
+    assert_eq!(child["parent_id"], root["id"]);
+    let leaf = create(&app, &owner, json!({"name": "Leaf", "parent_id": id(&child)})).await;
+    let r = format!("/api/v1/notebooks/{}", id(&root));
+    let c = format!("/api/v1/notebooks/{}", id(&child));
+    let l = format!("/api/v1/notebooks/{}", id(&leaf));
+
+    // Direct grants (accepted at once) on the root; an invitation left pending; a revoked grant.
+    for (who, permission) in [(&reader, "read"), (&writer, "write"), (&manager, "admin"), (&revoked, "read"), (&viewer, "admin")] {
+        let response = call(&app, &owner, Method::PUT, &format!("{r}/permissions"), Some(json!({"user_id": who.id, "permission": permission}))).await;
+        assert_eq!(response.status(), 200);
+        let grant: Value = response.json().await.unwrap();
+        assert_eq!(grant["status"], "accepted");
+    }
+    let shared = call(&app, &owner, Method::POST, &format!("{r}/share"), Some(json!({"user_id": invitee.id, "permission": "write"}))).await;
+    assert_eq!(shared.status(), 201);
+    assert_eq!(status(&app, &owner, Method::PUT, &format!("{r}/permissions"), Some(json!({"user_id": revoked.id, "permission": null}))).await, 204);
+
+    // Reading the child (access inherited from the root).
+    for (who, expected) in [
+        (&owner, 200), (&reader, 200), (&writer, 200), (&manager, 200), (&viewer, 200), (&admin, 200),
+        (&invitee, 404), (&revoked, 404), (&stranger, 404),
+    ] {
+        assert_eq!(status(&app, who, Method::GET, &c, None).await, expected, "GET child");
+        assert_eq!(status(&app, who, Method::GET, &format!("{c}/children"), None).await, expected, "children");
+    }
+    // Renaming needs write; changing visibility needs admin.
+    for (who, rename, visibility) in [
+        (&owner, 200, 200), (&reader, 403, 403), (&writer, 200, 403), (&manager, 200, 200),
+        (&viewer, 403, 403), (&admin, 200, 200), (&invitee, 404, 404), (&stranger, 404, 404),
+    ] {
+        assert_eq!(status(&app, who, Method::PUT, &c, Some(json!({"name": "Child"}))).await, rename, "rename");
+        assert_eq!(status(&app, who, Method::PUT, &c, Some(json!({"visibility": "shared"}))).await, visibility, "visibility");
+    }
+    // Sharing and explaining others' access need admin.
+    for (who, expected) in [(&reader, 403), (&writer, 403), (&stranger, 404), (&manager, 201)] {
+        let body = json!({"user_id": stranger.id, "permission": "read"});
+        assert_eq!(status(&app, who, Method::POST, &format!("{c}/share"), Some(body)).await, expected, "share");
+    }
+    call(&app, &owner, Method::PUT, &format!("{c}/permissions"), Some(json!({"user_id": stranger.id, "permission": null}))).await;
+    assert_eq!(status(&app, &writer, Method::GET, &format!("{c}/collaborators"), None).await, 403);
+    assert_eq!(status(&app, &stranger, Method::GET, &format!("{l}/access?user_id={}", reader.id), None).await, 404);
+
+    // Why the reader can read the leaf: a grant two levels up.
+    let explained: Value = call(&app, &owner, Method::GET, &format!("{l}/access?user_id={}", reader.id), None).await.json().await.unwrap();
+    assert_eq!(explained["permission"], "read");
+    assert_eq!(explained["sources"][0], json!({"kind": "collaborator", "notebook_id": id(&root), "permission": "read", "inherited": true}));
+    let own: Value = call(&app, &owner, Method::GET, &format!("{l}/access"), None).await.json().await.unwrap();
+    assert_eq!(own["permission"], "admin");
+    assert_eq!(own["sources"][0]["kind"], "owner");
+    let capped: Value = call(&app, &viewer, Method::GET, &format!("{l}/access"), None).await.json().await.unwrap();
+    assert_eq!(capped["permission"], "read");
+    assert_eq!(capped["capped_by"], "aether-viewer");
+    let nobody: Value = call(&app, &owner, Method::GET, &format!("{l}/access?user_id={}", stranger.id), None).await.json().await.unwrap();
+    assert_eq!(nobody["permission"], Value::Null);
+
+    // Lists: shared-with-me covers the subtree; invitations wait until answered.
+    assert_eq!(names(&app, &reader, "/api/v1/notebooks?scope=shared").await, ["Leaf", "Child", "Root"]);
+    assert!(names(&app, &stranger, "/api/v1/notebooks?scope=shared").await.is_empty());
+    assert!(names(&app, &invitee, "/api/v1/notebooks?scope=shared").await.is_empty());
+    let invitations: Value = call(&app, &invitee, Method::GET, "/api/v1/invitations", None).await.json().await.unwrap();
+    assert_eq!(invitations["items"][0]["notebook_id"], root["id"]);
+    assert_eq!(status(&app, &stranger, Method::POST, &format!("{r}/share/accept"), None).await, 404);
+    assert_eq!(status(&app, &invitee, Method::POST, &format!("{r}/share/accept"), None).await, 200);
+    assert_eq!(status(&app, &invitee, Method::PUT, &c, Some(json!({"name": "Child"}))).await, 200, "accepted write grant");
+    assert_eq!(status(&app, &invitee, Method::POST, &format!("{r}/share/accept"), None).await, 404, "no longer pending");
+
+    // Moving the leaf out of the shared tree takes the inherited access away.
+    let moved = call(&app, &owner, Method::PUT, &l, Some(json!({"parent_id": null}))).await;
+    assert_eq!(moved.status(), 200);
+    assert_eq!(moved.json::<Value>().await.unwrap()["parent_id"], Value::Null);
+    assert_eq!(status(&app, &reader, Method::GET, &l, None).await, 404);
+    assert_eq!(names(&app, &reader, "/api/v1/notebooks?scope=shared").await, ["Child", "Root"]);
+    // Only an admin of the notebook may move it, and only into a notebook it can write.
+    assert_eq!(status(&app, &writer, Method::PUT, &c, Some(json!({"parent_id": null}))).await, 403);
+    assert_eq!(status(&app, &manager, Method::PUT, &c, Some(json!({"parent_id": id(&leaf)}))).await, 404);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn public_notebooks_do_not_expose_their_private_children() {
+    let app = TestApp::spawn().await;
+    let owner = actor(&app, "pub-owner", vec![Role::User]).await;
+    let stranger = actor(&app, "pub-stranger", vec![Role::User]).await;
+    let public = create(&app, &owner, json!({"name": "Public", "visibility": "public"})).await;
+    let hidden = create(&app, &owner, json!({"name": "Hidden", "parent_id": id(&public)})).await;
+    create(&app, &owner, json!({"name": "Also public", "parent_id": id(&public), "visibility": "public"})).await;
+    let p = format!("/api/v1/notebooks/{}", id(&public));
+    assert_eq!(status(&app, &stranger, Method::GET, &p, None).await, 200);
+    assert_eq!(status(&app, &stranger, Method::PUT, &p, Some(json!({"name": "Mine"}))).await, 403);
+    assert_eq!(names(&app, &stranger, &format!("{p}/children")).await, ["Also public"]);
+    assert_eq!(names(&app, &owner, &format!("{p}/children")).await, ["Also public", "Hidden"]);
+    assert_eq!(status(&app, &stranger, Method::GET, &format!("/api/v1/notebooks/{}", id(&hidden)), None).await, 404);
+    // Creating inside someone else's public notebook needs write access.
+    let response = call(&app, &stranger, Method::POST, "/api/v1/notebooks", Some(json!({"name": "Squat", "parent_id": id(&public)}))).await;
+    assert_problem(response, 403, "forbidden").await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn structure_rules_are_enforced() {
+    let app = TestApp::spawn_with(|config| config.max_notebook_depth = 3).await;
+    let owner = actor(&app, "structure", vec![Role::User]).await;
+    let a = create(&app, &owner, json!({"name": "A"})).await;
+    let b = create(&app, &owner, json!({"name": "B", "parent_id": id(&a)})).await;
+    let c = create(&app, &owner, json!({"name": "C", "parent_id": id(&b)})).await;
+    let too_deep = call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "D", "parent_id": id(&c)}))).await;
+    assert_problem(too_deep, 409, "depth_exceeded").await;
+    let a_path = format!("/api/v1/notebooks/{}", id(&a));
+    let cycle = call(&app, &owner, Method::PUT, &a_path, Some(json!({"parent_id": id(&c)}))).await;
+    assert_problem(cycle, 409, "cycle").await;
+    let has_children = call(&app, &owner, Method::DELETE, &a_path, None).await;
+    assert_problem(has_children, 409, "has_children").await;
+    assert_eq!(status(&app, &owner, Method::DELETE, &format!("{a_path}?cascade=true"), None).await, 204);
+    for notebook in [&a, &b, &c] {
+        let path = format!("/api/v1/notebooks/{}", id(notebook));
+        assert_eq!(status(&app, &owner, Method::GET, &path, None).await, 404);
+    }
+    let bad_parent = call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "X", "parent_id": "nope"}))).await;
+    let problem = assert_problem(bad_parent, 422, "validation_failed").await;
+    assert_eq!(problem["errors"][0]["field"], "parent_id");
+    let unknown_parent = call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "X", "parent_id": uuid::Uuid::now_v7()}))).await;
+    assert_problem(unknown_parent, 404, "not_found").await;
+    let share_unknown = call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "Solo"}))).await;
+    let solo: Value = share_unknown.json().await.unwrap();
+    let share = call(&app, &owner, Method::POST, &format!("/api/v1/notebooks/{}/share", id(&solo)), Some(json!({"user_id": uuid::Uuid::now_v7(), "permission": "read"}))).await;
+    assert_problem(share, 422, "validation_failed").await;
+    let share_self = call(&app, &owner, Method::POST, &format!("/api/v1/notebooks/{}/share", id(&solo)), Some(json!({"user_id": owner.id, "permission": "read"}))).await;
+    assert_problem(share_self, 409, "already_owner").await;
+    let bad_permission = call(&app, &owner, Method::POST, &format!("/api/v1/notebooks/{}/share", id(&solo)), Some(json!({"user_id": owner.id, "permission": "god"}))).await;
+    assert_problem(bad_permission, 422, "validation_failed").await;
+    assert_eq!(StatusCode::OK, call(&app, &owner, Method::GET, "/api/v1/invitations?status=declined", None).await.status());
+    app.shutdown().await;
+}
