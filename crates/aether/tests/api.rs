@@ -345,3 +345,30 @@ async fn cors_allows_only_configured_origins() {
     assert!(refused.headers().get("access-control-allow-origin").is_none());
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn if_match_prevents_lost_updates() {
+    let app = TestApp::spawn().await;
+    let token = app.user_token("etag").await;
+    let created = create(&app, &token, json!({"name": "Draft"})).await;
+    assert_eq!(created.headers()["etag"], "\"1\"");
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["version"], 1);
+    let path = format!("/api/v1/notebooks/{}", created["id"].as_str().unwrap());
+    let read = app.client.get(app.url(&path)).bearer_auth(&token).send().await.unwrap();
+    let etag = read.headers()["etag"].to_str().unwrap().to_owned();
+    let put = |if_match: &str, name: &str| {
+        app.client.put(app.url(&path)).bearer_auth(&token).header("if-match", if_match).json(&json!({"name": name})).send()
+    };
+    let first = put(&etag, "Alice's edit").await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["etag"], "\"2\"");
+    // Bob read the same version and saves later: refused, nothing lost.
+    assert_problem(put(&etag, "Bob's edit").await.unwrap(), 412, "precondition_failed").await;
+    let now: Value = app.client.get(app.url(&path)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(now["name"], "Alice's edit");
+    assert_eq!(put("\"2\"", "Bob, rebased").await.unwrap().status(), 200);
+    assert_eq!(put("*", "Anything goes").await.unwrap().status(), 200);
+    assert_problem(put("W/\"x\"", "Bad").await.unwrap(), 400, "invalid_if_match").await;
+    app.shutdown().await;
+}

@@ -124,6 +124,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(field) => {
                 Self::new(StatusCode::CONFLICT, "conflict", format!("The {field} is already taken."))
             }
+            ServiceError::PreconditionFailed => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "The resource changed since you read it (If-Match no longer matches); read it again.",
+            ),
             ServiceError::Rejected { code, detail } => Self::new(StatusCode::CONFLICT, code, detail),
             ServiceError::InvalidGrant => {
                 Self::oauth(StatusCode::BAD_REQUEST, "invalid_grant", "The credentials or refresh token are not valid.")

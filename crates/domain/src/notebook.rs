@@ -181,6 +181,8 @@ pub struct Notebook {
     pub total_size_bytes: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Incremented by every change; the API's `ETag`, checked against `If-Match`.
+    pub version: u64,
 }
 
 /// Everything needed to create a notebook owned by `owner_id`.

@@ -44,7 +44,15 @@ pub trait NotebookStore: Send + Sync {
     async fn get_notebook(&self, id: NotebookId) -> StoreResult<Notebook>;
     /// Non-deleted notebooks the user owns, newest first.
     async fn list_owned_notebooks(&self, owner: UserId, page: PageRequest) -> StoreResult<Page<Notebook>>;
-    async fn update_notebook(&self, id: NotebookId, patch: NotebookPatch, at: Timestamp) -> StoreResult<Notebook>;
+    /// Applies the patch and increments the version. With `expected_version`, a
+    /// notebook at another version is left alone: `Conflict("version")`.
+    async fn update_notebook(
+        &self,
+        id: NotebookId,
+        patch: NotebookPatch,
+        expected_version: Option<u64>,
+        at: Timestamp,
+    ) -> StoreResult<Notebook>;
     /// Marks the notebook deleted; later reads answer `NotFound`. With `cascade`, its
     /// whole subtree goes too; without, a notebook with live children answers
     /// `Conflict("children")`.
@@ -57,10 +65,12 @@ pub trait NotebookStore: Send + Sync {
     /// Moves a notebook under `new_parent` (or to the root). `Conflict("cycle")` when
     /// the new parent is the notebook or one of its descendants, `Conflict("depth")`
     /// when its subtree would reach deeper than `max_depth`.
+    /// Increments the version; `expected_version` as for `update_notebook`.
     async fn move_notebook(
         &self,
         id: NotebookId,
         new_parent: Option<NotebookId>,
+        expected_version: Option<u64>,
         max_depth: u32,
         at: Timestamp,
     ) -> StoreResult<Notebook>;

@@ -18,6 +18,10 @@ pub enum ServiceError {
     /// children …); `code` is stable, `detail` is for people.
     #[error("rejected: {code}")]
     Rejected { code: &'static str, detail: String },
+    /// The client's precondition (`If-Match`) no longer holds: someone else changed
+    /// the resource since the client read it.
+    #[error("precondition failed")]
+    PreconditionFailed,
     /// Wrong username or password, or an unusable refresh token (RFC 6749 `invalid_grant`).
     #[error("invalid grant")]
     InvalidGrant,

@@ -34,6 +34,8 @@ pub struct CreateNotebook {
 pub struct UpdateNotebook {
     pub patch: NotebookPatch,
     pub parent_id: Option<Option<NotebookId>>,
+    /// The version the client last saw (`If-Match`); the update fails if it moved on.
+    pub expected_version: Option<u64>,
 }
 
 /// Which notebooks a listing covers.
@@ -73,6 +75,7 @@ fn structure_error(error: StoreError, max_depth: u32) -> ServiceError {
         StoreError::Conflict(rule) if rule == "cycle" => {
             rejected("cycle", "A notebook cannot be moved into itself or one of its descendants.")
         }
+        StoreError::Conflict(rule) if rule == "version" => ServiceError::PreconditionFailed,
         StoreError::Conflict(rule) if rule == "children" => {
             rejected("has_children", "The notebook has child notebooks; delete with cascade=true to delete them too.")
         }
@@ -164,16 +167,24 @@ impl NotebookService {
         }
         let now = time::now();
         let mut notebook = None;
+        let mut expected_version = update.expected_version;
         if let Some(parent) = update.parent_id {
+            let moved = self
+                .store
+                .move_notebook(id, parent, expected_version, self.max_depth, now)
+                .await
+                .map_err(|error| structure_error(error, self.max_depth))?;
+            // The field changes below apply on top of the move, not of an older version.
+            expected_version = expected_version.map(|_| moved.version);
+            notebook = Some(moved);
+        }
+        if !patch.is_empty() {
             notebook = Some(
                 self.store
-                    .move_notebook(id, parent, self.max_depth, now)
+                    .update_notebook(id, patch, expected_version, now)
                     .await
                     .map_err(|error| structure_error(error, self.max_depth))?,
             );
-        }
-        if !patch.is_empty() {
-            notebook = Some(self.store.update_notebook(id, patch, now).await?);
         }
         tracing::info!(notebook_id = %id, "updated notebook");
         match notebook {

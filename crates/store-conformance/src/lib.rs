@@ -28,6 +28,7 @@ pub async fn run_all(store: &dyn Store) {
     notebooks_need_an_existing_owner(store).await;
     owned_notebooks_page_with_cursors(store).await;
     notebooks_are_patched_and_soft_deleted(store).await;
+    versions_guard_against_lost_updates(store).await;
     refresh_tokens_rotate_once_and_detect_reuse(store).await;
     concurrent_rotation_spends_a_token_once(store).await;
     expired_refresh_tokens_are_refused_and_purged(store).await;
@@ -279,7 +280,7 @@ pub async fn notebooks_are_patched_and_soft_deleted(store: &dyn Store) {
         visibility: Some(Visibility::Public),
         ..NotebookPatch::default()
     };
-    let updated = store.update_notebook(created.id, patch, later).await.unwrap();
+    let updated = store.update_notebook(created.id, patch, None, later).await.unwrap();
     assert_eq!(updated.name.as_str(), "Final");
     assert_eq!(updated.visibility, Visibility::Public);
     assert_eq!(updated.description, created.description, "untouched field kept");
@@ -294,7 +295,7 @@ pub async fn notebooks_are_patched_and_soft_deleted(store: &dyn Store) {
         status: Some(NotebookStatus::Archived),
         ..NotebookPatch::default()
     };
-    let cleared = store.update_notebook(created.id, patch, later).await.unwrap();
+    let cleared = store.update_notebook(created.id, patch, None, later).await.unwrap();
     assert_eq!(cleared.description, None);
     assert!(cleared.tags.is_empty());
     assert_eq!(cleared.status, NotebookStatus::Archived);
@@ -303,12 +304,12 @@ pub async fn notebooks_are_patched_and_soft_deleted(store: &dyn Store) {
     store.soft_delete_notebook(created.id, false, later).await.unwrap();
     assert!(matches!(store.get_notebook(created.id).await, Err(StoreError::NotFound)));
     assert!(matches!(
-        store.update_notebook(created.id, NotebookPatch::default(), later).await,
+        store.update_notebook(created.id, NotebookPatch::default(), None, later).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(store.soft_delete_notebook(created.id, false, later).await, Err(StoreError::NotFound)));
     assert!(matches!(
-        store.update_notebook(NotebookId::new(), NotebookPatch::default(), later).await,
+        store.update_notebook(NotebookId::new(), NotebookPatch::default(), None, later).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -456,29 +457,29 @@ pub async fn moves_reject_cycles_and_excess_depth(store: &dyn Store) {
     let later = time::now() + TimeDelta::seconds(1);
 
     for (moved, under) in [(a.id, c.id), (a.id, a.id), (b.id, c.id)] {
-        match store.move_notebook(moved, Some(under), MAX_DEPTH, later).await {
+        match store.move_notebook(moved, Some(under), None, MAX_DEPTH, later).await {
             Err(StoreError::Conflict(rule)) => assert_eq!(rule, "cycle"),
             other => panic!("expected Conflict(cycle), got {other:?}"),
         }
     }
     // Moving B (height 2: B, C) under D (depth 1) needs a limit of 3.
-    match store.move_notebook(b.id, Some(d.id), 2, later).await {
+    match store.move_notebook(b.id, Some(d.id), None, 2, later).await {
         Err(StoreError::Conflict(rule)) => assert_eq!(rule, "depth"),
         other => panic!("expected Conflict(depth), got {other:?}"),
     }
-    let moved = store.move_notebook(b.id, Some(d.id), 3, later).await.unwrap();
+    let moved = store.move_notebook(b.id, Some(d.id), None, 3, later).await.unwrap();
     assert_eq!(moved.parent_id, Some(d.id));
     assert_eq!(moved.updated_at, later);
     let chain = store.access_chain(owner.id, c.id).await.unwrap();
     assert_eq!(chain.iter().map(|link| link.notebook_id).collect::<Vec<_>>(), [c.id, b.id, d.id]);
     assert!(store.list_children(a.id, false, PageRequest::default()).await.unwrap().items.is_empty());
 
-    let to_root = store.move_notebook(c.id, None, MAX_DEPTH, later).await.unwrap();
+    let to_root = store.move_notebook(c.id, None, None, MAX_DEPTH, later).await.unwrap();
     assert_eq!(to_root.parent_id, None);
     assert_eq!(store.access_chain(owner.id, c.id).await.unwrap().len(), 1);
-    assert!(matches!(store.move_notebook(NotebookId::new(), None, MAX_DEPTH, later).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.move_notebook(NotebookId::new(), None, None, MAX_DEPTH, later).await, Err(StoreError::NotFound)));
     assert!(matches!(
-        store.move_notebook(c.id, Some(NotebookId::new()), MAX_DEPTH, later).await,
+        store.move_notebook(c.id, Some(NotebookId::new()), None, MAX_DEPTH, later).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -577,4 +578,36 @@ pub async fn collaborations_grant_along_the_hierarchy(store: &dyn Store) {
     store.set_collaboration_status(unrelated.id, guest.id, CollaborationStatus::Declined, time::now()).await.unwrap();
     assert!(store.access_chain(guest.id, unrelated.id).await.unwrap()[0].grant.is_none());
     assert_eq!(store.list_user_collaborations(guest.id, CollaborationStatus::Declined).await.unwrap().len(), 1);
+}
+
+pub async fn versions_guard_against_lost_updates(store: &dyn Store) {
+    let owner = store.create_user(new_user("versioner")).await.unwrap();
+    let created = store.create_notebook(new_notebook(owner.id, "Versioned"), MAX_DEPTH).await.unwrap();
+    assert_eq!(created.version, 1);
+    assert_eq!(store.get_notebook(created.id).await.unwrap().version, 1);
+    let rename = |name: &str| NotebookPatch { name: Some(NotebookName::parse(name).unwrap()), ..NotebookPatch::default() };
+    let second = store.update_notebook(created.id, rename("Second"), Some(1), time::now()).await.unwrap();
+    assert_eq!(second.version, 2);
+    assert_eq!(store.get_notebook(created.id).await.unwrap().version, 2);
+    match store.update_notebook(created.id, rename("Stale"), Some(1), time::now()).await {
+        Err(StoreError::Conflict(rule)) => assert_eq!(rule, "version"),
+        other => panic!("expected Conflict(version), got {other:?}"),
+    }
+    assert_eq!(store.get_notebook(created.id).await.unwrap().name.as_str(), "Second", "the stale update changed nothing");
+    let unconditional = store.update_notebook(created.id, rename("Third"), None, time::now()).await.unwrap();
+    assert_eq!(unconditional.version, 3);
+
+    // Two writers holding the same version: exactly one wins.
+    let attempts = ["Left", "Right"].map(|name| store.update_notebook(created.id, rename(name), Some(3), time::now()));
+    let outcomes = futures::future::join_all(attempts).await;
+    assert_eq!(outcomes.iter().filter(|outcome| outcome.is_ok()).count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().any(|outcome| matches!(outcome, Err(StoreError::Conflict(rule)) if rule == "version")));
+    assert_eq!(store.get_notebook(created.id).await.unwrap().version, 4);
+
+    let moved = store.move_notebook(created.id, None, Some(4), MAX_DEPTH, time::now()).await.unwrap();
+    assert_eq!(moved.version, 5, "a move is a change too");
+    assert!(matches!(
+        store.move_notebook(created.id, None, Some(4), MAX_DEPTH, time::now()).await,
+        Err(StoreError::Conflict(_))
+    ));
 }

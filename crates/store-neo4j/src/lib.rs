@@ -198,7 +198,8 @@ const NOTEBOOK_RETURN: &str = "WITH n, owner OPTIONAL MATCH (parent:Notebook)-[:
      n.description AS description, n.visibility AS visibility, n.status AS status, \
      coalesce(n.tags, []) AS tags, n.compliance_settings AS compliance_settings, \
      n.document_count AS document_count, n.total_size_bytes AS total_size_bytes, \
-     toString(n.created_at) AS created_at, toString(n.updated_at) AS updated_at";
+     toString(n.created_at) AS created_at, toString(n.updated_at) AS updated_at, \
+     coalesce(n.version, 1) AS version";
 
 #[derive(Deserialize)]
 struct NotebookRecord {
@@ -215,6 +216,7 @@ struct NotebookRecord {
     total_size_bytes: i64,
     created_at: String,
     updated_at: String,
+    version: i64,
 }
 
 fn notebook_from_row(row: &Row) -> StoreResult<Notebook> {
@@ -241,7 +243,15 @@ fn notebook_from_row(row: &Row) -> StoreResult<Notebook> {
         total_size_bytes: u64::try_from(record.total_size_bytes).map_err(|_| corrupt("total size"))?,
         created_at: ts(&record.created_at)?,
         updated_at: ts(&record.updated_at)?,
+        version: u64::try_from(record.version).map_err(|_| corrupt("version"))?,
     })
+}
+
+fn check_version(notebook: &Notebook, expected: Option<u64>) -> StoreResult<()> {
+    match expected {
+        Some(expected) if expected != notebook.version => Err(StoreError::Conflict("version".into())),
+        _ => Ok(()),
+    }
 }
 
 fn role_names(roles: &[Role]) -> Vec<String> {
@@ -423,7 +433,8 @@ impl NotebookStore for Neo4jStore {
              OPTIONAL MATCH (parent:Notebook {{id: $parent_id}}) \
              CREATE (n:Notebook {{id: $id, name: $name, description: $description, visibility: $visibility, \
              status: 'active', compliance_settings: $settings, document_count: 0, total_size_bytes: 0, \
-             tags: $tags, search_text: $search_text, created_at: datetime($at), updated_at: datetime($at)}}) \
+             tags: $tags, search_text: $search_text, created_at: datetime($at), updated_at: datetime($at), \
+             version: 1}}) \
              CREATE (owner)-[:OWNS {{created_at: datetime($at)}}]->(n) \
              FOREACH (p IN CASE WHEN parent IS NULL THEN [] ELSE [parent] END | \
                CREATE (p)-[:PARENT_OF {{created_at: datetime($at)}}]->(n)) {NOTEBOOK_RETURN}"
@@ -466,7 +477,13 @@ impl NotebookStore for Neo4jStore {
         Ok(Page::from_overfetch(notebooks, page.limit, |notebook| notebook.id.as_uuid()))
     }
 
-    async fn update_notebook(&self, id: NotebookId, patch: NotebookPatch, at: Timestamp) -> StoreResult<Notebook> {
+    async fn update_notebook(
+        &self,
+        id: NotebookId,
+        patch: NotebookPatch,
+        expected_version: Option<u64>,
+        at: Timestamp,
+    ) -> StoreResult<Notebook> {
         in_txn(&self.graph, async move |txn: &mut Txn| {
         let lock = query(&format!(
             "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) WHERE n.status <> 'deleted' \
@@ -476,6 +493,7 @@ impl NotebookStore for Neo4jStore {
         .param("at", storage(&at));
         let row = txn_rows(txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
         let mut notebook = notebook_from_row(&row)?;
+            check_version(&notebook, expected_version)?;
         if let Some(name) = patch.name {
             notebook.name = name;
         }
@@ -495,10 +513,12 @@ impl NotebookStore for Neo4jStore {
             notebook.compliance_settings = settings;
         }
         notebook.updated_at = at;
+            notebook.version += 1;
         let write = query(
             "MATCH (n:Notebook {id: $id}) SET n.name = $name, n.description = $description, \
              n.visibility = $visibility, n.status = $status, n.tags = $tags, \
-             n.compliance_settings = $settings, n.search_text = $search_text",
+             n.compliance_settings = $settings, n.search_text = $search_text, \
+             n.version = coalesce(n.version, 1) + 1",
         )
         .param("id", id.to_string())
         .param("name", notebook.name.as_str())
@@ -531,7 +551,7 @@ impl NotebookStore for Neo4jStore {
         }
         let delete = query(
             "MATCH (:Notebook {id: $id})-[:PARENT_OF*0..]->(d:Notebook) WHERE d.status <> 'deleted' \
-             SET d.status = 'deleted', d.updated_at = datetime($at)",
+             SET d.status = 'deleted', d.updated_at = datetime($at), d.version = coalesce(d.version, 1) + 1",
         )
         .param("id", id.to_string())
         .param("at", storage(&at));
@@ -576,12 +596,14 @@ impl NotebookStore for Neo4jStore {
         &self,
         id: NotebookId,
         new_parent: Option<NotebookId>,
+        expected_version: Option<u64>,
         max_depth: u32,
         at: Timestamp,
     ) -> StoreResult<Notebook> {
         in_txn(&self.graph, async move |txn: &mut Txn| {
-        if lock_live(txn, id, &at).await?.is_none() {
-            return Err(StoreError::NotFound);
+        let version = lock_live(txn, id, &at).await?.ok_or(StoreError::NotFound)?;
+        if expected_version.is_some_and(|expected| expected != version) {
+            return Err(StoreError::Conflict("version".into()));
         }
         // Locking the new parent's whole ancestor chain serialises concurrent moves
         // that could otherwise close a cycle between them.
@@ -607,7 +629,11 @@ impl NotebookStore for Neo4jStore {
         if parent_depth + u64::try_from(height).unwrap_or(u64::MAX) > u64::from(max_depth) {
             return Err(StoreError::Conflict("depth".into()));
         }
-        let detach = query("MATCH (:Notebook)-[r:PARENT_OF]->(:Notebook {id: $id}) DELETE r").param("id", id.to_string());
+        let detach = query(
+            "MATCH (n:Notebook {id: $id}) SET n.version = coalesce(n.version, 1) + 1 \
+             WITH n OPTIONAL MATCH (:Notebook)-[r:PARENT_OF]->(n) DELETE r",
+        )
+        .param("id", id.to_string());
         txn.run(detach).await.map_err(map_err)?;
         if let Some(parent) = new_parent {
             let attach = query(
@@ -644,14 +670,20 @@ impl NotebookStore for Neo4jStore {
 
 /// Takes the write lock of a notebook and reports whether it is live. The status is
 /// read after the lock, so it is the committed value, not a stale one.
-async fn lock_live(txn: &mut Txn, id: NotebookId, at: &Timestamp) -> StoreResult<Option<()>> {
+async fn lock_live(txn: &mut Txn, id: NotebookId, at: &Timestamp) -> StoreResult<Option<u64>> {
     let q = query(
         "MATCH (n:Notebook {id: $id}) SET n.updated_at = datetime($at) \
-         WITH n WHERE n.status <> 'deleted' RETURN n.id AS id",
+         WITH n WHERE n.status <> 'deleted' RETURN coalesce(n.version, 1) AS version",
     )
     .param("id", id.to_string())
     .param("at", storage(at));
-    Ok(txn_rows(txn, q).await?.into_iter().next().map(|_| ()))
+    match txn_rows(txn, q).await?.into_iter().next() {
+        Some(row) => {
+            let version: i64 = row.get("version").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok(Some(u64::try_from(version).map_err(|_| corrupt("version"))?))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Locks a live notebook and all its ancestors; returns their ids, or nothing when

@@ -136,7 +136,9 @@ fn notebook_from_row(row: &SqliteRow) -> StoreResult<Notebook> {
     let settings: String = row.try_get("compliance_settings").map_err(map_err)?;
     let document_count: i64 = row.try_get("document_count").map_err(map_err)?;
     let total_size_bytes: i64 = row.try_get("total_size_bytes").map_err(map_err)?;
+    let version: i64 = row.try_get("version").map_err(map_err)?;
     Ok(Notebook {
+        version: u64::try_from(version).map_err(|_| corrupt("version"))?,
         id: NotebookId::parse(&id).map_err(|_| corrupt("notebook id"))?,
         owner_id: UserId::parse(&owner_id).map_err(|_| corrupt("owner id"))?,
         parent_id: parent_id.as_deref().map(NotebookId::parse).transpose().map_err(|_| corrupt("parent id"))?,
@@ -182,7 +184,7 @@ macro_rules! notebook_select {
     () => {
         "SELECT n.id, o.user_id AS owner_id, po.parent_id, n.name, n.description, n.visibility, \
          n.status, n.tags, n.compliance_settings, n.document_count, n.total_size_bytes, n.created_at, \
-         n.updated_at FROM notebooks n JOIN owns o ON o.notebook_id = n.id \
+         n.updated_at, n.version FROM notebooks n JOIN owns o ON o.notebook_id = n.id \
          LEFT JOIN parent_of po ON po.child_id = n.id"
     };
 }
@@ -407,6 +409,7 @@ impl NotebookStore for SqliteStore {
             total_size_bytes: 0,
             created_at: new.created_at,
             updated_at: new.created_at,
+            version: 1,
         })
     }
 
@@ -432,7 +435,13 @@ impl NotebookStore for SqliteStore {
         Ok(Page::from_overfetch(notebooks, page.limit, |notebook| notebook.id.as_uuid()))
     }
 
-    async fn update_notebook(&self, id: NotebookId, patch: NotebookPatch, at: Timestamp) -> StoreResult<Notebook> {
+    async fn update_notebook(
+        &self,
+        id: NotebookId,
+        patch: NotebookPatch,
+        expected_version: Option<u64>,
+        at: Timestamp,
+    ) -> StoreResult<Notebook> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status != 'deleted'"))
             .bind(id.to_string())
@@ -440,10 +449,11 @@ impl NotebookStore for SqliteStore {
             .await
             .map_err(map_err)?;
         let mut notebook = notebook_from_row(&row)?;
+        check_version(&notebook, expected_version)?;
         apply_patch(&mut notebook, patch, at);
         sqlx::query(
             "UPDATE notebooks SET name = ?, description = ?, visibility = ?, status = ?, tags = ?, \
-             compliance_settings = ?, search_text = ?, updated_at = ? WHERE id = ?",
+             compliance_settings = ?, search_text = ?, updated_at = ?, version = version + 1 WHERE id = ?",
         )
         .bind(notebook.name.as_str())
         .bind(notebook.description.as_ref().map(Description::as_str))
@@ -480,7 +490,7 @@ impl NotebookStore for SqliteStore {
         sqlx::query(
             "WITH RECURSIVE subtree(id) AS (SELECT ?1 UNION ALL \
              SELECT p.child_id FROM parent_of p JOIN subtree s ON p.parent_id = s.id) \
-             UPDATE notebooks SET status = 'deleted', updated_at = ?2 \
+             UPDATE notebooks SET status = 'deleted', updated_at = ?2, version = version + 1 \
              WHERE id IN (SELECT id FROM subtree) AND status != 'deleted'",
         )
         .bind(id.to_string())
@@ -551,13 +561,18 @@ impl NotebookStore for SqliteStore {
         &self,
         id: NotebookId,
         new_parent: Option<NotebookId>,
+        expected_version: Option<u64>,
         max_depth: u32,
         at: Timestamp,
     ) -> StoreResult<Notebook> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        if live_depth(&mut tx, id).await?.is_none() {
-            return Err(StoreError::NotFound);
-        }
+        let current = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status != 'deleted'"))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        check_version(&notebook_from_row(&current)?, expected_version)?;
         let parent_depth = match new_parent {
             None => 0,
             Some(parent) => {
@@ -601,7 +616,7 @@ impl NotebookStore for SqliteStore {
                 .await
                 .map_err(map_err)?;
         }
-        sqlx::query("UPDATE notebooks SET updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE notebooks SET updated_at = ?, version = version + 1 WHERE id = ?")
             .bind(time::to_storage(&at))
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -780,6 +795,14 @@ fn apply_patch(notebook: &mut Notebook, patch: NotebookPatch, at: Timestamp) {
         notebook.compliance_settings = settings;
     }
     notebook.updated_at = at;
+    notebook.version += 1;
+}
+
+fn check_version(notebook: &Notebook, expected: Option<u64>) -> StoreResult<()> {
+    match expected {
+        Some(expected) if expected != notebook.version => Err(StoreError::Conflict("version".into())),
+        _ => Ok(()),
+    }
 }
 
 #[async_trait]

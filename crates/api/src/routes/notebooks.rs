@@ -10,7 +10,7 @@ use aether_domain::store::Collaboration;
 use aether_services::notebooks::{AccessReport, CreateNotebook, ListScope, UpdateNotebook};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,8 @@ pub struct NotebookResponse {
     pub total_size_bytes: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Incremented by every change; also the `ETag` header. Send it back in `If-Match`.
+    pub version: u64,
 }
 
 impl From<Notebook> for NotebookResponse {
@@ -57,6 +59,7 @@ impl From<Notebook> for NotebookResponse {
             total_size_bytes: notebook.total_size_bytes,
             created_at: notebook.created_at,
             updated_at: notebook.updated_at,
+            version: notebook.version,
         }
     }
 }
@@ -192,8 +195,34 @@ impl UpdateNotebookRequest {
                 message: "give at least one field to change".into(),
             }]));
         }
-        Ok(UpdateNotebook { patch, parent_id })
+        Ok(UpdateNotebook { patch, parent_id, expected_version: None })
     }
+}
+
+/// A notebook as a response with its `ETag`.
+fn with_etag(status: StatusCode, notebook: Notebook) -> Response {
+    let etag = format!("\"{}\"", notebook.version);
+    let mut response = (status, Json(NotebookResponse::from(notebook))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// `If-Match: "<version>"` (or `*`, which any existing notebook matches).
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .and_then(|version| version.parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_if_match", "If-Match must be an ETag this API issued, like \"3\".")
+        })
 }
 
 fn parse_id(text: &str) -> Result<NotebookId, ApiError> {
@@ -264,7 +293,7 @@ pub async fn create_notebook(
 ) -> Result<Response, ApiError> {
     let notebook = state.notebooks.create(&caller, body.parse()?).await?;
     let location = format!("/api/v1/notebooks/{}", notebook.id);
-    let mut response = (StatusCode::CREATED, Json(NotebookResponse::from(notebook))).into_response();
+    let mut response = with_etag(StatusCode::CREATED, notebook);
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -289,24 +318,31 @@ pub async fn get_notebook(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     Path(id): Path<String>,
-) -> Result<Json<NotebookResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let (notebook, _) = state.notebooks.get(&caller, parse_id(&id)?).await?;
-    Ok(Json(notebook.into()))
+    Ok(with_etag(StatusCode::OK, notebook))
 }
 
-/// Changes the fields given; the others are kept.
+/// Changes the fields given; the others are kept. With `If-Match: "<version>"`
+/// (the `ETag` of a read), the update applies only if nobody changed the notebook
+/// since; otherwise 412.
 #[utoipa::path(
     put,
     path = "/api/v1/notebooks/{id}",
     tag = "notebooks",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    params(
+        ("id" = String, Path, description = "Notebook id (UUID)"),
+        ("If-Match" = Option<String>, Header, description = "The ETag the update is based on"),
+    ),
     request_body = UpdateNotebookRequest,
     responses(
         (status = 200, body = NotebookResponse),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The notebook changed since the If-Match version", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -314,11 +350,14 @@ pub async fn update_notebook(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     Path(id): Path<String>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateNotebookRequest>,
-) -> Result<Json<NotebookResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let notebook = state.notebooks.update(&caller, id, body.parse()?).await?;
-    Ok(Json(notebook.into()))
+    let mut update = body.parse()?;
+    update.expected_version = if_match(&headers)?;
+    let notebook = state.notebooks.update(&caller, id, update).await?;
+    Ok(with_etag(StatusCode::OK, notebook))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
