@@ -71,12 +71,13 @@ async fn permissions_follow_the_graph() {
     let c = format!("/api/v1/notebooks/{}", id(&child));
     let l = format!("/api/v1/notebooks/{}", id(&leaf));
 
-    // Direct grants (accepted at once) on the root; an invitation left pending; a revoked grant.
+    // Direct grants (active at once) on the root; an invitation left pending; a revoked grant.
     for (who, permission) in [(&reader, "read"), (&writer, "write"), (&manager, "admin"), (&revoked, "read"), (&viewer, "admin")] {
         let response = call(&app, &owner, Method::PUT, &format!("{r}/permissions"), Some(json!({"user_id": who.id, "permission": permission}))).await;
         assert_eq!(response.status(), 200);
         let grant: Value = response.json().await.unwrap();
-        assert_eq!(grant["status"], "accepted");
+        assert_eq!(grant["status"], "active");
+        assert!(grant["accepted_at"].is_string());
     }
     let shared = call(&app, &owner, Method::POST, &format!("{r}/share"), Some(json!({"user_id": invitee.id, "permission": "write"}))).await;
     assert_eq!(shared.status(), 201);

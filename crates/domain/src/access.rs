@@ -46,25 +46,31 @@ impl Permission {
 pub enum CollaborationStatus {
     /// Invited, not yet accepted: grants nothing.
     Pending,
-    Accepted,
+    /// Accepted, or granted directly: grants its permission.
+    Active,
+    /// The invitee said no: grants nothing.
     Declined,
+    /// Taken away: grants nothing; kept as a record of who had access.
+    Revoked,
 }
 
 impl CollaborationStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             CollaborationStatus::Pending => "pending",
-            CollaborationStatus::Accepted => "accepted",
+            CollaborationStatus::Active => "active",
             CollaborationStatus::Declined => "declined",
+            CollaborationStatus::Revoked => "revoked",
         }
     }
 
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
         match text {
             "pending" => Ok(CollaborationStatus::Pending),
-            "accepted" => Ok(CollaborationStatus::Accepted),
+            "active" => Ok(CollaborationStatus::Active),
             "declined" => Ok(CollaborationStatus::Declined),
-            _ => Err(ValidationError::new("status", "must be pending, accepted or declined")),
+            "revoked" => Ok(CollaborationStatus::Revoked),
+            _ => Err(ValidationError::new("status", "must be pending, active, declined or revoked")),
         }
     }
 }
@@ -76,7 +82,7 @@ pub struct ChainLink {
     pub notebook_id: NotebookId,
     pub owner_id: UserId,
     pub visibility: Visibility,
-    /// The caller's accepted `COLLABORATES_ON` permission on this notebook, if any.
+    /// The caller's active `COLLABORATES_ON` permission on this notebook, if any.
     pub grant: Option<Permission>,
 }
 
@@ -86,7 +92,7 @@ pub struct ChainLink {
 pub enum AccessSource {
     /// `(user)-[:OWNS]->(notebook)`, on the notebook itself or an ancestor.
     Owner { notebook_id: NotebookId, inherited: bool },
-    /// `(user)-[:COLLABORATES_ON {permission, status: accepted}]->(notebook)`.
+    /// `(user)-[:COLLABORATES_ON {permission, status: active}]->(notebook)`.
     Collaborator { notebook_id: NotebookId, permission: Permission, inherited: bool },
     /// The notebook's own visibility is `public`.
     Public { notebook_id: NotebookId },
@@ -144,7 +150,7 @@ pub fn role_permission(role: Role) -> Option<Permission> {
 }
 
 /// The effective permission of `user` (with `roles`) on `chain[0]`: the highest of
-/// ownership or accepted grants on the notebook or any ancestor, its own public
+/// ownership or active grants on the notebook or any ancestor, its own public
 /// visibility, and global roles. `None` means the notebook is invisible to the user.
 pub fn effective_access(user: UserId, roles: &[Role], chain: &[ChainLink]) -> Option<Access> {
     let mut sources = Vec::new();

@@ -58,7 +58,7 @@ pub trait NotebookStore: Send + Sync {
     /// `Conflict("children")`.
     async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, at: Timestamp) -> StoreResult<()>;
     /// The notebook (first) and its ancestors up to the root, each with the user's
-    /// accepted collaboration. `NotFound` when the notebook is missing or deleted.
+    /// active collaboration. `NotFound` when the notebook is missing or deleted.
     async fn access_chain(&self, user: UserId, id: NotebookId) -> StoreResult<Vec<ChainLink>>;
     /// Live children of `parent`, newest first; only public ones when `only_public`.
     async fn list_children(&self, parent: NotebookId, only_public: bool, page: PageRequest) -> StoreResult<Page<Notebook>>;
@@ -74,7 +74,7 @@ pub trait NotebookStore: Send + Sync {
         max_depth: u32,
         at: Timestamp,
     ) -> StoreResult<Notebook>;
-    /// Live notebooks the user reaches through an accepted collaboration on them or
+    /// Live notebooks the user reaches through an active collaboration on them or
     /// on an ancestor, excluding ones the user owns; newest first.
     async fn list_shared_with(&self, user: UserId, page: PageRequest) -> StoreResult<Page<Notebook>>;
 }
@@ -86,17 +86,21 @@ pub struct Collaboration {
     pub user_id: UserId,
     pub permission: Permission,
     pub status: CollaborationStatus,
-    pub invited_by: UserId,
-    pub created_at: Timestamp,
+    pub granted_by: UserId,
+    pub granted_at: Timestamp,
+    /// When the relationship last became active.
+    pub accepted_at: Option<Timestamp>,
     pub updated_at: Timestamp,
 }
 
 #[async_trait]
 pub trait CollaborationStore: Send + Sync {
-    /// Creates the relationship or replaces its permission and status.
+    /// Creates the relationship or replaces its permission, status and grantor
+    /// (`granted_at` is kept from the first grant; `accepted_at` is set when the
+    /// status becomes active).
     /// `NotFound` when the notebook or the user does not exist.
     async fn put_collaboration(&self, collaboration: Collaboration) -> StoreResult<Collaboration>;
-    /// `NotFound` when there is no such relationship.
+    /// `NotFound` when there is no such relationship. Becoming active sets `accepted_at`.
     async fn set_collaboration_status(
         &self,
         notebook: NotebookId,
@@ -104,8 +108,8 @@ pub trait CollaborationStore: Send + Sync {
         status: CollaborationStatus,
         at: Timestamp,
     ) -> StoreResult<Collaboration>;
-    /// `NotFound` when there is no such relationship.
-    async fn remove_collaboration(&self, notebook: NotebookId, user: UserId) -> StoreResult<()>;
+    /// Marks a pending or active relationship revoked. `NotFound` when there is none.
+    async fn revoke_collaboration(&self, notebook: NotebookId, user: UserId, at: Timestamp) -> StoreResult<()>;
     /// Every collaboration on the notebook, oldest first.
     async fn list_collaborations(&self, notebook: NotebookId) -> StoreResult<Vec<Collaboration>>;
     /// The user's collaborations in `status` on live notebooks, newest first.

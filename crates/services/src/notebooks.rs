@@ -1,5 +1,5 @@
 //! Notebook use cases, authorised through the graph (DESIGN.md §4): the caller's
-//! effective permission comes from ownership or accepted grants on the notebook or
+//! effective permission comes from ownership or active grants on the notebook or
 //! any ancestor, the notebook's own public visibility, and global roles
 //! ([`aether_domain::access::effective_access`]). A notebook the caller may not read
 //! is reported as not found; one it may read but not change, as forbidden.
@@ -217,8 +217,9 @@ impl NotebookService {
             user_id: user,
             permission,
             status: CollaborationStatus::Pending,
-            invited_by: caller.user_id,
-            created_at: now,
+            granted_by: caller.user_id,
+            granted_at: now,
+            accepted_at: None,
             updated_at: now,
         };
         let stored = self.store.put_collaboration(invitation).await.map_err(|error| match error {
@@ -244,7 +245,7 @@ impl NotebookService {
             return Err(rejected("already_owner", "The owner's access cannot be changed."));
         }
         let Some(permission) = permission else {
-            self.store.remove_collaboration(id, user).await?;
+            self.store.revoke_collaboration(id, user, time::now()).await?;
             tracing::info!(notebook_id = %id, user = %user, "revoked permission");
             return Ok(None);
         };
@@ -253,9 +254,10 @@ impl NotebookService {
             notebook_id: id,
             user_id: user,
             permission,
-            status: CollaborationStatus::Accepted,
-            invited_by: caller.user_id,
-            created_at: now,
+            status: CollaborationStatus::Active,
+            granted_by: caller.user_id,
+            granted_at: now,
+            accepted_at: Some(now),
             updated_at: now,
         };
         let stored = self.store.put_collaboration(grant).await.map_err(|error| match error {
@@ -278,7 +280,7 @@ impl NotebookService {
 
     /// Accepts or declines the caller's own invitation. `NotFound` when there is none.
     pub async fn answer_invitation(&self, caller: &Principal, id: NotebookId, accept: bool) -> ServiceResult<Collaboration> {
-        let status = if accept { CollaborationStatus::Accepted } else { CollaborationStatus::Declined };
+        let status = if accept { CollaborationStatus::Active } else { CollaborationStatus::Declined };
         let pending = self.store.list_user_collaborations(caller.user_id, CollaborationStatus::Pending).await?;
         if !pending.iter().any(|invitation| invitation.notebook_id == id) {
             return Err(ServiceError::NotFound);

@@ -510,8 +510,9 @@ fn collaboration(notebook: NotebookId, user: UserId, inviter: UserId, permission
         user_id: user,
         permission,
         status: CollaborationStatus::Pending,
-        invited_by: inviter,
-        created_at: now,
+        granted_by: inviter,
+        granted_at: now,
+        accepted_at: None,
         updated_at: now,
     }
 }
@@ -527,7 +528,8 @@ pub async fn collaborations_grant_along_the_hierarchy(store: &dyn Store) {
     let invited = store.put_collaboration(collaboration(root.id, guest.id, owner.id, Permission::Write)).await.unwrap();
     assert_eq!(invited.status, CollaborationStatus::Pending);
     assert_eq!(invited.permission, Permission::Write);
-    assert_eq!(invited.invited_by, owner.id);
+    assert_eq!(invited.granted_by, owner.id);
+    assert_eq!(invited.accepted_at, None);
     let pending = store.list_user_collaborations(guest.id, CollaborationStatus::Pending).await.unwrap();
     assert_eq!(pending.iter().map(|c| c.notebook_id).collect::<Vec<_>>(), [root.id]);
     let chain = store.access_chain(guest.id, child.id).await.unwrap();
@@ -535,11 +537,12 @@ pub async fn collaborations_grant_along_the_hierarchy(store: &dyn Store) {
     assert!(store.list_shared_with(guest.id, PageRequest::default()).await.unwrap().items.is_empty());
 
     let accepted = store
-        .set_collaboration_status(root.id, guest.id, CollaborationStatus::Accepted, time::now())
+        .set_collaboration_status(root.id, guest.id, CollaborationStatus::Active, time::now())
         .await
         .unwrap();
-    assert_eq!(accepted.status, CollaborationStatus::Accepted);
-    assert_eq!(accepted.created_at, invited.created_at);
+    assert_eq!(accepted.status, CollaborationStatus::Active);
+    assert_eq!(accepted.granted_at, invited.granted_at);
+    assert!(accepted.accepted_at.is_some());
     let chain = store.access_chain(guest.id, child.id).await.unwrap();
     assert_eq!(chain[0].grant, None);
     assert_eq!(chain[1].grant, Some(Permission::Write), "the grant sits on the parent link");
@@ -550,18 +553,22 @@ pub async fn collaborations_grant_along_the_hierarchy(store: &dyn Store) {
 
     // Re-sharing replaces the permission.
     let mut downgrade = collaboration(root.id, guest.id, owner.id, Permission::Read);
-    downgrade.status = CollaborationStatus::Accepted;
+    downgrade.status = CollaborationStatus::Active;
     store.put_collaboration(downgrade).await.unwrap();
     let listed = store.list_collaborations(root.id).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].permission, Permission::Read);
     assert_eq!(store.access_chain(guest.id, child.id).await.unwrap()[1].grant, Some(Permission::Read));
 
-    store.remove_collaboration(root.id, guest.id).await.unwrap();
-    assert!(matches!(store.remove_collaboration(root.id, guest.id).await, Err(StoreError::NotFound)));
+    assert_eq!(listed[0].accepted_at, accepted.accepted_at, "re-granting an active grant keeps accepted_at");
+    store.revoke_collaboration(root.id, guest.id, time::now()).await.unwrap();
+    assert!(matches!(store.revoke_collaboration(root.id, guest.id, time::now()).await, Err(StoreError::NotFound)));
     assert!(store.list_shared_with(guest.id, PageRequest::default()).await.unwrap().items.is_empty());
+    assert!(store.access_chain(guest.id, child.id).await.unwrap().iter().all(|link| link.grant.is_none()));
+    let kept = store.list_collaborations(root.id).await.unwrap();
+    assert_eq!(kept[0].status, CollaborationStatus::Revoked, "a revoked grant stays on record");
     assert!(matches!(
-        store.set_collaboration_status(root.id, guest.id, CollaborationStatus::Accepted, time::now()).await,
+        store.set_collaboration_status(NotebookId::new(), guest.id, CollaborationStatus::Active, time::now()).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(

@@ -565,7 +565,7 @@ impl NotebookStore for Neo4jStore {
             "MATCH (n:Notebook {id: $id}) WHERE n.status <> 'deleted' \
              MATCH path = (a:Notebook)-[:PARENT_OF*0..]->(n) \
              MATCH (owner:User)-[:OWNS]->(a) \
-             OPTIONAL MATCH (:User {id: $user})-[c:COLLABORATES_ON {status: 'accepted'}]->(a) \
+             OPTIONAL MATCH (:User {id: $user})-[c:COLLABORATES_ON {status: 'active'}]->(a) \
              RETURN a.id AS notebook_id, owner.id AS owner_id, a.visibility AS visibility, \
              c.permission AS permission, length(path) AS depth ORDER BY depth",
         )
@@ -655,7 +655,7 @@ impl NotebookStore for Neo4jStore {
 
     async fn list_shared_with(&self, user: UserId, page: PageRequest) -> StoreResult<Page<Notebook>> {
         let q = query(&format!(
-            "MATCH (:User {{id: $user}})-[:COLLABORATES_ON {{status: 'accepted'}}]->(:Notebook)-[:PARENT_OF*0..]->(n:Notebook) \
+            "MATCH (:User {{id: $user}})-[:COLLABORATES_ON {{status: 'active'}}]->(:Notebook)-[:PARENT_OF*0..]->(n:Notebook) \
              WHERE n.status <> 'deleted' AND ($after IS NULL OR n.id < $after) \
              WITH DISTINCT n MATCH (owner:User)-[:OWNS]->(n) WHERE owner.id <> $user \
              {NOTEBOOK_RETURN} ORDER BY n.id DESC LIMIT $limit"
@@ -725,8 +725,8 @@ fn chain_link_from_row(row: &Row) -> StoreResult<ChainLink> {
 }
 
 const COLLABORATION_RETURN: &str = "RETURN n.id AS notebook_id, u.id AS user_id, c.permission AS permission, \
-     c.status AS status, c.invited_by AS invited_by, toString(c.created_at) AS created_at, \
-     toString(c.updated_at) AS updated_at";
+     c.status AS status, c.granted_by AS granted_by, toString(c.granted_at) AS granted_at, \
+     toString(c.accepted_at) AS accepted_at, toString(c.updated_at) AS updated_at";
 
 #[derive(Deserialize)]
 struct CollaborationRecord {
@@ -734,8 +734,9 @@ struct CollaborationRecord {
     user_id: String,
     permission: String,
     status: String,
-    invited_by: String,
-    created_at: String,
+    granted_by: String,
+    granted_at: String,
+    accepted_at: Option<String>,
     updated_at: String,
 }
 
@@ -746,8 +747,9 @@ fn collaboration_from_row(row: &Row) -> StoreResult<Collaboration> {
         user_id: UserId::parse(&record.user_id).map_err(|_| corrupt("user id"))?,
         permission: Permission::parse(&record.permission).map_err(|_| corrupt("permission"))?,
         status: CollaborationStatus::parse(&record.status).map_err(|_| corrupt("collaboration status"))?,
-        invited_by: UserId::parse(&record.invited_by).map_err(|_| corrupt("inviter id"))?,
-        created_at: ts(&record.created_at)?,
+        granted_by: UserId::parse(&record.granted_by).map_err(|_| corrupt("grantor id"))?,
+        granted_at: ts(&record.granted_at)?,
+        accepted_at: record.accepted_at.as_deref().map(ts).transpose()?,
         updated_at: ts(&record.updated_at)?,
     })
 }
@@ -758,15 +760,17 @@ impl CollaborationStore for Neo4jStore {
         let q = query(&format!(
             "MATCH (n:Notebook {{id: $notebook}}) WHERE n.status <> 'deleted' \
              MATCH (u:User {{id: $user}}) WHERE u.status <> 'deleted' \
-             MERGE (u)-[c:COLLABORATES_ON]->(n) ON CREATE SET c.created_at = datetime($at) \
-             SET c.permission = $permission, c.status = $status, c.invited_by = $invited_by, \
+             MERGE (u)-[c:COLLABORATES_ON]->(n) ON CREATE SET c.granted_at = datetime($at) \
+             SET c.accepted_at = CASE WHEN $status = 'active' AND coalesce(c.status, '') <> 'active' \
+               THEN datetime($at) ELSE c.accepted_at END, \
+             c.permission = $permission, c.status = $status, c.granted_by = $granted_by, \
              c.updated_at = datetime($at) {COLLABORATION_RETURN}"
         ))
         .param("notebook", c.notebook_id.to_string())
         .param("user", c.user_id.to_string())
         .param("permission", c.permission.as_str())
         .param("status", c.status.as_str())
-        .param("invited_by", c.invited_by.to_string())
+        .param("granted_by", c.granted_by.to_string())
         .param("at", storage(&c.updated_at));
         let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
         collaboration_from_row(&row)
@@ -781,7 +785,8 @@ impl CollaborationStore for Neo4jStore {
     ) -> StoreResult<Collaboration> {
         let q = query(&format!(
             "MATCH (u:User {{id: $user}})-[c:COLLABORATES_ON]->(n:Notebook {{id: $notebook}}) \
-             SET c.status = $status, c.updated_at = datetime($at) {COLLABORATION_RETURN}"
+             SET c.accepted_at = CASE WHEN $status = 'active' THEN datetime($at) ELSE c.accepted_at END, \
+             c.status = $status, c.updated_at = datetime($at) {COLLABORATION_RETURN}"
         ))
         .param("notebook", notebook.to_string())
         .param("user", user.to_string())
@@ -791,13 +796,15 @@ impl CollaborationStore for Neo4jStore {
         collaboration_from_row(&row)
     }
 
-    async fn remove_collaboration(&self, notebook: NotebookId, user: UserId) -> StoreResult<()> {
+    async fn revoke_collaboration(&self, notebook: NotebookId, user: UserId, at: Timestamp) -> StoreResult<()> {
         let q = query(
             "MATCH (:User {id: $user})-[c:COLLABORATES_ON]->(:Notebook {id: $notebook}) \
-             DELETE c RETURN count(*) AS removed",
+             WHERE c.status IN ['pending', 'active'] \
+             SET c.status = 'revoked', c.updated_at = datetime($at) RETURN count(*) AS removed",
         )
         .param("notebook", notebook.to_string())
-        .param("user", user.to_string());
+        .param("user", user.to_string())
+        .param("at", storage(&at));
         let rows = self.rows(q).await?;
         let removed: i64 = match rows.first() {
             Some(row) => row.get("removed").map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -809,7 +816,7 @@ impl CollaborationStore for Neo4jStore {
     async fn list_collaborations(&self, notebook: NotebookId) -> StoreResult<Vec<Collaboration>> {
         let q = query(&format!(
             "MATCH (u:User)-[c:COLLABORATES_ON]->(n:Notebook {{id: $notebook}}) \
-             {COLLABORATION_RETURN} ORDER BY c.created_at, u.id"
+             {COLLABORATION_RETURN} ORDER BY c.granted_at, u.id"
         ))
         .param("notebook", notebook.to_string());
         self.rows(q).await?.iter().map(collaboration_from_row).collect()
@@ -818,7 +825,7 @@ impl CollaborationStore for Neo4jStore {
     async fn list_user_collaborations(&self, user: UserId, status: CollaborationStatus) -> StoreResult<Vec<Collaboration>> {
         let q = query(&format!(
             "MATCH (u:User {{id: $user}})-[c:COLLABORATES_ON {{status: $status}}]->(n:Notebook) \
-             WHERE n.status <> 'deleted' {COLLABORATION_RETURN} ORDER BY c.created_at DESC"
+             WHERE n.status <> 'deleted' {COLLABORATION_RETURN} ORDER BY c.granted_at DESC"
         ))
         .param("user", user.to_string())
         .param("status", status.as_str());

@@ -7,14 +7,15 @@ CREATE TABLE parent_of (
 
 CREATE INDEX parent_of_parent ON parent_of (parent_id);
 
--- (:User)-[:COLLABORATES_ON {permission, status, invited_by, created_at, updated_at}]->(:Notebook)
+-- (:User)-[:COLLABORATES_ON {permission, status, granted_by, granted_at, accepted_at}]->(:Notebook)
 CREATE TABLE collaborates_on (
     user_id     TEXT NOT NULL REFERENCES users (id),
     notebook_id TEXT NOT NULL REFERENCES notebooks (id),
     permission  TEXT NOT NULL CHECK (permission IN ('read', 'write', 'admin')),
-    status      TEXT NOT NULL CHECK (status IN ('pending', 'accepted', 'declined')),
-    invited_by  TEXT NOT NULL REFERENCES users (id),
-    created_at  TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('pending', 'active', 'declined', 'revoked')),
+    granted_by  TEXT NOT NULL REFERENCES users (id),
+    granted_at  TEXT NOT NULL,
+    accepted_at TEXT,
     updated_at  TEXT NOT NULL,
     PRIMARY KEY (user_id, notebook_id)
 ) STRICT, WITHOUT ROWID;

@@ -508,7 +508,7 @@ impl NotebookStore for SqliteStore {
              SELECT p.parent_id, c.depth + 1 FROM parent_of p JOIN chain c ON p.child_id = c.id) \
              SELECT n.id, o.user_id AS owner_id, n.visibility, n.status, co.permission \
              FROM chain c JOIN notebooks n ON n.id = c.id JOIN owns o ON o.notebook_id = n.id \
-             LEFT JOIN collaborates_on co ON co.notebook_id = n.id AND co.user_id = ?2 AND co.status = 'accepted' \
+             LEFT JOIN collaborates_on co ON co.notebook_id = n.id AND co.user_id = ?2 AND co.status = 'active' \
              ORDER BY c.depth",
         )
         .bind(id.to_string())
@@ -635,7 +635,7 @@ impl NotebookStore for SqliteStore {
     async fn list_shared_with(&self, user: UserId, page: PageRequest) -> StoreResult<Page<Notebook>> {
         let rows = sqlx::query(concat!(
             "WITH RECURSIVE reach(id) AS (\
-             SELECT co.notebook_id FROM collaborates_on co WHERE co.user_id = ?1 AND co.status = 'accepted' \
+             SELECT co.notebook_id FROM collaborates_on co WHERE co.user_id = ?1 AND co.status = 'active' \
              UNION SELECT p.child_id FROM parent_of p JOIN reach r ON p.parent_id = r.id) ",
             notebook_select!(),
             " WHERE n.id IN (SELECT id FROM reach) AND o.user_id != ?1 AND n.status != 'deleted' \
@@ -680,8 +680,9 @@ fn collaboration_from_row(row: &SqliteRow) -> StoreResult<Collaboration> {
         user_id: UserId::parse(&text("user_id")?).map_err(|_| corrupt("user id"))?,
         permission: Permission::parse(&text("permission")?).map_err(|_| corrupt("permission"))?,
         status: CollaborationStatus::parse(&text("status")?).map_err(|_| corrupt("collaboration status"))?,
-        invited_by: UserId::parse(&text("invited_by")?).map_err(|_| corrupt("inviter id"))?,
-        created_at: ts(&text("created_at")?)?,
+        granted_by: UserId::parse(&text("granted_by")?).map_err(|_| corrupt("grantor id"))?,
+        granted_at: ts(&text("granted_at")?)?,
+        accepted_at: opt_ts(row.try_get("accepted_at").map_err(map_err)?)?,
         updated_at: ts(&text("updated_at")?)?,
     })
 }
@@ -702,16 +703,18 @@ impl CollaborationStore for SqliteStore {
             return Err(StoreError::NotFound);
         }
         let row = sqlx::query(
-            "INSERT INTO collaborates_on (user_id, notebook_id, permission, status, invited_by, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (user_id, notebook_id) DO UPDATE SET \
-             permission = excluded.permission, status = excluded.status, invited_by = excluded.invited_by, \
-             updated_at = excluded.updated_at RETURNING *",
+            "INSERT INTO collaborates_on (user_id, notebook_id, permission, status, granted_by, granted_at, \
+             accepted_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE WHEN ?4 = 'active' THEN ?6 END, ?6) \
+             ON CONFLICT (user_id, notebook_id) DO UPDATE SET permission = excluded.permission, \
+             status = excluded.status, granted_by = excluded.granted_by, updated_at = excluded.updated_at, \
+             accepted_at = CASE WHEN excluded.status = 'active' AND collaborates_on.status != 'active' \
+             THEN excluded.updated_at ELSE collaborates_on.accepted_at END RETURNING *",
         )
         .bind(c.user_id.to_string())
         .bind(c.notebook_id.to_string())
         .bind(c.permission.as_str())
         .bind(c.status.as_str())
-        .bind(c.invited_by.to_string())
+        .bind(c.granted_by.to_string())
         .bind(time::to_storage(&c.updated_at))
         .fetch_one(&mut *tx)
         .await
@@ -729,7 +732,9 @@ impl CollaborationStore for SqliteStore {
         at: Timestamp,
     ) -> StoreResult<Collaboration> {
         let row = sqlx::query(
-            "UPDATE collaborates_on SET status = ?, updated_at = ? WHERE notebook_id = ? AND user_id = ? RETURNING *",
+            "UPDATE collaborates_on SET status = ?1, updated_at = ?2, \
+             accepted_at = CASE WHEN ?1 = 'active' THEN ?2 ELSE accepted_at END \
+             WHERE notebook_id = ?3 AND user_id = ?4 RETURNING *",
         )
         .bind(status.as_str())
         .bind(time::to_storage(&at))
@@ -741,9 +746,13 @@ impl CollaborationStore for SqliteStore {
         row.as_ref().map(collaboration_from_row).transpose()?.ok_or(StoreError::NotFound)
     }
 
-    async fn remove_collaboration(&self, notebook: NotebookId, user: UserId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM collaborates_on WHERE notebook_id = ? AND user_id = ?")
-            .bind(notebook.to_string())
+    async fn revoke_collaboration(&self, notebook: NotebookId, user: UserId, at: Timestamp) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE collaborates_on SET status = 'revoked', updated_at = ? \
+             WHERE notebook_id = ? AND user_id = ? AND status IN ('pending', 'active')",
+        )
+        .bind(time::to_storage(&at))
+        .bind(notebook.to_string())
             .bind(user.to_string())
             .execute(&self.pool)
             .await
@@ -752,7 +761,7 @@ impl CollaborationStore for SqliteStore {
     }
 
     async fn list_collaborations(&self, notebook: NotebookId) -> StoreResult<Vec<Collaboration>> {
-        let rows = sqlx::query("SELECT * FROM collaborates_on WHERE notebook_id = ? ORDER BY created_at, user_id")
+        let rows = sqlx::query("SELECT * FROM collaborates_on WHERE notebook_id = ? ORDER BY granted_at, user_id")
             .bind(notebook.to_string())
             .fetch_all(&self.pool)
             .await
@@ -763,7 +772,7 @@ impl CollaborationStore for SqliteStore {
     async fn list_user_collaborations(&self, user: UserId, status: CollaborationStatus) -> StoreResult<Vec<Collaboration>> {
         let rows = sqlx::query(
             "SELECT co.* FROM collaborates_on co JOIN notebooks n ON n.id = co.notebook_id \
-             WHERE co.user_id = ? AND co.status = ? AND n.status != 'deleted' ORDER BY co.created_at DESC",
+             WHERE co.user_id = ? AND co.status = ? AND n.status != 'deleted' ORDER BY co.granted_at DESC",
         )
         .bind(user.to_string())
         .bind(status.as_str())

@@ -426,10 +426,11 @@ pub struct CollaborationResponse {
     pub user_id: String,
     /// `read`, `write` or `admin`.
     pub permission: String,
-    /// `pending`, `accepted` or `declined`.
+    /// `pending` (invited), `active` (accepted or granted), `declined` or `revoked`.
     pub status: String,
-    pub invited_by: String,
-    pub created_at: DateTime<Utc>,
+    pub granted_by: String,
+    pub granted_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -440,8 +441,9 @@ impl From<Collaboration> for CollaborationResponse {
             user_id: c.user_id.to_string(),
             permission: c.permission.as_str().to_owned(),
             status: c.status.as_str().to_owned(),
-            invited_by: c.invited_by.to_string(),
-            created_at: c.created_at,
+            granted_by: c.granted_by.to_string(),
+            granted_at: c.granted_at,
+            accepted_at: c.accepted_at,
             updated_at: c.updated_at,
         }
     }
@@ -583,7 +585,7 @@ pub async fn list_collaborators(
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct InvitationQuery {
-    /// `pending` (default), `accepted` or `declined`.
+    /// `pending` (default), `active`, `declined` or `revoked`.
     pub status: Option<String>,
 }
 
