@@ -162,7 +162,7 @@ async fn notebooks_crud_and_cursor_paging() {
         &app,
         &token,
         json!({"name": "  Research ", "description": "papers", "visibility": "shared", "tags": ["AI", "ai", "law"],
-               "compliance_settings": {"pii_scan": true}}),
+               "compliance_settings": {"pii_detection": true, "retention_days": 90}}),
     )
     .await;
     assert_eq!(response.status(), 201);
@@ -173,7 +173,10 @@ async fn notebooks_crud_and_cursor_paging() {
     assert_eq!(created["visibility"], "shared");
     assert_eq!(created["status"], "active");
     assert_eq!(created["tags"], json!(["ai", "law"]));
-    assert_eq!(created["compliance_settings"], json!({"pii_scan": true}));
+    assert_eq!(
+        created["compliance_settings"],
+        json!({"pii_detection": true, "redaction_mode": "none", "retention_days": 90, "allowed_content_types": [], "hipaa_mode": false})
+    );
     assert_eq!(created["document_count"], 0);
 
     let fetched: Value = app.client.get(app.url(&location)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
@@ -254,6 +257,13 @@ async fn bad_input_gets_the_right_problem() {
     assert_eq!(several["errors"].as_array().unwrap().len(), 3, "every field's problem at once: {several}");
     assert_problem(post(r#"{"name": 5}"#.into()).send().await.unwrap(), 422, "validation_failed").await;
     assert_problem(post(r#"{"name": "x", "colour": "red"}"#.into()).send().await.unwrap(), 422, "validation_failed").await;
+    let hipaa = assert_problem(
+        post(r#"{"name": "x", "compliance_settings": {"hipaa_mode": true}}"#.into()).send().await.unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(hipaa["errors"][0]["field"], "compliance_settings");
     let huge = format!("{{\"name\": \"big\", \"description\": \"{}\"}}", "x".repeat(10 * 1024 * 1024));
     assert_problem(post(huge.into()).send().await.unwrap(), 413, "payload_too_large").await;
     let no_type = app.client.post(app.url("/api/v1/notebooks")).bearer_auth(&token).body("{}").send().await.unwrap();
@@ -370,5 +380,37 @@ async fn if_match_prevents_lost_updates() {
     assert_eq!(put("\"2\"", "Bob, rebased").await.unwrap().status(), 200);
     assert_eq!(put("*", "Anything goes").await.unwrap().status(), 200);
     assert_problem(put("W/\"x\"", "Bad").await.unwrap(), 400, "invalid_if_match").await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn listings_filter_sort_and_scope() {
+    let app = TestApp::spawn().await;
+    let token = app.user_token("filters").await;
+    let other = app.user_token("filters-other").await;
+    create(&app, &token, json!({"name": "One", "tags": ["x"]})).await;
+    create(&app, &token, json!({"name": "Two", "tags": ["y"], "visibility": "public"})).await;
+    let three: Value = create(&app, &token, json!({"name": "Three", "tags": ["x"]})).await.json().await.unwrap();
+    let path = format!("/api/v1/notebooks/{}", three["id"].as_str().unwrap());
+    app.client.put(app.url(&path)).bearer_auth(&token).json(&json!({"status": "archived"})).send().await.unwrap();
+    let names = |token: String, query: &'static str| {
+        let request = app.client.get(app.url(&format!("/api/v1/notebooks{query}"))).bearer_auth(token);
+        async move {
+            let page: Value = request.send().await.unwrap().json().await.unwrap();
+            page["items"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(names(token.clone(), "").await, ["Three", "Two", "One"]);
+    assert_eq!(names(token.clone(), "?sort=oldest").await, ["One", "Two", "Three"]);
+    assert_eq!(names(token.clone(), "?tag=x").await, ["Three", "One"]);
+    assert_eq!(names(token.clone(), "?tag=x&status=active").await, ["One"]);
+    assert_eq!(names(token.clone(), "?status=archived").await, ["Three"]);
+    assert_eq!(names(token.clone(), "?visibility=public").await, ["Two"]);
+    let public = names(other.clone(), "?scope=public&limit=100").await;
+    assert!(public.contains(&"Two".to_owned()) && !public.contains(&"One".to_owned()));
+    assert!(names(other, "").await.is_empty());
+    let bad = app.client.get(app.url("/api/v1/notebooks?scope=all&sort=name&status=deleted")).bearer_auth(&token).send().await.unwrap();
+    let problem = assert_problem(bad, 422, "validation_failed").await;
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 3);
     app.shutdown().await;
 }

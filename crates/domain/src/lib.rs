@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod compliance;
 pub mod error;
 pub mod id;
 pub mod notebook;

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
+use crate::compliance::ComplianceSettings;
 use crate::id::{NotebookId, UserId};
 use crate::time::Timestamp;
 
@@ -176,7 +177,7 @@ pub struct Notebook {
     pub visibility: Visibility,
     pub status: NotebookStatus,
     pub tags: Vec<Tag>,
-    pub compliance_settings: serde_json::Map<String, serde_json::Value>,
+    pub compliance_settings: ComplianceSettings,
     pub document_count: u64,
     pub total_size_bytes: u64,
     pub created_at: Timestamp,
@@ -195,7 +196,7 @@ pub struct NewNotebook {
     pub description: Option<Description>,
     pub visibility: Visibility,
     pub tags: Vec<Tag>,
-    pub compliance_settings: serde_json::Map<String, serde_json::Value>,
+    pub compliance_settings: ComplianceSettings,
     pub created_at: Timestamp,
 }
 
@@ -207,12 +208,48 @@ pub struct NotebookPatch {
     pub visibility: Option<Visibility>,
     pub status: Option<NotebookStatus>,
     pub tags: Option<Vec<Tag>>,
-    pub compliance_settings: Option<serde_json::Map<String, serde_json::Value>>,
+    pub compliance_settings: Option<ComplianceSettings>,
 }
 
 impl NotebookPatch {
     pub fn is_empty(&self) -> bool {
         *self == NotebookPatch::default()
+    }
+}
+
+/// Which notebooks a listing covers, and for whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListScope {
+    /// Notebooks the user owns.
+    Owned(UserId),
+    /// Notebooks others shared with the user: an active grant on them or an ancestor.
+    SharedWith(UserId),
+    /// Every public notebook.
+    Public,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortOrder {
+    #[default]
+    NewestFirst,
+    OldestFirst,
+}
+
+/// A notebook listing: a scope, optional filters, an order and a page. Deleted
+/// notebooks are never listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotebookQuery {
+    pub scope: ListScope,
+    pub status: Option<NotebookStatus>,
+    pub visibility: Option<Visibility>,
+    pub tag: Option<Tag>,
+    pub order: SortOrder,
+    pub page: crate::page::PageRequest,
+}
+
+impl NotebookQuery {
+    pub fn new(scope: ListScope, page: crate::page::PageRequest) -> Self {
+        Self { scope, status: None, visibility: None, tag: None, order: SortOrder::default(), page }
     }
 }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::StoreError;
 use crate::access::{ChainLink, CollaborationStatus, Permission};
 use crate::id::{NotebookId, TokenFamilyId, UserId};
-use crate::notebook::{NewNotebook, Notebook, NotebookPatch};
+use crate::notebook::{ListScope, NewNotebook, Notebook, NotebookPatch, NotebookQuery};
 use crate::page::{Page, PageRequest};
 use crate::time::Timestamp;
 use crate::user::{LocalCredentials, NewUser, User, UserPatch, Username};
@@ -42,8 +42,13 @@ pub trait NotebookStore: Send + Sync {
     async fn create_notebook(&self, notebook: NewNotebook, max_depth: u32) -> StoreResult<Notebook>;
     /// A notebook that is not soft-deleted.
     async fn get_notebook(&self, id: NotebookId) -> StoreResult<Notebook>;
-    /// Non-deleted notebooks the user owns, newest first.
-    async fn list_owned_notebooks(&self, owner: UserId, page: PageRequest) -> StoreResult<Page<Notebook>>;
+    /// Live notebooks in the query's scope that pass its filters, in its order.
+    /// Cursors (`page.after`) continue in that order.
+    async fn list_notebooks(&self, query: NotebookQuery) -> StoreResult<Page<Notebook>>;
+    /// Live notebooks the user owns, newest first.
+    async fn list_owned_notebooks(&self, owner: UserId, page: PageRequest) -> StoreResult<Page<Notebook>> {
+        self.list_notebooks(NotebookQuery::new(ListScope::Owned(owner), page)).await
+    }
     /// Applies the patch and increments the version. With `expected_version`, a
     /// notebook at another version is left alone: `Conflict("version")`.
     async fn update_notebook(
@@ -76,7 +81,9 @@ pub trait NotebookStore: Send + Sync {
     ) -> StoreResult<Notebook>;
     /// Live notebooks the user reaches through an active collaboration on them or
     /// on an ancestor, excluding ones the user owns; newest first.
-    async fn list_shared_with(&self, user: UserId, page: PageRequest) -> StoreResult<Page<Notebook>>;
+    async fn list_shared_with(&self, user: UserId, page: PageRequest) -> StoreResult<Page<Notebook>> {
+        self.list_notebooks(NotebookQuery::new(ListScope::SharedWith(user), page)).await
+    }
 }
 
 /// A `(user)-[:COLLABORATES_ON]->(notebook)` relationship.

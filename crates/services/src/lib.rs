@@ -8,4 +8,4 @@ pub mod notebooks;
 
 pub use accounts::{AccountService, SessionSettings, TokenPair};
 pub use error::ServiceError;
-pub use notebooks::{ListScope, NotebookService};
+pub use notebooks::NotebookService;

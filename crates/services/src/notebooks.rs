@@ -10,7 +10,9 @@ use aether_domain::StoreError;
 use aether_domain::access::{self, Access, CollaborationStatus, Permission};
 use aether_domain::auth::Principal;
 use aether_domain::id::{NotebookId, UserId};
-use aether_domain::notebook::{Description, NewNotebook, Notebook, NotebookName, NotebookPatch, Tag, Visibility};
+use aether_domain::notebook::{
+    Description, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag, Visibility,
+};
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{Collaboration, Store};
 use aether_domain::time;
@@ -25,7 +27,7 @@ pub struct CreateNotebook {
     pub description: Option<Description>,
     pub visibility: Visibility,
     pub tags: Vec<Tag>,
-    pub compliance_settings: serde_json::Map<String, serde_json::Value>,
+    pub compliance_settings: aether_domain::compliance::ComplianceSettings,
 }
 
 /// A validated update: the field changes plus, optionally, a new parent
@@ -38,14 +40,6 @@ pub struct UpdateNotebook {
     pub expected_version: Option<u64>,
 }
 
-/// Which notebooks a listing covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListScope {
-    /// Notebooks the caller owns.
-    Owned,
-    /// Notebooks others shared with the caller (directly or through an ancestor).
-    SharedWithMe,
-}
 
 /// The effective access of a user to a notebook, for the explain endpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,11 +134,10 @@ impl NotebookService {
         Ok((self.store.get_notebook(id).await?, access))
     }
 
-    pub async fn list(&self, caller: &Principal, scope: ListScope, page: PageRequest) -> ServiceResult<Page<Notebook>> {
-        Ok(match scope {
-            ListScope::Owned => self.store.list_owned_notebooks(caller.user_id, page).await?,
-            ListScope::SharedWithMe => self.store.list_shared_with(caller.user_id, page).await?,
-        })
+    /// A listing scoped to the caller: every notebook in it is one the caller may
+    /// read (owned, shared with it, or public), so no per-item check is needed.
+    pub async fn list(&self, query: NotebookQuery) -> ServiceResult<Page<Notebook>> {
+        Ok(self.store.list_notebooks(query).await?)
     }
 
     /// Child notebooks the caller may read: all of them when its access to the parent

@@ -9,9 +9,13 @@
 use std::collections::HashSet;
 
 use aether_domain::StoreError;
+use aether_domain::compliance::{ComplianceSettings, RedactionMode};
 use aether_domain::access::{CollaborationStatus, Permission};
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
-use aether_domain::notebook::{Description, NewNotebook, NotebookName, NotebookPatch, NotebookStatus, Tag, Visibility};
+use aether_domain::notebook::{
+    Description, ListScope, NewNotebook, NotebookName, NotebookPatch, NotebookQuery, NotebookStatus, SortOrder, Tag,
+    Visibility,
+};
 use aether_domain::page::{Limit, PageRequest};
 use aether_domain::store::{Collaboration, NewRefreshToken, RefreshOutcome, Store};
 use aether_domain::time;
@@ -29,6 +33,7 @@ pub async fn run_all(store: &dyn Store) {
     owned_notebooks_page_with_cursors(store).await;
     notebooks_are_patched_and_soft_deleted(store).await;
     versions_guard_against_lost_updates(store).await;
+    listings_filter_and_sort(store).await;
     refresh_tokens_rotate_once_and_detect_reuse(store).await;
     concurrent_rotation_spends_a_token_once(store).await;
     expired_refresh_tokens_are_refused_and_purged(store).await;
@@ -67,7 +72,7 @@ fn new_notebook(owner: UserId, name: &str) -> NewNotebook {
         description: None,
         visibility: Visibility::Private,
         tags: vec![],
-        compliance_settings: serde_json::Map::new(),
+        compliance_settings: ComplianceSettings::default(),
         created_at: time::now(),
     }
 }
@@ -202,8 +207,13 @@ pub async fn notebooks_round_trip_every_field(store: &dyn Store) {
     new.description = Some(Description::parse("Board packs,\nline two").unwrap());
     new.visibility = Visibility::Shared;
     new.tags = Tag::parse_list(&["finance", "Q3"]).unwrap();
-    new.compliance_settings =
-        serde_json::json!({"pii_scan": true, "retention_days": 30, "rules": ["gdpr"]}).as_object().unwrap().clone();
+    new.compliance_settings = ComplianceSettings {
+        pii_detection: true,
+        redaction_mode: RedactionMode::Mask,
+        retention_days: Some(30),
+        allowed_content_types: vec!["application/pdf".into()],
+        hipaa_mode: true,
+    };
     let created = store.create_notebook(new.clone(), MAX_DEPTH).await.unwrap();
     assert_eq!(created.id, new.id);
     assert_eq!(created.owner_id, owner.id);
@@ -617,4 +627,53 @@ pub async fn versions_guard_against_lost_updates(store: &dyn Store) {
         store.move_notebook(created.id, None, Some(4), MAX_DEPTH, time::now()).await,
         Err(StoreError::Conflict(_))
     ));
+}
+
+pub async fn listings_filter_and_sort(store: &dyn Store) {
+    let owner = store.create_user(new_user("lister")).await.unwrap();
+    let mut first = new_notebook(owner.id, "First");
+    first.tags = Tag::parse_list(&["alpha"]).unwrap();
+    let first = store.create_notebook(first, MAX_DEPTH).await.unwrap();
+    let mut second = new_notebook(owner.id, "Second");
+    second.tags = Tag::parse_list(&["beta"]).unwrap();
+    second.visibility = Visibility::Public;
+    let second = store.create_notebook(second, MAX_DEPTH).await.unwrap();
+    let mut third = new_notebook(owner.id, "Third");
+    third.tags = Tag::parse_list(&["alpha", "gamma"]).unwrap();
+    third.visibility = Visibility::Shared;
+    let third = store.create_notebook(third, MAX_DEPTH).await.unwrap();
+    let archive = NotebookPatch { status: Some(NotebookStatus::Archived), ..NotebookPatch::default() };
+    store.update_notebook(third.id, archive, None, time::now()).await.unwrap();
+
+    let ids = |page: aether_domain::page::Page<aether_domain::notebook::Notebook>| {
+        page.items.iter().map(|notebook| notebook.id).collect::<Vec<_>>()
+    };
+    let owned = NotebookQuery::new(ListScope::Owned(owner.id), PageRequest::default());
+    assert_eq!(ids(store.list_notebooks(owned.clone()).await.unwrap()), [third.id, second.id, first.id]);
+    let oldest = NotebookQuery { order: SortOrder::OldestFirst, ..owned.clone() };
+    assert_eq!(ids(store.list_notebooks(oldest.clone()).await.unwrap()), [first.id, second.id, third.id]);
+    let page_one = store
+        .list_notebooks(NotebookQuery { page: PageRequest { limit: limit(2), after: None }, ..oldest.clone() })
+        .await
+        .unwrap();
+    assert_eq!(page_one.items.len(), 2);
+    let page_two = store
+        .list_notebooks(NotebookQuery { page: PageRequest { limit: limit(2), after: page_one.next_after }, ..oldest })
+        .await
+        .unwrap();
+    assert_eq!(ids(page_two), [third.id], "cursors continue in the chosen order");
+
+    let archived = NotebookQuery { status: Some(NotebookStatus::Archived), ..owned.clone() };
+    assert_eq!(ids(store.list_notebooks(archived).await.unwrap()), [third.id]);
+    let public = NotebookQuery { visibility: Some(Visibility::Public), ..owned.clone() };
+    assert_eq!(ids(store.list_notebooks(public).await.unwrap()), [second.id]);
+    let alpha = NotebookQuery { tag: Some(Tag::parse("alpha").unwrap()), ..owned.clone() };
+    assert_eq!(ids(store.list_notebooks(alpha.clone()).await.unwrap()), [third.id, first.id]);
+    let active_alpha = NotebookQuery { status: Some(NotebookStatus::Active), ..alpha };
+    assert_eq!(ids(store.list_notebooks(active_alpha).await.unwrap()), [first.id]);
+
+    let everyone = store.list_notebooks(NotebookQuery::new(ListScope::Public, PageRequest::default())).await.unwrap();
+    assert!(everyone.items.iter().all(|notebook| notebook.visibility == Visibility::Public));
+    assert!(everyone.items.iter().any(|notebook| notebook.id == second.id));
+    assert!(!everyone.items.iter().any(|notebook| notebook.id == first.id));
 }

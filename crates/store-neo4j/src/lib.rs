@@ -13,10 +13,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use aether_domain::StoreError;
+use aether_domain::compliance::ComplianceSettings;
 use aether_domain::access::{ChainLink, CollaborationStatus, Permission};
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::notebook::{
-    self, Description, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookStatus, Tag, Visibility,
+    self, Description, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, NotebookStatus,
+    SortOrder, Tag, Visibility,
 };
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{
@@ -237,7 +239,7 @@ fn notebook_from_row(row: &Row) -> StoreResult<Notebook> {
         tags: Tag::parse_list(&record.tags).map_err(|_| corrupt("tags"))?,
         compliance_settings: match record.compliance_settings {
             Some(json) => serde_json::from_str(&json).map_err(|_| corrupt("compliance settings"))?,
-            None => serde_json::Map::new(),
+            None => ComplianceSettings::default(),
         },
         document_count: u64::try_from(record.document_count).map_err(|_| corrupt("document count"))?,
         total_size_bytes: u64::try_from(record.total_size_bytes).map_err(|_| corrupt("total size"))?,
@@ -262,8 +264,8 @@ fn tag_names(tags: &[Tag]) -> Vec<String> {
     tags.iter().map(|tag| tag.as_str().to_owned()).collect()
 }
 
-fn settings_json(settings: &serde_json::Map<String, serde_json::Value>) -> String {
-    serde_json::Value::Object(settings.clone()).to_string()
+fn settings_json(settings: &ComplianceSettings) -> String {
+    serde_json::to_string(settings).unwrap_or_else(|_| "{}".to_owned())
 }
 
 fn after_param(page: &PageRequest) -> Option<String> {
@@ -464,17 +466,34 @@ impl NotebookStore for Neo4jStore {
         notebook_from_row(&row)
     }
 
-    async fn list_owned_notebooks(&self, owner: UserId, page: PageRequest) -> StoreResult<Page<Notebook>> {
+    async fn list_notebooks(&self, request: NotebookQuery) -> StoreResult<Page<Notebook>> {
+        let (user, scope) = match request.scope {
+            ListScope::Owned(user) => (Some(user), "MATCH (owner:User {id: $user})-[:OWNS]->(n:Notebook)"),
+            ListScope::SharedWith(user) => (
+                Some(user),
+                "MATCH (:User {id: $user})-[:COLLABORATES_ON {status: 'active'}]->(:Notebook)-[:PARENT_OF*0..]->(n:Notebook) \
+                 WITH DISTINCT n MATCH (owner:User)-[:OWNS]->(n) WHERE owner.id <> $user",
+            ),
+            ListScope::Public => (None, "MATCH (owner:User)-[:OWNS]->(n:Notebook {visibility: 'public'})"),
+        };
+        // The direction is chosen here, never from client text, so formatting it in is safe.
+        let (compare, direction) = match request.order {
+            SortOrder::NewestFirst => ("<", "DESC"),
+            SortOrder::OldestFirst => (">", "ASC"),
+        };
         let q = query(&format!(
-            "MATCH (owner:User {{id: $owner_id}})-[:OWNS]->(n:Notebook) \
-             WHERE n.status <> 'deleted' AND ($after IS NULL OR n.id < $after) \
-             {NOTEBOOK_RETURN} ORDER BY n.id DESC LIMIT $limit"
+            "{scope} WITH n, owner WHERE n.status <> 'deleted' AND ($status IS NULL OR n.status = $status) \
+             AND ($visibility IS NULL OR n.visibility = $visibility) AND ($tag IS NULL OR $tag IN n.tags) \
+             AND ($after IS NULL OR n.id {compare} $after) {NOTEBOOK_RETURN} ORDER BY n.id {direction} LIMIT $limit"
         ))
-        .param("owner_id", owner.to_string())
-        .param("after", after_param(&page))
-        .param("limit", limit_param(&page));
+        .param("user", user.map(|user| user.to_string()))
+        .param("status", request.status.map(|status| status.as_str()))
+        .param("visibility", request.visibility.map(|visibility| visibility.as_str()))
+        .param("tag", request.tag.as_ref().map(|tag| tag.as_str().to_owned()))
+        .param("after", after_param(&request.page))
+        .param("limit", limit_param(&request.page));
         let notebooks = self.rows(q).await?.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page::from_overfetch(notebooks, page.limit, |notebook| notebook.id.as_uuid()))
+        Ok(Page::from_overfetch(notebooks, request.page.limit, |notebook| notebook.id.as_uuid()))
     }
 
     async fn update_notebook(
@@ -651,20 +670,6 @@ impl NotebookStore for Neo4jStore {
         let notebook = notebook_from_row(&row)?;
         Ok(notebook)
         }).await
-    }
-
-    async fn list_shared_with(&self, user: UserId, page: PageRequest) -> StoreResult<Page<Notebook>> {
-        let q = query(&format!(
-            "MATCH (:User {{id: $user}})-[:COLLABORATES_ON {{status: 'active'}}]->(:Notebook)-[:PARENT_OF*0..]->(n:Notebook) \
-             WHERE n.status <> 'deleted' AND ($after IS NULL OR n.id < $after) \
-             WITH DISTINCT n MATCH (owner:User)-[:OWNS]->(n) WHERE owner.id <> $user \
-             {NOTEBOOK_RETURN} ORDER BY n.id DESC LIMIT $limit"
-        ))
-        .param("user", user.to_string())
-        .param("after", after_param(&page))
-        .param("limit", limit_param(&page));
-        let notebooks = self.rows(q).await?.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page::from_overfetch(notebooks, page.limit, |notebook| notebook.id.as_uuid()))
     }
 }
 

@@ -9,10 +9,12 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use aether_domain::compliance::ComplianceSettings;
 use aether_domain::access::{ChainLink, CollaborationStatus, Permission};
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::notebook::{
-    self, Description, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookStatus, Tag, Visibility,
+    self, Description, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, NotebookStatus,
+    SortOrder, Tag, Visibility,
 };
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{
@@ -167,8 +169,8 @@ fn tags_json(tags: &[Tag]) -> String {
     serde_json::Value::from(tags.iter().map(Tag::as_str).collect::<Vec<_>>()).to_string()
 }
 
-fn settings_json(settings: &serde_json::Map<String, serde_json::Value>) -> String {
-    serde_json::Value::Object(settings.clone()).to_string()
+fn settings_json(settings: &ComplianceSettings) -> String {
+    serde_json::to_string(settings).unwrap_or_else(|_| "{}".to_owned())
 }
 
 // Macros rather than consts, so that `concat!` can build static query strings
@@ -177,6 +179,17 @@ macro_rules! user_columns {
     () => {
         "id, keycloak_id, username, email, full_name, avatar_url, keycloak_roles, \
          status, created_at, updated_at, last_login_at"
+    };
+}
+
+// The filters and order shared by every listing. Parameters: ?2 status, ?3
+// visibility, ?4 tag, ?5 oldest first, ?6 cursor, ?7 limit.
+macro_rules! notebook_filters {
+    () => {
+        "n.status != 'deleted' AND (?2 IS NULL OR n.status = ?2) AND (?3 IS NULL OR n.visibility = ?3) \
+         AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(n.tags) WHERE json_each.value = ?4)) \
+         AND (?6 IS NULL OR (?5 AND n.id > ?6) OR (NOT ?5 AND n.id < ?6)) \
+         ORDER BY CASE WHEN ?5 THEN n.id END ASC, CASE WHEN NOT ?5 THEN n.id END DESC LIMIT ?7"
     };
 }
 
@@ -422,17 +435,35 @@ impl NotebookStore for SqliteStore {
         notebook_from_row(&row)
     }
 
-    async fn list_owned_notebooks(&self, owner: UserId, page: PageRequest) -> StoreResult<Page<Notebook>> {
-        let rows = sqlx::query(concat!(notebook_select!(), " WHERE o.user_id = ?1 AND n.status != 'deleted' \
-             AND (?2 IS NULL OR n.id < ?2) ORDER BY n.id DESC LIMIT ?3"))
-        .bind(owner.to_string())
-        .bind(page.after.map(|id| id.hyphenated().to_string()))
-        .bind(i64::from(page.limit.get()) + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+    async fn list_notebooks(&self, query: NotebookQuery) -> StoreResult<Page<Notebook>> {
+        let (user, sql) = match query.scope {
+            ListScope::Owned(user) => (Some(user), concat!(notebook_select!(), " WHERE o.user_id = ?1 AND ", notebook_filters!())),
+            ListScope::SharedWith(user) => (
+                Some(user),
+                concat!(
+                    "WITH RECURSIVE reach(id) AS (\
+                     SELECT co.notebook_id FROM collaborates_on co WHERE co.user_id = ?1 AND co.status = 'active' \
+                     UNION SELECT p.child_id FROM parent_of p JOIN reach r ON p.parent_id = r.id) ",
+                    notebook_select!(),
+                    " WHERE n.id IN (SELECT id FROM reach) AND o.user_id != ?1 AND ",
+                    notebook_filters!()
+                ),
+            ),
+            ListScope::Public => (None, concat!(notebook_select!(), " WHERE (?1 IS NULL) AND n.visibility = 'public' AND ", notebook_filters!())),
+        };
+        let rows = sqlx::query(sql)
+            .bind(user.map(|user| user.to_string()))
+            .bind(query.status.map(NotebookStatus::as_str))
+            .bind(query.visibility.map(Visibility::as_str))
+            .bind(query.tag.as_ref().map(Tag::as_str))
+            .bind(query.order == SortOrder::OldestFirst)
+            .bind(query.page.after.map(|id| id.hyphenated().to_string()))
+            .bind(i64::from(query.page.limit.get()) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         let notebooks = rows.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page::from_overfetch(notebooks, page.limit, |notebook| notebook.id.as_uuid()))
+        Ok(Page::from_overfetch(notebooks, query.page.limit, |notebook| notebook.id.as_uuid()))
     }
 
     async fn update_notebook(
@@ -630,25 +661,6 @@ impl NotebookStore for SqliteStore {
         let notebook = notebook_from_row(&row)?;
         tx.commit().await.map_err(map_err)?;
         Ok(notebook)
-    }
-
-    async fn list_shared_with(&self, user: UserId, page: PageRequest) -> StoreResult<Page<Notebook>> {
-        let rows = sqlx::query(concat!(
-            "WITH RECURSIVE reach(id) AS (\
-             SELECT co.notebook_id FROM collaborates_on co WHERE co.user_id = ?1 AND co.status = 'active' \
-             UNION SELECT p.child_id FROM parent_of p JOIN reach r ON p.parent_id = r.id) ",
-            notebook_select!(),
-            " WHERE n.id IN (SELECT id FROM reach) AND o.user_id != ?1 AND n.status != 'deleted' \
-             AND (?2 IS NULL OR n.id < ?2) ORDER BY n.id DESC LIMIT ?3"
-        ))
-        .bind(user.to_string())
-        .bind(page.after.map(|id| id.hyphenated().to_string()))
-        .bind(i64::from(page.limit.get()) + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let notebooks = rows.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page::from_overfetch(notebooks, page.limit, |notebook| notebook.id.as_uuid()))
     }
 }
 

@@ -5,9 +5,11 @@ use aether_domain::ValidationError;
 use aether_domain::id::NotebookId;
 use aether_domain::notebook::{Description, Notebook, NotebookName, NotebookPatch, NotebookStatus, Tag, Visibility};
 use aether_domain::access::{Access, CollaborationStatus, Permission};
+use aether_domain::compliance::ComplianceSettings;
 use aether_domain::id::UserId;
 use aether_domain::store::Collaboration;
-use aether_services::notebooks::{AccessReport, CreateNotebook, ListScope, UpdateNotebook};
+use aether_domain::notebook::{ListScope, NotebookQuery, SortOrder};
+use aether_services::notebooks::{AccessReport, CreateNotebook, UpdateNotebook};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -33,8 +35,9 @@ pub struct NotebookResponse {
     /// `active` or `archived`.
     pub status: String,
     pub tags: Vec<String>,
+    /// `{pii_detection, redaction_mode, retention_days, allowed_content_types, hipaa_mode}`.
     #[schema(value_type = Object)]
-    pub compliance_settings: serde_json::Map<String, serde_json::Value>,
+    pub compliance_settings: ComplianceSettings,
     pub document_count: u64,
     pub total_size_bytes: u64,
     pub created_at: DateTime<Utc>,
@@ -83,8 +86,9 @@ pub struct CreateNotebookRequest {
     /// `private` (default), `shared` or `public`.
     pub visibility: Option<String>,
     pub tags: Option<Vec<String>>,
+    /// `{pii_detection, redaction_mode: none|mask|remove, retention_days, allowed_content_types, hipaa_mode}`.
     #[schema(value_type = Option<Object>)]
-    pub compliance_settings: Option<serde_json::Map<String, serde_json::Value>>,
+    pub compliance_settings: Option<serde_json::Value>,
 }
 
 /// A partial update: fields present are replaced, absent ones kept; `description: null` clears it.
@@ -104,8 +108,9 @@ pub struct UpdateNotebookRequest {
     /// `active` or `archived`; use DELETE to delete.
     pub status: Option<String>,
     pub tags: Option<Vec<String>>,
+    /// `{pii_detection, redaction_mode: none|mask|remove, retention_days, allowed_content_types, hipaa_mode}`.
     #[schema(value_type = Option<Object>)]
-    pub compliance_settings: Option<serde_json::Map<String, serde_json::Value>>,
+    pub compliance_settings: Option<serde_json::Value>,
 }
 
 /// Collects every field's validation failure, so a client fixes them in one round.
@@ -142,6 +147,7 @@ impl CreateNotebookRequest {
         };
         let tags = problems.check(Tag::parse_list(self.tags.as_deref().unwrap_or_default()));
         let parent_id = self.parent_id.as_deref().map(|id| problems.check(NotebookId::parse(id).map_err(as_parent)));
+        let compliance = self.compliance_settings.map(|value| problems.check(ComplianceSettings::parse(value)));
         problems.finish()?;
         match (name, description, visibility, tags) {
             (Some(name), description, Some(visibility), Some(tags)) => Ok(CreateNotebook {
@@ -150,7 +156,7 @@ impl CreateNotebookRequest {
                 description: description.flatten(),
                 visibility,
                 tags,
-                compliance_settings: self.compliance_settings.unwrap_or_default(),
+                compliance_settings: compliance.flatten().unwrap_or_default(),
             }),
             _ => Err(ApiError::internal()),
         }
@@ -186,7 +192,9 @@ impl UpdateNotebookRequest {
                 })
             }),
             tags: self.tags.as_deref().and_then(|tags| problems.check(Tag::parse_list(tags))),
-            compliance_settings: self.compliance_settings,
+            compliance_settings: self
+                .compliance_settings
+                .and_then(|value| problems.check(ComplianceSettings::parse(value))),
         };
         problems.finish()?;
         if patch.is_empty() && parent_id.is_none() {
@@ -234,8 +242,16 @@ fn parse_id(text: &str) -> Result<NotebookId, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `owned` (default): notebooks you own; `shared`: notebooks shared with you,
-    /// directly or through a parent.
+    /// directly or through a parent; `public`: every public notebook.
     pub scope: Option<String>,
+    /// `active` or `archived` (default: both).
+    pub status: Option<String>,
+    /// `private`, `shared` or `public`.
+    pub visibility: Option<String>,
+    /// Only notebooks with this tag.
+    pub tag: Option<String>,
+    /// `newest` (default) or `oldest`.
+    pub sort: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
@@ -258,13 +274,31 @@ pub async fn list_notebooks(
     AuthUser(caller): AuthUser,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<NotebookPage>, ApiError> {
+    let mut problems = Problems::default();
     let scope = match query.scope.as_deref() {
-        None | Some("owned") => ListScope::Owned,
-        Some("shared") => ListScope::SharedWithMe,
-        Some(_) => return Err(ValidationError::new("scope", "must be owned or shared").into()),
+        None | Some("owned") => Some(ListScope::Owned(caller.user_id)),
+        Some("shared") => Some(ListScope::SharedWith(caller.user_id)),
+        Some("public") => Some(ListScope::Public),
+        Some(_) => problems.check(Err(ValidationError::new("scope", "must be owned, shared or public"))),
     };
-    let page_request = PageQuery { limit: query.limit, cursor: query.cursor }.parse()?;
-    let page = state.notebooks.list(&caller, scope, page_request).await?;
+    let status = query.status.as_deref().and_then(|status| {
+        problems.check(match NotebookStatus::parse(status) {
+            Ok(NotebookStatus::Deleted) | Err(_) => Err(ValidationError::new("status", "must be active or archived")),
+            Ok(status) => Ok(status),
+        })
+    });
+    let visibility = query.visibility.as_deref().and_then(|v| problems.check(Visibility::parse(v)));
+    let tag = query.tag.as_deref().and_then(|tag| problems.check(Tag::parse(tag)));
+    let order = match query.sort.as_deref() {
+        None | Some("newest") => Some(SortOrder::NewestFirst),
+        Some("oldest") => Some(SortOrder::OldestFirst),
+        Some(_) => problems.check(Err(ValidationError::new("sort", "must be newest or oldest"))),
+    };
+    problems.finish()?;
+    let page = PageQuery { limit: query.limit, cursor: query.cursor }.parse()?;
+    let (Some(scope), Some(order)) = (scope, order) else { return Err(ApiError::internal()) };
+    let request = NotebookQuery { scope, status, visibility, tag, order, page };
+    let page = state.notebooks.list(request).await?;
     Ok(Json(NotebookPage {
         next_cursor: page.next_after.map(encode_cursor),
         items: page.items.into_iter().map(NotebookResponse::from).collect(),
