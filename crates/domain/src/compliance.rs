@@ -46,10 +46,8 @@ impl ComplianceSettings {
 
     fn validate(&self) -> Result<(), ValidationError> {
         let invalid = |message: &str| Err(ValidationError::new("compliance_settings", message));
-        if let Some(days) = self.retention_days {
-            if days == 0 || days > Self::MAX_RETENTION_DAYS {
-                return invalid("retention_days must be between 1 and 36500");
-            }
+        if self.retention_days.is_some_and(|days| days == 0 || days > Self::MAX_RETENTION_DAYS) {
+            return invalid("retention_days must be between 1 and 36500");
         }
         if self.allowed_content_types.len() > Self::MAX_CONTENT_TYPES {
             return invalid("allowed_content_types may list at most 100 types");
