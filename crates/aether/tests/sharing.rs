@@ -183,6 +183,15 @@ async fn structure_rules_are_enforced() {
         let path = format!("/api/v1/notebooks/{}", id(notebook));
         assert_eq!(status(&app, &owner, Method::GET, &path, None).await, 404);
     }
+    // Restoring: parents first; nobody but the owner (or an admin) may.
+    let intruder = actor(&app, "intruder", vec![Role::User]).await;
+    let b_restore = format!("/api/v1/notebooks/{}/restore", id(&b));
+    assert_problem(call(&app, &owner, Method::POST, &b_restore, None).await, 409, "parent_deleted").await;
+    assert_eq!(status(&app, &intruder, Method::POST, &format!("{a_path}/restore"), None).await, 404);
+    assert_eq!(status(&app, &owner, Method::POST, &format!("{a_path}/restore"), None).await, 200);
+    assert_eq!(status(&app, &owner, Method::GET, &a_path, None).await, 200);
+    assert_eq!(status(&app, &owner, Method::POST, &b_restore, None).await, 200);
+    assert_eq!(status(&app, &owner, Method::POST, &b_restore, None).await, 404, "already restored");
     let bad_parent = call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "X", "parent_id": "nope"}))).await;
     let problem = assert_problem(bad_parent, 422, "validation_failed").await;
     assert_eq!(problem["errors"][0]["field"], "parent_id");

@@ -62,6 +62,12 @@ pub trait NotebookStore: Send + Sync {
     /// whole subtree goes too; without, a notebook with live children answers
     /// `Conflict("children")`.
     async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, at: Timestamp) -> StoreResult<()>;
+    /// A soft-deleted notebook; `NotFound` when it is missing or not deleted.
+    async fn get_deleted_notebook(&self, id: NotebookId) -> StoreResult<Notebook>;
+    /// Brings a soft-deleted notebook back (not its deleted descendants), as a new
+    /// version. `NotFound` when it is not deleted; `Conflict("parent")` when its
+    /// parent is deleted too (restore or move that first).
+    async fn restore_notebook(&self, id: NotebookId, at: Timestamp) -> StoreResult<Notebook>;
     /// The notebook (first) and its ancestors up to the root, each with the user's
     /// active collaboration. `NotFound` when the notebook is missing or deleted.
     async fn access_chain(&self, user: UserId, id: NotebookId) -> StoreResult<Vec<ChainLink>>;

@@ -196,6 +196,28 @@ impl NotebookService {
         Ok(())
     }
 
+    /// Restores a deleted notebook. Allowed to its owner, to global administrators,
+    /// and to admins of its (live) parent; to anyone else it does not exist.
+    pub async fn restore(&self, caller: &Principal, id: NotebookId) -> ServiceResult<Notebook> {
+        let deleted = self.store.get_deleted_notebook(id).await?;
+        let global_admin = caller.roles.iter().any(|role| access::role_permission(*role) == Some(Permission::Admin));
+        let parent_admin = match deleted.parent_id {
+            Some(parent) => self.access(caller, parent).await.is_ok_and(|access| access.allows(Permission::Admin)),
+            None => false,
+        };
+        if deleted.owner_id != caller.user_id && !global_admin && !parent_admin {
+            return Err(ServiceError::NotFound);
+        }
+        let notebook = self.store.restore_notebook(id, time::now()).await.map_err(|error| match error {
+            StoreError::Conflict(rule) if rule == "parent" => {
+                rejected("parent_deleted", "The parent notebook is deleted; restore it first or move this one.")
+            }
+            other => other.into(),
+        })?;
+        tracing::info!(notebook_id = %id, "restored notebook");
+        Ok(notebook)
+    }
+
     /// Invites `user` to collaborate with `permission`; the grant takes effect when
     /// the invitee accepts. Re-inviting replaces a pending or declined invitation.
     pub async fn share(&self, caller: &Principal, id: NotebookId, user: UserId, permission: Permission) -> ServiceResult<Collaboration> {

@@ -34,6 +34,7 @@ pub async fn run_all(store: &dyn Store) {
     notebooks_are_patched_and_soft_deleted(store).await;
     versions_guard_against_lost_updates(store).await;
     listings_filter_and_sort(store).await;
+    deleted_notebooks_can_be_restored(store).await;
     refresh_tokens_rotate_once_and_detect_reuse(store).await;
     concurrent_rotation_spends_a_token_once(store).await;
     expired_refresh_tokens_are_refused_and_purged(store).await;
@@ -676,4 +677,25 @@ pub async fn listings_filter_and_sort(store: &dyn Store) {
     assert!(everyone.items.iter().all(|notebook| notebook.visibility == Visibility::Public));
     assert!(everyone.items.iter().any(|notebook| notebook.id == second.id));
     assert!(!everyone.items.iter().any(|notebook| notebook.id == first.id));
+}
+
+pub async fn deleted_notebooks_can_be_restored(store: &dyn Store) {
+    let owner = store.create_user(new_user("restorer")).await.unwrap();
+    let root = store.create_notebook(new_notebook(owner.id, "Root"), MAX_DEPTH).await.unwrap();
+    let child = store.create_notebook(child_of(owner.id, root.id, "Child"), MAX_DEPTH).await.unwrap();
+    assert!(matches!(store.restore_notebook(root.id, time::now()).await, Err(StoreError::NotFound)), "not deleted");
+    assert!(matches!(store.get_deleted_notebook(root.id).await, Err(StoreError::NotFound)));
+    store.soft_delete_notebook(root.id, true, time::now()).await.unwrap();
+    assert_eq!(store.get_deleted_notebook(child.id).await.unwrap().owner_id, owner.id);
+    match store.restore_notebook(child.id, time::now()).await {
+        Err(StoreError::Conflict(rule)) => assert_eq!(rule, "parent"),
+        other => panic!("expected Conflict(parent), got {other:?}"),
+    }
+    let restored = store.restore_notebook(root.id, time::now()).await.unwrap();
+    assert_eq!(restored.status, NotebookStatus::Active);
+    assert_eq!(store.get_notebook(root.id).await.unwrap(), restored);
+    assert!(matches!(store.get_notebook(child.id).await, Err(StoreError::NotFound)), "descendants stay deleted");
+    let child = store.restore_notebook(child.id, time::now()).await.unwrap();
+    assert_eq!(child.parent_id, Some(root.id));
+    assert!(matches!(store.restore_notebook(NotebookId::new(), time::now()).await, Err(StoreError::NotFound)));
 }

@@ -579,6 +579,41 @@ impl NotebookStore for Neo4jStore {
         }).await
     }
 
+    async fn get_deleted_notebook(&self, id: NotebookId) -> StoreResult<Notebook> {
+        let q = query(&format!(
+            "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) WHERE n.status = 'deleted' {NOTEBOOK_RETURN}"
+        ))
+        .param("id", id.to_string());
+        let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
+        notebook_from_row(&row)
+    }
+
+    async fn restore_notebook(&self, id: NotebookId, at: Timestamp) -> StoreResult<Notebook> {
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+            // Lock the notebook, then read its state and its parent's after the lock.
+            let lock = query(
+                "MATCH (n:Notebook {id: $id}) SET n.updated_at = n.updated_at WITH n WHERE n.status = 'deleted' \
+                 OPTIONAL MATCH (p:Notebook)-[:PARENT_OF]->(n) \
+                 RETURN p IS NOT NULL AND p.status = 'deleted' AS parent_deleted",
+            )
+            .param("id", id.to_string());
+            let row = txn_rows(txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+            let parent_deleted: bool = row.get("parent_deleted").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if parent_deleted {
+                return Err(StoreError::Conflict("parent".into()));
+            }
+            let restore = query(&format!(
+                "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) SET n.status = 'active', \
+                 n.updated_at = datetime($at), n.version = coalesce(n.version, 1) + 1 {NOTEBOOK_RETURN}"
+            ))
+            .param("id", id.to_string())
+            .param("at", storage(&at));
+            let row = txn_rows(txn, restore).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+            notebook_from_row(&row)
+        })
+        .await
+    }
+
     async fn access_chain(&self, user: UserId, id: NotebookId) -> StoreResult<Vec<ChainLink>> {
         let q = query(
             "MATCH (n:Notebook {id: $id}) WHERE n.status <> 'deleted' \

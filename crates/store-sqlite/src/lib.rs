@@ -533,6 +533,42 @@ impl NotebookStore for SqliteStore {
         Ok(())
     }
 
+    async fn get_deleted_notebook(&self, id: NotebookId) -> StoreResult<Notebook> {
+        let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status = 'deleted'"))
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        notebook_from_row(&row)
+    }
+
+    async fn restore_notebook(&self, id: NotebookId, at: Timestamp) -> StoreResult<Notebook> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status = 'deleted'"))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        let mut notebook = notebook_from_row(&row)?;
+        if let Some(parent) = notebook.parent_id {
+            if live_depth(&mut tx, parent).await?.is_none() {
+                return Err(StoreError::Conflict("parent".into()));
+            }
+        }
+        sqlx::query("UPDATE notebooks SET status = 'active', updated_at = ?, version = version + 1 WHERE id = ?")
+            .bind(time::to_storage(&at))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        notebook.status = NotebookStatus::Active;
+        notebook.updated_at = at;
+        notebook.version += 1;
+        Ok(notebook)
+    }
+
     async fn access_chain(&self, user: UserId, id: NotebookId) -> StoreResult<Vec<ChainLink>> {
         let rows = sqlx::query(
             "WITH RECURSIVE chain(id, depth) AS (SELECT ?1, 0 UNION ALL \

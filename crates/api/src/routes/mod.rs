@@ -41,6 +41,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(notebooks::list_notebooks, notebooks::create_notebook))
         .routes(routes!(notebooks::get_notebook, notebooks::update_notebook, notebooks::delete_notebook))
         .routes(routes!(notebooks::list_children))
+        .routes(routes!(notebooks::restore_notebook))
         .routes(routes!(notebooks::share_notebook))
         .routes(routes!(notebooks::accept_invitation))
         .routes(routes!(notebooks::decline_invitation))

@@ -739,3 +739,26 @@ pub async fn explain_access(
     let user = query.user_id.as_deref().map(UserId::parse).transpose()?;
     Ok(Json(state.notebooks.explain_access(&caller, id, user).await?.into()))
 }
+
+/// Restores a deleted notebook (its deleted children stay deleted). Allowed to the
+/// owner, global administrators and admins of the parent.
+#[utoipa::path(
+    post,
+    path = "/api/v1/notebooks/{id}/restore",
+    tag = "notebooks",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    responses(
+        (status = 200, body = NotebookResponse),
+        (status = 404, description = "No deleted notebook you may restore", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "parent_deleted", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn restore_notebook(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let notebook = state.notebooks.restore(&caller, parse_id(&id)?).await?;
+    Ok(with_etag(StatusCode::OK, notebook))
+}
