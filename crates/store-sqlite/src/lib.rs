@@ -551,10 +551,10 @@ impl NotebookStore for SqliteStore {
             .map_err(map_err)?
             .ok_or(StoreError::NotFound)?;
         let mut notebook = notebook_from_row(&row)?;
-        if let Some(parent) = notebook.parent_id {
-            if live_depth(&mut tx, parent).await?.is_none() {
-                return Err(StoreError::Conflict("parent".into()));
-            }
+        if let Some(parent) = notebook.parent_id
+            && live_depth(&mut tx, parent).await?.is_none()
+        {
+            return Err(StoreError::Conflict("parent".into()));
         }
         sqlx::query("UPDATE notebooks SET status = 'active', updated_at = ?, version = version + 1 WHERE id = ?")
             .bind(time::to_storage(&at))
