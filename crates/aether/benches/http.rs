@@ -163,9 +163,11 @@ async fn main() {
     let (c, b) = (client.clone(), Arc::clone(&base));
     let (user, pass) = (Arc::new(username), Arc::new(password));
     load("POST /api/v1/auth/token (argon2id)", move |_| {
-        let request = c
-            .post(format!("{b}/api/v1/auth/token"))
-            .form(&[("grant_type", "password"), ("username", user.as_str()), ("password", pass.as_str())]);
+        let request = c.post(format!("{b}/api/v1/auth/token")).form(&[
+            ("grant_type", "password"),
+            ("username", user.as_str()),
+            ("password", pass.as_str()),
+        ]);
         async move { request.send().await.unwrap().status().as_u16() }
     })
     .await

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aether_domain::access::{CollaborationStatus, Permission};
+use aether_domain::activity::Change;
 use aether_domain::auth::{AccessTokenCodec, Principal};
 use aether_domain::id::{NotebookId, UserId};
 use aether_domain::notebook::{NewNotebook, NotebookName, Visibility};
@@ -90,6 +91,7 @@ async fn main() {
                         created_at: time::now(),
                     },
                     64,
+                    &Change::by(owner, time::now()),
                 )
                 .await
                 .unwrap();
@@ -104,22 +106,30 @@ async fn main() {
     for (i, user) in users.iter().enumerate().skip(OWNERS) {
         let now = time::now();
         store
-            .put_collaboration(Collaboration {
-                notebook_id: roots[i % CHAINS],
-                user_id: user.id,
-                permission: Permission::Read,
-                status: CollaborationStatus::Active,
-                granted_by: users[(i % CHAINS) % OWNERS].id,
-                granted_at: now,
-                accepted_at: Some(now),
-                updated_at: now,
-            })
+            .put_collaboration(
+                Collaboration {
+                    notebook_id: roots[i % CHAINS],
+                    user_id: user.id,
+                    permission: Permission::Read,
+                    status: CollaborationStatus::Active,
+                    granted_by: users[(i % CHAINS) % OWNERS].id,
+                    granted_at: now,
+                    accepted_at: Some(now),
+                    updated_at: now,
+                },
+                &Change::system(now),
+            )
             .await
             .unwrap();
     }
     println!("seeded in {:.1} s", seeding.elapsed().as_secs_f64());
 
-    let principal = |i: usize| Principal { user_id: users[i].id, username: users[i].username.clone(), roles: vec![Role::User] };
+    let principal = |i: usize| Principal {
+        user_id: users[i].id,
+        username: users[i].username.clone(),
+        roles: vec![Role::User],
+        client: Default::default(),
+    };
 
     // The permission check itself (service level: one ancestor-chain query plus the rules).
     let mut samples = Vec::with_capacity(SAMPLES);

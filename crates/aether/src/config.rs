@@ -192,9 +192,10 @@ impl Config {
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|error| ConfigError::File { path: path.to_owned(), message: error.to_string() })?;
-            let table: toml::Table = text
-                .parse()
-                .map_err(|error: toml::de::Error| ConfigError::File { path: path.to_owned(), message: error.to_string() })?;
+            let table: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError::File {
+                path: path.to_owned(),
+                message: error.to_string(),
+            })?;
             if let Some(unknown) = table.keys().find(|key| !KEYS.contains(&key.as_str())) {
                 return Err(ConfigError::File {
                     path: path.to_owned(),
@@ -218,7 +219,9 @@ impl Config {
             return invalid("access_token_ttl_secs (AETHER_ACCESS_TOKEN_TTL_SECS) must be positive");
         }
         if self.refresh_token_ttl_secs < self.access_token_ttl_secs {
-            return invalid("refresh_token_ttl_secs (AETHER_REFRESH_TOKEN_TTL_SECS) must be at least access_token_ttl_secs");
+            return invalid(
+                "refresh_token_ttl_secs (AETHER_REFRESH_TOKEN_TTL_SECS) must be at least access_token_ttl_secs",
+            );
         }
         if self.max_body_bytes < 1024 {
             return invalid("max_body_bytes (AETHER_MAX_BODY_BYTES) must be at least 1024");
@@ -298,7 +301,10 @@ mod tests {
     #[test]
     fn layers_override_in_order() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("aether.toml", "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from-file\"\nlog_level = \"debug\"")?;
+            jail.create_file(
+                "aether.toml",
+                "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from-file\"\nlog_level = \"debug\"",
+            )?;
             jail.set_env("AETHER_DATA_DIR", "/from-env");
             jail.set_env("AETHER_CORS_ALLOWED_ORIGINS", "https://a.example, https://b.example");
             jail.set_env("AETHER_TEST_SOMETHING", "ignored");

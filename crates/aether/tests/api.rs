@@ -117,9 +117,11 @@ async fn password_grant_refuses_bad_requests() {
         .await
         .unwrap();
     assert_problem(unsupported, 400, "unsupported_grant_type").await;
-    let missing = app.client.post(app.url("/api/v1/auth/token")).form(&[("grant_type", "password")]).send().await.unwrap();
+    let missing =
+        app.client.post(app.url("/api/v1/auth/token")).form(&[("grant_type", "password")]).send().await.unwrap();
     assert_problem(missing, 400, "invalid_request").await;
-    let json_body = app.client.post(app.url("/api/v1/auth/token")).json(&json!({"grant_type": "password"})).send().await.unwrap();
+    let json_body =
+        app.client.post(app.url("/api/v1/auth/token")).json(&json!({"grant_type": "password"})).send().await.unwrap();
     assert_problem(json_body, 415, "unsupported_media_type").await;
     app.shutdown().await;
 }
@@ -140,7 +142,13 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     assert_eq!(second.status(), 200);
     let second: Value = second.json().await.unwrap();
     assert_ne!(second["refresh_token"], first["refresh_token"], "the refresh token rotates");
-    let me = app.client.get(app.url("/api/v1/users/me")).bearer_auth(second["access_token"].as_str().unwrap()).send().await.unwrap();
+    let me = app
+        .client
+        .get(app.url("/api/v1/users/me"))
+        .bearer_auth(second["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.status(), 200);
 
     // Replaying the spent token fails and revokes the current one too.
@@ -179,7 +187,8 @@ async fn notebooks_crud_and_cursor_paging() {
     );
     assert_eq!(created["document_count"], 0);
 
-    let fetched: Value = app.client.get(app.url(&location)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let fetched: Value =
+        app.client.get(app.url(&location)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(fetched, created);
 
     let updated = app
@@ -227,8 +236,10 @@ async fn notebooks_crud_and_cursor_paging() {
 
     let deleted = app.client.delete(app.url(&location)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(deleted.status(), 204);
-    assert_problem(app.client.get(app.url(&location)).bearer_auth(&token).send().await.unwrap(), 404, "not_found").await;
-    assert_problem(app.client.delete(app.url(&location)).bearer_auth(&token).send().await.unwrap(), 404, "not_found").await;
+    assert_problem(app.client.get(app.url(&location)).bearer_auth(&token).send().await.unwrap(), 404, "not_found")
+        .await;
+    assert_problem(app.client.delete(app.url(&location)).bearer_auth(&token).send().await.unwrap(), 404, "not_found")
+        .await;
     app.shutdown().await;
 }
 
@@ -246,7 +257,8 @@ async fn bad_input_gets_the_right_problem() {
     assert_problem(post("{\"name\": ".into()).send().await.unwrap(), 400, "malformed_body").await;
     let missing = assert_problem(post("{}".into()).send().await.unwrap(), 422, "validation_failed").await;
     assert_eq!(missing["errors"][0]["field"], "name");
-    let empty = assert_problem(post("{\"name\": \"   \"}".into()).send().await.unwrap(), 422, "validation_failed").await;
+    let empty =
+        assert_problem(post("{\"name\": \"   \"}".into()).send().await.unwrap(), 422, "validation_failed").await;
     assert_eq!(empty["errors"][0]["field"], "name");
     let several = assert_problem(
         post(r#"{"name": "", "visibility": "secret", "tags": [""]}"#.into()).send().await.unwrap(),
@@ -256,7 +268,8 @@ async fn bad_input_gets_the_right_problem() {
     .await;
     assert_eq!(several["errors"].as_array().unwrap().len(), 3, "every field's problem at once: {several}");
     assert_problem(post(r#"{"name": 5}"#.into()).send().await.unwrap(), 422, "validation_failed").await;
-    assert_problem(post(r#"{"name": "x", "colour": "red"}"#.into()).send().await.unwrap(), 422, "validation_failed").await;
+    assert_problem(post(r#"{"name": "x", "colour": "red"}"#.into()).send().await.unwrap(), 422, "validation_failed")
+        .await;
     let hipaa = assert_problem(
         post(r#"{"name": "x", "compliance_settings": {"hipaa_mode": true}}"#.into()).send().await.unwrap(),
         422,
@@ -269,16 +282,37 @@ async fn bad_input_gets_the_right_problem() {
     let no_type = app.client.post(app.url("/api/v1/notebooks")).bearer_auth(&token).body("{}").send().await.unwrap();
     assert_problem(no_type, 415, "unsupported_media_type").await;
 
-    assert_problem(app.client.get(app.url("/api/v1/notebooks/not-a-uuid")).bearer_auth(&token).send().await.unwrap(), 400, "invalid_id").await;
-    assert_problem(app.client.get(app.url("/api/v1/notebooks?limit=0")).bearer_auth(&token).send().await.unwrap(), 422, "validation_failed").await;
-    assert_problem(app.client.get(app.url("/api/v1/notebooks?limit=abc")).bearer_auth(&token).send().await.unwrap(), 422, "validation_failed").await;
-    assert_problem(app.client.get(app.url("/api/v1/notebooks?cursor=!!")).bearer_auth(&token).send().await.unwrap(), 400, "invalid_cursor").await;
+    assert_problem(
+        app.client.get(app.url("/api/v1/notebooks/not-a-uuid")).bearer_auth(&token).send().await.unwrap(),
+        400,
+        "invalid_id",
+    )
+    .await;
+    assert_problem(
+        app.client.get(app.url("/api/v1/notebooks?limit=0")).bearer_auth(&token).send().await.unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_problem(
+        app.client.get(app.url("/api/v1/notebooks?limit=abc")).bearer_auth(&token).send().await.unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_problem(
+        app.client.get(app.url("/api/v1/notebooks?cursor=!!")).bearer_auth(&token).send().await.unwrap(),
+        400,
+        "invalid_cursor",
+    )
+    .await;
 
     let created: Value = create(&app, &token, json!({"name": "Mine"})).await.json().await.unwrap();
     let path = format!("/api/v1/notebooks/{}", created["id"].as_str().unwrap());
     let empty_update = app.client.put(app.url(&path)).bearer_auth(&token).json(&json!({})).send().await.unwrap();
     assert_problem(empty_update, 422, "validation_failed").await;
-    let delete_by_status = app.client.put(app.url(&path)).bearer_auth(&token).json(&json!({"status": "deleted"})).send().await.unwrap();
+    let delete_by_status =
+        app.client.put(app.url(&path)).bearer_auth(&token).json(&json!({"status": "deleted"})).send().await.unwrap();
     assert_problem(delete_by_status, 422, "validation_failed").await;
     app.shutdown().await;
 }
@@ -288,13 +322,23 @@ async fn tokens_must_be_valid_and_current() {
     let app = TestApp::spawn().await;
     let list = |token: String| app.client.get(app.url("/api/v1/notebooks")).bearer_auth(token).send();
     assert_problem(list("garbage".into()).await.unwrap(), 401, "invalid_token").await;
-    let basic = app.client.get(app.url("/api/v1/notebooks")).header("authorization", "Basic YTpi").send().await.unwrap();
+    let basic =
+        app.client.get(app.url("/api/v1/notebooks")).header("authorization", "Basic YTpi").send().await.unwrap();
     assert_problem(basic, 401, "invalid_token").await;
 
     // A token signed with the server's own key but already expired.
     let (username, password) = app.create_user("expired", vec![Role::User]).await;
     let fresh: Value = app.password_grant(&username, &password).await.json().await.unwrap();
-    let me: Value = app.client.get(app.url("/api/v1/users/me")).bearer_auth(fresh["access_token"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
+    let me: Value = app
+        .client
+        .get(app.url("/api/v1/users/me"))
+        .bearer_auth(fresh["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let now = chrono::Utc::now().timestamp();
     let claims = AccessClaims {
         iss: app.server.runtime.config.token_issuer.clone(),
@@ -325,10 +369,13 @@ async fn another_users_notebook_is_not_found() {
     let created: Value = create(&app, &alice, json!({"name": "Alice's"})).await.json().await.unwrap();
     let path = format!("/api/v1/notebooks/{}", created["id"].as_str().unwrap());
     assert_problem(app.client.get(app.url(&path)).bearer_auth(&mallory).send().await.unwrap(), 404, "not_found").await;
-    let update = app.client.put(app.url(&path)).bearer_auth(&mallory).json(&json!({"name": "Mine now"})).send().await.unwrap();
+    let update =
+        app.client.put(app.url(&path)).bearer_auth(&mallory).json(&json!({"name": "Mine now"})).send().await.unwrap();
     assert_problem(update, 404, "not_found").await;
-    assert_problem(app.client.delete(app.url(&path)).bearer_auth(&mallory).send().await.unwrap(), 404, "not_found").await;
-    let listed: Value = app.client.get(app.url("/api/v1/notebooks")).bearer_auth(&mallory).send().await.unwrap().json().await.unwrap();
+    assert_problem(app.client.delete(app.url(&path)).bearer_auth(&mallory).send().await.unwrap(), 404, "not_found")
+        .await;
+    let listed: Value =
+        app.client.get(app.url("/api/v1/notebooks")).bearer_auth(&mallory).send().await.unwrap().json().await.unwrap();
     assert!(listed["items"].as_array().unwrap().is_empty());
     let still: Value = app.client.get(app.url(&path)).bearer_auth(&alice).send().await.unwrap().json().await.unwrap();
     assert_eq!(still["name"], "Alice's", "nothing the intruder did took effect");
@@ -368,7 +415,12 @@ async fn if_match_prevents_lost_updates() {
     let read = app.client.get(app.url(&path)).bearer_auth(&token).send().await.unwrap();
     let etag = read.headers()["etag"].to_str().unwrap().to_owned();
     let put = |if_match: &str, name: &str| {
-        app.client.put(app.url(&path)).bearer_auth(&token).header("if-match", if_match).json(&json!({"name": name})).send()
+        app.client
+            .put(app.url(&path))
+            .bearer_auth(&token)
+            .header("if-match", if_match)
+            .json(&json!({"name": name}))
+            .send()
     };
     let first = put(&etag, "Alice's edit").await.unwrap();
     assert_eq!(first.status(), 200);
@@ -409,7 +461,13 @@ async fn listings_filter_sort_and_scope() {
     let public = names(other.clone(), "?scope=public&limit=100").await;
     assert!(public.contains(&"Two".to_owned()) && !public.contains(&"One".to_owned()));
     assert!(names(other, "").await.is_empty());
-    let bad = app.client.get(app.url("/api/v1/notebooks?scope=all&sort=name&status=deleted")).bearer_auth(&token).send().await.unwrap();
+    let bad = app
+        .client
+        .get(app.url("/api/v1/notebooks?scope=all&sort=name&status=deleted"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     let problem = assert_problem(bad, 422, "validation_failed").await;
     assert_eq!(problem["errors"].as_array().unwrap().len(), 3);
     app.shutdown().await;

@@ -48,7 +48,11 @@ fn start(data_dir: &Path, admin_password: Option<&str>) -> Server {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let base_url = line.trim().strip_prefix("aether listening on ").unwrap_or_else(|| panic!("unexpected first line: {line:?}")).to_owned();
+    let base_url = line
+        .trim()
+        .strip_prefix("aether listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
     Server { child, base_url, stderr }
 }
 
@@ -171,7 +175,18 @@ async fn command_line_tools_work() {
 
     let username = format!("cli-{}", uuid::Uuid::now_v7().simple());
     let output = aether(dir.path())
-        .args(["admin", "create-user", "--username", &username, "--password", "cli-password-1", "--role", "notebook-admin", "--role", "aether-user"])
+        .args([
+            "admin",
+            "create-user",
+            "--username",
+            &username,
+            "--password",
+            "cli-password-1",
+            "--role",
+            "notebook-admin",
+            "--role",
+            "aether-user",
+        ])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

@@ -19,7 +19,8 @@ async fn actor(app: &TestApp, prefix: &str, roles: Vec<Role>) -> Actor {
     let (username, password) = app.create_user(prefix, roles).await;
     let tokens: Value = app.password_grant(&username, &password).await.json().await.unwrap();
     let token = tokens["access_token"].as_str().unwrap().to_owned();
-    let me: Value = app.client.get(app.url("/api/v1/users/me")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let me: Value =
+        app.client.get(app.url("/api/v1/users/me")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     Actor { token, id: me["id"].as_str().unwrap().to_owned() }
 }
 
@@ -72,53 +73,111 @@ async fn permissions_follow_the_graph() {
     let l = format!("/api/v1/notebooks/{}", id(&leaf));
 
     // Direct grants (active at once) on the root; an invitation left pending; a revoked grant.
-    for (who, permission) in [(&reader, "read"), (&writer, "write"), (&manager, "admin"), (&revoked, "read"), (&viewer, "admin")] {
-        let response = call(&app, &owner, Method::PUT, &format!("{r}/permissions"), Some(json!({"user_id": who.id, "permission": permission}))).await;
+    for (who, permission) in
+        [(&reader, "read"), (&writer, "write"), (&manager, "admin"), (&revoked, "read"), (&viewer, "admin")]
+    {
+        let response = call(
+            &app,
+            &owner,
+            Method::PUT,
+            &format!("{r}/permissions"),
+            Some(json!({"user_id": who.id, "permission": permission})),
+        )
+        .await;
         assert_eq!(response.status(), 200);
         let grant: Value = response.json().await.unwrap();
         assert_eq!(grant["status"], "active");
         assert!(grant["accepted_at"].is_string());
     }
-    let shared = call(&app, &owner, Method::POST, &format!("{r}/share"), Some(json!({"user_id": invitee.id, "permission": "write"}))).await;
+    let shared = call(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("{r}/share"),
+        Some(json!({"user_id": invitee.id, "permission": "write"})),
+    )
+    .await;
     assert_eq!(shared.status(), 201);
-    assert_eq!(status(&app, &owner, Method::PUT, &format!("{r}/permissions"), Some(json!({"user_id": revoked.id, "permission": null}))).await, 204);
+    assert_eq!(
+        status(
+            &app,
+            &owner,
+            Method::PUT,
+            &format!("{r}/permissions"),
+            Some(json!({"user_id": revoked.id, "permission": null}))
+        )
+        .await,
+        204
+    );
 
     // Reading the child (access inherited from the root).
     for (who, expected) in [
-        (&owner, 200), (&reader, 200), (&writer, 200), (&manager, 200), (&viewer, 200), (&admin, 200),
-        (&invitee, 404), (&revoked, 404), (&stranger, 404),
+        (&owner, 200),
+        (&reader, 200),
+        (&writer, 200),
+        (&manager, 200),
+        (&viewer, 200),
+        (&admin, 200),
+        (&invitee, 404),
+        (&revoked, 404),
+        (&stranger, 404),
     ] {
         assert_eq!(status(&app, who, Method::GET, &c, None).await, expected, "GET child");
         assert_eq!(status(&app, who, Method::GET, &format!("{c}/children"), None).await, expected, "children");
     }
     // Renaming needs write; changing visibility needs admin.
     for (who, rename, visibility) in [
-        (&owner, 200, 200), (&reader, 403, 403), (&writer, 200, 403), (&manager, 200, 200),
-        (&viewer, 403, 403), (&admin, 200, 200), (&invitee, 404, 404), (&stranger, 404, 404),
+        (&owner, 200, 200),
+        (&reader, 403, 403),
+        (&writer, 200, 403),
+        (&manager, 200, 200),
+        (&viewer, 403, 403),
+        (&admin, 200, 200),
+        (&invitee, 404, 404),
+        (&stranger, 404, 404),
     ] {
         assert_eq!(status(&app, who, Method::PUT, &c, Some(json!({"name": "Child"}))).await, rename, "rename");
-        assert_eq!(status(&app, who, Method::PUT, &c, Some(json!({"visibility": "shared"}))).await, visibility, "visibility");
+        assert_eq!(
+            status(&app, who, Method::PUT, &c, Some(json!({"visibility": "shared"}))).await,
+            visibility,
+            "visibility"
+        );
     }
     // Sharing and explaining others' access need admin.
     for (who, expected) in [(&reader, 403), (&writer, 403), (&stranger, 404), (&manager, 201)] {
         let body = json!({"user_id": stranger.id, "permission": "read"});
         assert_eq!(status(&app, who, Method::POST, &format!("{c}/share"), Some(body)).await, expected, "share");
     }
-    call(&app, &owner, Method::PUT, &format!("{c}/permissions"), Some(json!({"user_id": stranger.id, "permission": null}))).await;
+    call(
+        &app,
+        &owner,
+        Method::PUT,
+        &format!("{c}/permissions"),
+        Some(json!({"user_id": stranger.id, "permission": null})),
+    )
+    .await;
     assert_eq!(status(&app, &writer, Method::GET, &format!("{c}/collaborators"), None).await, 403);
     assert_eq!(status(&app, &stranger, Method::GET, &format!("{l}/access?user_id={}", reader.id), None).await, 404);
 
     // Why the reader can read the leaf: a grant two levels up.
-    let explained: Value = call(&app, &owner, Method::GET, &format!("{l}/access?user_id={}", reader.id), None).await.json().await.unwrap();
+    let explained: Value =
+        call(&app, &owner, Method::GET, &format!("{l}/access?user_id={}", reader.id), None).await.json().await.unwrap();
     assert_eq!(explained["permission"], "read");
-    assert_eq!(explained["sources"][0], json!({"kind": "collaborator", "notebook_id": id(&root), "permission": "read", "inherited": true}));
+    assert_eq!(
+        explained["sources"][0],
+        json!({"kind": "collaborator", "notebook_id": id(&root), "permission": "read", "inherited": true})
+    );
     let own: Value = call(&app, &owner, Method::GET, &format!("{l}/access"), None).await.json().await.unwrap();
     assert_eq!(own["permission"], "admin");
     assert_eq!(own["sources"][0]["kind"], "owner");
     let capped: Value = call(&app, &viewer, Method::GET, &format!("{l}/access"), None).await.json().await.unwrap();
     assert_eq!(capped["permission"], "read");
     assert_eq!(capped["capped_by"], "aether-viewer");
-    let nobody: Value = call(&app, &owner, Method::GET, &format!("{l}/access?user_id={}", stranger.id), None).await.json().await.unwrap();
+    let nobody: Value = call(&app, &owner, Method::GET, &format!("{l}/access?user_id={}", stranger.id), None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(nobody["permission"], Value::Null);
 
     // Lists: shared-with-me covers the subtree; invitations wait until answered.
@@ -129,8 +188,16 @@ async fn permissions_follow_the_graph() {
     assert_eq!(invitations["items"][0]["notebook_id"], root["id"]);
     assert_eq!(status(&app, &stranger, Method::POST, &format!("{r}/share/accept"), None).await, 404);
     assert_eq!(status(&app, &invitee, Method::POST, &format!("{r}/share/accept"), None).await, 200);
-    assert_eq!(status(&app, &invitee, Method::PUT, &c, Some(json!({"name": "Child"}))).await, 200, "accepted write grant");
-    assert_eq!(status(&app, &invitee, Method::POST, &format!("{r}/share/accept"), None).await, 404, "no longer pending");
+    assert_eq!(
+        status(&app, &invitee, Method::PUT, &c, Some(json!({"name": "Child"}))).await,
+        200,
+        "accepted write grant"
+    );
+    assert_eq!(
+        status(&app, &invitee, Method::POST, &format!("{r}/share/accept"), None).await,
+        404,
+        "no longer pending"
+    );
 
     // Moving the leaf out of the shared tree takes the inherited access away.
     let moved = call(&app, &owner, Method::PUT, &l, Some(json!({"parent_id": null}))).await;
@@ -159,7 +226,14 @@ async fn public_notebooks_do_not_expose_their_private_children() {
     assert_eq!(names(&app, &owner, &format!("{p}/children")).await, ["Also public", "Hidden"]);
     assert_eq!(status(&app, &stranger, Method::GET, &format!("/api/v1/notebooks/{}", id(&hidden)), None).await, 404);
     // Creating inside someone else's public notebook needs write access.
-    let response = call(&app, &stranger, Method::POST, "/api/v1/notebooks", Some(json!({"name": "Squat", "parent_id": id(&public)}))).await;
+    let response = call(
+        &app,
+        &stranger,
+        Method::POST,
+        "/api/v1/notebooks",
+        Some(json!({"name": "Squat", "parent_id": id(&public)})),
+    )
+    .await;
     assert_problem(response, 403, "forbidden").await;
     app.shutdown().await;
 }
@@ -171,7 +245,8 @@ async fn structure_rules_are_enforced() {
     let a = create(&app, &owner, json!({"name": "A"})).await;
     let b = create(&app, &owner, json!({"name": "B", "parent_id": id(&a)})).await;
     let c = create(&app, &owner, json!({"name": "C", "parent_id": id(&b)})).await;
-    let too_deep = call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "D", "parent_id": id(&c)}))).await;
+    let too_deep =
+        call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "D", "parent_id": id(&c)}))).await;
     assert_problem(too_deep, 409, "depth_exceeded").await;
     let a_path = format!("/api/v1/notebooks/{}", id(&a));
     let cycle = call(&app, &owner, Method::PUT, &a_path, Some(json!({"parent_id": id(&c)}))).await;
@@ -192,19 +267,95 @@ async fn structure_rules_are_enforced() {
     assert_eq!(status(&app, &owner, Method::GET, &a_path, None).await, 200);
     assert_eq!(status(&app, &owner, Method::POST, &b_restore, None).await, 200);
     assert_eq!(status(&app, &owner, Method::POST, &b_restore, None).await, 404, "already restored");
-    let bad_parent = call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "X", "parent_id": "nope"}))).await;
+    let bad_parent =
+        call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "X", "parent_id": "nope"}))).await;
     let problem = assert_problem(bad_parent, 422, "validation_failed").await;
     assert_eq!(problem["errors"][0]["field"], "parent_id");
-    let unknown_parent = call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "X", "parent_id": uuid::Uuid::now_v7()}))).await;
+    let unknown_parent = call(
+        &app,
+        &owner,
+        Method::POST,
+        "/api/v1/notebooks",
+        Some(json!({"name": "X", "parent_id": uuid::Uuid::now_v7()})),
+    )
+    .await;
     assert_problem(unknown_parent, 404, "not_found").await;
     let share_unknown = call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "Solo"}))).await;
     let solo: Value = share_unknown.json().await.unwrap();
-    let share = call(&app, &owner, Method::POST, &format!("/api/v1/notebooks/{}/share", id(&solo)), Some(json!({"user_id": uuid::Uuid::now_v7(), "permission": "read"}))).await;
+    let share = call(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("/api/v1/notebooks/{}/share", id(&solo)),
+        Some(json!({"user_id": uuid::Uuid::now_v7(), "permission": "read"})),
+    )
+    .await;
     assert_problem(share, 422, "validation_failed").await;
-    let share_self = call(&app, &owner, Method::POST, &format!("/api/v1/notebooks/{}/share", id(&solo)), Some(json!({"user_id": owner.id, "permission": "read"}))).await;
+    let share_self = call(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("/api/v1/notebooks/{}/share", id(&solo)),
+        Some(json!({"user_id": owner.id, "permission": "read"})),
+    )
+    .await;
     assert_problem(share_self, 409, "already_owner").await;
-    let bad_permission = call(&app, &owner, Method::POST, &format!("/api/v1/notebooks/{}/share", id(&solo)), Some(json!({"user_id": owner.id, "permission": "god"}))).await;
+    let bad_permission = call(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("/api/v1/notebooks/{}/share", id(&solo)),
+        Some(json!({"user_id": owner.id, "permission": "god"})),
+    )
+    .await;
     assert_problem(bad_permission, 422, "validation_failed").await;
-    assert_eq!(StatusCode::OK, call(&app, &owner, Method::GET, "/api/v1/invitations?status=declined", None).await.status());
+    assert_eq!(
+        StatusCode::OK,
+        call(&app, &owner, Method::GET, "/api/v1/invitations?status=declined", None).await.status()
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn changes_leave_activity_and_audit_records() {
+    let app = TestApp::spawn().await;
+    let owner = actor(&app, "recorder", vec![Role::User]).await;
+    let reader = actor(&app, "record-reader", vec![Role::User]).await;
+    let stranger = actor(&app, "record-stranger", vec![Role::User]).await;
+    let auditor = actor(&app, "auditor", vec![Role::ComplianceOfficer]).await;
+    let notebook = create(&app, &owner, json!({"name": "Audited"})).await;
+    let path = format!("/api/v1/notebooks/{}", id(&notebook));
+    call(&app, &owner, Method::PUT, &path, Some(json!({"name": "Audited 2", "tags": ["x"]}))).await;
+    call(
+        &app,
+        &owner,
+        Method::PUT,
+        &format!("{path}/permissions"),
+        Some(json!({"user_id": reader.id, "permission": "read"})),
+    )
+    .await;
+
+    let activity: Value =
+        call(&app, &reader, Method::GET, &format!("{path}/activity"), None).await.json().await.unwrap();
+    let events: Vec<&str> =
+        activity["items"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert_eq!(events, ["permission_granted", "updated", "created"]);
+    assert_eq!(activity["items"][1]["actor_id"], owner.id.as_str());
+    assert_eq!(activity["items"][1]["details"]["fields"], json!(["name", "tags"]));
+    assert_eq!(status(&app, &stranger, Method::GET, &format!("{path}/activity"), None).await, 404);
+
+    assert_eq!(status(&app, &owner, Method::GET, "/api/v1/admin/audit", None).await, 403);
+    let audit: Value =
+        call(&app, &auditor, Method::GET, &format!("/api/v1/admin/audit?resource_id={}", id(&notebook)), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+    let entries = audit["items"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[2]["action"], "create");
+    assert_eq!(entries[2]["performed_by"], owner.id.as_str());
+    assert_eq!(entries[2]["ip_address"], "127.0.0.1");
+    assert!(entries[2]["user_agent"].is_string() || entries[2]["user_agent"].is_null());
     app.shutdown().await;
 }

@@ -57,11 +57,8 @@ impl ApiError {
     }
 
     pub fn validation(errors: Vec<FieldProblem>) -> Self {
-        let detail = errors
-            .iter()
-            .map(|error| format!("{}: {}", error.field, error.message))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let detail =
+            errors.iter().map(|error| format!("{}: {}", error.field, error.message)).collect::<Vec<_>>().join("; ");
         Self { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail) }
     }
 
@@ -157,7 +154,8 @@ pub fn problem_response(problem: Problem) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
     if status == StatusCode::UNAUTHORIZED {
-        let challenge = format!("Bearer realm=\"aether\", error=\"invalid_token\", error_description=\"{}\"", problem.code);
+        let challenge =
+            format!("Bearer realm=\"aether\", error=\"invalid_token\", error_description=\"{}\"", problem.code);
         if let Ok(value) = HeaderValue::from_str(&challenge) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }
@@ -179,7 +177,9 @@ pub fn problem_for_status(status: StatusCode) -> Problem {
         StatusCode::NOT_FOUND => ("not_found", "No such route."),
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "The route does not support this method."),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request body is too large."),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "The request's content type is not supported."),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "The request's content type is not supported.")
+        }
         StatusCode::REQUEST_TIMEOUT => ("request_timeout", "The request took too long."),
         StatusCode::SERVICE_UNAVAILABLE => ("service_unavailable", "The service is temporarily unavailable."),
         StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "Too many requests."),

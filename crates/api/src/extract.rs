@@ -1,7 +1,7 @@
 //! Extractors that turn raw requests into validated values, answering problems
 //! (never axum's plain-text rejections) when they cannot.
 
-use aether_domain::auth::Principal;
+use aether_domain::auth::{ClientInfo, Principal};
 use aether_domain::page::{Limit, PageRequest};
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -30,7 +30,11 @@ fn body_rejection(status: StatusCode, body_text: String, what: &str) -> ApiError
         StatusCode::UNPROCESSABLE_ENTITY => {
             ApiError::validation(vec![FieldProblem { field: "body".into(), message: body_text }])
         }
-        _ => ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", format!("The request body is not valid {what}: {body_text}")),
+        _ => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+            format!("The request body is not valid {what}: {body_text}"),
+        ),
     }
 }
 
@@ -57,8 +61,9 @@ where
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let status = rejection.status();
     let text = match &rejection {
-        JsonRejection::JsonDataError(error) => std::error::Error::source(error)
-            .map_or_else(|| error.body_text(), |source| source.to_string()),
+        JsonRejection::JsonDataError(error) => {
+            std::error::Error::source(error).map_or_else(|| error.body_text(), |source| source.to_string())
+        }
         other => other.body_text(),
     };
     body_rejection(status, text, "JSON")
@@ -109,8 +114,21 @@ impl FromRequestParts<AppState> for AuthUser {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("invalid_token", "The Authorization header must be 'Bearer <token>'."))?;
-        let principal = state.accounts.authenticate(token)?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("invalid_token", "The Authorization header must be 'Bearer <token>'.")
+            })?;
+        let mut principal = state.accounts.authenticate(token)?;
+        principal.client = ClientInfo {
+            ip_address: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip().to_string()),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|value| value.to_str().ok())
+                .map(|agent| agent.chars().take(512).collect()),
+        };
         Ok(Self(principal))
     }
 }
@@ -130,9 +148,9 @@ impl PageQuery {
         let limit = match self.limit.as_deref() {
             None => Limit::DEFAULT,
             Some(text) => {
-                let value = text.parse::<i64>().map_err(|_| {
-                    ApiError::from(aether_domain::ValidationError::new("limit", "must be an integer"))
-                })?;
+                let value = text
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::from(aether_domain::ValidationError::new("limit", "must be an integer")))?;
                 Limit::parse(value)?
             }
         };
@@ -147,11 +165,9 @@ pub fn encode_cursor(after: Uuid) -> String {
 }
 
 fn decode_cursor(text: &str) -> Result<Uuid, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()
-        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", "The cursor is not one this API issued."))
+    URL_SAFE_NO_PAD.decode(text).ok().and_then(|bytes| Uuid::from_slice(&bytes).ok()).ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", "The cursor is not one this API issued.")
+    })
 }
 
 /// Query strings are parsed leniently into [`PageQuery`]; a malformed query string

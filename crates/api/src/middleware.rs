@@ -33,7 +33,8 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     request.headers_mut().insert(X_REQUEST_ID.clone(), header_value.clone());
     request.extensions_mut().insert(RequestId(id.clone()));
 
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     let started = Instant::now();
     let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     let status = response.status();
@@ -61,8 +62,7 @@ pub async fn problem_details(request: Request, next: Next) -> Response {
     let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone());
     let response = next.run(request).await;
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || response.extensions().get::<NotAProblem>().is_some()
-    {
+    if !(status.is_client_error() || status.is_server_error()) || response.extensions().get::<NotAProblem>().is_some() {
         return response;
     }
     let (parts, body) = response.into_parts();
@@ -160,10 +160,7 @@ pub fn security_headers() -> [(HeaderName, HeaderValue); 5] {
         (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
         (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-        ),
+        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'")),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
     ]
 }

@@ -17,6 +17,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "users", description = "Accounts"),
         (name = "notebooks", description = "Notebooks and their hierarchy"),
         (name = "sharing", description = "Invitations, permissions and why a user has access"),
+        (name = "admin", description = "Administration: the audit log"),
     )
 )]
 #[derive(Debug)]

@@ -88,7 +88,8 @@ impl LocalTokenCodec {
             Ok(pem) => SigningKey::from_pkcs8_pem(&pem).map_err(|_| KeyError::Malformed { path: path.to_owned() })?,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-                let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|_| KeyError::Malformed { path: path.to_owned() })?;
+                let pem =
+                    key.to_pkcs8_pem(LineEnding::LF).map_err(|_| KeyError::Malformed { path: path.to_owned() })?;
                 if let Some(parent) = path.parent() {
                     fs::create_dir_all(parent).map_err(io)?;
                 }
@@ -198,7 +199,7 @@ impl AccessTokenCodec for LocalTokenCodec {
         // Roles this server does not know are ignored rather than rejected, as Keycloak
         // realms commonly carry extra roles (offline_access, uma_authorization …).
         let roles = claims.realm_access.roles.iter().filter_map(|name| name.parse::<Role>().ok()).collect();
-        Ok(Principal { user_id, username, roles })
+        Ok(Principal { user_id, username, roles, client: Default::default() })
     }
 }
 

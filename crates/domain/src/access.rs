@@ -211,7 +211,10 @@ mod tests {
         ];
         let access = effective_access(bob, &[Role::User], &chain).expect("access");
         assert_eq!(access.permission, Permission::Write);
-        assert!(matches!(access.sources[0], AccessSource::Collaborator { permission: Permission::Write, inherited: true, .. }));
+        assert!(matches!(
+            access.sources[0],
+            AccessSource::Collaborator { permission: Permission::Write, inherited: true, .. }
+        ));
         assert_eq!(access.sources.len(), 2);
     }
 

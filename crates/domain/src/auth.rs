@@ -13,9 +13,28 @@ pub struct Principal {
     pub user_id: UserId,
     pub username: Username,
     pub roles: Vec<Role>,
+    /// Where the request came from, for the audit log.
+    pub client: ClientInfo,
+}
+
+/// The network origin of a request, as the server saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 impl Principal {
+    /// The [`Change`] this caller makes now, for stores to record.
+    pub fn change(&self) -> crate::activity::Change {
+        crate::activity::Change {
+            actor: Some(self.user_id),
+            at: crate::time::now(),
+            ip_address: self.client.ip_address.clone(),
+            user_agent: self.client.user_agent.clone(),
+        }
+    }
+
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }

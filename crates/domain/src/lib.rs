@@ -5,6 +5,7 @@
 //! a [`notebook::NotebookName`] knows it is a valid name without checking again.
 
 pub mod access;
+pub mod activity;
 pub mod auth;
 pub mod compliance;
 pub mod error;

@@ -25,10 +25,7 @@ impl NotebookName {
             return Err(ValidationError::new("name", "must not be empty"));
         }
         if text.chars().count() > Self::MAX_CHARS {
-            return Err(ValidationError::new(
-                "name",
-                format!("must be at most {} characters", Self::MAX_CHARS),
-            ));
+            return Err(ValidationError::new("name", format!("must be at most {} characters", Self::MAX_CHARS)));
         }
         if text.chars().any(char::is_control) {
             return Err(ValidationError::new("name", "must not contain control characters"));
@@ -51,10 +48,7 @@ impl Description {
 
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
         if text.chars().count() > Self::MAX_CHARS {
-            return Err(ValidationError::new(
-                "description",
-                format!("must be at most {} characters", Self::MAX_CHARS),
-            ));
+            return Err(ValidationError::new("description", format!("must be at most {} characters", Self::MAX_CHARS)));
         }
         if has_control_chars(text) {
             return Err(ValidationError::new("description", "must not contain control characters"));
@@ -96,10 +90,7 @@ impl Tag {
             }
         }
         if tags.len() > Self::MAX_PER_NOTEBOOK {
-            return Err(ValidationError::new(
-                "tags",
-                format!("at most {} tags", Self::MAX_PER_NOTEBOOK),
-            ));
+            return Err(ValidationError::new("tags", format!("at most {} tags", Self::MAX_PER_NOTEBOOK)));
         }
         Ok(tags)
     }
@@ -215,6 +206,21 @@ impl NotebookPatch {
     pub fn is_empty(&self) -> bool {
         *self == NotebookPatch::default()
     }
+}
+
+/// The names of the fields a patch changes, for the activity record.
+pub fn changed_fields(patch: &NotebookPatch) -> Vec<&'static str> {
+    [
+        ("name", patch.name.is_some()),
+        ("description", patch.description.is_some()),
+        ("visibility", patch.visibility.is_some()),
+        ("status", patch.status.is_some()),
+        ("tags", patch.tags.is_some()),
+        ("compliance_settings", patch.compliance_settings.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
 }
 
 /// Which notebooks a listing covers, and for whom.

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use crate::StoreError;
 use crate::access::{ChainLink, CollaborationStatus, Permission};
+use crate::activity::{ActivityEvent, AuditEntry, Change};
 use crate::id::{NotebookId, TokenFamilyId, UserId};
 use crate::notebook::{ListScope, NewNotebook, Notebook, NotebookPatch, NotebookQuery};
 use crate::page::{Page, PageRequest};
@@ -39,7 +40,7 @@ pub trait NotebookStore: Send + Sync {
     /// Creates the notebook, its owner's `OWNS` relationship and, with a parent, the
     /// parent's `PARENT_OF`, together. `NotFound` when the owner or the parent does not
     /// exist; `Conflict("depth")` when the notebook would sit deeper than `max_depth`.
-    async fn create_notebook(&self, notebook: NewNotebook, max_depth: u32) -> StoreResult<Notebook>;
+    async fn create_notebook(&self, notebook: NewNotebook, max_depth: u32, change: &Change) -> StoreResult<Notebook>;
     /// A notebook that is not soft-deleted.
     async fn get_notebook(&self, id: NotebookId) -> StoreResult<Notebook>;
     /// Live notebooks in the query's scope that pass its filters, in its order.
@@ -56,23 +57,28 @@ pub trait NotebookStore: Send + Sync {
         id: NotebookId,
         patch: NotebookPatch,
         expected_version: Option<u64>,
-        at: Timestamp,
+        change: &Change,
     ) -> StoreResult<Notebook>;
     /// Marks the notebook deleted; later reads answer `NotFound`. With `cascade`, its
     /// whole subtree goes too; without, a notebook with live children answers
     /// `Conflict("children")`.
-    async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, at: Timestamp) -> StoreResult<()>;
+    async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, change: &Change) -> StoreResult<()>;
     /// A soft-deleted notebook; `NotFound` when it is missing or not deleted.
     async fn get_deleted_notebook(&self, id: NotebookId) -> StoreResult<Notebook>;
     /// Brings a soft-deleted notebook back (not its deleted descendants), as a new
     /// version. `NotFound` when it is not deleted; `Conflict("parent")` when its
     /// parent is deleted too (restore or move that first).
-    async fn restore_notebook(&self, id: NotebookId, at: Timestamp) -> StoreResult<Notebook>;
+    async fn restore_notebook(&self, id: NotebookId, change: &Change) -> StoreResult<Notebook>;
     /// The notebook (first) and its ancestors up to the root, each with the user's
     /// active collaboration. `NotFound` when the notebook is missing or deleted.
     async fn access_chain(&self, user: UserId, id: NotebookId) -> StoreResult<Vec<ChainLink>>;
     /// Live children of `parent`, newest first; only public ones when `only_public`.
-    async fn list_children(&self, parent: NotebookId, only_public: bool, page: PageRequest) -> StoreResult<Page<Notebook>>;
+    async fn list_children(
+        &self,
+        parent: NotebookId,
+        only_public: bool,
+        page: PageRequest,
+    ) -> StoreResult<Page<Notebook>>;
     /// Moves a notebook under `new_parent` (or to the root). `Conflict("cycle")` when
     /// the new parent is the notebook or one of its descendants, `Conflict("depth")`
     /// when its subtree would reach deeper than `max_depth`.
@@ -83,13 +89,23 @@ pub trait NotebookStore: Send + Sync {
         new_parent: Option<NotebookId>,
         expected_version: Option<u64>,
         max_depth: u32,
-        at: Timestamp,
+        change: &Change,
     ) -> StoreResult<Notebook>;
     /// Live notebooks the user reaches through an active collaboration on them or
     /// on an ancestor, excluding ones the user owns; newest first.
     async fn list_shared_with(&self, user: UserId, page: PageRequest) -> StoreResult<Page<Notebook>> {
         self.list_notebooks(NotebookQuery::new(ListScope::SharedWith(user), page)).await
     }
+}
+
+/// The record of changes. Mutating notebook methods write it themselves, in the
+/// transaction of the change (see [`crate::activity`]).
+#[async_trait]
+pub trait ActivityStore: Send + Sync {
+    /// Events about a notebook (live or deleted), newest first.
+    async fn list_activity(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<ActivityEvent>>;
+    /// Audit entries, newest first; only those about `resource_id` when given.
+    async fn list_audit(&self, resource_id: Option<String>, page: PageRequest) -> StoreResult<Page<AuditEntry>>;
 }
 
 /// A `(user)-[:COLLABORATES_ON]->(notebook)` relationship.
@@ -112,21 +128,25 @@ pub trait CollaborationStore: Send + Sync {
     /// (`granted_at` is kept from the first grant; `accepted_at` is set when the
     /// status becomes active).
     /// `NotFound` when the notebook or the user does not exist.
-    async fn put_collaboration(&self, collaboration: Collaboration) -> StoreResult<Collaboration>;
+    async fn put_collaboration(&self, collaboration: Collaboration, change: &Change) -> StoreResult<Collaboration>;
     /// `NotFound` when there is no such relationship. Becoming active sets `accepted_at`.
     async fn set_collaboration_status(
         &self,
         notebook: NotebookId,
         user: UserId,
         status: CollaborationStatus,
-        at: Timestamp,
+        change: &Change,
     ) -> StoreResult<Collaboration>;
     /// Marks a pending or active relationship revoked. `NotFound` when there is none.
-    async fn revoke_collaboration(&self, notebook: NotebookId, user: UserId, at: Timestamp) -> StoreResult<()>;
+    async fn revoke_collaboration(&self, notebook: NotebookId, user: UserId, change: &Change) -> StoreResult<()>;
     /// Every collaboration on the notebook, oldest first.
     async fn list_collaborations(&self, notebook: NotebookId) -> StoreResult<Vec<Collaboration>>;
     /// The user's collaborations in `status` on live notebooks, newest first.
-    async fn list_user_collaborations(&self, user: UserId, status: CollaborationStatus) -> StoreResult<Vec<Collaboration>>;
+    async fn list_user_collaborations(
+        &self,
+        user: UserId,
+        status: CollaborationStatus,
+    ) -> StoreResult<Vec<Collaboration>>;
 }
 
 /// A refresh token as stored: only its SHA-256 digest, never the token itself.
@@ -171,7 +191,9 @@ pub trait SessionStore: Send + Sync {
 
 /// The system of record: every port, plus what operations need.
 #[async_trait]
-pub trait Store: UserStore + NotebookStore + CollaborationStore + SessionStore + Send + Sync + std::fmt::Debug {
+pub trait Store:
+    UserStore + NotebookStore + CollaborationStore + ActivityStore + SessionStore + Send + Sync + std::fmt::Debug
+{
     /// A short name for logs and `/ready` (`sqlite`, `neo4j`).
     fn backend_name(&self) -> &'static str;
     /// Applies pending schema migrations; idempotent and safe to run concurrently.

@@ -22,10 +22,7 @@ impl Username {
             return Err(ValidationError::new("username", "must be 1 to 64 characters"));
         }
         if !text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')) {
-            return Err(ValidationError::new(
-                "username",
-                "may contain only letters, digits, '.', '_', '-' and '@'",
-            ));
+            return Err(ValidationError::new("username", "may contain only letters, digits, '.', '_', '-' and '@'"));
         }
         Ok(Self(text.to_ascii_lowercase()))
     }
@@ -75,10 +72,7 @@ impl Password {
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
         let chars = text.chars().count();
         if !(Self::MIN_LEN..=1024).contains(&chars) {
-            return Err(ValidationError::new(
-                "password",
-                format!("must be {} to 1024 characters", Self::MIN_LEN),
-            ));
+            return Err(ValidationError::new("password", format!("must be {} to 1024 characters", Self::MIN_LEN)));
         }
         Ok(Self(text.to_owned()))
     }
@@ -111,8 +105,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] =
-        [Role::Admin, Role::User, Role::Viewer, Role::NotebookAdmin, Role::ComplianceOfficer];
+    pub const ALL: [Role; 5] = [Role::Admin, Role::User, Role::Viewer, Role::NotebookAdmin, Role::ComplianceOfficer];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -132,10 +125,7 @@ impl FromStr for Role {
         Role::ALL.into_iter().find(|role| role.as_str() == text).ok_or_else(|| {
             ValidationError::new(
                 "role",
-                format!(
-                    "unknown role '{text}'; expected one of {}",
-                    Role::ALL.map(Role::as_str).join(", ")
-                ),
+                format!("unknown role '{text}'; expected one of {}", Role::ALL.map(Role::as_str).join(", ")),
             )
         })
     }

@@ -136,8 +136,8 @@ impl AccountService {
             });
             hasher.verify(&password, &stored)
         })
-            .await
-            .map_err(|error| ServiceError::Internal(error.to_string()))?;
+        .await
+        .map_err(|error| ServiceError::Internal(error.to_string()))?;
         let Some(credentials) = credentials.filter(|_| valid) else {
             tracing::info!(username = %username, "password grant refused");
             return Err(ServiceError::InvalidGrant);
@@ -156,10 +156,8 @@ impl AccountService {
         let now = time::now();
         let replacement = new_refresh_token();
         let expires_at = now + self.settings.refresh_token_ttl;
-        let outcome = self
-            .store
-            .rotate_refresh_token(&digest(refresh_token), &digest(&replacement), expires_at, now)
-            .await?;
+        let outcome =
+            self.store.rotate_refresh_token(&digest(refresh_token), &digest(&replacement), expires_at, now).await?;
         match outcome {
             RefreshOutcome::Rotated { user_id, .. } => {
                 let user = self.store.get_user(user_id).await.map_err(|_| ServiceError::InvalidGrant)?;

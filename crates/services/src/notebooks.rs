@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use aether_domain::StoreError;
 use aether_domain::access::{self, Access, CollaborationStatus, Permission};
+use aether_domain::activity::{ActivityEvent, AuditEntry};
 use aether_domain::auth::Principal;
 use aether_domain::id::{NotebookId, UserId};
 use aether_domain::notebook::{
@@ -39,7 +40,6 @@ pub struct UpdateNotebook {
     /// The version the client last saw (`If-Match`); the update fails if it moved on.
     pub expected_version: Option<u64>,
 }
-
 
 /// The effective access of a user to a notebook, for the explain endpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,11 +120,12 @@ impl NotebookService {
             compliance_settings: request.compliance_settings,
             created_at: time::now(),
         };
-        let notebook = self.store.create_notebook(new, self.max_depth).await.map_err(|error| match error {
-            // The parent was checked above, so a missing node is the caller's own account.
-            StoreError::NotFound if request.parent_id.is_none() => ServiceError::Forbidden("account is not active"),
-            other => structure_error(other, self.max_depth),
-        })?;
+        let notebook =
+            self.store.create_notebook(new, self.max_depth, &caller.change()).await.map_err(|error| match error {
+                // The parent was checked above, so a missing node is the caller's own account.
+                StoreError::NotFound if request.parent_id.is_none() => ServiceError::Forbidden("account is not active"),
+                other => structure_error(other, self.max_depth),
+            })?;
         tracing::info!(notebook_id = %notebook.id, owner_id = %caller.user_id, "created notebook");
         Ok(notebook)
     }
@@ -143,7 +144,12 @@ impl NotebookService {
     /// Child notebooks the caller may read: all of them when its access to the parent
     /// is inherited by descendants, only the public ones when it reads the parent
     /// merely because the parent is public.
-    pub async fn children(&self, caller: &Principal, id: NotebookId, page: PageRequest) -> ServiceResult<Page<Notebook>> {
+    pub async fn children(
+        &self,
+        caller: &Principal,
+        id: NotebookId,
+        page: PageRequest,
+    ) -> ServiceResult<Page<Notebook>> {
         let access = self.require(caller, id, Permission::Read).await?;
         Ok(self.store.list_children(id, !access.is_inheritable(), page).await?)
     }
@@ -158,13 +164,13 @@ impl NotebookService {
         if let Some(Some(parent)) = update.parent_id {
             self.require(caller, parent, Permission::Write).await?;
         }
-        let now = time::now();
+        let change = caller.change();
         let mut notebook = None;
         let mut expected_version = update.expected_version;
         if let Some(parent) = update.parent_id {
             let moved = self
                 .store
-                .move_notebook(id, parent, expected_version, self.max_depth, now)
+                .move_notebook(id, parent, expected_version, self.max_depth, &change)
                 .await
                 .map_err(|error| structure_error(error, self.max_depth))?;
             // The field changes below apply on top of the move, not of an older version.
@@ -174,7 +180,7 @@ impl NotebookService {
         if !patch.is_empty() {
             notebook = Some(
                 self.store
-                    .update_notebook(id, patch, expected_version, now)
+                    .update_notebook(id, patch, expected_version, &change)
                     .await
                     .map_err(|error| structure_error(error, self.max_depth))?,
             );
@@ -189,7 +195,7 @@ impl NotebookService {
     pub async fn delete(&self, caller: &Principal, id: NotebookId, cascade: bool) -> ServiceResult<()> {
         self.require(caller, id, Permission::Admin).await?;
         self.store
-            .soft_delete_notebook(id, cascade, time::now())
+            .soft_delete_notebook(id, cascade, &caller.change())
             .await
             .map_err(|error| structure_error(error, self.max_depth))?;
         tracing::info!(notebook_id = %id, cascade, "deleted notebook");
@@ -208,7 +214,7 @@ impl NotebookService {
         if deleted.owner_id != caller.user_id && !global_admin && !parent_admin {
             return Err(ServiceError::NotFound);
         }
-        let notebook = self.store.restore_notebook(id, time::now()).await.map_err(|error| match error {
+        let notebook = self.store.restore_notebook(id, &caller.change()).await.map_err(|error| match error {
             StoreError::Conflict(rule) if rule == "parent" => {
                 rejected("parent_deleted", "The parent notebook is deleted; restore it first or move this one.")
             }
@@ -220,7 +226,13 @@ impl NotebookService {
 
     /// Invites `user` to collaborate with `permission`; the grant takes effect when
     /// the invitee accepts. Re-inviting replaces a pending or declined invitation.
-    pub async fn share(&self, caller: &Principal, id: NotebookId, user: UserId, permission: Permission) -> ServiceResult<Collaboration> {
+    pub async fn share(
+        &self,
+        caller: &Principal,
+        id: NotebookId,
+        user: UserId,
+        permission: Permission,
+    ) -> ServiceResult<Collaboration> {
         self.require(caller, id, Permission::Admin).await?;
         let notebook = self.store.get_notebook(id).await?;
         if user == notebook.owner_id {
@@ -237,8 +249,10 @@ impl NotebookService {
             accepted_at: None,
             updated_at: now,
         };
-        let stored = self.store.put_collaboration(invitation).await.map_err(|error| match error {
-            StoreError::NotFound => ServiceError::Validation(aether_domain::ValidationError::new("user_id", "no such user")),
+        let stored = self.store.put_collaboration(invitation, &caller.change()).await.map_err(|error| match error {
+            StoreError::NotFound => {
+                ServiceError::Validation(aether_domain::ValidationError::new("user_id", "no such user"))
+            }
             other => other.into(),
         })?;
         tracing::info!(notebook_id = %id, invitee = %user, permission = permission.as_str(), "shared notebook");
@@ -260,7 +274,7 @@ impl NotebookService {
             return Err(rejected("already_owner", "The owner's access cannot be changed."));
         }
         let Some(permission) = permission else {
-            self.store.revoke_collaboration(id, user, time::now()).await?;
+            self.store.revoke_collaboration(id, user, &caller.change()).await?;
             tracing::info!(notebook_id = %id, user = %user, "revoked permission");
             return Ok(None);
         };
@@ -275,8 +289,10 @@ impl NotebookService {
             accepted_at: Some(now),
             updated_at: now,
         };
-        let stored = self.store.put_collaboration(grant).await.map_err(|error| match error {
-            StoreError::NotFound => ServiceError::Validation(aether_domain::ValidationError::new("user_id", "no such user")),
+        let stored = self.store.put_collaboration(grant, &caller.change()).await.map_err(|error| match error {
+            StoreError::NotFound => {
+                ServiceError::Validation(aether_domain::ValidationError::new("user_id", "no such user"))
+            }
             other => other.into(),
         })?;
         tracing::info!(notebook_id = %id, user = %user, permission = permission.as_str(), "set permission");
@@ -289,23 +305,64 @@ impl NotebookService {
     }
 
     /// The caller's own invitations in `status`.
-    pub async fn invitations(&self, caller: &Principal, status: CollaborationStatus) -> ServiceResult<Vec<Collaboration>> {
+    pub async fn invitations(
+        &self,
+        caller: &Principal,
+        status: CollaborationStatus,
+    ) -> ServiceResult<Vec<Collaboration>> {
         Ok(self.store.list_user_collaborations(caller.user_id, status).await?)
     }
 
     /// Accepts or declines the caller's own invitation. `NotFound` when there is none.
-    pub async fn answer_invitation(&self, caller: &Principal, id: NotebookId, accept: bool) -> ServiceResult<Collaboration> {
+    pub async fn answer_invitation(
+        &self,
+        caller: &Principal,
+        id: NotebookId,
+        accept: bool,
+    ) -> ServiceResult<Collaboration> {
         let status = if accept { CollaborationStatus::Active } else { CollaborationStatus::Declined };
         let pending = self.store.list_user_collaborations(caller.user_id, CollaborationStatus::Pending).await?;
         if !pending.iter().any(|invitation| invitation.notebook_id == id) {
             return Err(ServiceError::NotFound);
         }
-        Ok(self.store.set_collaboration_status(id, caller.user_id, status, time::now()).await?)
+        Ok(self.store.set_collaboration_status(id, caller.user_id, status, &caller.change()).await?)
+    }
+
+    /// What happened to a notebook, newest first. Needs read access.
+    pub async fn activity(
+        &self,
+        caller: &Principal,
+        id: NotebookId,
+        page: PageRequest,
+    ) -> ServiceResult<Page<ActivityEvent>> {
+        self.require(caller, id, Permission::Read).await?;
+        Ok(self.store.list_activity(id, page).await?)
+    }
+
+    /// The audit log, newest first, optionally about one resource. Readable by
+    /// `aether-admin` and `compliance-officer` only.
+    pub async fn audit(
+        &self,
+        caller: &Principal,
+        resource_id: Option<String>,
+        page: PageRequest,
+    ) -> ServiceResult<Page<AuditEntry>> {
+        if !caller.has_role(aether_domain::user::Role::Admin)
+            && !caller.has_role(aether_domain::user::Role::ComplianceOfficer)
+        {
+            return Err(ServiceError::Forbidden("the audit log is for administrators and compliance officers"));
+        }
+        Ok(self.store.list_audit(resource_id, page).await?)
     }
 
     /// Why `user` (the caller when `None`) has access to the notebook. Asking about
     /// someone else needs admin access to the notebook.
-    pub async fn explain_access(&self, caller: &Principal, id: NotebookId, user: Option<UserId>) -> ServiceResult<AccessReport> {
+    pub async fn explain_access(
+        &self,
+        caller: &Principal,
+        id: NotebookId,
+        user: Option<UserId>,
+    ) -> ServiceResult<AccessReport> {
         let target = user.unwrap_or(caller.user_id);
         if target == caller.user_id {
             let access = self.access(caller, id).await?;
@@ -313,7 +370,9 @@ impl NotebookService {
         }
         self.require(caller, id, Permission::Admin).await?;
         let subject = self.store.get_user(target).await.map_err(|error| match error {
-            StoreError::NotFound => ServiceError::Validation(aether_domain::ValidationError::new("user_id", "no such user")),
+            StoreError::NotFound => {
+                ServiceError::Validation(aether_domain::ValidationError::new("user_id", "no such user"))
+            }
             other => other.into(),
         })?;
         let chain = self.store.access_chain(target, id).await?;

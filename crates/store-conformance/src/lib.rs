@@ -9,8 +9,9 @@
 use std::collections::HashSet;
 
 use aether_domain::StoreError;
-use aether_domain::compliance::{ComplianceSettings, RedactionMode};
 use aether_domain::access::{CollaborationStatus, Permission};
+use aether_domain::activity::Change;
+use aether_domain::compliance::{ComplianceSettings, RedactionMode};
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::notebook::{
     Description, ListScope, NewNotebook, NotebookName, NotebookPatch, NotebookQuery, NotebookStatus, SortOrder, Tag,
@@ -35,6 +36,7 @@ pub async fn run_all(store: &dyn Store) {
     versions_guard_against_lost_updates(store).await;
     listings_filter_and_sort(store).await;
     deleted_notebooks_can_be_restored(store).await;
+    every_change_is_recorded(store).await;
     refresh_tokens_rotate_once_and_detect_reuse(store).await;
     concurrent_rotation_spends_a_token_once(store).await;
     expired_refresh_tokens_are_refused_and_purged(store).await;
@@ -145,10 +147,8 @@ pub async fn users_are_updated_and_soft_deleted(store: &dyn Store) {
     assert_eq!(updated.created_at, user.created_at);
     assert_eq!(store.get_user(user.id).await.unwrap(), updated);
 
-    let cleared = store
-        .update_user(user.id, UserPatch { full_name: Some(None), ..UserPatch::default() }, later)
-        .await
-        .unwrap();
+    let cleared =
+        store.update_user(user.id, UserPatch { full_name: Some(None), ..UserPatch::default() }, later).await.unwrap();
     assert_eq!(cleared.full_name, None);
     assert_eq!(cleared.roles, vec![Role::Admin, Role::User]);
 
@@ -165,10 +165,7 @@ pub async fn users_are_updated_and_soft_deleted(store: &dyn Store) {
     assert!(store.find_user_by_username(&user.username).await.unwrap().is_none());
     assert!(store.find_local_credentials(&user.username).await.unwrap().is_none());
     assert!(matches!(store.soft_delete_user(user.id, later).await, Err(StoreError::NotFound)));
-    assert!(matches!(
-        store.update_user(user.id, UserPatch::default(), later).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.update_user(user.id, UserPatch::default(), later).await, Err(StoreError::NotFound)));
     assert!(matches!(store.record_login(user.id, later).await, Err(StoreError::NotFound)));
     assert_eq!(store.count_users().await.unwrap(), before - 1);
 }
@@ -215,7 +212,7 @@ pub async fn notebooks_round_trip_every_field(store: &dyn Store) {
         allowed_content_types: vec!["application/pdf".into()],
         hipaa_mode: true,
     };
-    let created = store.create_notebook(new.clone(), MAX_DEPTH).await.unwrap();
+    let created = store.create_notebook(new.clone(), MAX_DEPTH, &Change::system(time::now())).await.unwrap();
     assert_eq!(created.id, new.id);
     assert_eq!(created.owner_id, owner.id);
     assert_eq!(created.status, NotebookStatus::Active);
@@ -233,12 +230,18 @@ pub async fn notebooks_round_trip_every_field(store: &dyn Store) {
 
 pub async fn notebooks_need_an_existing_owner(store: &dyn Store) {
     let orphan = new_notebook(UserId::new(), "Orphan");
-    assert!(matches!(store.create_notebook(orphan.clone(), MAX_DEPTH).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.create_notebook(orphan.clone(), MAX_DEPTH, &Change::system(time::now())).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(matches!(store.get_notebook(orphan.id).await, Err(StoreError::NotFound)));
 
     let gone = store.create_user(new_user("gone")).await.unwrap();
     store.soft_delete_user(gone.id, time::now()).await.unwrap();
-    assert!(matches!(store.create_notebook(new_notebook(gone.id, "Late"), MAX_DEPTH).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.create_notebook(new_notebook(gone.id, "Late"), MAX_DEPTH, &Change::system(time::now())).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn owned_notebooks_page_with_cursors(store: &dyn Store) {
@@ -246,11 +249,27 @@ pub async fn owned_notebooks_page_with_cursors(store: &dyn Store) {
     let other = store.create_user(new_user("paging-other")).await.unwrap();
     let mut mine = Vec::new();
     for i in 0..45 {
-        mine.push(store.create_notebook(new_notebook(owner.id, &format!("Notebook {i}")), MAX_DEPTH).await.unwrap().id);
+        mine.push(
+            store
+                .create_notebook(
+                    new_notebook(owner.id, &format!("Notebook {i}")),
+                    MAX_DEPTH,
+                    &Change::system(time::now()),
+                )
+                .await
+                .unwrap()
+                .id,
+        );
     }
-    let theirs = store.create_notebook(new_notebook(other.id, "Not yours"), MAX_DEPTH).await.unwrap();
-    let deleted = store.create_notebook(new_notebook(owner.id, "Deleted"), MAX_DEPTH).await.unwrap();
-    store.soft_delete_notebook(deleted.id, false, time::now()).await.unwrap();
+    let theirs = store
+        .create_notebook(new_notebook(other.id, "Not yours"), MAX_DEPTH, &Change::system(time::now()))
+        .await
+        .unwrap();
+    let deleted = store
+        .create_notebook(new_notebook(owner.id, "Deleted"), MAX_DEPTH, &Change::system(time::now()))
+        .await
+        .unwrap();
+    store.soft_delete_notebook(deleted.id, false, &Change::system(time::now())).await.unwrap();
 
     let mut sizes = Vec::new();
     let mut seen = Vec::new();
@@ -283,7 +302,7 @@ pub async fn notebooks_are_patched_and_soft_deleted(store: &dyn Store) {
     let mut new = new_notebook(owner.id, "Draft");
     new.description = Some(Description::parse("first").unwrap());
     new.tags = Tag::parse_list(&["a"]).unwrap();
-    let created = store.create_notebook(new, MAX_DEPTH).await.unwrap();
+    let created = store.create_notebook(new, MAX_DEPTH, &Change::system(time::now())).await.unwrap();
 
     let later = time::now() + TimeDelta::seconds(2);
     let patch = NotebookPatch {
@@ -291,7 +310,7 @@ pub async fn notebooks_are_patched_and_soft_deleted(store: &dyn Store) {
         visibility: Some(Visibility::Public),
         ..NotebookPatch::default()
     };
-    let updated = store.update_notebook(created.id, patch, None, later).await.unwrap();
+    let updated = store.update_notebook(created.id, patch, None, &Change::system(later)).await.unwrap();
     assert_eq!(updated.name.as_str(), "Final");
     assert_eq!(updated.visibility, Visibility::Public);
     assert_eq!(updated.description, created.description, "untouched field kept");
@@ -306,34 +325,31 @@ pub async fn notebooks_are_patched_and_soft_deleted(store: &dyn Store) {
         status: Some(NotebookStatus::Archived),
         ..NotebookPatch::default()
     };
-    let cleared = store.update_notebook(created.id, patch, None, later).await.unwrap();
+    let cleared = store.update_notebook(created.id, patch, None, &Change::system(later)).await.unwrap();
     assert_eq!(cleared.description, None);
     assert!(cleared.tags.is_empty());
     assert_eq!(cleared.status, NotebookStatus::Archived);
     assert_eq!(store.get_notebook(created.id).await.unwrap(), cleared);
 
-    store.soft_delete_notebook(created.id, false, later).await.unwrap();
+    store.soft_delete_notebook(created.id, false, &Change::system(later)).await.unwrap();
     assert!(matches!(store.get_notebook(created.id).await, Err(StoreError::NotFound)));
     assert!(matches!(
-        store.update_notebook(created.id, NotebookPatch::default(), None, later).await,
+        store.update_notebook(created.id, NotebookPatch::default(), None, &Change::system(later)).await,
         Err(StoreError::NotFound)
     ));
-    assert!(matches!(store.soft_delete_notebook(created.id, false, later).await, Err(StoreError::NotFound)));
     assert!(matches!(
-        store.update_notebook(NotebookId::new(), NotebookPatch::default(), None, later).await,
+        store.soft_delete_notebook(created.id, false, &Change::system(later)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.update_notebook(NotebookId::new(), NotebookPatch::default(), None, &Change::system(later)).await,
         Err(StoreError::NotFound)
     ));
 }
 
 fn token(user_id: UserId, family_id: TokenFamilyId, lifetime: TimeDelta) -> NewRefreshToken {
     let now = time::now();
-    NewRefreshToken {
-        token_hash: unique("hash"),
-        user_id,
-        family_id,
-        issued_at: now,
-        expires_at: now + lifetime,
-    }
+    NewRefreshToken { token_hash: unique("hash"), user_id, family_id, issued_at: now, expires_at: now + lifetime }
 }
 
 pub async fn refresh_tokens_rotate_once_and_detect_reuse(store: &dyn Store) {
@@ -426,14 +442,21 @@ fn child_of(owner: UserId, parent: NotebookId, name: &str) -> NewNotebook {
 pub async fn notebooks_form_a_hierarchy(store: &dyn Store) {
     let owner = store.create_user(new_user("tree")).await.unwrap();
     let stranger = store.create_user(new_user("stranger")).await.unwrap();
-    let root = store.create_notebook(new_notebook(owner.id, "Root"), MAX_DEPTH).await.unwrap();
+    let root =
+        store.create_notebook(new_notebook(owner.id, "Root"), MAX_DEPTH, &Change::system(time::now())).await.unwrap();
     assert_eq!(root.parent_id, None);
-    let child = store.create_notebook(child_of(owner.id, root.id, "Child"), MAX_DEPTH).await.unwrap();
+    let child = store
+        .create_notebook(child_of(owner.id, root.id, "Child"), MAX_DEPTH, &Change::system(time::now()))
+        .await
+        .unwrap();
     assert_eq!(child.parent_id, Some(root.id));
     let mut public = child_of(owner.id, root.id, "Public child");
     public.visibility = Visibility::Public;
-    let public = store.create_notebook(public, MAX_DEPTH).await.unwrap();
-    let grandchild = store.create_notebook(child_of(owner.id, child.id, "Grandchild"), MAX_DEPTH).await.unwrap();
+    let public = store.create_notebook(public, MAX_DEPTH, &Change::system(time::now())).await.unwrap();
+    let grandchild = store
+        .create_notebook(child_of(owner.id, child.id, "Grandchild"), MAX_DEPTH, &Change::system(time::now()))
+        .await
+        .unwrap();
     assert_eq!(store.get_notebook(grandchild.id).await.unwrap().parent_id, Some(child.id));
 
     let chain = store.access_chain(stranger.id, grandchild.id).await.unwrap();
@@ -450,68 +473,89 @@ pub async fn notebooks_form_a_hierarchy(store: &dyn Store) {
     assert!(paged.next_after.is_some());
 
     // Depth: root is 1, so with a limit of 3 the grandchild (depth 3) may have no child.
-    match store.create_notebook(child_of(owner.id, grandchild.id, "Too deep"), 3).await {
+    match store.create_notebook(child_of(owner.id, grandchild.id, "Too deep"), 3, &Change::system(time::now())).await {
         Err(StoreError::Conflict(rule)) => assert_eq!(rule, "depth"),
         other => panic!("expected Conflict(depth), got {other:?}"),
     }
-    assert!(store.create_notebook(child_of(owner.id, grandchild.id, "Deep enough"), 4).await.is_ok());
+    assert!(
+        store
+            .create_notebook(child_of(owner.id, grandchild.id, "Deep enough"), 4, &Change::system(time::now()))
+            .await
+            .is_ok()
+    );
     let missing_parent = child_of(owner.id, NotebookId::new(), "Lost");
-    assert!(matches!(store.create_notebook(missing_parent, MAX_DEPTH).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.create_notebook(missing_parent, MAX_DEPTH, &Change::system(time::now())).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn moves_reject_cycles_and_excess_depth(store: &dyn Store) {
     let owner = store.create_user(new_user("mover")).await.unwrap();
-    let a = store.create_notebook(new_notebook(owner.id, "A"), MAX_DEPTH).await.unwrap();
-    let b = store.create_notebook(child_of(owner.id, a.id, "B"), MAX_DEPTH).await.unwrap();
-    let c = store.create_notebook(child_of(owner.id, b.id, "C"), MAX_DEPTH).await.unwrap();
-    let d = store.create_notebook(new_notebook(owner.id, "D"), MAX_DEPTH).await.unwrap();
+    let a = store.create_notebook(new_notebook(owner.id, "A"), MAX_DEPTH, &Change::system(time::now())).await.unwrap();
+    let b =
+        store.create_notebook(child_of(owner.id, a.id, "B"), MAX_DEPTH, &Change::system(time::now())).await.unwrap();
+    let c =
+        store.create_notebook(child_of(owner.id, b.id, "C"), MAX_DEPTH, &Change::system(time::now())).await.unwrap();
+    let d = store.create_notebook(new_notebook(owner.id, "D"), MAX_DEPTH, &Change::system(time::now())).await.unwrap();
     let later = time::now() + TimeDelta::seconds(1);
 
     for (moved, under) in [(a.id, c.id), (a.id, a.id), (b.id, c.id)] {
-        match store.move_notebook(moved, Some(under), None, MAX_DEPTH, later).await {
+        match store.move_notebook(moved, Some(under), None, MAX_DEPTH, &Change::system(later)).await {
             Err(StoreError::Conflict(rule)) => assert_eq!(rule, "cycle"),
             other => panic!("expected Conflict(cycle), got {other:?}"),
         }
     }
     // Moving B (height 2: B, C) under D (depth 1) needs a limit of 3.
-    match store.move_notebook(b.id, Some(d.id), None, 2, later).await {
+    match store.move_notebook(b.id, Some(d.id), None, 2, &Change::system(later)).await {
         Err(StoreError::Conflict(rule)) => assert_eq!(rule, "depth"),
         other => panic!("expected Conflict(depth), got {other:?}"),
     }
-    let moved = store.move_notebook(b.id, Some(d.id), None, 3, later).await.unwrap();
+    let moved = store.move_notebook(b.id, Some(d.id), None, 3, &Change::system(later)).await.unwrap();
     assert_eq!(moved.parent_id, Some(d.id));
     assert_eq!(moved.updated_at, later);
     let chain = store.access_chain(owner.id, c.id).await.unwrap();
     assert_eq!(chain.iter().map(|link| link.notebook_id).collect::<Vec<_>>(), [c.id, b.id, d.id]);
     assert!(store.list_children(a.id, false, PageRequest::default()).await.unwrap().items.is_empty());
 
-    let to_root = store.move_notebook(c.id, None, None, MAX_DEPTH, later).await.unwrap();
+    let to_root = store.move_notebook(c.id, None, None, MAX_DEPTH, &Change::system(later)).await.unwrap();
     assert_eq!(to_root.parent_id, None);
     assert_eq!(store.access_chain(owner.id, c.id).await.unwrap().len(), 1);
-    assert!(matches!(store.move_notebook(NotebookId::new(), None, None, MAX_DEPTH, later).await, Err(StoreError::NotFound)));
     assert!(matches!(
-        store.move_notebook(c.id, Some(NotebookId::new()), None, MAX_DEPTH, later).await,
+        store.move_notebook(NotebookId::new(), None, None, MAX_DEPTH, &Change::system(later)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.move_notebook(c.id, Some(NotebookId::new()), None, MAX_DEPTH, &Change::system(later)).await,
         Err(StoreError::NotFound)
     ));
 }
 
 pub async fn deleting_a_parent_needs_cascade(store: &dyn Store) {
     let owner = store.create_user(new_user("deleter")).await.unwrap();
-    let root = store.create_notebook(new_notebook(owner.id, "Root"), MAX_DEPTH).await.unwrap();
-    let child = store.create_notebook(child_of(owner.id, root.id, "Child"), MAX_DEPTH).await.unwrap();
-    let grandchild = store.create_notebook(child_of(owner.id, child.id, "Grandchild"), MAX_DEPTH).await.unwrap();
-    match store.soft_delete_notebook(root.id, false, time::now()).await {
+    let root =
+        store.create_notebook(new_notebook(owner.id, "Root"), MAX_DEPTH, &Change::system(time::now())).await.unwrap();
+    let child = store
+        .create_notebook(child_of(owner.id, root.id, "Child"), MAX_DEPTH, &Change::system(time::now()))
+        .await
+        .unwrap();
+    let grandchild = store
+        .create_notebook(child_of(owner.id, child.id, "Grandchild"), MAX_DEPTH, &Change::system(time::now()))
+        .await
+        .unwrap();
+    match store.soft_delete_notebook(root.id, false, &Change::system(time::now())).await {
         Err(StoreError::Conflict(rule)) => assert_eq!(rule, "children"),
         other => panic!("expected Conflict(children), got {other:?}"),
     }
     assert!(store.get_notebook(root.id).await.is_ok(), "a refused delete changes nothing");
-    store.soft_delete_notebook(root.id, true, time::now()).await.unwrap();
+    store.soft_delete_notebook(root.id, true, &Change::system(time::now())).await.unwrap();
     for id in [root.id, child.id, grandchild.id] {
         assert!(matches!(store.get_notebook(id).await, Err(StoreError::NotFound)), "cascade reaches {id}");
     }
     // A leaf needs no cascade.
-    let leaf = store.create_notebook(new_notebook(owner.id, "Leaf"), MAX_DEPTH).await.unwrap();
-    store.soft_delete_notebook(leaf.id, false, time::now()).await.unwrap();
+    let leaf =
+        store.create_notebook(new_notebook(owner.id, "Leaf"), MAX_DEPTH, &Change::system(time::now())).await.unwrap();
+    store.soft_delete_notebook(leaf.id, false, &Change::system(time::now())).await.unwrap();
 }
 
 fn collaboration(notebook: NotebookId, user: UserId, inviter: UserId, permission: Permission) -> Collaboration {
@@ -531,12 +575,27 @@ fn collaboration(notebook: NotebookId, user: UserId, inviter: UserId, permission
 pub async fn collaborations_grant_along_the_hierarchy(store: &dyn Store) {
     let owner = store.create_user(new_user("sharer")).await.unwrap();
     let guest = store.create_user(new_user("guest")).await.unwrap();
-    let root = store.create_notebook(new_notebook(owner.id, "Shared root"), MAX_DEPTH).await.unwrap();
-    let child = store.create_notebook(child_of(owner.id, root.id, "Shared child"), MAX_DEPTH).await.unwrap();
-    let unrelated = store.create_notebook(new_notebook(owner.id, "Unshared"), MAX_DEPTH).await.unwrap();
-    let guests_own = store.create_notebook(new_notebook(guest.id, "Guest's own"), MAX_DEPTH).await.unwrap();
+    let root = store
+        .create_notebook(new_notebook(owner.id, "Shared root"), MAX_DEPTH, &Change::system(time::now()))
+        .await
+        .unwrap();
+    let child = store
+        .create_notebook(child_of(owner.id, root.id, "Shared child"), MAX_DEPTH, &Change::system(time::now()))
+        .await
+        .unwrap();
+    let unrelated = store
+        .create_notebook(new_notebook(owner.id, "Unshared"), MAX_DEPTH, &Change::system(time::now()))
+        .await
+        .unwrap();
+    let guests_own = store
+        .create_notebook(new_notebook(guest.id, "Guest's own"), MAX_DEPTH, &Change::system(time::now()))
+        .await
+        .unwrap();
 
-    let invited = store.put_collaboration(collaboration(root.id, guest.id, owner.id, Permission::Write)).await.unwrap();
+    let invited = store
+        .put_collaboration(collaboration(root.id, guest.id, owner.id, Permission::Write), &Change::system(time::now()))
+        .await
+        .unwrap();
     assert_eq!(invited.status, CollaborationStatus::Pending);
     assert_eq!(invited.permission, Permission::Write);
     assert_eq!(invited.granted_by, owner.id);
@@ -548,7 +607,7 @@ pub async fn collaborations_grant_along_the_hierarchy(store: &dyn Store) {
     assert!(store.list_shared_with(guest.id, PageRequest::default()).await.unwrap().items.is_empty());
 
     let accepted = store
-        .set_collaboration_status(root.id, guest.id, CollaborationStatus::Active, time::now())
+        .set_collaboration_status(root.id, guest.id, CollaborationStatus::Active, &Change::system(time::now()))
         .await
         .unwrap();
     assert_eq!(accepted.status, CollaborationStatus::Active);
@@ -565,67 +624,107 @@ pub async fn collaborations_grant_along_the_hierarchy(store: &dyn Store) {
     // Re-sharing replaces the permission.
     let mut downgrade = collaboration(root.id, guest.id, owner.id, Permission::Read);
     downgrade.status = CollaborationStatus::Active;
-    store.put_collaboration(downgrade).await.unwrap();
+    store.put_collaboration(downgrade, &Change::system(time::now())).await.unwrap();
     let listed = store.list_collaborations(root.id).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].permission, Permission::Read);
     assert_eq!(store.access_chain(guest.id, child.id).await.unwrap()[1].grant, Some(Permission::Read));
 
     assert_eq!(listed[0].accepted_at, accepted.accepted_at, "re-granting an active grant keeps accepted_at");
-    store.revoke_collaboration(root.id, guest.id, time::now()).await.unwrap();
-    assert!(matches!(store.revoke_collaboration(root.id, guest.id, time::now()).await, Err(StoreError::NotFound)));
+    store.revoke_collaboration(root.id, guest.id, &Change::system(time::now())).await.unwrap();
+    assert!(matches!(
+        store.revoke_collaboration(root.id, guest.id, &Change::system(time::now())).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(store.list_shared_with(guest.id, PageRequest::default()).await.unwrap().items.is_empty());
     assert!(store.access_chain(guest.id, child.id).await.unwrap().iter().all(|link| link.grant.is_none()));
     let kept = store.list_collaborations(root.id).await.unwrap();
     assert_eq!(kept[0].status, CollaborationStatus::Revoked, "a revoked grant stays on record");
     assert!(matches!(
-        store.set_collaboration_status(NotebookId::new(), guest.id, CollaborationStatus::Active, time::now()).await,
+        store
+            .set_collaboration_status(
+                NotebookId::new(),
+                guest.id,
+                CollaborationStatus::Active,
+                &Change::system(time::now())
+            )
+            .await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.put_collaboration(collaboration(root.id, UserId::new(), owner.id, Permission::Read)).await,
+        store
+            .put_collaboration(
+                collaboration(root.id, UserId::new(), owner.id, Permission::Read),
+                &Change::system(time::now())
+            )
+            .await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.put_collaboration(collaboration(NotebookId::new(), guest.id, owner.id, Permission::Read)).await,
+        store
+            .put_collaboration(
+                collaboration(NotebookId::new(), guest.id, owner.id, Permission::Read),
+                &Change::system(time::now())
+            )
+            .await,
         Err(StoreError::NotFound)
     ));
 
     // Declined invitations are kept as declined and grant nothing.
-    store.put_collaboration(collaboration(unrelated.id, guest.id, owner.id, Permission::Admin)).await.unwrap();
-    store.set_collaboration_status(unrelated.id, guest.id, CollaborationStatus::Declined, time::now()).await.unwrap();
+    store
+        .put_collaboration(
+            collaboration(unrelated.id, guest.id, owner.id, Permission::Admin),
+            &Change::system(time::now()),
+        )
+        .await
+        .unwrap();
+    store
+        .set_collaboration_status(unrelated.id, guest.id, CollaborationStatus::Declined, &Change::system(time::now()))
+        .await
+        .unwrap();
     assert!(store.access_chain(guest.id, unrelated.id).await.unwrap()[0].grant.is_none());
     assert_eq!(store.list_user_collaborations(guest.id, CollaborationStatus::Declined).await.unwrap().len(), 1);
 }
 
 pub async fn versions_guard_against_lost_updates(store: &dyn Store) {
     let owner = store.create_user(new_user("versioner")).await.unwrap();
-    let created = store.create_notebook(new_notebook(owner.id, "Versioned"), MAX_DEPTH).await.unwrap();
+    let created = store
+        .create_notebook(new_notebook(owner.id, "Versioned"), MAX_DEPTH, &Change::system(time::now()))
+        .await
+        .unwrap();
     assert_eq!(created.version, 1);
     assert_eq!(store.get_notebook(created.id).await.unwrap().version, 1);
-    let rename = |name: &str| NotebookPatch { name: Some(NotebookName::parse(name).unwrap()), ..NotebookPatch::default() };
-    let second = store.update_notebook(created.id, rename("Second"), Some(1), time::now()).await.unwrap();
+    let rename =
+        |name: &str| NotebookPatch { name: Some(NotebookName::parse(name).unwrap()), ..NotebookPatch::default() };
+    let second =
+        store.update_notebook(created.id, rename("Second"), Some(1), &Change::system(time::now())).await.unwrap();
     assert_eq!(second.version, 2);
     assert_eq!(store.get_notebook(created.id).await.unwrap().version, 2);
-    match store.update_notebook(created.id, rename("Stale"), Some(1), time::now()).await {
+    match store.update_notebook(created.id, rename("Stale"), Some(1), &Change::system(time::now())).await {
         Err(StoreError::Conflict(rule)) => assert_eq!(rule, "version"),
         other => panic!("expected Conflict(version), got {other:?}"),
     }
-    assert_eq!(store.get_notebook(created.id).await.unwrap().name.as_str(), "Second", "the stale update changed nothing");
-    let unconditional = store.update_notebook(created.id, rename("Third"), None, time::now()).await.unwrap();
+    assert_eq!(
+        store.get_notebook(created.id).await.unwrap().name.as_str(),
+        "Second",
+        "the stale update changed nothing"
+    );
+    let unconditional =
+        store.update_notebook(created.id, rename("Third"), None, &Change::system(time::now())).await.unwrap();
     assert_eq!(unconditional.version, 3);
 
     // Two writers holding the same version: exactly one wins.
-    let attempts = ["Left", "Right"].map(|name| store.update_notebook(created.id, rename(name), Some(3), time::now()));
+    let change = Change::system(time::now());
+    let attempts = ["Left", "Right"].map(|name| store.update_notebook(created.id, rename(name), Some(3), &change));
     let outcomes = futures::future::join_all(attempts).await;
     assert_eq!(outcomes.iter().filter(|outcome| outcome.is_ok()).count(), 1, "{outcomes:?}");
     assert!(outcomes.iter().any(|outcome| matches!(outcome, Err(StoreError::Conflict(rule)) if rule == "version")));
     assert_eq!(store.get_notebook(created.id).await.unwrap().version, 4);
 
-    let moved = store.move_notebook(created.id, None, Some(4), MAX_DEPTH, time::now()).await.unwrap();
+    let moved = store.move_notebook(created.id, None, Some(4), MAX_DEPTH, &Change::system(time::now())).await.unwrap();
     assert_eq!(moved.version, 5, "a move is a change too");
     assert!(matches!(
-        store.move_notebook(created.id, None, Some(4), MAX_DEPTH, time::now()).await,
+        store.move_notebook(created.id, None, Some(4), MAX_DEPTH, &Change::system(time::now())).await,
         Err(StoreError::Conflict(_))
     ));
 }
@@ -634,17 +733,17 @@ pub async fn listings_filter_and_sort(store: &dyn Store) {
     let owner = store.create_user(new_user("lister")).await.unwrap();
     let mut first = new_notebook(owner.id, "First");
     first.tags = Tag::parse_list(&["alpha"]).unwrap();
-    let first = store.create_notebook(first, MAX_DEPTH).await.unwrap();
+    let first = store.create_notebook(first, MAX_DEPTH, &Change::system(time::now())).await.unwrap();
     let mut second = new_notebook(owner.id, "Second");
     second.tags = Tag::parse_list(&["beta"]).unwrap();
     second.visibility = Visibility::Public;
-    let second = store.create_notebook(second, MAX_DEPTH).await.unwrap();
+    let second = store.create_notebook(second, MAX_DEPTH, &Change::system(time::now())).await.unwrap();
     let mut third = new_notebook(owner.id, "Third");
     third.tags = Tag::parse_list(&["alpha", "gamma"]).unwrap();
     third.visibility = Visibility::Shared;
-    let third = store.create_notebook(third, MAX_DEPTH).await.unwrap();
+    let third = store.create_notebook(third, MAX_DEPTH, &Change::system(time::now())).await.unwrap();
     let archive = NotebookPatch { status: Some(NotebookStatus::Archived), ..NotebookPatch::default() };
-    store.update_notebook(third.id, archive, None, time::now()).await.unwrap();
+    store.update_notebook(third.id, archive, None, &Change::system(time::now())).await.unwrap();
 
     let ids = |page: aether_domain::page::Page<aether_domain::notebook::Notebook>| {
         page.items.iter().map(|notebook| notebook.id).collect::<Vec<_>>()
@@ -681,21 +780,81 @@ pub async fn listings_filter_and_sort(store: &dyn Store) {
 
 pub async fn deleted_notebooks_can_be_restored(store: &dyn Store) {
     let owner = store.create_user(new_user("restorer")).await.unwrap();
-    let root = store.create_notebook(new_notebook(owner.id, "Root"), MAX_DEPTH).await.unwrap();
-    let child = store.create_notebook(child_of(owner.id, root.id, "Child"), MAX_DEPTH).await.unwrap();
-    assert!(matches!(store.restore_notebook(root.id, time::now()).await, Err(StoreError::NotFound)), "not deleted");
+    let root =
+        store.create_notebook(new_notebook(owner.id, "Root"), MAX_DEPTH, &Change::system(time::now())).await.unwrap();
+    let child = store
+        .create_notebook(child_of(owner.id, root.id, "Child"), MAX_DEPTH, &Change::system(time::now()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(store.restore_notebook(root.id, &Change::system(time::now())).await, Err(StoreError::NotFound)),
+        "not deleted"
+    );
     assert!(matches!(store.get_deleted_notebook(root.id).await, Err(StoreError::NotFound)));
-    store.soft_delete_notebook(root.id, true, time::now()).await.unwrap();
+    store.soft_delete_notebook(root.id, true, &Change::system(time::now())).await.unwrap();
     assert_eq!(store.get_deleted_notebook(child.id).await.unwrap().owner_id, owner.id);
-    match store.restore_notebook(child.id, time::now()).await {
+    match store.restore_notebook(child.id, &Change::system(time::now())).await {
         Err(StoreError::Conflict(rule)) => assert_eq!(rule, "parent"),
         other => panic!("expected Conflict(parent), got {other:?}"),
     }
-    let restored = store.restore_notebook(root.id, time::now()).await.unwrap();
+    let restored = store.restore_notebook(root.id, &Change::system(time::now())).await.unwrap();
     assert_eq!(restored.status, NotebookStatus::Active);
     assert_eq!(store.get_notebook(root.id).await.unwrap(), restored);
     assert!(matches!(store.get_notebook(child.id).await, Err(StoreError::NotFound)), "descendants stay deleted");
-    let child = store.restore_notebook(child.id, time::now()).await.unwrap();
+    let child = store.restore_notebook(child.id, &Change::system(time::now())).await.unwrap();
     assert_eq!(child.parent_id, Some(root.id));
-    assert!(matches!(store.restore_notebook(NotebookId::new(), time::now()).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.restore_notebook(NotebookId::new(), &Change::system(time::now())).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn every_change_is_recorded(store: &dyn Store) {
+    let owner = store.create_user(new_user("recorded")).await.unwrap();
+    let guest = store.create_user(new_user("recorded-guest")).await.unwrap();
+    let mut by_owner = Change::by(owner.id, time::now());
+    by_owner.ip_address = Some("192.0.2.7".into());
+    by_owner.user_agent = Some("conformance/1".into());
+    let notebook = store.create_notebook(new_notebook(owner.id, "Recorded"), MAX_DEPTH, &by_owner).await.unwrap();
+    let rename = NotebookPatch { name: Some(NotebookName::parse("Renamed").unwrap()), ..NotebookPatch::default() };
+    store.update_notebook(notebook.id, rename, None, &by_owner).await.unwrap();
+    store.put_collaboration(collaboration(notebook.id, guest.id, owner.id, Permission::Read), &by_owner).await.unwrap();
+    let by_guest = Change::by(guest.id, time::now());
+    store.set_collaboration_status(notebook.id, guest.id, CollaborationStatus::Active, &by_guest).await.unwrap();
+    store.revoke_collaboration(notebook.id, guest.id, &by_owner).await.unwrap();
+    store.move_notebook(notebook.id, None, None, MAX_DEPTH, &by_owner).await.unwrap();
+    store.soft_delete_notebook(notebook.id, false, &by_owner).await.unwrap();
+    store.restore_notebook(notebook.id, &Change::system(time::now())).await.unwrap();
+    // A refused change leaves no record.
+    let stale = NotebookPatch { name: Some(NotebookName::parse("Stale").unwrap()), ..NotebookPatch::default() };
+    assert!(store.update_notebook(notebook.id, stale, Some(1), &by_owner).await.is_err());
+
+    let activity = store.list_activity(notebook.id, PageRequest::default()).await.unwrap();
+    let types: Vec<&str> = activity.items.iter().map(|event| event.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        ["restored", "deleted", "moved", "permission_revoked", "invitation_accepted", "invited", "updated", "created"]
+    );
+    let actors: Vec<Option<UserId>> = activity.items.iter().map(|event| event.actor_id).collect();
+    assert_eq!(actors[0], None, "system change");
+    assert_eq!(actors[4], Some(guest.id), "the invitee accepted");
+    assert_eq!(actors[7], Some(owner.id));
+    assert_eq!(activity.items[6].details["fields"], serde_json::json!(["name"]));
+    assert_eq!(activity.items[5].details["permission"], "read");
+    assert!(activity.items.iter().all(|event| event.notebook_id == notebook.id));
+    let paged = store.list_activity(notebook.id, PageRequest { limit: limit(3), after: None }).await.unwrap();
+    let rest =
+        store.list_activity(notebook.id, PageRequest { limit: limit(10), after: paged.next_after }).await.unwrap();
+    assert_eq!(paged.items.len() + rest.items.len(), 8);
+
+    let audit = store.list_audit(Some(notebook.id.to_string()), PageRequest::default()).await.unwrap();
+    let actions: Vec<&str> = audit.items.iter().map(|entry| entry.action.as_str()).collect();
+    assert_eq!(actions, ["restore", "delete", "update", "revoke", "update", "share", "update", "create"]);
+    let created = &audit.items[7];
+    assert_eq!(created.performed_by, Some(owner.id));
+    assert_eq!(created.resource_type, "notebook");
+    assert_eq!(created.ip_address.as_deref(), Some("192.0.2.7"));
+    assert_eq!(created.user_agent.as_deref(), Some("conformance/1"));
+    let everything = store.list_audit(None, PageRequest { limit: limit(100), after: None }).await.unwrap();
+    assert!(everything.items.iter().any(|entry| entry.resource_id == notebook.id.to_string()));
 }

@@ -13,8 +13,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use aether_domain::StoreError;
-use aether_domain::compliance::ComplianceSettings;
 use aether_domain::access::{ChainLink, CollaborationStatus, Permission};
+use aether_domain::activity::{ActivityEvent, AuditEntry, Change, ChangeRecord};
+use aether_domain::compliance::ComplianceSettings;
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::notebook::{
     self, Description, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, NotebookStatus,
@@ -22,8 +23,8 @@ use aether_domain::notebook::{
 };
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{
-    Collaboration, CollaborationStore, NewRefreshToken, NotebookStore, RefreshOutcome, SessionStore, Store,
-    StoreResult, UserStore,
+    ActivityStore, Collaboration, CollaborationStore, NewRefreshToken, NotebookStore, RefreshOutcome, SessionStore,
+    Store, StoreResult, UserStore,
 };
 use aether_domain::time::{self, Timestamp};
 use aether_domain::user::{Email, LocalCredentials, NewUser, Role, User, UserPatch, UserStatus, Username};
@@ -304,10 +305,8 @@ impl UserStore for Neo4jStore {
     }
 
     async fn find_user_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
-        let q = query(&format!(
-            "MATCH (u:User {{username: $username}}) WHERE u.status <> 'deleted' {USER_RETURN}"
-        ))
-        .param("username", username.as_str());
+        let q = query(&format!("MATCH (u:User {{username: $username}}) WHERE u.status <> 'deleted' {USER_RETURN}"))
+            .param("username", username.as_str());
         self.optional_row(q).await?.as_ref().map(user_from_row).transpose()
     }
 
@@ -325,43 +324,44 @@ impl UserStore for Neo4jStore {
 
     async fn update_user(&self, id: UserId, patch: UserPatch, at: Timestamp) -> StoreResult<User> {
         in_txn(&self.graph, async move |txn: &mut Txn| {
-        // Setting updated_at first takes the node's write lock for the rest of the transaction.
-        let lock = query(&format!(
-            "MATCH (u:User {{id: $id}}) WHERE u.status <> 'deleted' SET u.updated_at = datetime($at) {USER_RETURN}"
-        ))
-        .param("id", id.to_string())
-        .param("at", storage(&at));
-        let row = txn_rows(txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
-        let mut user = user_from_row(&row)?;
-        if let Some(email) = patch.email {
-            user.email = email;
-        }
-        if let Some(full_name) = patch.full_name {
-            user.full_name = full_name;
-        }
-        if let Some(avatar_url) = patch.avatar_url {
-            user.avatar_url = avatar_url;
-        }
-        if let Some(roles) = patch.roles {
-            user.roles = roles;
-        }
-        if let Some(status) = patch.status {
-            user.status = status;
-        }
-        user.updated_at = at;
-        let write = query(
-            "MATCH (u:User {id: $id}) SET u.email = $email, u.full_name = $full_name, \
+            // Setting updated_at first takes the node's write lock for the rest of the transaction.
+            let lock = query(&format!(
+                "MATCH (u:User {{id: $id}}) WHERE u.status <> 'deleted' SET u.updated_at = datetime($at) {USER_RETURN}"
+            ))
+            .param("id", id.to_string())
+            .param("at", storage(&at));
+            let row = txn_rows(txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+            let mut user = user_from_row(&row)?;
+            if let Some(email) = patch.email {
+                user.email = email;
+            }
+            if let Some(full_name) = patch.full_name {
+                user.full_name = full_name;
+            }
+            if let Some(avatar_url) = patch.avatar_url {
+                user.avatar_url = avatar_url;
+            }
+            if let Some(roles) = patch.roles {
+                user.roles = roles;
+            }
+            if let Some(status) = patch.status {
+                user.status = status;
+            }
+            user.updated_at = at;
+            let write = query(
+                "MATCH (u:User {id: $id}) SET u.email = $email, u.full_name = $full_name, \
              u.avatar_url = $avatar_url, u.keycloak_roles = $roles, u.status = $status",
-        )
-        .param("id", id.to_string())
-        .param("email", user.email.as_ref().map(|e| e.as_str().to_owned()))
-        .param("full_name", user.full_name.clone())
-        .param("avatar_url", user.avatar_url.clone())
-        .param("roles", role_names(&user.roles))
-        .param("status", user.status.as_str());
-        txn.run(write).await.map_err(map_err)?;
-        Ok(user)
-        }).await
+            )
+            .param("id", id.to_string())
+            .param("email", user.email.as_ref().map(|e| e.as_str().to_owned()))
+            .param("full_name", user.full_name.clone())
+            .param("avatar_url", user.avatar_url.clone())
+            .param("roles", role_names(&user.roles))
+            .param("status", user.status.as_str());
+            txn.run(write).await.map_err(map_err)?;
+            Ok(user)
+        })
+        .await
     }
 
     async fn set_password_hash(&self, id: UserId, password_hash: String, at: Timestamp) -> StoreResult<()> {
@@ -418,20 +418,20 @@ impl UserStore for Neo4jStore {
 
 #[async_trait]
 impl NotebookStore for Neo4jStore {
-    async fn create_notebook(&self, new: NewNotebook, max_depth: u32) -> StoreResult<Notebook> {
+    async fn create_notebook(&self, new: NewNotebook, max_depth: u32, change: &Change) -> StoreResult<Notebook> {
         in_txn(&self.graph, async move |txn: &mut Txn| {
-        if let Some(parent) = new.parent_id {
-            let depth = lock_chain(txn, parent).await?.len();
-            if depth == 0 {
-                return Err(StoreError::NotFound);
+            if let Some(parent) = new.parent_id {
+                let depth = lock_chain(txn, parent).await?.len();
+                if depth == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                if depth as u64 + 1 > u64::from(max_depth) {
+                    return Err(StoreError::Conflict("depth".into()));
+                }
             }
-            if depth as u64 + 1 > u64::from(max_depth) {
-                return Err(StoreError::Conflict("depth".into()));
-            }
-        }
-        // The node, its OWNS and its PARENT_OF commit together.
-        let q = query(&format!(
-            "MATCH (owner:User {{id: $owner_id}}) WHERE owner.status <> 'deleted' \
+            // The node, its OWNS and its PARENT_OF commit together.
+            let q = query(&format!(
+                "MATCH (owner:User {{id: $owner_id}}) WHERE owner.status <> 'deleted' \
              OPTIONAL MATCH (parent:Notebook {{id: $parent_id}}) \
              CREATE (n:Notebook {{id: $id, name: $name, description: $description, visibility: $visibility, \
              status: 'active', compliance_settings: $settings, document_count: 0, total_size_bytes: 0, \
@@ -440,21 +440,27 @@ impl NotebookStore for Neo4jStore {
              CREATE (owner)-[:OWNS {{created_at: datetime($at)}}]->(n) \
              FOREACH (p IN CASE WHEN parent IS NULL THEN [] ELSE [parent] END | \
                CREATE (p)-[:PARENT_OF {{created_at: datetime($at)}}]->(n)) {NOTEBOOK_RETURN}"
-        ))
-        .param("owner_id", new.owner_id.to_string())
-        .param("parent_id", new.parent_id.map(|id| id.to_string()))
-        .param("id", new.id.to_string())
-        .param("name", new.name.as_str())
-        .param("description", new.description.as_ref().map(|d| d.as_str().to_owned()))
-        .param("visibility", new.visibility.as_str())
-        .param("settings", settings_json(&new.compliance_settings))
-        .param("tags", tag_names(&new.tags))
-        .param("search_text", notebook::search_text(&new.name, new.description.as_ref(), &new.tags))
-        .param("at", storage(&new.created_at));
-        let row = txn_rows(txn, q).await?.into_iter().next().ok_or(StoreError::NotFound)?;
-        let notebook = notebook_from_row(&row)?;
-        Ok(notebook)
-        }).await
+            ))
+            .param("owner_id", new.owner_id.to_string())
+            .param("parent_id", new.parent_id.map(|id| id.to_string()))
+            .param("id", new.id.to_string())
+            .param("name", new.name.as_str())
+            .param("description", new.description.as_ref().map(|d| d.as_str().to_owned()))
+            .param("visibility", new.visibility.as_str())
+            .param("settings", settings_json(&new.compliance_settings))
+            .param("tags", tag_names(&new.tags))
+            .param("search_text", notebook::search_text(&new.name, new.description.as_ref(), &new.tags))
+            .param("at", storage(&new.created_at));
+            let row = txn_rows(txn, q).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+            let notebook = notebook_from_row(&row)?;
+            let mut record = ChangeRecord::new(notebook.id, "created", "create").with("name", notebook.name.as_str());
+            if let Some(parent) = notebook.parent_id {
+                record = record.with("parent_id", parent.to_string());
+            }
+            record_change(txn, change, record).await?;
+            Ok(notebook)
+        })
+        .await
     }
 
     async fn get_notebook(&self, id: NotebookId) -> StoreResult<Notebook> {
@@ -501,61 +507,63 @@ impl NotebookStore for Neo4jStore {
         id: NotebookId,
         patch: NotebookPatch,
         expected_version: Option<u64>,
-        at: Timestamp,
+        change: &Change,
     ) -> StoreResult<Notebook> {
+        let at = change.at;
+        let record = ChangeRecord::new(id, "updated", "update").with("fields", notebook::changed_fields(&patch));
         in_txn(&self.graph, async move |txn: &mut Txn| {
-        let lock = query(&format!(
-            "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) WHERE n.status <> 'deleted' \
+            let lock = query(&format!(
+                "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) WHERE n.status <> 'deleted' \
              SET n.updated_at = datetime($at) {NOTEBOOK_RETURN}"
-        ))
-        .param("id", id.to_string())
-        .param("at", storage(&at));
-        let row = txn_rows(txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
-        let mut notebook = notebook_from_row(&row)?;
+            ))
+            .param("id", id.to_string())
+            .param("at", storage(&at));
+            let row = txn_rows(txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+            let mut notebook = notebook_from_row(&row)?;
             check_version(&notebook, expected_version)?;
-        if let Some(name) = patch.name {
-            notebook.name = name;
-        }
-        if let Some(description) = patch.description {
-            notebook.description = description;
-        }
-        if let Some(visibility) = patch.visibility {
-            notebook.visibility = visibility;
-        }
-        if let Some(status) = patch.status {
-            notebook.status = status;
-        }
-        if let Some(tags) = patch.tags {
-            notebook.tags = tags;
-        }
-        if let Some(settings) = patch.compliance_settings {
-            notebook.compliance_settings = settings;
-        }
-        notebook.updated_at = at;
+            if let Some(name) = patch.name {
+                notebook.name = name;
+            }
+            if let Some(description) = patch.description {
+                notebook.description = description;
+            }
+            if let Some(visibility) = patch.visibility {
+                notebook.visibility = visibility;
+            }
+            if let Some(status) = patch.status {
+                notebook.status = status;
+            }
+            if let Some(tags) = patch.tags {
+                notebook.tags = tags;
+            }
+            if let Some(settings) = patch.compliance_settings {
+                notebook.compliance_settings = settings;
+            }
+            notebook.updated_at = at;
             notebook.version += 1;
-        let write = query(
-            "MATCH (n:Notebook {id: $id}) SET n.name = $name, n.description = $description, \
+            let write = query(
+                "MATCH (n:Notebook {id: $id}) SET n.name = $name, n.description = $description, \
              n.visibility = $visibility, n.status = $status, n.tags = $tags, \
              n.compliance_settings = $settings, n.search_text = $search_text, \
              n.version = coalesce(n.version, 1) + 1",
-        )
-        .param("id", id.to_string())
-        .param("name", notebook.name.as_str())
-        .param("description", notebook.description.as_ref().map(|d| d.as_str().to_owned()))
-        .param("visibility", notebook.visibility.as_str())
-        .param("status", notebook.status.as_str())
-        .param("tags", tag_names(&notebook.tags))
-        .param("settings", settings_json(&notebook.compliance_settings))
-        .param(
-            "search_text",
-            notebook::search_text(&notebook.name, notebook.description.as_ref(), &notebook.tags),
-        );
-        txn.run(write).await.map_err(map_err)?;
-        Ok(notebook)
-        }).await
+            )
+            .param("id", id.to_string())
+            .param("name", notebook.name.as_str())
+            .param("description", notebook.description.as_ref().map(|d| d.as_str().to_owned()))
+            .param("visibility", notebook.visibility.as_str())
+            .param("status", notebook.status.as_str())
+            .param("tags", tag_names(&notebook.tags))
+            .param("settings", settings_json(&notebook.compliance_settings))
+            .param("search_text", notebook::search_text(&notebook.name, notebook.description.as_ref(), &notebook.tags));
+            txn.run(write).await.map_err(map_err)?;
+            record_change(txn, change, record).await?;
+            Ok(notebook)
+        })
+        .await
     }
 
-    async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, at: Timestamp) -> StoreResult<()> {
+    async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, change: &Change) -> StoreResult<()> {
+        let at = change.at;
         in_txn(&self.graph, async move |txn: &mut Txn| {
         if lock_live(txn, id, &at).await?.is_none() {
             return Err(StoreError::NotFound);
@@ -575,6 +583,7 @@ impl NotebookStore for Neo4jStore {
         .param("id", id.to_string())
         .param("at", storage(&at));
         txn.run(delete).await.map_err(map_err)?;
+        record_change(txn, change, ChangeRecord::new(id, "deleted", "delete").with("cascade", cascade)).await?;
         Ok(())
         }).await
     }
@@ -588,7 +597,8 @@ impl NotebookStore for Neo4jStore {
         notebook_from_row(&row)
     }
 
-    async fn restore_notebook(&self, id: NotebookId, at: Timestamp) -> StoreResult<Notebook> {
+    async fn restore_notebook(&self, id: NotebookId, change: &Change) -> StoreResult<Notebook> {
+        let at = change.at;
         in_txn(&self.graph, async move |txn: &mut Txn| {
             // Lock the notebook, then read its state and its parent's after the lock.
             let lock = query(
@@ -609,6 +619,7 @@ impl NotebookStore for Neo4jStore {
             .param("id", id.to_string())
             .param("at", storage(&at));
             let row = txn_rows(txn, restore).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+            record_change(txn, change, ChangeRecord::new(id, "restored", "restore")).await?;
             notebook_from_row(&row)
         })
         .await
@@ -632,7 +643,12 @@ impl NotebookStore for Neo4jStore {
         rows.iter().map(chain_link_from_row).collect()
     }
 
-    async fn list_children(&self, parent: NotebookId, only_public: bool, page: PageRequest) -> StoreResult<Page<Notebook>> {
+    async fn list_children(
+        &self,
+        parent: NotebookId,
+        only_public: bool,
+        page: PageRequest,
+    ) -> StoreResult<Page<Notebook>> {
         let q = query(&format!(
             "MATCH (:Notebook {{id: $parent}})-[:PARENT_OF]->(n:Notebook)<-[:OWNS]-(owner:User) \
              WHERE n.status <> 'deleted' AND (NOT $only_public OR n.visibility = 'public') \
@@ -652,59 +668,196 @@ impl NotebookStore for Neo4jStore {
         new_parent: Option<NotebookId>,
         expected_version: Option<u64>,
         max_depth: u32,
-        at: Timestamp,
+        change: &Change,
     ) -> StoreResult<Notebook> {
+        let at = change.at;
         in_txn(&self.graph, async move |txn: &mut Txn| {
-        let version = lock_live(txn, id, &at).await?.ok_or(StoreError::NotFound)?;
-        if expected_version.is_some_and(|expected| expected != version) {
-            return Err(StoreError::Conflict("version".into()));
-        }
-        // Locking the new parent's whole ancestor chain serialises concurrent moves
-        // that could otherwise close a cycle between them.
-        let parent_depth = match new_parent {
-            None => 0,
-            Some(parent) => {
-                let chain = lock_chain(txn, parent).await?;
-                if chain.is_empty() {
-                    return Err(StoreError::NotFound);
-                }
-                if chain.contains(&id.to_string()) {
-                    return Err(StoreError::Conflict("cycle".into()));
-                }
-                chain.len() as u64
+            let version = lock_live(txn, id, &at).await?.ok_or(StoreError::NotFound)?;
+            if expected_version.is_some_and(|expected| expected != version) {
+                return Err(StoreError::Conflict("version".into()));
             }
-        };
-        let height = query(
-            "MATCH path = (:Notebook {id: $id})-[:PARENT_OF*0..]->(d:Notebook) WHERE d.status <> 'deleted' \
+            // Locking the new parent's whole ancestor chain serialises concurrent moves
+            // that could otherwise close a cycle between them.
+            let parent_depth = match new_parent {
+                None => 0,
+                Some(parent) => {
+                    let chain = lock_chain(txn, parent).await?;
+                    if chain.is_empty() {
+                        return Err(StoreError::NotFound);
+                    }
+                    if chain.contains(&id.to_string()) {
+                        return Err(StoreError::Conflict("cycle".into()));
+                    }
+                    chain.len() as u64
+                }
+            };
+            let height = query(
+                "MATCH path = (:Notebook {id: $id})-[:PARENT_OF*0..]->(d:Notebook) WHERE d.status <> 'deleted' \
              RETURN max(length(path)) + 1 AS height",
-        )
-        .param("id", id.to_string());
-        let height: i64 = single_value(txn, height, "height").await?;
-        if parent_depth + u64::try_from(height).unwrap_or(u64::MAX) > u64::from(max_depth) {
-            return Err(StoreError::Conflict("depth".into()));
-        }
-        let detach = query(
-            "MATCH (n:Notebook {id: $id}) SET n.version = coalesce(n.version, 1) + 1 \
-             WITH n OPTIONAL MATCH (:Notebook)-[r:PARENT_OF]->(n) DELETE r",
-        )
-        .param("id", id.to_string());
-        txn.run(detach).await.map_err(map_err)?;
-        if let Some(parent) = new_parent {
-            let attach = query(
-                "MATCH (p:Notebook {id: $parent}), (n:Notebook {id: $id}) \
-                 CREATE (p)-[:PARENT_OF {created_at: datetime($at)}]->(n)",
             )
-            .param("parent", parent.to_string())
-            .param("id", id.to_string())
-            .param("at", storage(&at));
-            txn.run(attach).await.map_err(map_err)?;
-        }
-        let read = query(&format!("MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) {NOTEBOOK_RETURN}"))
             .param("id", id.to_string());
-        let row = txn_rows(txn, read).await?.into_iter().next().ok_or(StoreError::NotFound)?;
-        let notebook = notebook_from_row(&row)?;
-        Ok(notebook)
-        }).await
+            let height: i64 = single_value(txn, height, "height").await?;
+            if parent_depth + u64::try_from(height).unwrap_or(u64::MAX) > u64::from(max_depth) {
+                return Err(StoreError::Conflict("depth".into()));
+            }
+            let detach = query(
+                "MATCH (n:Notebook {id: $id}) SET n.version = coalesce(n.version, 1) + 1 \
+             WITH n OPTIONAL MATCH (:Notebook)-[r:PARENT_OF]->(n) DELETE r",
+            )
+            .param("id", id.to_string());
+            txn.run(detach).await.map_err(map_err)?;
+            if let Some(parent) = new_parent {
+                let attach = query(
+                    "MATCH (p:Notebook {id: $parent}), (n:Notebook {id: $id}) \
+                 CREATE (p)-[:PARENT_OF {created_at: datetime($at)}]->(n)",
+                )
+                .param("parent", parent.to_string())
+                .param("id", id.to_string())
+                .param("at", storage(&at));
+                txn.run(attach).await.map_err(map_err)?;
+            }
+            let read = query(&format!("MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) {NOTEBOOK_RETURN}"))
+                .param("id", id.to_string());
+            let row = txn_rows(txn, read).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+            let notebook = notebook_from_row(&row)?;
+            let record =
+                ChangeRecord::new(id, "moved", "update").with("parent_id", new_parent.map(|parent| parent.to_string()));
+            record_change(txn, change, record).await?;
+            Ok(notebook)
+        })
+        .await
+    }
+}
+
+/// Writes the activity event and the audit entry of a change, in its transaction:
+/// `(actor)-[:TRIGGERED]->(:ActivityEvent)-[:ABOUT]->(notebook)` and
+/// `(:AuditLog)-[:PERFORMED_BY]->(actor)`, `(:AuditLog)-[:ON_RESOURCE]->(notebook)`.
+async fn record_change(txn: &mut Txn, change: &Change, record: ChangeRecord) -> StoreResult<()> {
+    let details = serde_json::Value::Object(record.details).to_string();
+    let q = query(
+        "MATCH (n:Notebook {id: $notebook}) \
+         CREATE (ae:ActivityEvent {id: $event_id, event_type: $event_type, details: $details, \
+           visibility: 'private', created_at: datetime($at)})-[:ABOUT]->(n) \
+         CREATE (al:AuditLog {id: $audit_id, action: $action, resource_type: 'notebook', resource_id: $notebook, \
+           details: $details, ip_address: $ip, user_agent: $agent, created_at: datetime($at)})-[:ON_RESOURCE]->(n) \
+         WITH ae, al OPTIONAL MATCH (u:User {id: $actor}) \
+         FOREACH (x IN CASE WHEN u IS NULL THEN [] ELSE [u] END | \
+           CREATE (x)-[:TRIGGERED {triggered_at: datetime($at)}]->(ae) CREATE (al)-[:PERFORMED_BY]->(x))",
+    )
+    .param("notebook", record.notebook_id.to_string())
+    .param("event_id", uuid::Uuid::now_v7().to_string())
+    .param("audit_id", uuid::Uuid::now_v7().to_string())
+    .param("event_type", record.event_type)
+    .param("action", record.action)
+    .param("details", details)
+    .param("ip", change.ip_address.clone())
+    .param("agent", change.user_agent.clone())
+    .param("actor", change.actor.map(|actor| actor.to_string()))
+    .param("at", storage(&change.at));
+    txn.run(q).await.map_err(map_err)?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct ActivityRecord {
+    id: String,
+    event_type: String,
+    actor_id: Option<String>,
+    notebook_id: String,
+    details: String,
+    created_at: String,
+}
+
+#[derive(Deserialize)]
+struct AuditRecord {
+    id: String,
+    action: String,
+    resource_type: String,
+    resource_id: String,
+    performed_by: Option<String>,
+    details: String,
+    ip_address: Option<String>,
+    user_agent: Option<String>,
+    created_at: String,
+}
+
+fn parse_uuid(text: &str) -> StoreResult<uuid::Uuid> {
+    uuid::Uuid::try_parse(text).map_err(|_| corrupt("id"))
+}
+
+fn parse_details(text: &str) -> StoreResult<serde_json::Map<String, serde_json::Value>> {
+    serde_json::from_str(text).map_err(|_| corrupt("details"))
+}
+
+fn parse_user(text: Option<&str>) -> StoreResult<Option<UserId>> {
+    text.map(UserId::parse).transpose().map_err(|_| corrupt("user id"))
+}
+
+#[async_trait]
+impl ActivityStore for Neo4jStore {
+    async fn list_activity(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<ActivityEvent>> {
+        let q = query(
+            "MATCH (ae:ActivityEvent)-[:ABOUT]->(n:Notebook {id: $notebook}) \
+             WHERE $after IS NULL OR ae.id < $after \
+             OPTIONAL MATCH (u:User)-[:TRIGGERED]->(ae) \
+             RETURN ae.id AS id, ae.event_type AS event_type, u.id AS actor_id, n.id AS notebook_id, \
+             ae.details AS details, toString(ae.created_at) AS created_at ORDER BY ae.id DESC LIMIT $limit",
+        )
+        .param("notebook", notebook.to_string())
+        .param("after", after_param(&page))
+        .param("limit", limit_param(&page));
+        let events = self
+            .rows(q)
+            .await?
+            .iter()
+            .map(|row| {
+                let record: ActivityRecord = row.to().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(ActivityEvent {
+                    id: parse_uuid(&record.id)?,
+                    event_type: record.event_type,
+                    actor_id: parse_user(record.actor_id.as_deref())?,
+                    notebook_id: NotebookId::parse(&record.notebook_id).map_err(|_| corrupt("notebook id"))?,
+                    details: parse_details(&record.details)?,
+                    created_at: ts(&record.created_at)?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(events, page.limit, |event| event.id))
+    }
+
+    async fn list_audit(&self, resource_id: Option<String>, page: PageRequest) -> StoreResult<Page<AuditEntry>> {
+        let q = query(
+            "MATCH (al:AuditLog) WHERE ($resource IS NULL OR al.resource_id = $resource) \
+             AND ($after IS NULL OR al.id < $after) \
+             OPTIONAL MATCH (al)-[:PERFORMED_BY]->(u:User) \
+             RETURN al.id AS id, al.action AS action, al.resource_type AS resource_type, \
+             al.resource_id AS resource_id, u.id AS performed_by, al.details AS details, \
+             al.ip_address AS ip_address, al.user_agent AS user_agent, toString(al.created_at) AS created_at \
+             ORDER BY al.id DESC LIMIT $limit",
+        )
+        .param("resource", resource_id)
+        .param("after", after_param(&page))
+        .param("limit", limit_param(&page));
+        let entries = self
+            .rows(q)
+            .await?
+            .iter()
+            .map(|row| {
+                let record: AuditRecord = row.to().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(AuditEntry {
+                    id: parse_uuid(&record.id)?,
+                    action: record.action,
+                    resource_type: record.resource_type,
+                    resource_id: record.resource_id,
+                    performed_by: parse_user(record.performed_by.as_deref())?,
+                    details: parse_details(&record.details)?,
+                    ip_address: record.ip_address,
+                    user_agent: record.user_agent,
+                    created_at: ts(&record.created_at)?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(entries, page.limit, |entry| entry.id))
     }
 }
 
@@ -796,7 +949,7 @@ fn collaboration_from_row(row: &Row) -> StoreResult<Collaboration> {
 
 #[async_trait]
 impl CollaborationStore for Neo4jStore {
-    async fn put_collaboration(&self, c: Collaboration) -> StoreResult<Collaboration> {
+    async fn put_collaboration(&self, c: Collaboration, change: &Change) -> StoreResult<Collaboration> {
         let q = query(&format!(
             "MATCH (n:Notebook {{id: $notebook}}) WHERE n.status <> 'deleted' \
              MATCH (u:User {{id: $user}}) WHERE u.status <> 'deleted' \
@@ -812,8 +965,13 @@ impl CollaborationStore for Neo4jStore {
         .param("status", c.status.as_str())
         .param("granted_by", c.granted_by.to_string())
         .param("at", storage(&c.updated_at));
-        let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
-        collaboration_from_row(&row)
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+            let row = txn_rows(txn, q).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+            let stored = collaboration_from_row(&row)?;
+            record_change(txn, change, ChangeRecord::for_collaboration(&stored, false)).await?;
+            Ok(stored)
+        })
+        .await
     }
 
     async fn set_collaboration_status(
@@ -821,7 +979,7 @@ impl CollaborationStore for Neo4jStore {
         notebook: NotebookId,
         user: UserId,
         status: CollaborationStatus,
-        at: Timestamp,
+        change: &Change,
     ) -> StoreResult<Collaboration> {
         let q = query(&format!(
             "MATCH (u:User {{id: $user}})-[c:COLLABORATES_ON]->(n:Notebook {{id: $notebook}}) \
@@ -831,26 +989,32 @@ impl CollaborationStore for Neo4jStore {
         .param("notebook", notebook.to_string())
         .param("user", user.to_string())
         .param("status", status.as_str())
-        .param("at", storage(&at));
-        let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
-        collaboration_from_row(&row)
+        .param("at", storage(&change.at));
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+            let row = txn_rows(txn, q).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+            let stored = collaboration_from_row(&row)?;
+            record_change(txn, change, ChangeRecord::for_collaboration(&stored, true)).await?;
+            Ok(stored)
+        })
+        .await
     }
 
-    async fn revoke_collaboration(&self, notebook: NotebookId, user: UserId, at: Timestamp) -> StoreResult<()> {
-        let q = query(
-            "MATCH (:User {id: $user})-[c:COLLABORATES_ON]->(:Notebook {id: $notebook}) \
+    async fn revoke_collaboration(&self, notebook: NotebookId, user: UserId, change: &Change) -> StoreResult<()> {
+        let q = query(&format!(
+            "MATCH (u:User {{id: $user}})-[c:COLLABORATES_ON]->(n:Notebook {{id: $notebook}}) \
              WHERE c.status IN ['pending', 'active'] \
-             SET c.status = 'revoked', c.updated_at = datetime($at) RETURN count(*) AS removed",
-        )
+             SET c.status = 'revoked', c.updated_at = datetime($at) {COLLABORATION_RETURN}"
+        ))
         .param("notebook", notebook.to_string())
         .param("user", user.to_string())
-        .param("at", storage(&at));
-        let rows = self.rows(q).await?;
-        let removed: i64 = match rows.first() {
-            Some(row) => row.get("removed").map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            None => 0,
-        };
-        if removed == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        .param("at", storage(&change.at));
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+            let row = txn_rows(txn, q).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+            let revoked = collaboration_from_row(&row)?;
+            record_change(txn, change, ChangeRecord::for_collaboration(&revoked, false)).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn list_collaborations(&self, notebook: NotebookId) -> StoreResult<Vec<Collaboration>> {
@@ -862,7 +1026,11 @@ impl CollaborationStore for Neo4jStore {
         self.rows(q).await?.iter().map(collaboration_from_row).collect()
     }
 
-    async fn list_user_collaborations(&self, user: UserId, status: CollaborationStatus) -> StoreResult<Vec<Collaboration>> {
+    async fn list_user_collaborations(
+        &self,
+        user: UserId,
+        status: CollaborationStatus,
+    ) -> StoreResult<Vec<Collaboration>> {
         let q = query(&format!(
             "MATCH (u:User {{id: $user}})-[c:COLLABORATES_ON {{status: $status}}]->(n:Notebook) \
              WHERE n.status <> 'deleted' {COLLABORATION_RETURN} ORDER BY c.granted_at DESC"
@@ -908,50 +1076,51 @@ impl SessionStore for Neo4jStore {
         now: Timestamp,
     ) -> StoreResult<RefreshOutcome> {
         in_txn(&self.graph, async move |txn: &mut Txn| {
-        // Writing last_presented_at takes the token's write lock, so a concurrent
-        // rotation of the same token waits here and then sees it spent.
-        let lock = query(
-            "MATCH (t:RefreshToken {token_hash: $hash})-[:ISSUED_TO]->(u:User) \
+            // Writing last_presented_at takes the token's write lock, so a concurrent
+            // rotation of the same token waits here and then sees it spent.
+            let lock = query(
+                "MATCH (t:RefreshToken {token_hash: $hash})-[:ISSUED_TO]->(u:User) \
              SET t.last_presented_at = datetime($now) \
              RETURN u.id AS user_id, u.status AS user_status, t.family_id AS family_id, \
              toString(t.expires_at) AS expires_at, t.spent_at IS NOT NULL AS spent, \
              t.revoked_at IS NOT NULL AS revoked",
-        )
-        .param("hash", presented_hash)
-        .param("now", storage(&now));
-        let Some(row) = txn_rows(txn, lock).await?.into_iter().next() else {
-            return Ok(RefreshOutcome::Invalid);
-        };
-        let record: TokenRecord = row.to().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let user_id = UserId::parse(&record.user_id).map_err(|_| corrupt("user id"))?;
-        let family_id = TokenFamilyId::parse(&record.family_id).map_err(|_| corrupt("family id"))?;
-        let expires_at = ts(&record.expires_at)?;
-        if record.revoked || expires_at <= now || record.user_status != UserStatus::Active.as_str() {
-            return Ok(RefreshOutcome::Invalid);
-        }
-        if record.spent {
-            let revoke = query(
-                "MATCH (t:RefreshToken {family_id: $family_id}) WHERE t.revoked_at IS NULL \
-                 SET t.revoked_at = datetime($now)",
             )
-            .param("family_id", family_id.to_string())
+            .param("hash", presented_hash)
             .param("now", storage(&now));
-            txn.run(revoke).await.map_err(map_err)?;
-            return Ok(RefreshOutcome::Reused { user_id, family_id });
-        }
-        let rotate = query(
-            "MATCH (t:RefreshToken {token_hash: $hash})-[:ISSUED_TO]->(u:User) \
+            let Some(row) = txn_rows(txn, lock).await?.into_iter().next() else {
+                return Ok(RefreshOutcome::Invalid);
+            };
+            let record: TokenRecord = row.to().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let user_id = UserId::parse(&record.user_id).map_err(|_| corrupt("user id"))?;
+            let family_id = TokenFamilyId::parse(&record.family_id).map_err(|_| corrupt("family id"))?;
+            let expires_at = ts(&record.expires_at)?;
+            if record.revoked || expires_at <= now || record.user_status != UserStatus::Active.as_str() {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            if record.spent {
+                let revoke = query(
+                    "MATCH (t:RefreshToken {family_id: $family_id}) WHERE t.revoked_at IS NULL \
+                 SET t.revoked_at = datetime($now)",
+                )
+                .param("family_id", family_id.to_string())
+                .param("now", storage(&now));
+                txn.run(revoke).await.map_err(map_err)?;
+                return Ok(RefreshOutcome::Reused { user_id, family_id });
+            }
+            let rotate = query(
+                "MATCH (t:RefreshToken {token_hash: $hash})-[:ISSUED_TO]->(u:User) \
              SET t.spent_at = datetime($now) \
              CREATE (r:RefreshToken {token_hash: $replacement, family_id: t.family_id, \
              issued_at: datetime($now), expires_at: datetime($expires_at)})-[:ISSUED_TO]->(u)",
-        )
-        .param("hash", presented_hash)
-        .param("replacement", replacement_hash)
-        .param("now", storage(&now))
-        .param("expires_at", storage(&replacement_expires_at));
-        txn.run(rotate).await.map_err(map_err)?;
-        Ok(RefreshOutcome::Rotated { user_id, family_id })
-        }).await
+            )
+            .param("hash", presented_hash)
+            .param("replacement", replacement_hash)
+            .param("now", storage(&now))
+            .param("expires_at", storage(&replacement_expires_at));
+            txn.run(rotate).await.map_err(map_err)?;
+            Ok(RefreshOutcome::Rotated { user_id, family_id })
+        })
+        .await
     }
 
     async fn revoke_token_family(&self, family_id: TokenFamilyId, at: Timestamp) -> StoreResult<()> {

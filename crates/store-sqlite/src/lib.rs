@@ -9,8 +9,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use aether_domain::compliance::ComplianceSettings;
+use aether_domain::StoreError;
 use aether_domain::access::{ChainLink, CollaborationStatus, Permission};
+use aether_domain::activity::{ActivityEvent, AuditEntry, Change, ChangeRecord};
+use aether_domain::compliance::ComplianceSettings;
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::notebook::{
     self, Description, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, NotebookStatus,
@@ -18,12 +20,11 @@ use aether_domain::notebook::{
 };
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{
-    Collaboration, CollaborationStore, NewRefreshToken, NotebookStore, RefreshOutcome, SessionStore, Store,
-    StoreResult, UserStore,
+    ActivityStore, Collaboration, CollaborationStore, NewRefreshToken, NotebookStore, RefreshOutcome, SessionStore,
+    Store, StoreResult, UserStore,
 };
 use aether_domain::time::{self, Timestamp};
 use aether_domain::user::{Email, LocalCredentials, NewUser, Role, User, UserPatch, UserStatus, Username};
-use aether_domain::StoreError;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -45,11 +46,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
-            .map_err(map_err)?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(map_err)?;
         Ok(Self { pool })
     }
 
@@ -145,11 +142,7 @@ fn notebook_from_row(row: &SqliteRow) -> StoreResult<Notebook> {
         owner_id: UserId::parse(&owner_id).map_err(|_| corrupt("owner id"))?,
         parent_id: parent_id.as_deref().map(NotebookId::parse).transpose().map_err(|_| corrupt("parent id"))?,
         name: NotebookName::parse(&name).map_err(|_| corrupt("notebook name"))?,
-        description: description
-            .as_deref()
-            .map(Description::parse)
-            .transpose()
-            .map_err(|_| corrupt("description"))?,
+        description: description.as_deref().map(Description::parse).transpose().map_err(|_| corrupt("description"))?,
         visibility: Visibility::parse(&visibility).map_err(|_| corrupt("visibility"))?,
         status: NotebookStatus::parse(&status).map_err(|_| corrupt("notebook status"))?,
         tags: Tag::parse_list(&tags).map_err(|_| corrupt("tags"))?,
@@ -227,25 +220,30 @@ impl UserStore for SqliteStore {
 
     async fn get_user(&self, id: UserId) -> StoreResult<User> {
         let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = ? AND status != 'deleted'"))
-        .bind(id.to_string())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err)?;
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
         user_from_row(&row)
     }
 
     async fn find_user_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
-        let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE username = ? AND status != 'deleted'"))
-        .bind(username.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let row =
+            sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE username = ? AND status != 'deleted'"))
+                .bind(username.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     async fn find_local_credentials(&self, username: &Username) -> StoreResult<Option<LocalCredentials>> {
-        let row = sqlx::query(concat!("SELECT ", user_columns!(), ", password_hash FROM users \
-             WHERE username = ? AND status != 'deleted' AND password_hash IS NOT NULL"))
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", password_hash FROM users \
+             WHERE username = ? AND status != 'deleted' AND password_hash IS NOT NULL"
+        ))
         .bind(username.as_str())
         .fetch_optional(&self.pool)
         .await
@@ -260,10 +258,10 @@ impl UserStore for SqliteStore {
     async fn update_user(&self, id: UserId, patch: UserPatch, at: Timestamp) -> StoreResult<User> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = ? AND status != 'deleted'"))
-        .bind(id.to_string())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
         let mut user = user_from_row(&row)?;
         if let Some(email) = patch.email {
             user.email = email;
@@ -300,15 +298,14 @@ impl UserStore for SqliteStore {
     }
 
     async fn set_password_hash(&self, id: UserId, password_hash: String, at: Timestamp) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ? AND status != 'deleted'",
-        )
-        .bind(password_hash)
-        .bind(time::to_storage(&at))
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let done =
+            sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ? AND status != 'deleted'")
+                .bind(password_hash)
+                .bind(time::to_storage(&at))
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
@@ -323,20 +320,23 @@ impl UserStore for SqliteStore {
     }
 
     async fn soft_delete_user(&self, id: UserId, at: Timestamp) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE users SET status = 'deleted', updated_at = ? WHERE id = ? AND status != 'deleted'",
-        )
-        .bind(time::to_storage(&at))
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let done =
+            sqlx::query("UPDATE users SET status = 'deleted', updated_at = ? WHERE id = ? AND status != 'deleted'")
+                .bind(time::to_storage(&at))
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
     async fn list_users(&self, page: PageRequest) -> StoreResult<Page<User>> {
-        let rows = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE status != 'deleted' AND (?1 IS NULL OR id < ?1) \
-             ORDER BY id DESC LIMIT ?2"))
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE status != 'deleted' AND (?1 IS NULL OR id < ?1) \
+             ORDER BY id DESC LIMIT ?2"
+        ))
         .bind(page.after.map(|id| id.hyphenated().to_string()))
         .bind(i64::from(page.limit.get()) + 1)
         .fetch_all(&self.pool)
@@ -357,7 +357,7 @@ impl UserStore for SqliteStore {
 
 #[async_trait]
 impl NotebookStore for SqliteStore {
-    async fn create_notebook(&self, new: NewNotebook, max_depth: u32) -> StoreResult<Notebook> {
+    async fn create_notebook(&self, new: NewNotebook, max_depth: u32, change: &Change) -> StoreResult<Notebook> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         if let Some(parent) = new.parent_id {
             let depth = live_depth(&mut tx, parent).await?.ok_or(StoreError::NotFound)?;
@@ -365,12 +365,11 @@ impl NotebookStore for SqliteStore {
                 return Err(StoreError::Conflict("depth".into()));
             }
         }
-        let owner_exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM users WHERE id = ? AND status != 'deleted'")
-                .bind(new.owner_id.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
+        let owner_exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = ? AND status != 'deleted'")
+            .bind(new.owner_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
         if owner_exists.is_none() {
             return Err(StoreError::NotFound);
         }
@@ -407,6 +406,11 @@ impl NotebookStore for SqliteStore {
                 .await
                 .map_err(map_err)?;
         }
+        let mut record = ChangeRecord::new(new.id, "created", "create").with("name", new.name.as_str());
+        if let Some(parent) = new.parent_id {
+            record = record.with("parent_id", parent.to_string());
+        }
+        record_change(&mut tx, change, record).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(Notebook {
             id: new.id,
@@ -437,7 +441,9 @@ impl NotebookStore for SqliteStore {
 
     async fn list_notebooks(&self, query: NotebookQuery) -> StoreResult<Page<Notebook>> {
         let (user, sql) = match query.scope {
-            ListScope::Owned(user) => (Some(user), concat!(notebook_select!(), " WHERE o.user_id = ?1 AND ", notebook_filters!())),
+            ListScope::Owned(user) => {
+                (Some(user), concat!(notebook_select!(), " WHERE o.user_id = ?1 AND ", notebook_filters!()))
+            }
             ListScope::SharedWith(user) => (
                 Some(user),
                 concat!(
@@ -449,7 +455,14 @@ impl NotebookStore for SqliteStore {
                     notebook_filters!()
                 ),
             ),
-            ListScope::Public => (None, concat!(notebook_select!(), " WHERE (?1 IS NULL) AND n.visibility = 'public' AND ", notebook_filters!())),
+            ListScope::Public => (
+                None,
+                concat!(
+                    notebook_select!(),
+                    " WHERE (?1 IS NULL) AND n.visibility = 'public' AND ",
+                    notebook_filters!()
+                ),
+            ),
         };
         let rows = sqlx::query(sql)
             .bind(user.map(|user| user.to_string()))
@@ -471,8 +484,10 @@ impl NotebookStore for SqliteStore {
         id: NotebookId,
         patch: NotebookPatch,
         expected_version: Option<u64>,
-        at: Timestamp,
+        change: &Change,
     ) -> StoreResult<Notebook> {
+        let at = change.at;
+        let record = ChangeRecord::new(id, "updated", "update").with("fields", notebook::changed_fields(&patch));
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status != 'deleted'"))
             .bind(id.to_string())
@@ -498,11 +513,13 @@ impl NotebookStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        record_change(&mut tx, change, record).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(notebook)
     }
 
-    async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, at: Timestamp) -> StoreResult<()> {
+    async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, change: &Change) -> StoreResult<()> {
+        let at = change.at;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         if live_depth(&mut tx, id).await?.is_none() {
             return Err(StoreError::NotFound);
@@ -529,6 +546,7 @@ impl NotebookStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        record_change(&mut tx, change, ChangeRecord::new(id, "deleted", "delete").with("cascade", cascade)).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(())
     }
@@ -542,7 +560,8 @@ impl NotebookStore for SqliteStore {
         notebook_from_row(&row)
     }
 
-    async fn restore_notebook(&self, id: NotebookId, at: Timestamp) -> StoreResult<Notebook> {
+    async fn restore_notebook(&self, id: NotebookId, change: &Change) -> StoreResult<Notebook> {
+        let at = change.at;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status = 'deleted'"))
             .bind(id.to_string())
@@ -562,6 +581,7 @@ impl NotebookStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        record_change(&mut tx, change, ChangeRecord::new(id, "restored", "restore")).await?;
         tx.commit().await.map_err(map_err)?;
         notebook.status = NotebookStatus::Active;
         notebook.updated_at = at;
@@ -583,7 +603,8 @@ impl NotebookStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        let first_status: Option<String> = rows.first().map(|row| row.try_get("status")).transpose().map_err(map_err)?;
+        let first_status: Option<String> =
+            rows.first().map(|row| row.try_get("status")).transpose().map_err(map_err)?;
         if first_status.as_deref().is_none_or(|status| status == "deleted") {
             return Err(StoreError::NotFound);
         }
@@ -607,7 +628,12 @@ impl NotebookStore for SqliteStore {
             .collect()
     }
 
-    async fn list_children(&self, parent: NotebookId, only_public: bool, page: PageRequest) -> StoreResult<Page<Notebook>> {
+    async fn list_children(
+        &self,
+        parent: NotebookId,
+        only_public: bool,
+        page: PageRequest,
+    ) -> StoreResult<Page<Notebook>> {
         let rows = sqlx::query(concat!(
             notebook_select!(),
             " WHERE po.parent_id = ?1 AND n.status != 'deleted' AND (?2 = 0 OR n.visibility = 'public') \
@@ -630,8 +656,9 @@ impl NotebookStore for SqliteStore {
         new_parent: Option<NotebookId>,
         expected_version: Option<u64>,
         max_depth: u32,
-        at: Timestamp,
+        change: &Change,
     ) -> StoreResult<Notebook> {
+        let at = change.at;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let current = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status != 'deleted'"))
             .bind(id.to_string())
@@ -695,6 +722,9 @@ impl NotebookStore for SqliteStore {
             .await
             .map_err(map_err)?;
         let notebook = notebook_from_row(&row)?;
+        let record =
+            ChangeRecord::new(id, "moved", "update").with("parent_id", new_parent.map(|parent| parent.to_string()));
+        record_change(&mut tx, change, record).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(notebook)
     }
@@ -737,7 +767,7 @@ fn collaboration_from_row(row: &SqliteRow) -> StoreResult<Collaboration> {
 
 #[async_trait]
 impl CollaborationStore for SqliteStore {
-    async fn put_collaboration(&self, c: Collaboration) -> StoreResult<Collaboration> {
+    async fn put_collaboration(&self, c: Collaboration, change: &Change) -> StoreResult<Collaboration> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         if live_depth(&mut tx, c.notebook_id).await?.is_none() {
             return Err(StoreError::NotFound);
@@ -768,6 +798,7 @@ impl CollaborationStore for SqliteStore {
         .await
         .map_err(map_err)?;
         let stored = collaboration_from_row(&row)?;
+        record_change(&mut tx, change, ChangeRecord::for_collaboration(&stored, false)).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(stored)
     }
@@ -777,35 +808,43 @@ impl CollaborationStore for SqliteStore {
         notebook: NotebookId,
         user: UserId,
         status: CollaborationStatus,
-        at: Timestamp,
+        change: &Change,
     ) -> StoreResult<Collaboration> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let row = sqlx::query(
             "UPDATE collaborates_on SET status = ?1, updated_at = ?2, \
              accepted_at = CASE WHEN ?1 = 'active' THEN ?2 ELSE accepted_at END \
              WHERE notebook_id = ?3 AND user_id = ?4 RETURNING *",
         )
         .bind(status.as_str())
-        .bind(time::to_storage(&at))
+        .bind(time::to_storage(&change.at))
         .bind(notebook.to_string())
         .bind(user.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
-        row.as_ref().map(collaboration_from_row).transpose()?.ok_or(StoreError::NotFound)
+        let stored = row.as_ref().map(collaboration_from_row).transpose()?.ok_or(StoreError::NotFound)?;
+        record_change(&mut tx, change, ChangeRecord::for_collaboration(&stored, true)).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(stored)
     }
 
-    async fn revoke_collaboration(&self, notebook: NotebookId, user: UserId, at: Timestamp) -> StoreResult<()> {
-        let done = sqlx::query(
+    async fn revoke_collaboration(&self, notebook: NotebookId, user: UserId, change: &Change) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let row = sqlx::query(
             "UPDATE collaborates_on SET status = 'revoked', updated_at = ? \
-             WHERE notebook_id = ? AND user_id = ? AND status IN ('pending', 'active')",
+             WHERE notebook_id = ? AND user_id = ? AND status IN ('pending', 'active') RETURNING *",
         )
-        .bind(time::to_storage(&at))
+        .bind(time::to_storage(&change.at))
         .bind(notebook.to_string())
-            .bind(user.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        .bind(user.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let revoked = row.as_ref().map(collaboration_from_row).transpose()?.ok_or(StoreError::NotFound)?;
+        record_change(&mut tx, change, ChangeRecord::for_collaboration(&revoked, false)).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
     }
 
     async fn list_collaborations(&self, notebook: NotebookId) -> StoreResult<Vec<Collaboration>> {
@@ -817,7 +856,11 @@ impl CollaborationStore for SqliteStore {
         rows.iter().map(collaboration_from_row).collect()
     }
 
-    async fn list_user_collaborations(&self, user: UserId, status: CollaborationStatus) -> StoreResult<Vec<Collaboration>> {
+    async fn list_user_collaborations(
+        &self,
+        user: UserId,
+        status: CollaborationStatus,
+    ) -> StoreResult<Vec<Collaboration>> {
         let rows = sqlx::query(
             "SELECT co.* FROM collaborates_on co JOIN notebooks n ON n.id = co.notebook_id \
              WHERE co.user_id = ? AND co.status = ? AND n.status != 'deleted' ORDER BY co.granted_at DESC",
@@ -828,6 +871,116 @@ impl CollaborationStore for SqliteStore {
         .await
         .map_err(map_err)?;
         rows.iter().map(collaboration_from_row).collect()
+    }
+}
+
+/// Writes the activity event and the audit entry of a change, in its transaction.
+async fn record_change(tx: &mut sqlx::SqliteConnection, change: &Change, record: ChangeRecord) -> StoreResult<()> {
+    let at = time::to_storage(&change.at);
+    let actor = change.actor.map(|actor| actor.to_string());
+    let details = serde_json::Value::Object(record.details).to_string();
+    sqlx::query(
+        "INSERT INTO activity_events (id, event_type, details, created_at, actor_id, notebook_id) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(record.event_type)
+    .bind(&details)
+    .bind(&at)
+    .bind(&actor)
+    .bind(record.notebook_id.to_string())
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    sqlx::query(
+        "INSERT INTO audit_log (id, action, resource_type, resource_id, details, ip_address, user_agent, \
+         created_at, performed_by) VALUES (?, ?, 'notebook', ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(record.action)
+    .bind(record.notebook_id.to_string())
+    .bind(&details)
+    .bind(&change.ip_address)
+    .bind(&change.user_agent)
+    .bind(&at)
+    .bind(&actor)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+fn details_from(text: &str) -> StoreResult<serde_json::Map<String, serde_json::Value>> {
+    serde_json::from_str(text).map_err(|_| corrupt("details"))
+}
+
+fn opt_user(text: Option<String>) -> StoreResult<Option<UserId>> {
+    text.as_deref().map(UserId::parse).transpose().map_err(|_| corrupt("user id"))
+}
+
+fn row_uuid(row: &SqliteRow) -> StoreResult<uuid::Uuid> {
+    let id: String = row.try_get("id").map_err(map_err)?;
+    uuid::Uuid::try_parse(&id).map_err(|_| corrupt("id"))
+}
+
+#[async_trait]
+impl ActivityStore for SqliteStore {
+    async fn list_activity(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<ActivityEvent>> {
+        let rows = sqlx::query(
+            "SELECT * FROM activity_events WHERE notebook_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(notebook.to_string())
+        .bind(page.after.map(|id| id.hyphenated().to_string()))
+        .bind(i64::from(page.limit.get()) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let events = rows
+            .iter()
+            .map(|row| {
+                let text = |name: &str| row.try_get::<String, _>(name).map_err(map_err);
+                Ok(ActivityEvent {
+                    id: row_uuid(row)?,
+                    event_type: text("event_type")?,
+                    actor_id: opt_user(row.try_get("actor_id").map_err(map_err)?)?,
+                    notebook_id: NotebookId::parse(&text("notebook_id")?).map_err(|_| corrupt("notebook id"))?,
+                    details: details_from(&text("details")?)?,
+                    created_at: ts(&text("created_at")?)?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(events, page.limit, |event| event.id))
+    }
+
+    async fn list_audit(&self, resource_id: Option<String>, page: PageRequest) -> StoreResult<Page<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE (?1 IS NULL OR resource_id = ?1) AND (?2 IS NULL OR id < ?2) \
+             ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(resource_id)
+        .bind(page.after.map(|id| id.hyphenated().to_string()))
+        .bind(i64::from(page.limit.get()) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let entries = rows
+            .iter()
+            .map(|row| {
+                let text = |name: &str| row.try_get::<String, _>(name).map_err(map_err);
+                Ok(AuditEntry {
+                    id: row_uuid(row)?,
+                    action: text("action")?,
+                    resource_type: text("resource_type")?,
+                    resource_id: text("resource_id")?,
+                    performed_by: opt_user(row.try_get("performed_by").map_err(map_err)?)?,
+                    details: details_from(&text("details")?)?,
+                    ip_address: row.try_get("ip_address").map_err(map_err)?,
+                    user_agent: row.try_get("user_agent").map_err(map_err)?,
+                    created_at: ts(&text("created_at")?)?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(entries, page.limit, |entry| entry.id))
     }
 }
 

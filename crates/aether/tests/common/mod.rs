@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use aether::config::{Config, Overrides, Secret, StoreKind};
 use aether::RunningServer;
+use aether::config::{Config, Overrides, Secret, StoreKind};
 use aether_domain::user::{Password, Role, Username};
 use aether_services::accounts::AccountRequest;
 

@@ -42,6 +42,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(notebooks::get_notebook, notebooks::update_notebook, notebooks::delete_notebook))
         .routes(routes!(notebooks::list_children))
         .routes(routes!(notebooks::restore_notebook))
+        .routes(routes!(notebooks::notebook_activity))
+        .routes(routes!(notebooks::audit_log))
         .routes(routes!(notebooks::share_notebook))
         .routes(routes!(notebooks::accept_invitation))
         .routes(routes!(notebooks::decline_invitation))
@@ -101,9 +103,7 @@ fn cors(settings: &ApiSettings) -> Option<CorsLayer> {
     let origins = if settings.cors_allowed_origins.iter().any(|origin| origin == "*") {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(
-            settings.cors_allowed_origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()),
-        )
+        AllowOrigin::list(settings.cors_allowed_origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()))
     };
     Some(
         CorsLayer::new()

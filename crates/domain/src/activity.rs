@@ -1,0 +1,96 @@
+//! The record of changes: every mutation of a notebook writes an `ActivityEvent`
+//! (for feeds: what happened) and an `AuditLog` entry (for accountability: who,
+//! from where), in the same transaction as the change itself.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::access::CollaborationStatus;
+use crate::id::{NotebookId, UserId};
+use crate::store::Collaboration;
+use crate::time::Timestamp;
+
+/// Who makes a change, when, and from where. Every mutating store method takes one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// `None` for changes the system makes by itself (workers, retention).
+    pub actor: Option<UserId>,
+    pub at: Timestamp,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Change {
+    pub fn by(actor: UserId, at: Timestamp) -> Self {
+        Self { actor: Some(actor), at, ip_address: None, user_agent: None }
+    }
+
+    pub fn system(at: Timestamp) -> Self {
+        Self { actor: None, at, ip_address: None, user_agent: None }
+    }
+}
+
+/// An `(:ActivityEvent)` about a notebook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActivityEvent {
+    pub id: Uuid,
+    /// `created`, `updated`, `moved`, `deleted`, `restored`, `invited`,
+    /// `permission_granted`, `invitation_accepted`, `invitation_declined`,
+    /// `permission_revoked`.
+    pub event_type: String,
+    pub actor_id: Option<UserId>,
+    pub notebook_id: NotebookId,
+    pub details: serde_json::Map<String, serde_json::Value>,
+    pub created_at: Timestamp,
+}
+
+/// An `(:AuditLog)` entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub id: Uuid,
+    /// `create`, `update`, `delete`, `restore`, `share`, `revoke`.
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub performed_by: Option<UserId>,
+    pub details: serde_json::Map<String, serde_json::Value>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// What a store writes for one change to one notebook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRecord {
+    pub notebook_id: NotebookId,
+    pub event_type: &'static str,
+    pub action: &'static str,
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ChangeRecord {
+    pub fn new(notebook_id: NotebookId, event_type: &'static str, action: &'static str) -> Self {
+        Self { notebook_id, event_type, action, details: serde_json::Map::new() }
+    }
+
+    /// The record of a change to a `COLLABORATES_ON` relationship, now in `c`'s
+    /// state. `answered` tells an invitee's answer from a grantor's action.
+    pub fn for_collaboration(c: &Collaboration, answered: bool) -> Self {
+        let (event_type, action) = match (c.status, answered) {
+            (CollaborationStatus::Pending, _) => ("invited", "share"),
+            (CollaborationStatus::Active, false) => ("permission_granted", "share"),
+            (CollaborationStatus::Active, true) => ("invitation_accepted", "update"),
+            (CollaborationStatus::Declined, _) => ("invitation_declined", "update"),
+            (CollaborationStatus::Revoked, _) => ("permission_revoked", "revoke"),
+        };
+        Self::new(c.notebook_id, event_type, action)
+            .with("user_id", c.user_id.to_string())
+            .with("permission", c.permission.as_str())
+            .with("status", c.status.as_str())
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.details.insert(key.to_owned(), value.into());
+        self
+    }
+}
