@@ -317,6 +317,40 @@ async fn structure_rules_are_enforced() {
 }
 
 #[tokio::test]
+async fn readers_can_duplicate_into_their_own_tree() {
+    let app = TestApp::spawn().await;
+    let owner = actor(&app, "dup-owner", vec![Role::User]).await;
+    let reader = actor(&app, "dup-reader", vec![Role::User]).await;
+    let stranger = actor(&app, "dup-stranger", vec![Role::User]).await;
+    let root = create(&app, &owner, json!({"name": "Playbook", "tags": ["ops"]})).await;
+    create(&app, &owner, json!({"name": "Runbooks", "parent_id": id(&root)})).await;
+    let r = format!("/api/v1/notebooks/{}", id(&root));
+    call(
+        &app,
+        &owner,
+        Method::PUT,
+        &format!("{r}/permissions"),
+        Some(json!({"user_id": reader.id, "permission": "read"})),
+    )
+    .await;
+
+    let response = call(&app, &reader, Method::POST, &format!("{r}/duplicate"), Some(json!({}))).await;
+    assert_eq!(response.status(), 201);
+    let copy: Value = response.json().await.unwrap();
+    assert_eq!(copy["name"], "Playbook (copy)");
+    assert_eq!(copy["owner_id"], reader.id.as_str());
+    assert_eq!(copy["tags"], json!(["ops"]));
+    let copy_path = format!("/api/v1/notebooks/{}", id(&copy));
+    assert_eq!(names(&app, &reader, &format!("{copy_path}/children")).await, ["Runbooks"]);
+    assert_eq!(status(&app, &owner, Method::GET, &copy_path, None).await, 404, "the copy is the reader's own");
+    assert_eq!(status(&app, &reader, Method::PUT, &copy_path, Some(json!({"name": "Mine"}))).await, 200);
+    assert_eq!(status(&app, &stranger, Method::POST, &format!("{r}/duplicate"), Some(json!({}))).await, 404);
+    let into_theirs = json!({"name": "Sneaky", "parent_id": id(&root)});
+    assert_eq!(status(&app, &reader, Method::POST, &format!("{r}/duplicate"), Some(into_theirs)).await, 403);
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn changes_leave_activity_and_audit_records() {
     let app = TestApp::spawn().await;
     let owner = actor(&app, "recorder", vec![Role::User]).await;

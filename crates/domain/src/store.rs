@@ -8,7 +8,7 @@ use crate::StoreError;
 use crate::access::{ChainLink, CollaborationStatus, Permission};
 use crate::activity::{ActivityEvent, AuditEntry, Change};
 use crate::id::{NotebookId, TokenFamilyId, UserId};
-use crate::notebook::{ListScope, NewNotebook, Notebook, NotebookPatch, NotebookQuery};
+use crate::notebook::{ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery};
 use crate::page::{Page, PageRequest};
 use crate::time::Timestamp;
 use crate::user::{LocalCredentials, NewUser, User, UserPatch, Username};
@@ -63,6 +63,19 @@ pub trait NotebookStore: Send + Sync {
     /// whole subtree goes too; without, a notebook with live children answers
     /// `Conflict("children")`.
     async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, change: &Change) -> StoreResult<()>;
+    /// Deep-copies a live notebook and its live descendants, owned by `owner`, the
+    /// copy of the root named `name` and placed under `new_parent` (or at the root).
+    /// Collaborations and activity are not copied. `NotFound` when the source or
+    /// the new parent is missing; `Conflict("depth")` when the copy would be too deep.
+    async fn duplicate_notebook(
+        &self,
+        source: NotebookId,
+        owner: UserId,
+        new_parent: Option<NotebookId>,
+        name: NotebookName,
+        max_depth: u32,
+        change: &Change,
+    ) -> StoreResult<Notebook>;
     /// A soft-deleted notebook; `NotFound` when it is missing or not deleted.
     async fn get_deleted_notebook(&self, id: NotebookId) -> StoreResult<Notebook>;
     /// Brings a soft-deleted notebook back (not its deleted descendants), as a new

@@ -202,6 +202,39 @@ impl NotebookService {
         Ok(())
     }
 
+    /// Deep-copies a notebook the caller can read, with its live descendants, into a
+    /// new tree the caller owns: under `parent` (which it must be able to write) or
+    /// at the root. The copy is named `name`, or "<name> (copy)".
+    pub async fn duplicate(
+        &self,
+        caller: &Principal,
+        id: NotebookId,
+        name: Option<NotebookName>,
+        parent: Option<NotebookId>,
+    ) -> ServiceResult<Notebook> {
+        if caller.has_role(aether_domain::user::Role::Viewer) && !caller.has_role(aether_domain::user::Role::Admin) {
+            return Err(ServiceError::Forbidden("viewers cannot create notebooks"));
+        }
+        let (source, _) = self.get(caller, id).await?;
+        if let Some(parent) = parent {
+            self.require(caller, parent, Permission::Write).await?;
+        }
+        let name = match name {
+            Some(name) => name,
+            None => {
+                let base: String = source.name.as_str().chars().take(NotebookName::MAX_CHARS - 7).collect();
+                NotebookName::parse(&format!("{base} (copy)"))?
+            }
+        };
+        let copy = self
+            .store
+            .duplicate_notebook(id, caller.user_id, parent, name, self.max_depth, &caller.change())
+            .await
+            .map_err(|error| structure_error(error, self.max_depth))?;
+        tracing::info!(source = %id, copy = %copy.id, "duplicated notebook");
+        Ok(copy)
+    }
+
     /// Restores a deleted notebook. Allowed to its owner, to global administrators,
     /// and to admins of its (live) parent; to anyone else it does not exist.
     pub async fn restore(&self, caller: &Principal, id: NotebookId) -> ServiceResult<Notebook> {

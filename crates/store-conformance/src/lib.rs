@@ -37,6 +37,7 @@ pub async fn run_all(store: &dyn Store) {
     listings_filter_and_sort(store).await;
     deleted_notebooks_can_be_restored(store).await;
     every_change_is_recorded(store).await;
+    notebooks_are_duplicated_deeply(store).await;
     refresh_tokens_rotate_once_and_detect_reuse(store).await;
     concurrent_rotation_spends_a_token_once(store).await;
     expired_refresh_tokens_are_refused_and_purged(store).await;
@@ -857,4 +858,66 @@ pub async fn every_change_is_recorded(store: &dyn Store) {
     assert_eq!(created.user_agent.as_deref(), Some("conformance/1"));
     let everything = store.list_audit(None, PageRequest { limit: limit(100), after: None }).await.unwrap();
     assert!(everything.items.iter().any(|entry| entry.resource_id == notebook.id.to_string()));
+}
+
+pub async fn notebooks_are_duplicated_deeply(store: &dyn Store) {
+    let owner = store.create_user(new_user("original")).await.unwrap();
+    let copier = store.create_user(new_user("copier")).await.unwrap();
+    let now = || Change::system(time::now());
+    let mut root = new_notebook(owner.id, "Original");
+    root.description = Some(Description::parse("with a description").unwrap());
+    root.tags = Tag::parse_list(&["kept"]).unwrap();
+    let root = store.create_notebook(root, MAX_DEPTH, &now()).await.unwrap();
+    let child = store.create_notebook(child_of(owner.id, root.id, "Child"), MAX_DEPTH, &now()).await.unwrap();
+    store.create_notebook(child_of(owner.id, child.id, "Grandchild"), MAX_DEPTH, &now()).await.unwrap();
+    let gone = store.create_notebook(child_of(owner.id, root.id, "Gone"), MAX_DEPTH, &now()).await.unwrap();
+    store.soft_delete_notebook(gone.id, false, &now()).await.unwrap();
+
+    let name = NotebookName::parse("Copy").unwrap();
+    let copy = store
+        .duplicate_notebook(root.id, copier.id, None, name.clone(), MAX_DEPTH, &Change::by(copier.id, time::now()))
+        .await
+        .unwrap();
+    assert_ne!(copy.id, root.id);
+    assert_eq!(copy.owner_id, copier.id);
+    assert_eq!(copy.name.as_str(), "Copy");
+    assert_eq!(copy.parent_id, None);
+    assert_eq!(copy.description, root.description);
+    assert_eq!(copy.tags, root.tags);
+    assert_eq!(copy.version, 1);
+    assert_eq!(store.get_notebook(copy.id).await.unwrap(), copy);
+    let children = store.list_children(copy.id, false, PageRequest::default()).await.unwrap();
+    assert_eq!(
+        children.items.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+        ["Child"],
+        "deleted children stay behind"
+    );
+    let copied_child = &children.items[0];
+    assert_eq!(copied_child.owner_id, copier.id);
+    let grandchildren = store.list_children(copied_child.id, false, PageRequest::default()).await.unwrap();
+    assert_eq!(grandchildren.items.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["Grandchild"]);
+    assert_eq!(
+        store.list_children(root.id, false, PageRequest::default()).await.unwrap().items.len(),
+        1,
+        "the original is untouched"
+    );
+    let activity = store.list_activity(copy.id, PageRequest::default()).await.unwrap();
+    assert_eq!(activity.items[0].details["duplicated_from"], root.id.to_string());
+
+    let home = store.create_notebook(new_notebook(copier.id, "Home"), MAX_DEPTH, &now()).await.unwrap();
+    let placed =
+        store.duplicate_notebook(child.id, copier.id, Some(home.id), name.clone(), MAX_DEPTH, &now()).await.unwrap();
+    assert_eq!(placed.parent_id, Some(home.id));
+    match store.duplicate_notebook(root.id, copier.id, Some(home.id), name.clone(), 3, &now()).await {
+        Err(StoreError::Conflict(rule)) => assert_eq!(rule, "depth"),
+        other => panic!("expected Conflict(depth), got {other:?}"),
+    }
+    assert!(matches!(
+        store.duplicate_notebook(NotebookId::new(), copier.id, None, name.clone(), MAX_DEPTH, &now()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.duplicate_notebook(root.id, copier.id, Some(NotebookId::new()), name, MAX_DEPTH, &now()).await,
+        Err(StoreError::NotFound)
+    ));
 }

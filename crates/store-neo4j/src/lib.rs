@@ -588,6 +588,105 @@ impl NotebookStore for Neo4jStore {
         }).await
     }
 
+    async fn duplicate_notebook(
+        &self,
+        source: NotebookId,
+        owner: UserId,
+        new_parent: Option<NotebookId>,
+        name: NotebookName,
+        max_depth: u32,
+        change: &Change,
+    ) -> StoreResult<Notebook> {
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+            let parent_depth = match new_parent {
+                Some(parent) => {
+                    let chain = lock_chain(txn, parent).await?;
+                    if chain.is_empty() {
+                        return Err(StoreError::NotFound);
+                    }
+                    chain.len() as u64
+                }
+                None => 0,
+            };
+            // The live subtree with each node's parent, parents before children.
+            let subtree = query(
+                "MATCH (s:Notebook {id: $id}) WHERE s.status <> 'deleted' \
+                 MATCH path = (s)-[:PARENT_OF*0..]->(d:Notebook) \
+                 WHERE all(x IN nodes(path) WHERE x.status <> 'deleted') \
+                 OPTIONAL MATCH (p:Notebook)-[:PARENT_OF]->(d) \
+                 RETURN d.id AS id, CASE WHEN d = s THEN null ELSE p.id END AS parent, length(path) AS level \
+                 ORDER BY level",
+            )
+            .param("id", source.to_string());
+            let rows = txn_rows(txn, subtree).await?;
+            if rows.is_empty() {
+                return Err(StoreError::NotFound);
+            }
+            let height = rows.iter().filter_map(|row| row.get::<i64>("level").ok()).max().unwrap_or(0) + 1;
+            if parent_depth + u64::try_from(height).unwrap_or(u64::MAX) > u64::from(max_depth) {
+                return Err(StoreError::Conflict("depth".into()));
+            }
+            let mut copies: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+            let mut nodes = Vec::with_capacity(rows.len());
+            let mut edges = Vec::new();
+            for row in &rows {
+                let old: String = row.get("id").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let old_parent: Option<String> = row.get("parent").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let copy = NotebookId::new().to_string();
+                let parent = match old_parent {
+                    None => new_parent.map(|parent| parent.to_string()),
+                    Some(old_parent) => copies.get(&old_parent).cloned(),
+                };
+                if let Some(parent) = parent {
+                    edges.push(std::collections::HashMap::from([
+                        ("parent".to_owned(), parent),
+                        ("child".to_owned(), copy.clone()),
+                    ]));
+                }
+                nodes.push(std::collections::HashMap::from([
+                    ("old".to_owned(), old.clone()),
+                    ("new".to_owned(), copy.clone()),
+                ]));
+                copies.insert(old, copy);
+            }
+            let create = query(
+                "MATCH (owner:User {id: $owner}) UNWIND $nodes AS item MATCH (src:Notebook {id: item.old}) \
+                 CREATE (c:Notebook) SET c = src {.*, id: item.new, created_at: datetime($at), \
+                 updated_at: datetime($at), version: 1, document_count: 0, total_size_bytes: 0} \
+                 CREATE (owner)-[:OWNS {created_at: datetime($at)}]->(c)",
+            )
+            .param("owner", owner.to_string())
+            .param("nodes", nodes)
+            .param("at", storage(&change.at));
+            txn.run(create).await.map_err(map_err)?;
+            let link = query(
+                "UNWIND $edges AS edge MATCH (p:Notebook {id: edge.parent}), (c:Notebook {id: edge.child}) \
+                 CREATE (p)-[:PARENT_OF {created_at: datetime($at)}]->(c)",
+            )
+            .param("edges", edges)
+            .param("at", storage(&change.at));
+            txn.run(link).await.map_err(map_err)?;
+            let root = copies.get(&source.to_string()).cloned().ok_or(StoreError::NotFound)?;
+            let read = query(&format!("MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) {NOTEBOOK_RETURN}"))
+                .param("id", root.as_str());
+            let row = txn_rows(txn, read).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+            let mut copy = notebook_from_row(&row)?;
+            copy.name = name;
+            let rename = query("MATCH (n:Notebook {id: $id}) SET n.name = $name, n.search_text = $search")
+                .param("id", root.as_str())
+                .param("name", copy.name.as_str())
+                .param("search", notebook::search_text(&copy.name, copy.description.as_ref(), &copy.tags));
+            txn.run(rename).await.map_err(map_err)?;
+            let record = ChangeRecord::new(copy.id, "created", "create")
+                .with("name", copy.name.as_str())
+                .with("duplicated_from", source.to_string())
+                .with("notebooks_copied", rows.len());
+            record_change(txn, change, record).await?;
+            Ok(copy)
+        })
+        .await
+    }
+
     async fn get_deleted_notebook(&self, id: NotebookId) -> StoreResult<Notebook> {
         let q = query(&format!(
             "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) WHERE n.status = 'deleted' {NOTEBOOK_RETURN}"

@@ -551,6 +551,105 @@ impl NotebookStore for SqliteStore {
         Ok(())
     }
 
+    async fn duplicate_notebook(
+        &self,
+        source: NotebookId,
+        owner: UserId,
+        new_parent: Option<NotebookId>,
+        name: NotebookName,
+        max_depth: u32,
+        change: &Change,
+    ) -> StoreResult<Notebook> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        if live_depth(&mut tx, source).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let parent_depth = match new_parent {
+            Some(parent) => live_depth(&mut tx, parent).await?.ok_or(StoreError::NotFound)?,
+            None => 0,
+        };
+        // The live subtree, parents before children.
+        let rows = sqlx::query(
+            "WITH RECURSIVE subtree(id, parent, level) AS (SELECT ?1, NULL, 1 UNION ALL \
+             SELECT p.child_id, p.parent_id, s.level + 1 FROM parent_of p JOIN subtree s ON p.parent_id = s.id \
+             JOIN notebooks n ON n.id = p.child_id WHERE n.status != 'deleted') \
+             SELECT id, parent, level FROM subtree ORDER BY level",
+        )
+        .bind(source.to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let levels = rows.iter().map(|row| row.try_get::<i64, _>("level")).collect::<Result<Vec<_>, _>>();
+        let height = levels.map_err(map_err)?.into_iter().max().unwrap_or(1);
+        if i64::from(parent_depth) + height > i64::from(max_depth) {
+            return Err(StoreError::Conflict("depth".into()));
+        }
+        let at = time::to_storage(&change.at);
+        let mut copies: std::collections::HashMap<String, NotebookId> = std::collections::HashMap::new();
+        for row in &rows {
+            let old: String = row.try_get("id").map_err(map_err)?;
+            let old_parent: Option<String> = row.try_get("parent").map_err(map_err)?;
+            let copy = NotebookId::new();
+            let is_root = old_parent.is_none();
+            sqlx::query(
+                "INSERT INTO notebooks (id, name, description, visibility, status, compliance_settings, tags, \
+                 search_text, created_at, updated_at) SELECT ?1, CASE WHEN ?2 IS NULL THEN name ELSE ?2 END, \
+                 description, visibility, status, compliance_settings, tags, search_text, ?3, ?3 \
+                 FROM notebooks WHERE id = ?4",
+            )
+            .bind(copy.to_string())
+            .bind(is_root.then(|| name.as_str().to_owned()))
+            .bind(&at)
+            .bind(&old)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            sqlx::query("INSERT INTO owns (user_id, notebook_id, created_at) VALUES (?, ?, ?)")
+                .bind(owner.to_string())
+                .bind(copy.to_string())
+                .bind(&at)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let parent = match &old_parent {
+                None => new_parent,
+                Some(old_parent) => copies.get(old_parent).copied(),
+            };
+            if let Some(parent) = parent {
+                sqlx::query("INSERT INTO parent_of (child_id, parent_id, created_at) VALUES (?, ?, ?)")
+                    .bind(copy.to_string())
+                    .bind(parent.to_string())
+                    .bind(&at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            copies.insert(old, copy);
+        }
+        let root = copies.get(&source.to_string()).copied().ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ?"))
+            .bind(root.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let mut copy = notebook_from_row(&row)?;
+        copy.name = name;
+        let search = notebook::search_text(&copy.name, copy.description.as_ref(), &copy.tags);
+        sqlx::query("UPDATE notebooks SET search_text = ? WHERE id = ?")
+            .bind(search)
+            .bind(root.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let record = ChangeRecord::new(root, "created", "create")
+            .with("name", copy.name.as_str())
+            .with("duplicated_from", source.to_string())
+            .with("notebooks_copied", rows.len());
+        record_change(&mut tx, change, record).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(copy)
+    }
+
     async fn get_deleted_notebook(&self, id: NotebookId) -> StoreResult<Notebook> {
         let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status = 'deleted'"))
             .bind(id.to_string())

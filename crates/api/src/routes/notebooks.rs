@@ -899,3 +899,50 @@ pub async fn audit_log(
             .collect(),
     }))
 }
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicateRequest {
+    /// The copy's name; "<name> (copy)" when absent.
+    pub name: Option<String>,
+    /// Where to put the copy (write access needed); the root when absent.
+    pub parent_id: Option<String>,
+}
+
+/// Deep-copies a notebook you can read, with its live child notebooks, into a new
+/// tree you own. Sharing and activity are not copied.
+#[utoipa::path(
+    post,
+    path = "/api/v1/notebooks/{id}/duplicate",
+    tag = "notebooks",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    request_body = DuplicateRequest,
+    responses(
+        (status = 201, body = NotebookResponse),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "depth_exceeded", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn duplicate_notebook(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DuplicateRequest>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let mut problems = Problems::default();
+    let name = body.name.as_deref().and_then(|name| problems.check(NotebookName::parse(name)));
+    let parent =
+        body.parent_id.as_deref().and_then(|parent| problems.check(NotebookId::parse(parent).map_err(as_parent)));
+    problems.finish()?;
+    let copy = state.notebooks.duplicate(&caller, id, name, parent).await?;
+    let location = format!("/api/v1/notebooks/{}", copy.id);
+    let mut response = with_etag(StatusCode::CREATED, copy);
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
