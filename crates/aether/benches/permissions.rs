@@ -88,6 +88,7 @@ async fn main() {
                         visibility: Visibility::Private,
                         tags: vec![],
                         compliance_settings: Default::default(),
+                        is_template: false,
                         created_at: time::now(),
                     },
                     64,

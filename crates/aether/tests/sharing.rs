@@ -351,6 +351,65 @@ async fn readers_can_duplicate_into_their_own_tree() {
 }
 
 #[tokio::test]
+async fn templates_start_new_notebooks() {
+    let app = TestApp::spawn().await;
+    let author = actor(&app, "template-author", vec![Role::User]).await;
+    let user = actor(&app, "template-user", vec![Role::User]).await;
+    let template = create(
+        &app,
+        &author,
+        json!({"name": "Case file", "visibility": "public", "is_template": true, "tags": ["legal"]}),
+    )
+    .await;
+    assert_eq!(template["is_template"], true);
+    create(&app, &author, json!({"name": "Evidence", "parent_id": id(&template), "visibility": "public"})).await;
+    create(&app, &author, json!({"name": "Not a template", "visibility": "public"})).await;
+    let listed = names(&app, &user, "/api/v1/notebooks?scope=public&template=true&limit=100").await;
+    assert!(listed.contains(&"Case file".to_owned()) && !listed.contains(&"Not a template".to_owned()));
+
+    let response = call(
+        &app,
+        &user,
+        Method::POST,
+        "/api/v1/notebooks",
+        Some(json!({"name": "Smith v. Jones", "template_id": id(&template)})),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let case: Value = response.json().await.unwrap();
+    assert_eq!(case["name"], "Smith v. Jones");
+    assert_eq!(case["is_template"], false);
+    assert_eq!(case["tags"], json!(["legal"]));
+    assert_eq!(case["owner_id"], user.id.as_str());
+    assert_eq!(names(&app, &user, &format!("/api/v1/notebooks/{}/children", id(&case))).await, ["Evidence"]);
+
+    let plain = create(&app, &user, json!({"name": "Plain"})).await;
+    let not_template =
+        call(&app, &user, Method::POST, "/api/v1/notebooks", Some(json!({"name": "X", "template_id": id(&plain)})))
+            .await;
+    assert_problem(not_template, 422, "validation_failed").await;
+    let mixed = call(
+        &app,
+        &user,
+        Method::POST,
+        "/api/v1/notebooks",
+        Some(json!({"name": "X", "template_id": id(&template), "tags": ["x"]})),
+    )
+    .await;
+    assert_problem(mixed, 422, "validation_failed").await;
+    let promote = call(
+        &app,
+        &user,
+        Method::PUT,
+        &format!("/api/v1/notebooks/{}", id(&template)),
+        Some(json!({"is_template": false})),
+    )
+    .await;
+    assert_problem(promote, 403, "forbidden").await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn changes_leave_activity_and_audit_records() {
     let app = TestApp::spawn().await;
     let owner = actor(&app, "recorder", vec![Role::User]).await;

@@ -175,6 +175,9 @@ pub struct Notebook {
     pub updated_at: Timestamp,
     /// Incremented by every change; the API's `ETag`, checked against `If-Match`.
     pub version: u64,
+    /// A template: a tree others copy (duplicate) to start from. Copies are never
+    /// templates themselves.
+    pub is_template: bool,
 }
 
 /// Everything needed to create a notebook owned by `owner_id`.
@@ -188,6 +191,7 @@ pub struct NewNotebook {
     pub visibility: Visibility,
     pub tags: Vec<Tag>,
     pub compliance_settings: ComplianceSettings,
+    pub is_template: bool,
     pub created_at: Timestamp,
 }
 
@@ -200,6 +204,7 @@ pub struct NotebookPatch {
     pub status: Option<NotebookStatus>,
     pub tags: Option<Vec<Tag>>,
     pub compliance_settings: Option<ComplianceSettings>,
+    pub is_template: Option<bool>,
 }
 
 impl NotebookPatch {
@@ -217,6 +222,7 @@ pub fn changed_fields(patch: &NotebookPatch) -> Vec<&'static str> {
         ("status", patch.status.is_some()),
         ("tags", patch.tags.is_some()),
         ("compliance_settings", patch.compliance_settings.is_some()),
+        ("is_template", patch.is_template.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))
@@ -249,13 +255,15 @@ pub struct NotebookQuery {
     pub status: Option<NotebookStatus>,
     pub visibility: Option<Visibility>,
     pub tag: Option<Tag>,
+    /// Only templates (`Some(true)`) or only non-templates (`Some(false)`).
+    pub template: Option<bool>,
     pub order: SortOrder,
     pub page: crate::page::PageRequest,
 }
 
 impl NotebookQuery {
     pub fn new(scope: ListScope, page: crate::page::PageRequest) -> Self {
-        Self { scope, status: None, visibility: None, tag: None, order: SortOrder::default(), page }
+        Self { scope, status: None, visibility: None, tag: None, template: None, order: SortOrder::default(), page }
     }
 }
 

@@ -29,6 +29,9 @@ pub struct CreateNotebook {
     pub visibility: Visibility,
     pub tags: Vec<Tag>,
     pub compliance_settings: aether_domain::compliance::ComplianceSettings,
+    pub is_template: bool,
+    /// Start from a copy of this template (its fields and child notebooks).
+    pub template_id: Option<NotebookId>,
 }
 
 /// A validated update: the field changes plus, optionally, a new parent
@@ -106,6 +109,16 @@ impl NotebookService {
         if caller.has_role(aether_domain::user::Role::Viewer) && !caller.has_role(aether_domain::user::Role::Admin) {
             return Err(ServiceError::Forbidden("viewers cannot create notebooks"));
         }
+        if let Some(template) = request.template_id {
+            let (source, _) = self.get(caller, template).await?;
+            if !source.is_template {
+                return Err(ServiceError::Validation(aether_domain::ValidationError::new(
+                    "template_id",
+                    "is not a template",
+                )));
+            }
+            return self.duplicate(caller, template, Some(request.name), request.parent_id).await;
+        }
         if let Some(parent) = request.parent_id {
             self.require(caller, parent, Permission::Write).await?;
         }
@@ -118,6 +131,7 @@ impl NotebookService {
             visibility: request.visibility,
             tags: request.tags,
             compliance_settings: request.compliance_settings,
+            is_template: request.is_template,
             created_at: time::now(),
         };
         let notebook =
@@ -158,8 +172,10 @@ impl NotebookService {
     /// or the parent needs admin access (and write access to the new parent).
     pub async fn update(&self, caller: &Principal, id: NotebookId, update: UpdateNotebook) -> ServiceResult<Notebook> {
         let patch = update.patch;
-        let needs_admin =
-            patch.visibility.is_some() || patch.compliance_settings.is_some() || update.parent_id.is_some();
+        let needs_admin = patch.visibility.is_some()
+            || patch.compliance_settings.is_some()
+            || patch.is_template.is_some()
+            || update.parent_id.is_some();
         self.require(caller, id, if needs_admin { Permission::Admin } else { Permission::Write }).await?;
         if let Some(Some(parent)) = update.parent_id {
             self.require(caller, parent, Permission::Write).await?;

@@ -77,6 +77,7 @@ fn new_notebook(owner: UserId, name: &str) -> NewNotebook {
         visibility: Visibility::Private,
         tags: vec![],
         compliance_settings: ComplianceSettings::default(),
+        is_template: false,
         created_at: time::now(),
     }
 }
@@ -772,6 +773,13 @@ pub async fn listings_filter_and_sort(store: &dyn Store) {
     assert_eq!(ids(store.list_notebooks(alpha.clone()).await.unwrap()), [third.id, first.id]);
     let active_alpha = NotebookQuery { status: Some(NotebookStatus::Active), ..alpha };
     assert_eq!(ids(store.list_notebooks(active_alpha).await.unwrap()), [first.id]);
+    let make_template = NotebookPatch { is_template: Some(true), ..NotebookPatch::default() };
+    let template = store.update_notebook(second.id, make_template, None, &Change::system(time::now())).await.unwrap();
+    assert!(template.is_template);
+    let templates = NotebookQuery { template: Some(true), ..owned.clone() };
+    assert_eq!(ids(store.list_notebooks(templates).await.unwrap()), [second.id]);
+    let plain = NotebookQuery { template: Some(false), ..owned.clone() };
+    assert_eq!(ids(store.list_notebooks(plain).await.unwrap()), [third.id, first.id]);
 
     let everyone = store.list_notebooks(NotebookQuery::new(ListScope::Public, PageRequest::default())).await.unwrap();
     assert!(everyone.items.iter().all(|notebook| notebook.visibility == Visibility::Public));
@@ -865,6 +873,7 @@ pub async fn notebooks_are_duplicated_deeply(store: &dyn Store) {
     let copier = store.create_user(new_user("copier")).await.unwrap();
     let now = || Change::system(time::now());
     let mut root = new_notebook(owner.id, "Original");
+    root.is_template = true;
     root.description = Some(Description::parse("with a description").unwrap());
     root.tags = Tag::parse_list(&["kept"]).unwrap();
     let root = store.create_notebook(root, MAX_DEPTH, &now()).await.unwrap();
@@ -885,6 +894,7 @@ pub async fn notebooks_are_duplicated_deeply(store: &dyn Store) {
     assert_eq!(copy.description, root.description);
     assert_eq!(copy.tags, root.tags);
     assert_eq!(copy.version, 1);
+    assert!(!copy.is_template, "a copy of a template is a plain notebook");
     assert_eq!(store.get_notebook(copy.id).await.unwrap(), copy);
     let children = store.list_children(copy.id, false, PageRequest::default()).await.unwrap();
     assert_eq!(

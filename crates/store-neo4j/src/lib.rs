@@ -202,7 +202,7 @@ const NOTEBOOK_RETURN: &str = "WITH n, owner OPTIONAL MATCH (parent:Notebook)-[:
      coalesce(n.tags, []) AS tags, n.compliance_settings AS compliance_settings, \
      n.document_count AS document_count, n.total_size_bytes AS total_size_bytes, \
      toString(n.created_at) AS created_at, toString(n.updated_at) AS updated_at, \
-     coalesce(n.version, 1) AS version";
+     coalesce(n.version, 1) AS version, coalesce(n.is_template, false) AS is_template";
 
 #[derive(Deserialize)]
 struct NotebookRecord {
@@ -220,6 +220,7 @@ struct NotebookRecord {
     created_at: String,
     updated_at: String,
     version: i64,
+    is_template: bool,
 }
 
 fn notebook_from_row(row: &Row) -> StoreResult<Notebook> {
@@ -247,6 +248,7 @@ fn notebook_from_row(row: &Row) -> StoreResult<Notebook> {
         created_at: ts(&record.created_at)?,
         updated_at: ts(&record.updated_at)?,
         version: u64::try_from(record.version).map_err(|_| corrupt("version"))?,
+        is_template: record.is_template,
     })
 }
 
@@ -436,7 +438,7 @@ impl NotebookStore for Neo4jStore {
              CREATE (n:Notebook {{id: $id, name: $name, description: $description, visibility: $visibility, \
              status: 'active', compliance_settings: $settings, document_count: 0, total_size_bytes: 0, \
              tags: $tags, search_text: $search_text, created_at: datetime($at), updated_at: datetime($at), \
-             version: 1}}) \
+             version: 1, is_template: $is_template}}) \
              CREATE (owner)-[:OWNS {{created_at: datetime($at)}}]->(n) \
              FOREACH (p IN CASE WHEN parent IS NULL THEN [] ELSE [parent] END | \
                CREATE (p)-[:PARENT_OF {{created_at: datetime($at)}}]->(n)) {NOTEBOOK_RETURN}"
@@ -450,6 +452,7 @@ impl NotebookStore for Neo4jStore {
             .param("settings", settings_json(&new.compliance_settings))
             .param("tags", tag_names(&new.tags))
             .param("search_text", notebook::search_text(&new.name, new.description.as_ref(), &new.tags))
+            .param("is_template", new.is_template)
             .param("at", storage(&new.created_at));
             let row = txn_rows(txn, q).await?.into_iter().next().ok_or(StoreError::NotFound)?;
             let notebook = notebook_from_row(&row)?;
@@ -490,12 +493,14 @@ impl NotebookStore for Neo4jStore {
         let q = query(&format!(
             "{scope} WITH n, owner WHERE n.status <> 'deleted' AND ($status IS NULL OR n.status = $status) \
              AND ($visibility IS NULL OR n.visibility = $visibility) AND ($tag IS NULL OR $tag IN n.tags) \
+             AND ($template IS NULL OR coalesce(n.is_template, false) = $template) \
              AND ($after IS NULL OR n.id {compare} $after) {NOTEBOOK_RETURN} ORDER BY n.id {direction} LIMIT $limit"
         ))
         .param("user", user.map(|user| user.to_string()))
         .param("status", request.status.map(|status| status.as_str()))
         .param("visibility", request.visibility.map(|visibility| visibility.as_str()))
         .param("tag", request.tag.as_ref().map(|tag| tag.as_str().to_owned()))
+        .param("template", request.template)
         .param("after", after_param(&request.page))
         .param("limit", limit_param(&request.page));
         let notebooks = self.rows(q).await?.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
@@ -539,12 +544,15 @@ impl NotebookStore for Neo4jStore {
             if let Some(settings) = patch.compliance_settings {
                 notebook.compliance_settings = settings;
             }
+            if let Some(is_template) = patch.is_template {
+                notebook.is_template = is_template;
+            }
             notebook.updated_at = at;
             notebook.version += 1;
             let write = query(
                 "MATCH (n:Notebook {id: $id}) SET n.name = $name, n.description = $description, \
              n.visibility = $visibility, n.status = $status, n.tags = $tags, \
-             n.compliance_settings = $settings, n.search_text = $search_text, \
+             n.compliance_settings = $settings, n.search_text = $search_text, n.is_template = $is_template, \
              n.version = coalesce(n.version, 1) + 1",
             )
             .param("id", id.to_string())
@@ -554,6 +562,7 @@ impl NotebookStore for Neo4jStore {
             .param("status", notebook.status.as_str())
             .param("tags", tag_names(&notebook.tags))
             .param("settings", settings_json(&notebook.compliance_settings))
+            .param("is_template", notebook.is_template)
             .param("search_text", notebook::search_text(&notebook.name, notebook.description.as_ref(), &notebook.tags));
             txn.run(write).await.map_err(map_err)?;
             record_change(txn, change, record).await?;
@@ -652,7 +661,7 @@ impl NotebookStore for Neo4jStore {
             let create = query(
                 "MATCH (owner:User {id: $owner}) UNWIND $nodes AS item MATCH (src:Notebook {id: item.old}) \
                  CREATE (c:Notebook) SET c = src {.*, id: item.new, created_at: datetime($at), \
-                 updated_at: datetime($at), version: 1, document_count: 0, total_size_bytes: 0} \
+                 updated_at: datetime($at), version: 1, document_count: 0, total_size_bytes: 0, is_template: false} \
                  CREATE (owner)-[:OWNS {created_at: datetime($at)}]->(c)",
             )
             .param("owner", owner.to_string())

@@ -137,6 +137,7 @@ fn notebook_from_row(row: &SqliteRow) -> StoreResult<Notebook> {
     let total_size_bytes: i64 = row.try_get("total_size_bytes").map_err(map_err)?;
     let version: i64 = row.try_get("version").map_err(map_err)?;
     Ok(Notebook {
+        is_template: row.try_get("is_template").map_err(map_err)?,
         version: u64::try_from(version).map_err(|_| corrupt("version"))?,
         id: NotebookId::parse(&id).map_err(|_| corrupt("notebook id"))?,
         owner_id: UserId::parse(&owner_id).map_err(|_| corrupt("owner id"))?,
@@ -181,7 +182,7 @@ macro_rules! notebook_filters {
     () => {
         "n.status != 'deleted' AND (?2 IS NULL OR n.status = ?2) AND (?3 IS NULL OR n.visibility = ?3) \
          AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(n.tags) WHERE json_each.value = ?4)) \
-         AND (?6 IS NULL OR (?5 AND n.id > ?6) OR (NOT ?5 AND n.id < ?6)) \
+         AND (?6 IS NULL OR (?5 AND n.id > ?6) OR (NOT ?5 AND n.id < ?6)) AND (?8 IS NULL OR n.is_template = ?8) \
          ORDER BY CASE WHEN ?5 THEN n.id END ASC, CASE WHEN NOT ?5 THEN n.id END DESC LIMIT ?7"
     };
 }
@@ -190,7 +191,7 @@ macro_rules! notebook_select {
     () => {
         "SELECT n.id, o.user_id AS owner_id, po.parent_id, n.name, n.description, n.visibility, \
          n.status, n.tags, n.compliance_settings, n.document_count, n.total_size_bytes, n.created_at, \
-         n.updated_at, n.version FROM notebooks n JOIN owns o ON o.notebook_id = n.id \
+         n.updated_at, n.version, n.is_template FROM notebooks n JOIN owns o ON o.notebook_id = n.id \
          LEFT JOIN parent_of po ON po.child_id = n.id"
     };
 }
@@ -376,7 +377,7 @@ impl NotebookStore for SqliteStore {
         let created_at = time::to_storage(&new.created_at);
         sqlx::query(
             "INSERT INTO notebooks (id, name, description, visibility, status, compliance_settings, tags, \
-             search_text, created_at, updated_at) VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?)",
+             search_text, created_at, updated_at, is_template) VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?)",
         )
         .bind(new.id.to_string())
         .bind(new.name.as_str())
@@ -387,6 +388,7 @@ impl NotebookStore for SqliteStore {
         .bind(notebook::search_text(&new.name, new.description.as_ref(), &new.tags))
         .bind(&created_at)
         .bind(&created_at)
+        .bind(new.is_template)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -427,6 +429,7 @@ impl NotebookStore for SqliteStore {
             created_at: new.created_at,
             updated_at: new.created_at,
             version: 1,
+            is_template: new.is_template,
         })
     }
 
@@ -472,6 +475,7 @@ impl NotebookStore for SqliteStore {
             .bind(query.order == SortOrder::OldestFirst)
             .bind(query.page.after.map(|id| id.hyphenated().to_string()))
             .bind(i64::from(query.page.limit.get()) + 1)
+            .bind(query.template)
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
@@ -499,7 +503,8 @@ impl NotebookStore for SqliteStore {
         apply_patch(&mut notebook, patch, at);
         sqlx::query(
             "UPDATE notebooks SET name = ?, description = ?, visibility = ?, status = ?, tags = ?, \
-             compliance_settings = ?, search_text = ?, updated_at = ?, version = version + 1 WHERE id = ?",
+             compliance_settings = ?, search_text = ?, is_template = ?, updated_at = ?, version = version + 1 \
+             WHERE id = ?",
         )
         .bind(notebook.name.as_str())
         .bind(notebook.description.as_ref().map(Description::as_str))
@@ -508,6 +513,7 @@ impl NotebookStore for SqliteStore {
         .bind(tags_json(&notebook.tags))
         .bind(settings_json(&notebook.compliance_settings))
         .bind(notebook::search_text(&notebook.name, notebook.description.as_ref(), &notebook.tags))
+        .bind(notebook.is_template)
         .bind(time::to_storage(&at))
         .bind(id.to_string())
         .execute(&mut *tx)
@@ -1102,6 +1108,9 @@ fn apply_patch(notebook: &mut Notebook, patch: NotebookPatch, at: Timestamp) {
     }
     if let Some(settings) = patch.compliance_settings {
         notebook.compliance_settings = settings;
+    }
+    if let Some(is_template) = patch.is_template {
+        notebook.is_template = is_template;
     }
     notebook.updated_at = at;
     notebook.version += 1;

@@ -44,6 +44,8 @@ pub struct NotebookResponse {
     pub updated_at: DateTime<Utc>,
     /// Incremented by every change; also the `ETag` header. Send it back in `If-Match`.
     pub version: u64,
+    /// Templates are notebooks others copy to start from (`template_id` on create).
+    pub is_template: bool,
 }
 
 impl From<Notebook> for NotebookResponse {
@@ -63,6 +65,7 @@ impl From<Notebook> for NotebookResponse {
             created_at: notebook.created_at,
             updated_at: notebook.updated_at,
             version: notebook.version,
+            is_template: notebook.is_template,
         }
     }
 }
@@ -89,6 +92,11 @@ pub struct CreateNotebookRequest {
     /// `{pii_detection, redaction_mode: none|mask|remove, retention_days, allowed_content_types, hipaa_mode}`.
     #[schema(value_type = Option<Object>)]
     pub compliance_settings: Option<serde_json::Value>,
+    /// Make this notebook a template.
+    pub is_template: Option<bool>,
+    /// Create a copy of this template (its fields and child notebooks) instead;
+    /// only `name` and `parent_id` may accompany it.
+    pub template_id: Option<String>,
 }
 
 /// A partial update: fields present are replaced, absent ones kept; `description: null` clears it.
@@ -111,6 +119,8 @@ pub struct UpdateNotebookRequest {
     /// `{pii_detection, redaction_mode: none|mask|remove, retention_days, allowed_content_types, hipaa_mode}`.
     #[schema(value_type = Option<Object>)]
     pub compliance_settings: Option<serde_json::Value>,
+    /// Needs admin access.
+    pub is_template: Option<bool>,
 }
 
 /// Collects every field's validation failure, so a client fixes them in one round.
@@ -147,6 +157,21 @@ impl CreateNotebookRequest {
         };
         let tags = problems.check(Tag::parse_list(self.tags.as_deref().unwrap_or_default()));
         let parent_id = self.parent_id.as_deref().map(|id| problems.check(NotebookId::parse(id).map_err(as_parent)));
+        let template_id = self.template_id.as_deref().and_then(|id| {
+            problems.check(NotebookId::parse(id).map_err(|_| ValidationError::new("template_id", "must be a UUID")))
+        });
+        if self.template_id.is_some()
+            && (self.description.is_some()
+                || self.visibility.is_some()
+                || self.tags.is_some()
+                || self.compliance_settings.is_some()
+                || self.is_template.is_some())
+        {
+            problems.check::<()>(Err(ValidationError::new(
+                "template_id",
+                "only name and parent_id may accompany a template; the rest comes from it",
+            )));
+        }
         let compliance = self.compliance_settings.map(|value| problems.check(ComplianceSettings::parse(value)));
         problems.finish()?;
         match (name, description, visibility, tags) {
@@ -157,6 +182,8 @@ impl CreateNotebookRequest {
                 visibility,
                 tags,
                 compliance_settings: compliance.flatten().unwrap_or_default(),
+                is_template: self.is_template.unwrap_or(false),
+                template_id,
             }),
             _ => Err(ApiError::internal()),
         }
@@ -195,6 +222,7 @@ impl UpdateNotebookRequest {
             compliance_settings: self
                 .compliance_settings
                 .and_then(|value| problems.check(ComplianceSettings::parse(value))),
+            is_template: self.is_template,
         };
         problems.finish()?;
         if patch.is_empty() && parent_id.is_none() {
@@ -256,6 +284,8 @@ pub struct ListQuery {
     pub tag: Option<String>,
     /// `newest` (default) or `oldest`.
     pub sort: Option<String>,
+    /// `true`: only templates; `false`: only regular notebooks.
+    pub template: Option<bool>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
@@ -301,7 +331,7 @@ pub async fn list_notebooks(
     problems.finish()?;
     let page = PageQuery { limit: query.limit, cursor: query.cursor }.parse()?;
     let (Some(scope), Some(order)) = (scope, order) else { return Err(ApiError::internal()) };
-    let request = NotebookQuery { scope, status, visibility, tag, order, page };
+    let request = NotebookQuery { scope, status, visibility, tag, template: query.template, order, page };
     let page = state.notebooks.list(request).await?;
     Ok(Json(NotebookPage {
         next_cursor: page.next_after.map(encode_cursor),
