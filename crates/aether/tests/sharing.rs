@@ -409,6 +409,65 @@ async fn templates_start_new_notebooks() {
     app.shutdown().await;
 }
 
+async fn bulk(app: &TestApp, who: &Actor, body: Value) -> reqwest::Response {
+    call(app, who, Method::POST, "/api/v1/notebooks/bulk", Some(body)).await
+}
+
+#[tokio::test]
+async fn bulk_requests_are_all_or_nothing() {
+    let app = TestApp::spawn().await;
+    let owner = actor(&app, "bulk-owner", vec![Role::User]).await;
+    let writer = actor(&app, "bulk-writer", vec![Role::User]).await;
+    let a = create(&app, &owner, json!({"name": "A"})).await;
+    let b = create(&app, &owner, json!({"name": "B"})).await;
+    let theirs = create(&app, &writer, json!({"name": "Theirs"})).await;
+    call(
+        &app,
+        &owner,
+        Method::PUT,
+        &format!("/api/v1/notebooks/{}/permissions", id(&a)),
+        Some(json!({"user_id": writer.id, "permission": "write"})),
+    )
+    .await;
+
+    let response = bulk(&app, &owner, json!({"ids": [id(&a), id(&b)], "action": "tag", "tags": ["q4"]})).await;
+    assert_eq!(response.status(), 200);
+    let page: Value = response.json().await.unwrap();
+    assert!(page["items"].as_array().unwrap().iter().all(|n| n["tags"] == json!(["q4"])));
+    // The writer may archive A but not B: nothing changes.
+    assert_problem(bulk(&app, &writer, json!({"ids": [id(&a), id(&b)], "action": "archive"})).await, 404, "not_found")
+        .await;
+    let a_now: Value =
+        call(&app, &owner, Method::GET, &format!("/api/v1/notebooks/{}", id(&a)), None).await.json().await.unwrap();
+    assert_eq!(a_now["status"], "active");
+    // Moving needs admin access to each notebook.
+    assert_problem(
+        bulk(&app, &writer, json!({"ids": [id(&a), id(&theirs)], "action": "move", "parent_id": null})).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let moved = bulk(&app, &owner, json!({"ids": [id(&b)], "action": "move", "parent_id": id(&a)})).await;
+    assert_eq!(moved.status(), 200);
+    assert_problem(bulk(&app, &owner, json!({"ids": [id(&a)], "action": "delete"})).await, 409, "has_children").await;
+    let invalid = bulk(&app, &owner, json!({"ids": [id(&a), id(&a)], "action": "explode"})).await;
+    let problem = assert_problem(invalid, 422, "validation_failed").await;
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        status(
+            &app,
+            &owner,
+            Method::POST,
+            "/api/v1/notebooks/bulk",
+            Some(json!({"ids": [id(&a)], "action": "delete", "cascade": true}))
+        )
+        .await,
+        200
+    );
+    assert_eq!(status(&app, &owner, Method::GET, &format!("/api/v1/notebooks/{}", id(&b)), None).await, 404);
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn changes_leave_activity_and_audit_records() {
     let app = TestApp::spawn().await;

@@ -213,6 +213,50 @@ impl NotebookPatch {
     }
 }
 
+/// One action applied to several notebooks at once, all or nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BulkAction {
+    /// Move under `parent` (or to the root).
+    Move {
+        parent: Option<NotebookId>,
+    },
+    /// Add these tags to each notebook's own.
+    Tag(Vec<Tag>),
+    /// Remove these tags where present.
+    Untag(Vec<Tag>),
+    Archive,
+    Unarchive,
+    /// Soft-delete; with `cascade`, subtrees too.
+    Delete {
+        cascade: bool,
+    },
+}
+
+impl BulkAction {
+    /// The patch this action makes to `current` (not for `Move` and `Delete`, which
+    /// are structural). `Conflict("tags")` when a notebook would carry too many tags.
+    pub fn patch_for(&self, current: &Notebook) -> Result<NotebookPatch, crate::StoreError> {
+        let mut patch = NotebookPatch::default();
+        match self {
+            BulkAction::Tag(tags) => {
+                let mut merged = current.tags.clone();
+                merged.extend(tags.iter().filter(|tag| !current.tags.contains(tag)).cloned());
+                if merged.len() > Tag::MAX_PER_NOTEBOOK {
+                    return Err(crate::StoreError::Conflict("tags".into()));
+                }
+                patch.tags = Some(merged);
+            }
+            BulkAction::Untag(tags) => {
+                patch.tags = Some(current.tags.iter().filter(|tag| !tags.contains(tag)).cloned().collect());
+            }
+            BulkAction::Archive => patch.status = Some(NotebookStatus::Archived),
+            BulkAction::Unarchive => patch.status = Some(NotebookStatus::Active),
+            BulkAction::Move { .. } | BulkAction::Delete { .. } => {}
+        }
+        Ok(patch)
+    }
+}
+
 /// The names of the fields a patch changes, for the activity record.
 pub fn changed_fields(patch: &NotebookPatch) -> Vec<&'static str> {
     [

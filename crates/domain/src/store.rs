@@ -8,7 +8,7 @@ use crate::StoreError;
 use crate::access::{ChainLink, CollaborationStatus, Permission};
 use crate::activity::{ActivityEvent, AuditEntry, Change};
 use crate::id::{NotebookId, TokenFamilyId, UserId};
-use crate::notebook::{ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery};
+use crate::notebook::{BulkAction, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery};
 use crate::page::{Page, PageRequest};
 use crate::time::Timestamp;
 use crate::user::{LocalCredentials, NewUser, User, UserPatch, Username};
@@ -76,6 +76,16 @@ pub trait NotebookStore: Send + Sync {
         max_depth: u32,
         change: &Change,
     ) -> StoreResult<Notebook>;
+    /// Applies `action` to every notebook in `ids` in one transaction: all succeed or
+    /// none does (the first failure is returned). Returns the updated notebooks,
+    /// none for `Delete`.
+    async fn bulk_update(
+        &self,
+        ids: &[NotebookId],
+        action: &BulkAction,
+        max_depth: u32,
+        change: &Change,
+    ) -> StoreResult<Vec<Notebook>>;
     /// A soft-deleted notebook; `NotFound` when it is missing or not deleted.
     async fn get_deleted_notebook(&self, id: NotebookId) -> StoreResult<Notebook>;
     /// Brings a soft-deleted notebook back (not its deleted descendants), as a new

@@ -12,7 +12,7 @@ use aether_domain::activity::{ActivityEvent, AuditEntry};
 use aether_domain::auth::Principal;
 use aether_domain::id::{NotebookId, UserId};
 use aether_domain::notebook::{
-    Description, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag, Visibility,
+    BulkAction, Description, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag, Visibility,
 };
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{Collaboration, Store};
@@ -249,6 +249,39 @@ impl NotebookService {
             .map_err(|error| structure_error(error, self.max_depth))?;
         tracing::info!(source = %id, copy = %copy.id, "duplicated notebook");
         Ok(copy)
+    }
+
+    /// Applies one action to up to 100 notebooks, all or nothing. Each notebook is
+    /// checked first (admin access to move or delete, write access otherwise; write
+    /// access to a new parent), so that a refusal names no notebook the caller may
+    /// not see and changes nothing.
+    pub async fn bulk(
+        &self,
+        caller: &Principal,
+        ids: &[NotebookId],
+        action: &BulkAction,
+    ) -> ServiceResult<Vec<Notebook>> {
+        let needed = match action {
+            BulkAction::Move { .. } | BulkAction::Delete { .. } => Permission::Admin,
+            _ => Permission::Write,
+        };
+        for &id in ids {
+            self.require(caller, id, needed).await?;
+        }
+        if let BulkAction::Move { parent: Some(parent) } = action {
+            self.require(caller, *parent, Permission::Write).await?;
+        }
+        let updated =
+            self.store.bulk_update(ids, action, self.max_depth, &caller.change()).await.map_err(
+                |error| match error {
+                    StoreError::Conflict(rule) if rule == "tags" => {
+                        rejected("too_many_tags", "A notebook would carry more than 50 tags.")
+                    }
+                    other => structure_error(other, self.max_depth),
+                },
+            )?;
+        tracing::info!(count = ids.len(), ?action, "bulk notebook update");
+        Ok(updated)
     }
 
     /// Restores a deleted notebook. Allowed to its owner, to global administrators,

@@ -14,8 +14,8 @@ use aether_domain::activity::Change;
 use aether_domain::compliance::{ComplianceSettings, RedactionMode};
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::notebook::{
-    Description, ListScope, NewNotebook, NotebookName, NotebookPatch, NotebookQuery, NotebookStatus, SortOrder, Tag,
-    Visibility,
+    BulkAction, Description, ListScope, NewNotebook, NotebookName, NotebookPatch, NotebookQuery, NotebookStatus,
+    SortOrder, Tag, Visibility,
 };
 use aether_domain::page::{Limit, PageRequest};
 use aether_domain::store::{Collaboration, NewRefreshToken, RefreshOutcome, Store};
@@ -38,6 +38,7 @@ pub async fn run_all(store: &dyn Store) {
     deleted_notebooks_can_be_restored(store).await;
     every_change_is_recorded(store).await;
     notebooks_are_duplicated_deeply(store).await;
+    bulk_updates_are_all_or_nothing(store).await;
     refresh_tokens_rotate_once_and_detect_reuse(store).await;
     concurrent_rotation_spends_a_token_once(store).await;
     expired_refresh_tokens_are_refused_and_purged(store).await;
@@ -930,4 +931,54 @@ pub async fn notebooks_are_duplicated_deeply(store: &dyn Store) {
         store.duplicate_notebook(root.id, copier.id, Some(NotebookId::new()), name, MAX_DEPTH, &now()).await,
         Err(StoreError::NotFound)
     ));
+}
+
+pub async fn bulk_updates_are_all_or_nothing(store: &dyn Store) {
+    let owner = store.create_user(new_user("bulk")).await.unwrap();
+    let now = || Change::by(owner.id, time::now());
+    let mut a = new_notebook(owner.id, "A");
+    a.tags = Tag::parse_list(&["old"]).unwrap();
+    let a = store.create_notebook(a, MAX_DEPTH, &now()).await.unwrap();
+    let b = store.create_notebook(new_notebook(owner.id, "B"), MAX_DEPTH, &now()).await.unwrap();
+    let c = store.create_notebook(new_notebook(owner.id, "C"), MAX_DEPTH, &now()).await.unwrap();
+    let home = store.create_notebook(new_notebook(owner.id, "Home"), MAX_DEPTH, &now()).await.unwrap();
+    let tags = |names: &[&str]| Tag::parse_list(names).unwrap();
+
+    let tagged = store.bulk_update(&[a.id, b.id], &BulkAction::Tag(tags(&["new"])), MAX_DEPTH, &now()).await.unwrap();
+    assert_eq!(tagged.iter().map(|n| n.tags.clone()).collect::<Vec<_>>(), [tags(&["old", "new"]), tags(&["new"])]);
+    store.bulk_update(&[a.id], &BulkAction::Untag(tags(&["old"])), MAX_DEPTH, &now()).await.unwrap();
+    assert_eq!(store.get_notebook(a.id).await.unwrap().tags, tags(&["new"]));
+    let archived = store.bulk_update(&[a.id, b.id], &BulkAction::Archive, MAX_DEPTH, &now()).await.unwrap();
+    assert!(archived.iter().all(|n| n.status == NotebookStatus::Archived));
+    store.bulk_update(&[a.id, b.id], &BulkAction::Unarchive, MAX_DEPTH, &now()).await.unwrap();
+    assert_eq!(store.get_notebook(b.id).await.unwrap().status, NotebookStatus::Active);
+    let moved =
+        store.bulk_update(&[a.id, b.id], &BulkAction::Move { parent: Some(home.id) }, MAX_DEPTH, &now()).await.unwrap();
+    assert!(moved.iter().all(|n| n.parent_id == Some(home.id)));
+
+    // C would move, Home would close a cycle under A: neither moves.
+    match store.bulk_update(&[c.id, home.id], &BulkAction::Move { parent: Some(a.id) }, MAX_DEPTH, &now()).await {
+        Err(StoreError::Conflict(rule)) => assert_eq!(rule, "cycle"),
+        other => panic!("expected Conflict(cycle), got {other:?}"),
+    }
+    assert_eq!(store.get_notebook(c.id).await.unwrap().parent_id, None, "the batch rolled back");
+    // C would be deleted, Home has children: neither is.
+    match store.bulk_update(&[c.id, home.id], &BulkAction::Delete { cascade: false }, MAX_DEPTH, &now()).await {
+        Err(StoreError::Conflict(rule)) => assert_eq!(rule, "children"),
+        other => panic!("expected Conflict(children), got {other:?}"),
+    }
+    assert!(store.get_notebook(c.id).await.is_ok(), "the batch rolled back");
+    let activity_before = store.list_activity(c.id, PageRequest::default()).await.unwrap().items.len();
+    assert_eq!(activity_before, 1, "a rolled-back batch leaves no record");
+    assert!(matches!(
+        store.bulk_update(&[c.id, NotebookId::new()], &BulkAction::Archive, MAX_DEPTH, &now()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.get_notebook(c.id).await.unwrap().status, NotebookStatus::Active);
+    let deleted =
+        store.bulk_update(&[c.id, home.id], &BulkAction::Delete { cascade: true }, MAX_DEPTH, &now()).await.unwrap();
+    assert!(deleted.is_empty());
+    for id in [a.id, b.id, c.id, home.id] {
+        assert!(matches!(store.get_notebook(id).await, Err(StoreError::NotFound)));
+    }
 }

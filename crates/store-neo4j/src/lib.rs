@@ -18,8 +18,8 @@ use aether_domain::activity::{ActivityEvent, AuditEntry, Change, ChangeRecord};
 use aether_domain::compliance::ComplianceSettings;
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::notebook::{
-    self, Description, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, NotebookStatus,
-    SortOrder, Tag, Visibility,
+    self, BulkAction, Description, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery,
+    NotebookStatus, SortOrder, Tag, Visibility,
 };
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{
@@ -514,87 +514,38 @@ impl NotebookStore for Neo4jStore {
         expected_version: Option<u64>,
         change: &Change,
     ) -> StoreResult<Notebook> {
-        let at = change.at;
-        let record = ChangeRecord::new(id, "updated", "update").with("fields", notebook::changed_fields(&patch));
         in_txn(&self.graph, async move |txn: &mut Txn| {
-            let lock = query(&format!(
-                "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) WHERE n.status <> 'deleted' \
-             SET n.updated_at = datetime($at) {NOTEBOOK_RETURN}"
-            ))
-            .param("id", id.to_string())
-            .param("at", storage(&at));
-            let row = txn_rows(txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
-            let mut notebook = notebook_from_row(&row)?;
-            check_version(&notebook, expected_version)?;
-            if let Some(name) = patch.name {
-                notebook.name = name;
+            update_in(txn, id, |_| Ok(patch), expected_version, change).await
+        })
+        .await
+    }
+
+    async fn bulk_update(
+        &self,
+        ids: &[NotebookId],
+        action: &BulkAction,
+        max_depth: u32,
+        change: &Change,
+    ) -> StoreResult<Vec<Notebook>> {
+        // One transaction for the whole batch: the first failure rolls back all.
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+            let mut updated = Vec::with_capacity(ids.len());
+            for &id in ids {
+                match action {
+                    BulkAction::Move { parent } => {
+                        updated.push(move_in(txn, id, *parent, None, max_depth, change).await?);
+                    }
+                    BulkAction::Delete { cascade } => soft_delete_in(txn, id, *cascade, change).await?,
+                    other => updated.push(update_in(txn, id, |current| other.patch_for(current), None, change).await?),
+                }
             }
-            if let Some(description) = patch.description {
-                notebook.description = description;
-            }
-            if let Some(visibility) = patch.visibility {
-                notebook.visibility = visibility;
-            }
-            if let Some(status) = patch.status {
-                notebook.status = status;
-            }
-            if let Some(tags) = patch.tags {
-                notebook.tags = tags;
-            }
-            if let Some(settings) = patch.compliance_settings {
-                notebook.compliance_settings = settings;
-            }
-            if let Some(is_template) = patch.is_template {
-                notebook.is_template = is_template;
-            }
-            notebook.updated_at = at;
-            notebook.version += 1;
-            let write = query(
-                "MATCH (n:Notebook {id: $id}) SET n.name = $name, n.description = $description, \
-             n.visibility = $visibility, n.status = $status, n.tags = $tags, \
-             n.compliance_settings = $settings, n.search_text = $search_text, n.is_template = $is_template, \
-             n.version = coalesce(n.version, 1) + 1",
-            )
-            .param("id", id.to_string())
-            .param("name", notebook.name.as_str())
-            .param("description", notebook.description.as_ref().map(|d| d.as_str().to_owned()))
-            .param("visibility", notebook.visibility.as_str())
-            .param("status", notebook.status.as_str())
-            .param("tags", tag_names(&notebook.tags))
-            .param("settings", settings_json(&notebook.compliance_settings))
-            .param("is_template", notebook.is_template)
-            .param("search_text", notebook::search_text(&notebook.name, notebook.description.as_ref(), &notebook.tags));
-            txn.run(write).await.map_err(map_err)?;
-            record_change(txn, change, record).await?;
-            Ok(notebook)
+            Ok(updated)
         })
         .await
     }
 
     async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, change: &Change) -> StoreResult<()> {
-        let at = change.at;
-        in_txn(&self.graph, async move |txn: &mut Txn| {
-        if lock_live(txn, id, &at).await?.is_none() {
-            return Err(StoreError::NotFound);
-        }
-        let count = query(
-            "MATCH (:Notebook {id: $id})-[:PARENT_OF]->(c:Notebook) WHERE c.status <> 'deleted' RETURN count(c) AS count",
-        )
-        .param("id", id.to_string());
-        let live_children: i64 = single_value(txn, count, "count").await?;
-        if live_children > 0 && !cascade {
-            return Err(StoreError::Conflict("children".into()));
-        }
-        let delete = query(
-            "MATCH (:Notebook {id: $id})-[:PARENT_OF*0..]->(d:Notebook) WHERE d.status <> 'deleted' \
-             SET d.status = 'deleted', d.updated_at = datetime($at), d.version = coalesce(d.version, 1) + 1",
-        )
-        .param("id", id.to_string())
-        .param("at", storage(&at));
-        txn.run(delete).await.map_err(map_err)?;
-        record_change(txn, change, ChangeRecord::new(id, "deleted", "delete").with("cascade", cascade)).await?;
-        Ok(())
-        }).await
+        in_txn(&self.graph, async move |txn: &mut Txn| soft_delete_in(txn, id, cascade, change).await).await
     }
 
     async fn duplicate_notebook(
@@ -778,60 +729,8 @@ impl NotebookStore for Neo4jStore {
         max_depth: u32,
         change: &Change,
     ) -> StoreResult<Notebook> {
-        let at = change.at;
         in_txn(&self.graph, async move |txn: &mut Txn| {
-            let version = lock_live(txn, id, &at).await?.ok_or(StoreError::NotFound)?;
-            if expected_version.is_some_and(|expected| expected != version) {
-                return Err(StoreError::Conflict("version".into()));
-            }
-            // Locking the new parent's whole ancestor chain serialises concurrent moves
-            // that could otherwise close a cycle between them.
-            let parent_depth = match new_parent {
-                None => 0,
-                Some(parent) => {
-                    let chain = lock_chain(txn, parent).await?;
-                    if chain.is_empty() {
-                        return Err(StoreError::NotFound);
-                    }
-                    if chain.contains(&id.to_string()) {
-                        return Err(StoreError::Conflict("cycle".into()));
-                    }
-                    chain.len() as u64
-                }
-            };
-            let height = query(
-                "MATCH path = (:Notebook {id: $id})-[:PARENT_OF*0..]->(d:Notebook) WHERE d.status <> 'deleted' \
-             RETURN max(length(path)) + 1 AS height",
-            )
-            .param("id", id.to_string());
-            let height: i64 = single_value(txn, height, "height").await?;
-            if parent_depth + u64::try_from(height).unwrap_or(u64::MAX) > u64::from(max_depth) {
-                return Err(StoreError::Conflict("depth".into()));
-            }
-            let detach = query(
-                "MATCH (n:Notebook {id: $id}) SET n.version = coalesce(n.version, 1) + 1 \
-             WITH n OPTIONAL MATCH (:Notebook)-[r:PARENT_OF]->(n) DELETE r",
-            )
-            .param("id", id.to_string());
-            txn.run(detach).await.map_err(map_err)?;
-            if let Some(parent) = new_parent {
-                let attach = query(
-                    "MATCH (p:Notebook {id: $parent}), (n:Notebook {id: $id}) \
-                 CREATE (p)-[:PARENT_OF {created_at: datetime($at)}]->(n)",
-                )
-                .param("parent", parent.to_string())
-                .param("id", id.to_string())
-                .param("at", storage(&at));
-                txn.run(attach).await.map_err(map_err)?;
-            }
-            let read = query(&format!("MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) {NOTEBOOK_RETURN}"))
-                .param("id", id.to_string());
-            let row = txn_rows(txn, read).await?.into_iter().next().ok_or(StoreError::NotFound)?;
-            let notebook = notebook_from_row(&row)?;
-            let record =
-                ChangeRecord::new(id, "moved", "update").with("parent_id", new_parent.map(|parent| parent.to_string()));
-            record_change(txn, change, record).await?;
-            Ok(notebook)
+            move_in(txn, id, new_parent, expected_version, max_depth, change).await
         })
         .await
     }
@@ -967,6 +866,164 @@ impl ActivityStore for Neo4jStore {
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(Page::from_overfetch(entries, page.limit, |entry| entry.id))
     }
+}
+
+/// Reads (under the node's lock), checks and patches one live notebook inside the
+/// caller's transaction. `patch_of` sees the current state, so relative changes
+/// (adding tags) apply to what is stored, not to what a client last read.
+async fn update_in(
+    txn: &mut Txn,
+    id: NotebookId,
+    patch_of: impl FnOnce(&Notebook) -> StoreResult<NotebookPatch>,
+    expected_version: Option<u64>,
+    change: &Change,
+) -> StoreResult<Notebook> {
+    let at = change.at;
+
+    let lock = query(&format!(
+        "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) WHERE n.status <> 'deleted' \
+             SET n.updated_at = datetime($at) {NOTEBOOK_RETURN}"
+    ))
+    .param("id", id.to_string())
+    .param("at", storage(&at));
+    let row = txn_rows(txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+    let mut notebook = notebook_from_row(&row)?;
+    check_version(&notebook, expected_version)?;
+    let patch = patch_of(&notebook)?;
+    let record = ChangeRecord::new(id, "updated", "update").with("fields", notebook::changed_fields(&patch));
+    if let Some(name) = patch.name {
+        notebook.name = name;
+    }
+    if let Some(description) = patch.description {
+        notebook.description = description;
+    }
+    if let Some(visibility) = patch.visibility {
+        notebook.visibility = visibility;
+    }
+    if let Some(status) = patch.status {
+        notebook.status = status;
+    }
+    if let Some(tags) = patch.tags {
+        notebook.tags = tags;
+    }
+    if let Some(settings) = patch.compliance_settings {
+        notebook.compliance_settings = settings;
+    }
+    if let Some(is_template) = patch.is_template {
+        notebook.is_template = is_template;
+    }
+    notebook.updated_at = at;
+    notebook.version += 1;
+    let write = query(
+        "MATCH (n:Notebook {id: $id}) SET n.name = $name, n.description = $description, \
+             n.visibility = $visibility, n.status = $status, n.tags = $tags, \
+             n.compliance_settings = $settings, n.search_text = $search_text, n.is_template = $is_template, \
+             n.version = coalesce(n.version, 1) + 1",
+    )
+    .param("id", id.to_string())
+    .param("name", notebook.name.as_str())
+    .param("description", notebook.description.as_ref().map(|d| d.as_str().to_owned()))
+    .param("visibility", notebook.visibility.as_str())
+    .param("status", notebook.status.as_str())
+    .param("tags", tag_names(&notebook.tags))
+    .param("settings", settings_json(&notebook.compliance_settings))
+    .param("is_template", notebook.is_template)
+    .param("search_text", notebook::search_text(&notebook.name, notebook.description.as_ref(), &notebook.tags));
+    txn.run(write).await.map_err(map_err)?;
+    record_change(txn, change, record).await?;
+    Ok(notebook)
+}
+
+/// Soft-deletes one live notebook (with `cascade`, its subtree) inside the
+/// caller's transaction.
+async fn soft_delete_in(txn: &mut Txn, id: NotebookId, cascade: bool, change: &Change) -> StoreResult<()> {
+    let at = change.at;
+
+    if lock_live(txn, id, &at).await?.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    let count = query(
+        "MATCH (:Notebook {id: $id})-[:PARENT_OF]->(c:Notebook) WHERE c.status <> 'deleted' RETURN count(c) AS count",
+    )
+    .param("id", id.to_string());
+    let live_children: i64 = single_value(txn, count, "count").await?;
+    if live_children > 0 && !cascade {
+        return Err(StoreError::Conflict("children".into()));
+    }
+    let delete = query(
+        "MATCH (:Notebook {id: $id})-[:PARENT_OF*0..]->(d:Notebook) WHERE d.status <> 'deleted' \
+             SET d.status = 'deleted', d.updated_at = datetime($at), d.version = coalesce(d.version, 1) + 1",
+    )
+    .param("id", id.to_string())
+    .param("at", storage(&at));
+    txn.run(delete).await.map_err(map_err)?;
+    record_change(txn, change, ChangeRecord::new(id, "deleted", "delete").with("cascade", cascade)).await?;
+    Ok(())
+}
+
+/// Re-parents one live notebook inside the caller's transaction.
+async fn move_in(
+    txn: &mut Txn,
+    id: NotebookId,
+    new_parent: Option<NotebookId>,
+    expected_version: Option<u64>,
+    max_depth: u32,
+    change: &Change,
+) -> StoreResult<Notebook> {
+    let at = change.at;
+
+    let version = lock_live(txn, id, &at).await?.ok_or(StoreError::NotFound)?;
+    if expected_version.is_some_and(|expected| expected != version) {
+        return Err(StoreError::Conflict("version".into()));
+    }
+    // Locking the new parent's whole ancestor chain serialises concurrent moves
+    // that could otherwise close a cycle between them.
+    let parent_depth = match new_parent {
+        None => 0,
+        Some(parent) => {
+            let chain = lock_chain(txn, parent).await?;
+            if chain.is_empty() {
+                return Err(StoreError::NotFound);
+            }
+            if chain.contains(&id.to_string()) {
+                return Err(StoreError::Conflict("cycle".into()));
+            }
+            chain.len() as u64
+        }
+    };
+    let height = query(
+        "MATCH path = (:Notebook {id: $id})-[:PARENT_OF*0..]->(d:Notebook) WHERE d.status <> 'deleted' \
+             RETURN max(length(path)) + 1 AS height",
+    )
+    .param("id", id.to_string());
+    let height: i64 = single_value(txn, height, "height").await?;
+    if parent_depth + u64::try_from(height).unwrap_or(u64::MAX) > u64::from(max_depth) {
+        return Err(StoreError::Conflict("depth".into()));
+    }
+    let detach = query(
+        "MATCH (n:Notebook {id: $id}) SET n.version = coalesce(n.version, 1) + 1 \
+             WITH n OPTIONAL MATCH (:Notebook)-[r:PARENT_OF]->(n) DELETE r",
+    )
+    .param("id", id.to_string());
+    txn.run(detach).await.map_err(map_err)?;
+    if let Some(parent) = new_parent {
+        let attach = query(
+            "MATCH (p:Notebook {id: $parent}), (n:Notebook {id: $id}) \
+                 CREATE (p)-[:PARENT_OF {created_at: datetime($at)}]->(n)",
+        )
+        .param("parent", parent.to_string())
+        .param("id", id.to_string())
+        .param("at", storage(&at));
+        txn.run(attach).await.map_err(map_err)?;
+    }
+    let read = query(&format!("MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) {NOTEBOOK_RETURN}"))
+        .param("id", id.to_string());
+    let row = txn_rows(txn, read).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+    let notebook = notebook_from_row(&row)?;
+    let record =
+        ChangeRecord::new(id, "moved", "update").with("parent_id", new_parent.map(|parent| parent.to_string()));
+    record_change(txn, change, record).await?;
+    Ok(notebook)
 }
 
 /// Takes the write lock of a notebook and reports whether it is live. The status is

@@ -15,8 +15,8 @@ use aether_domain::activity::{ActivityEvent, AuditEntry, Change, ChangeRecord};
 use aether_domain::compliance::ComplianceSettings;
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::notebook::{
-    self, Description, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, NotebookStatus,
-    SortOrder, Tag, Visibility,
+    self, BulkAction, Description, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery,
+    NotebookStatus, SortOrder, Tag, Visibility,
 };
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{
@@ -490,71 +490,42 @@ impl NotebookStore for SqliteStore {
         expected_version: Option<u64>,
         change: &Change,
     ) -> StoreResult<Notebook> {
-        let at = change.at;
-        let record = ChangeRecord::new(id, "updated", "update").with("fields", notebook::changed_fields(&patch));
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status != 'deleted'"))
-            .bind(id.to_string())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let mut notebook = notebook_from_row(&row)?;
-        check_version(&notebook, expected_version)?;
-        apply_patch(&mut notebook, patch, at);
-        sqlx::query(
-            "UPDATE notebooks SET name = ?, description = ?, visibility = ?, status = ?, tags = ?, \
-             compliance_settings = ?, search_text = ?, is_template = ?, updated_at = ?, version = version + 1 \
-             WHERE id = ?",
-        )
-        .bind(notebook.name.as_str())
-        .bind(notebook.description.as_ref().map(Description::as_str))
-        .bind(notebook.visibility.as_str())
-        .bind(notebook.status.as_str())
-        .bind(tags_json(&notebook.tags))
-        .bind(settings_json(&notebook.compliance_settings))
-        .bind(notebook::search_text(&notebook.name, notebook.description.as_ref(), &notebook.tags))
-        .bind(notebook.is_template)
-        .bind(time::to_storage(&at))
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        record_change(&mut tx, change, record).await?;
+        let notebook = update_in(&mut tx, id, |_| Ok(patch), expected_version, change).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(notebook)
     }
 
     async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, change: &Change) -> StoreResult<()> {
-        let at = change.at;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        if live_depth(&mut tx, id).await?.is_none() {
-            return Err(StoreError::NotFound);
+        soft_delete_in(&mut tx, id, cascade, change).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn bulk_update(
+        &self,
+        ids: &[NotebookId],
+        action: &BulkAction,
+        max_depth: u32,
+        change: &Change,
+    ) -> StoreResult<Vec<Notebook>> {
+        // One transaction for the whole batch: the first failure rolls back all.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let mut updated = Vec::with_capacity(ids.len());
+        for &id in ids {
+            match action {
+                BulkAction::Move { parent } => {
+                    updated.push(move_in(&mut tx, id, *parent, None, max_depth, change).await?);
+                }
+                BulkAction::Delete { cascade } => soft_delete_in(&mut tx, id, *cascade, change).await?,
+                other => {
+                    let notebook = update_in(&mut tx, id, |current| other.patch_for(current), None, change).await?;
+                    updated.push(notebook);
+                }
+            }
         }
-        let live_children: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM parent_of p JOIN notebooks n ON n.id = p.child_id \
-             WHERE p.parent_id = ? AND n.status != 'deleted'",
-        )
-        .bind(id.to_string())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if live_children > 0 && !cascade {
-            return Err(StoreError::Conflict("children".into()));
-        }
-        sqlx::query(
-            "WITH RECURSIVE subtree(id) AS (SELECT ?1 UNION ALL \
-             SELECT p.child_id FROM parent_of p JOIN subtree s ON p.parent_id = s.id) \
-             UPDATE notebooks SET status = 'deleted', updated_at = ?2, version = version + 1 \
-             WHERE id IN (SELECT id FROM subtree) AND status != 'deleted'",
-        )
-        .bind(id.to_string())
-        .bind(time::to_storage(&at))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        record_change(&mut tx, change, ChangeRecord::new(id, "deleted", "delete").with("cascade", cascade)).await?;
         tx.commit().await.map_err(map_err)?;
-        Ok(())
+        Ok(updated)
     }
 
     async fn duplicate_notebook(
@@ -763,76 +734,170 @@ impl NotebookStore for SqliteStore {
         max_depth: u32,
         change: &Change,
     ) -> StoreResult<Notebook> {
-        let at = change.at;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        let current = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status != 'deleted'"))
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .ok_or(StoreError::NotFound)?;
-        check_version(&notebook_from_row(&current)?, expected_version)?;
-        let parent_depth = match new_parent {
-            None => 0,
-            Some(parent) => {
-                let ancestors: Vec<String> = sqlx::query_scalar(
-                    "WITH RECURSIVE chain(id) AS (SELECT ?1 UNION ALL \
-                     SELECT p.parent_id FROM parent_of p JOIN chain c ON p.child_id = c.id) SELECT id FROM chain",
-                )
-                .bind(parent.to_string())
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map_err)?;
-                if ancestors.contains(&id.to_string()) {
-                    return Err(StoreError::Conflict("cycle".into()));
-                }
-                live_depth(&mut tx, parent).await?.ok_or(StoreError::NotFound)?
-            }
-        };
-        let height: i64 = sqlx::query_scalar(
-            "WITH RECURSIVE subtree(id, level) AS (SELECT ?1, 1 UNION ALL \
-             SELECT p.child_id, s.level + 1 FROM parent_of p JOIN subtree s ON p.parent_id = s.id \
-             JOIN notebooks n ON n.id = p.child_id WHERE n.status != 'deleted') SELECT MAX(level) FROM subtree",
-        )
+        let notebook = move_in(&mut tx, id, new_parent, expected_version, max_depth, change).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(notebook)
+    }
+}
+
+/// Reads, checks and patches one live notebook inside the caller's transaction.
+/// `patch_of` sees the current state, so that relative changes (adding tags) apply
+/// to what is stored, not to what a client last read.
+async fn update_in(
+    tx: &mut sqlx::SqliteConnection,
+    id: NotebookId,
+    patch_of: impl FnOnce(&Notebook) -> StoreResult<NotebookPatch>,
+    expected_version: Option<u64>,
+    change: &Change,
+) -> StoreResult<Notebook> {
+    let at = change.at;
+    let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status != 'deleted'"))
         .bind(id.to_string())
         .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
-        if i64::from(parent_depth) + height > i64::from(max_depth) {
-            return Err(StoreError::Conflict("depth".into()));
-        }
-        sqlx::query("DELETE FROM parent_of WHERE child_id = ?")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if let Some(parent) = new_parent {
-            sqlx::query("INSERT INTO parent_of (child_id, parent_id, created_at) VALUES (?, ?, ?)")
-                .bind(id.to_string())
-                .bind(parent.to_string())
-                .bind(time::to_storage(&at))
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-        sqlx::query("UPDATE notebooks SET updated_at = ?, version = version + 1 WHERE id = ?")
-            .bind(time::to_storage(&at))
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ?"))
-            .bind(id.to_string())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let notebook = notebook_from_row(&row)?;
-        let record =
-            ChangeRecord::new(id, "moved", "update").with("parent_id", new_parent.map(|parent| parent.to_string()));
-        record_change(&mut tx, change, record).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(notebook)
+    let mut notebook = notebook_from_row(&row)?;
+    check_version(&notebook, expected_version)?;
+    let patch = patch_of(&notebook)?;
+    let record = ChangeRecord::new(id, "updated", "update").with("fields", notebook::changed_fields(&patch));
+    apply_patch(&mut notebook, patch, at);
+    sqlx::query(
+        "UPDATE notebooks SET name = ?, description = ?, visibility = ?, status = ?, tags = ?, \
+             compliance_settings = ?, search_text = ?, is_template = ?, updated_at = ?, version = version + 1 \
+             WHERE id = ?",
+    )
+    .bind(notebook.name.as_str())
+    .bind(notebook.description.as_ref().map(Description::as_str))
+    .bind(notebook.visibility.as_str())
+    .bind(notebook.status.as_str())
+    .bind(tags_json(&notebook.tags))
+    .bind(settings_json(&notebook.compliance_settings))
+    .bind(notebook::search_text(&notebook.name, notebook.description.as_ref(), &notebook.tags))
+    .bind(notebook.is_template)
+    .bind(time::to_storage(&at))
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    record_change(&mut *tx, change, record).await?;
+    Ok(notebook)
+}
+
+/// Soft-deletes one live notebook (with `cascade`, its subtree) inside the
+/// caller's transaction.
+async fn soft_delete_in(
+    tx: &mut sqlx::SqliteConnection,
+    id: NotebookId,
+    cascade: bool,
+    change: &Change,
+) -> StoreResult<()> {
+    let at = change.at;
+    if live_depth(&mut *tx, id).await?.is_none() {
+        return Err(StoreError::NotFound);
     }
+    let live_children: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM parent_of p JOIN notebooks n ON n.id = p.child_id \
+             WHERE p.parent_id = ? AND n.status != 'deleted'",
+    )
+    .bind(id.to_string())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    if live_children > 0 && !cascade {
+        return Err(StoreError::Conflict("children".into()));
+    }
+    sqlx::query(
+        "WITH RECURSIVE subtree(id) AS (SELECT ?1 UNION ALL \
+             SELECT p.child_id FROM parent_of p JOIN subtree s ON p.parent_id = s.id) \
+             UPDATE notebooks SET status = 'deleted', updated_at = ?2, version = version + 1 \
+             WHERE id IN (SELECT id FROM subtree) AND status != 'deleted'",
+    )
+    .bind(id.to_string())
+    .bind(time::to_storage(&at))
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    record_change(&mut *tx, change, ChangeRecord::new(id, "deleted", "delete").with("cascade", cascade)).await?;
+    Ok(())
+}
+
+/// Re-parents one live notebook inside the caller's transaction.
+async fn move_in(
+    tx: &mut sqlx::SqliteConnection,
+    id: NotebookId,
+    new_parent: Option<NotebookId>,
+    expected_version: Option<u64>,
+    max_depth: u32,
+    change: &Change,
+) -> StoreResult<Notebook> {
+    let at = change.at;
+    let current = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status != 'deleted'"))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound)?;
+    check_version(&notebook_from_row(&current)?, expected_version)?;
+    let parent_depth = match new_parent {
+        None => 0,
+        Some(parent) => {
+            let ancestors: Vec<String> = sqlx::query_scalar(
+                "WITH RECURSIVE chain(id) AS (SELECT ?1 UNION ALL \
+                     SELECT p.parent_id FROM parent_of p JOIN chain c ON p.child_id = c.id) SELECT id FROM chain",
+            )
+            .bind(parent.to_string())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if ancestors.contains(&id.to_string()) {
+                return Err(StoreError::Conflict("cycle".into()));
+            }
+            live_depth(&mut *tx, parent).await?.ok_or(StoreError::NotFound)?
+        }
+    };
+    let height: i64 = sqlx::query_scalar(
+        "WITH RECURSIVE subtree(id, level) AS (SELECT ?1, 1 UNION ALL \
+             SELECT p.child_id, s.level + 1 FROM parent_of p JOIN subtree s ON p.parent_id = s.id \
+             JOIN notebooks n ON n.id = p.child_id WHERE n.status != 'deleted') SELECT MAX(level) FROM subtree",
+    )
+    .bind(id.to_string())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    if i64::from(parent_depth) + height > i64::from(max_depth) {
+        return Err(StoreError::Conflict("depth".into()));
+    }
+    sqlx::query("DELETE FROM parent_of WHERE child_id = ?")
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    if let Some(parent) = new_parent {
+        sqlx::query("INSERT INTO parent_of (child_id, parent_id, created_at) VALUES (?, ?, ?)")
+            .bind(id.to_string())
+            .bind(parent.to_string())
+            .bind(time::to_storage(&at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+    }
+    sqlx::query("UPDATE notebooks SET updated_at = ?, version = version + 1 WHERE id = ?")
+        .bind(time::to_storage(&at))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ?"))
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let notebook = notebook_from_row(&row)?;
+    let record =
+        ChangeRecord::new(id, "moved", "update").with("parent_id", new_parent.map(|parent| parent.to_string()));
+    record_change(&mut *tx, change, record).await?;
+    Ok(notebook)
 }
 
 /// The depth of a live notebook (a root is 1), or `None` when it is missing or deleted.

@@ -43,6 +43,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(notebooks::list_children))
         .routes(routes!(notebooks::restore_notebook))
         .routes(routes!(notebooks::duplicate_notebook))
+        .routes(routes!(notebooks::bulk_update))
         .routes(routes!(notebooks::notebook_activity))
         .routes(routes!(notebooks::audit_log))
         .routes(routes!(notebooks::share_notebook))

@@ -6,8 +6,8 @@ use aether_domain::access::{Access, CollaborationStatus, Permission};
 use aether_domain::compliance::ComplianceSettings;
 use aether_domain::id::NotebookId;
 use aether_domain::id::UserId;
+use aether_domain::notebook::{BulkAction, ListScope, NotebookQuery, SortOrder};
 use aether_domain::notebook::{Description, Notebook, NotebookName, NotebookPatch, NotebookStatus, Tag, Visibility};
-use aether_domain::notebook::{ListScope, NotebookQuery, SortOrder};
 use aether_domain::store::Collaboration;
 use aether_services::notebooks::{AccessReport, CreateNotebook, UpdateNotebook};
 use axum::Json;
@@ -975,4 +975,85 @@ pub async fn duplicate_notebook(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// 1–100 notebook ids, each once.
+    pub ids: Option<Vec<String>>,
+    /// `move`, `tag`, `untag`, `archive`, `unarchive` or `delete`.
+    pub action: Option<String>,
+    /// For `move`: the new parent, or `null` for the root.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub parent_id: Option<Option<String>>,
+    /// For `tag` and `untag`.
+    pub tags: Option<Vec<String>>,
+    /// For `delete`: delete subtrees too.
+    pub cascade: Option<bool>,
+}
+
+/// Applies one action to several notebooks in one all-or-nothing request: if any
+/// notebook cannot be changed, none is.
+#[utoipa::path(
+    post,
+    path = "/api/v1/notebooks/bulk",
+    tag = "notebooks",
+    security(("bearer" = [])),
+    request_body = BulkRequest,
+    responses(
+        (status = 200, description = "The changed notebooks (none for delete)", body = NotebookPage),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn bulk_update(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    ApiJson(body): ApiJson<BulkRequest>,
+) -> Result<Json<NotebookPage>, ApiError> {
+    let mut problems = Problems::default();
+    let ids = match body.ids.as_deref() {
+        Some(ids) if !ids.is_empty() && ids.len() <= 100 => {
+            let parsed: Vec<NotebookId> = ids.iter().filter_map(|id| problems.check(NotebookId::parse(id))).collect();
+            let mut unique = parsed.clone();
+            unique.sort();
+            unique.dedup();
+            if unique.len() != parsed.len() {
+                problems.check::<()>(Err(ValidationError::new("ids", "must not repeat an id")));
+            }
+            parsed
+        }
+        _ => {
+            problems.check::<()>(Err(ValidationError::new("ids", "must list 1 to 100 notebook ids")));
+            Vec::new()
+        }
+    };
+    let tags = |problems: &mut Problems| match body.tags.as_deref() {
+        Some(tags) if !tags.is_empty() => problems.check(Tag::parse_list(tags)),
+        _ => problems.check(Err(ValidationError::new("tags", "is required for tag and untag"))),
+    };
+    let action = match body.action.as_deref() {
+        Some("move") => match &body.parent_id {
+            None => problems.check(Err(ValidationError::new("parent_id", "is required for move (null for the root)"))),
+            Some(None) => Some(BulkAction::Move { parent: None }),
+            Some(Some(id)) => {
+                problems.check(NotebookId::parse(id).map_err(as_parent)).map(|id| BulkAction::Move { parent: Some(id) })
+            }
+        },
+        Some("tag") => tags(&mut problems).map(BulkAction::Tag),
+        Some("untag") => tags(&mut problems).map(BulkAction::Untag),
+        Some("archive") => Some(BulkAction::Archive),
+        Some("unarchive") => Some(BulkAction::Unarchive),
+        Some("delete") => Some(BulkAction::Delete { cascade: body.cascade.unwrap_or(false) }),
+        _ => problems
+            .check(Err(ValidationError::new("action", "must be move, tag, untag, archive, unarchive or delete"))),
+    };
+    problems.finish()?;
+    let Some(action) = action else { return Err(ApiError::internal()) };
+    let updated = state.notebooks.bulk(&caller, &ids, &action).await?;
+    Ok(Json(NotebookPage { items: updated.into_iter().map(NotebookResponse::from).collect(), next_cursor: None }))
 }
