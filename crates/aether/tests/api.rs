@@ -460,7 +460,13 @@ async fn listings_filter_sort_and_scope() {
     assert_eq!(names(token.clone(), "?visibility=public").await, ["Two"]);
     let public = names(other.clone(), "?scope=public&limit=100").await;
     assert!(public.contains(&"Two".to_owned()) && !public.contains(&"One".to_owned()));
-    assert!(names(other, "").await.is_empty());
+    assert!(names(other.clone(), "").await.is_empty());
+    let tags: Value =
+        app.client.get(app.url("/api/v1/tags")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(tags["items"], json!([{"name": "x", "usage_count": 2}, {"name": "y", "usage_count": 1}]));
+    let theirs: Value =
+        app.client.get(app.url("/api/v1/tags")).bearer_auth(&other).send().await.unwrap().json().await.unwrap();
+    assert_eq!(theirs["items"], json!([]), "another user's private tags stay private");
     let bad = app
         .client
         .get(app.url("/api/v1/notebooks?scope=all&sort=name&status=deleted"))

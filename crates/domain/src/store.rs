@@ -8,7 +8,7 @@ use crate::StoreError;
 use crate::access::{ChainLink, CollaborationStatus, Permission};
 use crate::activity::{ActivityEvent, AuditEntry, Change};
 use crate::id::{NotebookId, TokenFamilyId, UserId};
-use crate::notebook::{BulkAction, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery};
+use crate::notebook::{BulkAction, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use crate::page::{Page, PageRequest};
 use crate::time::Timestamp;
 use crate::user::{LocalCredentials, NewUser, User, UserPatch, Username};
@@ -86,6 +86,10 @@ pub trait NotebookStore: Send + Sync {
         max_depth: u32,
         change: &Change,
     ) -> StoreResult<Vec<Notebook>>;
+    /// Tags with the number of live notebooks carrying them (through `TAGGED_WITH`):
+    /// among `owner`'s notebooks, or among public ones when `owner` is `None`. Most
+    /// used first.
+    async fn tag_usage(&self, owner: Option<UserId>, limit: u32) -> StoreResult<Vec<(Tag, u64)>>;
     /// A soft-deleted notebook; `NotFound` when it is missing or not deleted.
     async fn get_deleted_notebook(&self, id: NotebookId) -> StoreResult<Notebook>;
     /// Brings a soft-deleted notebook back (not its deleted descendants), as a new

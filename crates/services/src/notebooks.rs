@@ -284,6 +284,13 @@ impl NotebookService {
         Ok(updated)
     }
 
+    /// Tag usage among the caller's own notebooks (`public == false`) or among public
+    /// notebooks: never counts that would reveal others' private notebooks.
+    pub async fn tags(&self, caller: &Principal, public: bool, limit: u32) -> ServiceResult<Vec<(Tag, u64)>> {
+        let owner = (!public).then_some(caller.user_id);
+        Ok(self.store.tag_usage(owner, limit).await?)
+    }
+
     /// Restores a deleted notebook. Allowed to its owner, to global administrators,
     /// and to admins of its (live) parent; to anyone else it does not exist.
     pub async fn restore(&self, caller: &Principal, id: NotebookId) -> ServiceResult<Notebook> {

@@ -39,6 +39,7 @@ pub async fn run_all(store: &dyn Store) {
     every_change_is_recorded(store).await;
     notebooks_are_duplicated_deeply(store).await;
     bulk_updates_are_all_or_nothing(store).await;
+    tags_are_counted_through_tagged_with(store).await;
     refresh_tokens_rotate_once_and_detect_reuse(store).await;
     concurrent_rotation_spends_a_token_once(store).await;
     expired_refresh_tokens_are_refused_and_purged(store).await;
@@ -981,4 +982,38 @@ pub async fn bulk_updates_are_all_or_nothing(store: &dyn Store) {
     for id in [a.id, b.id, c.id, home.id] {
         assert!(matches!(store.get_notebook(id).await, Err(StoreError::NotFound)));
     }
+}
+
+pub async fn tags_are_counted_through_tagged_with(store: &dyn Store) {
+    let owner = store.create_user(new_user("tagger")).await.unwrap();
+    let now = || Change::by(owner.id, time::now());
+    let tags = |names: &[&str]| Tag::parse_list(names).unwrap();
+    let mut first = new_notebook(owner.id, "First");
+    first.tags = tags(&["alpha", "beta"]);
+    let first = store.create_notebook(first, MAX_DEPTH, &now()).await.unwrap();
+    let mut second = new_notebook(owner.id, "Second");
+    second.tags = tags(&["alpha"]);
+    let second = store.create_notebook(second, MAX_DEPTH, &now()).await.unwrap();
+    let usage =
+        |pairs: Vec<(Tag, u64)>| pairs.into_iter().map(|(tag, n)| (tag.as_str().to_owned(), n)).collect::<Vec<_>>();
+    assert_eq!(
+        usage(store.tag_usage(Some(owner.id), 10).await.unwrap()),
+        [("alpha".to_owned(), 2), ("beta".to_owned(), 1)]
+    );
+    let retag = NotebookPatch { tags: Some(tags(&["gamma"])), ..NotebookPatch::default() };
+    store.update_notebook(first.id, retag, None, &now()).await.unwrap();
+    assert_eq!(
+        usage(store.tag_usage(Some(owner.id), 10).await.unwrap()),
+        [("alpha".to_owned(), 1), ("gamma".to_owned(), 1)],
+        "TAGGED_WITH follows the tags list"
+    );
+    store.soft_delete_notebook(second.id, false, &now()).await.unwrap();
+    assert_eq!(
+        usage(store.tag_usage(Some(owner.id), 10).await.unwrap()),
+        [("gamma".to_owned(), 1)],
+        "deleted notebooks do not count"
+    );
+    assert_eq!(store.tag_usage(Some(owner.id), 1).await.unwrap().len(), 1);
+    let publics = store.tag_usage(None, 100).await.unwrap();
+    assert!(!publics.iter().any(|(tag, _)| tag.as_str() == "gamma"), "private notebooks' tags are not public");
 }

@@ -460,6 +460,7 @@ impl NotebookStore for Neo4jStore {
             if let Some(parent) = notebook.parent_id {
                 record = record.with("parent_id", parent.to_string());
             }
+            sync_tags(txn, vec![notebook.id.to_string()], change).await?;
             record_change(txn, change, record).await?;
             Ok(notebook)
         })
@@ -641,10 +642,33 @@ impl NotebookStore for Neo4jStore {
                 .with("name", copy.name.as_str())
                 .with("duplicated_from", source.to_string())
                 .with("notebooks_copied", rows.len());
+            sync_tags(txn, copies.values().cloned().collect(), change).await?;
             record_change(txn, change, record).await?;
             Ok(copy)
         })
         .await
+    }
+
+    async fn tag_usage(&self, owner: Option<UserId>, limit: u32) -> StoreResult<Vec<(Tag, u64)>> {
+        let q = query(
+            "MATCH (o:User)-[:OWNS]->(n:Notebook)-[:TAGGED_WITH]->(t:Tag) WHERE n.status <> 'deleted' \
+             AND (($owner IS NOT NULL AND o.id = $owner) OR ($owner IS NULL AND n.visibility = 'public')) \
+             RETURN t.name AS name, count(n) AS usage ORDER BY usage DESC, name LIMIT $limit",
+        )
+        .param("owner", owner.map(|owner| owner.to_string()))
+        .param("limit", i64::from(limit));
+        self.rows(q)
+            .await?
+            .iter()
+            .map(|row| {
+                let name: String = row.get("name").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let usage: i64 = row.get("usage").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((
+                    Tag::parse(&name).map_err(|_| corrupt("tag"))?,
+                    u64::try_from(usage).map_err(|_| corrupt("usage"))?,
+                ))
+            })
+            .collect()
     }
 
     async fn get_deleted_notebook(&self, id: NotebookId) -> StoreResult<Notebook> {
@@ -734,6 +758,27 @@ impl NotebookStore for Neo4jStore {
         })
         .await
     }
+}
+
+/// Brings the notebooks' `TAGGED_WITH` relationships in step with their `tags`
+/// lists, creating `(:Tag)` nodes as needed.
+async fn sync_tags(txn: &mut Txn, ids: Vec<String>, change: &Change) -> StoreResult<()> {
+    let detach = query(
+        "UNWIND $ids AS id MATCH (n:Notebook {id: id})-[r:TAGGED_WITH]->(t:Tag) \
+         WHERE NOT t.name IN coalesce(n.tags, []) DELETE r",
+    )
+    .param("ids", ids.clone());
+    txn.run(detach).await.map_err(map_err)?;
+    let attach = query(
+        "UNWIND $ids AS id MATCH (n:Notebook {id: id}) UNWIND coalesce(n.tags, []) AS name \
+         MERGE (t:Tag {name: name}) ON CREATE SET t.created_at = datetime($at) \
+         MERGE (n)-[r:TAGGED_WITH]->(t) ON CREATE SET r.tagged_at = datetime($at), r.tagged_by = $actor",
+    )
+    .param("ids", ids)
+    .param("at", storage(&change.at))
+    .param("actor", change.actor.map(|actor| actor.to_string()));
+    txn.run(attach).await.map_err(map_err)?;
+    Ok(())
 }
 
 /// Writes the activity event and the audit entry of a change, in its transaction:
@@ -930,6 +975,7 @@ async fn update_in(
     .param("is_template", notebook.is_template)
     .param("search_text", notebook::search_text(&notebook.name, notebook.description.as_ref(), &notebook.tags));
     txn.run(write).await.map_err(map_err)?;
+    sync_tags(txn, vec![id.to_string()], change).await?;
     record_change(txn, change, record).await?;
     Ok(notebook)
 }

@@ -412,6 +412,7 @@ impl NotebookStore for SqliteStore {
         if let Some(parent) = new.parent_id {
             record = record.with("parent_id", parent.to_string());
         }
+        sync_tags(&mut tx, new.id, change).await?;
         record_change(&mut tx, change, record).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(Notebook {
@@ -622,9 +623,37 @@ impl NotebookStore for SqliteStore {
             .with("name", copy.name.as_str())
             .with("duplicated_from", source.to_string())
             .with("notebooks_copied", rows.len());
+        for copy in copies.values() {
+            sync_tags(&mut tx, *copy, change).await?;
+        }
         record_change(&mut tx, change, record).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(copy)
+    }
+
+    async fn tag_usage(&self, owner: Option<UserId>, limit: u32) -> StoreResult<Vec<(Tag, u64)>> {
+        let rows = sqlx::query(
+            "SELECT tw.tag_name AS name, COUNT(*) AS usage FROM tagged_with tw \
+             JOIN notebooks n ON n.id = tw.notebook_id JOIN owns o ON o.notebook_id = n.id \
+             WHERE n.status != 'deleted' AND ((?1 IS NOT NULL AND o.user_id = ?1) \
+             OR (?1 IS NULL AND n.visibility = 'public')) \
+             GROUP BY tw.tag_name ORDER BY usage DESC, name LIMIT ?2",
+        )
+        .bind(owner.map(|owner| owner.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get("name").map_err(map_err)?;
+                let usage: i64 = row.try_get("usage").map_err(map_err)?;
+                Ok((
+                    Tag::parse(&name).map_err(|_| corrupt("tag"))?,
+                    u64::try_from(usage).map_err(|_| corrupt("usage"))?,
+                ))
+            })
+            .collect()
     }
 
     async fn get_deleted_notebook(&self, id: NotebookId) -> StoreResult<Notebook> {
@@ -780,6 +809,7 @@ async fn update_in(
     .execute(&mut *tx)
     .await
     .map_err(map_err)?;
+    sync_tags(&mut *tx, id, change).await?;
     record_change(&mut *tx, change, record).await?;
     Ok(notebook)
 }
@@ -1042,6 +1072,39 @@ impl CollaborationStore for SqliteStore {
         .map_err(map_err)?;
         rows.iter().map(collaboration_from_row).collect()
     }
+}
+
+/// Brings a notebook's `TAGGED_WITH` rows in step with its `tags` list.
+async fn sync_tags(tx: &mut sqlx::SqliteConnection, id: NotebookId, change: &Change) -> StoreResult<()> {
+    let at = time::to_storage(&change.at);
+    sqlx::query(
+        "DELETE FROM tagged_with WHERE notebook_id = ?1 AND tag_name NOT IN \
+         (SELECT value FROM json_each((SELECT tags FROM notebooks WHERE id = ?1)))",
+    )
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    sqlx::query(
+        "INSERT OR IGNORE INTO tags (name, created_at) \
+         SELECT value, ?2 FROM json_each((SELECT tags FROM notebooks WHERE id = ?1))",
+    )
+    .bind(id.to_string())
+    .bind(&at)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    sqlx::query(
+        "INSERT OR IGNORE INTO tagged_with (notebook_id, tag_name, tagged_at, tagged_by) \
+         SELECT ?1, value, ?2, ?3 FROM json_each((SELECT tags FROM notebooks WHERE id = ?1))",
+    )
+    .bind(id.to_string())
+    .bind(&at)
+    .bind(change.actor.map(|actor| actor.to_string()))
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
 }
 
 /// Writes the activity event and the audit entry of a change, in its transaction.

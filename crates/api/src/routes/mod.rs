@@ -44,6 +44,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(notebooks::restore_notebook))
         .routes(routes!(notebooks::duplicate_notebook))
         .routes(routes!(notebooks::bulk_update))
+        .routes(routes!(notebooks::list_tags))
         .routes(routes!(notebooks::notebook_activity))
         .routes(routes!(notebooks::audit_log))
         .routes(routes!(notebooks::share_notebook))
