@@ -180,6 +180,17 @@ pub struct Notebook {
     pub is_template: bool,
 }
 
+impl Notebook {
+    /// The optimistic-concurrency check every store applies under the node's lock:
+    /// `Conflict("version")` when the client's expected version is stale.
+    pub fn check_version(&self, expected: Option<u64>) -> Result<(), crate::StoreError> {
+        match expected {
+            Some(expected) if expected != self.version => Err(crate::StoreError::Conflict("version".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Everything needed to create a notebook owned by `owner_id`.
 #[derive(Debug, Clone)]
 pub struct NewNotebook {

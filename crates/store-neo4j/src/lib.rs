@@ -252,13 +252,6 @@ fn notebook_from_row(row: &Row) -> StoreResult<Notebook> {
     })
 }
 
-fn check_version(notebook: &Notebook, expected: Option<u64>) -> StoreResult<()> {
-    match expected {
-        Some(expected) if expected != notebook.version => Err(StoreError::Conflict("version".into())),
-        _ => Ok(()),
-    }
-}
-
 fn role_names(roles: &[Role]) -> Vec<String> {
     roles.iter().map(|role| role.as_str().to_owned()).collect()
 }
@@ -933,7 +926,7 @@ async fn update_in(
     .param("at", storage(&at));
     let row = txn_rows(txn, lock).await?.into_iter().next().ok_or(StoreError::NotFound)?;
     let mut notebook = notebook_from_row(&row)?;
-    check_version(&notebook, expected_version)?;
+    notebook.check_version(expected_version)?;
     let patch = patch_of(&notebook)?;
     let record = ChangeRecord::new(id, "updated", "update").with("fields", notebook::changed_fields(&patch));
     if let Some(name) = patch.name {

@@ -787,7 +787,7 @@ async fn update_in(
         .await
         .map_err(map_err)?;
     let mut notebook = notebook_from_row(&row)?;
-    check_version(&notebook, expected_version)?;
+    notebook.check_version(expected_version)?;
     let patch = patch_of(&notebook)?;
     let record = ChangeRecord::new(id, "updated", "update").with("fields", notebook::changed_fields(&patch));
     apply_patch(&mut notebook, patch, at);
@@ -868,7 +868,7 @@ async fn move_in(
         .await
         .map_err(map_err)?
         .ok_or(StoreError::NotFound)?;
-    check_version(&notebook_from_row(&current)?, expected_version)?;
+    notebook_from_row(&current)?.check_version(expected_version)?;
     let parent_depth = match new_parent {
         None => 0,
         Some(parent) => {
@@ -1242,13 +1242,6 @@ fn apply_patch(notebook: &mut Notebook, patch: NotebookPatch, at: Timestamp) {
     }
     notebook.updated_at = at;
     notebook.version += 1;
-}
-
-fn check_version(notebook: &Notebook, expected: Option<u64>) -> StoreResult<()> {
-    match expected {
-        Some(expected) if expected != notebook.version => Err(StoreError::Conflict("version".into())),
-        _ => Ok(()),
-    }
 }
 
 #[async_trait]
