@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aether_domain::StoreError;
@@ -28,12 +29,17 @@ use aether_domain::user::{Email, LocalCredentials, NewUser, Role, User, UserPatc
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
+use tokio::sync::{Mutex, MutexGuard};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// SQLite has one writer at a time. Queuing writers here, rather than letting
+    /// them spin in SQLite's busy handler (which sleeps in growing steps), keeps
+    /// write latency flat under concurrency.
+    writer: Arc<Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -47,7 +53,7 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(map_err)?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer: Arc::new(Mutex::new(())) })
     }
 
     /// Opens and migrates, the usual way to start.
@@ -55,6 +61,13 @@ impl SqliteStore {
         let store = Self::open(path).await?;
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Starts a write transaction, holding this process's writer slot until dropped.
+    async fn begin_write(&self) -> StoreResult<(MutexGuard<'_, ()>, sqlx::Transaction<'static, sqlx::Sqlite>)> {
+        let writer = self.writer.lock().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        Ok((writer, tx))
     }
 
     /// Waits for in-flight queries and checkpoints the WAL.
@@ -199,6 +212,7 @@ macro_rules! notebook_select {
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn create_user(&self, user: NewUser) -> StoreResult<User> {
+        let _writer = self.writer.lock().await;
         let created_at = time::to_storage(&user.created_at);
         sqlx::query(
             "INSERT INTO users (id, keycloak_id, username, email, full_name, keycloak_roles, status, \
@@ -257,7 +271,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn update_user(&self, id: UserId, patch: UserPatch, at: Timestamp) -> StoreResult<User> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = ? AND status != 'deleted'"))
             .bind(id.to_string())
             .fetch_one(&mut *tx)
@@ -299,6 +313,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn set_password_hash(&self, id: UserId, password_hash: String, at: Timestamp) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
         let done =
             sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ? AND status != 'deleted'")
                 .bind(password_hash)
@@ -311,6 +326,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn record_login(&self, id: UserId, at: Timestamp) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
         let done = sqlx::query("UPDATE users SET last_login_at = ? WHERE id = ? AND status != 'deleted'")
             .bind(time::to_storage(&at))
             .bind(id.to_string())
@@ -321,6 +337,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn soft_delete_user(&self, id: UserId, at: Timestamp) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
         let done =
             sqlx::query("UPDATE users SET status = 'deleted', updated_at = ? WHERE id = ? AND status != 'deleted'")
                 .bind(time::to_storage(&at))
@@ -359,7 +376,7 @@ impl UserStore for SqliteStore {
 #[async_trait]
 impl NotebookStore for SqliteStore {
     async fn create_notebook(&self, new: NewNotebook, max_depth: u32, change: &Change) -> StoreResult<Notebook> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         if let Some(parent) = new.parent_id {
             let depth = live_depth(&mut tx, parent).await?.ok_or(StoreError::NotFound)?;
             if depth + 1 > max_depth {
@@ -491,14 +508,14 @@ impl NotebookStore for SqliteStore {
         expected_version: Option<u64>,
         change: &Change,
     ) -> StoreResult<Notebook> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         let notebook = update_in(&mut tx, id, |_| Ok(patch), expected_version, change).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(notebook)
     }
 
     async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, change: &Change) -> StoreResult<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         soft_delete_in(&mut tx, id, cascade, change).await?;
         tx.commit().await.map_err(map_err)
     }
@@ -511,7 +528,7 @@ impl NotebookStore for SqliteStore {
         change: &Change,
     ) -> StoreResult<Vec<Notebook>> {
         // One transaction for the whole batch: the first failure rolls back all.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         let mut updated = Vec::with_capacity(ids.len());
         for &id in ids {
             match action {
@@ -538,7 +555,7 @@ impl NotebookStore for SqliteStore {
         max_depth: u32,
         change: &Change,
     ) -> StoreResult<Notebook> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         if live_depth(&mut tx, source).await?.is_none() {
             return Err(StoreError::NotFound);
         }
@@ -667,7 +684,7 @@ impl NotebookStore for SqliteStore {
 
     async fn restore_notebook(&self, id: NotebookId, change: &Change) -> StoreResult<Notebook> {
         let at = change.at;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         let row = sqlx::query(concat!(notebook_select!(), " WHERE n.id = ? AND n.status = 'deleted'"))
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
@@ -763,7 +780,7 @@ impl NotebookStore for SqliteStore {
         max_depth: u32,
         change: &Change,
     ) -> StoreResult<Notebook> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         let notebook = move_in(&mut tx, id, new_parent, expected_version, max_depth, change).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(notebook)
@@ -968,7 +985,7 @@ fn collaboration_from_row(row: &SqliteRow) -> StoreResult<Collaboration> {
 #[async_trait]
 impl CollaborationStore for SqliteStore {
     async fn put_collaboration(&self, c: Collaboration, change: &Change) -> StoreResult<Collaboration> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         if live_depth(&mut tx, c.notebook_id).await?.is_none() {
             return Err(StoreError::NotFound);
         }
@@ -1010,7 +1027,7 @@ impl CollaborationStore for SqliteStore {
         status: CollaborationStatus,
         change: &Change,
     ) -> StoreResult<Collaboration> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE collaborates_on SET status = ?1, updated_at = ?2, \
              accepted_at = CASE WHEN ?1 = 'active' THEN ?2 ELSE accepted_at END \
@@ -1030,7 +1047,7 @@ impl CollaborationStore for SqliteStore {
     }
 
     async fn revoke_collaboration(&self, notebook: NotebookId, user: UserId, change: &Change) -> StoreResult<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE collaborates_on SET status = 'revoked', updated_at = ? \
              WHERE notebook_id = ? AND user_id = ? AND status IN ('pending', 'active') RETURNING *",
@@ -1247,6 +1264,7 @@ fn apply_patch(notebook: &mut Notebook, patch: NotebookPatch, at: Timestamp) {
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, user_id, family_id, issued_at, expires_at) \
              VALUES (?, ?, ?, ?, ?)",
@@ -1269,7 +1287,7 @@ impl SessionStore for SqliteStore {
         replacement_expires_at: Timestamp,
         now: Timestamp,
     ) -> StoreResult<RefreshOutcome> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         let row = sqlx::query(
             "SELECT t.user_id, t.family_id, t.expires_at, t.spent_at, t.revoked_at, u.status \
              FROM refresh_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
@@ -1325,6 +1343,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn revoke_token_family(&self, family_id: TokenFamilyId, at: Timestamp) -> StoreResult<()> {
+        let _writer = self.writer.lock().await;
         sqlx::query("UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL")
             .bind(time::to_storage(&at))
             .bind(family_id.to_string())
@@ -1335,6 +1354,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn purge_expired_refresh_tokens(&self, now: Timestamp) -> StoreResult<u64> {
+        let _writer = self.writer.lock().await;
         let done = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < ?")
             .bind(time::to_storage(&now))
             .execute(&self.pool)
