@@ -511,3 +511,155 @@ async fn changes_leave_activity_and_audit_records() {
     assert!(entries[2]["user_agent"].is_string() || entries[2]["user_agent"].is_null());
     app.shutdown().await;
 }
+
+/// The authorization matrix over the operations not covered above: every actor
+/// against a notebook it reaches directly (the root) and by inheritance (the child).
+#[tokio::test]
+async fn authorization_matrix_for_every_operation() {
+    let app = TestApp::spawn().await;
+    let owner = actor(&app, "m-owner", vec![Role::User]).await;
+    let reader = actor(&app, "m-reader", vec![Role::User]).await;
+    let writer = actor(&app, "m-writer", vec![Role::User]).await;
+    let manager = actor(&app, "m-manager", vec![Role::User]).await;
+    let invitee = actor(&app, "m-invitee", vec![Role::User]).await;
+    let revoked = actor(&app, "m-revoked", vec![Role::User]).await;
+    let stranger = actor(&app, "m-stranger", vec![Role::User]).await;
+    let viewer = actor(&app, "m-viewer", vec![Role::Viewer]).await;
+    let admin = actor(&app, "m-admin", vec![Role::Admin, Role::User]).await;
+    let root = create(&app, &owner, json!({"name": "Root"})).await;
+    let r = format!("/api/v1/notebooks/{}", id(&root));
+    for (who, permission) in
+        [(&reader, "read"), (&writer, "write"), (&manager, "admin"), (&revoked, "write"), (&viewer, "write")]
+    {
+        call(
+            &app,
+            &owner,
+            Method::PUT,
+            &format!("{r}/permissions"),
+            Some(json!({"user_id": who.id, "permission": permission})),
+        )
+        .await;
+    }
+    call(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("{r}/share"),
+        Some(json!({"user_id": invitee.id, "permission": "admin"})),
+    )
+    .await;
+    call(
+        &app,
+        &owner,
+        Method::PUT,
+        &format!("{r}/permissions"),
+        Some(json!({"user_id": revoked.id, "permission": null})),
+    )
+    .await;
+
+    // (actor, can read, can write, can administer)
+    let matrix = [
+        (&owner, true, true, true),
+        (&reader, true, false, false),
+        (&writer, true, true, false),
+        (&manager, true, true, true),
+        (&invitee, false, false, false),
+        (&revoked, false, false, false),
+        (&stranger, false, false, false),
+        (&viewer, true, false, false),
+        (&admin, true, true, true),
+    ];
+    for inherited in [false, true] {
+        for (who, read, write, administer) in matrix {
+            let target = if inherited {
+                create(&app, &owner, json!({"name": "Child", "parent_id": id(&root)})).await
+            } else {
+                create(&app, &owner, json!({"name": "Direct", "visibility": "private"})).await
+            };
+            if !inherited {
+                // A direct grant on this notebook, same permission as on the root.
+                let level = if administer && who.id != owner.id && who.id != admin.id {
+                    Some("admin")
+                } else if write && who.id != owner.id && who.id != admin.id {
+                    Some("write")
+                } else if read && who.id != owner.id && who.id != admin.id && who.id != viewer.id {
+                    Some("read")
+                } else {
+                    None
+                };
+                if let Some(level) = level {
+                    let path = format!("/api/v1/notebooks/{}/permissions", id(&target));
+                    call(&app, &owner, Method::PUT, &path, Some(json!({"user_id": who.id, "permission": level}))).await;
+                }
+                if who.id == viewer.id {
+                    let path = format!("/api/v1/notebooks/{}/permissions", id(&target));
+                    call(&app, &owner, Method::PUT, &path, Some(json!({"user_id": who.id, "permission": "write"})))
+                        .await;
+                }
+            }
+            let t = format!("/api/v1/notebooks/{}", id(&target));
+            let denied = |can: bool, can_read: bool| {
+                if can {
+                    None
+                } else if can_read {
+                    Some(403)
+                } else {
+                    Some(404)
+                }
+            };
+            let label = format!("inherited={inherited} actor={}", who.id);
+            let expect = |got: u16, ok: u16, deny: Option<u16>, what: &str| {
+                assert_eq!(got, deny.unwrap_or(ok), "{what} {label}");
+            };
+            expect(
+                status(&app, who, Method::GET, &format!("{t}/activity"), None).await,
+                200,
+                denied(read, read),
+                "activity",
+            );
+            expect(
+                status(&app, who, Method::GET, &format!("{t}/access"), None).await,
+                200,
+                denied(read, read),
+                "explain own access",
+            );
+            let bulk_archive = json!({"ids": [id(&target)], "action": "archive"});
+            expect(
+                status(&app, who, Method::POST, "/api/v1/notebooks/bulk", Some(bulk_archive)).await,
+                200,
+                denied(write, read),
+                "bulk archive",
+            );
+            let dup = status(&app, who, Method::POST, &format!("{t}/duplicate"), Some(json!({}))).await;
+            // Viewers read but may not create anything, copies included.
+            let dup_expected = if who.id == viewer.id { Some(403) } else { denied(read, read) };
+            expect(dup, 201, dup_expected, "duplicate");
+            expect(
+                status(&app, who, Method::GET, &format!("{t}/collaborators"), None).await,
+                200,
+                denied(administer, read),
+                "collaborators",
+            );
+            expect(status(&app, who, Method::DELETE, &t, None).await, 204, denied(administer, read), "delete");
+            let restore = status(&app, who, Method::POST, &format!("{t}/restore"), None).await;
+            if administer {
+                // Deleted above: the owner and global admins may restore; collaborators no longer see it.
+                let restorer = who.id == owner.id || who.id == admin.id || (inherited && who.id == manager.id);
+                assert_eq!(restore, if restorer { 200 } else { 404 }, "restore {label}");
+            } else {
+                assert_eq!(restore, 404, "restore of a live notebook {label}");
+            }
+        }
+    }
+
+    // A denial reads the same whether the notebook exists or not.
+    let secret = create(&app, &owner, json!({"name": "Secret"})).await;
+    let existing = call(&app, &stranger, Method::GET, &format!("/api/v1/notebooks/{}", id(&secret)), None).await;
+    let missing =
+        call(&app, &stranger, Method::GET, &format!("/api/v1/notebooks/{}", uuid::Uuid::now_v7()), None).await;
+    let (existing, missing) =
+        (assert_problem(existing, 404, "not_found").await, assert_problem(missing, 404, "not_found").await);
+    assert_eq!(existing["detail"], missing["detail"]);
+    assert!(!existing.to_string().contains("Secret"));
+    app.shutdown().await;
+}
