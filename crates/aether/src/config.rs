@@ -107,6 +107,7 @@ pub struct Config {
     pub run_workers: bool,
     pub session_purge_interval_secs: u64,
     pub max_notebook_depth: u32,
+    pub event_poll_interval_ms: u64,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -135,6 +136,7 @@ impl Default for Config {
             run_workers: true,
             session_purge_interval_secs: 3600,
             max_notebook_depth: 32,
+            event_poll_interval_ms: 250,
             log_format: LogFormat::Json,
             log_level: "info".into(),
         }
@@ -164,6 +166,7 @@ pub const KEYS: &[&str] = &[
     "run_workers",
     "session_purge_interval_secs",
     "max_notebook_depth",
+    "event_poll_interval_ms",
     "log_format",
     "log_level",
 ];
@@ -234,6 +237,9 @@ impl Config {
         }
         if !(1..=1000).contains(&self.max_notebook_depth) {
             return invalid("max_notebook_depth (AETHER_MAX_NOTEBOOK_DEPTH) must be between 1 and 1000");
+        }
+        if !(10..=60_000).contains(&self.event_poll_interval_ms) {
+            return invalid("event_poll_interval_ms (AETHER_EVENT_POLL_INTERVAL_MS) must be between 10 and 60000");
         }
         if self.neo4j_max_connections == 0 {
             return invalid("neo4j_max_connections (AETHER_NEO4J_MAX_CONNECTIONS) must be positive");

@@ -12,6 +12,7 @@ use aether_auth_local::{Argon2Hasher, LocalTokenCodec, TokenSettings};
 use aether_domain::store::Store;
 use aether_domain::user::Password;
 use aether_services::accounts::Bootstrap;
+use aether_services::events::{EventDispatcher, InProcessBus};
 use aether_services::{AccountService, NotebookService, SessionSettings};
 use aether_store_neo4j::{Neo4jConfig, Neo4jStore};
 use aether_store_sqlite::SqliteStore;
@@ -30,6 +31,9 @@ pub struct Runtime {
     pub accounts: Arc<AccountService>,
     pub notebooks: Arc<NotebookService>,
     pub tokens: Arc<LocalTokenCodec>,
+    /// The embedded event bus the outbox is published to.
+    pub bus: Arc<InProcessBus>,
+    pub events: Arc<EventDispatcher>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -97,7 +101,9 @@ impl Runtime {
             },
         ));
         let notebooks = Arc::new(NotebookService::new(Arc::clone(&store), config.max_notebook_depth));
-        Ok(Self { config, store, accounts, notebooks, tokens })
+        let bus = Arc::new(InProcessBus::new(1024));
+        let events = Arc::new(EventDispatcher::new(Arc::clone(&store), Arc::clone(&bus) as _));
+        Ok(Self { config, store, accounts, notebooks, tokens, bus, events })
     }
 
     /// Creates the `admin` account on first start and tells the operator how to use it.
@@ -147,7 +153,11 @@ impl Runtime {
 
     /// Runs the background jobs until `shutdown` turns true. Today that is the purge
     /// of expired refresh tokens; later issues add the document pipeline here.
-    pub async fn run_workers(&self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run_workers(&self, shutdown: watch::Receiver<bool>) {
+        tokio::join!(self.purge_sessions(shutdown.clone()), self.publish_events(shutdown));
+    }
+
+    async fn purge_sessions(&self, mut shutdown: watch::Receiver<bool>) {
         let interval = Duration::from_secs(self.config.session_purge_interval_secs);
         loop {
             match self.accounts.purge_expired_sessions().await {
@@ -157,6 +167,25 @@ impl Runtime {
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+    }
+
+    /// Drains the outbox to the event bus; polls when it is empty.
+    async fn publish_events(&self, mut shutdown: watch::Receiver<bool>) {
+        let idle = Duration::from_millis(self.config.event_poll_interval_ms);
+        loop {
+            let wait = match self.events.dispatch(100).await {
+                Ok(100) => Duration::ZERO,
+                Ok(_) => idle,
+                Err(error) => {
+                    tracing::warn!(%error, "event dispatch failed; will retry");
+                    idle
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
         }

@@ -469,6 +469,34 @@ async fn bulk_requests_are_all_or_nothing() {
 }
 
 #[tokio::test]
+async fn sharing_publishes_an_event() {
+    let app = TestApp::spawn_with(|config| config.run_workers = true).await;
+    let mut events = app.server.runtime.bus.subscribe();
+    let owner = actor(&app, "event-owner", vec![Role::User]).await;
+    let guest = actor(&app, "event-guest", vec![Role::User]).await;
+    let notebook = create(&app, &owner, json!({"name": "Announced"})).await;
+    let share = json!({"user_id": guest.id, "permission": "read"});
+    assert_eq!(
+        status(&app, &owner, Method::POST, &format!("/api/v1/notebooks/{}/share", id(&notebook)), Some(share)).await,
+        201
+    );
+    let event = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let event = events.recv().await.unwrap();
+            if event.key == id(&notebook) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the worker publishes the outbox within seconds");
+    assert_eq!(event.topic, "aether.notebooks.shared");
+    assert_eq!(event.payload["user_id"], guest.id.as_str());
+    assert_eq!(event.payload["granted_by"], owner.id.as_str());
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn changes_leave_activity_and_audit_records() {
     let app = TestApp::spawn().await;
     let owner = actor(&app, "recorder", vec![Role::User]).await;

@@ -6,6 +6,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::access::CollaborationStatus;
+use crate::events::{NewEvent, topics};
 use crate::id::{NotebookId, UserId};
 use crate::store::Collaboration;
 use crate::time::Timestamp;
@@ -66,11 +67,13 @@ pub struct ChangeRecord {
     pub event_type: &'static str,
     pub action: &'static str,
     pub details: serde_json::Map<String, serde_json::Value>,
+    /// A domain event to publish through the outbox, written with the change.
+    pub event: Option<NewEvent>,
 }
 
 impl ChangeRecord {
     pub fn new(notebook_id: NotebookId, event_type: &'static str, action: &'static str) -> Self {
-        Self { notebook_id, event_type, action, details: serde_json::Map::new() }
+        Self { notebook_id, event_type, action, details: serde_json::Map::new(), event: None }
     }
 
     /// The record of a change to a `COLLABORATES_ON` relationship, now in `c`'s
@@ -83,10 +86,26 @@ impl ChangeRecord {
             (CollaborationStatus::Declined, _) => ("invitation_declined", "update"),
             (CollaborationStatus::Revoked, _) => ("permission_revoked", "revoke"),
         };
-        Self::new(c.notebook_id, event_type, action)
+        let mut record = Self::new(c.notebook_id, event_type, action)
             .with("user_id", c.user_id.to_string())
             .with("permission", c.permission.as_str())
-            .with("status", c.status.as_str())
+            .with("status", c.status.as_str());
+        // Inviting and granting share the notebook: the design's `aether.notebooks.shared`.
+        if matches!(event_type, "invited" | "permission_granted") {
+            record.event = Some(NewEvent {
+                topic: topics::NOTEBOOKS_SHARED,
+                key: c.notebook_id.to_string(),
+                payload: serde_json::json!({
+                    "notebook_id": c.notebook_id.to_string(),
+                    "user_id": c.user_id.to_string(),
+                    "permission": c.permission.as_str(),
+                    "status": c.status.as_str(),
+                    "granted_by": c.granted_by.to_string(),
+                    "granted_at": crate::time::to_storage(&c.granted_at),
+                }),
+            });
+        }
+        record
     }
 
     pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {

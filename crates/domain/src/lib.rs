@@ -9,6 +9,7 @@ pub mod activity;
 pub mod auth;
 pub mod compliance;
 pub mod error;
+pub mod events;
 pub mod id;
 pub mod notebook;
 pub mod page;

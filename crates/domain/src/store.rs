@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use crate::StoreError;
 use crate::access::{ChainLink, CollaborationStatus, Permission};
 use crate::activity::{ActivityEvent, AuditEntry, Change};
+use crate::events::OutboxEvent;
 use crate::id::{NotebookId, TokenFamilyId, UserId};
 use crate::notebook::{BulkAction, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use crate::page::{Page, PageRequest};
@@ -135,6 +136,15 @@ pub trait ActivityStore: Send + Sync {
     async fn list_audit(&self, resource_id: Option<String>, page: PageRequest) -> StoreResult<Page<AuditEntry>>;
 }
 
+/// The durable outbox of domain events (see [`crate::events`]).
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Unpublished events, oldest first.
+    async fn pending_events(&self, limit: u32) -> StoreResult<Vec<OutboxEvent>>;
+    /// Marks events published; unknown or already published ids are ignored.
+    async fn mark_published(&self, ids: &[uuid::Uuid], at: Timestamp) -> StoreResult<()>;
+}
+
 /// A `(user)-[:COLLABORATES_ON]->(notebook)` relationship.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Collaboration {
@@ -219,7 +229,15 @@ pub trait SessionStore: Send + Sync {
 /// The system of record: every port, plus what operations need.
 #[async_trait]
 pub trait Store:
-    UserStore + NotebookStore + CollaborationStore + ActivityStore + SessionStore + Send + Sync + std::fmt::Debug
+    UserStore
+    + NotebookStore
+    + CollaborationStore
+    + ActivityStore
+    + OutboxStore
+    + SessionStore
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
     /// A short name for logs and `/ready` (`sqlite`, `neo4j`).
     fn backend_name(&self) -> &'static str;

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod error;
+pub mod events;
 pub mod notebooks;
 
 pub use accounts::{AccountService, SessionSettings, TokenPair};

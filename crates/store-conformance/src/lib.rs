@@ -40,6 +40,7 @@ pub async fn run_all(store: &dyn Store) {
     notebooks_are_duplicated_deeply(store).await;
     bulk_updates_are_all_or_nothing(store).await;
     tags_are_counted_through_tagged_with(store).await;
+    sharing_writes_an_event_to_the_outbox(store).await;
     refresh_tokens_rotate_once_and_detect_reuse(store).await;
     concurrent_rotation_spends_a_token_once(store).await;
     expired_refresh_tokens_are_refused_and_purged(store).await;
@@ -1016,4 +1017,49 @@ pub async fn tags_are_counted_through_tagged_with(store: &dyn Store) {
     assert_eq!(store.tag_usage(Some(owner.id), 1).await.unwrap().len(), 1);
     let publics = store.tag_usage(None, 100).await.unwrap();
     assert!(!publics.iter().any(|(tag, _)| tag.as_str() == "gamma"), "private notebooks' tags are not public");
+}
+
+pub async fn sharing_writes_an_event_to_the_outbox(store: &dyn Store) {
+    use aether_domain::events::topics;
+    let owner = store.create_user(new_user("announcer")).await.unwrap();
+    let guest = store.create_user(new_user("announced")).await.unwrap();
+    let notebook = store
+        .create_notebook(new_notebook(owner.id, "Announced"), MAX_DEPTH, &Change::by(owner.id, time::now()))
+        .await
+        .unwrap();
+    let ours = |events: Vec<aether_domain::events::OutboxEvent>| {
+        events.into_iter().filter(|event| event.key == notebook.id.to_string()).collect::<Vec<_>>()
+    };
+    assert!(ours(store.pending_events(1000).await.unwrap()).is_empty(), "creating publishes nothing yet");
+    store
+        .put_collaboration(
+            collaboration(notebook.id, guest.id, owner.id, Permission::Write),
+            &Change::by(owner.id, time::now()),
+        )
+        .await
+        .unwrap();
+    let pending = ours(store.pending_events(1000).await.unwrap());
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].topic, topics::NOTEBOOKS_SHARED);
+    assert_eq!(pending[0].payload["user_id"], guest.id.to_string());
+    assert_eq!(pending[0].payload["permission"], "write");
+    assert_eq!(pending[0].payload["status"], "pending");
+    // Answering the invitation is not another share.
+    store
+        .set_collaboration_status(
+            notebook.id,
+            guest.id,
+            CollaborationStatus::Declined,
+            &Change::by(guest.id, time::now()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ours(store.pending_events(1000).await.unwrap()).len(), 1);
+    store.mark_published(&[pending[0].id], time::now()).await.unwrap();
+    assert!(ours(store.pending_events(1000).await.unwrap()).is_empty());
+    store.mark_published(&[pending[0].id], time::now()).await.unwrap();
+    // A refused share leaves no event.
+    let missing = collaboration(notebook.id, UserId::new(), owner.id, Permission::Read);
+    assert!(store.put_collaboration(missing, &Change::by(owner.id, time::now())).await.is_err());
+    assert!(ours(store.pending_events(1000).await.unwrap()).is_empty());
 }

@@ -16,6 +16,7 @@ use aether_domain::StoreError;
 use aether_domain::access::{ChainLink, CollaborationStatus, Permission};
 use aether_domain::activity::{ActivityEvent, AuditEntry, Change, ChangeRecord};
 use aether_domain::compliance::ComplianceSettings;
+use aether_domain::events::OutboxEvent;
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::notebook::{
     self, BulkAction, Description, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery,
@@ -23,8 +24,8 @@ use aether_domain::notebook::{
 };
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{
-    ActivityStore, Collaboration, CollaborationStore, NewRefreshToken, NotebookStore, RefreshOutcome, SessionStore,
-    Store, StoreResult, UserStore,
+    ActivityStore, Collaboration, CollaborationStore, NewRefreshToken, NotebookStore, OutboxStore, RefreshOutcome,
+    SessionStore, Store, StoreResult, UserStore,
 };
 use aether_domain::time::{self, Timestamp};
 use aether_domain::user::{Email, LocalCredentials, NewUser, Role, User, UserPatch, UserStatus, Username};
@@ -800,6 +801,17 @@ async fn record_change(txn: &mut Txn, change: &Change, record: ChangeRecord) -> 
     .param("actor", change.actor.map(|actor| actor.to_string()))
     .param("at", storage(&change.at));
     txn.run(q).await.map_err(map_err)?;
+    if let Some(event) = record.event {
+        let outbox = query(
+            "CREATE (:OutboxEvent {id: $id, topic: $topic, key: $key, payload: $payload, created_at: datetime($at)})",
+        )
+        .param("id", uuid::Uuid::now_v7().to_string())
+        .param("topic", event.topic)
+        .param("key", event.key)
+        .param("payload", event.payload.to_string())
+        .param("at", storage(&change.at));
+        txn.run(outbox).await.map_err(map_err)?;
+    }
     Ok(())
 }
 
@@ -836,6 +848,52 @@ fn parse_details(text: &str) -> StoreResult<serde_json::Map<String, serde_json::
 
 fn parse_user(text: Option<&str>) -> StoreResult<Option<UserId>> {
     text.map(UserId::parse).transpose().map_err(|_| corrupt("user id"))
+}
+
+#[derive(Deserialize)]
+struct OutboxRecord {
+    id: String,
+    topic: String,
+    key: String,
+    payload: String,
+    created_at: String,
+}
+
+#[async_trait]
+impl OutboxStore for Neo4jStore {
+    async fn pending_events(&self, limit: u32) -> StoreResult<Vec<OutboxEvent>> {
+        let q = query(
+            "MATCH (e:OutboxEvent) WHERE e.published_at IS NULL \
+             RETURN e.id AS id, e.topic AS topic, e.key AS key, e.payload AS payload, \
+             toString(e.created_at) AS created_at ORDER BY e.id LIMIT $limit",
+        )
+        .param("limit", i64::from(limit));
+        self.rows(q)
+            .await?
+            .iter()
+            .map(|row| {
+                let record: OutboxRecord = row.to().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(OutboxEvent {
+                    id: parse_uuid(&record.id)?,
+                    topic: record.topic,
+                    key: record.key,
+                    payload: serde_json::from_str(&record.payload).map_err(|_| corrupt("payload"))?,
+                    created_at: ts(&record.created_at)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_published(&self, ids: &[uuid::Uuid], at: Timestamp) -> StoreResult<()> {
+        let q = query(
+            "UNWIND $ids AS id MATCH (e:OutboxEvent {id: id}) WHERE e.published_at IS NULL \
+             SET e.published_at = datetime($at)",
+        )
+        .param("ids", ids.iter().map(|id| id.to_string()).collect::<Vec<_>>())
+        .param("at", storage(&at));
+        self.graph.run(q).await.map_err(map_err)?;
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -75,4 +75,12 @@ pub const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX audit_resource IF NOT EXISTS FOR (al:AuditLog) ON (al.resource_id)",
         ],
     },
+    Migration {
+        version: 3,
+        name: "outbox",
+        statements: &[
+            "CREATE CONSTRAINT outbox_event_id_unique IF NOT EXISTS FOR (e:OutboxEvent) REQUIRE e.id IS UNIQUE",
+            "CREATE INDEX outbox_event_published IF NOT EXISTS FOR (e:OutboxEvent) ON (e.published_at)",
+        ],
+    },
 ];

@@ -14,6 +14,7 @@ use aether_domain::StoreError;
 use aether_domain::access::{ChainLink, CollaborationStatus, Permission};
 use aether_domain::activity::{ActivityEvent, AuditEntry, Change, ChangeRecord};
 use aether_domain::compliance::ComplianceSettings;
+use aether_domain::events::OutboxEvent;
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::notebook::{
     self, BulkAction, Description, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery,
@@ -21,8 +22,8 @@ use aether_domain::notebook::{
 };
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{
-    ActivityStore, Collaboration, CollaborationStore, NewRefreshToken, NotebookStore, RefreshOutcome, SessionStore,
-    Store, StoreResult, UserStore,
+    ActivityStore, Collaboration, CollaborationStore, NewRefreshToken, NotebookStore, OutboxStore, RefreshOutcome,
+    SessionStore, Store, StoreResult, UserStore,
 };
 use aether_domain::time::{self, Timestamp};
 use aether_domain::user::{Email, LocalCredentials, NewUser, Role, User, UserPatch, UserStatus, Username};
@@ -1157,6 +1158,17 @@ async fn record_change(tx: &mut sqlx::SqliteConnection, change: &Change, record:
     .execute(&mut *tx)
     .await
     .map_err(map_err)?;
+    if let Some(event) = record.event {
+        sqlx::query("INSERT INTO outbox (id, topic, key, payload, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(event.topic)
+            .bind(event.key)
+            .bind(event.payload.to_string())
+            .bind(&at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+    }
     Ok(())
 }
 
@@ -1171,6 +1183,42 @@ fn opt_user(text: Option<String>) -> StoreResult<Option<UserId>> {
 fn row_uuid(row: &SqliteRow) -> StoreResult<uuid::Uuid> {
     let id: String = row.try_get("id").map_err(map_err)?;
     uuid::Uuid::try_parse(&id).map_err(|_| corrupt("id"))
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn pending_events(&self, limit: u32) -> StoreResult<Vec<OutboxEvent>> {
+        let rows = sqlx::query("SELECT * FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let text = |name: &str| row.try_get::<String, _>(name).map_err(map_err);
+                Ok(OutboxEvent {
+                    id: row_uuid(row)?,
+                    topic: text("topic")?,
+                    key: text("key")?,
+                    payload: serde_json::from_str(&text("payload")?).map_err(|_| corrupt("payload"))?,
+                    created_at: ts(&text("created_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_published(&self, ids: &[uuid::Uuid], at: Timestamp) -> StoreResult<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        for id in ids {
+            sqlx::query("UPDATE outbox SET published_at = ? WHERE id = ? AND published_at IS NULL")
+                .bind(time::to_storage(&at))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
 }
 
 #[async_trait]

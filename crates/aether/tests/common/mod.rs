@@ -38,6 +38,9 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     config.data_dir = data_dir.to_owned();
     config.admin_password = secret(ADMIN_PASSWORD);
     config.store = store_kind();
+    // Tests that share one Neo4j must not drain each other's outbox into their own
+    // in-process buses; a test that needs the workers turns them on.
+    config.run_workers = false;
     if config.store == StoreKind::Neo4j {
         config.neo4j_uri = std::env::var("AETHER_TEST_NEO4J_URI").expect("AETHER_TEST_NEO4J_URI");
         config.neo4j_user = std::env::var("AETHER_TEST_NEO4J_USER").unwrap_or_else(|_| "neo4j".into());
