@@ -53,6 +53,16 @@ pub enum StoreKind {
     Neo4j,
 }
 
+/// Where domain events are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventsKind {
+    /// The in-process bus of the embedded shape.
+    Inprocess,
+    /// Kafka, at `kafka_brokers`.
+    Kafka,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -108,6 +118,8 @@ pub struct Config {
     pub session_purge_interval_secs: u64,
     pub max_notebook_depth: u32,
     pub event_poll_interval_ms: u64,
+    pub events: EventsKind,
+    pub kafka_brokers: String,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -137,6 +149,8 @@ impl Default for Config {
             session_purge_interval_secs: 3600,
             max_notebook_depth: 32,
             event_poll_interval_ms: 250,
+            events: EventsKind::Inprocess,
+            kafka_brokers: "127.0.0.1:9092".into(),
             log_format: LogFormat::Json,
             log_level: "info".into(),
         }
@@ -167,6 +181,8 @@ pub const KEYS: &[&str] = &[
     "session_purge_interval_secs",
     "max_notebook_depth",
     "event_poll_interval_ms",
+    "events",
+    "kafka_brokers",
     "log_format",
     "log_level",
 ];

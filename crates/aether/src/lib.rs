@@ -20,8 +20,10 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use aether_domain::events::EventPublisher;
+use aether_events_kafka::KafkaPublisher;
 pub use config::Config;
-use config::StoreKind;
+use config::{EventsKind, StoreKind};
 
 /// Everything built from the configuration.
 #[derive(Clone)]
@@ -34,6 +36,8 @@ pub struct Runtime {
     /// The embedded event bus the outbox is published to.
     pub bus: Arc<InProcessBus>,
     pub events: Arc<EventDispatcher>,
+    /// The Kafka publisher, when events go to Kafka.
+    pub kafka: Option<Arc<KafkaPublisher>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -102,8 +106,18 @@ impl Runtime {
         ));
         let notebooks = Arc::new(NotebookService::new(Arc::clone(&store), config.max_notebook_depth));
         let bus = Arc::new(InProcessBus::new(1024));
-        let events = Arc::new(EventDispatcher::new(Arc::clone(&store), Arc::clone(&bus) as _));
-        Ok(Self { config, store, accounts, notebooks, tokens, bus, events })
+        let kafka = match config.events {
+            EventsKind::Inprocess => None,
+            EventsKind::Kafka => {
+                Some(Arc::new(KafkaPublisher::new(&config.kafka_brokers).map_err(anyhow::Error::msg)?))
+            }
+        };
+        let publisher: Arc<dyn EventPublisher> = match &kafka {
+            Some(kafka) => Arc::clone(kafka) as _,
+            None => Arc::clone(&bus) as _,
+        };
+        let events = Arc::new(EventDispatcher::new(Arc::clone(&store), publisher));
+        Ok(Self { config, store, accounts, notebooks, tokens, bus, events, kafka })
     }
 
     /// Creates the `admin` account on first start and tells the operator how to use it.
@@ -136,6 +150,9 @@ impl Runtime {
         let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(StoreCheck(Arc::clone(&self.store)))];
         if self.config.store == StoreKind::Sqlite {
             checks.push(Arc::new(DataDirCheck(self.config.data_dir.clone())));
+        }
+        if let Some(kafka) = &self.kafka {
+            checks.push(Arc::new(KafkaCheck(Arc::clone(kafka))));
         }
         aether_api::router(AppState {
             accounts: Arc::clone(&self.accounts),
@@ -202,6 +219,21 @@ impl ReadinessCheck for StoreCheck {
 
     async fn check(&self) -> Result<(), String> {
         self.0.ping().await.map_err(|error| error.to_string())
+    }
+}
+
+/// Kafka's brokers answer a metadata request (a blocking call, so off the runtime).
+struct KafkaCheck(Arc<KafkaPublisher>);
+
+#[async_trait]
+impl ReadinessCheck for KafkaCheck {
+    fn name(&self) -> &str {
+        "kafka"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let kafka = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || kafka.ping()).await.map_err(|error| error.to_string())?
     }
 }
 

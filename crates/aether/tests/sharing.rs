@@ -496,6 +496,61 @@ async fn sharing_publishes_an_event() {
     app.shutdown().await;
 }
 
+/// With `events = "kafka"`, a share reaches Kafka's `aether.notebooks.shared` topic.
+#[tokio::test]
+async fn sharing_publishes_to_kafka() {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let required = std::env::var("AETHER_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+    let Ok(brokers) = std::env::var("AETHER_TEST_KAFKA_BROKERS") else {
+        assert!(!required, "AETHER_TEST_REQUIRE_SERVICES=1 but AETHER_TEST_KAFKA_BROKERS is not set");
+        eprintln!("NOT RUN: set AETHER_TEST_KAFKA_BROKERS (scripts/test does)");
+        return;
+    };
+    let app = TestApp::spawn_with(|config| {
+        config.run_workers = true;
+        config.events = aether::config::EventsKind::Kafka;
+        config.kafka_brokers = brokers.clone();
+    })
+    .await;
+    let ready: Value = app.client.get(app.url("/ready")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["checks"]["kafka"]["status"], "up", "{ready}");
+    let owner = actor(&app, "kafka-owner", vec![Role::User]).await;
+    let guest = actor(&app, "kafka-guest", vec![Role::User]).await;
+    let notebook = create(&app, &owner, json!({"name": "To Kafka"})).await;
+    let share = json!({"user_id": guest.id, "permission": "write"});
+    assert_eq!(
+        status(&app, &owner, Method::POST, &format!("/api/v1/notebooks/{}/share", id(&notebook)), Some(share)).await,
+        201
+    );
+
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", format!("aether-test-{}", uuid::Uuid::now_v7().simple()))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["aether.notebooks.shared"]).unwrap();
+    let payload = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            match consumer.recv().await {
+                Ok(message) if message.key() == Some(id(&notebook).as_bytes()) => {
+                    return serde_json::from_slice::<Value>(message.payload().unwrap()).unwrap();
+                }
+                Ok(_) => {}
+                // The topic may not exist yet when the consumer joins; the worker's
+                // first publish creates it.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
+        }
+    })
+    .await
+    .expect("the share reaches Kafka");
+    assert_eq!(payload["user_id"], guest.id.as_str());
+    assert_eq!(payload["permission"], "write");
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn changes_leave_activity_and_audit_records() {
     let app = TestApp::spawn().await;

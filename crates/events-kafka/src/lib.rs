@@ -1,0 +1,66 @@
+//! The production [`EventPublisher`]: each outbox event becomes one Kafka record on
+//! its topic, keyed by the event's key (so a notebook's events stay in order on one
+//! partition), with the event id and creation time as headers for consumers that
+//! deduplicate. Delivery is awaited: an event is marked published only once Kafka
+//! has acknowledged it (`acks=all`, idempotent producer).
+
+use std::time::Duration;
+
+use aether_domain::events::{EventPublisher, OutboxEvent};
+use aether_domain::time;
+use async_trait::async_trait;
+use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+    brokers: String,
+}
+
+impl std::fmt::Debug for KafkaPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaPublisher").field("brokers", &self.brokers).finish_non_exhaustive()
+    }
+}
+
+impl KafkaPublisher {
+    /// Creates the producer; `brokers` is Kafka's `bootstrap.servers` list.
+    pub fn new(brokers: &str) -> Result<Self, String> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "10000")
+            .create()
+            .map_err(|error| format!("cannot create the Kafka producer: {error}"))?;
+        Ok(Self { producer, brokers: brokers.to_owned() })
+    }
+
+    /// Whether the brokers answer, for `/ready`.
+    pub fn ping(&self) -> Result<(), String> {
+        self.producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(3))
+            .map(|_| ())
+            .map_err(|error| format!("kafka unreachable: {error}"))
+    }
+}
+
+#[async_trait]
+impl EventPublisher for KafkaPublisher {
+    async fn publish(&self, event: &OutboxEvent) -> Result<(), String> {
+        let id = event.id.to_string();
+        let created_at = time::to_storage(&event.created_at);
+        let payload = event.payload.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "event_id", value: Some(id.as_str()) })
+            .insert(Header { key: "created_at", value: Some(created_at.as_str()) });
+        let record = FutureRecord::to(&event.topic).key(&event.key).payload(&payload).headers(headers);
+        self.producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| format!("kafka delivery failed: {error}"))
+    }
+}
