@@ -1,9 +1,12 @@
 //! The router: every route, the OpenAPI document generated from them, and the
 //! middleware stack around them.
 
+pub mod activity;
 pub mod auth;
 pub mod notebooks;
 pub mod ops;
+pub mod sharing;
+pub mod tags;
 pub mod users;
 
 use axum::Router;
@@ -44,16 +47,16 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(notebooks::restore_notebook))
         .routes(routes!(notebooks::duplicate_notebook))
         .routes(routes!(notebooks::bulk_update))
-        .routes(routes!(notebooks::list_tags))
-        .routes(routes!(notebooks::notebook_activity))
-        .routes(routes!(notebooks::audit_log))
-        .routes(routes!(notebooks::share_notebook))
-        .routes(routes!(notebooks::accept_invitation))
-        .routes(routes!(notebooks::decline_invitation))
-        .routes(routes!(notebooks::set_permission))
-        .routes(routes!(notebooks::list_collaborators))
-        .routes(routes!(notebooks::explain_access))
-        .routes(routes!(notebooks::list_invitations))
+        .routes(routes!(tags::list_tags))
+        .routes(routes!(activity::notebook_activity))
+        .routes(routes!(activity::audit_log))
+        .routes(routes!(sharing::share_notebook))
+        .routes(routes!(sharing::accept_invitation))
+        .routes(routes!(sharing::decline_invitation))
+        .routes(routes!(sharing::set_permission))
+        .routes(routes!(sharing::list_collaborators))
+        .routes(routes!(sharing::explain_access))
+        .routes(routes!(sharing::list_invitations))
 }
 
 /// The whole application, ready to serve.

@@ -2,14 +2,11 @@
 //! service never sees JSON.
 
 use aether_domain::ValidationError;
-use aether_domain::access::{Access, CollaborationStatus, Permission};
 use aether_domain::compliance::ComplianceSettings;
 use aether_domain::id::NotebookId;
-use aether_domain::id::UserId;
 use aether_domain::notebook::{BulkAction, ListScope, NotebookQuery, SortOrder};
 use aether_domain::notebook::{Description, Notebook, NotebookName, NotebookPatch, NotebookStatus, Tag, Visibility};
-use aether_domain::store::Collaboration;
-use aether_services::notebooks::{AccessReport, CreateNotebook, UpdateNotebook};
+use aether_services::notebooks::{CreateNotebook, UpdateNotebook};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -125,10 +122,10 @@ pub struct UpdateNotebookRequest {
 
 /// Collects every field's validation failure, so a client fixes them in one round.
 #[derive(Default)]
-struct Problems(Vec<FieldProblem>);
+pub(crate) struct Problems(Vec<FieldProblem>);
 
 impl Problems {
-    fn check<T>(&mut self, result: Result<T, ValidationError>) -> Option<T> {
+    pub(crate) fn check<T>(&mut self, result: Result<T, ValidationError>) -> Option<T> {
         match result {
             Ok(value) => Some(value),
             Err(error) => {
@@ -138,7 +135,7 @@ impl Problems {
         }
     }
 
-    fn finish(self) -> Result<(), ApiError> {
+    pub(crate) fn finish(self) -> Result<(), ApiError> {
         if self.0.is_empty() { Ok(()) } else { Err(ApiError::validation(self.0)) }
     }
 }
@@ -190,7 +187,7 @@ impl CreateNotebookRequest {
     }
 }
 
-fn as_parent(_: ValidationError) -> ValidationError {
+pub(crate) fn as_parent(_: ValidationError) -> ValidationError {
     ValidationError::new("parent_id", "must be a UUID")
 }
 
@@ -236,7 +233,7 @@ impl UpdateNotebookRequest {
 }
 
 /// A notebook as a response with its `ETag`.
-fn with_etag(status: StatusCode, notebook: Notebook) -> Response {
+pub(crate) fn with_etag(status: StatusCode, notebook: Notebook) -> Response {
     let etag = format!("\"{}\"", notebook.version);
     let mut response = (status, Json(NotebookResponse::from(notebook))).into_response();
     if let Ok(value) = HeaderValue::from_str(&etag) {
@@ -265,7 +262,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         })
 }
 
-fn parse_id(text: &str) -> Result<NotebookId, ApiError> {
+pub(crate) fn parse_id(text: &str) -> Result<NotebookId, ApiError> {
     NotebookId::parse(text)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", "The notebook id must be a UUID."))
 }
@@ -487,299 +484,6 @@ pub async fn list_children(
     }))
 }
 
-/// A `COLLABORATES_ON` relationship: an invitation or a grant.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CollaborationResponse {
-    pub notebook_id: String,
-    pub user_id: String,
-    /// `read`, `write` or `admin`.
-    pub permission: String,
-    /// `pending` (invited), `active` (accepted or granted), `declined` or `revoked`.
-    pub status: String,
-    pub granted_by: String,
-    pub granted_at: DateTime<Utc>,
-    pub accepted_at: Option<DateTime<Utc>>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<Collaboration> for CollaborationResponse {
-    fn from(c: Collaboration) -> Self {
-        Self {
-            notebook_id: c.notebook_id.to_string(),
-            user_id: c.user_id.to_string(),
-            permission: c.permission.as_str().to_owned(),
-            status: c.status.as_str().to_owned(),
-            granted_by: c.granted_by.to_string(),
-            granted_at: c.granted_at,
-            accepted_at: c.accepted_at,
-            updated_at: c.updated_at,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CollaborationList {
-    pub items: Vec<CollaborationResponse>,
-    /// Always `null`: these lists are short and returned whole.
-    pub next_cursor: Option<String>,
-}
-
-impl From<Vec<Collaboration>> for CollaborationList {
-    fn from(items: Vec<Collaboration>) -> Self {
-        Self { items: items.into_iter().map(CollaborationResponse::from).collect(), next_cursor: None }
-    }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ShareRequest {
-    pub user_id: Option<String>,
-    /// `read`, `write` or `admin`.
-    pub permission: Option<String>,
-}
-
-fn parse_user_id(text: Option<&str>, problems: &mut Problems) -> Option<UserId> {
-    match text {
-        Some(text) => problems.check(UserId::parse(text)),
-        None => problems.check(Err(ValidationError::new("user_id", "is required"))),
-    }
-}
-
-/// Invites a user to collaborate; the grant applies once the invitee accepts, to
-/// this notebook and everything inside it. Needs admin access.
-#[utoipa::path(
-    post,
-    path = "/api/v1/notebooks/{id}/share",
-    tag = "sharing",
-    security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
-    request_body = ShareRequest,
-    responses(
-        (status = 201, body = CollaborationResponse),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn share_notebook(
-    State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<ShareRequest>,
-) -> Result<(StatusCode, Json<CollaborationResponse>), ApiError> {
-    let id = parse_id(&id)?;
-    let mut problems = Problems::default();
-    let user = parse_user_id(body.user_id.as_deref(), &mut problems);
-    let permission = match body.permission.as_deref() {
-        Some(text) => problems.check(Permission::parse(text)),
-        None => problems.check(Err(ValidationError::new("permission", "is required"))),
-    };
-    problems.finish()?;
-    let (Some(user), Some(permission)) = (user, permission) else { return Err(ApiError::internal()) };
-    let invitation = state.notebooks.share(&caller, id, user, permission).await?;
-    Ok((StatusCode::CREATED, Json(invitation.into())))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PermissionRequest {
-    pub user_id: Option<String>,
-    /// `read`, `write`, `admin`, or `null` to revoke.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub permission: Option<Option<String>>,
-}
-
-/// Grants or changes a user's permission directly (no invitation), or revokes it
-/// with `"permission": null`. Needs admin access.
-#[utoipa::path(
-    put,
-    path = "/api/v1/notebooks/{id}/permissions",
-    tag = "sharing",
-    security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
-    request_body = PermissionRequest,
-    responses(
-        (status = 200, body = CollaborationResponse),
-        (status = 204, description = "Revoked"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn set_permission(
-    State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<PermissionRequest>,
-) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
-    let mut problems = Problems::default();
-    let user = parse_user_id(body.user_id.as_deref(), &mut problems);
-    let permission = match body.permission {
-        None => problems.check(Err(ValidationError::new("permission", "is required (null revokes)"))),
-        Some(None) => Some(None),
-        Some(Some(text)) => problems.check(Permission::parse(&text)).map(Some),
-    };
-    problems.finish()?;
-    let (Some(user), Some(permission)) = (user, permission) else { return Err(ApiError::internal()) };
-    Ok(match state.notebooks.set_permission(&caller, id, user, permission).await? {
-        Some(grant) => Json(CollaborationResponse::from(grant)).into_response(),
-        None => StatusCode::NO_CONTENT.into_response(),
-    })
-}
-
-/// Everyone invited to or granted access on this notebook. Needs admin access.
-#[utoipa::path(
-    get,
-    path = "/api/v1/notebooks/{id}/collaborators",
-    tag = "sharing",
-    security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
-    responses(
-        (status = 200, body = CollaborationList),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn list_collaborators(
-    State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
-    Path(id): Path<String>,
-) -> Result<Json<CollaborationList>, ApiError> {
-    Ok(Json(state.notebooks.collaborators(&caller, parse_id(&id)?).await?.into()))
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct InvitationQuery {
-    /// `pending` (default), `active`, `declined` or `revoked`.
-    pub status: Option<String>,
-}
-
-/// The caller's invitations.
-#[utoipa::path(
-    get,
-    path = "/api/v1/invitations",
-    tag = "sharing",
-    security(("bearer" = [])),
-    params(InvitationQuery),
-    responses((status = 200, body = CollaborationList))
-)]
-pub async fn list_invitations(
-    State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
-    ApiQuery(query): ApiQuery<InvitationQuery>,
-) -> Result<Json<CollaborationList>, ApiError> {
-    let status = CollaborationStatus::parse(query.status.as_deref().unwrap_or("pending"))?;
-    Ok(Json(state.notebooks.invitations(&caller, status).await?.into()))
-}
-
-/// Accepts the caller's pending invitation to this notebook.
-#[utoipa::path(
-    post,
-    path = "/api/v1/notebooks/{id}/share/accept",
-    tag = "sharing",
-    security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
-    responses(
-        (status = 200, body = CollaborationResponse),
-        (status = 404, description = "No pending invitation", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn accept_invitation(
-    State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
-    Path(id): Path<String>,
-) -> Result<Json<CollaborationResponse>, ApiError> {
-    Ok(Json(state.notebooks.answer_invitation(&caller, parse_id(&id)?, true).await?.into()))
-}
-
-/// Declines the caller's pending invitation to this notebook.
-#[utoipa::path(
-    post,
-    path = "/api/v1/notebooks/{id}/share/decline",
-    tag = "sharing",
-    security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
-    responses(
-        (status = 200, body = CollaborationResponse),
-        (status = 404, description = "No pending invitation", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn decline_invitation(
-    State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
-    Path(id): Path<String>,
-) -> Result<Json<CollaborationResponse>, ApiError> {
-    Ok(Json(state.notebooks.answer_invitation(&caller, parse_id(&id)?, false).await?.into()))
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AccessResponse {
-    pub notebook_id: String,
-    pub user_id: String,
-    /// `read`, `write`, `admin`, or `null` when the user cannot see the notebook.
-    pub permission: Option<String>,
-    /// Why: each relationship or role that grants access, the strongest first.
-    #[schema(value_type = Vec<Object>)]
-    pub sources: Vec<serde_json::Value>,
-    /// A role that lowers what the sources grant (`aether-viewer`).
-    pub capped_by: Option<String>,
-}
-
-impl From<AccessReport> for AccessResponse {
-    fn from(report: AccessReport) -> Self {
-        let (permission, sources, capped_by) = match report.access {
-            Some(Access { permission, sources, capped_by }) => (
-                Some(permission.as_str().to_owned()),
-                sources.iter().filter_map(|source| serde_json::to_value(source).ok()).collect(),
-                capped_by.map(|role| role.as_str().to_owned()),
-            ),
-            None => (None, Vec::new(), None),
-        };
-        Self {
-            notebook_id: report.notebook_id.to_string(),
-            user_id: report.user_id.to_string(),
-            permission,
-            sources,
-            capped_by,
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct AccessQuery {
-    /// Whose access to explain; yourself when absent (asking about others needs admin access).
-    pub user_id: Option<String>,
-}
-
-/// The effective permission of a user on this notebook and the path of
-/// relationships that grants it.
-#[utoipa::path(
-    get,
-    path = "/api/v1/notebooks/{id}/access",
-    tag = "sharing",
-    security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)"), AccessQuery),
-    responses(
-        (status = 200, body = AccessResponse),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn explain_access(
-    State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
-    Path(id): Path<String>,
-    ApiQuery(query): ApiQuery<AccessQuery>,
-) -> Result<Json<AccessResponse>, ApiError> {
-    let id = parse_id(&id)?;
-    let user = query.user_id.as_deref().map(UserId::parse).transpose()?;
-    Ok(Json(state.notebooks.explain_access(&caller, id, user).await?.into()))
-}
-
 /// Restores a deleted notebook (its deleted children stay deleted). Allowed to the
 /// owner, global administrators and admins of the parent.
 #[utoipa::path(
@@ -801,133 +505,6 @@ pub async fn restore_notebook(
 ) -> Result<Response, ApiError> {
     let notebook = state.notebooks.restore(&caller, parse_id(&id)?).await?;
     Ok(with_etag(StatusCode::OK, notebook))
-}
-
-/// One `ActivityEvent` about a notebook.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ActivityResponse {
-    pub id: String,
-    /// `created`, `updated`, `moved`, `deleted`, `restored`, `invited`,
-    /// `permission_granted`, `invitation_accepted`, `invitation_declined`, `permission_revoked`.
-    pub event_type: String,
-    /// Who did it; `null` for the system.
-    pub actor_id: Option<String>,
-    pub notebook_id: String,
-    #[schema(value_type = Object)]
-    pub details: serde_json::Map<String, serde_json::Value>,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ActivityPage {
-    pub items: Vec<ActivityResponse>,
-    pub next_cursor: Option<String>,
-}
-
-/// What happened to a notebook, newest first. Needs read access.
-#[utoipa::path(
-    get,
-    path = "/api/v1/notebooks/{id}/activity",
-    tag = "notebooks",
-    security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)"), PageQuery),
-    responses(
-        (status = 200, body = ActivityPage),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn notebook_activity(
-    State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
-    Path(id): Path<String>,
-    ApiQuery(query): ApiQuery<PageQuery>,
-) -> Result<Json<ActivityPage>, ApiError> {
-    let page = state.notebooks.activity(&caller, parse_id(&id)?, query.parse()?).await?;
-    Ok(Json(ActivityPage {
-        next_cursor: page.next_after.map(encode_cursor),
-        items: page
-            .items
-            .into_iter()
-            .map(|event| ActivityResponse {
-                id: event.id.to_string(),
-                event_type: event.event_type,
-                actor_id: event.actor_id.map(|id| id.to_string()),
-                notebook_id: event.notebook_id.to_string(),
-                details: event.details,
-                created_at: event.created_at,
-            })
-            .collect(),
-    }))
-}
-
-/// One `AuditLog` entry.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AuditResponse {
-    pub id: String,
-    /// `create`, `update`, `delete`, `restore`, `share`, `revoke`.
-    pub action: String,
-    pub resource_type: String,
-    pub resource_id: String,
-    pub performed_by: Option<String>,
-    #[schema(value_type = Object)]
-    pub details: serde_json::Map<String, serde_json::Value>,
-    pub ip_address: Option<String>,
-    pub user_agent: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AuditPage {
-    pub items: Vec<AuditResponse>,
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct AuditQuery {
-    /// Only entries about this resource id.
-    pub resource_id: Option<String>,
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
-
-/// The audit log, newest first. For `aether-admin` and `compliance-officer`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/admin/audit",
-    tag = "admin",
-    security(("bearer" = [])),
-    params(AuditQuery),
-    responses(
-        (status = 200, body = AuditPage),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn audit_log(
-    State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
-    ApiQuery(query): ApiQuery<AuditQuery>,
-) -> Result<Json<AuditPage>, ApiError> {
-    let page = PageQuery { limit: query.limit, cursor: query.cursor }.parse()?;
-    let page = state.notebooks.audit(&caller, query.resource_id, page).await?;
-    Ok(Json(AuditPage {
-        next_cursor: page.next_after.map(encode_cursor),
-        items: page
-            .items
-            .into_iter()
-            .map(|entry| AuditResponse {
-                id: entry.id.to_string(),
-                action: entry.action,
-                resource_type: entry.resource_type,
-                resource_id: entry.resource_id,
-                performed_by: entry.performed_by.map(|id| id.to_string()),
-                details: entry.details,
-                ip_address: entry.ip_address,
-                user_agent: entry.user_agent,
-                created_at: entry.created_at,
-            })
-            .collect(),
-    }))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -1056,57 +633,4 @@ pub async fn bulk_update(
     let Some(action) = action else { return Err(ApiError::internal()) };
     let updated = state.notebooks.bulk(&caller, &ids, &action).await?;
     Ok(Json(NotebookPage { items: updated.into_iter().map(NotebookResponse::from).collect(), next_cursor: None }))
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct TagUsage {
-    pub name: String,
-    /// Live notebooks in the scope carrying the tag.
-    pub usage_count: u64,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct TagList {
-    pub items: Vec<TagUsage>,
-    /// Always `null`: the list is the top `limit` tags.
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct TagQuery {
-    /// `owned` (default): your notebooks; `public`: public notebooks.
-    pub scope: Option<String>,
-    /// How many tags, 1–100 (default 20).
-    pub limit: Option<String>,
-}
-
-/// Tags with how many notebooks carry them, most used first.
-#[utoipa::path(
-    get,
-    path = "/api/v1/tags",
-    tag = "notebooks",
-    security(("bearer" = [])),
-    params(TagQuery),
-    responses((status = 200, body = TagList), (status = 422, body = Problem, content_type = "application/problem+json"))
-)]
-pub async fn list_tags(
-    State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
-    ApiQuery(query): ApiQuery<TagQuery>,
-) -> Result<Json<TagList>, ApiError> {
-    let public = match query.scope.as_deref() {
-        None | Some("owned") => false,
-        Some("public") => true,
-        Some(_) => return Err(ValidationError::new("scope", "must be owned or public").into()),
-    };
-    let limit = PageQuery { limit: query.limit, cursor: None }.parse()?.limit;
-    let tags = state.notebooks.tags(&caller, public, limit.get()).await?;
-    Ok(Json(TagList {
-        items: tags
-            .into_iter()
-            .map(|(tag, usage_count)| TagUsage { name: tag.as_str().to_owned(), usage_count })
-            .collect(),
-        next_cursor: None,
-    }))
 }
