@@ -51,18 +51,40 @@ async fn names(app: &TestApp, who: &Actor, path: &str) -> Vec<String> {
     page["items"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap().to_owned()).collect()
 }
 
+/// The actors of the authorization tests: an owner, collaborators of each level, an
+/// invitee who has not answered, a revoked collaborator, a stranger, and users
+/// holding the viewer and admin realm roles.
+struct Cast {
+    owner: Actor,
+    reader: Actor,
+    writer: Actor,
+    manager: Actor,
+    invitee: Actor,
+    revoked: Actor,
+    stranger: Actor,
+    viewer: Actor,
+    admin: Actor,
+}
+
+async fn cast(app: &TestApp, prefix: &str) -> Cast {
+    let user = |name: &str| format!("{prefix}{name}");
+    Cast {
+        owner: actor(app, &user("owner"), vec![Role::User]).await,
+        reader: actor(app, &user("reader"), vec![Role::User]).await,
+        writer: actor(app, &user("writer"), vec![Role::User]).await,
+        manager: actor(app, &user("manager"), vec![Role::User]).await,
+        invitee: actor(app, &user("invitee"), vec![Role::User]).await,
+        revoked: actor(app, &user("revoked"), vec![Role::User]).await,
+        stranger: actor(app, &user("stranger"), vec![Role::User]).await,
+        viewer: actor(app, &user("viewer"), vec![Role::Viewer]).await,
+        admin: actor(app, &user("admin"), vec![Role::Admin, Role::User]).await,
+    }
+}
+
 #[tokio::test]
 async fn permissions_follow_the_graph() {
     let app = TestApp::spawn().await;
-    let owner = actor(&app, "owner", vec![Role::User]).await;
-    let reader = actor(&app, "reader", vec![Role::User]).await;
-    let writer = actor(&app, "writer", vec![Role::User]).await;
-    let manager = actor(&app, "manager", vec![Role::User]).await;
-    let invitee = actor(&app, "invitee", vec![Role::User]).await;
-    let revoked = actor(&app, "revoked", vec![Role::User]).await;
-    let stranger = actor(&app, "stranger", vec![Role::User]).await;
-    let viewer = actor(&app, "viewer", vec![Role::Viewer]).await;
-    let admin = actor(&app, "admin", vec![Role::Admin, Role::User]).await;
+    let Cast { owner, reader, writer, manager, invitee, revoked, stranger, viewer, admin } = cast(&app, "").await;
 
     let root = create(&app, &owner, json!({"name": "Root"})).await;
     let child = create(&app, &owner, json!({"name": "Child", "parent_id": id(&root)})).await;
@@ -600,15 +622,7 @@ async fn changes_leave_activity_and_audit_records() {
 #[tokio::test]
 async fn authorization_matrix_for_every_operation() {
     let app = TestApp::spawn().await;
-    let owner = actor(&app, "m-owner", vec![Role::User]).await;
-    let reader = actor(&app, "m-reader", vec![Role::User]).await;
-    let writer = actor(&app, "m-writer", vec![Role::User]).await;
-    let manager = actor(&app, "m-manager", vec![Role::User]).await;
-    let invitee = actor(&app, "m-invitee", vec![Role::User]).await;
-    let revoked = actor(&app, "m-revoked", vec![Role::User]).await;
-    let stranger = actor(&app, "m-stranger", vec![Role::User]).await;
-    let viewer = actor(&app, "m-viewer", vec![Role::Viewer]).await;
-    let admin = actor(&app, "m-admin", vec![Role::Admin, Role::User]).await;
+    let Cast { owner, reader, writer, manager, invitee, revoked, stranger, viewer, admin } = cast(&app, "m-").await;
     let root = create(&app, &owner, json!({"name": "Root"})).await;
     let r = format!("/api/v1/notebooks/{}", id(&root));
     for (who, permission) in
