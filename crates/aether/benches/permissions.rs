@@ -125,12 +125,7 @@ async fn main() {
     }
     println!("seeded in {:.1} s", seeding.elapsed().as_secs_f64());
 
-    let principal = |i: usize| Principal {
-        user_id: users[i].id,
-        username: users[i].username.clone(),
-        roles: vec![Role::User],
-        client: Default::default(),
-    };
+    let principal = |i: usize| Principal::new(users[i].id, users[i].username.clone(), vec![Role::User]);
 
     // The permission check itself (service level: one ancestor-chain query plus the rules).
     let mut samples = Vec::with_capacity(SAMPLES);
@@ -158,7 +153,7 @@ async fn main() {
 
     // Over HTTP with real tokens.
     let tokens: Vec<String> =
-        users.iter().take(200).map(|user| runtime.tokens.issue(user, time::now()).unwrap().0).collect();
+        users.iter().take(200).map(|user| runtime.tokens.issue(user, "bench", time::now()).unwrap().0).collect();
     let client = app.client.clone();
     for (name, path_of) in [
         ("GET /api/v1/notebooks/{leaf} (inherited read)", 0),

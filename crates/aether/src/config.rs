@@ -63,6 +63,16 @@ pub enum EventsKind {
     Kafka,
 }
 
+/// Where identities come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityKind {
+    /// The built-in provider: accounts and passwords in the store, locally signed tokens.
+    Local,
+    /// Keycloak (OpenID Connect) at `keycloak_issuer_url`.
+    Keycloak,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -120,6 +130,19 @@ pub struct Config {
     pub event_poll_interval_ms: u64,
     pub events: EventsKind,
     pub kafka_brokers: String,
+    pub identity: IdentityKind,
+    pub keycloak_issuer_url: String,
+    pub keycloak_client_id: String,
+    pub keycloak_client_secret: Secret,
+    /// Defaults to `keycloak_client_id` when empty.
+    pub keycloak_audience: String,
+    pub keycloak_leeway_secs: u64,
+    /// Empty: sessions and other short-lived state live in the store.
+    pub redis_url: Secret,
+    pub redis_key_prefix: String,
+    /// The external base URL of the server, for the OIDC redirect URI.
+    pub public_url: String,
+    pub secure_cookies: bool,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -151,6 +174,16 @@ impl Default for Config {
             event_poll_interval_ms: 250,
             events: EventsKind::Inprocess,
             kafka_brokers: "127.0.0.1:9092".into(),
+            identity: IdentityKind::Local,
+            keycloak_issuer_url: "http://127.0.0.1:8180/realms/aether".into(),
+            keycloak_client_id: "aether-app".into(),
+            keycloak_client_secret: Secret::default(),
+            keycloak_audience: String::new(),
+            keycloak_leeway_secs: 30,
+            redis_url: Secret::default(),
+            redis_key_prefix: "aether:".into(),
+            public_url: String::new(),
+            secure_cookies: false,
             log_format: LogFormat::Json,
             log_level: "info".into(),
         }
@@ -183,6 +216,16 @@ pub const KEYS: &[&str] = &[
     "event_poll_interval_ms",
     "events",
     "kafka_brokers",
+    "identity",
+    "keycloak_issuer_url",
+    "keycloak_client_id",
+    "keycloak_client_secret",
+    "keycloak_audience",
+    "keycloak_leeway_secs",
+    "redis_url",
+    "redis_key_prefix",
+    "public_url",
+    "secure_cookies",
     "log_format",
     "log_level",
 ];
@@ -265,6 +308,21 @@ impl Config {
         }
         if !self.admin_password.is_empty() && self.admin_password.expose().chars().count() < 8 {
             return invalid("admin_password (AETHER_ADMIN_PASSWORD) must be at least 8 characters");
+        }
+        if self.identity == IdentityKind::Keycloak {
+            if !self.keycloak_issuer_url.contains("/realms/") {
+                return invalid(
+                    "keycloak_issuer_url (AETHER_KEYCLOAK_ISSUER_URL) must be a realm URL such as https://sso/realms/aether",
+                );
+            }
+            if self.keycloak_client_secret.is_empty() {
+                return invalid(
+                    "keycloak_client_secret (AETHER_KEYCLOAK_CLIENT_SECRET) is required with identity = keycloak",
+                );
+            }
+        }
+        if !self.redis_url.is_empty() && !self.redis_url.expose().starts_with("redis") {
+            return invalid("redis_url (AETHER_REDIS_URL) must be a redis:// or rediss:// URL");
         }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return Err(ConfigError::Invalid(format!("log_level (AETHER_LOG_LEVEL): {error}")));

@@ -9,11 +9,16 @@ use std::time::Duration;
 
 use aether_api::{ApiSettings, AppState, ReadinessCheck};
 use aether_auth_local::{Argon2Hasher, LocalTokenCodec, TokenSettings};
+use aether_cache_redis::RedisEphemeralStore;
+use aether_domain::identity::{EphemeralStore, TokenVerifier};
 use aether_domain::store::Store;
 use aether_domain::user::Password;
+use aether_identity_keycloak::{KeycloakClient, KeycloakConfig};
 use aether_services::accounts::Bootstrap;
 use aether_services::events::{EventDispatcher, InProcessBus};
-use aether_services::{AccountService, NotebookService, SessionSettings};
+use aether_services::{
+    AccountService, IdentityProvider, IdentityService, IdentitySettings, NotebookService, SessionSettings,
+};
 use aether_store_neo4j::{Neo4jConfig, Neo4jStore};
 use aether_store_sqlite::SqliteStore;
 use anyhow::Context as _;
@@ -23,7 +28,7 @@ use tokio::sync::watch;
 use aether_domain::events::EventPublisher;
 use aether_events_kafka::KafkaPublisher;
 pub use config::Config;
-use config::{EventsKind, StoreKind};
+use config::{EventsKind, IdentityKind, StoreKind};
 
 /// Everything built from the configuration.
 #[derive(Clone)]
@@ -31,6 +36,9 @@ pub struct Runtime {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub accounts: Arc<AccountService>,
+    pub identity: Arc<IdentityService>,
+    pub ephemeral: Arc<dyn EphemeralStore>,
+    pub keycloak: Option<Arc<KeycloakClient>>,
     pub notebooks: Arc<NotebookService>,
     pub tokens: Arc<LocalTokenCodec>,
     /// The embedded event bus the outbox is published to.
@@ -104,6 +112,52 @@ impl Runtime {
                 ),
             },
         ));
+        let ephemeral: Arc<dyn EphemeralStore> = if config.redis_url.is_empty() {
+            Arc::clone(&store) as _
+        } else {
+            let redis = RedisEphemeralStore::connect(
+                config.redis_url.expose(),
+                &config.redis_key_prefix,
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot reach Redis: {error}"))?;
+            Arc::new(redis)
+        };
+        let (verifier, provider, keycloak): (Arc<dyn TokenVerifier>, IdentityProvider, _) = match config.identity {
+            IdentityKind::Local => (Arc::clone(&tokens) as _, IdentityProvider::Local, None),
+            IdentityKind::Keycloak => {
+                let client_id = config.keycloak_client_id.clone();
+                let (verifier, client) = aether_identity_keycloak::connect(KeycloakConfig {
+                    issuer_url: config.keycloak_issuer_url.clone(),
+                    audience: if config.keycloak_audience.is_empty() {
+                        client_id.clone()
+                    } else {
+                        config.keycloak_audience.clone()
+                    },
+                    client_id,
+                    client_secret: config.keycloak_client_secret.expose().to_owned(),
+                    leeway: Duration::from_secs(config.keycloak_leeway_secs),
+                    jwks_min_refresh: Duration::from_secs(10),
+                    http_timeout: Duration::from_secs(10),
+                })
+                .map_err(anyhow::Error::msg)?;
+                let provider =
+                    IdentityProvider::External { oidc: Arc::new(client.clone()), directory: client.directory() };
+                (Arc::new(verifier) as _, provider, Some(Arc::new(client)))
+            }
+        };
+        let identity = Arc::new(IdentityService::new(
+            Arc::clone(&store),
+            Arc::clone(&ephemeral),
+            verifier,
+            provider,
+            Arc::clone(&accounts),
+            IdentitySettings {
+                revocation_ttl: Duration::from_secs(config.access_token_ttl_secs.max(3600)),
+                ..IdentitySettings::default()
+            },
+        ));
         let notebooks = Arc::new(NotebookService::new(Arc::clone(&store), config.max_notebook_depth));
         let bus = Arc::new(InProcessBus::new(1024));
         let kafka = match config.events {
@@ -117,7 +171,7 @@ impl Runtime {
             None => Arc::clone(&bus) as _,
         };
         let events = Arc::new(EventDispatcher::new(Arc::clone(&store), publisher));
-        Ok(Self { config, store, accounts, notebooks, tokens, bus, events, kafka })
+        Ok(Self { config, store, accounts, identity, ephemeral, keycloak, notebooks, tokens, bus, events, kafka })
     }
 
     /// Creates the `admin` account on first start and tells the operator how to use it.
@@ -156,6 +210,7 @@ impl Runtime {
         }
         aether_api::router(AppState {
             accounts: Arc::clone(&self.accounts),
+            identity: Arc::clone(&self.identity),
             notebooks: Arc::clone(&self.notebooks),
             readiness: Arc::new(checks),
             jwks: Arc::new(serde_json::json!({ "keys": [self.tokens.public_jwk()] })),
@@ -164,6 +219,8 @@ impl Runtime {
                 max_body_bytes: self.config.max_body_bytes,
                 cors_allowed_origins: self.config.cors_allowed_origins.0.clone(),
                 request_timeout: Duration::from_secs(self.config.request_timeout_secs),
+                public_url: Some(self.config.public_url.clone()).filter(|url| !url.is_empty()),
+                secure_cookies: self.config.secure_cookies,
             },
         })
     }

@@ -353,6 +353,7 @@ async fn tokens_must_be_valid_and_current() {
         email: None,
         name: None,
         realm_access: RealmAccess { roles: vec!["aether-user".into()] },
+        sid: None,
     };
     let expired = app.server.runtime.tokens.sign(&claims).unwrap();
     assert_problem(list(expired).await.unwrap(), 401, "token_expired").await;

@@ -743,6 +743,9 @@ async fn authorization_matrix_for_every_operation() {
                 // Deleted above: the owner and global admins may restore; collaborators no longer see it.
                 let restorer = who.id == owner.id || who.id == admin.id || (inherited && who.id == manager.id);
                 assert_eq!(restore, if restorer { 200 } else { 404 }, "restore {label}");
+            } else if who.id == viewer.id {
+                // A viewer's role forbids every write, before the notebook is even looked at.
+                assert_eq!(restore, 403, "restore by a viewer {label}");
             } else {
                 assert_eq!(restore, 404, "restore of a live notebook {label}");
             }

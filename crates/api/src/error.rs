@@ -105,8 +105,16 @@ impl From<TokenError> for ApiError {
         match error {
             TokenError::Expired => Self::unauthorized("token_expired", "The access token has expired."),
             TokenError::Invalid(reason) => {
-                tracing::debug!(%reason, "rejected access token");
+                tracing::info!(%reason, "rejected a credential");
                 Self::unauthorized("invalid_token", "The access token is not valid.")
+            }
+            TokenError::Unavailable(reason) => {
+                tracing::warn!(%reason, "could not verify a token");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "identity_unavailable",
+                    "The identity provider is temporarily unreachable; retry later.",
+                )
             }
         }
     }
@@ -126,10 +134,18 @@ impl From<ServiceError> for ApiError {
                 "precondition_failed",
                 "The resource changed since you read it (If-Match no longer matches); read it again.",
             ),
-            ServiceError::Rejected { code, detail } => Self::new(StatusCode::CONFLICT, code, detail),
+            ServiceError::Rejected { code, detail } => {
+                let status = match code {
+                    "browser_login_unavailable" => StatusCode::NOT_FOUND,
+                    "invalid_login_state" => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::CONFLICT,
+                };
+                Self::new(status, code, detail)
+            }
             ServiceError::InvalidGrant => {
                 Self::oauth(StatusCode::BAD_REQUEST, "invalid_grant", "The credentials or refresh token are not valid.")
             }
+            ServiceError::Unauthenticated(error) => error.into(),
             ServiceError::Unavailable(reason) => {
                 tracing::warn!(%reason, "dependency unavailable");
                 Self::new(
@@ -166,7 +182,18 @@ pub fn problem_response(problem: Problem) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        problem_response(self.to_problem())
+        let unauthorized = self.status == StatusCode::UNAUTHORIZED && self.oauth_error.is_none();
+        let code = self.code;
+        let mut response = problem_response(self.to_problem());
+        if unauthorized {
+            // RFC 6750 §3: say which scheme is expected and, for a bad token, that it was bad.
+            let challenge = match code {
+                "invalid_token" | "token_expired" => r#"Bearer realm="aether", error="invalid_token""#,
+                _ => r#"Bearer realm="aether""#,
+            };
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        response
     }
 }
 

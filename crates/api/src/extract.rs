@@ -2,11 +2,12 @@
 //! (never axum's plain-text rejections) when they cannot.
 
 use aether_domain::auth::{ClientInfo, Principal};
+use aether_domain::identity::Capability;
 use aether_domain::page::{Limit, PageRequest};
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
@@ -100,35 +101,98 @@ where
 #[derive(Debug, Clone)]
 pub struct AuthUser(pub Principal);
 
+/// The name of the browser session cookie.
+pub const SESSION_COOKIE: &str = "aether_session";
+
+/// The value of the session cookie, if the request carries one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// Where the request came from, as the server saw it.
+pub fn client_info(parts: &Parts) -> ClientInfo {
+    ClientInfo {
+        ip_address: parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip().to_string()),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(|agent| agent.chars().take(512).collect()),
+    }
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::unauthorized("missing_token", "An Authorization: Bearer token is required."));
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(Self(principal.clone()));
+        }
+        let client = client_info(parts);
+        let principal = match parts.headers.get(header::AUTHORIZATION) {
+            Some(value) => {
+                let token = value
+                    .to_str()
+                    .ok()
+                    .and_then(|value| value.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, token)| token.trim())
+                    .filter(|token| !token.is_empty())
+                    .ok_or_else(|| {
+                        ApiError::unauthorized("invalid_token", "The Authorization header must be 'Bearer <token>'.")
+                    })?;
+                state.identity.authenticate_bearer(token, client).await?
+            }
+            None => match session_cookie(&parts.headers) {
+                Some(session) => state.identity.authenticate_session(&session, client).await?,
+                None => {
+                    return Err(ApiError::unauthorized(
+                        "missing_token",
+                        "An Authorization: Bearer token (or a session cookie) is required.",
+                    ));
+                }
+            },
         };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("invalid_token", "The Authorization header must be 'Bearer <token>'.")
-            })?;
-        let mut principal = state.accounts.authenticate(token)?;
-        principal.client = ClientInfo {
-            ip_address: parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0.ip().to_string()),
-            user_agent: parts
-                .headers
-                .get(header::USER_AGENT)
-                .and_then(|value| value.to_str().ok())
-                .map(|agent| agent.chars().take(512).collect()),
-        };
+        parts.extensions.insert(principal.clone());
+        Ok(Self(principal))
+    }
+}
+
+/// An authenticated caller whose role allows writing ([`Capability::Write`]); others get 403.
+#[derive(Debug, Clone)]
+pub struct Writer(pub Principal);
+
+impl FromRequestParts<AppState> for Writer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let AuthUser(principal) = AuthUser::from_request_parts(parts, state).await?;
+        aether_services::identity::require(&principal, Capability::Write)?;
+        Ok(Self(principal))
+    }
+}
+
+/// An authenticated administrator ([`Capability::AdministerUsers`]); others get 403.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Principal);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let AuthUser(principal) = AuthUser::from_request_parts(parts, state).await?;
+        aether_services::identity::require(&principal, Capability::AdministerUsers)?;
         Ok(Self(principal))
     }
 }
@@ -198,4 +262,14 @@ where
     D: serde::Deserializer<'de>,
 {
     Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A JSON body that may be absent: an empty body reads as `T::default()`.
+pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|error| {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", format!("The request body is not valid JSON: {error}"))
+    })
 }

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use aether_services::{AccountService, NotebookService};
+use aether_services::{AccountService, IdentityService, NotebookService};
 use async_trait::async_trait;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -21,6 +21,11 @@ pub struct ApiSettings {
     pub cors_allowed_origins: Vec<String>,
     /// How long one request may take before it is answered with 503.
     pub request_timeout: std::time::Duration,
+    /// The server's external base URL (`https://api.example.com`), for the OIDC
+    /// redirect URI; when unset, it is taken from the request's `Host`.
+    pub public_url: Option<String>,
+    /// Whether the session cookie is marked `Secure` (HTTPS only).
+    pub secure_cookies: bool,
 }
 
 impl Default for ApiSettings {
@@ -29,6 +34,8 @@ impl Default for ApiSettings {
             max_body_bytes: 1024 * 1024,
             cors_allowed_origins: Vec::new(),
             request_timeout: std::time::Duration::from_secs(30),
+            public_url: None,
+            secure_cookies: false,
         }
     }
 }
@@ -38,6 +45,7 @@ impl Default for ApiSettings {
 #[allow(missing_debug_implementations)]
 pub struct AppState {
     pub accounts: Arc<AccountService>,
+    pub identity: Arc<IdentityService>,
     pub notebooks: Arc<NotebookService>,
     pub readiness: Arc<Vec<Arc<dyn ReadinessCheck>>>,
     /// The JSON Web Key Set of the local token issuer.

@@ -10,8 +10,9 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use aether_domain::auth::{AccessClaims, AccessTokenCodec, PasswordHasher, Principal, RealmAccess, TokenError};
+use aether_domain::auth::{AccessClaims, AccessTokenCodec, PasswordHasher, RealmAccess, TokenError};
 use aether_domain::id::UserId;
+use aether_domain::identity::{TokenSubject, TokenVerifier, VerifiedToken};
 use aether_domain::time::Timestamp;
 use aether_domain::user::{Role, User, Username};
 use argon2::Argon2;
@@ -142,7 +143,7 @@ impl LocalTokenCodec {
     }
 
     /// The claims this issuer puts in an access token for `user` at `now`.
-    pub fn claims_for(&self, user: &User, now: Timestamp) -> AccessClaims {
+    pub fn claims_for(&self, user: &User, session_id: &str, now: Timestamp) -> AccessClaims {
         let iat = now.timestamp();
         AccessClaims {
             iss: self.settings.issuer.clone(),
@@ -157,6 +158,7 @@ impl LocalTokenCodec {
             email: user.email.as_ref().map(|email| email.as_str().to_owned()),
             name: user.full_name.clone(),
             realm_access: RealmAccess { roles: user.roles.iter().map(|role| role.as_str().to_owned()).collect() },
+            sid: Some(session_id.to_owned()),
         }
     }
 }
@@ -175,12 +177,12 @@ fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 impl AccessTokenCodec for LocalTokenCodec {
-    fn issue(&self, user: &User, now: Timestamp) -> Result<(String, u64), TokenError> {
-        let token = self.sign(&self.claims_for(user, now))?;
+    fn issue(&self, user: &User, session_id: &str, now: Timestamp) -> Result<(String, u64), TokenError> {
+        let token = self.sign(&self.claims_for(user, session_id, now))?;
         Ok((token, self.settings.access_token_ttl_secs))
     }
 
-    fn verify(&self, token: &str, now: Timestamp) -> Result<Principal, TokenError> {
+    fn verify(&self, token: &str, now: Timestamp) -> Result<VerifiedToken, TokenError> {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[self.settings.issuer.as_str()]);
         validation.set_audience(&[self.settings.audience.as_str()]);
@@ -199,7 +201,27 @@ impl AccessTokenCodec for LocalTokenCodec {
         // Roles this server does not know are ignored rather than rejected, as Keycloak
         // realms commonly carry extra roles (offline_access, uma_authorization …).
         let roles = claims.realm_access.roles.iter().filter_map(|name| name.parse::<Role>().ok()).collect();
-        Ok(Principal { user_id, username, roles, client: Default::default() })
+        let at = |seconds: i64| chrono::DateTime::from_timestamp(seconds, 0).unwrap_or(now);
+        Ok(VerifiedToken {
+            subject: TokenSubject::Local(user_id),
+            username,
+            email: claims.email.as_deref().and_then(|email| aether_domain::user::Email::parse(email).ok()),
+            full_name: claims.name,
+            roles,
+            groups: Vec::new(),
+            session_id: claims.sid,
+            client_id: claims.azp,
+            issued_at: at(claims.iat),
+            expires_at: at(claims.exp),
+            auth_time: None,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenVerifier for LocalTokenCodec {
+    async fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        AccessTokenCodec::verify(self, token, aether_domain::time::now())
     }
 }
 
@@ -228,10 +250,14 @@ mod tests {
             full_name: Some("Alice".into()),
             avatar_url: None,
             roles: vec![Role::User],
+            groups: Vec::new(),
+            attributes: serde_json::Map::new(),
+            preferences: serde_json::Map::new(),
             status: UserStatus::Active,
             created_at: time::now(),
             updated_at: time::now(),
             last_login_at: None,
+            last_sync_at: None,
         }
     }
 
@@ -251,11 +277,12 @@ mod tests {
         let path = dir.path().join("keys/token-signing.pem");
         let codec = LocalTokenCodec::load_or_generate(&path, settings()).unwrap();
         let alice = user();
-        let (token, ttl) = codec.issue(&alice, time::now()).unwrap();
+        let (token, ttl) = codec.issue(&alice, "s1", time::now()).unwrap();
         assert_eq!(ttl, 300);
         let reloaded = LocalTokenCodec::load_or_generate(&path, settings()).unwrap();
-        let principal = reloaded.verify(&token, time::now()).unwrap();
-        assert_eq!(principal.user_id, alice.id);
+        let principal = AccessTokenCodec::verify(&reloaded, &token, time::now()).unwrap();
+        assert_eq!(principal.subject, TokenSubject::Local(alice.id));
+        assert_eq!(principal.session_id.as_deref(), Some("s1"));
         assert_eq!(principal.roles, vec![Role::User]);
         #[cfg(unix)]
         {
@@ -268,22 +295,25 @@ mod tests {
     fn expired_foreign_and_garbage_tokens_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let codec = LocalTokenCodec::load_or_generate(&dir.path().join("k.pem"), settings()).unwrap();
-        let (token, _) = codec.issue(&user(), time::now()).unwrap();
-        assert_eq!(codec.verify(&token, time::now() + TimeDelta::seconds(301)), Err(TokenError::Expired));
-        assert!(matches!(codec.verify("garbage", time::now()), Err(TokenError::Invalid(_))));
+        let (token, _) = codec.issue(&user(), "s1", time::now()).unwrap();
+        assert_eq!(
+            AccessTokenCodec::verify(&codec, &token, time::now() + TimeDelta::seconds(301)),
+            Err(TokenError::Expired)
+        );
+        assert!(matches!(AccessTokenCodec::verify(&codec, "garbage", time::now()), Err(TokenError::Invalid(_))));
         let other = LocalTokenCodec::load_or_generate(&dir.path().join("other.pem"), settings()).unwrap();
-        assert!(matches!(other.verify(&token, time::now()), Err(TokenError::Invalid(_))));
+        assert!(matches!(AccessTokenCodec::verify(&other, &token, time::now()), Err(TokenError::Invalid(_))));
         let mut wrong_issuer = settings();
         wrong_issuer.issuer = "http://elsewhere".into();
         let elsewhere = LocalTokenCodec::load_or_generate(&dir.path().join("k.pem"), wrong_issuer).unwrap();
-        assert!(matches!(elsewhere.verify(&token, time::now()), Err(TokenError::Invalid(_))));
+        assert!(matches!(AccessTokenCodec::verify(&elsewhere, &token, time::now()), Err(TokenError::Invalid(_))));
     }
 
     #[test]
     fn claims_have_keycloak_shape() {
         let dir = tempfile::tempdir().unwrap();
         let codec = LocalTokenCodec::load_or_generate(&dir.path().join("k.pem"), settings()).unwrap();
-        let (token, _) = codec.issue(&user(), time::now()).unwrap();
+        let (token, _) = codec.issue(&user(), "s1", time::now()).unwrap();
         let payload = token.split('.').nth(1).unwrap();
         let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
         for key in ["sub", "preferred_username", "name", "iss", "aud", "exp", "iat"] {

@@ -3,18 +3,39 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::UserId;
+use crate::id::{ApiKeyId, UserId};
+use crate::identity::{Capability, capabilities_of};
 use crate::time::Timestamp;
 use crate::user::{Role, User, Username};
 
-/// The authenticated caller of a request, taken from a verified access token.
+/// The authenticated caller of a request, taken from a verified access token, a
+/// browser session or a personal API key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
     pub user_id: UserId,
     pub username: Username,
     pub roles: Vec<Role>,
+    /// What the caller may do: their roles' capabilities, narrowed by an API key's scopes.
+    pub capabilities: Vec<Capability>,
+    pub credential: Credential,
     /// Where the request came from, for the audit log.
     pub client: ClientInfo,
+}
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A bearer access token, with the identity provider's session it belongs to.
+    AccessToken {
+        session_id: Option<String>,
+    },
+    /// A browser session cookie.
+    Session {
+        session_id: String,
+    },
+    ApiKey {
+        id: ApiKeyId,
+    },
 }
 
 /// The network origin of a request, as the server saw it.
@@ -25,6 +46,23 @@ pub struct ClientInfo {
 }
 
 impl Principal {
+    /// A caller with `roles`' capabilities, authenticated by an access token.
+    pub fn new(user_id: UserId, username: Username, roles: Vec<Role>) -> Self {
+        let capabilities = capabilities_of(&roles);
+        Self {
+            user_id,
+            username,
+            roles,
+            capabilities,
+            credential: Credential::AccessToken { session_id: None },
+            client: ClientInfo::default(),
+        }
+    }
+
+    pub fn can(&self, capability: Capability) -> bool {
+        self.capabilities.contains(&capability)
+    }
+
     /// The [`Change`] this caller makes now, for stores to record.
     pub fn change(&self) -> crate::activity::Change {
         crate::activity::Change {
@@ -58,6 +96,9 @@ pub struct AccessClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub realm_access: RealmAccess,
+    /// The login session the token descends from (the refresh token family); logout revokes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,16 +114,20 @@ pub enum TokenError {
     Expired,
     #[error("token invalid: {0}")]
     Invalid(String),
+    /// The token could not be checked now (the identity provider's keys are unreachable).
+    #[error("token verification unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Signs and verifies access tokens.
 pub trait AccessTokenCodec: Send + Sync + std::fmt::Debug {
-    /// Builds and signs an access token for `user`, valid from `now` for the
-    /// configured lifetime. Returns the token and its lifetime in seconds.
-    fn issue(&self, user: &User, now: Timestamp) -> Result<(String, u64), TokenError>;
+    /// Builds and signs an access token for `user` in login session `session_id`,
+    /// valid from `now` for the configured lifetime. Returns the token and its
+    /// lifetime in seconds.
+    fn issue(&self, user: &User, session_id: &str, now: Timestamp) -> Result<(String, u64), TokenError>;
 
     /// Verifies signature, issuer, audience and expiry at `now`.
-    fn verify(&self, token: &str, now: Timestamp) -> Result<Principal, TokenError>;
+    fn verify(&self, token: &str, now: Timestamp) -> Result<crate::identity::VerifiedToken, TokenError>;
 }
 
 /// Hashes and checks passwords. Slow by design: call it off the async runtime.

@@ -67,6 +67,12 @@ uuid_id!(
     "token_family_id"
 );
 
+uuid_id!(
+    /// Identifies a personal [`crate::identity::ApiKey`].
+    ApiKeyId,
+    "api_key_id"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ pub mod compliance;
 pub mod error;
 pub mod events;
 pub mod id;
+pub mod identity;
 pub mod notebook;
 pub mod page;
 pub mod store;

@@ -8,11 +8,12 @@ use crate::StoreError;
 use crate::access::{ChainLink, CollaborationStatus, Permission};
 use crate::activity::{ActivityEvent, AuditEntry, Change};
 use crate::events::OutboxEvent;
-use crate::id::{NotebookId, TokenFamilyId, UserId};
+use crate::id::{ApiKeyId, NotebookId, TokenFamilyId, UserId};
+use crate::identity::{ApiKey, EphemeralStore, ExternalUser, NewApiKey, NewAuditRecord};
 use crate::notebook::{BulkAction, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use crate::page::{Page, PageRequest};
 use crate::time::Timestamp;
-use crate::user::{LocalCredentials, NewUser, User, UserPatch, Username};
+use crate::user::{LocalCredentials, NewUser, Role, User, UserPatch, Username};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -34,6 +35,32 @@ pub trait UserStore: Send + Sync {
     async fn list_users(&self, page: PageRequest) -> StoreResult<Page<User>>;
     /// How many non-deleted users exist.
     async fn count_users(&self) -> StoreResult<u64>;
+    /// Creates or updates the user with `user.keycloak_id`, in one atomic step:
+    /// concurrent calls for a new user create exactly one. Sets `last_sync_at = at`,
+    /// and `last_login_at` when the user logged in. `Conflict("username")` when the
+    /// username belongs to another account.
+    async fn sync_external_user(&self, user: ExternalUser, at: Timestamp) -> StoreResult<User>;
+    async fn find_user_by_keycloak_id(&self, keycloak_id: &str) -> StoreResult<Option<User>>;
+    /// Non-deleted users whose username, e-mail or full name contains `text`
+    /// (case-insensitive), best matches (username prefix) first.
+    async fn search_users(&self, text: &str, limit: u32) -> StoreResult<Vec<User>>;
+    /// Replaces the user's realm roles and audits the change, atomically.
+    async fn change_user_roles(&self, id: UserId, roles: Vec<Role>, audit: NewAuditRecord) -> StoreResult<User>;
+}
+
+/// Personal API keys, stored by the SHA-256 of the secret.
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Creates the key and audits it, atomically. `Conflict("api_key")` on a digest clash.
+    async fn create_api_key(&self, key: NewApiKey, audit: NewAuditRecord) -> StoreResult<ApiKey>;
+    /// The user's keys, revoked ones included, newest first.
+    async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<ApiKey>>;
+    /// Revokes the user's key and audits it. `NotFound` when the user has no such key;
+    /// revoking a revoked key changes nothing and answers it as it is.
+    async fn revoke_api_key(&self, user: UserId, id: ApiKeyId, audit: NewAuditRecord) -> StoreResult<ApiKey>;
+    /// The key with this digest, active or not.
+    async fn find_api_key(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>>;
+    async fn touch_api_key(&self, id: ApiKeyId, at: Timestamp) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -134,6 +161,8 @@ pub trait ActivityStore: Send + Sync {
     async fn list_activity(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<ActivityEvent>>;
     /// Audit entries, newest first; only those about `resource_id` when given.
     async fn list_audit(&self, resource_id: Option<String>, page: PageRequest) -> StoreResult<Page<AuditEntry>>;
+    /// Writes an audit entry that belongs to no other change (logins, failed authentication).
+    async fn record_audit(&self, record: NewAuditRecord) -> StoreResult<()>;
 }
 
 /// The durable outbox of domain events (see [`crate::events`]).
@@ -235,6 +264,8 @@ pub trait Store:
     + ActivityStore
     + OutboxStore
     + SessionStore
+    + ApiKeyStore
+    + EphemeralStore
     + Send
     + Sync
     + std::fmt::Debug

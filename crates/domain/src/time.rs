@@ -25,3 +25,8 @@ pub fn to_storage(at: &Timestamp) -> String {
 pub fn parse(text: &str) -> Option<Timestamp> {
     DateTime::parse_from_rfc3339(text).ok().map(|at| truncate(at.with_timezone(&Utc)))
 }
+
+/// `now` plus `ttl`, saturating at the largest representable time.
+pub fn after(now: Timestamp, ttl: std::time::Duration) -> Timestamp {
+    TimeDelta::from_std(ttl).ok().and_then(|ttl| now.checked_add_signed(ttl)).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}

@@ -179,10 +179,18 @@ pub struct User {
     pub full_name: Option<String>,
     pub avatar_url: Option<String>,
     pub roles: Vec<Role>,
+    /// Group names from the identity provider.
+    pub groups: Vec<String>,
+    /// Attributes from the identity provider, as it gave them.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// The user's own settings (language, theme, notification choices…), free-form.
+    pub preferences: serde_json::Map<String, serde_json::Value>,
     pub status: UserStatus,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_login_at: Option<Timestamp>,
+    /// When the profile was last copied from the identity provider.
+    pub last_sync_at: Option<Timestamp>,
 }
 
 /// Everything needed to create a user.
@@ -206,6 +214,7 @@ pub struct UserPatch {
     pub email: Option<Option<Email>>,
     pub full_name: Option<Option<String>>,
     pub avatar_url: Option<Option<String>>,
+    pub preferences: Option<serde_json::Map<String, serde_json::Value>>,
     pub roles: Option<Vec<Role>>,
     pub status: Option<UserStatus>,
 }

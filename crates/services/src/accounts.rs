@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use aether_domain::auth::{AccessTokenCodec, PasswordHasher, Principal, TokenError};
+use aether_domain::auth::{AccessTokenCodec, ClientInfo, PasswordHasher, Principal, TokenError};
 use aether_domain::id::{TokenFamilyId, UserId};
 use aether_domain::store::{NewRefreshToken, RefreshOutcome, Store};
 use aether_domain::time::{self, Timestamp};
@@ -119,8 +119,32 @@ impl AccountService {
         Ok(user)
     }
 
-    /// The OAuth 2.0 resource owner password grant.
-    pub async fn password_grant(&self, username: &str, password: &str) -> ServiceResult<TokenPair> {
+    /// The OAuth 2.0 resource owner password grant. Successes and failures are audited.
+    pub async fn password_grant(
+        &self,
+        username: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> ServiceResult<TokenPair> {
+        let result = self.check_password(username, password).await;
+        let (action, actor, resource) = match &result {
+            Ok((user, _)) => ("login", Some(user.id), user.id.to_string()),
+            Err(ServiceError::InvalidGrant) => ("authentication_failed", None, username.chars().take(64).collect()),
+            Err(_) => return result.map(|(_, pair)| pair),
+        };
+        let mut details = serde_json::Map::new();
+        details.insert("method".into(), "password".into());
+        if actor.is_none() {
+            details.insert("username".into(), resource.clone().into());
+        }
+        let record = audit_record(action, "user", resource, actor, details, client);
+        if let Err(error) = self.store.record_audit(record).await {
+            tracing::warn!(%error, action, "could not audit a login");
+        }
+        result.map(|(_, pair)| pair)
+    }
+
+    async fn check_password(&self, username: &str, password: &str) -> ServiceResult<(User, TokenPair)> {
         // A malformed username cannot belong to any account; answer as for a wrong one.
         let Ok(username) = Username::parse(username) else { return Err(ServiceError::InvalidGrant) };
         let credentials = self.store.find_local_credentials(&username).await?;
@@ -147,7 +171,8 @@ impl AccountService {
         }
         let now = time::now();
         self.store.record_login(credentials.user.id, now).await?;
-        self.issue_pair(&credentials.user, TokenFamilyId::new(), now).await
+        let pair = self.issue_pair(&credentials.user, TokenFamilyId::new(), now).await?;
+        Ok((credentials.user, pair))
     }
 
     /// The OAuth 2.0 refresh-token grant. The presented token is spent; presenting a
@@ -159,9 +184,10 @@ impl AccountService {
         let outcome =
             self.store.rotate_refresh_token(&digest(refresh_token), &digest(&replacement), expires_at, now).await?;
         match outcome {
-            RefreshOutcome::Rotated { user_id, .. } => {
+            RefreshOutcome::Rotated { user_id, family_id } => {
                 let user = self.store.get_user(user_id).await.map_err(|_| ServiceError::InvalidGrant)?;
-                let (access_token, expires_in) = self.tokens.issue(&user, now).map_err(internal)?;
+                let (access_token, expires_in) =
+                    self.tokens.issue(&user, &family_id.to_string(), now).map_err(internal)?;
                 Ok(TokenPair {
                     access_token,
                     expires_in,
@@ -177,9 +203,9 @@ impl AccountService {
         }
     }
 
-    /// Verifies a bearer access token.
-    pub fn authenticate(&self, access_token: &str) -> Result<Principal, TokenError> {
-        self.tokens.verify(access_token, time::now())
+    /// Ends a local login session: every refresh token of the family is revoked.
+    pub async fn end_session(&self, family_id: TokenFamilyId) -> ServiceResult<()> {
+        Ok(self.store.revoke_token_family(family_id, time::now()).await?)
     }
 
     /// The caller's own account.
@@ -188,7 +214,7 @@ impl AccountService {
     }
 
     async fn issue_pair(&self, user: &User, family_id: TokenFamilyId, now: Timestamp) -> ServiceResult<TokenPair> {
-        let (access_token, expires_in) = self.tokens.issue(user, now).map_err(internal)?;
+        let (access_token, expires_in) = self.tokens.issue(user, &family_id.to_string(), now).map_err(internal)?;
         let refresh_token = new_refresh_token();
         self.store
             .insert_refresh_token(NewRefreshToken {
@@ -224,6 +250,27 @@ fn internal(error: TokenError) -> ServiceError {
     ServiceError::Internal(error.to_string())
 }
 
+/// An audit record of an identity event by (or about) `actor`, from `client`.
+pub(crate) fn audit_record(
+    action: &'static str,
+    resource_type: &'static str,
+    resource_id: String,
+    actor: Option<UserId>,
+    details: serde_json::Map<String, serde_json::Value>,
+    client: &ClientInfo,
+) -> aether_domain::identity::NewAuditRecord {
+    aether_domain::identity::NewAuditRecord {
+        action,
+        resource_type,
+        resource_id,
+        performed_by: actor,
+        details,
+        ip_address: client.ip_address.clone(),
+        user_agent: client.user_agent.clone(),
+        at: time::now(),
+    }
+}
+
 /// 256 random bits, URL-safe: the refresh token handed to the client.
 fn new_refresh_token() -> String {
     URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
@@ -231,7 +278,7 @@ fn new_refresh_token() -> String {
 
 /// Refresh tokens are stored only as their SHA-256 digest: a leaked database does
 /// not yield usable tokens, and the token's entropy makes a slow hash unnecessary.
-fn digest(token: &str) -> String {
+pub(crate) fn digest(token: &str) -> String {
     let hash = Sha256::digest(token.as_bytes());
     hash.iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -25,6 +25,9 @@ pub enum ServiceError {
     /// Wrong username or password, or an unusable refresh token (RFC 6749 `invalid_grant`).
     #[error("invalid grant")]
     InvalidGrant,
+    /// The presented credential (token, session, API key) is not acceptable.
+    #[error(transparent)]
+    Unauthenticated(#[from] aether_domain::auth::TokenError),
     /// A dependency is down; retrying later may succeed.
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -5,8 +5,10 @@
 pub mod accounts;
 pub mod error;
 pub mod events;
+pub mod identity;
 pub mod notebooks;
 
 pub use accounts::{AccountService, SessionSettings, TokenPair};
 pub use error::ServiceError;
+pub use identity::{IdentityProvider, IdentityService, IdentitySettings};
 pub use notebooks::NotebookService;

@@ -6,6 +6,8 @@
 //! alongside other tests.
 #![allow(clippy::unwrap_used)]
 
+mod identity;
+
 use std::collections::HashSet;
 
 use aether_domain::StoreError;
@@ -48,6 +50,13 @@ pub async fn run_all(store: &dyn Store) {
     moves_reject_cycles_and_excess_depth(store).await;
     deleting_a_parent_needs_cascade(store).await;
     collaborations_grant_along_the_hierarchy(store).await;
+    identity::external_users_are_created_once_and_updated(store).await;
+    identity::concurrent_first_syncs_create_one_user(store).await;
+    identity::a_taken_username_is_a_conflict(store).await;
+    identity::users_are_searched_by_name_email_and_full_name(store).await;
+    identity::role_changes_are_audited(store).await;
+    identity::api_keys_are_created_listed_used_and_revoked(store).await;
+    identity::ephemeral_entries_expire_and_are_taken_once(store).await;
     store.ping().await.expect("ping");
 }
 

@@ -7,6 +7,7 @@
 //! `toString`. Use cases that read and then write take the node's write lock first
 //! (by setting a property), so concurrent requests serialise on the node.
 
+mod identity;
 mod migrations;
 
 use std::str::FromStr;
@@ -18,6 +19,7 @@ use aether_domain::activity::{ActivityEvent, AuditEntry, Change, ChangeRecord};
 use aether_domain::compliance::ComplianceSettings;
 use aether_domain::events::OutboxEvent;
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
+use aether_domain::identity::{ExternalUser, NewAuditRecord};
 use aether_domain::notebook::{
     self, BulkAction, Description, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery,
     NotebookStatus, SortOrder, Tag, Visibility,
@@ -155,8 +157,11 @@ fn storage(at: &Timestamp) -> String {
 
 const USER_RETURN: &str = "RETURN u.id AS id, u.keycloak_id AS keycloak_id, u.username AS username, \
      u.email AS email, u.full_name AS full_name, u.avatar_url AS avatar_url, \
-     coalesce(u.keycloak_roles, []) AS roles, u.status AS status, toString(u.created_at) AS created_at, \
-     toString(u.updated_at) AS updated_at, toString(u.last_login_at) AS last_login_at";
+     coalesce(u.keycloak_roles, []) AS roles, coalesce(u.keycloak_groups, []) AS groups, \
+     coalesce(u.keycloak_attributes, '{}') AS attributes, coalesce(u.preferences, '{}') AS preferences, \
+     u.status AS status, toString(u.created_at) AS created_at, \
+     toString(u.updated_at) AS updated_at, toString(u.last_login_at) AS last_login_at, \
+     toString(u.last_sync_at) AS last_sync_at";
 
 #[derive(Deserialize)]
 struct UserRecord {
@@ -167,10 +172,14 @@ struct UserRecord {
     full_name: Option<String>,
     avatar_url: Option<String>,
     roles: Vec<String>,
+    groups: Vec<String>,
+    attributes: String,
+    preferences: String,
     status: String,
     created_at: String,
     updated_at: String,
     last_login_at: Option<String>,
+    last_sync_at: Option<String>,
 }
 
 fn user_from_row(row: &Row) -> StoreResult<User> {
@@ -188,10 +197,14 @@ fn user_from_row(row: &Row) -> StoreResult<User> {
             .map(|name| Role::from_str(name))
             .collect::<Result<_, _>>()
             .map_err(|_| corrupt("role"))?,
+        groups: record.groups,
+        attributes: serde_json::from_str(&record.attributes).map_err(|_| corrupt("attributes"))?,
+        preferences: serde_json::from_str(&record.preferences).map_err(|_| corrupt("preferences"))?,
         status: UserStatus::parse(&record.status).map_err(|_| corrupt("user status"))?,
         created_at: ts(&record.created_at)?,
         updated_at: ts(&record.updated_at)?,
         last_login_at: record.last_login_at.as_deref().map(ts).transpose()?,
+        last_sync_at: record.last_sync_at.as_deref().map(ts).transpose()?,
     })
 }
 
@@ -340,14 +353,18 @@ impl UserStore for Neo4jStore {
             if let Some(roles) = patch.roles {
                 user.roles = roles;
             }
+            if let Some(preferences) = patch.preferences {
+                user.preferences = preferences;
+            }
             if let Some(status) = patch.status {
                 user.status = status;
             }
             user.updated_at = at;
             let write = query(
                 "MATCH (u:User {id: $id}) SET u.email = $email, u.full_name = $full_name, \
-             u.avatar_url = $avatar_url, u.keycloak_roles = $roles, u.status = $status",
+             u.avatar_url = $avatar_url, u.keycloak_roles = $roles, u.status = $status, u.preferences = $preferences",
             )
+            .param("preferences", serde_json::Value::Object(user.preferences.clone()).to_string())
             .param("id", id.to_string())
             .param("email", user.email.as_ref().map(|e| e.as_str().to_owned()))
             .param("full_name", user.full_name.clone())
@@ -409,6 +426,24 @@ impl UserStore for Neo4jStore {
             .ok_or_else(|| StoreError::Internal("count returned nothing".into()))?;
         let count: i64 = row.get("count").map_err(|e| StoreError::Corrupt(e.to_string()))?;
         u64::try_from(count).map_err(|_| corrupt("count"))
+    }
+
+    async fn sync_external_user(&self, user: ExternalUser, at: Timestamp) -> StoreResult<User> {
+        self.sync_external_user_impl(user, at).await
+    }
+
+    async fn find_user_by_keycloak_id(&self, keycloak_id: &str) -> StoreResult<Option<User>> {
+        let q = query(&format!("MATCH (u:User {{keycloak_id: $kid}}) WHERE u.status <> 'deleted' {USER_RETURN}"))
+            .param("kid", keycloak_id);
+        self.optional_row(q).await?.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn search_users(&self, text: &str, limit: u32) -> StoreResult<Vec<User>> {
+        self.search_users_impl(text, limit).await
+    }
+
+    async fn change_user_roles(&self, id: UserId, roles: Vec<Role>, audit: NewAuditRecord) -> StoreResult<User> {
+        self.change_user_roles_impl(id, roles, audit).await
     }
 }
 
@@ -898,6 +933,10 @@ impl OutboxStore for Neo4jStore {
 
 #[async_trait]
 impl ActivityStore for Neo4jStore {
+    async fn record_audit(&self, record: NewAuditRecord) -> StoreResult<()> {
+        self.graph.run(identity::audit_query(&record)).await.map_err(map_err)
+    }
+
     async fn list_activity(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<ActivityEvent>> {
         let q = query(
             "MATCH (ae:ActivityEvent)-[:ABOUT]->(n:Notebook {id: $notebook}) \

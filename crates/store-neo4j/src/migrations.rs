@@ -83,4 +83,15 @@ pub const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX outbox_event_published IF NOT EXISTS FOR (e:OutboxEvent) ON (e.published_at)",
         ],
     },
+    Migration {
+        version: 4,
+        name: "identity",
+        statements: &[
+            "CREATE CONSTRAINT api_key_id_unique IF NOT EXISTS FOR (k:ApiKey) REQUIRE k.id IS UNIQUE",
+            "CREATE CONSTRAINT api_key_hash_unique IF NOT EXISTS FOR (k:ApiKey) REQUIRE k.secret_hash IS UNIQUE",
+            "CREATE CONSTRAINT ephemeral_key_unique IF NOT EXISTS FOR (e:Ephemeral) REQUIRE e.key IS UNIQUE",
+            "CREATE INDEX ephemeral_expires IF NOT EXISTS FOR (e:Ephemeral) ON (e.expires_at)",
+            "CREATE INDEX audit_performed_by IF NOT EXISTS FOR (al:AuditLog) ON (al.performed_by)",
+        ],
+    },
 ];

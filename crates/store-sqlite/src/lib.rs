@@ -16,6 +16,7 @@ use aether_domain::activity::{ActivityEvent, AuditEntry, Change, ChangeRecord};
 use aether_domain::compliance::ComplianceSettings;
 use aether_domain::events::OutboxEvent;
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
+use aether_domain::identity::{ExternalUser, NewAuditRecord};
 use aether_domain::notebook::{
     self, BulkAction, Description, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery,
     NotebookStatus, SortOrder, Tag, Visibility,
@@ -31,6 +32,8 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::{Mutex, MutexGuard};
+
+mod identity;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -129,11 +132,20 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
         full_name: row.try_get("full_name").map_err(map_err)?,
         avatar_url: row.try_get("avatar_url").map_err(map_err)?,
         roles,
+        groups: json_column(row, "keycloak_groups")?,
+        attributes: json_column(row, "keycloak_attributes")?,
+        preferences: json_column(row, "preferences")?,
         status: UserStatus::parse(&status).map_err(|_| corrupt("user status"))?,
         created_at: ts(&row.try_get::<String, _>("created_at").map_err(map_err)?)?,
         updated_at: ts(&row.try_get::<String, _>("updated_at").map_err(map_err)?)?,
         last_login_at: opt_ts(row.try_get("last_login_at").map_err(map_err)?)?,
+        last_sync_at: opt_ts(row.try_get("last_sync_at").map_err(map_err)?)?,
     })
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> StoreResult<T> {
+    let text: String = row.try_get(column).map_err(map_err)?;
+    serde_json::from_str(&text).map_err(|_| corrupt(column))
 }
 
 fn notebook_from_row(row: &SqliteRow) -> StoreResult<Notebook> {
@@ -183,10 +195,12 @@ fn settings_json(settings: &ComplianceSettings) -> String {
 
 // Macros rather than consts, so that `concat!` can build static query strings
 // (sqlx refuses strings built at run time, to keep injection out).
+#[macro_export]
+#[doc(hidden)]
 macro_rules! user_columns {
     () => {
-        "id, keycloak_id, username, email, full_name, avatar_url, keycloak_roles, \
-         status, created_at, updated_at, last_login_at"
+        "id, keycloak_id, username, email, full_name, avatar_url, keycloak_roles, keycloak_groups, \
+         keycloak_attributes, preferences, status, created_at, updated_at, last_login_at, last_sync_at"
     };
 }
 
@@ -291,18 +305,22 @@ impl UserStore for SqliteStore {
         if let Some(roles) = patch.roles {
             user.roles = roles;
         }
+        if let Some(preferences) = patch.preferences {
+            user.preferences = preferences;
+        }
         if let Some(status) = patch.status {
             user.status = status;
         }
         user.updated_at = at;
         sqlx::query(
-            "UPDATE users SET email = ?, full_name = ?, avatar_url = ?, keycloak_roles = ?, status = ?, \
-             updated_at = ? WHERE id = ?",
+            "UPDATE users SET email = ?, full_name = ?, avatar_url = ?, keycloak_roles = ?, preferences = ?, \
+             status = ?, updated_at = ? WHERE id = ?",
         )
         .bind(user.email.as_ref().map(Email::as_str))
         .bind(&user.full_name)
         .bind(&user.avatar_url)
         .bind(roles_json(&user.roles))
+        .bind(serde_json::Value::Object(user.preferences.clone()).to_string())
         .bind(user.status.as_str())
         .bind(time::to_storage(&at))
         .bind(id.to_string())
@@ -371,6 +389,31 @@ impl UserStore for SqliteStore {
             .await
             .map_err(map_err)?;
         u64::try_from(count).map_err(|_| corrupt("count"))
+    }
+
+    async fn sync_external_user(&self, user: ExternalUser, at: Timestamp) -> StoreResult<User> {
+        self.sync_external_user_impl(user, at).await
+    }
+
+    async fn find_user_by_keycloak_id(&self, keycloak_id: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE keycloak_id = ? AND status != 'deleted'"
+        ))
+        .bind(keycloak_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn search_users(&self, text: &str, limit: u32) -> StoreResult<Vec<User>> {
+        self.search_users_impl(text, limit).await
+    }
+
+    async fn change_user_roles(&self, id: UserId, roles: Vec<Role>, audit: NewAuditRecord) -> StoreResult<User> {
+        self.change_user_roles_impl(id, roles, audit).await
     }
 }
 
@@ -1223,6 +1266,10 @@ impl OutboxStore for SqliteStore {
 
 #[async_trait]
 impl ActivityStore for SqliteStore {
+    async fn record_audit(&self, record: NewAuditRecord) -> StoreResult<()> {
+        self.record_audit_impl(record).await
+    }
+
     async fn list_activity(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<ActivityEvent>> {
         let rows = sqlx::query(
             "SELECT * FROM activity_events WHERE notebook_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",

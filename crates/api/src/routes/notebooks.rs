@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, FieldProblem, Problem};
-use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, double_option, encode_cursor};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, Writer, double_option, encode_cursor};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -353,7 +353,7 @@ pub async fn list_notebooks(
 )]
 pub async fn create_notebook(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    Writer(caller): Writer,
     ApiJson(body): ApiJson<CreateNotebookRequest>,
 ) -> Result<Response, ApiError> {
     let notebook = state.notebooks.create(&caller, body.parse()?).await?;
@@ -413,7 +413,7 @@ pub async fn get_notebook(
 )]
 pub async fn update_notebook(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateNotebookRequest>,
@@ -451,7 +451,7 @@ pub struct DeleteQuery {
 )]
 pub async fn delete_notebook(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
@@ -500,7 +500,7 @@ pub async fn list_children(
 )]
 pub async fn restore_notebook(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let notebook = state.notebooks.restore(&caller, parse_id(&id)?).await?;
@@ -535,7 +535,7 @@ pub struct DuplicateRequest {
 )]
 pub async fn duplicate_notebook(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<DuplicateRequest>,
 ) -> Result<Response, ApiError> {
@@ -589,7 +589,7 @@ pub struct BulkRequest {
 )]
 pub async fn bulk_update(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    Writer(caller): Writer,
     ApiJson(body): ApiJson<BulkRequest>,
 ) -> Result<Json<NotebookPage>, ApiError> {
     let mut problems = Problems::default();

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiQuery, AuthUser, double_option};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, Writer, double_option};
 use crate::state::AppState;
 
 use super::notebooks::{Problems, parse_id};
@@ -95,7 +95,7 @@ fn parse_user_id(text: Option<&str>, problems: &mut Problems) -> Option<UserId> 
 )]
 pub async fn share_notebook(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ShareRequest>,
 ) -> Result<(StatusCode, Json<CollaborationResponse>), ApiError> {
@@ -141,7 +141,7 @@ pub struct PermissionRequest {
 )]
 pub async fn set_permission(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<PermissionRequest>,
 ) -> Result<Response, ApiError> {
@@ -221,7 +221,7 @@ pub async fn list_invitations(
 )]
 pub async fn accept_invitation(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<Json<CollaborationResponse>, ApiError> {
     Ok(Json(state.notebooks.answer_invitation(&caller, parse_id(&id)?, true).await?.into()))
@@ -241,7 +241,7 @@ pub async fn accept_invitation(
 )]
 pub async fn decline_invitation(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<Json<CollaborationResponse>, ApiError> {
     Ok(Json(state.notebooks.answer_invitation(&caller, parse_id(&id)?, false).await?.into()))

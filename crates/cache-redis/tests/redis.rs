@@ -1,0 +1,55 @@
+//! Runs against the Redis that `scripts/test` starts (AETHER_TEST_REDIS_URL); prints
+//! NOT RUN without one unless AETHER_TEST_REQUIRE_SERVICES=1.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use aether_cache_redis::RedisEphemeralStore;
+use aether_domain::identity::EphemeralStore;
+
+async fn store() -> Option<RedisEphemeralStore> {
+    let Ok(url) = std::env::var("AETHER_TEST_REDIS_URL") else {
+        assert!(
+            std::env::var("AETHER_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "AETHER_TEST_REDIS_URL is required when AETHER_TEST_REQUIRE_SERVICES=1"
+        );
+        eprintln!("NOT RUN: set AETHER_TEST_REDIS_URL to run the Redis tests");
+        return None;
+    };
+    let prefix = format!("aether-test:{}:", uuid::Uuid::now_v7().simple());
+    Some(RedisEphemeralStore::connect(&url, &prefix, Duration::from_secs(5)).await.unwrap())
+}
+
+#[tokio::test]
+async fn entries_expire_and_are_taken_once() {
+    let Some(store) = store().await else { return };
+    store.ping().await.unwrap();
+    assert_eq!(store.get("k").await.unwrap(), None);
+    store.put("k", b"one", Duration::from_secs(60)).await.unwrap();
+    store.put("k", b"two", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"two"[..]));
+    let takes = futures_take(&store, "k").await;
+    assert_eq!(takes.iter().filter(|t| t.is_some()).count(), 1, "{takes:?}");
+    assert_eq!(store.get("k").await.unwrap(), None);
+
+    store.put("short", &[0, 255], Duration::from_millis(150)).await.unwrap();
+    assert_eq!(store.get("short").await.unwrap().as_deref(), Some(&[0u8, 255][..]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.get("short").await.unwrap(), None);
+
+    store.put("gone", b"x", Duration::from_secs(60)).await.unwrap();
+    store.delete("gone").await.unwrap();
+    assert_eq!(store.take("gone").await.unwrap(), None);
+}
+
+async fn futures_take(store: &RedisEphemeralStore, key: &str) -> Vec<Option<Vec<u8>>> {
+    let (a, b, c) = tokio::join!(store.take(key), store.take(key), store.take(key));
+    vec![a.unwrap(), b.unwrap(), c.unwrap()]
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_unavailable_not_a_panic() {
+    // Port 1 on loopback refuses connections.
+    let result = RedisEphemeralStore::connect("redis://127.0.0.1:1/", "x:", Duration::from_millis(300)).await;
+    assert!(matches!(result, Err(aether_domain::StoreError::Unavailable(_))), "{result:?}");
+}
