@@ -170,8 +170,13 @@ pub fn problem_response(problem: Problem) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
     if status == StatusCode::UNAUTHORIZED {
-        let challenge =
-            format!("Bearer realm=\"aether\", error=\"invalid_token\", error_description=\"{}\"", problem.code);
+        // RFC 6750 §3: a request without credentials gets the bare challenge; a bad
+        // credential gets `invalid_token`, with the problem's code as description.
+        let challenge = if problem.code == "missing_token" {
+            "Bearer realm=\"aether\"".to_owned()
+        } else {
+            format!("Bearer realm=\"aether\", error=\"invalid_token\", error_description=\"{}\"", problem.code)
+        };
         if let Ok(value) = HeaderValue::from_str(&challenge) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }
@@ -182,18 +187,7 @@ pub fn problem_response(problem: Problem) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let unauthorized = self.status == StatusCode::UNAUTHORIZED && self.oauth_error.is_none();
-        let code = self.code;
-        let mut response = problem_response(self.to_problem());
-        if unauthorized {
-            // RFC 6750 §3: say which scheme is expected and, for a bad token, that it was bad.
-            let challenge = match code {
-                "invalid_token" | "token_expired" => r#"Bearer realm="aether", error="invalid_token""#,
-                _ => r#"Bearer realm="aether""#,
-            };
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-        }
-        response
+        problem_response(self.to_problem())
     }
 }
 

@@ -702,19 +702,6 @@ impl IdentityService {
         Ok(self.store.change_user_roles(id, roles, record).await?)
     }
 
-    /// The audit log (administrators and compliance officers).
-    pub async fn audit_log(
-        &self,
-        caller: &Principal,
-        resource_id: Option<String>,
-        page: aether_domain::page::PageRequest,
-    ) -> ServiceResult<aether_domain::page::Page<aether_domain::activity::AuditEntry>> {
-        if !caller.can(Capability::AdministerUsers) && !caller.can(Capability::ReadAudit) {
-            return Err(ServiceError::Forbidden("reading the audit log needs an administrator or compliance role"));
-        }
-        Ok(self.store.list_audit(resource_id, page).await?)
-    }
-
     // -----------------------------------------------------------------------------------------
     // API keys
     // -----------------------------------------------------------------------------------------

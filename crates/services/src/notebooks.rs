@@ -11,6 +11,7 @@ use aether_domain::access::{self, Access, CollaborationStatus, Permission};
 use aether_domain::activity::{ActivityEvent, AuditEntry};
 use aether_domain::auth::Principal;
 use aether_domain::id::{NotebookId, UserId};
+use aether_domain::identity::Capability;
 use aether_domain::notebook::{
     BulkAction, Description, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag, Visibility,
 };
@@ -106,8 +107,8 @@ impl NotebookService {
     }
 
     pub async fn create(&self, caller: &Principal, request: CreateNotebook) -> ServiceResult<Notebook> {
-        if caller.has_role(aether_domain::user::Role::Viewer) && !caller.has_role(aether_domain::user::Role::Admin) {
-            return Err(ServiceError::Forbidden("viewers cannot create notebooks"));
+        if !caller.can(Capability::Write) {
+            return Err(ServiceError::Forbidden("your role allows reading only"));
         }
         if let Some(template) = request.template_id {
             let (source, _) = self.get(caller, template).await?;
@@ -228,8 +229,8 @@ impl NotebookService {
         name: Option<NotebookName>,
         parent: Option<NotebookId>,
     ) -> ServiceResult<Notebook> {
-        if caller.has_role(aether_domain::user::Role::Viewer) && !caller.has_role(aether_domain::user::Role::Admin) {
-            return Err(ServiceError::Forbidden("viewers cannot create notebooks"));
+        if !caller.can(Capability::Write) {
+            return Err(ServiceError::Forbidden("your role allows reading only"));
         }
         let (source, _) = self.get(caller, id).await?;
         if let Some(parent) = parent {
@@ -436,9 +437,7 @@ impl NotebookService {
         resource_id: Option<String>,
         page: PageRequest,
     ) -> ServiceResult<Page<AuditEntry>> {
-        if !caller.has_role(aether_domain::user::Role::Admin)
-            && !caller.has_role(aether_domain::user::Role::ComplianceOfficer)
-        {
+        if !caller.can(Capability::AdministerUsers) && !caller.can(Capability::ReadAudit) {
             return Err(ServiceError::Forbidden("the audit log is for administrators and compliance officers"));
         }
         Ok(self.store.list_audit(resource_id, page).await?)

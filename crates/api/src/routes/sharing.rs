@@ -221,13 +221,14 @@ pub async fn list_invitations(
 )]
 pub async fn accept_invitation(
     State(state): State<AppState>,
-    Writer(caller): Writer,
+    AuthUser(caller): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<CollaborationResponse>, ApiError> {
     Ok(Json(state.notebooks.answer_invitation(&caller, parse_id(&id)?, true).await?.into()))
 }
 
-/// Declines the caller's pending invitation to this notebook.
+/// Declines the caller's pending invitation to this notebook. Answering an invitation
+/// is open to viewers too: it is about their own access, which their role still caps.
 #[utoipa::path(
     post,
     path = "/api/v1/notebooks/{id}/share/decline",
@@ -241,7 +242,7 @@ pub async fn accept_invitation(
 )]
 pub async fn decline_invitation(
     State(state): State<AppState>,
-    Writer(caller): Writer,
+    AuthUser(caller): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<CollaborationResponse>, ApiError> {
     Ok(Json(state.notebooks.answer_invitation(&caller, parse_id(&id)?, false).await?.into()))
