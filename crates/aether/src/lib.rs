@@ -38,6 +38,8 @@ pub struct Runtime {
     pub accounts: Arc<AccountService>,
     pub identity: Arc<IdentityService>,
     pub ephemeral: Arc<dyn EphemeralStore>,
+    /// Redis, when sessions and other short-lived state live there.
+    pub redis: Option<Arc<RedisEphemeralStore>>,
     pub keycloak: Option<Arc<KeycloakClient>>,
     pub notebooks: Arc<NotebookService>,
     pub tokens: Arc<LocalTokenCodec>,
@@ -112,8 +114,8 @@ impl Runtime {
                 ),
             },
         ));
-        let ephemeral: Arc<dyn EphemeralStore> = if config.redis_url.is_empty() {
-            Arc::clone(&store) as _
+        let redis = if config.redis_url.is_empty() {
+            None
         } else {
             let redis = RedisEphemeralStore::connect(
                 config.redis_url.expose(),
@@ -122,7 +124,11 @@ impl Runtime {
             )
             .await
             .map_err(|error| anyhow::anyhow!("cannot reach Redis: {error}"))?;
-            Arc::new(redis)
+            Some(Arc::new(redis))
+        };
+        let ephemeral: Arc<dyn EphemeralStore> = match &redis {
+            Some(redis) => Arc::clone(redis) as _,
+            None => Arc::clone(&store) as _,
         };
         let (verifier, provider, keycloak): (Arc<dyn TokenVerifier>, IdentityProvider, _) = match config.identity {
             IdentityKind::Local => (Arc::clone(&tokens) as _, IdentityProvider::Local, None),
@@ -171,11 +177,29 @@ impl Runtime {
             None => Arc::clone(&bus) as _,
         };
         let events = Arc::new(EventDispatcher::new(Arc::clone(&store), publisher));
-        Ok(Self { config, store, accounts, identity, ephemeral, keycloak, notebooks, tokens, bus, events, kafka })
+        Ok(Self {
+            config,
+            store,
+            accounts,
+            identity,
+            ephemeral,
+            redis,
+            keycloak,
+            notebooks,
+            tokens,
+            bus,
+            events,
+            kafka,
+        })
     }
 
     /// Creates the `admin` account on first start and tells the operator how to use it.
     pub async fn bootstrap_admin(&self) -> anyhow::Result<()> {
+        if self.config.identity == IdentityKind::Keycloak {
+            // Administrators are whoever Keycloak gives `aether-admin`; a local password
+            // account could not even sign in.
+            return Ok(());
+        }
         let password = if self.config.admin_password.is_empty() {
             None
         } else {
@@ -208,6 +232,12 @@ impl Runtime {
         if let Some(kafka) = &self.kafka {
             checks.push(Arc::new(KafkaCheck(Arc::clone(kafka))));
         }
+        if let Some(redis) = &self.redis {
+            checks.push(Arc::new(RedisCheck(Arc::clone(redis))));
+        }
+        if let Some(keycloak) = &self.keycloak {
+            checks.push(Arc::new(KeycloakCheck(Arc::clone(keycloak))));
+        }
         aether_api::router(AppState {
             accounts: Arc::clone(&self.accounts),
             identity: Arc::clone(&self.identity),
@@ -225,8 +255,8 @@ impl Runtime {
         })
     }
 
-    /// Runs the background jobs until `shutdown` turns true. Today that is the purge
-    /// of expired refresh tokens; later issues add the document pipeline here.
+    /// Runs the background jobs until `shutdown` turns true: the purge of expired
+    /// refresh tokens and sessions, and the outbox relay.
     pub async fn run_workers(&self, shutdown: watch::Receiver<bool>) {
         tokio::join!(self.purge_sessions(shutdown.clone()), self.publish_events(shutdown));
     }
@@ -238,6 +268,12 @@ impl Runtime {
                 Ok(0) => {}
                 Ok(purged) => tracing::info!(purged, "purged expired refresh tokens"),
                 Err(error) => tracing::warn!(%error, "refresh token purge failed; will retry"),
+            }
+            // Sessions, pending logins and revocations in the store (Redis expires its own).
+            match self.ephemeral.purge_expired(aether_domain::time::now()).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "purged expired ephemeral entries"),
+                Err(error) => tracing::warn!(%error, "ephemeral purge failed; will retry"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
@@ -280,6 +316,32 @@ impl ReadinessCheck for StoreCheck {
 }
 
 /// Kafka's brokers answer a metadata request (a blocking call, so off the runtime).
+struct RedisCheck(Arc<RedisEphemeralStore>);
+
+#[async_trait]
+impl ReadinessCheck for RedisCheck {
+    fn name(&self) -> &str {
+        "redis"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|error| error.to_string())
+    }
+}
+
+struct KeycloakCheck(Arc<KeycloakClient>);
+
+#[async_trait]
+impl ReadinessCheck for KeycloakCheck {
+    fn name(&self) -> &str {
+        "keycloak"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|error| error.to_string())
+    }
+}
+
 struct KafkaCheck(Arc<KafkaPublisher>);
 
 #[async_trait]
