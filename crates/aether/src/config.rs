@@ -63,6 +63,16 @@ pub enum EventsKind {
     Kafka,
 }
 
+/// Where blobs (avatars, later documents) are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobKind {
+    /// Files under `data_dir/blobs`.
+    Fs,
+    /// An S3-compatible service at `s3_endpoint`.
+    S3,
+}
+
 /// Where identities come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -143,6 +153,13 @@ pub struct Config {
     /// The external base URL of the server, for the OIDC redirect URI.
     pub public_url: String,
     pub secure_cookies: bool,
+    pub blob_store: BlobKind,
+    pub s3_endpoint: String,
+    pub s3_bucket: String,
+    pub s3_region: String,
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: Secret,
+    pub s3_allow_http: bool,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -184,6 +201,13 @@ impl Default for Config {
             redis_key_prefix: "aether:".into(),
             public_url: String::new(),
             secure_cookies: false,
+            blob_store: BlobKind::Fs,
+            s3_endpoint: "https://s3.amazonaws.com".into(),
+            s3_bucket: "aether".into(),
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: Secret::default(),
+            s3_allow_http: false,
             log_format: LogFormat::Json,
             log_level: "info".into(),
         }
@@ -226,6 +250,13 @@ pub const KEYS: &[&str] = &[
     "redis_key_prefix",
     "public_url",
     "secure_cookies",
+    "blob_store",
+    "s3_endpoint",
+    "s3_bucket",
+    "s3_region",
+    "s3_access_key_id",
+    "s3_secret_access_key",
+    "s3_allow_http",
     "log_format",
     "log_level",
 ];
@@ -320,6 +351,11 @@ impl Config {
                     "keycloak_client_secret (AETHER_KEYCLOAK_CLIENT_SECRET) is required with identity = keycloak",
                 );
             }
+        }
+        if self.blob_store == BlobKind::S3 && (self.s3_bucket.is_empty() || !self.s3_endpoint.contains("://")) {
+            return invalid(
+                "s3_endpoint and s3_bucket (AETHER_S3_ENDPOINT, AETHER_S3_BUCKET) are required with blob_store = s3",
+            );
         }
         if !self.redis_url.is_empty() && !self.redis_url.expose().starts_with("redis") {
             return invalid("redis_url (AETHER_REDIS_URL) must be a redis:// or rediss:// URL");

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use aether_api::{ApiSettings, AppState, ReadinessCheck};
 use aether_auth_local::{Argon2Hasher, LocalTokenCodec, TokenSettings};
+use aether_blob_store::{ObjectBlobStore, S3Config};
 use aether_cache_redis::RedisEphemeralStore;
+use aether_domain::blob::BlobStore;
 use aether_domain::identity::{EphemeralStore, TokenVerifier};
 use aether_domain::store::Store;
 use aether_domain::user::Password;
@@ -17,7 +19,8 @@ use aether_identity_keycloak::{KeycloakClient, KeycloakConfig};
 use aether_services::accounts::Bootstrap;
 use aether_services::events::{EventDispatcher, InProcessBus};
 use aether_services::{
-    AccountService, IdentityProvider, IdentityService, IdentitySettings, NotebookService, SessionSettings,
+    AccountService, AvatarService, IdentityProvider, IdentityService, IdentitySettings, NotebookService,
+    SessionSettings,
 };
 use aether_store_neo4j::{Neo4jConfig, Neo4jStore};
 use aether_store_sqlite::SqliteStore;
@@ -28,7 +31,7 @@ use tokio::sync::watch;
 use aether_domain::events::EventPublisher;
 use aether_events_kafka::KafkaPublisher;
 pub use config::Config;
-use config::{EventsKind, IdentityKind, StoreKind};
+use config::{BlobKind, EventsKind, IdentityKind, StoreKind};
 
 /// Everything built from the configuration.
 #[derive(Clone)]
@@ -41,6 +44,8 @@ pub struct Runtime {
     /// Redis, when sessions and other short-lived state live there.
     pub redis: Option<Arc<RedisEphemeralStore>>,
     pub keycloak: Option<Arc<KeycloakClient>>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub avatars: Arc<AvatarService>,
     pub notebooks: Arc<NotebookService>,
     pub tokens: Arc<LocalTokenCodec>,
     /// The embedded event bus the outbox is published to.
@@ -164,6 +169,23 @@ impl Runtime {
                 ..IdentitySettings::default()
             },
         ));
+        let blobs: Arc<dyn BlobStore> = match config.blob_store {
+            BlobKind::Fs => {
+                Arc::new(ObjectBlobStore::filesystem(&config.data_dir.join("blobs")).map_err(anyhow::Error::msg)?)
+            }
+            BlobKind::S3 => Arc::new(
+                ObjectBlobStore::s3(&S3Config {
+                    endpoint: config.s3_endpoint.clone(),
+                    bucket: config.s3_bucket.clone(),
+                    region: config.s3_region.clone(),
+                    access_key_id: config.s3_access_key_id.clone(),
+                    secret_access_key: config.s3_secret_access_key.expose().to_owned(),
+                    allow_http: config.s3_allow_http,
+                })
+                .map_err(anyhow::Error::msg)?,
+            ),
+        };
+        let avatars = Arc::new(AvatarService::new(Arc::clone(&store), Arc::clone(&blobs)));
         let notebooks = Arc::new(NotebookService::new(Arc::clone(&store), config.max_notebook_depth));
         let bus = Arc::new(InProcessBus::new(1024));
         let kafka = match config.events {
@@ -185,6 +207,8 @@ impl Runtime {
             ephemeral,
             redis,
             keycloak,
+            blobs,
+            avatars,
             notebooks,
             tokens,
             bus,
@@ -235,12 +259,16 @@ impl Runtime {
         if let Some(redis) = &self.redis {
             checks.push(Arc::new(RedisCheck(Arc::clone(redis))));
         }
+        if self.config.blob_store == BlobKind::S3 {
+            checks.push(Arc::new(BlobCheck(Arc::clone(&self.blobs))));
+        }
         if let Some(keycloak) = &self.keycloak {
             checks.push(Arc::new(KeycloakCheck(Arc::clone(keycloak))));
         }
         aether_api::router(AppState {
             accounts: Arc::clone(&self.accounts),
             identity: Arc::clone(&self.identity),
+            avatars: Arc::clone(&self.avatars),
             notebooks: Arc::clone(&self.notebooks),
             readiness: Arc::new(checks),
             jwks: Arc::new(serde_json::json!({ "keys": [self.tokens.public_jwk()] })),
@@ -316,6 +344,19 @@ impl ReadinessCheck for StoreCheck {
 }
 
 /// Kafka's brokers answer a metadata request (a blocking call, so off the runtime).
+struct BlobCheck(Arc<dyn BlobStore>);
+
+#[async_trait]
+impl ReadinessCheck for BlobCheck {
+    fn name(&self) -> &str {
+        "blob_store"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|error| error.to_string())
+    }
+}
+
 struct RedisCheck(Arc<RedisEphemeralStore>);
 
 #[async_trait]

@@ -361,3 +361,71 @@ async fn logout_ends_the_session_and_failed_logins_are_audited() {
     assert_eq!(actions, vec!["login", "logout", "login"]);
     app.shutdown().await;
 }
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 7]));
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageRgb8(image)
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    bytes
+}
+
+async fn upload_avatar(app: &TestApp, token: &str, bytes: Vec<u8>, filename: &str) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()));
+    app.client.post(app.url("/api/v1/users/me/avatar")).bearer_auth(token).multipart(form).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn avatars_are_checked_resized_stored_and_removed() {
+    let app = TestApp::spawn().await;
+    let token = app.user_token("face").await;
+    let other = app.user_token("viewer-of-faces").await;
+
+    let me = json_of(upload_avatar(&app, &token, png(900, 400), "me.png").await, 200).await;
+    let id = me["id"].as_str().unwrap();
+    let url = me["avatar_url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("/api/v1/users/{id}/avatar?v=")), "{url}");
+    let public = json_of(call(&app, &other, Method::GET, &format!("/api/v1/users/{id}"), None).await, 200).await;
+    assert_eq!(public["avatar_url"], url.as_str());
+
+    let response = call(&app, &other, Method::GET, &url, None).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    let stored = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!((stored.width(), stored.height()), (256, 256));
+    // Kept in the blob store under the data directory, one file per user.
+    let blob = app.dir.path().join(format!("blobs/avatars/{id}.png"));
+    assert!(blob.is_file(), "{}", blob.display());
+
+    // The content decides, not the name: a PDF called .png is refused, as are garbage and huge images.
+    let fake = upload_avatar(&app, &token, b"%PDF-1.7\n...".to_vec(), "me.png").await;
+    assert_problem(fake, 422, "validation_failed").await;
+    let mut bomb = png(1, 1);
+    bomb[16..20].copy_from_slice(&60_000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&60_000u32.to_be_bytes());
+    assert_problem(upload_avatar(&app, &token, bomb, "bomb.png").await, 422, "validation_failed").await;
+    let too_big = upload_avatar(&app, &token, vec![0u8; 6 * 1024 * 1024], "big.png").await;
+    assert_problem(too_big, 413, "payload_too_large").await;
+    let no_file = reqwest::multipart::Form::new().text("note", "no file here");
+    let response = app
+        .client
+        .post(app.url("/api/v1/users/me/avatar"))
+        .bearer_auth(&token)
+        .multipart(no_file)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 422, "validation_failed").await;
+    let json = call(&app, &token, Method::POST, "/api/v1/users/me/avatar", Some(json!({"file": "x"}))).await;
+    assert_problem(json, 415, "unsupported_media_type").await;
+    // The refused uploads left the avatar as it was.
+    assert_eq!(call(&app, &other, Method::GET, &url, None).await.status(), 200);
+
+    let removed = json_of(call(&app, &token, Method::DELETE, "/api/v1/users/me/avatar", None).await, 200).await;
+    assert_eq!(removed["avatar_url"], Value::Null);
+    assert_problem(call(&app, &other, Method::GET, &url, None).await, 404, "not_found").await;
+    assert!(!blob.exists(), "no orphaned blob");
+    app.shutdown().await;
+}

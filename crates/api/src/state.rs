@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use aether_services::{AccountService, IdentityService, NotebookService};
+use aether_services::{AccountService, AvatarService, IdentityService, NotebookService};
 use async_trait::async_trait;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -46,6 +46,7 @@ impl Default for ApiSettings {
 pub struct AppState {
     pub accounts: Arc<AccountService>,
     pub identity: Arc<IdentityService>,
+    pub avatars: Arc<AvatarService>,
     pub notebooks: Arc<NotebookService>,
     pub readiness: Arc<Vec<Arc<dyn ReadinessCheck>>>,
     /// The JSON Web Key Set of the local token issuer.

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod activity;
 pub mod auth;
+pub mod blob;
 pub mod compliance;
 pub mod error;
 pub mod events;

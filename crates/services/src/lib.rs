@@ -3,12 +3,14 @@
 //! and talks to the outside world only through the domain's ports.
 
 pub mod accounts;
+pub mod avatars;
 pub mod error;
 pub mod events;
 pub mod identity;
 pub mod notebooks;
 
 pub use accounts::{AccountService, SessionSettings, TokenPair};
+pub use avatars::AvatarService;
 pub use error::ServiceError;
 pub use identity::{IdentityProvider, IdentityService, IdentitySettings};
 pub use notebooks::NotebookService;

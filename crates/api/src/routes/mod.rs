@@ -54,6 +54,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::list_api_keys, users::create_api_key))
         .routes(routes!(users::revoke_api_key))
         .routes(routes!(users::get_user))
+        .routes(routes!(users::get_avatar))
+        .merge(
+            // Images are bigger than JSON bodies: this route alone takes up to the avatar limit.
+            OpenApiRouter::new()
+                .routes(routes!(users::upload_avatar, users::delete_avatar))
+                .layer(DefaultBodyLimit::max(aether_services::avatars::MAX_AVATAR_BYTES + 64 * 1024)),
+        )
         .routes(routes!(users::admin_list_users))
         .routes(routes!(users::admin_set_roles))
         .routes(routes!(notebooks::list_notebooks, notebooks::create_notebook))

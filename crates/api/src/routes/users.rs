@@ -8,7 +8,7 @@ use aether_domain::page::PageRequest;
 use aether_domain::user::{Role, User};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -466,4 +466,109 @@ pub async fn admin_set_roles(
     roles.sort_by_key(|role| role.as_str());
     roles.dedup();
     Ok(Json(state.identity.change_roles(&caller, id, roles).await?.into()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Avatars
+// ---------------------------------------------------------------------------------------------
+
+/// The multipart form of an avatar upload.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct AvatarUpload {
+    /// A PNG, JPEG, WebP or GIF image of at most 5 MiB and 8192×8192 pixels.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
+fn multipart_problem(error: &axum::extract::multipart::MultipartError) -> ApiError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The image must be at most 5 MiB.")
+    } else {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", "The request is not a valid multipart form.")
+    }
+}
+
+/// Sets the caller's avatar: the image is checked by its bytes, cut to a square,
+/// scaled to 256×256 and stored as PNG.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/me/avatar",
+    tag = "users",
+    security(("bearer" = [])),
+    request_body(content = AvatarUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, body = UserResponse),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn upload_avatar(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    request: axum::extract::Request,
+) -> Result<Json<UserResponse>, ApiError> {
+    use axum::extract::FromRequest as _;
+    let mut form = axum::extract::Multipart::from_request(request, &state).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "The request body must be multipart/form-data.",
+        )
+    })?;
+    let mut file = None;
+    while let Some(field) = form.next_field().await.map_err(|error| multipart_problem(&error))? {
+        if field.name() == Some("file") {
+            file = Some(field.bytes().await.map_err(|error| multipart_problem(&error))?);
+        }
+    }
+    let Some(file) = file else {
+        return Err(ApiError::validation(vec![FieldProblem { field: "file".into(), message: "is required".into() }]));
+    };
+    Ok(Json(state.avatars.set(&caller, file.to_vec()).await?.into()))
+}
+
+/// Removes the caller's avatar.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/me/avatar",
+    tag = "users",
+    security(("bearer" = [])),
+    responses((status = 200, body = UserResponse))
+)]
+pub async fn delete_avatar(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+) -> Result<Json<UserResponse>, ApiError> {
+    Ok(Json(state.avatars.delete(&caller).await?.into()))
+}
+
+/// A user's avatar, as a 256×256 PNG.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}/avatar",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, content_type = "image/png", body = Vec<u8>),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_avatar(
+    State(state): State<AppState>,
+    AuthUser(_caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let png = state.avatars.get(parse_user_id(&id)?).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            // The URL changes with every upload (?v=…), so a copy may be kept for long.
+            (header::CACHE_CONTROL, "private, max-age=86400"),
+        ],
+        png,
+    )
+        .into_response())
 }

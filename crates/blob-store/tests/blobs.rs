@@ -1,0 +1,78 @@
+//! The same checks on the filesystem backend (always) and on a real S3-compatible
+//! server when `AETHER_TEST_S3_ENDPOINT` is set (`scripts/test` starts SeaweedFS).
+#![allow(clippy::unwrap_used)]
+
+use aether_blob_store::{ObjectBlobStore, S3Config};
+use aether_domain::blob::{BlobError, BlobKey, BlobStore};
+
+async fn conforms(store: &dyn BlobStore) {
+    let prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let key = BlobKey::parse(&format!("{prefix}/avatars/one.png")).unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(store.get(&key).await, Err(BlobError::NotFound));
+    store.put(&key, b"first".to_vec()).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), b"first");
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    store.put(&key, big.clone()).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), big, "overwrite replaces the whole blob");
+    store.delete(&key).await.unwrap();
+    assert_eq!(store.get(&key).await, Err(BlobError::NotFound));
+    store.delete(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn filesystem_blobs_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ObjectBlobStore::filesystem(&dir.path().join("blobs")).unwrap();
+    conforms(&store).await;
+    // Nothing is left outside the root, nor as a temporary file inside it.
+    let leftovers: Vec<_> = walk(&dir.path().join("blobs")).into_iter().filter(|p| p.is_file()).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
+}
+
+#[tokio::test]
+async fn s3_blobs_conform() {
+    let required = std::env::var("AETHER_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+    let Ok(endpoint) = std::env::var("AETHER_TEST_S3_ENDPOINT") else {
+        assert!(!required, "AETHER_TEST_REQUIRE_SERVICES=1 but AETHER_TEST_S3_ENDPOINT is not set");
+        eprintln!("NOT RUN: set AETHER_TEST_S3_ENDPOINT (scripts/test does) to test the S3 backend");
+        return;
+    };
+    let store = ObjectBlobStore::s3(&S3Config {
+        endpoint,
+        bucket: std::env::var("AETHER_TEST_S3_BUCKET").unwrap_or_else(|_| "aether-test".into()),
+        region: "us-east-1".into(),
+        access_key_id: std::env::var("AETHER_TEST_S3_ACCESS_KEY_ID").unwrap(),
+        secret_access_key: std::env::var("AETHER_TEST_S3_SECRET_ACCESS_KEY").unwrap(),
+        allow_http: true,
+    })
+    .unwrap();
+    conforms(&store).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_s3_is_unavailable() {
+    let store = ObjectBlobStore::s3(&S3Config {
+        endpoint: "http://127.0.0.1:1".into(),
+        bucket: "nope".into(),
+        region: "us-east-1".into(),
+        access_key_id: "x".into(),
+        secret_access_key: "y".into(),
+        allow_http: true,
+    })
+    .unwrap();
+    let result = store.ping().await;
+    assert!(result.is_err(), "{result:?}");
+}
