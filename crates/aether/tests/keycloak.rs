@@ -343,37 +343,50 @@ fn cookies(response: &reqwest::Response) -> String {
         .join("; ")
 }
 
-#[tokio::test]
-async fn the_browser_code_flow_end_to_end() {
-    let Some(kc) = keycloak() else { return };
-    let app = spawn(&kc).await;
-    // A browser that does not follow redirects by itself, so each hop can be checked.
-    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-
-    let response = browser.get(app.url("/api/v1/auth/login?return_to=/app")).send().await.unwrap();
+/// Signs `username` in through the browser flow: Aether's login redirect, Keycloak's
+/// page and form, back to Aether's callback URL (returned, not yet visited).
+async fn browser_login(app: &TestApp, kc: &str, browser: &reqwest::Client, query: &str, username: &str) -> String {
+    let response = browser.get(app.url(&format!("/api/v1/auth/login{query}"))).send().await.unwrap();
     assert_eq!(response.status(), 303);
     let authorize = response.headers()["location"].to_str().unwrap().to_owned();
     assert!(authorize.starts_with(&format!("{kc}/realms/aether/protocol/openid-connect/auth?")), "{authorize}");
     assert!(authorize.contains("code_challenge_method=S256") && authorize.contains("state="));
-    let open_redirect = browser.get(app.url("/api/v1/auth/login?return_to=https://evil.example")).send().await.unwrap();
-    assert_problem(open_redirect, 422, "validation_failed").await;
-
     // Keycloak's login page, then its form, as a browser would post it.
     let page = browser.get(&authorize).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let jar = cookies(&page);
     let action = form_action(&page.text().await.unwrap());
+    let password = format!("{username}-password");
     let posted = browser
         .post(&action)
         .header("cookie", jar)
-        .form(&[("username", "bob"), ("password", "bob-password"), ("credentialId", "")])
+        .form(&[("username", username), ("password", password.as_str()), ("credentialId", "")])
         .send()
         .await
         .unwrap();
     assert_eq!(posted.status(), 302, "{}", posted.text().await.unwrap());
     let callback = posted.headers()["location"].to_str().unwrap().to_owned();
     assert!(callback.starts_with(&app.url("/api/v1/auth/callback?")), "{callback}");
+    callback
+}
 
+#[tokio::test]
+async fn the_browser_code_flow_end_to_end() {
+    let Some(kc) = keycloak() else { return };
+    let app = spawn(&kc).await;
+    // A browser that does not follow redirects by itself, so each hop can be checked.
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let open_redirect = browser.get(app.url("/api/v1/auth/login?return_to=https://evil.example")).send().await.unwrap();
+    assert_problem(open_redirect, 422, "validation_failed").await;
+
+    // With return_to, the browser lands there with its session cookie.
+    let callback = browser_login(&app, &kc, &browser, "?return_to=/app", "alice").await;
+    let landed = browser.get(&callback).send().await.unwrap();
+    assert_eq!(landed.status(), 303);
+    assert_eq!(landed.headers()["location"], "/app");
+    assert!(landed.headers()["set-cookie"].to_str().unwrap().starts_with("aether_session="));
+
+    let callback = browser_login(&app, &kc, &browser, "", "bob").await;
     // Back at Aether: the code is exchanged and a session opened.
     let landed = browser.get(&callback).send().await.unwrap();
     let set_cookie = landed.headers()["set-cookie"].to_str().unwrap().to_owned();
@@ -385,7 +398,6 @@ async fn the_browser_code_flow_end_to_end() {
     let session = set_cookie.split(';').next().unwrap().to_owned();
     let login = json_of(landed, 200).await;
     assert_eq!(login["user"]["username"], "bob");
-    assert_eq!(login["return_to"], "/app");
     assert!(login["user"]["last_login_at"].is_string());
     let access = login["access_token"].as_str().unwrap().to_owned();
     assert_eq!(payload(&access)["azp"], "aether-app");

@@ -190,7 +190,8 @@ pub struct LoginResponse {
 }
 
 /// Completes a browser login: exchanges the code, synchronises the user, opens a
-/// session (an `HttpOnly`, `SameSite=Lax` cookie) and answers the access token.
+/// session (an `HttpOnly`, `SameSite=Lax` cookie), and redirects to the login's
+/// `return_to` or, without one, answers the access token.
 #[utoipa::path(
     get,
     path = "/api/v1/auth/callback",
@@ -198,6 +199,7 @@ pub struct LoginResponse {
     params(CallbackQuery),
     responses(
         (status = 200, body = LoginResponse),
+        (status = 303, description = "To the login's return_to, with the session cookie"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -230,14 +232,18 @@ pub async fn callback(
         login.session_ttl.as_secs(),
         if state.settings.secure_cookies { "; Secure" } else { "" }
     );
-    let mut response = Json(LoginResponse {
-        access_token: login.access_token,
-        token_type: "Bearer".into(),
-        expires_in: login.expires_in,
-        user: login.user.into(),
-        return_to: login.return_to,
-    })
-    .into_response();
+    // A browser that said where to go is sent there; an API client gets the token.
+    let mut response = match &login.return_to {
+        Some(path) => Redirect::to(path).into_response(),
+        None => Json(LoginResponse {
+            access_token: login.access_token,
+            token_type: "Bearer".into(),
+            expires_in: login.expires_in,
+            user: login.user.into(),
+            return_to: None,
+        })
+        .into_response(),
+    };
     response
         .headers_mut()
         .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?);
