@@ -429,3 +429,42 @@ async fn avatars_are_checked_resized_stored_and_removed() {
     assert!(!blob.exists(), "no orphaned blob");
     app.shutdown().await;
 }
+
+/// The same avatar life cycle with blobs on a real S3-compatible server, when
+/// `AETHER_TEST_S3_ENDPOINT` names one (`scripts/test` starts SeaweedFS).
+#[tokio::test]
+async fn avatars_live_in_s3_when_configured() {
+    let required = std::env::var("AETHER_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+    let Ok(endpoint) = std::env::var("AETHER_TEST_S3_ENDPOINT") else {
+        assert!(!required, "AETHER_TEST_REQUIRE_SERVICES=1 but AETHER_TEST_S3_ENDPOINT is not set");
+        eprintln!("NOT RUN: set AETHER_TEST_S3_ENDPOINT (scripts/test does) to store avatars in S3");
+        return;
+    };
+    let app = TestApp::spawn_with(|config| {
+        config.blob_store = aether::config::BlobKind::S3;
+        config.s3_endpoint = endpoint;
+        config.s3_bucket = std::env::var("AETHER_TEST_S3_BUCKET").unwrap_or_else(|_| "aether-test".into());
+        config.s3_access_key_id = std::env::var("AETHER_TEST_S3_ACCESS_KEY_ID").unwrap();
+        config.s3_secret_access_key =
+            aether::config::Secret::new(std::env::var("AETHER_TEST_S3_SECRET_ACCESS_KEY").unwrap());
+        config.s3_allow_http = true;
+    })
+    .await;
+    let ready: Value = app.client.get(app.url("/ready")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["checks"]["blob_store"]["status"], "up", "{ready}");
+    let token = app.user_token("s3face").await;
+    let me = json_of(upload_avatar(&app, &token, png(300, 300), "me.png").await, 200).await;
+    let url = me["avatar_url"].as_str().unwrap().to_owned();
+    let response = call(&app, &token, Method::GET, &url, None).await;
+    assert_eq!(response.status(), 200);
+    let stored = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!((stored.width(), stored.height()), (256, 256));
+    assert!(!app.dir.path().join("blobs/avatars").exists(), "nothing on the local disk");
+    json_of(call(&app, &token, Method::DELETE, "/api/v1/users/me/avatar", None).await, 200).await;
+    assert_problem(call(&app, &token, Method::GET, &url, None).await, 404, "not_found").await;
+    // The blob itself is gone from the bucket.
+    let key = aether_domain::blob::BlobKey::parse(&format!("avatars/{}.png", me["id"].as_str().unwrap())).unwrap();
+    let blob = app.server.runtime.blobs.get(&key);
+    assert_eq!(blob.await, Err(aether_domain::blob::BlobError::NotFound));
+    app.shutdown().await;
+}
