@@ -83,6 +83,14 @@ async fn json_of(response: reqwest::Response, status: u16) -> Value {
     body
 }
 
+fn png() -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(64, 64, image::Rgb([10, 20, 30])))
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    bytes
+}
+
 fn payload(token: &str) -> Value {
     use base64::Engine as _;
     let part = token.split('.').nth(1).unwrap();
@@ -154,6 +162,34 @@ async fn keycloak_tokens_authenticate_and_users_are_synchronised() {
     let by_key = json_of(call(&app, secret, Method::GET, "/api/v1/auth/me", None).await, 200).await;
     assert_eq!(by_key["user_id"], me["id"]);
     assert_eq!(by_key["authenticated_by"], "api_key");
+
+    // Settings are Aether's; the name is Keycloak's.
+    let prefs = json!({"preferences": {"theme": "dark"}});
+    let updated = json_of(call(&app, &token, Method::PUT, "/api/v1/users/me", Some(prefs)).await, 200).await;
+    assert_eq!(updated["preferences"]["theme"], "dark");
+    let rename = call(&app, &token, Method::PUT, "/api/v1/users/me", Some(json!({"full_name": "Mallory"}))).await;
+    assert_problem(rename, 409, "managed_by_identity_provider").await;
+    // Synchronisation keeps them.
+    let resynced = json_of(call(&app, &token, Method::POST, "/api/v1/users/sync", None).await, 200).await;
+    assert_eq!(resynced["user"]["preferences"]["theme"], "dark");
+
+    // A refresh token issued to another client is refused by Keycloak, and so here.
+    let foreign = kc_tokens(&kc, "alice", "alice-password").await;
+    let response = app
+        .client
+        .post(app.url("/api/v1/auth/refresh"))
+        .json(&json!({"refresh_token": foreign["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 400, "invalid_grant").await;
+
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(png()).file_name("a.png"));
+    let response =
+        app.client.post(app.url("/api/v1/users/me/avatar")).bearer_auth(&token).multipart(form).send().await.unwrap();
+    let with_avatar = json_of(response, 200).await;
+    let avatar = call(&app, &token, Method::GET, with_avatar["avatar_url"].as_str().unwrap(), None).await;
+    assert_eq!(avatar.status(), 200);
 
     let ready: Value = app.client.get(app.url("/ready")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["checks"]["keycloak"]["status"], "up", "{ready}");

@@ -1467,7 +1467,16 @@ impl Store for Neo4jStore {
             // Schema statements cannot share a transaction with data writes, so each runs
             // on its own; all are idempotent, which makes a crashed or concurrent run safe.
             for statement in migration.statements {
-                self.graph.run(query(statement)).await.map_err(map_err)?;
+                match self.graph.run(query(statement)).await {
+                    Ok(()) => {}
+                    // `IF NOT EXISTS` is checked before the schema lock is taken: two
+                    // replicas migrating at once can both pass the check, and the loser is
+                    // told the rule already exists, which is the state it wanted.
+                    Err(neo4rs::Error::Neo4j(error))
+                        if error.code().starts_with("Neo.ClientError.Schema.")
+                            && error.code().ends_with("AlreadyExists") => {}
+                    Err(error) => return Err(map_err(error)),
+                }
             }
             let record = query(
                 "MERGE (m:SchemaMigration {version: $version}) \
