@@ -160,6 +160,10 @@ pub struct Config {
     pub s3_access_key_id: String,
     pub s3_secret_access_key: Secret,
     pub s3_allow_http: bool,
+    pub rate_limit_per_user: u32,
+    pub rate_limit_per_ip: u32,
+    pub rate_limit_window_secs: u64,
+    pub rate_limit_fail_open: bool,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -208,6 +212,10 @@ impl Default for Config {
             s3_access_key_id: String::new(),
             s3_secret_access_key: Secret::default(),
             s3_allow_http: false,
+            rate_limit_per_user: 600,
+            rate_limit_per_ip: 1200,
+            rate_limit_window_secs: 60,
+            rate_limit_fail_open: true,
             log_format: LogFormat::Json,
             log_level: "info".into(),
         }
@@ -257,6 +265,10 @@ pub const KEYS: &[&str] = &[
     "s3_access_key_id",
     "s3_secret_access_key",
     "s3_allow_http",
+    "rate_limit_per_user",
+    "rate_limit_per_ip",
+    "rate_limit_window_secs",
+    "rate_limit_fail_open",
     "log_format",
     "log_level",
 ];
@@ -351,6 +363,9 @@ impl Config {
                     "keycloak_client_secret (AETHER_KEYCLOAK_CLIENT_SECRET) is required with identity = keycloak",
                 );
             }
+        }
+        if !(1..=86_400).contains(&self.rate_limit_window_secs) {
+            return invalid("rate_limit_window_secs (AETHER_RATE_LIMIT_WINDOW_SECS) must be between 1 and 86400");
         }
         if self.blob_store == BlobKind::S3 && (self.s3_bucket.is_empty() || !self.s3_endpoint.contains("://")) {
             return invalid(

@@ -7,17 +7,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aether_api::{ApiSettings, AppState, ReadinessCheck};
+use aether_api::{ApiSettings, AppState, RateLimitSettings, ReadinessCheck};
 use aether_auth_local::{Argon2Hasher, LocalTokenCodec, TokenSettings};
 use aether_blob_store::{ObjectBlobStore, S3Config};
 use aether_cache_redis::RedisEphemeralStore;
 use aether_domain::blob::BlobStore;
 use aether_domain::identity::{EphemeralStore, TokenVerifier};
+use aether_domain::limits::RateLimiter;
 use aether_domain::store::Store;
 use aether_domain::user::Password;
 use aether_identity_keycloak::{KeycloakClient, KeycloakConfig};
 use aether_services::accounts::Bootstrap;
 use aether_services::events::{EventDispatcher, InProcessBus};
+use aether_services::limits::InProcessRateLimiter;
 use aether_services::{
     AccountService, AvatarService, IdentityProvider, IdentityService, IdentitySettings, NotebookService,
     SessionSettings,
@@ -46,6 +48,7 @@ pub struct Runtime {
     pub keycloak: Option<Arc<KeycloakClient>>,
     pub blobs: Arc<dyn BlobStore>,
     pub avatars: Arc<AvatarService>,
+    pub limiter: Arc<dyn RateLimiter>,
     pub notebooks: Arc<NotebookService>,
     pub tokens: Arc<LocalTokenCodec>,
     /// The embedded event bus the outbox is published to.
@@ -135,6 +138,11 @@ impl Runtime {
             Some(redis) => Arc::clone(redis) as _,
             None => Arc::clone(&store) as _,
         };
+        // Replicas share rate limits through Redis; alone, a process counts for itself.
+        let limiter: Arc<dyn RateLimiter> = match &redis {
+            Some(redis) => Arc::new(redis.rate_limiter()),
+            None => Arc::new(InProcessRateLimiter::default()),
+        };
         let (verifier, provider, keycloak): (Arc<dyn TokenVerifier>, IdentityProvider, _) = match config.identity {
             IdentityKind::Local => (Arc::clone(&tokens) as _, IdentityProvider::Local, None),
             IdentityKind::Keycloak => {
@@ -209,6 +217,7 @@ impl Runtime {
             keycloak,
             blobs,
             avatars,
+            limiter,
             notebooks,
             tokens,
             bus,
@@ -269,6 +278,7 @@ impl Runtime {
             accounts: Arc::clone(&self.accounts),
             identity: Arc::clone(&self.identity),
             avatars: Arc::clone(&self.avatars),
+            limiter: Arc::clone(&self.limiter),
             notebooks: Arc::clone(&self.notebooks),
             readiness: Arc::new(checks),
             jwks: Arc::new(serde_json::json!({ "keys": [self.tokens.public_jwk()] })),
@@ -279,6 +289,12 @@ impl Runtime {
                 request_timeout: Duration::from_secs(self.config.request_timeout_secs),
                 public_url: Some(self.config.public_url.clone()).filter(|url| !url.is_empty()),
                 secure_cookies: self.config.secure_cookies,
+                rate_limit: RateLimitSettings {
+                    per_user: self.config.rate_limit_per_user,
+                    per_ip: self.config.rate_limit_per_ip,
+                    window: Duration::from_secs(self.config.rate_limit_window_secs),
+                    fail_open: self.config.rate_limit_fail_open,
+                },
             },
         })
     }

@@ -468,3 +468,37 @@ async fn avatars_live_in_s3_when_configured() {
     assert_eq!(blob.await, Err(aether_domain::blob::BlobError::NotFound));
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_headers() {
+    let app = TestApp::spawn_with(|config| {
+        config.rate_limit_per_user = 5;
+        config.rate_limit_per_ip = 8;
+        config.rate_limit_window_secs = 60;
+    })
+    .await;
+    let token = app.user_token("hasty").await; // one request from this IP (the token grant)
+    for remaining in (0..5).rev() {
+        let response = call(&app, &token, Method::GET, "/api/v1/auth/me", None).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["ratelimit-limit"], "5");
+        assert_eq!(response.headers()["ratelimit-remaining"], remaining.to_string().as_str());
+        let reset: u64 = response.headers()["ratelimit-reset"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&reset), "{reset}");
+    }
+    let refused = call(&app, &token, Method::GET, "/api/v1/auth/me", None).await;
+    assert_eq!(refused.headers()["ratelimit-remaining"], "0");
+    let retry: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_problem(refused, 429, "rate_limited").await;
+
+    // Another user has a window of their own, until the address runs out (8 per IP).
+    let (other_name, other_password) = app.create_user("patient", vec![Role::User]).await;
+    let other = login(&app, &other_name, &other_password).await["access_token"].as_str().unwrap().to_owned();
+    let response = call(&app, &other, Method::GET, "/api/v1/auth/me", None).await;
+    assert_eq!(response.status(), 429, "the 9th request from this address");
+    assert_eq!(response.headers()["ratelimit-limit"], "8");
+    // Operations endpoints are not limited.
+    assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200);
+    app.shutdown().await;
+}

@@ -49,17 +49,31 @@ pub struct ApiError {
     pub detail: String,
     pub errors: Vec<FieldProblem>,
     pub oauth_error: Option<&'static str>,
+    /// Seconds after which a retry may succeed (`Retry-After`), for 429 and 503.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), errors: Vec::new(), oauth_error: None }
+        Self { status, code, detail: detail.into(), errors: Vec::new(), oauth_error: None, retry_after: None }
     }
 
     pub fn validation(errors: Vec<FieldProblem>) -> Self {
         let detail =
             errors.iter().map(|error| format!("{}: {}", error.field, error.message)).collect::<Vec<_>>().join("; ");
         Self { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail) }
+    }
+
+    /// 429: the caller's window is used up; retry after `seconds`.
+    pub fn too_many_requests(seconds: u64) -> Self {
+        Self {
+            retry_after: Some(seconds),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("Too many requests; retry in {seconds} s."),
+            )
+        }
     }
 
     pub fn not_found() -> Self {
@@ -187,7 +201,12 @@ pub fn problem_response(problem: Problem) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        problem_response(self.to_problem())
+        let retry_after = self.retry_after;
+        let mut response = problem_response(self.to_problem());
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

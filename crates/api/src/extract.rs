@@ -164,6 +164,17 @@ impl FromRequestParts<AppState> for AuthUser {
                 }
             },
         };
+        let per_user = state.settings.rate_limit.per_user;
+        if per_user > 0
+            && let Some(slot) = parts.extensions.get::<crate::middleware::RateSlot>().cloned()
+            && let Some(decision) =
+                crate::middleware::count_request(state, &format!("user:{}", principal.user_id), per_user).await?
+        {
+            slot.record(decision);
+            if !decision.allowed {
+                return Err(ApiError::too_many_requests(crate::middleware::seconds_until(&decision)));
+            }
+        }
         parts.extensions.insert(principal.clone());
         Ok(Self(principal))
     }

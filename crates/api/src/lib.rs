@@ -14,7 +14,7 @@ mod state;
 
 pub use axum::Router;
 pub use routes::{router, with_middleware};
-pub use state::{ApiSettings, AppState, ReadinessCheck};
+pub use state::{ApiSettings, AppState, RateLimitSettings, ReadinessCheck};
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets in-flight
 /// requests finish before returning.

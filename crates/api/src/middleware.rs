@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::error::{PROBLEM_CONTENT_TYPE, Problem, problem_for_status, problem_response};
+use crate::error::{ApiError, PROBLEM_CONTENT_TYPE, Problem, problem_for_status, problem_response};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -151,7 +151,7 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
         .unwrap_or("unknown panic");
     tracing::error!(panic = message, "handler panicked");
     metrics::counter!("http_panics_total").increment(1);
-    crate::error::ApiError::internal().into_response()
+    ApiError::internal().into_response()
 }
 
 /// Headers every response carries unless a route set its own.
@@ -167,3 +167,95 @@ pub fn security_headers() -> [(HeaderName, HeaderValue); 5] {
 
 /// The status a timed-out request is answered with.
 pub const TIMEOUT_STATUS: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
+
+/// The rate limit decision that will be reported on the response: the most
+/// restrictive of the per-IP and per-user windows the request was counted in.
+#[derive(Debug, Clone, Default)]
+pub struct RateSlot(std::sync::Arc<std::sync::Mutex<Option<aether_domain::limits::RateDecision>>>);
+
+impl RateSlot {
+    pub fn record(&self, decision: aether_domain::limits::RateDecision) {
+        let mut slot = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tighter = slot.is_none_or(|current| {
+            (!decision.allowed && current.allowed)
+                || (decision.allowed == current.allowed && decision.remaining < current.remaining)
+        });
+        if tighter {
+            *slot = Some(decision);
+        }
+    }
+
+    fn get(&self) -> Option<aether_domain::limits::RateDecision> {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Counts the request against `key`; `None` when the limiter failed and failing open.
+pub async fn count_request(
+    state: &crate::state::AppState,
+    key: &str,
+    limit: u32,
+) -> Result<Option<aether_domain::limits::RateDecision>, ApiError> {
+    let settings = &state.settings.rate_limit;
+    match state.limiter.hit(key, limit, settings.window).await {
+        Ok(decision) => Ok(Some(decision)),
+        Err(error) if settings.fail_open => {
+            tracing::warn!(%error, "rate limiter unavailable; letting the request through");
+            Ok(None)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "rate limiter unavailable; refusing the request");
+            Err(ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "A dependency is temporarily unavailable; retry later.",
+                )
+            })
+        }
+    }
+}
+
+pub fn seconds_until(decision: &aether_domain::limits::RateDecision) -> u64 {
+    decision.reset_after.as_millis().div_ceil(1000).try_into().unwrap_or(u64::MAX).max(1)
+}
+
+/// Per-IP limits on `/api/v1`, and `RateLimit-Limit`, `RateLimit-Remaining` and
+/// `RateLimit-Reset` on every response counted (the per-user count is added by the
+/// authentication extractor through the [`RateSlot`]).
+pub async fn rate_limit(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !request.uri().path().starts_with("/api/v1/") {
+        return next.run(request).await;
+    }
+    let slot = RateSlot::default();
+    let per_ip = state.settings.rate_limit.per_ip;
+    let ip = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+    let mut response = match (per_ip, ip) {
+        (0, _) | (_, None) => None,
+        (limit, Some(ip)) => match count_request(&state, &format!("ip:{ip}"), limit).await {
+            Ok(Some(decision)) => {
+                slot.record(decision);
+                (!decision.allowed).then(|| ApiError::too_many_requests(seconds_until(&decision)).into_response())
+            }
+            Ok(None) => None,
+            Err(error) => Some(error.into_response()),
+        },
+    };
+    if response.is_none() {
+        request.extensions_mut().insert(slot.clone());
+        response = Some(next.run(request).await);
+    }
+    let mut response = response.unwrap_or_else(|| ApiError::internal().into_response());
+    if let Some(decision) = slot.get() {
+        let headers = response.headers_mut();
+        headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
+        headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+        headers.insert("ratelimit-reset", HeaderValue::from(seconds_until(&decision)));
+    }
+    response
+}

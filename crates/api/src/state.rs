@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use aether_domain::limits::RateLimiter;
 use aether_services::{AccountService, AvatarService, IdentityService, NotebookService};
 use async_trait::async_trait;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -26,6 +27,25 @@ pub struct ApiSettings {
     pub public_url: Option<String>,
     /// Whether the session cookie is marked `Secure` (HTTPS only).
     pub secure_cookies: bool,
+    pub rate_limit: RateLimitSettings,
+}
+
+/// Requests allowed per window, per authenticated user and per client IP address.
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    /// 0 turns the per-user limit off.
+    pub per_user: u32,
+    /// 0 turns the per-IP limit off.
+    pub per_ip: u32,
+    pub window: std::time::Duration,
+    /// When the limiter itself fails (Redis down): let requests through (true) or answer 503.
+    pub fail_open: bool,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self { per_user: 600, per_ip: 1200, window: std::time::Duration::from_secs(60), fail_open: true }
+    }
 }
 
 impl Default for ApiSettings {
@@ -36,6 +56,7 @@ impl Default for ApiSettings {
             request_timeout: std::time::Duration::from_secs(30),
             public_url: None,
             secure_cookies: false,
+            rate_limit: RateLimitSettings::default(),
         }
     }
 }
@@ -47,6 +68,7 @@ pub struct AppState {
     pub accounts: Arc<AccountService>,
     pub identity: Arc<IdentityService>,
     pub avatars: Arc<AvatarService>,
+    pub limiter: Arc<dyn RateLimiter>,
     pub notebooks: Arc<NotebookService>,
     pub readiness: Arc<Vec<Arc<dyn ReadinessCheck>>>,
     /// The JSON Web Key Set of the local token issuer.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aether_domain::StoreError;
 use aether_domain::identity::EphemeralStore;
+use aether_domain::limits::{RateDecision, RateLimiter};
 use aether_domain::time::Timestamp;
 use async_trait::async_trait;
 use redis::AsyncCommands;
@@ -50,6 +51,11 @@ impl RedisEphemeralStore {
             .set_number_of_retries(2);
         let connection = ConnectionManager::new_with_config(client, config).await.map_err(map_err)?;
         Ok(Self { connection, prefix: prefix.to_owned() })
+    }
+
+    /// The prefix of every key this store writes.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     fn key(&self, key: &str) -> String {
@@ -100,5 +106,54 @@ impl EphemeralStore for RedisEphemeralStore {
     async fn purge_expired(&self, _now: Timestamp) -> Result<u64, StoreError> {
         // Redis expires keys itself.
         Ok(0)
+    }
+}
+
+/// A [`RateLimiter`] on Redis: one counter per key and window, incremented and
+/// given its expiry in one atomic script, so every replica shares the count.
+#[derive(Clone)]
+pub struct RedisRateLimiter {
+    connection: ConnectionManager,
+    prefix: String,
+    script: redis::Script,
+}
+
+impl std::fmt::Debug for RedisRateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRateLimiter").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+impl RedisEphemeralStore {
+    /// A rate limiter on the same connection and key prefix.
+    pub fn rate_limiter(&self) -> RedisRateLimiter {
+        RedisRateLimiter {
+            connection: self.connection.clone(),
+            prefix: format!("{}rate:", self.prefix),
+            script: redis::Script::new(
+                "local count = redis.call('INCR', KEYS[1]) \
+                 if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end \
+                 local ttl = redis.call('PTTL', KEYS[1]) \
+                 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) ttl = tonumber(ARGV[1]) end \
+                 return {count, ttl}",
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl RateLimiter for RedisRateLimiter {
+    async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<RateDecision, StoreError> {
+        let mut connection = self.connection.clone();
+        let millis = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let (count, ttl): (u64, i64) = self
+            .script
+            .key(format!("{}{key}", self.prefix))
+            .arg(millis)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(map_err)?;
+        let reset_after = Duration::from_millis(u64::try_from(ttl.max(0)).unwrap_or(0));
+        Ok(RateDecision::of(count, limit, reset_after))
     }
 }

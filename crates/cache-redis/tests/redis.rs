@@ -53,3 +53,24 @@ async fn an_unreachable_redis_is_unavailable_not_a_panic() {
     let result = RedisEphemeralStore::connect("redis://127.0.0.1:1/", "x:", Duration::from_millis(300)).await;
     assert!(matches!(result, Err(aether_domain::StoreError::Unavailable(_))), "{result:?}");
 }
+
+#[tokio::test]
+async fn rate_limits_are_shared_by_every_replica() {
+    use aether_domain::limits::RateLimiter;
+    let Some(first) = store().await else { return };
+    let url = std::env::var("AETHER_TEST_REDIS_URL").unwrap();
+    // A second connection with the same prefix stands for another replica.
+    let one = first.rate_limiter();
+    let window = Duration::from_millis(400);
+    let shared = format!("user:{}", uuid::Uuid::now_v7());
+    assert_eq!(one.hit(&shared, 3, window).await.unwrap().remaining, 2);
+    let other =
+        RedisEphemeralStore::connect(&url, first.prefix(), Duration::from_secs(5)).await.unwrap().rate_limiter();
+    assert_eq!(other.hit(&shared, 3, window).await.unwrap().remaining, 1, "the count is shared");
+    assert!(one.hit(&shared, 3, window).await.unwrap().allowed);
+    let refused = other.hit(&shared, 3, window).await.unwrap();
+    assert!(!refused.allowed);
+    assert!(refused.reset_after <= window && refused.reset_after > Duration::ZERO, "{refused:?}");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(one.hit(&shared, 3, window).await.unwrap().remaining, 2, "a new window");
+}

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod id;
 pub mod identity;
+pub mod limits;
 pub mod notebook;
 pub mod page;
 pub mod store;

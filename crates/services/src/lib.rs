@@ -7,6 +7,7 @@ pub mod avatars;
 pub mod error;
 pub mod events;
 pub mod identity;
+pub mod limits;
 pub mod notebooks;
 
 pub use accounts::{AccountService, SessionSettings, TokenPair};

@@ -41,6 +41,9 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     // Tests that share one Neo4j must not drain each other's outbox into their own
     // in-process buses; a test that needs the workers turns them on.
     config.run_workers = false;
+    // Tests and benchmarks send bursts from one address; the rate limit tests turn limits on.
+    config.rate_limit_per_user = 0;
+    config.rate_limit_per_ip = 0;
     if config.store == StoreKind::Neo4j {
         config.neo4j_uri = std::env::var("AETHER_TEST_NEO4J_URI").expect("AETHER_TEST_NEO4J_URI");
         config.neo4j_user = std::env::var("AETHER_TEST_NEO4J_USER").unwrap_or_else(|_| "neo4j".into());

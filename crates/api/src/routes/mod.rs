@@ -97,7 +97,8 @@ pub fn router(state: AppState) -> Router {
         ),
     );
 
-    let app = Router::new().merge(routes).merge(docs).with_state(state);
+    let limited = routes.layer(axum::middleware::from_fn_with_state(state.clone(), middleware::rate_limit));
+    let app = Router::new().merge(limited).merge(docs).with_state(state);
     with_middleware(app, &settings)
 }
 
