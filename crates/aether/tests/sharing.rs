@@ -490,8 +490,13 @@ async fn bulk_requests_are_all_or_nothing() {
     app.shutdown().await;
 }
 
+/// Tests that run an outbox worker take turns: on a shared Neo4j, a second worker
+/// would relay the other test's event to its own publisher before the first saw it.
+static OUTBOX_WORKERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn sharing_publishes_an_event() {
+    let _turn = OUTBOX_WORKERS.lock().await;
     let app = TestApp::spawn_with(|config| config.run_workers = true).await;
     let mut events = app.server.runtime.bus.subscribe();
     let owner = actor(&app, "event-owner", vec![Role::User]).await;
@@ -503,8 +508,8 @@ async fn sharing_publishes_an_event() {
         201
     );
     // On a shared Neo4j the worker first drains what every earlier test left in the
-    // outbox (oldest first), so the bound allows for that backlog.
-    let event = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+    // outbox (oldest first).
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         loop {
             match events.recv().await {
                 Ok(event) if event.key == id(&notebook) => return event,
@@ -513,8 +518,11 @@ async fn sharing_publishes_an_event() {
             }
         }
     })
-    .await
-    .expect("the worker publishes the outbox within seconds");
+    .await;
+    let Ok(event) = waited else {
+        let attempt = app.server.runtime.events.dispatch(100).await;
+        panic!("the worker published no event within 30 s; a dispatch now gives {attempt:?}");
+    };
     assert_eq!(event.topic, "aether.notebooks.shared");
     assert_eq!(event.payload["user_id"], guest.id.as_str());
     assert_eq!(event.payload["granted_by"], owner.id.as_str());
@@ -532,6 +540,7 @@ async fn sharing_publishes_to_kafka() {
         eprintln!("NOT RUN: set AETHER_TEST_KAFKA_BROKERS (scripts/test does)");
         return;
     };
+    let _turn = OUTBOX_WORKERS.lock().await;
     let app = TestApp::spawn_with(|config| {
         config.run_workers = true;
         config.events = aether::config::EventsKind::Kafka;
