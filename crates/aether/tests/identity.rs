@@ -90,6 +90,8 @@ async fn the_caller_their_permissions_and_token_checks() {
     let response = app.client.get(app.url("/api/v1/auth/me")).send().await.unwrap();
     assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="aether""#);
     assert_problem(response, 401, "missing_token").await;
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"aether_authentication_failures_total{reason="invalid"}"#), "{metrics}");
 
     // The built-in provider has no browser login.
     let response = app.client.get(app.url("/api/v1/auth/login")).send().await.unwrap();
@@ -498,7 +500,10 @@ async fn rate_limits_answer_429_with_headers() {
     let response = call(&app, &other, Method::GET, "/api/v1/auth/me", None).await;
     assert_eq!(response.status(), 429, "the 9th request from this address");
     assert_eq!(response.headers()["ratelimit-limit"], "8");
-    // Operations endpoints are not limited.
+    // Operations endpoints are not limited, and /metrics counts the refusals.
     assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"aether_rate_limited_total{scope="user"}"#), "{metrics}");
+    assert!(metrics.contains(r#"aether_rate_limited_total{scope="ip"}"#), "{metrics}");
     app.shutdown().await;
 }

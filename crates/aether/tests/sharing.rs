@@ -526,6 +526,18 @@ async fn sharing_publishes_an_event() {
     assert_eq!(event.topic, "aether.notebooks.shared");
     assert_eq!(event.payload["user_id"], guest.id.as_str());
     assert_eq!(event.payload["granted_by"], owner.id.as_str());
+    // The relay reports what it published and how long events waited, once the
+    // batch that carried the event is marked published.
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if metrics.contains("aether_outbox_events_published_total") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(metrics.contains("aether_outbox_events_published_total"), "{metrics}");
+    assert!(metrics.contains("aether_outbox_relay_lag_seconds_bucket{le=\"0.5\"}"), "{metrics}");
     app.shutdown().await;
 }
 

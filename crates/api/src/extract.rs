@@ -152,10 +152,10 @@ impl FromRequestParts<AppState> for AuthUser {
                     .ok_or_else(|| {
                         ApiError::unauthorized("invalid_token", "The Authorization header must be 'Bearer <token>'.")
                     })?;
-                state.identity.authenticate_bearer(token, client).await?
+                state.identity.authenticate_bearer(token, client).await.map_err(count_failure)?
             }
             None => match session_cookie(&parts.headers) {
-                Some(session) => state.identity.authenticate_session(&session, client).await?,
+                Some(session) => state.identity.authenticate_session(&session, client).await.map_err(count_failure)?,
                 None => {
                     return Err(ApiError::unauthorized(
                         "missing_token",
@@ -172,12 +172,27 @@ impl FromRequestParts<AppState> for AuthUser {
         {
             slot.record(decision);
             if !decision.allowed {
+                metrics::counter!("aether_rate_limited_total", "scope" => "user").increment(1);
                 return Err(ApiError::too_many_requests(crate::middleware::seconds_until(&decision)));
             }
         }
         parts.extensions.insert(principal.clone());
         Ok(Self(principal))
     }
+}
+
+/// Counts a refused credential by why it was refused, for dashboards and alerts.
+fn count_failure(error: aether_services::ServiceError) -> aether_services::ServiceError {
+    use aether_domain::auth::TokenError;
+    let reason = match &error {
+        aether_services::ServiceError::Unauthenticated(TokenError::Expired) => "expired",
+        aether_services::ServiceError::Unauthenticated(TokenError::Invalid(_)) => "invalid",
+        aether_services::ServiceError::Unauthenticated(TokenError::Unavailable(_))
+        | aether_services::ServiceError::Unavailable(_) => "unavailable",
+        _ => "other",
+    };
+    metrics::counter!("aether_authentication_failures_total", "reason" => reason).increment(1);
+    error
 }
 
 /// An authenticated caller whose role allows writing ([`Capability::Write`]); others get 403.

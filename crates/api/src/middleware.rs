@@ -103,6 +103,12 @@ pub fn prometheus() -> PrometheusHandle {
                     Matcher::Full("http_request_duration_seconds".into()),
                     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                 )
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full("aether_outbox_relay_lag_seconds".into()),
+                        &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0],
+                    )
+                })
                 .map(PrometheusBuilder::build_recorder);
             match recorder {
                 Ok(recorder) => {
@@ -200,10 +206,12 @@ pub async fn count_request(
     match state.limiter.hit(key, limit, settings.window).await {
         Ok(decision) => Ok(Some(decision)),
         Err(error) if settings.fail_open => {
+            metrics::counter!("aether_dependency_errors_total", "dependency" => "rate_limiter").increment(1);
             tracing::warn!(%error, "rate limiter unavailable; letting the request through");
             Ok(None)
         }
         Err(error) => {
+            metrics::counter!("aether_dependency_errors_total", "dependency" => "rate_limiter").increment(1);
             tracing::warn!(%error, "rate limiter unavailable; refusing the request");
             Err(ApiError {
                 retry_after: Some(1),
@@ -240,7 +248,10 @@ pub async fn rate_limit(
         (limit, Some(ip)) => match count_request(&state, &format!("ip:{ip}"), limit).await {
             Ok(Some(decision)) => {
                 slot.record(decision);
-                (!decision.allowed).then(|| ApiError::too_many_requests(seconds_until(&decision)).into_response())
+                (!decision.allowed).then(|| {
+                    metrics::counter!("aether_rate_limited_total", "scope" => "ip").increment(1);
+                    ApiError::too_many_requests(seconds_until(&decision)).into_response()
+                })
             }
             Ok(None) => None,
             Err(error) => Some(error.into_response()),

@@ -56,13 +56,21 @@ impl EventDispatcher {
         let mut published = Vec::with_capacity(pending.len());
         for event in &pending {
             if let Err(error) = self.publisher.publish(event).await {
+                metrics::counter!("aether_outbox_publish_failures_total").increment(1);
                 tracing::warn!(event_id = %event.id, topic = %event.topic, %error, "publishing failed; will retry");
                 break;
             }
             published.push(event.id);
         }
         if !published.is_empty() {
-            self.store.mark_published(&published, time::now()).await?;
+            let now = time::now();
+            self.store.mark_published(&published, now).await?;
+            // How long each event waited between its change and its publication.
+            for event in pending.iter().take(published.len()) {
+                let lag = (now - event.created_at).to_std().unwrap_or_default();
+                metrics::histogram!("aether_outbox_relay_lag_seconds").record(lag.as_secs_f64());
+            }
+            metrics::counter!("aether_outbox_events_published_total").increment(published.len() as u64);
         }
         Ok(published.len())
     }
