@@ -238,16 +238,7 @@ async fn forged_and_foreign_tokens_are_refused() {
     refuse(tokens["id_token"].as_str().unwrap(), "an ID token").await;
     refuse(tokens["refresh_token"].as_str().unwrap(), "a refresh token").await;
     // A real token of another realm (wrong issuer): the master realm's admin.
-    let master: Value = reqwest::Client::new()
-        .post(format!("{kc}/realms/master/protocol/openid-connect/token"))
-        .form(&[("grant_type", "password"), ("client_id", "admin-cli"), ("username", "admin"), ("password", "admin")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    refuse(master["access_token"].as_str().unwrap(), "another realm").await;
+    refuse(&master_admin_token(&kc).await, "another realm").await;
     // The genuine token still works.
     json_of(call(&app, access, Method::GET, "/api/v1/auth/me", None).await, 200).await;
     app.shutdown().await;
@@ -311,10 +302,9 @@ async fn viewers_cannot_write_and_role_changes_reach_the_next_token() {
     app.shutdown().await;
 }
 
-/// A user made in Keycloak for this test, through the master realm's admin.
-async fn new_keycloak_user(kc: &str) -> (String, String) {
-    let http = reqwest::Client::new();
-    let master: Value = http
+/// An access token of the master realm's bootstrap admin (`scripts/services/keycloak`).
+async fn master_admin_token(kc: &str) -> String {
+    let master: Value = reqwest::Client::new()
         .post(format!("{kc}/realms/master/protocol/openid-connect/token"))
         .form(&[("grant_type", "password"), ("client_id", "admin-cli"), ("username", "admin"), ("password", "admin")])
         .send()
@@ -323,11 +313,18 @@ async fn new_keycloak_user(kc: &str) -> (String, String) {
         .json()
         .await
         .unwrap();
+    master["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A user made in Keycloak for this test, through the master realm's admin.
+async fn new_keycloak_user(kc: &str) -> (String, String) {
+    let http = reqwest::Client::new();
+    let master = master_admin_token(kc).await;
     let username = format!("rush-{}", uuid::Uuid::now_v7().simple());
     let password = "rush-password-1".to_owned();
     let response = http
         .post(format!("{kc}/admin/realms/aether/users"))
-        .bearer_auth(master["access_token"].as_str().unwrap())
+        .bearer_auth(&master)
         .json(&json!({
             "username": username, "enabled": true, "emailVerified": true,
             "email": format!("{username}@example.com"), "firstName": "Rush", "lastName": "Hour",

@@ -218,10 +218,7 @@ impl IdentityService {
     /// The caller behind a browser session cookie.
     pub async fn authenticate_session(&self, session_id: &str, client: ClientInfo) -> ServiceResult<Principal> {
         let session = self.session(session_id).await?.ok_or_else(|| TokenError::Invalid("unknown session".into()))?;
-        let user = self.store.get_user(session.user_id).await.map_err(|error| match error {
-            StoreError::NotFound => ServiceError::Unauthenticated(TokenError::Invalid("account gone".into())),
-            other => other.into(),
-        })?;
+        let user = self.store.get_user(session.user_id).await.map_err(account_gone)?;
         if user.status != UserStatus::Active {
             return Err(TokenError::Invalid("account is not active".into()).into());
         }
@@ -304,10 +301,7 @@ impl IdentityService {
             }
             return Err(TokenError::Invalid("unknown, revoked or expired API key".into()).into());
         };
-        let user = self.store.get_user(key.user_id).await.map_err(|error| match error {
-            StoreError::NotFound => ServiceError::Unauthenticated(TokenError::Invalid("account gone".into())),
-            other => other.into(),
-        })?;
+        let user = self.store.get_user(key.user_id).await.map_err(account_gone)?;
         if user.status != UserStatus::Active {
             return Err(TokenError::Invalid("account is not active".into()).into());
         }
@@ -570,10 +564,7 @@ impl IdentityService {
     // -----------------------------------------------------------------------------------------
 
     pub async fn me(&self, caller: &Principal) -> ServiceResult<User> {
-        self.store.get_user(caller.user_id).await.map_err(|error| match error {
-            StoreError::NotFound => ServiceError::Unauthenticated(TokenError::Invalid("account gone".into())),
-            other => other.into(),
-        })
+        self.store.get_user(caller.user_id).await.map_err(account_gone)
     }
 
     /// Updates the caller's own settings. The full name is the provider's when the
@@ -773,6 +764,14 @@ impl IdentityService {
             &caller.client,
         );
         Ok(self.store.revoke_api_key(caller.user_id, id, record).await?)
+    }
+}
+
+/// A valid credential of an account deleted since: it no longer identifies anyone.
+fn account_gone(error: StoreError) -> ServiceError {
+    match error {
+        StoreError::NotFound => ServiceError::Unauthenticated(TokenError::Invalid("account gone".into())),
+        other => other.into(),
     }
 }
 
