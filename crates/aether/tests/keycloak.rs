@@ -11,7 +11,7 @@
 mod common;
 
 use aether::config::{IdentityKind, Secret};
-use common::{TestApp, assert_problem};
+use common::{TestApp, assert_problem, call, json_of};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -66,21 +66,6 @@ async fn kc_tokens(kc: &str, username: &str, password: &str) -> Value {
 
 async fn kc_token(kc: &str, username: &str) -> String {
     kc_tokens(kc, username, &format!("{username}-password")).await["access_token"].as_str().unwrap().to_owned()
-}
-
-async fn call(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap()
-}
-
-async fn json_of(response: reqwest::Response, status: u16) -> Value {
-    let got = response.status().as_u16();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(got, status, "{body}");
-    body
 }
 
 fn png() -> Vec<u8> {

@@ -243,7 +243,7 @@ pub async fn rate_limit(
     let slot = RateSlot::default();
     let per_ip = state.settings.rate_limit.per_ip;
     let ip = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
-    let mut response = match (per_ip, ip) {
+    let refused = match (per_ip, ip) {
         (0, _) | (_, None) => None,
         (limit, Some(ip)) => match count_request(&state, &format!("ip:{ip}"), limit).await {
             Ok(Some(decision)) => {
@@ -257,11 +257,13 @@ pub async fn rate_limit(
             Err(error) => Some(error.into_response()),
         },
     };
-    if response.is_none() {
-        request.extensions_mut().insert(slot.clone());
-        response = Some(next.run(request).await);
-    }
-    let mut response = response.unwrap_or_else(|| ApiError::internal().into_response());
+    let mut response = match refused {
+        Some(response) => response,
+        None => {
+            request.extensions_mut().insert(slot.clone());
+            next.run(request).await
+        }
+    };
     if let Some(decision) = slot.get() {
         let headers = response.headers_mut();
         headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));

@@ -8,7 +8,7 @@
 //! tokens locally, through the same [`TokenVerifier`] port.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aether_domain::auth::{ClientInfo, Credential, Principal, TokenError};
 use aether_domain::id::{ApiKeyId, TokenFamilyId, UserId};
@@ -126,7 +126,6 @@ struct BrowserSession {
 struct SyncedUser {
     fingerprint: u64,
     user: User,
-    at: Instant,
 }
 
 #[derive(Clone)]
@@ -200,12 +199,7 @@ impl IdentityService {
         let mut principal = if credential.starts_with(API_KEY_PREFIX) {
             self.authenticate_api_key(credential, &client).await?
         } else {
-            let token = self.verifier.verify(credential).await?;
-            if let Some(session) = &token.session_id
-                && self.ephemeral.get(&revoked_key(session)).await?.is_some()
-            {
-                return Err(TokenError::Invalid("the session of this token has ended".into()).into());
-            }
+            let token = self.verify_token(credential).await?;
             let session_id = token.session_id.clone();
             let mut principal = self.principal_for_token(token).await?;
             principal.credential = Credential::AccessToken { session_id };
@@ -251,13 +245,12 @@ impl IdentityService {
             return Err(ServiceError::Internal("local tokens are not synchronised".into()));
         };
         let print = fingerprint(token);
-        if logged_in_at.is_none()
-            && let Some(entry) = self.synced.get(keycloak_id).await
-        {
-            if entry.fingerprint == print && entry.at.elapsed() < self.settings.sync_interval {
-                return Ok(entry.user);
-            }
-            self.synced.invalidate(keycloak_id).await;
+        // Entries live for the sync interval (the cache's time to live). A login is
+        // always written through, to record it; changed claims are written at once.
+        match self.synced.get(keycloak_id).await {
+            Some(entry) if logged_in_at.is_none() && entry.fingerprint == print => return Ok(entry.user),
+            Some(_) => self.synced.invalidate(keycloak_id).await,
+            None => {}
         }
         let external = ExternalUser {
             keycloak_id: keycloak_id.clone(),
@@ -274,7 +267,7 @@ impl IdentityService {
             .synced
             .try_get_with(keycloak_id.clone(), async move {
                 let user = sync_with_retry(store.as_ref(), external).await?;
-                Ok::<_, ServiceError>(SyncedUser { fingerprint: print, user, at: Instant::now() })
+                Ok::<_, ServiceError>(SyncedUser { fingerprint: print, user })
             })
             .await
             .map_err(|error: Arc<ServiceError>| match error.as_ref() {
@@ -324,7 +317,8 @@ impl IdentityService {
         Ok(principal)
     }
 
-    /// Checks a token as `/auth/verify-token` does: the claims, or why not.
+    /// Verifies an access token and that its session has not been ended by a logout:
+    /// the claims, or why not. `/auth/verify-token` answers with this too.
     pub async fn verify_token(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         let verified = self.verifier.verify(token).await?;
         if let Some(session) = &verified.session_id
@@ -392,10 +386,7 @@ impl IdentityService {
         let verified = self.verifier.verify(&tokens.access_token).await?;
         let now = time::now();
         let user = match &verified.subject {
-            TokenSubject::External(keycloak_id) => {
-                self.synced.invalidate(keycloak_id).await;
-                self.sync_from_token(&verified, Some(now)).await?
-            }
+            TokenSubject::External(_) => self.sync_from_token(&verified, Some(now)).await?,
             TokenSubject::Local(id) => self.store.get_user(*id).await?,
         };
         let session_id = random_token(32);

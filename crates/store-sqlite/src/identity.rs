@@ -43,62 +43,33 @@ pub(crate) async fn insert_audit(
 impl SqliteStore {
     pub(crate) async fn sync_external_user_impl(&self, user: ExternalUser, at: Timestamp) -> StoreResult<User> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let existing: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE keycloak_id = ?")
-            .bind(&user.keycloak_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
         let at_text = time::to_storage(&at);
-        let login = user.logged_in_at.as_ref().map(time::to_storage);
-        let groups = serde_json::Value::from(user.groups.clone()).to_string();
-        let attributes = serde_json::Value::Object(user.attributes.clone()).to_string();
-        let id = match existing {
-            Some(id) => {
-                sqlx::query(
-                    "UPDATE users SET username = ?, email = ?, full_name = ?, keycloak_roles = ?, keycloak_groups = ?, \
-                     keycloak_attributes = ?, last_sync_at = ?, last_login_at = COALESCE(?, last_login_at), \
-                     updated_at = ? WHERE id = ?",
-                )
-                .bind(user.username.as_str())
-                .bind(user.email.as_ref().map(Email::as_str))
-                .bind(&user.full_name)
-                .bind(roles_json(&user.roles))
-                .bind(&groups)
-                .bind(&attributes)
-                .bind(&at_text)
-                .bind(&login)
-                .bind(&at_text)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-                id
-            }
-            None => {
-                let id = UserId::new().to_string();
-                sqlx::query(
-                    "INSERT INTO users (id, keycloak_id, username, email, full_name, keycloak_roles, keycloak_groups, \
-                     keycloak_attributes, status, created_at, updated_at, last_login_at, last_sync_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)",
-                )
-                .bind(&id)
-                .bind(&user.keycloak_id)
-                .bind(user.username.as_str())
-                .bind(user.email.as_ref().map(Email::as_str))
-                .bind(&user.full_name)
-                .bind(roles_json(&user.roles))
-                .bind(&groups)
-                .bind(&attributes)
-                .bind(&at_text)
-                .bind(&at_text)
-                .bind(&login)
-                .bind(&at_text)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-                id
-            }
-        };
+        // One upsert on the unique keycloak_id: the user is created once, then updated;
+        // a username or e-mail of another account still fails as a Conflict.
+        let id: String = sqlx::query_scalar(
+            "INSERT INTO users (id, keycloak_id, username, email, full_name, keycloak_roles, keycloak_groups, \
+             keycloak_attributes, status, created_at, updated_at, last_login_at, last_sync_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'active', ?9, ?9, ?10, ?9) \
+             ON CONFLICT (keycloak_id) DO UPDATE SET username = excluded.username, email = excluded.email, \
+             full_name = excluded.full_name, keycloak_roles = excluded.keycloak_roles, \
+             keycloak_groups = excluded.keycloak_groups, keycloak_attributes = excluded.keycloak_attributes, \
+             last_sync_at = excluded.last_sync_at, updated_at = excluded.updated_at, \
+             last_login_at = COALESCE(excluded.last_login_at, users.last_login_at) \
+             RETURNING id",
+        )
+        .bind(UserId::new().to_string())
+        .bind(&user.keycloak_id)
+        .bind(user.username.as_str())
+        .bind(user.email.as_ref().map(Email::as_str))
+        .bind(&user.full_name)
+        .bind(roles_json(&user.roles))
+        .bind(serde_json::Value::from(user.groups.clone()).to_string())
+        .bind(serde_json::Value::Object(user.attributes.clone()).to_string())
+        .bind(&at_text)
+        .bind(user.logged_in_at.as_ref().map(time::to_storage))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
         let row = sqlx::query(concat!("SELECT ", crate::user_columns!(), " FROM users WHERE id = ?"))
             .bind(&id)
             .fetch_one(&mut *tx)

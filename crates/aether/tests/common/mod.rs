@@ -136,3 +136,29 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str
     assert_eq!(body["type"], format!("urn:aether:problem:{code}"));
     body
 }
+
+/// The user agent of requests made with [`call`], so audit records can be checked.
+pub const USER_AGENT: &str = "aether-tests/1.0";
+
+/// A request with a bearer credential and an optional JSON body.
+pub async fn call(
+    app: &TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> reqwest::Response {
+    let mut request = app.client.request(method, app.url(path)).bearer_auth(token).header("user-agent", USER_AGENT);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap()
+}
+
+/// The JSON body of a response that must have `status` (the body is shown when not).
+pub async fn json_of(response: reqwest::Response, status: u16) -> serde_json::Value {
+    let got = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(got, status, "{body}");
+    body
+}
