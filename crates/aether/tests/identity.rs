@@ -7,26 +7,9 @@
 mod common;
 
 use aether_domain::user::Role;
-use common::{ADMIN_PASSWORD, TestApp, assert_problem};
+use common::{ADMIN_PASSWORD, TestApp, USER_AGENT as AGENT, assert_problem, call, json_of};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-const AGENT: &str = "identity-test/1.0";
-
-async fn call(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(token).header("user-agent", AGENT);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap()
-}
-
-async fn json_of(response: reqwest::Response, status: u16) -> Value {
-    let got = response.status().as_u16();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(got, status, "{body}");
-    body
-}
 
 async fn login(app: &TestApp, username: &str, password: &str) -> Value {
     let response = app
@@ -283,7 +266,12 @@ async fn administrators_list_users_and_change_roles() {
     let next = login(&app, &username, &password).await["access_token"].as_str().unwrap().to_owned();
     let me = json_of(call(&app, &next, Method::GET, "/api/v1/auth/me", None).await, 200).await;
     assert_eq!(me["roles"], json!(["aether-user", "aether-viewer"]));
-    json_of(call(&app, &next, Method::POST, "/api/v1/notebooks", Some(json!({"name": "Now I can"}))).await, 201).await;
+    let created =
+        json_of(call(&app, &next, Method::POST, "/api/v1/notebooks", Some(json!({"name": "Now I can"}))).await, 201)
+            .await;
+    // Writing covers changing what one owns, not only creating it.
+    let path = format!("/api/v1/notebooks/{}", created["id"].as_str().unwrap());
+    json_of(call(&app, &next, Method::PUT, &path, Some(json!({"name": "Renamed"}))).await, 200).await;
 
     let audit = call(&app, &admin, Method::GET, &format!("/api/v1/admin/audit?resource_id={user_id}"), None).await;
     let audit = json_of(audit, 200).await;

@@ -175,10 +175,15 @@ pub fn effective_access(user: UserId, roles: &[Role], chain: &[ChainLink]) -> Op
     sources.sort_by_key(|source| std::cmp::Reverse(source.permission()));
     let mut permission = sources.first()?.permission();
     let mut capped_by = None;
-    let is_admin = roles.iter().any(|role| matches!(role, Role::Admin));
-    if roles.contains(&Role::Viewer) && !is_admin && permission > Permission::Read {
+    // Roles without the write capability (`aether-viewer`, and no role granting write
+    // beside it) cap whatever the graph grants at read: `Role::capabilities` decides.
+    if !crate::identity::capabilities_of(roles).contains(&crate::identity::Capability::Write)
+        && permission > Permission::Read
+    {
         permission = Permission::Read;
-        capped_by = Some(Role::Viewer);
+        capped_by = roles.iter().copied().find(|role| *role == Role::Viewer).or_else(|| {
+            roles.iter().copied().find(|role| !role.capabilities().contains(&crate::identity::Capability::Write))
+        });
     }
     Some(Access { permission, sources, capped_by })
 }
@@ -245,5 +250,12 @@ mod tests {
         let viewer = effective_access(user, &[Role::Viewer], &granted).expect("access");
         assert_eq!(viewer.permission, Permission::Read);
         assert_eq!(viewer.capped_by, Some(Role::Viewer));
+        // The cap follows the capability table: another role that writes lifts it…
+        let both = effective_access(user, &[Role::User, Role::Viewer], &granted).expect("access");
+        assert_eq!((both.permission, both.capped_by), (Permission::Admin, None));
+        // …and a role that only reads caps even what the user owns.
+        let owned = [link(user, Visibility::Private, None)];
+        let auditor = effective_access(user, &[Role::ComplianceOfficer], &owned).expect("access");
+        assert_eq!((auditor.permission, auditor.capped_by), (Permission::Read, Some(Role::ComplianceOfficer)));
     }
 }

@@ -87,9 +87,15 @@ impl NotebookService {
     }
 
     /// The caller's effective access; `NotFound` when it cannot read the notebook.
+    /// A credential without the write capability (a `read` API key) reads only.
     pub async fn access(&self, caller: &Principal, id: NotebookId) -> ServiceResult<Access> {
         let chain = self.store.access_chain(caller.user_id, id).await?;
-        access::effective_access(caller.user_id, &caller.roles, &chain).ok_or(ServiceError::NotFound)
+        let mut access =
+            access::effective_access(caller.user_id, &caller.roles, &chain).ok_or(ServiceError::NotFound)?;
+        if !caller.can(Capability::Write) && access.permission > Permission::Read {
+            access.permission = Permission::Read;
+        }
+        Ok(access)
     }
 
     /// Requires `needed` on the notebook: `NotFound` when the caller cannot even read
