@@ -6,10 +6,46 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use aether_domain::blob::{BlobError, BlobKey, BlobStore};
+use std::ops::Range;
+
+use aether_domain::blob::{BlobError, BlobKey, BlobRead, BlobStore, BlobWriter};
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
+
+/// Multipart part size: S3's minimum is 5 MiB; 8 MiB keeps part counts low for
+/// gigabyte files while bounding what one write holds in memory.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// How many parts may be in flight at once; with `PART_SIZE` this bounds the
+/// memory a streamed write holds to about 32 MiB.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// A multipart upload: filesystem backends write a temporary file renamed into
+/// place on completion, S3 backends complete a multipart upload.
+struct StreamedWrite {
+    inner: WriteMultipart,
+}
+
+#[async_trait]
+impl BlobWriter for StreamedWrite {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError> {
+        self.inner.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(map_err)?;
+        self.inner.put(chunk);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<(), BlobError> {
+        self.inner.finish().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), BlobError> {
+        self.inner.abort().await.map_err(map_err)
+    }
+}
 
 /// How to reach an S3-compatible service.
 #[derive(Clone)]
@@ -85,6 +121,27 @@ impl BlobStore for ObjectBlobStore {
     async fn get(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError> {
         let result = self.inner.get(&Self::path(key)).await.map_err(map_err)?;
         Ok(result.bytes().await.map_err(map_err)?.to_vec())
+    }
+
+    async fn writer(&self, key: &BlobKey) -> Result<Box<dyn BlobWriter>, BlobError> {
+        let upload = self.inner.put_multipart(&Self::path(key)).await.map_err(map_err)?;
+        Ok(Box::new(StreamedWrite { inner: WriteMultipart::new_with_chunk_size(upload, PART_SIZE) }))
+    }
+
+    async fn read(&self, key: &BlobKey, range: Option<Range<u64>>) -> Result<BlobRead, BlobError> {
+        let path = Self::path(key);
+        let options = match range {
+            // An empty range of an empty blob is what a request for all of it gets.
+            Some(range) if range.start < range.end => {
+                GetOptions { range: Some(GetRange::Bounded(range)), ..GetOptions::default() }
+            }
+            _ => GetOptions::default(),
+        };
+        let result = self.inner.get_opts(&path, options).await.map_err(map_err)?;
+        let size = result.meta.size;
+        let range = result.range.clone();
+        let stream = result.into_stream().map(|chunk| chunk.map_err(map_err)).boxed();
+        Ok(BlobRead { size, range, stream })
     }
 
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {

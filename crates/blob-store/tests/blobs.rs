@@ -4,6 +4,8 @@
 
 use aether_blob_store::{ObjectBlobStore, S3Config};
 use aether_domain::blob::{BlobError, BlobKey, BlobStore};
+use bytes::Bytes;
+use futures::StreamExt;
 
 async fn conforms(store: &dyn BlobStore) {
     let prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
@@ -17,6 +19,37 @@ async fn conforms(store: &dyn BlobStore) {
     assert_eq!(store.get(&key).await.unwrap(), big, "overwrite replaces the whole blob");
     store.delete(&key).await.unwrap();
     assert_eq!(store.get(&key).await, Err(BlobError::NotFound));
+    store.delete(&key).await.unwrap();
+    streams(store, &prefix).await;
+}
+
+/// A streamed write of several parts, read back whole and by ranges; an aborted
+/// write leaves nothing.
+async fn streams(store: &dyn BlobStore, prefix: &str) {
+    let key = BlobKey::parse(&format!("{prefix}/documents/big")).unwrap();
+    let whole: Vec<u8> = (0..20_000_000u32).map(|i| (i % 253) as u8).collect();
+    let mut writer = store.writer(&key).await.unwrap();
+    for chunk in whole.chunks(1_000_003) {
+        writer.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+    assert_eq!(store.get(&key).await, Err(BlobError::NotFound), "invisible until finished");
+    writer.finish().await.unwrap();
+
+    let read = store.read(&key, None).await.unwrap();
+    assert_eq!((read.size, read.range.clone()), (20_000_000, 0..20_000_000));
+    let bytes: Vec<u8> = read.stream.map(|c| c.unwrap().to_vec()).concat().await;
+    assert!(bytes == whole, "streamed read returns every byte");
+
+    let read = store.read(&key, Some(9_999_990..10_000_010)).await.unwrap();
+    assert_eq!((read.size, read.range.clone()), (20_000_000, 9_999_990..10_000_010));
+    let bytes: Vec<u8> = read.stream.map(|c| c.unwrap().to_vec()).concat().await;
+    assert_eq!(bytes, whole[9_999_990..10_000_010]);
+
+    let aborted = BlobKey::parse(&format!("{prefix}/documents/aborted")).unwrap();
+    let mut writer = store.writer(&aborted).await.unwrap();
+    writer.write(Bytes::from_static(b"partial")).await.unwrap();
+    writer.abort().await.unwrap();
+    assert!(matches!(store.read(&aborted, None).await, Err(BlobError::NotFound)));
     store.delete(&key).await.unwrap();
 }
 

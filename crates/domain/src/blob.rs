@@ -3,8 +3,11 @@
 //! production. The graph stores keys, never bytes.
 
 use std::fmt;
+use std::ops::Range;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures_core::stream::BoxStream;
 
 use crate::ValidationError;
 
@@ -52,12 +55,41 @@ pub enum BlobError {
     Internal(String),
 }
 
-/// Stores and reads whole blobs. Writes are atomic: a reader sees the old or the new
+/// A blob being written chunk by chunk, for bodies too large to hold in memory.
+/// Nothing is visible under the key until `finish` succeeds.
+#[async_trait]
+pub trait BlobWriter: Send {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError>;
+    async fn finish(self: Box<Self>) -> Result<(), BlobError>;
+    /// Discards what was written; the key keeps its previous blob, if any.
+    async fn abort(self: Box<Self>) -> Result<(), BlobError>;
+}
+
+/// Part (or all) of a stored blob, as a stream of chunks.
+pub struct BlobRead {
+    /// The whole blob's size.
+    pub size: u64,
+    /// The byte range the stream carries (`start..end`, end exclusive).
+    pub range: Range<u64>,
+    pub stream: BoxStream<'static, Result<Bytes, BlobError>>,
+}
+
+impl fmt::Debug for BlobRead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobRead").field("size", &self.size).field("range", &self.range).finish_non_exhaustive()
+    }
+}
+
+/// Stores and reads blobs. Writes are atomic: a reader sees the old or the new
 /// bytes, never a mix, and a crash mid-write leaves the old blob.
 #[async_trait]
 pub trait BlobStore: Send + Sync + fmt::Debug {
     async fn put(&self, key: &BlobKey, bytes: Vec<u8>) -> Result<(), BlobError>;
     async fn get(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError>;
+    /// Starts a streamed write to `key`.
+    async fn writer(&self, key: &BlobKey) -> Result<Box<dyn BlobWriter>, BlobError>;
+    /// Streams the blob, or the `range` of it (end exclusive, clamped to the size).
+    async fn read(&self, key: &BlobKey, range: Option<Range<u64>>) -> Result<BlobRead, BlobError>;
     /// Deleting a missing blob succeeds.
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
     /// `fs` or `s3`, for logs and `/ready`.

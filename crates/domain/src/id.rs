@@ -73,6 +73,24 @@ uuid_id!(
     "api_key_id"
 );
 
+uuid_id!(
+    /// Identifies a [`crate::document::Document`].
+    DocumentId,
+    "document_id"
+);
+
+uuid_id!(
+    /// Identifies a [`crate::document::DocumentVersion`].
+    VersionId,
+    "version_id"
+);
+
+uuid_id!(
+    /// Identifies an [`crate::document::UploadJob`].
+    JobId,
+    "job_id"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

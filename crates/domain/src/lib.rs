@@ -9,6 +9,7 @@ pub mod activity;
 pub mod auth;
 pub mod blob;
 pub mod compliance;
+pub mod document;
 pub mod error;
 pub mod events;
 pub mod id;

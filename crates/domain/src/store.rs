@@ -7,8 +7,13 @@ use async_trait::async_trait;
 use crate::StoreError;
 use crate::access::{ChainLink, CollaborationStatus, Permission};
 use crate::activity::{ActivityEvent, AuditEntry, Change};
+use crate::blob::BlobKey;
+use crate::document::{
+    BlobDeletion, Document, DocumentPatch, DocumentVersion, JobFailure, JobStatus, NewUploadJob, ProcessingResult,
+    ReceivedFile, UploadJob,
+};
 use crate::events::OutboxEvent;
-use crate::id::{ApiKeyId, NotebookId, TokenFamilyId, UserId};
+use crate::id::{ApiKeyId, DocumentId, JobId, NotebookId, TokenFamilyId, UserId};
 use crate::identity::{ApiKey, EphemeralStore, ExternalUser, NewApiKey, NewAuditRecord};
 use crate::notebook::{BulkAction, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use crate::page::{Page, PageRequest};
@@ -255,6 +260,87 @@ pub trait SessionStore: Send + Sync {
     async fn purge_expired_refresh_tokens(&self, now: Timestamp) -> StoreResult<u64>;
 }
 
+/// Upload jobs, documents and their versions (see [`crate::document`]).
+#[async_trait]
+pub trait DocumentStore: Send + Sync {
+    /// Records a job in `uploading`, before any byte is written. `NotFound` when the
+    /// notebook is missing or deleted, or when `existing_document` is not a live
+    /// document of that notebook.
+    async fn create_upload_job(&self, job: NewUploadJob) -> StoreResult<UploadJob>;
+    async fn get_job(&self, id: JobId) -> StoreResult<UploadJob>;
+    /// The notebook's jobs, newest first; only unfinished ones when `active_only`.
+    async fn list_notebook_jobs(
+        &self,
+        notebook: NotebookId,
+        active_only: bool,
+        page: PageRequest,
+    ) -> StoreResult<Page<UploadJob>>;
+    /// Records how many bytes have arrived and answers the job as it now is, so the
+    /// uploader notices a cancellation.
+    async fn record_upload_progress(&self, id: JobId, bytes_received: u64, at: Timestamp) -> StoreResult<UploadJob>;
+    /// The bytes are stored: the job becomes `pending`, and `aether.documents.uploaded`
+    /// is written to the outbox with it. `Conflict("job_status")` when the job is no
+    /// longer uploading (cancelled meanwhile).
+    async fn accept_upload(&self, id: JobId, file: ReceivedFile, at: Timestamp) -> StoreResult<UploadJob>;
+    /// Takes the oldest job a worker may work on: `pending`, or `validating` /
+    /// `processing` with an expired lease (its worker died). The job becomes
+    /// `validating`, its attempts grow by one, and it is leased until `lease_until`.
+    async fn claim_job(&self, now: Timestamp, lease_until: Timestamp) -> StoreResult<Option<UploadJob>>;
+    /// Moves a claimed job to `status` (`validating` or `processing`) with a stage
+    /// text and a renewed lease. `Conflict("job_status")` when it was cancelled or
+    /// finished meanwhile, which tells the worker to stop.
+    async fn advance_job(
+        &self,
+        id: JobId,
+        status: JobStatus,
+        stage: &str,
+        lease_until: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<UploadJob>;
+    /// Ends a job by storing its document: a new `Document` in the notebook (with
+    /// `CONTAINS`) or a new current version of the existing one, its
+    /// `DocumentVersion` (with `VERSION_OF`), the notebook's counters, and the
+    /// `aether.documents.processed` and `aether.compliance.scanned` events, together.
+    /// The job becomes `completed`, or `failed` with the result's error (the document
+    /// is stored either way). `Conflict("job_status")` when the job was cancelled.
+    async fn finish_job(
+        &self,
+        id: JobId,
+        result: ProcessingResult,
+        at: Timestamp,
+    ) -> StoreResult<(UploadJob, Document)>;
+    /// Fails an unfinished job without a document and queues every blob it may have
+    /// written for deletion. `Conflict("job_status")` when it already finished.
+    async fn fail_job(&self, id: JobId, failure: JobFailure, at: Timestamp) -> StoreResult<UploadJob>;
+    /// Cancels an unfinished job and queues its blobs for deletion.
+    /// `Conflict("job_status")` when it already finished.
+    async fn cancel_job(&self, id: JobId, at: Timestamp) -> StoreResult<UploadJob>;
+    /// Jobs still `uploading` whose last progress is older than `stale_before`: their
+    /// upload request died with its process.
+    async fn stale_uploads(&self, stale_before: Timestamp, limit: u32) -> StoreResult<Vec<UploadJob>>;
+
+    /// A live document.
+    async fn get_document(&self, id: DocumentId) -> StoreResult<Document>;
+    /// The notebook's live documents, newest first.
+    async fn list_documents(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<Document>>;
+    async fn update_document(&self, id: DocumentId, patch: DocumentPatch, change: &Change) -> StoreResult<Document>;
+    /// Deletes the document and its versions, updates the notebook's counters, and
+    /// queues every blob they reference for deletion, together.
+    async fn delete_document(&self, id: DocumentId, change: &Change) -> StoreResult<()>;
+    /// The document's versions, newest first.
+    async fn list_versions(&self, id: DocumentId) -> StoreResult<Vec<DocumentVersion>>;
+
+    /// Queues blobs for deletion, for a worker that wrote blobs for a job that was
+    /// cancelled meanwhile.
+    async fn queue_blob_deletions(&self, keys: &[BlobKey], at: Timestamp) -> StoreResult<()>;
+    /// Blobs waiting for deletion, oldest first.
+    async fn pending_blob_deletions(&self, limit: u32) -> StoreResult<Vec<BlobDeletion>>;
+    /// Forgets deletions that were carried out.
+    async fn complete_blob_deletions(&self, ids: &[uuid::Uuid]) -> StoreResult<()>;
+    /// Whether any job, document or version references `key` (orphan checks).
+    async fn blob_is_referenced(&self, key: &BlobKey) -> StoreResult<bool>;
+}
+
 /// The system of record: every port, plus what operations need.
 #[async_trait]
 pub trait Store:
@@ -265,6 +351,7 @@ pub trait Store:
     + OutboxStore
     + SessionStore
     + ApiKeyStore
+    + DocumentStore
     + EphemeralStore
     + Send
     + Sync

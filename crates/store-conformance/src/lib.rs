@@ -6,6 +6,7 @@
 //! alongside other tests.
 #![allow(clippy::unwrap_used)]
 
+mod documents;
 mod identity;
 
 use std::collections::HashSet;
@@ -57,6 +58,11 @@ pub async fn run_all(store: &dyn Store) {
     identity::role_changes_are_audited(store).await;
     identity::api_keys_are_created_listed_used_and_revoked(store).await;
     identity::ephemeral_entries_expire_and_are_taken_once(store).await;
+    documents::upload_jobs_run_their_course(store).await;
+    documents::reuploads_add_versions(store).await;
+    documents::abandoned_jobs_queue_their_blobs(store).await;
+    documents::leases_expire_and_uploads_go_stale(store).await;
+    documents::deleting_a_document_queues_every_blob(store).await;
     store.ping().await.expect("ping");
 }
 

@@ -7,6 +7,7 @@
 //! `toString`. Use cases that read and then write take the node's write lock first
 //! (by setting a property), so concurrent requests serialise on the node.
 
+mod documents;
 mod identity;
 mod migrations;
 

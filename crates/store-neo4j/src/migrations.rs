@@ -94,4 +94,17 @@ pub const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX audit_performed_by IF NOT EXISTS FOR (al:AuditLog) ON (al.performed_by)",
         ],
     },
+    Migration {
+        version: 5,
+        name: "documents",
+        statements: &[
+            "CREATE CONSTRAINT upload_job_id_unique IF NOT EXISTS FOR (j:UploadJob) REQUIRE j.id IS UNIQUE",
+            "CREATE CONSTRAINT document_version_id_unique IF NOT EXISTS FOR (v:DocumentVersion) REQUIRE v.id IS UNIQUE",
+            "CREATE CONSTRAINT blob_deletion_id_unique IF NOT EXISTS FOR (b:BlobDeletion) REQUIRE b.id IS UNIQUE",
+            "CREATE INDEX upload_job_status IF NOT EXISTS FOR (j:UploadJob) ON (j.status)",
+            "CREATE INDEX upload_job_notebook IF NOT EXISTS FOR (j:UploadJob) ON (j.notebook_id)",
+            "CREATE INDEX upload_job_blob_key IF NOT EXISTS FOR (j:UploadJob) ON (j.blob_key)",
+            "CREATE INDEX document_version_storage_path IF NOT EXISTS FOR (v:DocumentVersion) ON (v.storage_path)",
+        ],
+    },
 ];

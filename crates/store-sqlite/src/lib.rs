@@ -33,6 +33,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use tokio::sync::{Mutex, MutexGuard};
 
+mod documents;
 mod identity;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -1,0 +1,500 @@
+//! Documents and the jobs that bring them in.
+//!
+//! An upload is a job first. The job is recorded before any byte is written, with
+//! the blob key its bytes will have, so that a crash at any point leaves a record
+//! that names every blob it may have written: recovery either finishes the job or
+//! fails it and queues those blobs for deletion. The `Document` (or, for a
+//! re-upload, its new `DocumentVersion`) is created when processing ends, in the
+//! transaction that completes the job.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ValidationError;
+use crate::blob::BlobKey;
+use crate::events::{NewEvent, topics};
+use crate::id::{DocumentId, JobId, NotebookId, UserId, VersionId};
+use crate::notebook::{Description, Tag};
+use crate::time::Timestamp;
+
+/// A file name as shown to users and put in `Content-Disposition`: the last path
+/// segment of what the client sent, without control characters, at most 255 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Filename(String);
+
+impl Filename {
+    pub const MAX_BYTES: usize = 255;
+
+    /// Makes a safe name from whatever a client sent: `../../etc/passwd` becomes
+    /// `passwd`, `C:\x\report.pdf` becomes `report.pdf`, an empty name `upload`.
+    pub fn sanitize(raw: &str) -> Self {
+        let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+        let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+        let trimmed = cleaned.trim().trim_start_matches('.').trim();
+        let mut name = String::new();
+        for c in trimmed.chars() {
+            if name.len() + c.len_utf8() > Self::MAX_BYTES {
+                break;
+            }
+            name.push(c);
+        }
+        if name.is_empty() { Self("upload".to_owned()) } else { Self(name) }
+    }
+
+    /// Validates a name a client sets explicitly (renaming a document).
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        let sanitized = Self::sanitize(text);
+        if text.trim().is_empty() || sanitized.0 != text.trim() {
+            return Err(ValidationError::new(
+                "original_filename",
+                "must be a plain file name: no path separators, control characters or leading dots, at most 255 bytes",
+            ));
+        }
+        Ok(sanitized)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The extension in lower case, if any.
+    pub fn extension(&self) -> Option<String> {
+        self.0.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).filter(|ext| !ext.is_empty())
+    }
+}
+
+impl fmt::Display for Filename {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An `http(s)` URL the job's owner wants status changes POSTed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CallbackUrl(String);
+
+impl CallbackUrl {
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        let text = text.trim();
+        let valid = (text.starts_with("https://") || text.starts_with("http://"))
+            && text.len() <= 2048
+            && !text.chars().any(|c| c.is_control() || c.is_whitespace())
+            && text.split_once("://").is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
+        if !valid {
+            return Err(ValidationError::new("callback_url", "must be an http or https URL"));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The design's job statuses, in the order a job normally passes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Bytes are stored; waiting for a worker.
+    Pending,
+    /// The client is still sending the file.
+    Uploading,
+    /// A worker checks the file (type, policy, viruses).
+    Validating,
+    /// A worker extracts text and metadata and scans for personal data.
+    Processing,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 7] = [
+        Self::Pending,
+        Self::Uploading,
+        Self::Validating,
+        Self::Processing,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Uploading => "uploading",
+            Self::Validating => "validating",
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| ValidationError::new("status", "unknown job status"))
+    }
+
+    /// Completed, failed and cancelled jobs never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// A worker holds the job under a lease.
+    pub fn is_worked_on(self) -> bool {
+        matches!(self, Self::Validating | Self::Processing)
+    }
+}
+
+/// Why a job failed, for clients (`code`, stable) and people (`message`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailure {
+    pub code: String,
+    pub message: String,
+}
+
+impl JobFailure {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self { code: code.to_owned(), message: message.into() }
+    }
+}
+
+/// The bytes of an upload, as received: counted and hashed while they streamed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedFile {
+    pub size: u64,
+    /// Lower-case hex SHA-256.
+    pub sha256: String,
+    /// Sniffed from the bytes, never taken from the client.
+    pub content_type: String,
+}
+
+/// A `(:UploadJob)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadJob {
+    pub id: JobId,
+    pub notebook_id: NotebookId,
+    pub uploaded_by: UserId,
+    /// The document the job creates, or adds a version to.
+    pub document_id: DocumentId,
+    /// The version the job creates.
+    pub version_id: VersionId,
+    /// Whether `document_id` existed before (a re-upload).
+    pub new_version: bool,
+    pub filename: Filename,
+    pub change_summary: Option<String>,
+    pub callback_url: Option<CallbackUrl>,
+    pub status: JobStatus,
+    /// What is happening now, for people ("extracting text").
+    pub stage: String,
+    pub bytes_received: u64,
+    /// The declared size, when the client sent one.
+    pub expected_bytes: Option<u64>,
+    /// Set once the bytes are stored.
+    pub file: Option<ReceivedFile>,
+    /// Where the bytes are (or will be) stored.
+    pub blob_key: BlobKey,
+    pub storage_provider: String,
+    pub failure: Option<JobFailure>,
+    /// How many times a worker took the job.
+    pub attempts: u32,
+    /// A worker holds the job until then; afterwards another may take it.
+    pub lease_until: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+impl UploadJob {
+    /// Blobs derived from the upload (redacted text, thumbnail) live beside it.
+    pub fn derived_key(&self, name: &str) -> BlobKey {
+        derived_key(&self.blob_key, name)
+    }
+
+    /// Every blob the job may have written, for clean-up when it fails.
+    pub fn written_keys(&self) -> Vec<BlobKey> {
+        vec![self.blob_key.clone(), self.derived_key(REDACTED_NAME), self.derived_key(THUMBNAIL_NAME)]
+    }
+
+    /// Overall completion, 0–100: the upload is the first half, processing the rest.
+    pub fn percentage(&self) -> u8 {
+        match self.status {
+            JobStatus::Uploading => match self.expected_bytes {
+                Some(total) if total > 0 => ((self.bytes_received.min(total) * 50) / total) as u8,
+                _ => 0,
+            },
+            JobStatus::Pending => 50,
+            JobStatus::Validating => 60,
+            JobStatus::Processing => 75,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => 100,
+        }
+    }
+}
+
+pub const REDACTED_NAME: &str = "redacted.txt";
+pub const THUMBNAIL_NAME: &str = "thumbnail.png";
+
+/// `documents/{document}/{version}/original` has siblings `…/{version}/{name}`.
+pub fn derived_key(original: &BlobKey, name: &str) -> BlobKey {
+    let base = original.as_str().rsplit_once('/').map_or("", |(dir, _)| dir);
+    let text = if base.is_empty() { name.to_owned() } else { format!("{base}/{name}") };
+    BlobKey::parse(&text).unwrap_or_else(|_| original.clone())
+}
+
+/// The key of a new version's original bytes.
+pub fn original_key(document: DocumentId, version: VersionId) -> BlobKey {
+    BlobKey::parse(&format!("documents/{document}/{version}/original"))
+        .expect("hyphenated UUIDs are valid key segments")
+}
+
+/// What a user asks when an upload starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewUploadJob {
+    pub id: JobId,
+    pub notebook_id: NotebookId,
+    pub uploaded_by: UserId,
+    /// `Some` for a re-upload of an existing document in the notebook.
+    pub existing_document: Option<DocumentId>,
+    pub filename: Filename,
+    pub change_summary: Option<String>,
+    pub callback_url: Option<CallbackUrl>,
+    pub expected_bytes: Option<u64>,
+    /// The blob backend the bytes go to (`fs`, `s3`).
+    pub storage_provider: String,
+    pub at: Timestamp,
+}
+
+/// A document's processing state (the design's `processing_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingStatus {
+    Pending,
+    Processing,
+    Completed,
+    /// Stored, but extraction failed (malformed file, limits); the reason is kept.
+    Failed,
+}
+
+impl ProcessingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        [Self::Pending, Self::Processing, Self::Completed, Self::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| ValidationError::new("processing_status", "unknown processing status"))
+    }
+}
+
+/// What processing found in a version's bytes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProcessingResult {
+    /// `pdf`, `docx`, … or `unsupported` for types stored without extraction.
+    pub format: String,
+    pub supported: bool,
+    pub extracted_text: Option<String>,
+    pub extracted_metadata: serde_json::Map<String, serde_json::Value>,
+    /// `{"pii": {"email": 2, …}, "scanned_at": …, "redaction_mode": …}`.
+    pub compliance_scan_results: serde_json::Map<String, serde_json::Value>,
+    pub pii_detected: bool,
+    pub redaction_applied: bool,
+    pub redacted_key: Option<BlobKey>,
+    pub thumbnail_key: Option<BlobKey>,
+    /// Set when extraction failed; the document is stored anyway.
+    pub error: Option<JobFailure>,
+    pub processing_metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A `(:Document)`: the current version's properties plus user-edited metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub id: DocumentId,
+    pub notebook_id: NotebookId,
+    pub original_filename: Filename,
+    pub description: Option<Description>,
+    pub tags: Vec<Tag>,
+    pub content_type: String,
+    pub file_size: u64,
+    pub file_hash: String,
+    pub storage_provider: String,
+    pub storage_path: BlobKey,
+    pub processing_status: ProcessingStatus,
+    pub result: ProcessingResult,
+    pub current_version: u32,
+    pub uploaded_by: UserId,
+    pub uploaded_at: Timestamp,
+    pub processed_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+/// A `(:DocumentVersion)`, linked from its document by `VERSION_OF`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentVersion {
+    pub id: VersionId,
+    pub document_id: DocumentId,
+    pub version_number: u32,
+    pub original_filename: Filename,
+    pub content_type: String,
+    pub storage_path: BlobKey,
+    pub redacted_path: Option<BlobKey>,
+    pub thumbnail_path: Option<BlobKey>,
+    pub file_size: u64,
+    pub file_hash: String,
+    pub change_summary: Option<String>,
+    pub created_by: UserId,
+    pub created_at: Timestamp,
+}
+
+/// A change to a document's user-edited metadata; `None` leaves a field alone.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DocumentPatch {
+    pub original_filename: Option<Filename>,
+    /// `Some(None)` clears the description.
+    pub description: Option<Option<Description>>,
+    pub tags: Option<Vec<Tag>>,
+}
+
+impl DocumentPatch {
+    pub fn is_empty(&self) -> bool {
+        self.original_filename.is_none() && self.description.is_none() && self.tags.is_none()
+    }
+}
+
+/// A change summary for a new version: at most 1 000 characters.
+pub fn parse_change_summary(text: &str) -> Result<Option<String>, ValidationError> {
+    let text = text.trim();
+    if text.chars().count() > 1_000 || text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ValidationError::new(
+            "change_summary",
+            "must be at most 1000 characters, without control characters",
+        ));
+    }
+    Ok((!text.is_empty()).then(|| text.to_owned()))
+}
+
+/// A blob no longer referenced, waiting to be deleted from object storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlobDeletion {
+    pub id: uuid::Uuid,
+    pub key: BlobKey,
+    pub queued_at: Timestamp,
+}
+
+/// `aether.documents.uploaded`: the bytes of a job are stored. Keyed by notebook.
+pub fn uploaded_event(job: &UploadJob) -> NewEvent {
+    let file = job.file.as_ref();
+    NewEvent {
+        topic: topics::DOCUMENTS_UPLOADED,
+        key: job.notebook_id.to_string(),
+        payload: serde_json::json!({
+            "job_id": job.id.to_string(),
+            "document_id": job.document_id.to_string(),
+            "version_id": job.version_id.to_string(),
+            "notebook_id": job.notebook_id.to_string(),
+            "uploaded_by": job.uploaded_by.to_string(),
+            "original_filename": job.filename.as_str(),
+            "content_type": file.map(|f| f.content_type.clone()),
+            "file_size": file.map(|f| f.size),
+            "file_hash": file.map(|f| f.sha256.clone()),
+            "new_version": job.new_version,
+        }),
+    }
+}
+
+/// `aether.documents.processed`: a version's processing ended (well or not).
+pub fn processed_event(job: &UploadJob, document: &Document) -> NewEvent {
+    NewEvent {
+        topic: topics::DOCUMENTS_PROCESSED,
+        key: document.notebook_id.to_string(),
+        payload: serde_json::json!({
+            "job_id": job.id.to_string(),
+            "document_id": document.id.to_string(),
+            "notebook_id": document.notebook_id.to_string(),
+            "version": document.current_version,
+            "processing_status": document.processing_status.as_str(),
+            "format": document.result.format,
+            "supported": document.result.supported,
+            "content_type": document.content_type,
+            "error": document.result.error.as_ref().map(|e| e.code.clone()),
+        }),
+    }
+}
+
+/// `aether.compliance.scanned`: what the personal-data scan of a version found.
+pub fn compliance_event(document: &Document) -> NewEvent {
+    NewEvent {
+        topic: topics::COMPLIANCE_SCANNED,
+        key: document.notebook_id.to_string(),
+        payload: serde_json::json!({
+            "document_id": document.id.to_string(),
+            "notebook_id": document.notebook_id.to_string(),
+            "version": document.current_version,
+            "pii_detected": document.result.pii_detected,
+            "redaction_applied": document.result.redaction_applied,
+            "results": document.result.compliance_scan_results,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_are_sanitized() {
+        assert_eq!(Filename::sanitize("../../etc/passwd").as_str(), "passwd");
+        assert_eq!(Filename::sanitize("C:\\Users\\x\\report.pdf").as_str(), "report.pdf");
+        assert_eq!(Filename::sanitize("..").as_str(), "upload");
+        assert_eq!(Filename::sanitize("").as_str(), "upload");
+        assert_eq!(Filename::sanitize(".bashrc").as_str(), "bashrc");
+        assert_eq!(Filename::sanitize("a\u{0}b\r\n.txt").as_str(), "ab.txt");
+        assert_eq!(Filename::sanitize(&"é".repeat(300)).as_str().len(), 254);
+        assert_eq!(Filename::sanitize("résumé final.docx").extension().as_deref(), Some("docx"));
+    }
+
+    #[test]
+    fn explicit_names_must_already_be_clean() {
+        assert!(Filename::parse("notes.md").is_ok());
+        for bad in ["", "a/b.txt", "..", "x\ty", ".hidden"] {
+            assert!(Filename::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn callback_urls_are_http() {
+        assert!(CallbackUrl::parse("https://hooks.example.com/aether").is_ok());
+        for bad in ["ftp://x", "https://", "https:///x", "javascript:alert(1)", "http://a b"] {
+            assert!(CallbackUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn derived_keys_sit_beside_the_original() {
+        let key = original_key(DocumentId::new(), VersionId::new());
+        assert!(key.as_str().ends_with("/original"));
+        let redacted = derived_key(&key, REDACTED_NAME);
+        assert_eq!(redacted.as_str().rsplit_once('/').map(|(d, _)| d), key.as_str().rsplit_once('/').map(|(d, _)| d));
+        assert!(redacted.as_str().ends_with("/redacted.txt"));
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for status in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(status.as_str()), Ok(status));
+        }
+        assert!(JobStatus::Cancelled.is_terminal() && !JobStatus::Pending.is_terminal());
+    }
+}
