@@ -1,0 +1,230 @@
+#![forbid(unsafe_code)]
+//! Turns an uploaded file's bytes into extracted text, metadata and a thumbnail, and detects and
+//! redacts PII in text.
+//!
+//! The crate is pure: it reads only the bytes it is handed and performs no file or network IO, so
+//! it can run inside a sandboxed child process. Every extraction is bounded by [`Limits`] because
+//! uploads are hostile by default (zip bombs, 10,000-page PDFs, 60000×60000 images).
+//!
+//! The format is decided from the bytes ([`sniff`]), never from the client's content type; the
+//! file name's extension only breaks ties between text formats.
+//!
+//! | format | text | metadata (besides `word_count`, `char_count`) |
+//! |---|---|---|
+//! | txt, md, csv, tsv, source | verbatim | encoding, line_count; md title; csv/tsv columns, column_count, row_count; source language |
+//! | json | one `key: value` line per scalar | json_root, top_level_keys / item_count |
+//! | xml | text nodes, one per line | root_element, element_count |
+//! | html | visible text (no script/style), blocks on new lines | title, language, description, author, keywords |
+//! | pdf | text per page, pages separated by `\f` | page_count, title, author, subject, keywords, creator, producer, created, modified, pdf_version |
+//! | docx | paragraphs, then footnotes/endnotes/comments | title, author, created, modified, page_count (as saved), ... |
+//! | xlsx, ods | per sheet: name line, then rows with tab-separated cells | sheet_names, sheet_count, title, author, ... |
+//! | pptx, odp | per slide: paragraphs, slides separated by a blank line | slide_count, title, author, ... |
+//! | odt | paragraphs and headings | title, author, created, page_count |
+//! | rtf | body text | title, author, subject, keywords, created |
+//! | epub | chapters in spine order | title, author, language, publisher, chapter_count |
+//! | eml | From/To/Cc/Date/Subject lines, blank line, text bodies | subject, from, to, cc, date, message_id, attachment_count, attachments |
+//! | png, jpeg, gif, webp | none (`thumbnail_png` instead) | width, height, image_format, color_type, thumbnail_width/height |
+
+mod archive;
+mod b64;
+pub mod corpus;
+mod email;
+mod epub;
+mod html;
+mod markup;
+mod odf;
+mod office;
+mod out;
+mod pdf;
+pub mod pii;
+mod raster;
+mod rtf;
+mod sniff;
+mod text;
+mod xml;
+
+use serde::{Deserialize, Serialize};
+
+pub use corpus::generate_corpus;
+pub use sniff::{Sniffed, sniff};
+
+/// Bounds every extraction, so hostile files (zip bombs, 10,000-page PDFs, huge images) cannot
+/// exhaust memory or time.
+///
+/// Bounds on *input size* are the caller's job (it knows the upload limit); these bound what the
+/// input can expand into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Extracted text beyond this many chars is dropped and `text_truncated` is set.
+    pub max_text_chars: usize,
+    /// Total bytes inflated from compressed containers (zip entries, PDF streams) per file.
+    pub max_decompressed_bytes: u64,
+    /// Zip-based files with more entries than this are rejected outright.
+    pub max_archive_entries: usize,
+    /// PDF pages / slides / sheets / EPUB chapters processed; the rest are skipped with a warning.
+    pub max_pages: usize,
+    /// Images whose header claims more pixels than this are rejected before decoding.
+    pub max_image_pixels: u64,
+    /// Thumbnails fit within a square of this many pixels.
+    pub thumbnail_size: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_text_chars: 2_000_000,
+            max_decompressed_bytes: 200 * 1024 * 1024,
+            max_archive_entries: 10_000,
+            max_pages: 2_000,
+            max_image_pixels: 100_000_000,
+            thumbnail_size: 256,
+        }
+    }
+}
+
+/// The file formats the crate recognises. `Unsupported` covers every binary it cannot read.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Text,
+    Markdown,
+    Csv,
+    Tsv,
+    Json,
+    Xml,
+    Html,
+    Pdf,
+    Docx,
+    Xlsx,
+    Pptx,
+    Odt,
+    Ods,
+    Odp,
+    Rtf,
+    Epub,
+    Eml,
+    SourceCode,
+    Image,
+    Unsupported,
+}
+
+impl Format {
+    /// The snake_case name, identical to the serde representation.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Markdown => "markdown",
+            Format::Csv => "csv",
+            Format::Tsv => "tsv",
+            Format::Json => "json",
+            Format::Xml => "xml",
+            Format::Html => "html",
+            Format::Pdf => "pdf",
+            Format::Docx => "docx",
+            Format::Xlsx => "xlsx",
+            Format::Pptx => "pptx",
+            Format::Odt => "odt",
+            Format::Ods => "ods",
+            Format::Odp => "odp",
+            Format::Rtf => "rtf",
+            Format::Epub => "epub",
+            Format::Eml => "eml",
+            Format::SourceCode => "source_code",
+            Format::Image => "image",
+            Format::Unsupported => "unsupported",
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result of a successful extraction.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Extraction {
+    /// Content type decided from the bytes (see [`sniff`]).
+    pub content_type: String,
+    pub format: Format,
+    /// False for unknown binaries: they are accepted, just not read.
+    pub supported: bool,
+    /// `None` for formats without text (images, unsupported binaries).
+    pub text: Option<String>,
+    /// True when text was cut at `max_text_chars`.
+    pub text_truncated: bool,
+    /// Format-specific facts: page_count, title, author, created, sheet_names, slide_count, width,
+    /// height, image_format, line_count, word_count, language, from/to/subject/date, encoding, ...
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// A PNG fitted within `thumbnail_size`, base64 in JSON.
+    #[serde(with = "b64", default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_png: Option<Vec<u8>>,
+    /// Non-fatal problems: skipped pages, recovered damage, unreadable parts.
+    pub warnings: Vec<String>,
+}
+
+/// Why a file of a known type could not be extracted. Unknown types are not errors.
+///
+/// Serializable (`{"kind": "limit_exceeded", "message": "..."}`) so it can cross a process boundary.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+pub enum ExtractError {
+    /// A corrupt file of a known type (truncated PDF, broken zip, ...).
+    #[error("malformed file: {0}")]
+    Malformed(String),
+    /// A [`Limits`] bound was hit; the message names it.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+}
+
+/// Extracts text, metadata and (for images) a thumbnail from `bytes`.
+///
+/// The format comes from [`sniff`]. Unknown binaries return `Ok` with `supported: false`; corrupt
+/// files of a known type return [`ExtractError::Malformed`]; hostile ones that would expand past
+/// `limits` return [`ExtractError::LimitExceeded`]. Never panics on bad input: third-party parsers
+/// run under `catch_unwind` (this relies on the default `panic = "unwind"`).
+pub fn extract(bytes: &[u8], filename: &str, limits: &Limits) -> Result<Extraction, ExtractError> {
+    let sniffed = sniff(bytes, filename);
+    let format = sniffed.format;
+    let mut out = out::Out::new(limits, format);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(bytes, filename, limits, &mut out)));
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => return Err(err),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            return Err(ExtractError::Malformed(format!("parser panicked on this {format} file: {msg}")));
+        }
+    }
+    Ok(out.finish(sniffed.content_type, format))
+}
+
+fn dispatch(bytes: &[u8], filename: &str, limits: &Limits, out: &mut out::Out) -> Result<(), ExtractError> {
+    match out.format {
+        Format::Text | Format::Markdown | Format::Csv | Format::Tsv | Format::SourceCode => {
+            text::extract(bytes, filename, out)
+        }
+        Format::Json => markup::extract_json(bytes, out),
+        Format::Xml => markup::extract_xml(bytes, out),
+        Format::Html => html::extract(bytes, out),
+        Format::Pdf => pdf::extract(bytes, limits, out),
+        Format::Docx => office::extract_docx(bytes, limits, out),
+        Format::Xlsx => office::extract_xlsx(bytes, limits, out),
+        Format::Pptx => office::extract_pptx(bytes, limits, out),
+        Format::Odt | Format::Ods | Format::Odp => odf::extract(bytes, limits, out),
+        Format::Rtf => rtf::extract(bytes, out),
+        Format::Epub => epub::extract(bytes, limits, out),
+        Format::Eml => email::extract(bytes, out),
+        Format::Image => raster::extract(bytes, limits, out),
+        Format::Unsupported => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

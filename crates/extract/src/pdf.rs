@@ -1,0 +1,295 @@
+//! PDF via `lopdf`: text per page (pages separated by a form feed, as `pdftotext` does), page count
+//! and the document information dictionary.
+//!
+//! lopdf's own `extract_text` bounds each stream but not their sum, and re-decodes shared fonts
+//! for every page, so a small file whose pages all reference one content or ToUnicode bomb would
+//! still inflate gigabytes. The loop here therefore charges every page content stream and every
+//! distinct ToUnicode CMap against one `max_decompressed_bytes` budget, and reads at most
+//! `max_pages` pages. Load-time object/xref streams are bounded per stream by lopdf.
+
+use std::collections::{BTreeMap, HashSet};
+
+use lopdf::content::Content;
+use lopdf::{DecompressError, Dictionary, Document, Encoding, LoadOptions, Object, decode_text_string};
+
+use crate::out::Out;
+use crate::sniff::find;
+use crate::{ExtractError, Limits};
+
+pub(crate) fn extract(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<(), ExtractError> {
+    let limit = usize::try_from(limits.max_decompressed_bytes).unwrap_or(usize::MAX);
+    let doc = Document::load_mem_with_options(bytes, LoadOptions::with_max_decompressed_size(limit))
+        .map_err(|e| pdf_error("PDF", e))?;
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    if find(tail, b"%%EOF").is_none() {
+        // No end marker and a cross-reference table that had to be rebuilt: the upload was cut off.
+        if doc.xref_recovery.is_some() {
+            return Err(ExtractError::Malformed(
+                "truncated PDF: no %%EOF and no readable cross-reference table".into(),
+            ));
+        }
+        out.warn("PDF has no %%EOF marker");
+    } else if doc.xref_recovery.is_some() {
+        out.warn("PDF cross-reference table was damaged and has been rebuilt; some text may be missing");
+    }
+    info_dictionary(&doc, out);
+    out.meta("pdf_version", doc.version.clone());
+    if doc.is_encrypted() {
+        out.meta("encrypted", true);
+        out.warn("PDF is encrypted with a password; no text extracted");
+        return Ok(());
+    }
+    let pages = doc.get_pages();
+    if pages.is_empty() {
+        return Err(ExtractError::Malformed("PDF has no pages".into()));
+    }
+    out.meta("page_count", pages.len());
+    if pages.len() > limits.max_pages {
+        out.warn(format!("only the first {} of {} pages were read (max_pages)", limits.max_pages, pages.len()));
+    }
+    let mut reader = PageReader { doc: &doc, budget: limits.max_decompressed_bytes, limit, fonts: BTreeMap::new() };
+    for (index, page_id) in pages.values().take(limits.max_pages).enumerate() {
+        if out.text.is_full() {
+            break;
+        }
+        if index > 0 {
+            out.text.end_line();
+            out.text.push('\u{0C}');
+            out.text.push('\n');
+        }
+        reader.page_text(*page_id, index + 1, out)?;
+    }
+    Ok(())
+}
+
+fn pdf_error(context: &str, e: lopdf::Error) -> ExtractError {
+    match e {
+        lopdf::Error::Decompress(DecompressError::MemoryLimitExceeded { limit }) => ExtractError::LimitExceeded(
+            format!("{context}: a stream inflates past max_decompressed_bytes ({limit} bytes)"),
+        ),
+        other => ExtractError::Malformed(format!("{context}: {other}")),
+    }
+}
+
+struct PageReader<'d> {
+    doc: &'d Document,
+    /// Bytes of decompressed content and CMaps still allowed.
+    budget: u64,
+    limit: usize,
+    /// Encodings of fonts already seen, keyed by the font dictionary's address (fonts are shared
+    /// between pages through references, so the same dictionary comes back).
+    fonts: BTreeMap<usize, Encoding<'d>>,
+}
+
+impl<'d> PageReader<'d> {
+    fn charge(&mut self, bytes: usize) -> Result<(), ExtractError> {
+        let bytes = bytes as u64;
+        if bytes > self.budget {
+            return Err(ExtractError::LimitExceeded(format!(
+                "PDF streams inflate past max_decompressed_bytes ({} bytes)",
+                self.limit
+            )));
+        }
+        self.budget -= bytes;
+        Ok(())
+    }
+
+    fn remaining(&self) -> usize {
+        usize::try_from(self.budget).unwrap_or(usize::MAX)
+    }
+
+    fn page_text(&mut self, page_id: lopdf::ObjectId, page_no: usize, out: &mut Out) -> Result<(), ExtractError> {
+        let context = format!("page {page_no}");
+        let fonts = match self.doc.get_page_fonts(page_id) {
+            Ok(fonts) => fonts,
+            Err(e) => {
+                out.warn(format!("{context}: fonts unreadable: {e}"));
+                BTreeMap::new()
+            }
+        };
+        let mut by_name: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+        for (name, font) in fonts {
+            let key = std::ptr::from_ref::<Dictionary>(font) as usize;
+            if !self.fonts.contains_key(&key) {
+                self.charge_to_unicode(font)?;
+                match font.get_font_encoding_with_limit(self.doc, self.remaining()) {
+                    Ok(encoding) => {
+                        self.fonts.insert(key, encoding);
+                    }
+                    Err(e @ lopdf::Error::Decompress(DecompressError::MemoryLimitExceeded { .. })) => {
+                        return Err(pdf_error(&context, e));
+                    }
+                    Err(e) => out.warn(format!("{context}: font encoding unreadable: {e}")),
+                }
+            }
+            by_name.insert(name, key);
+        }
+        let data =
+            self.doc.get_page_content_with_limit(page_id, self.remaining()).map_err(|e| pdf_error(&context, e))?;
+        self.charge(data.len())?;
+        let content = match Content::decode(&data) {
+            Ok(content) => content,
+            Err(e) => {
+                out.warn(format!("{context}: content stream unreadable: {e}"));
+                return Ok(());
+            }
+        };
+        let mut encoding: Option<&Encoding<'d>> = None;
+        let mut last_y: Option<f32> = None;
+        for op in &content.operations {
+            if out.text.is_full() {
+                break;
+            }
+            let operands = op.operands.as_slice();
+            match op.operator.as_str() {
+                "Tf" => {
+                    encoding = operands
+                        .first()
+                        .and_then(|o| o.as_name().ok())
+                        .and_then(|n| by_name.get(n))
+                        .and_then(|k| self.fonts.get(k));
+                }
+                "Tj" | "TJ" => show(encoding, operands, out),
+                "'" => {
+                    out.text.end_line();
+                    show(encoding, operands, out);
+                }
+                "\"" => {
+                    out.text.end_line();
+                    show(encoding, operands.get(2..).unwrap_or(&[]), out);
+                }
+                "T*" | "ET" => out.text.end_line(),
+                // Text positioning: a vertical move starts a new line, a horizontal one a new word.
+                "Td" | "TD" => match operands.get(1).and_then(number) {
+                    Some(ty) if ty.abs() > 0.01 => out.text.end_line(),
+                    _ => space(out),
+                },
+                "Tm" => {
+                    let y = operands.get(5).and_then(number);
+                    if y.is_some() && last_y.is_some() && y != last_y {
+                        out.text.end_line();
+                    } else {
+                        space(out);
+                    }
+                    last_y = y;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Charges a font's ToUnicode CMap to the budget before lopdf decodes it, so many fonts each
+    /// carrying a CMap bomb cannot together exceed the budget.
+    fn charge_to_unicode(&mut self, font: &Dictionary) -> Result<(), ExtractError> {
+        let Ok(obj) = font.get(b"ToUnicode") else { return Ok(()) };
+        let Ok((_, Object::Stream(stream))) = self.doc.dereference(obj) else { return Ok(()) };
+        let size =
+            stream.decompressed_content_with_limit(self.remaining()).map_err(|e| pdf_error("ToUnicode", e))?.len();
+        self.charge(size)
+    }
+}
+
+fn show(encoding: Option<&Encoding<'_>>, operands: &[Object], out: &mut Out) {
+    let Some(encoding) = encoding else { return };
+    let mut text = String::new();
+    collect(encoding, operands, &mut text, 0);
+    out.text.push_str(&text);
+}
+
+/// Text of `Tj`/`TJ` operands; in a `TJ` array a large negative kerning adjustment is a word gap.
+fn collect(encoding: &Encoding<'_>, operands: &[Object], text: &mut String, depth: usize) {
+    for operand in operands {
+        match operand {
+            Object::String(bytes, _) => {
+                let _ = encoding.write_to_string(bytes, text);
+            }
+            Object::Array(items) if depth < 2 => collect(encoding, items, text, depth + 1),
+            Object::Integer(i) if *i < -200 => text.push(' '),
+            Object::Real(r) if *r < -200.0 => text.push(' '),
+            _ => {}
+        }
+    }
+}
+
+fn space(out: &mut Out) {
+    if !out.text.ends_with_space() {
+        out.text.push(' ');
+    }
+}
+
+fn number(o: &Object) -> Option<f32> {
+    match o {
+        Object::Integer(i) => Some(*i as f32),
+        Object::Real(r) => Some(*r),
+        _ => None,
+    }
+}
+
+/// Title, author, subject, keywords, creator, producer and dates from the trailer's `/Info`.
+fn info_dictionary(doc: &Document, out: &mut Out) {
+    let Ok(info) = doc.trailer.get(b"Info").and_then(|o| doc.dereference(o)).and_then(|(_, o)| o.as_dict()) else {
+        return;
+    };
+    let mut seen = HashSet::new();
+    for (key, field) in [
+        ("title", b"Title".as_slice()),
+        ("author", b"Author"),
+        ("subject", b"Subject"),
+        ("keywords", b"Keywords"),
+        ("creator", b"Creator"),
+        ("producer", b"Producer"),
+        ("created", b"CreationDate"),
+        ("modified", b"ModDate"),
+    ] {
+        let Some(value) = info.get(field).ok().and_then(|o| doc.dereference(o).ok()).map(|(_, o)| o) else {
+            continue;
+        };
+        let Ok(text) = decode_text_string(value) else { continue };
+        let text = if key == "created" || key == "modified" { pdf_date(&text).unwrap_or(text) } else { text };
+        if seen.insert(key) {
+            out.meta_str(key, &text);
+        }
+    }
+}
+
+/// `D:YYYYMMDDHHmmSS+HH'mm'` → RFC 3339 (`2024-03-05T09:30:00+01:00`); missing parts default.
+fn pdf_date(raw: &str) -> Option<String> {
+    let s = raw.trim().strip_prefix("D:").unwrap_or(raw.trim());
+    let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
+    if digits.len() < 4 {
+        return None;
+    }
+    let part = |from: usize, default: &'static str| digits.get(from..from + 2).unwrap_or(default).to_string();
+    let date = format!(
+        "{}-{}-{}T{}:{}:{}",
+        &digits[..4],
+        part(4, "01"),
+        part(6, "01"),
+        part(8, "00"),
+        part(10, "00"),
+        part(12, "00")
+    );
+    let zone = &s[digits.len()..];
+    let offset = match zone.chars().next() {
+        Some('Z') | None => "Z".to_string(),
+        Some(sign @ ('+' | '-')) => {
+            let z: String = zone[1..].chars().filter(char::is_ascii_digit).collect();
+            format!("{sign}{}:{}", z.get(0..2).unwrap_or("00"), z.get(2..4).unwrap_or("00"))
+        }
+        Some(_) => "Z".to_string(),
+    };
+    Some(date + &offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pdf_date;
+
+    #[test]
+    fn dates() {
+        assert_eq!(pdf_date("D:20240305093000+01'00'").as_deref(), Some("2024-03-05T09:30:00+01:00"));
+        assert_eq!(pdf_date("D:2023").as_deref(), Some("2023-01-01T00:00:00Z"));
+        assert_eq!(pdf_date("garbage"), None);
+    }
+}

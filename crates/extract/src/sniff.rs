@@ -1,0 +1,342 @@
+//! Content sniffing: what the bytes are, decided from the bytes.
+//!
+//! Order matters: binary magic numbers first (a PDF named `evil.png` is a PDF), then zip listings
+//! (docx/xlsx/pptx/odf/epub are all zips), then text, where content markers (JSON that parses, a
+//! leading `<html`, an e-mail header block) beat the extension, which only picks among text
+//! formats that content cannot tell apart (md vs txt vs csv vs source code).
+
+use std::io::{Cursor, Read};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Format;
+use crate::text::{self, extension};
+
+/// The sniffed type of an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sniffed {
+    /// A MIME type, `application/octet-stream` when nothing better is known.
+    pub content_type: String,
+    pub format: Format,
+}
+
+impl Sniffed {
+    fn new(format: Format, content_type: impl Into<String>) -> Self {
+        Self { content_type: content_type.into(), format }
+    }
+}
+
+/// Decides what `bytes` are. `filename` is consulted only to break ties between text formats and
+/// to name broken zips; the client's content type is never trusted and not even taken.
+///
+/// A prefix of the file (the first 64 KiB, say) is enough: zip-based formats are then recognised
+/// from their local headers, and JSON that merely runs out of input still counts as JSON.
+pub fn sniff(bytes: &[u8], filename: &str) -> Sniffed {
+    let ext = extension(filename);
+    if bytes.is_empty() {
+        return Sniffed::new(Format::Text, "text/plain");
+    }
+    if let Some(found) = sniff_magic(bytes) {
+        return found;
+    }
+    if is_zip(bytes) {
+        return sniff_zip(bytes, &ext);
+    }
+    match text::decode(bytes) {
+        Some(decoded) => sniff_text(&decoded.text, filename, &ext),
+        None => Sniffed::new(Format::Unsupported, "application/octet-stream"),
+    }
+}
+
+/// Fixed signatures of binary formats. Those the crate reads map to their format; common ones it
+/// does not read still get an accurate content type.
+fn sniff_magic(b: &[u8]) -> Option<Sniffed> {
+    let head = &b[..b.len().min(1024)];
+    // PDF readers accept the header anywhere in the first KiB, so attackers can put junk first.
+    if find(head, b"%PDF-").is_some() {
+        return Some(Sniffed::new(Format::Pdf, "application/pdf"));
+    }
+    let image = |mime: &str| Some(Sniffed::new(Format::Image, mime));
+    let other = |mime: &str| Some(Sniffed::new(Format::Unsupported, mime));
+    match b {
+        [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => image("image/png"),
+        [0xFF, 0xD8, 0xFF, ..] => image("image/jpeg"),
+        [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => image("image/gif"),
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => image("image/webp"),
+        [b'{', b'\\', b'r', b't', b'f', ..] => Some(Sniffed::new(Format::Rtf, "application/rtf")),
+        [b'B', b'M', _, _, _, _, 0, 0, 0, 0, ..] => other("image/bmp"),
+        [b'I', b'I', 0x2A, 0, ..] | [b'M', b'M', 0, 0x2A, ..] => other("image/tiff"),
+        [0, 0, 1, 0, ..] => other("image/x-icon"),
+        [_, _, _, _, b'f', b't', b'y', b'p', b'a', b'v', b'i', b'f', ..] => other("image/avif"),
+        [_, _, _, _, b'f', b't', b'y', b'p', b'h', b'e', b'i', b'c', ..] => other("image/heic"),
+        [_, _, _, _, b'f', b't', b'y', b'p', ..] => other("video/mp4"),
+        [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, ..] => other("application/x-ole-storage"),
+        [0x1F, 0x8B, ..] => other("application/gzip"),
+        [b'B', b'Z', b'h', b'1'..=b'9', 0x31, 0x41, ..] => other("application/x-bzip2"),
+        [0xFD, b'7', b'z', b'X', b'Z', 0, ..] => other("application/x-xz"),
+        [0x28, 0xB5, 0x2F, 0xFD, ..] => other("application/zstd"),
+        [b'7', b'z', 0xBC, 0xAF, 0x27, 0x1C, ..] => other("application/x-7z-compressed"),
+        [b'R', b'a', b'r', b'!', 0x1A, 0x07, ..] => other("application/vnd.rar"),
+        [0x7F, b'E', b'L', b'F', ..] => other("application/x-elf"),
+        // "MZ" also starts ordinary words; a real DOS header has NULs right after it.
+        [b'M', b'Z', rest @ ..] if rest.iter().take(62).any(|&b| b == 0) => {
+            other("application/vnd.microsoft.portable-executable")
+        }
+        [0xCF | 0xCE, 0xFA, 0xED, 0xFE, ..] => other("application/x-mach-binary"),
+        [0, b'a', b's', b'm', ..] => other("application/wasm"),
+        [b'S', b'Q', b'L', b'i', b't', b'e', b' ', b'f', b'o', b'r', b'm', b'a', b't', b' ', b'3', 0, ..] => {
+            other("application/vnd.sqlite3")
+        }
+        [b'I', b'D', b'3', 2..=4, ..] | [0xFF, 0xFB | 0xF3 | 0xF2, ..] => other("audio/mpeg"),
+        [b'O', b'g', b'g', b'S', 0, ..] => other("audio/ogg"),
+        [b'f', b'L', b'a', b'C', 0 | 0x80, ..] => other("audio/flac"),
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'A', b'V', b'E', ..] => other("audio/wav"),
+        [0x1A, 0x45, 0xDF, 0xA3, ..] => other("video/webm"),
+        [b'w', b'O', b'F', b'F' | b'2', 0, ..] => other("font/woff"),
+        _ => None,
+    }
+}
+
+fn is_zip(b: &[u8]) -> bool {
+    b.starts_with(b"PK\x03\x04") || b.starts_with(b"PK\x05\x06") || b.starts_with(b"PK\x07\x08")
+}
+
+const DOCX: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+const PPTX: &str = "application/vnd.openxmlformats-officedocument.presentationml.presentation";
+const ODT: &str = "application/vnd.oasis.opendocument.text";
+const ODS: &str = "application/vnd.oasis.opendocument.spreadsheet";
+const ODP: &str = "application/vnd.oasis.opendocument.presentation";
+const EPUB: &str = "application/epub+zip";
+
+/// Zip-based formats are told apart by their member names, or by the `mimetype` member that ODF and
+/// EPUB store first and uncompressed.
+fn sniff_zip(bytes: &[u8], ext: &str) -> Sniffed {
+    let Ok(mut zip) = zip::ZipArchive::new(Cursor::new(bytes)) else {
+        return sniff_broken_zip(bytes, ext);
+    };
+    if let Ok(entry) = zip.by_name("mimetype") {
+        let mut mimetype = String::new();
+        // The member is ~40 bytes; never read more than a line of it.
+        if entry.take(200).read_to_string(&mut mimetype).is_ok()
+            && let Some(found) = by_mimetype(mimetype.trim())
+        {
+            return found;
+        }
+    }
+    let has = |name: &str| zip.index_for_name(name).is_some();
+    if has("word/document.xml") {
+        Sniffed::new(Format::Docx, DOCX)
+    } else if has("xl/workbook.xml") {
+        Sniffed::new(Format::Xlsx, XLSX)
+    } else if has("ppt/presentation.xml") {
+        Sniffed::new(Format::Pptx, PPTX)
+    } else if has("META-INF/container.xml") {
+        Sniffed::new(Format::Epub, EPUB)
+    } else if has("content.xml") {
+        by_zip_extension(ext).unwrap_or_else(|| Sniffed::new(Format::Odt, ODT))
+    } else {
+        Sniffed::new(Format::Unsupported, "application/zip")
+    }
+}
+
+fn by_mimetype(mimetype: &str) -> Option<Sniffed> {
+    match mimetype {
+        ODT => Some(Sniffed::new(Format::Odt, ODT)),
+        ODS => Some(Sniffed::new(Format::Ods, ODS)),
+        ODP => Some(Sniffed::new(Format::Odp, ODP)),
+        EPUB => Some(Sniffed::new(Format::Epub, EPUB)),
+        // Other ODF kinds (graphics, formulas, templates) are real but unread types.
+        m if m.starts_with("application/vnd.oasis.opendocument.") => Some(Sniffed::new(Format::Unsupported, m)),
+        _ => None,
+    }
+}
+
+fn by_zip_extension(ext: &str) -> Option<Sniffed> {
+    match ext {
+        "docx" | "docm" => Some(Sniffed::new(Format::Docx, DOCX)),
+        "xlsx" | "xlsm" => Some(Sniffed::new(Format::Xlsx, XLSX)),
+        "pptx" | "pptm" => Some(Sniffed::new(Format::Pptx, PPTX)),
+        "odt" => Some(Sniffed::new(Format::Odt, ODT)),
+        "ods" => Some(Sniffed::new(Format::Ods, ODS)),
+        "odp" => Some(Sniffed::new(Format::Odp, ODP)),
+        "epub" => Some(Sniffed::new(Format::Epub, EPUB)),
+        _ => None,
+    }
+}
+
+/// A zip whose central directory is unreadable (typically a truncated upload) is still recognisable
+/// from the member names in its local headers, which are stored uncompressed. Naming it keeps
+/// "your docx is corrupt" distinct from "we do not read this file".
+fn sniff_broken_zip(bytes: &[u8], ext: &str) -> Sniffed {
+    let head = &bytes[..bytes.len().min(1 << 20)];
+    if find(head, b"word/").is_some() {
+        return Sniffed::new(Format::Docx, DOCX);
+    }
+    if find(head, b"xl/").is_some() {
+        return Sniffed::new(Format::Xlsx, XLSX);
+    }
+    if find(head, b"ppt/").is_some() {
+        return Sniffed::new(Format::Pptx, PPTX);
+    }
+    if let Some(found) = stored_mimetype(bytes).and_then(by_mimetype) {
+        return found;
+    }
+    by_zip_extension(ext).unwrap_or_else(|| Sniffed::new(Format::Unsupported, "application/zip"))
+}
+
+/// The content of a stored `mimetype` first member, read from its local header (ODF and EPUB put
+/// it there precisely so that it can be read this way).
+fn stored_mimetype(bytes: &[u8]) -> Option<&str> {
+    let u16_at = |i: usize| Some(u16::from_le_bytes([*bytes.get(i)?, *bytes.get(i + 1)?]) as usize);
+    let size = u32::from_le_bytes(bytes.get(18..22)?.try_into().ok()?) as usize;
+    let (name_len, extra_len) = (u16_at(26)?, u16_at(28)?);
+    if bytes.get(30..30 + name_len)? != b"mimetype" || size > 100 {
+        return None;
+    }
+    let start = 30 + name_len + extra_len;
+    std::str::from_utf8(bytes.get(start..start + size)?).ok().map(str::trim)
+}
+
+fn sniff_text(text: &str, filename: &str, ext: &str) -> Sniffed {
+    let trimmed = text.trim_start();
+    let head: String = trimmed.chars().take(1024).collect::<String>().to_ascii_lowercase();
+
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        // Running out of input still counts, so sniffing the first KiBs of a large upload works.
+        match serde_json::from_str::<serde::de::IgnoredAny>(trimmed) {
+            Ok(_) => return Sniffed::new(Format::Json, "application/json"),
+            Err(e) if e.is_eof() => return Sniffed::new(Format::Json, "application/json"),
+            Err(_) => {}
+        }
+    }
+    if trimmed.starts_with('<') {
+        if head.starts_with("<!doctype html") || head.contains("<html") {
+            return Sniffed::new(Format::Html, "text/html");
+        }
+        if head.starts_with("<?xml") {
+            return xml_flavour(ext);
+        }
+    }
+    if looks_like_email(trimmed, ext == "eml") {
+        return Sniffed::new(Format::Eml, "message/rfc822");
+    }
+    match ext {
+        "md" | "markdown" | "mdown" | "mkd" | "mdx" => return Sniffed::new(Format::Markdown, "text/markdown"),
+        "csv" => return Sniffed::new(Format::Csv, "text/csv"),
+        "tsv" | "tab" => return Sniffed::new(Format::Tsv, "text/tab-separated-values"),
+        "html" | "htm" | "xhtml" => return Sniffed::new(Format::Html, "text/html"),
+        "xml" | "svg" | "rss" | "atom" | "xsd" | "xsl" | "xslt" | "plist" | "kml" | "gpx" | "xaml" | "csproj"
+            if trimmed.starts_with('<') =>
+        {
+            return xml_flavour(ext);
+        }
+        "txt" | "text" | "log" => return Sniffed::new(Format::Text, "text/plain"),
+        _ => {}
+    }
+    if let Some(lang) = text::language(filename, text) {
+        return Sniffed::new(Format::SourceCode, text::language_content_type(lang));
+    }
+    Sniffed::new(Format::Text, "text/plain")
+}
+
+fn xml_flavour(ext: &str) -> Sniffed {
+    let mime = match ext {
+        "svg" => "image/svg+xml",
+        "rss" => "application/rss+xml",
+        "atom" => "application/atom+xml",
+        _ => "application/xml",
+    };
+    Sniffed::new(Format::Xml, mime)
+}
+
+/// An RFC 5322 message starts with a header block. Two well-known headers among the first lines
+/// (one if the file is named `.eml`) tell it from a text that merely begins "Subject: ...".
+fn looks_like_email(text: &str, named_eml: bool) -> bool {
+    const KNOWN: &[&str] = &[
+        "from",
+        "to",
+        "cc",
+        "subject",
+        "date",
+        "received",
+        "return-path",
+        "message-id",
+        "mime-version",
+        "delivered-to",
+        "reply-to",
+        "content-type",
+        "sender",
+        "x-mailer",
+        "dkim-signature",
+        "authentication-results",
+    ];
+    let mut known = 0;
+    for (i, line) in text.lines().take(60).enumerate() {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            continue; // folded continuation of the previous header
+        }
+        if i == 0 && line.starts_with("From ") {
+            continue; // mbox separator line
+        }
+        let Some((name, _)) = line.split_once(':') else { return false };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return false;
+        }
+        let name = name.to_ascii_lowercase();
+        if KNOWN.contains(&name.as_str()) || name.starts_with("x-") {
+            known += 1;
+        }
+    }
+    known >= if named_eml { 1 } else { 2 }
+}
+
+/// Byte-substring search; inputs here are at most a MiB, so the naive scan is fine.
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_tie_breaks() {
+        assert_eq!(sniff(b"# Title\nbody", "a.md").format, Format::Markdown);
+        assert_eq!(sniff(b"a,b\n1,2", "a.csv").format, Format::Csv);
+        assert_eq!(sniff(b"a\tb\n1\t2", "a.tsv").format, Format::Tsv);
+        assert_eq!(sniff(b"fn main() {}", "main.rs").content_type, "text/x-rust");
+        assert_eq!(sniff(b"just words", "notes").format, Format::Text);
+        assert_eq!(sniff(b"{\"a\": 1}", "data.txt").format, Format::Json);
+        assert_eq!(sniff(b"{not json", "data.json").format, Format::Text);
+        assert_eq!(sniff(b"<!DOCTYPE html><p>x", "page").format, Format::Html);
+        assert_eq!(sniff(b"<?xml version=\"1.0\"?><a/>", "x").format, Format::Xml);
+        assert_eq!(sniff(b"<svg xmlns=\"x\"/>", "pic.svg").content_type, "image/svg+xml");
+        assert_eq!(sniff(b"", "empty.bin").format, Format::Text);
+    }
+
+    #[test]
+    fn email_needs_a_header_block() {
+        assert_eq!(sniff(b"From: a@b.c\nTo: d@e.f\nSubject: hi\n\nbody", "mail").format, Format::Eml);
+        assert_eq!(sniff(b"Subject: my essay\n\nIt was a dark night", "essay").format, Format::Text);
+    }
+
+    #[test]
+    fn binaries_get_content_types_but_no_format() {
+        let s = sniff(b"\x1f\x8b\x08\x00rest", "a.gz");
+        assert_eq!((s.format, s.content_type.as_str()), (Format::Unsupported, "application/gzip"));
+        assert_eq!(sniff(b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", "e.zip").content_type, "application/zip");
+    }
+
+    #[test]
+    fn broken_zip_is_named_by_local_headers() {
+        let s = sniff(b"PK\x03\x04garbage....word/document.xml....", "upload.bin");
+        assert_eq!(s.format, Format::Docx);
+    }
+}
