@@ -164,6 +164,22 @@ pub struct Config {
     pub rate_limit_per_ip: u32,
     pub rate_limit_window_secs: u64,
     pub rate_limit_fail_open: bool,
+    /// The largest document upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Document jobs this process works on at once.
+    pub document_workers: usize,
+    /// Wall-clock limit of one file's processing.
+    pub processing_timeout_secs: u64,
+    /// Address-space limit of the processing child process.
+    pub processing_memory_mb: u64,
+    /// Claims of one job before it is given up.
+    pub processing_max_attempts: u32,
+    /// How long a worker holds a job between renewals.
+    pub job_lease_secs: u64,
+    /// An upload whose progress has not moved for this long is failed as interrupted.
+    pub stale_upload_secs: u64,
+    /// The `aether` binary run as `aether extract`; empty means this executable.
+    pub extractor_program: String,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -216,6 +232,14 @@ impl Default for Config {
             rate_limit_per_ip: 1200,
             rate_limit_window_secs: 60,
             rate_limit_fail_open: true,
+            max_upload_bytes: 500 * 1024 * 1024,
+            document_workers: 2,
+            processing_timeout_secs: 60,
+            processing_memory_mb: 1024,
+            processing_max_attempts: 3,
+            job_lease_secs: 60,
+            stale_upload_secs: 120,
+            extractor_program: String::new(),
             log_format: LogFormat::Json,
             log_level: "info".into(),
         }
@@ -269,6 +293,14 @@ pub const KEYS: &[&str] = &[
     "rate_limit_per_ip",
     "rate_limit_window_secs",
     "rate_limit_fail_open",
+    "max_upload_bytes",
+    "document_workers",
+    "processing_timeout_secs",
+    "processing_memory_mb",
+    "processing_max_attempts",
+    "job_lease_secs",
+    "stale_upload_secs",
+    "extractor_program",
     "log_format",
     "log_level",
 ];

@@ -2,6 +2,7 @@
 //! the server and the background workers. `main.rs` is only the command line.
 
 pub mod config;
+pub mod processor;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use aether_domain::store::Store;
 use aether_domain::user::Password;
 use aether_identity_keycloak::{KeycloakClient, KeycloakConfig};
 use aether_services::accounts::Bootstrap;
+use aether_services::documents::{DocumentService, DocumentSettings, JobHub};
 use aether_services::events::{EventDispatcher, InProcessBus};
 use aether_services::limits::InProcessRateLimiter;
 use aether_services::{
@@ -50,6 +52,7 @@ pub struct Runtime {
     pub avatars: Arc<AvatarService>,
     pub limiter: Arc<dyn RateLimiter>,
     pub notebooks: Arc<NotebookService>,
+    pub documents: Arc<DocumentService>,
     pub tokens: Arc<LocalTokenCodec>,
     /// The embedded event bus the outbox is published to.
     pub bus: Arc<InProcessBus>,
@@ -207,6 +210,32 @@ impl Runtime {
             None => Arc::clone(&bus) as _,
         };
         let events = Arc::new(EventDispatcher::new(Arc::clone(&store), publisher));
+        let program = if config.extractor_program.is_empty() {
+            std::env::current_exe().context("cannot locate the aether executable for document processing")?
+        } else {
+            std::path::PathBuf::from(&config.extractor_program)
+        };
+        let processor = Arc::new(processor::SandboxedProcessor {
+            program,
+            timeout: Duration::from_secs(config.processing_timeout_secs),
+            memory_bytes: config.processing_memory_mb.saturating_mul(1024 * 1024),
+        });
+        let documents = Arc::new(DocumentService::new(
+            Arc::clone(&store),
+            Arc::clone(&blobs),
+            NotebookService::new(Arc::clone(&store), config.max_notebook_depth),
+            processor,
+            Arc::new(JobHub::default()),
+            DocumentSettings {
+                max_upload_bytes: config.max_upload_bytes,
+                workers: config.document_workers,
+                job_lease: Duration::from_secs(config.job_lease_secs),
+                max_attempts: config.processing_max_attempts,
+                processing_timeout: Duration::from_secs(config.processing_timeout_secs),
+                stale_upload_after: Duration::from_secs(config.stale_upload_secs),
+                ..DocumentSettings::default()
+            },
+        ));
         Ok(Self {
             config,
             store,
@@ -219,6 +248,7 @@ impl Runtime {
             avatars,
             limiter,
             notebooks,
+            documents,
             tokens,
             bus,
             events,
@@ -280,6 +310,7 @@ impl Runtime {
             avatars: Arc::clone(&self.avatars),
             limiter: Arc::clone(&self.limiter),
             notebooks: Arc::clone(&self.notebooks),
+            documents: Arc::clone(&self.documents),
             readiness: Arc::new(checks),
             jwks: Arc::new(serde_json::json!({ "keys": [self.tokens.public_jwk()] })),
             metrics: aether_api::middleware::prometheus(),
@@ -300,9 +331,13 @@ impl Runtime {
     }
 
     /// Runs the background jobs until `shutdown` turns true: the purge of expired
-    /// refresh tokens and sessions, and the outbox relay.
+    /// refresh tokens and sessions, the outbox relay, and the document workers.
     pub async fn run_workers(&self, shutdown: watch::Receiver<bool>) {
-        tokio::join!(self.purge_sessions(shutdown.clone()), self.publish_events(shutdown));
+        tokio::join!(
+            self.purge_sessions(shutdown.clone()),
+            self.publish_events(shutdown.clone()),
+            Arc::clone(&self.documents).run_workers(shutdown)
+        );
     }
 
     async fn purge_sessions(&self, mut shutdown: watch::Receiver<bool>) {

@@ -44,6 +44,19 @@ enum Command {
     Admin(AdminCommand),
     /// Print the version.
     Version,
+    /// Process one file in a resource-limited process (run by the workers).
+    #[command(hide = true)]
+    Extract {
+        #[arg(long)]
+        input: PathBuf,
+        /// The processing request, as JSON.
+        #[arg(long)]
+        request: String,
+        #[arg(long)]
+        memory_bytes: u64,
+        #[arg(long)]
+        cpu_seconds: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +84,15 @@ fn main() -> ExitCode {
     if matches!(command, Command::Version) {
         println!("aether {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
+    }
+    if let Command::Extract { input, request, memory_bytes, cpu_seconds } = &command {
+        return match aether::processor::run_extract(input, request, *memory_bytes, *cpu_seconds) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("extract: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let listen = match &command {
         Command::Serve { listen } => listen.clone(),
@@ -148,7 +170,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("created user {} ({})", user.username, user.id);
             Ok(())
         }
-        Command::Config | Command::Version => Ok(()),
+        Command::Config | Command::Version | Command::Extract { .. } => Ok(()),
     }
 }
 

@@ -151,7 +151,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Rejected { code, detail } => {
                 let status = match code {
                     "browser_login_unavailable" => StatusCode::NOT_FOUND,
-                    "invalid_login_state" => StatusCode::BAD_REQUEST,
+                    "invalid_login_state" | "upload_interrupted" => StatusCode::BAD_REQUEST,
+                    "document_not_found" | "version_not_found" | "no_redacted_copy" => StatusCode::NOT_FOUND,
+                    "file_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
                     _ => StatusCode::CONFLICT,
                 };
                 Self::new(status, code, detail)

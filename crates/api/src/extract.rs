@@ -156,6 +156,13 @@ impl FromRequestParts<AppState> for AuthUser {
             }
             None => match session_cookie(&parts.headers) {
                 Some(session) => state.identity.authenticate_session(&session, client).await.map_err(count_failure)?,
+                // Browsers cannot set headers on WebSockets: those routes also take
+                // the token as `access_token` in the query.
+                None if parts.uri.path().starts_with("/api/v1/ws/")
+                    && let Some(token) = query_token(parts.uri.query()) =>
+                {
+                    state.identity.authenticate_bearer(&token, client).await.map_err(count_failure)?
+                }
                 None => {
                     return Err(ApiError::unauthorized(
                         "missing_token",
@@ -179,6 +186,13 @@ impl FromRequestParts<AppState> for AuthUser {
         parts.extensions.insert(principal.clone());
         Ok(Self(principal))
     }
+}
+
+fn query_token(query: Option<&str>) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        (name == "access_token" && !value.is_empty()).then(|| value.to_owned())
+    })
 }
 
 /// Counts a refused credential by why it was refused, for dashboards and alerts.

@@ -272,3 +272,21 @@ pub async fn rate_limit(
     }
     response
 }
+
+/// Answers `TIMEOUT_STATUS` when a request takes longer than `limit` to produce its
+/// response head. Uploads are exempt: a large file takes as long as the network
+/// needs, and their progress is visible in the job.
+pub async fn timeout(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if path == "/api/v1/documents/upload" || (path.starts_with("/api/v1/notebooks/") && path.ends_with("/upload")) {
+        return next.run(request).await;
+    }
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => problem_response(problem_for_status(TIMEOUT_STATUS)),
+    }
+}

@@ -3,7 +3,7 @@
 //! it into place (atomic) and talks S3 with path-style requests to any endpoint.
 #![forbid(unsafe_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use std::ops::Range;
@@ -74,6 +74,8 @@ impl std::fmt::Debug for S3Config {
 pub struct ObjectBlobStore {
     inner: Arc<dyn ObjectStore>,
     backend: &'static str,
+    /// The directory of a filesystem store.
+    root: Option<PathBuf>,
 }
 
 fn map_err(error: object_store::Error) -> BlobError {
@@ -89,7 +91,7 @@ impl ObjectBlobStore {
     pub fn filesystem(root: &Path) -> Result<Self, BlobError> {
         std::fs::create_dir_all(root).map_err(|error| BlobError::Unavailable(error.to_string()))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(root).map_err(map_err)?;
-        Ok(Self { inner: Arc::new(store), backend: "fs" })
+        Ok(Self { inner: Arc::new(store), backend: "fs", root: Some(root.to_path_buf()) })
     }
 
     pub fn s3(config: &S3Config) -> Result<Self, BlobError> {
@@ -103,11 +105,30 @@ impl ObjectBlobStore {
             .with_allow_http(config.allow_http)
             .build()
             .map_err(map_err)?;
-        Ok(Self { inner: Arc::new(store), backend: "s3" })
+        Ok(Self { inner: Arc::new(store), backend: "s3", root: None })
     }
 
     fn path(key: &BlobKey) -> ObjectPath {
         ObjectPath::from(key.as_str())
+    }
+
+    /// A streamed write to the filesystem goes to `{key}#{n}` and is renamed into
+    /// place when it finishes; a process killed mid-write leaves that file behind.
+    /// Deleting the key removes such leftovers too. (On S3 an unfinished multipart
+    /// upload is invisible; a bucket lifecycle rule aborts it.)
+    fn remove_staged_writes(&self, key: &BlobKey) {
+        let Some(root) = &self.root else { return };
+        let path = root.join(key.as_str());
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let staged_prefix = format!("{name}#");
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().is_some_and(|n| n.starts_with(&staged_prefix))
+                && let Err(error) = std::fs::remove_file(entry.path())
+            {
+                tracing::warn!(%error, key = %key, "could not remove a staged write");
+            }
+        }
     }
 }
 
@@ -145,6 +166,7 @@ impl BlobStore for ObjectBlobStore {
     }
 
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
+        self.remove_staged_writes(key);
         match self.inner.delete(&Self::path(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(error) => Err(map_err(error)),

@@ -302,6 +302,8 @@ impl ProcessingStatus {
 /// What processing found in a version's bytes.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ProcessingResult {
+    /// Sniffed from the whole file; the document's `content_type`.
+    pub content_type: String,
     /// `pdf`, `docx`, … or `unsupported` for types stored without extraction.
     pub format: String,
     pub supported: bool,

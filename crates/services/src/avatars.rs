@@ -30,7 +30,7 @@ pub struct AvatarService {
     blobs: Arc<dyn BlobStore>,
 }
 
-fn blob_error(error: BlobError) -> ServiceError {
+pub(crate) fn blob_error(error: BlobError) -> ServiceError {
     match error {
         BlobError::NotFound => ServiceError::NotFound,
         BlobError::Unavailable(reason) => ServiceError::Unavailable(reason),

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod avatars;
+pub mod documents;
 pub mod error;
 pub mod events;
 pub mod identity;
@@ -12,6 +13,7 @@ pub mod notebooks;
 
 pub use accounts::{AccountService, SessionSettings, TokenPair};
 pub use avatars::AvatarService;
+pub use documents::{DocumentService, DocumentSettings};
 pub use error::ServiceError;
 pub use identity::{IdentityProvider, IdentityService, IdentitySettings};
 pub use notebooks::NotebookService;

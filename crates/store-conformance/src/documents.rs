@@ -62,6 +62,7 @@ async fn claim(store: &dyn Store, id: JobId) -> UploadJob {
 
 fn result(text: &str) -> ProcessingResult {
     let mut result = ProcessingResult {
+        content_type: "text/plain".to_owned(),
         format: "text".to_owned(),
         supported: true,
         extracted_text: Some(text.to_owned()),
@@ -328,6 +329,6 @@ pub async fn deleting_a_document_queues_every_blob(store: &dyn Store) {
         .collect();
     store.complete_blob_deletions(&ids).await.unwrap();
     assert!(pending_keys(store, document.id).await.is_empty());
-    store.queue_blob_deletions(&[first.blob_key.clone()], time::now()).await.unwrap();
+    store.queue_blob_deletions(std::slice::from_ref(&first.blob_key), time::now()).await.unwrap();
     assert_eq!(pending_keys(store, document.id).await, vec![first.blob_key.as_str().to_owned()]);
 }

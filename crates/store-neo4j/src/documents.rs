@@ -183,13 +183,14 @@ fn document_from_row(row: &Row) -> StoreResult<Document> {
             .transpose()
             .map_err(|_| corrupt("description"))?,
         tags: Tag::parse_list(&r.tags).map_err(|_| corrupt("tags"))?,
-        content_type: r.content_type,
+        content_type: r.content_type.clone(),
         file_size: unsigned(r.file_size, "file size")?,
         file_hash: r.file_hash,
         storage_provider: r.storage_provider,
         storage_path: key(&r.storage_path)?,
         processing_status: ProcessingStatus::parse(&r.processing_status).map_err(|_| corrupt("processing status"))?,
         result: ProcessingResult {
+            content_type: r.content_type.clone(),
             format: r.format,
             supported: r.supported,
             extracted_text: r.extracted_text,
@@ -299,6 +300,11 @@ async fn queue_deletions(txn: &mut Txn, keys: &[BlobKey], at: &Timestamp) -> Sto
     .param("keys", keys.iter().map(|k| k.as_str().to_owned()).collect::<Vec<_>>())
     .param("at", storage(at));
     txn.run(q).await.map_err(map_err)
+}
+
+/// The type sniffed from the whole file, or else the one sniffed from its start.
+fn content_type(result: &ProcessingResult, file: &ReceivedFile) -> String {
+    if result.content_type.is_empty() { file.content_type.clone() } else { result.content_type.clone() }
 }
 
 fn job_status_conflict() -> StoreError {
@@ -567,7 +573,7 @@ impl DocumentStore for Neo4jStore {
             )
             .param("id", job.document_id.to_string())
             .param("filename", job.filename.as_str())
-            .param("type", file.content_type.clone())
+            .param("type", content_type(&result, &file))
             .param("size", signed(file.size))
             .param("hash", file.sha256.clone())
             .param("provider", job.storage_provider.clone())

@@ -105,6 +105,7 @@ fn document_from_row(row: &SqliteRow) -> StoreResult<Document> {
         processing_status: ProcessingStatus::parse(&text("processing_status")?)
             .map_err(|_| corrupt("processing status"))?,
         result: ProcessingResult {
+            content_type: text("content_type")?,
             format: text("format")?,
             supported: row.try_get("supported").map_err(map_err)?,
             extracted_text: opt_text("extracted_text")?,
@@ -196,6 +197,11 @@ async fn live_document_in(tx: &mut SqliteConnection, id: DocumentId) -> StoreRes
         .await
         .map_err(map_err)?;
     document_from_row(&row)
+}
+
+/// The type sniffed from the whole file, or else the one sniffed from its start.
+fn content_type(result: &ProcessingResult, file: &ReceivedFile) -> String {
+    if result.content_type.is_empty() { file.content_type.clone() } else { result.content_type.clone() }
 }
 
 fn job_status_conflict() -> StoreError {
@@ -460,7 +466,7 @@ impl DocumentStore for SqliteStore {
              processed_at = ?, updated_at = ? WHERE id = ?",
         )
         .bind(job.filename.as_str())
-        .bind(&file.content_type)
+        .bind(content_type(&result, &file))
         .bind(size(file.size))
         .bind(&file.sha256)
         .bind(&job.storage_provider)
@@ -495,7 +501,7 @@ impl DocumentStore for SqliteStore {
         .bind(job.document_id.to_string())
         .bind(i64::from(version_number))
         .bind(job.filename.as_str())
-        .bind(&file.content_type)
+        .bind(content_type(&result, &file))
         .bind(job.blob_key.as_str())
         .bind(result.redacted_key.as_ref().map(BlobKey::as_str))
         .bind(result.thumbnail_key.as_ref().map(BlobKey::as_str))

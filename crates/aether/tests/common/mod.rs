@@ -44,6 +44,8 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     // Tests and benchmarks send bursts from one address; the rate limit tests turn limits on.
     config.rate_limit_per_user = 0;
     config.rate_limit_per_ip = 0;
+    // Documents are processed by `aether extract`; the test binary is not `aether`.
+    config.extractor_program = env!("CARGO_BIN_EXE_aether").to_owned();
     if config.store == StoreKind::Neo4j {
         config.neo4j_uri = std::env::var("AETHER_TEST_NEO4J_URI").expect("AETHER_TEST_NEO4J_URI");
         config.neo4j_user = std::env::var("AETHER_TEST_NEO4J_USER").unwrap_or_else(|_| "neo4j".into());

@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod auth;
+pub mod documents;
 pub mod notebooks;
 pub mod ops;
 pub mod sharing;
@@ -12,12 +13,11 @@ pub mod users;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -79,6 +79,24 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sharing::list_collaborators))
         .routes(routes!(sharing::explain_access))
         .routes(routes!(sharing::list_invitations))
+        .merge(
+            // Uploads stream and enforce their own size limit (`max_upload_bytes`).
+            OpenApiRouter::new()
+                .routes(routes!(documents::upload_document))
+                .routes(routes!(documents::upload_batch))
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .routes(routes!(documents::notebook_upload_status))
+        .routes(routes!(documents::job_status))
+        .routes(routes!(documents::job_progress))
+        .routes(routes!(documents::cancel_job))
+        .routes(routes!(documents::job_socket))
+        .routes(routes!(documents::list_documents))
+        .routes(routes!(documents::get_document, documents::update_document, documents::delete_document))
+        .routes(routes!(documents::list_versions))
+        .routes(routes!(documents::download_document))
+        .routes(routes!(documents::preview_document))
+        .routes(routes!(documents::document_thumbnail))
 }
 
 /// The whole application, ready to serve.
@@ -97,7 +115,7 @@ pub fn router(state: AppState) -> Router {
         ),
     );
 
-    let limited = routes.layer(axum::middleware::from_fn_with_state(state.clone(), middleware::rate_limit));
+    let limited = routes.layer(from_fn_with_state(state.clone(), middleware::rate_limit));
     let app = Router::new().merge(limited).merge(docs).with_state(state);
     with_middleware(app, &settings)
 }
@@ -120,7 +138,7 @@ pub fn with_middleware(app: Router, settings: &ApiSettings) -> Router {
             .layer(from_fn(middleware::problem_details))
             .option_layer(cors(settings))
             .layer(CatchPanicLayer::custom(middleware::panic_response))
-            .layer(TimeoutLayer::with_status_code(middleware::TIMEOUT_STATUS, settings.request_timeout))
+            .layer(from_fn_with_state(settings.request_timeout, middleware::timeout))
             .layer(DefaultBodyLimit::max(settings.max_body_bytes)),
     )
 }

@@ -1,0 +1,48 @@
+//! Extraction throughput on the mixed corpus that `aether_extract::generate_corpus`
+//! builds (text, Markdown, CSV, JSON, HTML, XML, PDF, OOXML, ODF, RTF, EPUB, e-mail,
+//! source code, images, with personal data sprinkled in): the whole processing step
+//! a worker runs per file (extraction, PII scan, redaction), in this process, one
+//! file at a time. Prints figures; asserts nothing.
+//!
+//! `cargo bench -p aether --bench extract`, or `scripts/bench`.
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aether_domain::compliance::RedactionMode;
+use aether_services::documents::{ProcessRequest, process_bytes};
+
+fn main() {
+    let corpus = aether_extract::generate_corpus(42, 600);
+    let bytes: usize = corpus.iter().map(|(_, b)| b.len()).sum();
+    let mut by_format: BTreeMap<String, (usize, Duration)> = BTreeMap::new();
+    let started = Instant::now();
+    let mut failed = 0;
+    for (name, file) in &corpus {
+        let request = ProcessRequest { filename: name.clone(), scan_pii: true, redaction: RedactionMode::Mask };
+        let at = Instant::now();
+        let format = match process_bytes(file, &request) {
+            Ok(processed) => processed.extraction.format.as_str().to_owned(),
+            Err(_) => {
+                failed += 1;
+                "error".to_owned()
+            }
+        };
+        let entry = by_format.entry(format).or_default();
+        entry.0 += 1;
+        entry.1 += at.elapsed();
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "extraction: {} files, {:.1} MiB, {:.2} s: {:.0} files/s, {:.1} MiB/s ({failed} errors)",
+        corpus.len(),
+        bytes as f64 / 1048576.0,
+        elapsed.as_secs_f64(),
+        corpus.len() as f64 / elapsed.as_secs_f64(),
+        bytes as f64 / 1048576.0 / elapsed.as_secs_f64()
+    );
+    for (format, (count, time)) in by_format {
+        println!("  {format:<12} {count:>4} files  mean {:>8.2} ms", time.as_secs_f64() * 1000.0 / count as f64);
+    }
+}

@@ -1,0 +1,541 @@
+//! Documents over HTTP: streamed uploads, jobs processed by the workers (in the
+//! sandboxed `aether extract` process), downloads with ranges, versions, redaction
+//! for read-only collaborators, cancellation, WebSocket progress and recovery after
+//! a restart. On the filesystem blob store always, and on S3 when
+//! `AETHER_TEST_S3_ENDPOINT` is set (`scripts/test` starts SeaweedFS).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use aether::config::{BlobKind, Config};
+use common::{TestApp, call, json_of};
+use futures::StreamExt as _;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+/// Document tests start servers whose workers claim jobs from the shared store;
+/// one at a time keeps each server's jobs its own.
+static WORKERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn with_workers(config: &mut Config) {
+    config.run_workers = true;
+    config.document_workers = 2;
+}
+
+fn use_s3(config: &mut Config) -> bool {
+    let Ok(endpoint) = std::env::var("AETHER_TEST_S3_ENDPOINT") else {
+        let required = std::env::var("AETHER_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+        assert!(!required, "AETHER_TEST_REQUIRE_SERVICES=1 but AETHER_TEST_S3_ENDPOINT is not set");
+        eprintln!("NOT RUN: set AETHER_TEST_S3_ENDPOINT (scripts/test does) to test documents on S3");
+        return false;
+    };
+    config.blob_store = BlobKind::S3;
+    config.s3_endpoint = endpoint;
+    config.s3_bucket = std::env::var("AETHER_TEST_S3_BUCKET").unwrap_or_else(|_| "aether-test".into());
+    config.s3_access_key_id = std::env::var("AETHER_TEST_S3_ACCESS_KEY_ID").unwrap();
+    config.s3_secret_access_key =
+        aether::config::Secret::new(std::env::var("AETHER_TEST_S3_SECRET_ACCESS_KEY").unwrap());
+    config.s3_allow_http = true;
+    true
+}
+
+async fn notebook(app: &TestApp, token: &str, settings: Value) -> String {
+    let body = json!({"name": "Papers", "compliance_settings": settings});
+    let created = json_of(call(app, token, Method::POST, "/api/v1/notebooks", Some(body)).await, 201).await;
+    created["id"].as_str().unwrap().to_owned()
+}
+
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    fields: &[(&str, String)],
+    name: &str,
+    bytes: Vec<u8>,
+) -> reqwest::Response {
+    let mut form = reqwest::multipart::Form::new();
+    for (key, value) in fields {
+        form = form.text(key.to_string(), value.clone());
+    }
+    form = form.part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()));
+    app.client.post(app.url("/api/v1/documents/upload")).bearer_auth(token).multipart(form).send().await.unwrap()
+}
+
+/// Uploads and answers the accepted job.
+async fn accepted(app: &TestApp, token: &str, notebook: &str, name: &str, bytes: Vec<u8>) -> Value {
+    let size = bytes.len().to_string();
+    let fields = [("notebook_id", notebook.to_owned()), ("file_size", size)];
+    json_of(upload(app, token, &fields, name, bytes).await, 202).await
+}
+
+/// Polls the job until it has finished.
+async fn finished(app: &TestApp, token: &str, job: &Value) -> Value {
+    let url = job["status_url"].as_str().unwrap().to_owned();
+    for _ in 0..300 {
+        let status = json_of(call(app, token, Method::GET, &url, None).await, 200).await;
+        if ["completed", "failed", "cancelled"].contains(&status["status"].as_str().unwrap()) {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {} did not finish", job["job_id"]);
+}
+
+async fn user_id(app: &TestApp, token: &str) -> String {
+    let me = json_of(call(app, token, Method::GET, "/api/v1/users/me", None).await, 200).await;
+    me["id"].as_str().unwrap().to_owned()
+}
+
+async fn bytes_of(response: reqwest::Response, status: u16) -> Vec<u8> {
+    assert_eq!(response.status().as_u16(), status);
+    response.bytes().await.unwrap().to_vec()
+}
+
+/// Every file under `dir`.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() { found.extend(files_under(&path)) } else { found.push(path) }
+        }
+    }
+    found
+}
+
+const TEXT: &str = "Quarterly notes.\nContact jane.doe@example.com or card 4111 1111 1111 1111.\nThe end.\n";
+
+async fn lifecycle(app: &TestApp) {
+    let owner = app.user_token("doc-owner").await;
+    let reader = app.user_token("doc-reader").await;
+    let stranger = app.user_token("doc-stranger").await;
+    let nb = notebook(app, &owner, json!({"pii_detection": true, "redaction_mode": "mask"})).await;
+    let reader_id = user_id(app, &reader).await;
+    let grant = json!({"user_id": reader_id, "permission": "read"});
+    json_of(call(app, &owner, Method::PUT, &format!("/api/v1/notebooks/{nb}/permissions"), Some(grant)).await, 200)
+        .await;
+
+    let job = accepted(app, &owner, &nb, "../../Q3 notes.txt", TEXT.as_bytes().to_vec()).await;
+    assert_eq!(job["status"], "pending");
+    assert_eq!(job["original_filename"], "Q3 notes.txt");
+    assert_eq!(job["file_size"], TEXT.len());
+    let sha = hex(&sha2::Sha256::digest(TEXT.as_bytes()));
+    assert_eq!(job["file_hash"], sha.as_str());
+    let job_id = job["job_id"].as_str().unwrap();
+    assert_eq!(job["status_url"], format!("/api/v1/documents/upload/{job_id}/status"));
+    assert_eq!(job["websocket_url"], format!("/api/v1/ws/upload/{job_id}"));
+
+    let done = finished(app, &owner, &job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["progress"]["percentage"], 100);
+    let progress =
+        json_of(call(app, &owner, Method::GET, job["progress_url"].as_str().unwrap(), None).await, 200).await;
+    assert_eq!(progress["status"], "completed");
+    assert_eq!(progress["bytes_received"], TEXT.len());
+
+    let doc_id = done["document_id"].as_str().unwrap().to_owned();
+    let doc_url = format!("/api/v1/documents/{doc_id}");
+    let document = json_of(call(app, &owner, Method::GET, &doc_url, None).await, 200).await;
+    assert_eq!(document["notebook_id"], nb.as_str());
+    assert_eq!(document["processing_status"], "completed");
+    assert_eq!(document["format"], "text");
+    assert_eq!(document["content_type"].as_str().unwrap().split(';').next(), Some("text/plain"));
+    assert_eq!(document["file_hash"], sha.as_str());
+    assert_eq!(document["pii_detected"], true);
+    assert_eq!(document["redaction_applied"], true);
+    assert_eq!(document["compliance_scan_results"]["findings"]["email"], 1);
+    assert_eq!(document["compliance_scan_results"]["findings"]["credit_card"], 1);
+    assert_eq!(document["current_version"], 1);
+    let listed =
+        json_of(call(app, &owner, Method::GET, &format!("/api/v1/notebooks/{nb}/documents"), None).await, 200).await;
+    assert_eq!(listed["items"][0]["id"], doc_id.as_str());
+    let counted = json_of(call(app, &owner, Method::GET, &format!("/api/v1/notebooks/{nb}"), None).await, 200).await;
+    assert_eq!(
+        (counted["document_count"].as_u64(), counted["total_size_bytes"].as_u64()),
+        (Some(1), Some(TEXT.len() as u64))
+    );
+
+    // Downloads: whole, ranges, and an unsatisfiable range.
+    let download = call(app, &owner, Method::GET, &format!("{doc_url}/download"), None).await;
+    let disposition = download.headers()["content-disposition"].to_str().unwrap().to_owned();
+    assert!(disposition.contains("filename*=UTF-8''Q3%20notes.txt"), "{disposition}");
+    assert_eq!(download.headers()["accept-ranges"], "bytes");
+    assert_eq!(bytes_of(download, 200).await, TEXT.as_bytes());
+    let ranged = app
+        .client
+        .get(app.url(&format!("{doc_url}/download")))
+        .bearer_auth(&owner)
+        .header("range", "bytes=0-8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.headers()["content-range"], format!("bytes 0-8/{}", TEXT.len()).as_str());
+    assert_eq!(bytes_of(ranged, 206).await, b"Quarterly");
+    let suffix =
+        app.client.get(app.url(&format!("{doc_url}/download"))).bearer_auth(&owner).header("range", "bytes=-9").send();
+    assert_eq!(bytes_of(suffix.await.unwrap(), 206).await, b"The end.\n");
+    let beyond = app
+        .client
+        .get(app.url(&format!("{doc_url}/download")))
+        .bearer_auth(&owner)
+        .header("range", "bytes=100000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beyond.status(), 416);
+
+    // The preview shows extracted text to writers and the redacted text to readers.
+    let preview = json_of(call(app, &owner, Method::GET, &format!("{doc_url}/preview"), None).await, 200).await;
+    assert!(preview["excerpt"].as_str().unwrap().contains("jane.doe@example.com"));
+    let read_preview = json_of(call(app, &reader, Method::GET, &format!("{doc_url}/preview"), None).await, 200).await;
+    let excerpt = read_preview["excerpt"].as_str().unwrap();
+    assert!(!excerpt.contains("jane.doe@example.com") && excerpt.contains("[REDACTED:EMAIL]"), "{excerpt}");
+    let redacted = bytes_of(call(app, &reader, Method::GET, &format!("{doc_url}/download"), None).await, 200).await;
+    let redacted = String::from_utf8(redacted).unwrap();
+    assert!(!redacted.contains("4111 1111 1111 1111") && redacted.contains("Quarterly notes."), "{redacted}");
+    let original = call(app, &reader, Method::GET, &format!("{doc_url}/download?variant=original"), None).await;
+    assert_eq!(original.status(), 403);
+    // Readers may not write.
+    let renamed = call(app, &reader, Method::PUT, &doc_url, Some(json!({"original_filename": "x.txt"}))).await;
+    assert_eq!(renamed.status(), 403);
+    // Strangers learn nothing.
+    for path in
+        [doc_url.clone(), format!("{doc_url}/download"), format!("{doc_url}/versions"), format!("{doc_url}/preview")]
+    {
+        assert_eq!(call(app, &stranger, Method::GET, &path, None).await.status(), 404, "{path}");
+    }
+    let status_url = job["status_url"].as_str().unwrap();
+    assert_eq!(call(app, &stranger, Method::GET, status_url, None).await.status(), 404);
+    let intrusion = upload(app, &stranger, &[("notebook_id", nb.clone())], "x.txt", b"x".to_vec()).await;
+    assert_eq!(intrusion.status(), 404);
+    let by_reader = upload(app, &reader, &[("notebook_id", nb.clone())], "x.txt", b"x".to_vec()).await;
+    assert_eq!(by_reader.status(), 403);
+
+    // Metadata.
+    let update = json!({"original_filename": "notes-final.txt", "description": "Q3", "tags": ["Finance"]});
+    let updated = json_of(call(app, &owner, Method::PUT, &doc_url, Some(update)).await, 200).await;
+    assert_eq!(
+        (updated["original_filename"].as_str(), updated["tags"][0].as_str()),
+        (Some("notes-final.txt"), Some("finance"))
+    );
+    let bad = call(app, &owner, Method::PUT, &doc_url, Some(json!({"original_filename": "../x"}))).await;
+    assert_eq!(bad.status(), 422);
+
+    // A re-upload is a new version; the old one stays downloadable.
+    let second_text = b"Version two, without personal data.\n".to_vec();
+    let fields =
+        [("notebook_id", nb.clone()), ("document_id", doc_id.clone()), ("change_summary", "scrubbed".to_owned())];
+    let second = json_of(upload(app, &owner, &fields, "notes-v2.txt", second_text.clone()).await, 202).await;
+    assert_eq!(second["new_version"], true);
+    assert_eq!(second["document_id"], doc_id.as_str());
+    assert_eq!(finished(app, &owner, &second).await["status"], "completed");
+    let versions = json_of(call(app, &owner, Method::GET, &format!("{doc_url}/versions"), None).await, 200).await;
+    let numbers: Vec<u64> =
+        versions["items"].as_array().unwrap().iter().map(|v| v["version_number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, vec![2, 1]);
+    assert_eq!(versions["items"][0]["change_summary"], "scrubbed");
+    let current = json_of(call(app, &owner, Method::GET, &doc_url, None).await, 200).await;
+    assert_eq!((current["current_version"].as_u64(), current["pii_detected"].as_bool()), (Some(2), Some(false)));
+    assert_eq!(
+        bytes_of(call(app, &owner, Method::GET, &format!("{doc_url}/download"), None).await, 200).await,
+        second_text
+    );
+    let old = call(app, &owner, Method::GET, &format!("{doc_url}/download?version=1"), None).await;
+    assert_eq!(bytes_of(old, 200).await, TEXT.as_bytes());
+    let missing = call(app, &owner, Method::GET, &format!("{doc_url}/download?version=7"), None).await;
+    assert_eq!(json_of(missing, 404).await["code"], "version_not_found");
+
+    // Deleting removes the document and, once the worker has run, its blobs.
+    assert_eq!(call(app, &reader, Method::DELETE, &doc_url, None).await.status(), 403);
+    assert_eq!(call(app, &owner, Method::DELETE, &doc_url, None).await.status(), 204);
+    assert_eq!(call(app, &owner, Method::GET, &doc_url, None).await.status(), 404);
+    app.server.runtime.documents.maintain().await.unwrap();
+    let original_key = aether_domain::blob::BlobKey::parse(&format!(
+        "documents/{doc_id}/{}/original",
+        versions["items"][1]["id"].as_str().unwrap()
+    ))
+    .unwrap();
+    assert!(matches!(
+        app.server.runtime.blobs.read(&original_key, None).await,
+        Err(aether_domain::blob::BlobError::NotFound)
+    ));
+    if app.server.runtime.config.blob_store == BlobKind::Fs {
+        let left = files_under(&app.dir.path().join("blobs").join("documents").join(&doc_id));
+        assert!(left.is_empty(), "no orphaned blob: {left:?}");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn documents_live_their_whole_life_on_the_filesystem() {
+    let _serial = WORKERS.lock().await;
+    let app = TestApp::spawn_with(with_workers).await;
+    lifecycle(&app).await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn documents_live_their_whole_life_on_s3() {
+    let _serial = WORKERS.lock().await;
+    let mut on_s3 = false;
+    let app = TestApp::spawn_with(|config| {
+        with_workers(config);
+        on_s3 = use_s3(config);
+    })
+    .await;
+    if on_s3 {
+        lifecycle(&app).await;
+    }
+    app.shutdown().await;
+}
+
+/// A docx whose single entry inflates to far more than the extraction limit.
+fn zip_bomb() -> Vec<u8> {
+    use std::io::Write as _;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("[Content_Types].xml", options).unwrap();
+    zip.write_all(br#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>"#).unwrap();
+    zip.start_file("word/document.xml", options).unwrap();
+    let zeros = vec![b' '; 1024 * 1024];
+    for _ in 0..400 {
+        zip.write_all(&zeros).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn hostile_and_odd_files_end_with_a_reason() {
+    let _serial = WORKERS.lock().await;
+    let app = TestApp::spawn_with(|config| {
+        with_workers(config);
+        config.max_upload_bytes = 8 * 1024 * 1024;
+    })
+    .await;
+    let owner = app.user_token("hostile").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+
+    let empty = finished(&app, &owner, &accepted(&app, &owner, &nb, "empty.txt", Vec::new()).await).await;
+    assert_eq!(empty["status"], "completed", "{empty}");
+    let pdf_named_png =
+        finished(&app, &owner, &accepted(&app, &owner, &nb, "photo.png", b"%PDF-1.7\ngarbage".to_vec()).await).await;
+    assert_eq!(pdf_named_png["status"], "failed", "{pdf_named_png}");
+    assert_eq!(pdf_named_png["error"]["code"], "malformed_file");
+    assert_eq!(pdf_named_png["content_type"], "application/pdf", "sniffed from the bytes, not the name");
+    let stored = json_of(
+        call(
+            &app,
+            &owner,
+            Method::GET,
+            &format!("/api/v1/documents/{}", pdf_named_png["document_id"].as_str().unwrap()),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(stored["processing_status"], "failed", "a malformed file is stored with the reason");
+    assert_eq!(stored["processing_error"]["code"], "malformed_file");
+
+    let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let unknown = finished(&app, &owner, &accepted(&app, &owner, &nb, "blob.bin", random).await).await;
+    assert_eq!(unknown["status"], "completed");
+    let unknown_doc = json_of(
+        call(
+            &app,
+            &owner,
+            Method::GET,
+            &format!("/api/v1/documents/{}", unknown["document_id"].as_str().unwrap()),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (unknown_doc["format"].as_str(), unknown_doc["supported"].as_bool()),
+        (Some("unsupported"), Some(false))
+    );
+
+    let bomb = finished(&app, &owner, &accepted(&app, &owner, &nb, "bomb.docx", zip_bomb()).await).await;
+    assert_eq!(bomb["status"], "failed", "{bomb}");
+    assert_eq!(bomb["error"]["code"], "processing_limit_exceeded");
+
+    let too_big = upload(&app, &owner, &[("notebook_id", nb.clone())], "big.txt", vec![b'a'; 9 * 1024 * 1024]).await;
+    assert_eq!(json_of(too_big, 413).await["code"], "file_too_large");
+    let jobs =
+        json_of(call(&app, &owner, Method::GET, &format!("/api/v1/notebooks/{nb}/upload/status"), None).await, 200)
+            .await;
+    let failed_upload = jobs["items"].as_array().unwrap().iter().find(|j| j["original_filename"] == "big.txt").unwrap();
+    assert_eq!(
+        (failed_upload["status"].as_str(), failed_upload["error"]["code"].as_str()),
+        (Some("failed"), Some("file_too_large"))
+    );
+
+    let no_file = upload(&app, &owner, &[], "x.txt", Vec::new()).await;
+    assert_eq!(no_file.status(), 422, "the notebook id must come first");
+    let no_multipart = call(&app, &owner, Method::POST, "/api/v1/documents/upload", Some(json!({}))).await;
+    assert_eq!(no_multipart.status(), 415);
+    let not_allowed = notebook(&app, &owner, json!({"allowed_content_types": ["application/pdf"]})).await;
+    let refused = finished(&app, &owner, &accepted(&app, &owner, &not_allowed, "a.txt", b"text".to_vec()).await).await;
+    assert_eq!(refused["error"]["code"], "content_type_not_allowed");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn jobs_stream_progress_are_cancelled_and_survive_restarts() {
+    let _serial = WORKERS.lock().await;
+    // No workers: uploads stay pending until the restart.
+    let app = TestApp::spawn().await;
+    let owner = app.user_token("canceller").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+    let job = accepted(&app, &owner, &nb, "wait.txt", b"waiting".to_vec()).await;
+
+    let ws_url = format!(
+        "{}{}?access_token={owner}",
+        app.server.base_url().replace("http://", "ws://"),
+        job["websocket_url"].as_str().unwrap()
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let first = socket.next().await.unwrap().unwrap();
+    let first: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+    assert_eq!(first["status"], "pending");
+    let cancelled = json_of(
+        call(
+            &app,
+            &owner,
+            Method::DELETE,
+            &format!("/api/v1/documents/upload/{}", job["job_id"].as_str().unwrap()),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(cancelled["status"], "cancelled");
+    let mut saw_cancelled = false;
+    while let Some(Ok(message)) = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.unwrap() {
+        if let Ok(text) = message.to_text()
+            && let Ok(update) = serde_json::from_str::<Value>(text)
+        {
+            saw_cancelled |= update["status"] == "cancelled";
+        }
+        if message.is_close() {
+            break;
+        }
+    }
+    assert!(saw_cancelled, "the socket reported the cancellation, then closed");
+    let _ = socket.close(None).await;
+    let again = call(
+        &app,
+        &owner,
+        Method::DELETE,
+        &format!("/api/v1/documents/upload/{}", job["job_id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(json_of(again, 409).await["code"], "job_finished");
+    app.server.runtime.documents.maintain().await.unwrap();
+    assert!(
+        files_under(&app.dir.path().join("blobs").join("documents")).is_empty(),
+        "the cancelled upload's blob is gone"
+    );
+
+    // Acknowledged but unprocessed when the server stops: processed after the restart.
+    let waiting = accepted(&app, &owner, &nb, "later.txt", b"processed after a restart".to_vec()).await;
+    // An upload that never finished (its process died) is failed by the sweep.
+    let principal = app.server.runtime.identity.authenticate_bearer(&owner, Default::default()).await.unwrap();
+    let orphan = app
+        .server
+        .runtime
+        .documents
+        .start_upload(
+            &principal,
+            aether_services::documents::UploadRequest {
+                notebook_id: aether_domain::id::NotebookId::parse(&nb).unwrap(),
+                existing_document: None,
+                filename: aether_domain::document::Filename::sanitize("dying.txt"),
+                change_summary: None,
+                callback_url: None,
+                expected_bytes: None,
+            },
+        )
+        .await
+        .unwrap();
+    let dir = app.dir;
+    app.server.shutdown(Duration::from_secs(10)).await.unwrap();
+
+    let mut config = common::test_config(dir.path());
+    with_workers(&mut config);
+    config.stale_upload_secs = 1;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let server = aether::RunningServer::start(config).await.unwrap();
+    let restarted = TestApp { server, client: reqwest::Client::new(), dir };
+    let done = finished(&restarted, &owner, &waiting).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    restarted.server.runtime.documents.maintain().await.unwrap();
+    let interrupted = json_of(
+        call(&restarted, &owner, Method::GET, &format!("/api/v1/documents/upload/{}/status", orphan.id), None).await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (interrupted["status"].as_str(), interrupted["error"]["code"].as_str()),
+        (Some("failed"), Some("upload_interrupted"))
+    );
+    restarted.shutdown().await;
+}
+
+#[tokio::test]
+async fn batches_upload_several_files() {
+    let _serial = WORKERS.lock().await;
+    let app = TestApp::spawn_with(with_workers).await;
+    let owner = app.user_token("batcher").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(b"# One\n".to_vec()).file_name("one.md"))
+        .part("file", reqwest::multipart::Part::bytes(b"a,b\n1,2\n".to_vec()).file_name("two.csv"));
+    let response = app
+        .client
+        .post(app.url(&format!("/api/v1/notebooks/{nb}/upload")))
+        .bearer_auth(&owner)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let batch = json_of(response, 202).await;
+    let jobs = batch["items"].as_array().unwrap().clone();
+    assert_eq!(jobs.len(), 2);
+    let mut formats = Vec::new();
+    for job in &jobs {
+        let done = finished(&app, &owner, job).await;
+        assert_eq!(done["status"], "completed");
+        let document = json_of(
+            call(
+                &app,
+                &owner,
+                Method::GET,
+                &format!("/api/v1/documents/{}", done["document_id"].as_str().unwrap()),
+                None,
+            )
+            .await,
+            200,
+        )
+        .await;
+        formats.push(document["format"].as_str().unwrap().to_owned());
+    }
+    formats.sort();
+    assert_eq!(formats, vec!["csv", "markdown"]);
+    let listed = json_of(
+        call(&app, &owner, Method::GET, &format!("/api/v1/notebooks/{nb}/upload/status?active=true"), None).await,
+        200,
+    )
+    .await;
+    assert!(listed["items"].as_array().unwrap().is_empty());
+    app.shutdown().await;
+}

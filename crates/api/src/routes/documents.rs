@@ -1,0 +1,875 @@
+//! Documents: streamed uploads answered with `202 Accepted` and a job, job status,
+//! progress (polling and WebSocket) and cancellation, and the documents themselves:
+//! metadata, download with ranges, preview, thumbnail and versions.
+
+use std::time::Duration;
+
+use aether_domain::activity::Change;
+use aether_domain::document::{
+    CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobStatus, UploadJob, parse_change_summary,
+};
+use aether_domain::id::{DocumentId, JobId, NotebookId};
+use aether_domain::notebook::{Description, Tag};
+use aether_domain::time;
+use aether_services::documents::{UploadRequest, Variant, elapsed_since};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequest as _, Multipart, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, FieldProblem, Problem};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, double_option, encode_cursor};
+use crate::state::AppState;
+
+fn parse<T>(parsed: Result<T, aether_domain::ValidationError>) -> Result<T, ApiError> {
+    parsed.map_err(ApiError::from)
+}
+
+/// An upload job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobResponse {
+    pub job_id: String,
+    pub notebook_id: String,
+    /// The document the job creates or adds a version to.
+    pub document_id: String,
+    pub new_version: bool,
+    pub original_filename: String,
+    /// pending, uploading, validating, processing, completed, failed, cancelled.
+    pub status: String,
+    pub stage: String,
+    pub progress: ProgressResponse,
+    pub content_type: Option<String>,
+    pub file_size: Option<u64>,
+    pub file_hash: Option<String>,
+    /// Why the job failed: a stable `code` and a `message`.
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<serde_json::Value>,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status_url: String,
+    pub progress_url: String,
+    pub websocket_url: String,
+}
+
+/// How far a job is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressResponse {
+    pub job_id: String,
+    pub status: String,
+    pub stage: String,
+    pub bytes_received: u64,
+    /// The declared size, when the client sent one.
+    pub total_bytes: Option<u64>,
+    /// 0–100: the upload is the first half, processing the second.
+    pub percentage: u8,
+    /// Estimated seconds left while uploading, from the rate so far.
+    pub eta_seconds: Option<u64>,
+}
+
+fn progress_of(job: &UploadJob) -> ProgressResponse {
+    let total = job.file.as_ref().map(|f| f.size).or(job.expected_bytes);
+    let eta_seconds = match (job.status, job.expected_bytes) {
+        (JobStatus::Uploading, Some(expected)) if job.bytes_received > 0 => {
+            let elapsed = elapsed_since(job.created_at).as_secs_f64();
+            let rate = job.bytes_received as f64 / elapsed.max(0.001);
+            Some((expected.saturating_sub(job.bytes_received) as f64 / rate).ceil() as u64)
+        }
+        _ => None,
+    };
+    ProgressResponse {
+        job_id: job.id.to_string(),
+        status: job.status.as_str().to_owned(),
+        stage: job.stage.clone(),
+        bytes_received: job.bytes_received,
+        total_bytes: total,
+        percentage: job.percentage(),
+        eta_seconds,
+    }
+}
+
+impl From<UploadJob> for JobResponse {
+    fn from(job: UploadJob) -> Self {
+        let base = format!("/api/v1/documents/upload/{}", job.id);
+        Self {
+            job_id: job.id.to_string(),
+            notebook_id: job.notebook_id.to_string(),
+            document_id: job.document_id.to_string(),
+            new_version: job.new_version,
+            original_filename: job.filename.as_str().to_owned(),
+            status: job.status.as_str().to_owned(),
+            stage: job.stage.clone(),
+            progress: progress_of(&job),
+            content_type: job.file.as_ref().map(|f| f.content_type.clone()),
+            file_size: job.file.as_ref().map(|f| f.size),
+            file_hash: job.file.as_ref().map(|f| f.sha256.clone()),
+            error: job.failure.as_ref().map(|f| serde_json::json!({"code": f.code, "message": f.message})),
+            attempts: job.attempts,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            finished_at: job.finished_at,
+            status_url: format!("{base}/status"),
+            progress_url: format!("{base}/progress"),
+            websocket_url: format!("/api/v1/ws/upload/{}", job.id),
+        }
+    }
+}
+
+/// A document (without its extracted text; see `preview`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentResponse {
+    pub id: String,
+    pub notebook_id: String,
+    pub original_filename: String,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub content_type: String,
+    pub file_size: u64,
+    pub file_hash: String,
+    pub storage_provider: String,
+    /// pending, processing, completed, failed.
+    pub processing_status: String,
+    /// The detected format (`pdf`, `docx`, …) or `unsupported`.
+    pub format: String,
+    /// Whether text extraction supports the format.
+    pub supported: bool,
+    #[schema(value_type = Object)]
+    pub extracted_metadata: serde_json::Map<String, serde_json::Value>,
+    #[schema(value_type = Object)]
+    pub processing_metadata: serde_json::Map<String, serde_json::Value>,
+    #[schema(value_type = Object)]
+    pub compliance_scan_results: serde_json::Map<String, serde_json::Value>,
+    pub pii_detected: bool,
+    pub redaction_applied: bool,
+    pub has_redacted_copy: bool,
+    pub has_thumbnail: bool,
+    #[schema(value_type = Option<Object>)]
+    pub processing_error: Option<serde_json::Value>,
+    pub current_version: u32,
+    pub uploaded_by: String,
+    pub uploaded_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Document> for DocumentResponse {
+    fn from(d: Document) -> Self {
+        Self {
+            id: d.id.to_string(),
+            notebook_id: d.notebook_id.to_string(),
+            original_filename: d.original_filename.as_str().to_owned(),
+            description: d.description.as_ref().map(|x| x.as_str().to_owned()),
+            tags: d.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+            content_type: d.content_type,
+            file_size: d.file_size,
+            file_hash: d.file_hash,
+            storage_provider: d.storage_provider,
+            processing_status: d.processing_status.as_str().to_owned(),
+            format: d.result.format,
+            supported: d.result.supported,
+            extracted_metadata: d.result.extracted_metadata,
+            processing_metadata: d.result.processing_metadata,
+            compliance_scan_results: d.result.compliance_scan_results,
+            pii_detected: d.result.pii_detected,
+            redaction_applied: d.result.redaction_applied,
+            has_redacted_copy: d.result.redacted_key.is_some(),
+            has_thumbnail: d.result.thumbnail_key.is_some(),
+            processing_error: d.result.error.map(|e| serde_json::json!({"code": e.code, "message": e.message})),
+            current_version: d.current_version,
+            uploaded_by: d.uploaded_by.to_string(),
+            uploaded_at: d.uploaded_at,
+            processed_at: d.processed_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentPage {
+    pub items: Vec<DocumentResponse>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobPage {
+    pub items: Vec<JobResponse>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionResponse {
+    pub id: String,
+    pub document_id: String,
+    pub version_number: u32,
+    pub original_filename: String,
+    pub content_type: String,
+    pub file_size: u64,
+    pub file_hash: String,
+    pub change_summary: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub download_url: String,
+}
+
+impl From<DocumentVersion> for VersionResponse {
+    fn from(v: DocumentVersion) -> Self {
+        Self {
+            download_url: format!("/api/v1/documents/{}/download?version={}", v.document_id, v.version_number),
+            id: v.id.to_string(),
+            document_id: v.document_id.to_string(),
+            version_number: v.version_number,
+            original_filename: v.original_filename.as_str().to_owned(),
+            content_type: v.content_type,
+            file_size: v.file_size,
+            file_hash: v.file_hash,
+            change_summary: v.change_summary,
+            created_by: v.created_by.to_string(),
+            created_at: v.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionList {
+    pub items: Vec<VersionResponse>,
+}
+
+/// The multipart form of an upload. Fields must come before `file`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    pub notebook_id: String,
+    /// Re-upload: adds a version to this document of the notebook.
+    pub document_id: Option<String>,
+    pub change_summary: Option<String>,
+    /// Job status changes are POSTed here.
+    pub callback_url: Option<String>,
+    /// The declared size in bytes, for progress and ETA.
+    pub file_size: Option<u64>,
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct FormFields {
+    notebook_id: Option<NotebookId>,
+    document_id: Option<DocumentId>,
+    change_summary: Option<String>,
+    callback_url: Option<CallbackUrl>,
+    file_size: Option<u64>,
+}
+
+fn multipart_error(error: &axum::extract::multipart::MultipartError) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", format!("The multipart body is malformed: {error}"))
+}
+
+async fn read_text(field: axum::extract::multipart::Field<'_>) -> Result<String, ApiError> {
+    let bytes = field.bytes().await.map_err(|e| multipart_error(&e))?;
+    if bytes.len() > 4096 {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", "Form fields are at most 4 KiB."));
+    }
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", "Form fields must be UTF-8."))
+}
+
+fn missing(field: &str) -> ApiError {
+    ApiError::validation(vec![FieldProblem { field: field.into(), message: "is required".into() }])
+}
+
+/// Streams every `file` part of a multipart body into its own job. Text fields
+/// before a file apply to it; `notebook` fixes the notebook (batch uploads).
+async fn upload_files(
+    state: &AppState,
+    caller: &aether_domain::auth::Principal,
+    request: axum::extract::Request,
+    notebook: Option<NotebookId>,
+    batch: bool,
+) -> Result<Vec<UploadJob>, ApiError> {
+    let mut form = Multipart::from_request(request, state).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "The request body must be multipart/form-data.",
+        )
+    })?;
+    let mut fields = FormFields { notebook_id: notebook, ..FormFields::default() };
+    let mut jobs = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(|e| multipart_error(&e))? {
+        match field.name().unwrap_or_default() {
+            "file" | "files" => {
+                if !batch && !jobs.is_empty() {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "one_file_only",
+                        "Send one file here, or use POST /api/v1/notebooks/{id}/upload for several.",
+                    ));
+                }
+                let notebook_id = fields.notebook_id.ok_or_else(|| missing("notebook_id"))?;
+                let filename = Filename::sanitize(field.file_name().unwrap_or_default());
+                let job = state
+                    .documents
+                    .start_upload(
+                        caller,
+                        UploadRequest {
+                            notebook_id,
+                            existing_document: fields.document_id.take(),
+                            filename,
+                            change_summary: fields.change_summary.take(),
+                            callback_url: fields.callback_url.clone(),
+                            expected_bytes: fields.file_size.take(),
+                        },
+                    )
+                    .await?;
+                let body = field.map(|chunk| chunk.map_err(|e| e.body_text()));
+                jobs.push(state.documents.receive_upload(job, body).await?);
+            }
+            "notebook_id" if notebook.is_none() => {
+                fields.notebook_id = Some(parse(NotebookId::parse(read_text(field).await?.trim()))?);
+            }
+            "document_id" => fields.document_id = Some(parse(DocumentId::parse(read_text(field).await?.trim()))?),
+            "change_summary" => fields.change_summary = parse(parse_change_summary(&read_text(field).await?))?,
+            "callback_url" => fields.callback_url = Some(parse(CallbackUrl::parse(&read_text(field).await?))?),
+            "file_size" => {
+                let text = read_text(field).await?;
+                let size = text.trim().parse::<u64>().map_err(|_| {
+                    ApiError::validation(vec![FieldProblem {
+                        field: "file_size".into(),
+                        message: "must be a number of bytes".into(),
+                    }])
+                })?;
+                fields.file_size = Some(size);
+            }
+            _ => {
+                // Unknown fields are read and ignored, so clients may send extras.
+                let _ = field.bytes().await.map_err(|e| multipart_error(&e))?;
+            }
+        }
+    }
+    if jobs.is_empty() {
+        return Err(missing("file"));
+    }
+    Ok(jobs)
+}
+
+/// Uploads one document. The body streams to storage; the answer comes once the
+/// bytes are stored, with the job that processes them.
+#[utoipa::path(
+    post,
+    path = "/api/v1/documents/upload",
+    tag = "documents",
+    security(("bearer" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, body = JobResponse),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "file_too_large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn upload_document(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    request: axum::extract::Request,
+) -> Result<(StatusCode, Json<JobResponse>), ApiError> {
+    let mut jobs = upload_files(&state, &caller, request, None, false).await?;
+    let job = jobs.pop().ok_or_else(|| missing("file"))?;
+    Ok((StatusCode::ACCEPTED, Json(job.into())))
+}
+
+/// Uploads several documents into a notebook: one job per `file` part.
+#[utoipa::path(
+    post,
+    path = "/api/v1/notebooks/{id}/upload",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 202, body = JobPage))
+)]
+pub async fn upload_batch(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    request: axum::extract::Request,
+) -> Result<(StatusCode, Json<JobPage>), ApiError> {
+    let notebook = parse(NotebookId::parse(&id))?;
+    let jobs = upload_files(&state, &caller, request, Some(notebook), true).await?;
+    Ok((StatusCode::ACCEPTED, Json(JobPage { items: jobs.into_iter().map(Into::into).collect(), next_cursor: None })))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobListQuery {
+    /// Only unfinished jobs.
+    pub active: Option<bool>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// The notebook's upload jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/notebooks/{id}/upload/status",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Notebook id (UUID)"), JobListQuery),
+    responses((status = 200, body = JobPage))
+)]
+pub async fn notebook_upload_status(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<JobListQuery>,
+) -> Result<Json<JobPage>, ApiError> {
+    let page = PageQuery { limit: query.limit, cursor: query.cursor }.parse()?;
+    let notebook = parse(NotebookId::parse(&id))?;
+    let jobs = state.documents.notebook_jobs(&caller, notebook, query.active.unwrap_or(false), page).await?;
+    Ok(Json(JobPage {
+        next_cursor: jobs.next_after.map(encode_cursor),
+        items: jobs.items.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// An upload job's status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/documents/upload/{job_id}/status",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("job_id" = String, Path, description = "Job id (UUID)")),
+    responses((status = 200, body = JobResponse), (status = 404, body = Problem, content_type = "application/problem+json"))
+)]
+pub async fn job_status(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(job_id): Path<String>,
+) -> Result<Json<JobResponse>, ApiError> {
+    Ok(Json(state.documents.job(&caller, parse(JobId::parse(&job_id))?).await?.into()))
+}
+
+/// An upload job's progress: bytes, percentage, stage and ETA.
+#[utoipa::path(
+    get,
+    path = "/api/v1/documents/upload/{job_id}/progress",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("job_id" = String, Path, description = "Job id (UUID)")),
+    responses((status = 200, body = ProgressResponse))
+)]
+pub async fn job_progress(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(job_id): Path<String>,
+) -> Result<Json<ProgressResponse>, ApiError> {
+    let job = state.documents.job(&caller, parse(JobId::parse(&job_id))?).await?;
+    Ok(Json(progress_of(&job)))
+}
+
+/// Cancels an unfinished job and removes what it stored.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/documents/upload/{job_id}",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("job_id" = String, Path, description = "Job id (UUID)")),
+    responses(
+        (status = 200, body = JobResponse),
+        (status = 409, description = "job_finished", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(job_id): Path<String>,
+) -> Result<Json<JobResponse>, ApiError> {
+    Ok(Json(state.documents.cancel(&caller, parse(JobId::parse(&job_id))?).await?.into()))
+}
+
+/// Job updates over a WebSocket: the job as JSON on connect and on every change;
+/// the server closes the socket once the job has finished.
+#[utoipa::path(
+    get,
+    path = "/api/v1/ws/upload/{job_id}",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("job_id" = String, Path, description = "Job id (UUID)")),
+    responses((status = 101, description = "Switching to the WebSocket protocol"))
+)]
+pub async fn job_socket(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(job_id): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let job = state.documents.job(&caller, parse(JobId::parse(&job_id))?).await?;
+    Ok(upgrade.on_upgrade(move |socket| follow_job(state, job, socket)).into_response())
+}
+
+/// How often a socket re-reads its job from the store: updates raised by other
+/// processes (another replica's worker) arrive this way.
+const SOCKET_POLL: Duration = Duration::from_millis(500);
+
+async fn follow_job(state: AppState, job: UploadJob, mut socket: WebSocket) {
+    let mut updates = state.documents.hub().subscribe(job.id);
+    let mut last = job;
+    if send_job(&mut socket, &last).await.is_err() {
+        return;
+    }
+    while !last.status.is_terminal() {
+        let next = tokio::select! {
+            update = updates.recv() => update.ok(),
+            _ = tokio::time::sleep(SOCKET_POLL) => None,
+            message = socket.recv() => match message {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => continue,
+            },
+        };
+        let current = match next {
+            Some(job) => job,
+            None => match state.documents.job_unchecked(last.id).await {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        if current.updated_at != last.updated_at
+            || current.status != last.status
+            || current.bytes_received != last.bytes_received
+        {
+            last = current;
+            if send_job(&mut socket, &last).await.is_err() {
+                return;
+            }
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+async fn send_job(socket: &mut WebSocket, job: &UploadJob) -> Result<(), axum::Error> {
+    let body = serde_json::to_string(&JobResponse::from(job.clone())).unwrap_or_default();
+    socket.send(Message::Text(body.into())).await
+}
+
+/// The notebook's documents, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/notebooks/{id}/documents",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Notebook id (UUID)"), PageQuery),
+    responses((status = 200, body = DocumentPage))
+)]
+pub async fn list_documents(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<DocumentPage>, ApiError> {
+    let notebook = parse(NotebookId::parse(&id))?;
+    let page = state.documents.documents(&caller, notebook, query.parse()?).await?;
+    Ok(Json(DocumentPage {
+        next_cursor: page.next_after.map(encode_cursor),
+        items: page.items.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// A document's metadata.
+#[utoipa::path(
+    get,
+    path = "/api/v1/documents/{id}",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Document id (UUID)")),
+    responses((status = 200, body = DocumentResponse), (status = 404, body = Problem, content_type = "application/problem+json"))
+)]
+pub async fn get_document(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<DocumentResponse>, ApiError> {
+    let (document, _) = state.documents.document(&caller, parse(DocumentId::parse(&id))?).await?;
+    Ok(Json(document.into()))
+}
+
+/// What may change on a document; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentUpdate {
+    pub original_filename: Option<String>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// Updates a document's name, description or tags.
+#[utoipa::path(
+    put,
+    path = "/api/v1/documents/{id}",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Document id (UUID)")),
+    request_body = DocumentUpdate,
+    responses((status = 200, body = DocumentResponse), (status = 422, body = Problem, content_type = "application/problem+json"))
+)]
+pub async fn update_document(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    ApiJson(update): ApiJson<DocumentUpdate>,
+) -> Result<Json<DocumentResponse>, ApiError> {
+    let id = parse(DocumentId::parse(&id))?;
+    let patch = DocumentPatch {
+        original_filename: update.original_filename.as_deref().map(Filename::parse).transpose()?,
+        description: update.description.map(|d| d.as_deref().map(Description::parse).transpose()).transpose()?,
+        tags: update.tags.map(|tags| Tag::parse_list(&tags)).transpose()?,
+    };
+    let change = Change::by(caller.user_id, time::now());
+    Ok(Json(state.documents.update(&caller, id, patch, &change).await?.into()))
+}
+
+/// Deletes a document and all its versions.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/documents/{id}",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Document id (UUID)")),
+    responses((status = 204, description = "Deleted"))
+)]
+pub async fn delete_document(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let change = Change::by(caller.user_id, time::now());
+    state.documents.delete(&caller, parse(DocumentId::parse(&id))?, &change).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The document's versions, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/documents/{id}/versions",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Document id (UUID)")),
+    responses((status = 200, body = VersionList))
+)]
+pub async fn list_versions(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<VersionList>, ApiError> {
+    let versions = state.documents.versions(&caller, parse(DocumentId::parse(&id))?).await?;
+    Ok(Json(VersionList { items: versions.into_iter().map(Into::into).collect() }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DownloadQuery {
+    /// A version number; the current version when absent.
+    pub version: Option<u32>,
+    /// `original` or `redacted`. Read-only collaborators get the redacted copy of a
+    /// redacted document by default and may not ask for the original.
+    pub variant: Option<String>,
+}
+
+/// Downloads a document (streamed; honours `Range`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/documents/{id}/download",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Document id (UUID)"), DownloadQuery),
+    responses(
+        (status = 200, description = "The file"),
+        (status = 206, description = "Part of the file"),
+        (status = 416, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn download_document(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<DownloadQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = parse(DocumentId::parse(&id))?;
+    let variant = match query.variant.as_deref() {
+        None => Variant::Default,
+        Some("original") => Variant::Original,
+        Some("redacted") => Variant::Redacted,
+        Some(_) => {
+            return Err(ApiError::validation(vec![FieldProblem {
+                field: "variant".into(),
+                message: "must be original or redacted".into(),
+            }]));
+        }
+    };
+    // The size is needed to resolve suffix and open ranges: open once to learn it.
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let whole = state.documents.download(&caller, id, query.version, variant, None).await?;
+    let Some(range_header) = range_header else {
+        return Ok(file_response(StatusCode::OK, whole, None));
+    };
+    let size = whole.read.size;
+    let Some(range) = parse_range(&range_header, size) else {
+        let mut response = ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range_not_satisfiable",
+            "The Range header does not match the file's size.",
+        )
+        .into_response();
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+        return Ok(response);
+    };
+    drop(whole);
+    let part = state.documents.download(&caller, id, query.version, variant, Some(range.clone())).await?;
+    Ok(file_response(StatusCode::PARTIAL_CONTENT, part, Some(range)))
+}
+
+fn file_response(
+    status: StatusCode,
+    download: aether_services::documents::Download,
+    range: Option<std::ops::Range<u64>>,
+) -> Response {
+    let size = download.read.size;
+    let length = download.read.range.end - download.read.range.start;
+    let mut response = Response::new(Body::from_stream(download.read.stream));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    let mut set = |name: header::HeaderName, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    };
+    set(header::CONTENT_TYPE, download.content_type.clone());
+    set(header::CONTENT_LENGTH, length.to_string());
+    set(header::ACCEPT_RANGES, "bytes".to_owned());
+    set(header::ETAG, download.etag.clone());
+    set(header::CONTENT_DISPOSITION, content_disposition(download.filename.as_str()));
+    set(header::CACHE_CONTROL, "private, no-store".to_owned());
+    if let Some(range) = range {
+        set(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", range.start, range.end - 1));
+    }
+    response
+}
+
+/// `attachment` with an ASCII fallback and the exact name in RFC 5987 form.
+fn content_disposition(filename: &str) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
+    let encoded: String = filename
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+/// One `bytes=` range (RFC 9110 §14.1.2): `a-b`, `a-` or `-n`, clamped to the size.
+/// Several ranges are answered with the first only being unsupported: `None`.
+fn parse_range(header: &str, size: u64) -> Option<std::ops::Range<u64>> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') || size == 0 {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().ok()?;
+            if n == 0 {
+                return None;
+            }
+            (size.saturating_sub(n), size - 1)
+        }
+        (start, "") => (start.parse().ok()?, size - 1),
+        (start, end) => (start.parse().ok()?, end.parse::<u64>().ok()?.min(size - 1)),
+    };
+    (start <= end && start < size).then_some(start..end + 1)
+}
+
+/// A preview: a text excerpt (redacted for read-only collaborators of a redacted
+/// document) and metadata.
+#[utoipa::path(
+    get,
+    path = "/api/v1/documents/{id}/preview",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Document id (UUID)")),
+    responses((status = 200, description = "The preview", body = Object))
+)]
+pub async fn preview_document(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse(DocumentId::parse(&id))?;
+    let preview = state.documents.preview(&caller, id).await?;
+    let mut value = serde_json::to_value(&preview).map_err(|_| ApiError::internal())?;
+    if preview.thumbnail_available {
+        value["thumbnail_url"] = format!("/api/v1/documents/{id}/thumbnail").into();
+    }
+    Ok(Json(value))
+}
+
+/// The document's thumbnail (PNG), for images.
+#[utoipa::path(
+    get,
+    path = "/api/v1/documents/{id}/thumbnail",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Document id (UUID)")),
+    responses((status = 200, description = "PNG", content_type = "image/png"), (status = 404, body = Problem, content_type = "application/problem+json"))
+)]
+pub async fn document_thumbnail(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let png = state.documents.thumbnail(&caller, parse(DocumentId::parse(&id))?).await?;
+    Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, max-age=300")], png).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some(0..10));
+        assert_eq!(parse_range("bytes=90-", 100), Some(90..100));
+        assert_eq!(parse_range("bytes=-5", 100), Some(95..100));
+        assert_eq!(parse_range("bytes=95-200", 100), Some(95..100));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-1", 100), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=-0", 100), None);
+    }
+
+    #[test]
+    fn dispositions_keep_the_name_and_stay_ascii() {
+        assert_eq!(
+            content_disposition("résumé \"v2\".pdf"),
+            "attachment; filename=\"r_sum_ _v2_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22v2%22.pdf"
+        );
+    }
+}

@@ -1,0 +1,933 @@
+//! Documents: streamed uploads that become durable jobs, the workers that process
+//! them, and reading documents back under the notebook's permissions.
+//!
+//! An upload request streams the body straight into object storage while hashing
+//! and counting it; nothing holds the whole file. The job exists before the first
+//! byte is written (see `aether_domain::document`), and `202 Accepted` is answered
+//! only once the bytes are stored and the job is `pending`: an acknowledged upload
+//! is never lost. Workers claim jobs under a lease, so a job whose worker died is
+//! taken again when the lease runs out, and give up after `max_attempts`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aether_domain::StoreError;
+use aether_domain::access::Permission;
+use aether_domain::activity::Change;
+use aether_domain::auth::Principal;
+use aether_domain::blob::{BlobRead, BlobStore};
+use aether_domain::compliance::{ComplianceSettings, RedactionMode};
+use aether_domain::document::{
+    self, CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobFailure, JobStatus, NewUploadJob,
+    ProcessingResult, ReceivedFile, UploadJob,
+};
+use aether_domain::id::{DocumentId, JobId, NotebookId};
+use aether_domain::page::{Page, PageRequest};
+use aether_domain::store::Store;
+use aether_domain::time::{self, Timestamp};
+use aether_extract::{Extraction, Limits, pii};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Notify, broadcast, watch};
+
+use crate::avatars::blob_error;
+use crate::error::{ServiceError, ServiceResult};
+use crate::notebooks::NotebookService;
+
+/// How uploads and processing are bounded.
+#[derive(Debug, Clone)]
+pub struct DocumentSettings {
+    /// The largest file accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// How many jobs this process works on at once.
+    pub workers: usize,
+    /// How long a worker holds a job between renewals; a crashed worker's job is
+    /// taken again after this.
+    pub job_lease: Duration,
+    /// Claims of one job before it is given up (the document is kept, unprocessed).
+    pub max_attempts: u32,
+    /// The wall-clock limit of one extraction.
+    pub processing_timeout: Duration,
+    /// Files larger than this are stored without extraction.
+    pub max_processing_bytes: u64,
+    /// An upload whose progress has not moved for this long died with its process.
+    pub stale_upload_after: Duration,
+}
+
+impl Default for DocumentSettings {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 500 * 1024 * 1024,
+            workers: 2,
+            job_lease: Duration::from_secs(60),
+            max_attempts: 3,
+            processing_timeout: Duration::from_secs(60),
+            max_processing_bytes: 200 * 1024 * 1024,
+            stale_upload_after: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What a processor is asked to do with one file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessRequest {
+    pub filename: String,
+    pub scan_pii: bool,
+    pub redaction: RedactionMode,
+}
+
+/// What a processor found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Processed {
+    pub extraction: Extraction,
+    /// Findings per kind (`email`, `credit_card`, …).
+    pub pii: BTreeMap<String, usize>,
+    pub redacted_text: Option<String>,
+}
+
+/// Extraction, PII scan and redaction of one file's bytes: pure, used by the
+/// sandboxed `aether extract` process and by [`InProcessProcessor`].
+pub fn process_bytes(bytes: &[u8], request: &ProcessRequest) -> Result<Processed, aether_extract::ExtractError> {
+    let extraction = aether_extract::extract(bytes, &request.filename, &Limits::default())?;
+    let mut counts = BTreeMap::new();
+    let mut redacted_text = None;
+    if request.scan_pii
+        && let Some(text) = &extraction.text
+    {
+        let findings = pii::scan(text);
+        for (kind, count) in pii::summarize(&findings) {
+            let name = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned));
+            counts.insert(name.unwrap_or_else(|| format!("{kind:?}")), count);
+        }
+        let style = match request.redaction {
+            RedactionMode::None => None,
+            RedactionMode::Mask => Some(pii::RedactionStyle::Mask),
+            RedactionMode::Remove => Some(pii::RedactionStyle::Remove),
+        };
+        if let Some(style) = style {
+            redacted_text = Some(pii::redact(text, &findings, style));
+        }
+    }
+    Ok(Processed { extraction, pii: counts, redacted_text })
+}
+
+/// Why processing a file failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProcessError {
+    #[error("malformed file: {0}")]
+    Malformed(String),
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    #[error("processing took longer than allowed")]
+    TimedOut,
+    /// The extractor died (out of memory, a crash): a property of the file.
+    #[error("the extractor stopped: {0}")]
+    Crashed(String),
+    /// The extractor could not be started: a property of this machine; retried.
+    #[error("extractor unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ProcessError {
+    fn failure(&self) -> JobFailure {
+        let code = match self {
+            Self::Malformed(_) => "malformed_file",
+            Self::LimitExceeded(_) => "processing_limit_exceeded",
+            Self::TimedOut => "processing_timed_out",
+            Self::Crashed(_) => "processing_crashed",
+            Self::Unavailable(_) => "processing_unavailable",
+        };
+        JobFailure::new(code, self.to_string())
+    }
+}
+
+/// Turns a stored file into text, metadata and findings. The production one runs
+/// each file in a separate, resource-limited process.
+#[async_trait]
+pub trait DocumentProcessor: Send + Sync + fmt::Debug {
+    async fn process(&self, input: &Path, request: &ProcessRequest) -> Result<Processed, ProcessError>;
+}
+
+/// Runs [`process_bytes`] on a blocking thread with a timeout. No memory limit and
+/// no way to stop a runaway extraction: for tests and tools, not for serving.
+#[derive(Debug, Clone)]
+pub struct InProcessProcessor {
+    pub timeout: Duration,
+}
+
+#[async_trait]
+impl DocumentProcessor for InProcessProcessor {
+    async fn process(&self, input: &Path, request: &ProcessRequest) -> Result<Processed, ProcessError> {
+        let bytes = tokio::fs::read(input).await.map_err(|e| ProcessError::Unavailable(e.to_string()))?;
+        let request = request.clone();
+        let work = tokio::task::spawn_blocking(move || process_bytes(&bytes, &request));
+        match tokio::time::timeout(self.timeout, work).await {
+            Err(_) => Err(ProcessError::TimedOut),
+            Ok(Err(join)) => Err(ProcessError::Crashed(join.to_string())),
+            Ok(Ok(Err(aether_extract::ExtractError::Malformed(m)))) => Err(ProcessError::Malformed(m)),
+            Ok(Ok(Err(aether_extract::ExtractError::LimitExceeded(m)))) => Err(ProcessError::LimitExceeded(m)),
+            Ok(Ok(Ok(processed))) => Ok(processed),
+        }
+    }
+}
+
+/// Job changes, for WebSocket and callback subscribers in this process. Missing an
+/// update is harmless: subscribers also read the job from the store.
+#[derive(Debug, Default)]
+pub struct JobHub {
+    channels: Mutex<HashMap<JobId, broadcast::Sender<UploadJob>>>,
+}
+
+impl JobHub {
+    pub fn publish(&self, job: &UploadJob) {
+        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(sender) = channels.get(&job.id) {
+            let _ = sender.send(job.clone());
+            if job.status.is_terminal() || sender.receiver_count() == 0 {
+                channels.remove(&job.id);
+            }
+        }
+    }
+
+    pub fn subscribe(&self, id: JobId) -> broadcast::Receiver<UploadJob> {
+        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        channels.entry(id).or_insert_with(|| broadcast::channel(64).0).subscribe()
+    }
+}
+
+/// What a client asks to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Variant {
+    /// The caller's default: the original for writers, the redacted copy for
+    /// read-only collaborators when one exists.
+    #[default]
+    Default,
+    Original,
+    Redacted,
+}
+
+/// A download about to stream.
+#[derive(Debug)]
+pub struct Download {
+    pub filename: Filename,
+    pub content_type: String,
+    pub etag: String,
+    pub read: BlobRead,
+}
+
+/// A document's preview: a text excerpt and whether a thumbnail exists.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    pub document_id: DocumentId,
+    pub format: String,
+    pub supported: bool,
+    pub excerpt: Option<String>,
+    pub excerpt_truncated: bool,
+    pub redacted: bool,
+    pub thumbnail_available: bool,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+const PREVIEW_CHARS: usize = 2_000;
+
+/// Where an upload goes and what the client said about it.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    pub notebook_id: NotebookId,
+    pub existing_document: Option<DocumentId>,
+    pub filename: Filename,
+    pub change_summary: Option<String>,
+    pub callback_url: Option<CallbackUrl>,
+    pub expected_bytes: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct DocumentService {
+    store: Arc<dyn Store>,
+    blobs: Arc<dyn BlobStore>,
+    notebooks: NotebookService,
+    processor: Arc<dyn DocumentProcessor>,
+    hub: Arc<JobHub>,
+    settings: DocumentSettings,
+    /// Wakes idle workers when a job becomes pending in this process.
+    work_ready: Notify,
+}
+
+fn rejected(code: &'static str, detail: impl Into<String>) -> ServiceError {
+    ServiceError::Rejected { code, detail: detail.into() }
+}
+
+fn job_finished(job: &UploadJob) -> ServiceError {
+    rejected("job_finished", format!("The job is already {}.", job.status.as_str()))
+}
+
+impl DocumentService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        notebooks: NotebookService,
+        processor: Arc<dyn DocumentProcessor>,
+        hub: Arc<JobHub>,
+        settings: DocumentSettings,
+    ) -> Self {
+        Self { store, blobs, notebooks, processor, hub, settings, work_ready: Notify::new() }
+    }
+
+    pub fn settings(&self) -> &DocumentSettings {
+        &self.settings
+    }
+
+    pub fn hub(&self) -> &Arc<JobHub> {
+        &self.hub
+    }
+
+    async fn require(&self, caller: &Principal, notebook: NotebookId, needed: Permission) -> ServiceResult<Permission> {
+        let access = self.notebooks.access(caller, notebook).await?;
+        if !access.allows(needed) {
+            return Err(ServiceError::Forbidden("this needs write permission on the notebook"));
+        }
+        Ok(access.permission)
+    }
+
+    // ----- uploads -----
+
+    /// Records the job of an upload the caller may make, before its bytes arrive.
+    pub async fn start_upload(&self, caller: &Principal, request: UploadRequest) -> ServiceResult<UploadJob> {
+        self.require(caller, request.notebook_id, Permission::Write).await?;
+        if request.expected_bytes.is_some_and(|size| size > self.settings.max_upload_bytes) {
+            return Err(self.too_large());
+        }
+        let job = self
+            .store
+            .create_upload_job(NewUploadJob {
+                id: JobId::new(),
+                notebook_id: request.notebook_id,
+                uploaded_by: caller.user_id,
+                existing_document: request.existing_document,
+                filename: request.filename,
+                change_summary: request.change_summary,
+                callback_url: request.callback_url,
+                expected_bytes: request.expected_bytes,
+                storage_provider: self.blobs.backend_name().to_owned(),
+                at: time::now(),
+            })
+            .await
+            .map_err(|error| match (error, request.existing_document) {
+                (StoreError::NotFound, Some(_)) => rejected("document_not_found", "No such document in this notebook."),
+                (error, _) => error.into(),
+            })?;
+        tracing::info!(job_id = %job.id, notebook_id = %job.notebook_id, "upload started");
+        Ok(job)
+    }
+
+    fn too_large(&self) -> ServiceError {
+        rejected("file_too_large", format!("Files may be at most {} bytes.", self.settings.max_upload_bytes))
+    }
+
+    /// Streams the upload's bytes into storage, hashing and counting them, and
+    /// accepts the job. On any failure the job fails with a reason and its blob is
+    /// queued for deletion.
+    pub async fn receive_upload<S, E>(&self, job: UploadJob, mut body: S) -> ServiceResult<UploadJob>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: fmt::Display,
+    {
+        let mut writer = match self.blobs.writer(&job.blob_key).await {
+            Ok(writer) => writer,
+            Err(error) => {
+                self.fail(&job, JobFailure::new("storage_unavailable", error.to_string())).await;
+                return Err(blob_error(error));
+            }
+        };
+        let mut hasher = Sha256::new();
+        let mut received: u64 = 0;
+        let mut head: Vec<u8> = Vec::new();
+        let mut last_report = Instant::now();
+        let outcome: Result<(), (JobFailure, ServiceError)> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|error| {
+                    let failure = JobFailure::new("upload_interrupted", format!("The upload broke off: {error}"));
+                    (failure, rejected("upload_interrupted", "The request body could not be read."))
+                })?;
+                received += chunk.len() as u64;
+                if received > self.settings.max_upload_bytes {
+                    let failure = JobFailure::new("file_too_large", "The file is larger than allowed.");
+                    return Err((failure, self.too_large()));
+                }
+                hasher.update(&chunk);
+                if head.len() < SNIFF_BYTES {
+                    head.extend_from_slice(&chunk[..chunk.len().min(SNIFF_BYTES - head.len())]);
+                }
+                writer
+                    .write(chunk)
+                    .await
+                    .map_err(|error| (JobFailure::new("storage_unavailable", error.to_string()), blob_error(error)))?;
+                if last_report.elapsed() >= PROGRESS_INTERVAL {
+                    last_report = Instant::now();
+                    let now = self.store.record_upload_progress(job.id, received, time::now()).await;
+                    match now {
+                        Ok(current) if current.status == JobStatus::Cancelled => {
+                            return Err((JobFailure::new("cancelled", "cancelled"), job_finished(&current)));
+                        }
+                        Ok(current) => self.hub.publish(&current),
+                        Err(error) => tracing::warn!(%error, job_id = %job.id, "could not record upload progress"),
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err((failure, error)) = outcome {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(error = %abort, job_id = %job.id, "could not abort a streamed write");
+            }
+            if failure.code != "cancelled" {
+                self.fail(&job, failure).await;
+            }
+            return Err(error);
+        }
+        if let Err(error) = writer.finish().await {
+            self.fail(&job, JobFailure::new("storage_unavailable", error.to_string())).await;
+            return Err(blob_error(error));
+        }
+        let sniffed = aether_extract::sniff(&head, job.filename.as_str());
+        let file = ReceivedFile { size: received, sha256: hex(&hasher.finalize()), content_type: sniffed.content_type };
+        match self.store.accept_upload(job.id, file, time::now()).await {
+            Ok(accepted) => {
+                tracing::info!(job_id = %job.id, bytes = received, "upload stored");
+                self.hub.publish(&accepted);
+                self.work_ready.notify_one();
+                Ok(accepted)
+            }
+            Err(StoreError::Conflict(_)) => {
+                // Cancelled while the last bytes were written: the deletion queued
+                // by the cancellation may have run before the blob existed.
+                let _ = self.store.queue_blob_deletions(&job.written_keys(), time::now()).await;
+                let current = self.store.get_job(job.id).await?;
+                Err(job_finished(&current))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn fail(&self, job: &UploadJob, failure: JobFailure) {
+        tracing::info!(job_id = %job.id, code = %failure.code, "job failed");
+        match self.store.fail_job(job.id, failure, time::now()).await {
+            Ok(failed) => self.hub.publish(&failed),
+            Err(error) => tracing::warn!(%error, job_id = %job.id, "could not record a job failure"),
+        }
+    }
+
+    /// A job the caller may read (through its notebook).
+    pub async fn job(&self, caller: &Principal, id: JobId) -> ServiceResult<UploadJob> {
+        let job = self.store.get_job(id).await?;
+        self.require(caller, job.notebook_id, Permission::Read).await?;
+        Ok(job)
+    }
+
+    /// A job read without an access check, for a subscriber already authorized.
+    pub async fn job_unchecked(&self, id: JobId) -> ServiceResult<UploadJob> {
+        Ok(self.store.get_job(id).await?)
+    }
+
+    /// Cancels an unfinished job: its uploader or a writer of the notebook may.
+    pub async fn cancel(&self, caller: &Principal, id: JobId) -> ServiceResult<UploadJob> {
+        let job = self.job(caller, id).await?;
+        if job.uploaded_by != caller.user_id {
+            self.require(caller, job.notebook_id, Permission::Write).await?;
+        }
+        if job.status.is_terminal() {
+            return Err(job_finished(&job));
+        }
+        let cancelled = match self.store.cancel_job(id, time::now()).await {
+            Ok(cancelled) => cancelled,
+            Err(StoreError::Conflict(_)) => return Err(job_finished(&self.store.get_job(id).await?)),
+            Err(error) => return Err(error.into()),
+        };
+        tracing::info!(job_id = %id, "job cancelled");
+        self.hub.publish(&cancelled);
+        Ok(cancelled)
+    }
+
+    pub async fn notebook_jobs(
+        &self,
+        caller: &Principal,
+        notebook: NotebookId,
+        active_only: bool,
+        page: PageRequest,
+    ) -> ServiceResult<Page<UploadJob>> {
+        self.require(caller, notebook, Permission::Read).await?;
+        Ok(self.store.list_notebook_jobs(notebook, active_only, page).await?)
+    }
+
+    // ----- documents -----
+
+    /// A document and the caller's permission on it.
+    pub async fn document(&self, caller: &Principal, id: DocumentId) -> ServiceResult<(Document, Permission)> {
+        let document = self.store.get_document(id).await?;
+        let permission = self.require(caller, document.notebook_id, Permission::Read).await?;
+        Ok((document, permission))
+    }
+
+    pub async fn documents(
+        &self,
+        caller: &Principal,
+        notebook: NotebookId,
+        page: PageRequest,
+    ) -> ServiceResult<Page<Document>> {
+        self.require(caller, notebook, Permission::Read).await?;
+        Ok(self.store.list_documents(notebook, page).await?)
+    }
+
+    pub async fn update(
+        &self,
+        caller: &Principal,
+        id: DocumentId,
+        patch: DocumentPatch,
+        change: &Change,
+    ) -> ServiceResult<Document> {
+        let document = self.store.get_document(id).await?;
+        self.require(caller, document.notebook_id, Permission::Write).await?;
+        if patch.is_empty() {
+            return Ok(document);
+        }
+        Ok(self.store.update_document(id, patch, change).await?)
+    }
+
+    /// Deletes the document; its blobs are queued and removed by the worker.
+    pub async fn delete(&self, caller: &Principal, id: DocumentId, change: &Change) -> ServiceResult<()> {
+        let document = self.store.get_document(id).await?;
+        self.require(caller, document.notebook_id, Permission::Write).await?;
+        self.store.delete_document(id, change).await?;
+        tracing::info!(document_id = %id, "document deleted");
+        self.work_ready.notify_one();
+        Ok(())
+    }
+
+    pub async fn versions(&self, caller: &Principal, id: DocumentId) -> ServiceResult<Vec<DocumentVersion>> {
+        self.document(caller, id).await?;
+        Ok(self.store.list_versions(id).await?)
+    }
+
+    /// Opens a document (or one of its versions) for download. Read-only
+    /// collaborators get the redacted copy of a redacted document and may not ask
+    /// for the original.
+    pub async fn download(
+        &self,
+        caller: &Principal,
+        id: DocumentId,
+        version: Option<u32>,
+        variant: Variant,
+        range: Option<Range<u64>>,
+    ) -> ServiceResult<Download> {
+        let (document, permission) = self.document(caller, id).await?;
+        let chosen =
+            match version {
+                None => None,
+                Some(number) => Some(
+                    self.store.list_versions(id).await?.into_iter().find(|v| v.version_number == number).ok_or_else(
+                        || rejected("version_not_found", format!("The document has no version {number}.")),
+                    )?,
+                ),
+            };
+        let (original, redacted, filename, content_type) = match &chosen {
+            Some(v) => {
+                (v.storage_path.clone(), v.redacted_path.clone(), v.original_filename.clone(), v.content_type.clone())
+            }
+            None => (
+                document.storage_path.clone(),
+                document.result.redacted_key.clone(),
+                document.original_filename.clone(),
+                document.content_type.clone(),
+            ),
+        };
+        let restricted = permission < Permission::Write && redacted.is_some();
+        let want_redacted = match variant {
+            Variant::Default => restricted,
+            Variant::Redacted => true,
+            Variant::Original if restricted => {
+                return Err(ServiceError::Forbidden("read-only collaborators may download only the redacted copy"));
+            }
+            Variant::Original => false,
+        };
+        let (key, filename, content_type) = if want_redacted {
+            let key = redacted.ok_or_else(|| rejected("no_redacted_copy", "This document has no redacted copy."))?;
+            let stem = filename.as_str().rsplit_once('.').map_or(filename.as_str(), |(stem, _)| stem);
+            (key, Filename::sanitize(&format!("{stem}.redacted.txt")), "text/plain; charset=utf-8".to_owned())
+        } else {
+            (original, filename, content_type)
+        };
+        let read = self.blobs.read(&key, range).await.map_err(blob_error)?;
+        let etag = format!("\"{}\"", digest_of(key.as_str()));
+        Ok(Download { filename, content_type, etag, read })
+    }
+
+    pub async fn preview(&self, caller: &Principal, id: DocumentId) -> ServiceResult<Preview> {
+        let (document, permission) = self.document(caller, id).await?;
+        let redacted = permission < Permission::Write && document.result.redacted_key.is_some();
+        let text = if redacted {
+            match &document.result.redacted_key {
+                Some(key) => {
+                    Some(String::from_utf8_lossy(&self.blobs.get(key).await.map_err(blob_error)?).into_owned())
+                }
+                None => None,
+            }
+        } else {
+            document.result.extracted_text.clone()
+        };
+        let (excerpt, excerpt_truncated) = match text {
+            Some(text) => {
+                let truncated = text.chars().count() > PREVIEW_CHARS;
+                (Some(text.chars().take(PREVIEW_CHARS).collect()), truncated)
+            }
+            None => (None, false),
+        };
+        Ok(Preview {
+            document_id: id,
+            format: document.result.format.clone(),
+            supported: document.result.supported,
+            excerpt,
+            excerpt_truncated,
+            redacted,
+            thumbnail_available: document.result.thumbnail_key.is_some(),
+            metadata: document.result.extracted_metadata.clone(),
+        })
+    }
+
+    pub async fn thumbnail(&self, caller: &Principal, id: DocumentId) -> ServiceResult<Vec<u8>> {
+        let (document, _) = self.document(caller, id).await?;
+        let key = document.result.thumbnail_key.ok_or(ServiceError::NotFound)?;
+        self.blobs.get(&key).await.map_err(blob_error)
+    }
+
+    // ----- workers -----
+
+    /// Runs `settings.workers` job loops and the maintenance loop until `shutdown`.
+    /// A job in hand is finished before its loop stops.
+    pub async fn run_workers(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let mut loops = Vec::new();
+        for _ in 0..self.settings.workers.max(1) {
+            let service = Arc::clone(&self);
+            let stop = shutdown.clone();
+            loops.push(tokio::spawn(async move { service.job_loop(stop).await }));
+        }
+        let service = Arc::clone(&self);
+        loops.push(tokio::spawn(async move { service.maintenance_loop(shutdown).await }));
+        for handle in loops {
+            let _ = handle.await;
+        }
+    }
+
+    async fn job_loop(&self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let now = time::now();
+            match self.store.claim_job(now, time::after(now, self.settings.job_lease)).await {
+                Ok(Some(job)) => {
+                    self.hub.publish(&job);
+                    self.work(job).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "could not claim a job"),
+            }
+            tokio::select! {
+                _ = self.work_ready.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+    }
+
+    /// Fails uploads that died with their process and deletes queued blobs.
+    async fn maintenance_loop(&self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(error) = self.maintain().await {
+                tracing::warn!(%error, "document maintenance failed");
+            }
+            tokio::select! {
+                _ = self.work_ready.notified() => {}
+                _ = tokio::time::sleep(MAINTENANCE_INTERVAL) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+    }
+
+    /// One maintenance pass; public so that tests and `aether` commands can run it.
+    pub async fn maintain(&self) -> ServiceResult<()> {
+        let stale_before =
+            time::now() - chrono::TimeDelta::from_std(self.settings.stale_upload_after).unwrap_or_default();
+        for job in self.store.stale_uploads(stale_before, 100).await? {
+            self.fail(
+                &job,
+                JobFailure::new(
+                    "upload_interrupted",
+                    "The upload stopped before it finished (the server restarted or the client went away).",
+                ),
+            )
+            .await;
+        }
+        loop {
+            let batch = self.store.pending_blob_deletions(100).await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut done = Vec::with_capacity(batch.len());
+            for deletion in &batch {
+                match self.blobs.delete(&deletion.key).await {
+                    Ok(()) => done.push(deletion.id),
+                    Err(error) => {
+                        tracing::warn!(%error, key = %deletion.key, "could not delete a blob; will retry");
+                    }
+                }
+            }
+            self.store.complete_blob_deletions(&done).await?;
+            if done.len() < batch.len() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Works one claimed job to its end.
+    async fn work(&self, job: UploadJob) {
+        let id = job.id;
+        let outcome = self.work_inner(job).await;
+        match outcome {
+            Ok(job) => self.hub.publish(&job),
+            Err(ServiceError::Rejected { code: "job_finished", .. }) => {
+                tracing::info!(job_id = %id, "job was cancelled while being processed");
+            }
+            Err(error) => {
+                // The lease runs out and another attempt follows.
+                tracing::warn!(%error, job_id = %id, "job attempt failed; it will be retried");
+            }
+        }
+    }
+
+    async fn work_inner(&self, job: UploadJob) -> ServiceResult<UploadJob> {
+        tracing::info!(job_id = %job.id, attempt = job.attempts, "processing job");
+        if job.attempts > self.settings.max_attempts {
+            let mut result = unprocessed(&job);
+            result.error = Some(JobFailure::new(
+                "processing_interrupted",
+                format!("Processing was interrupted {} times; the file is stored unprocessed.", job.attempts - 1),
+            ));
+            return self.finish(&job, result).await;
+        }
+        let notebook = match self.store.get_notebook(job.notebook_id).await {
+            Ok(notebook) => notebook,
+            Err(StoreError::NotFound) => {
+                self.fail(&job, JobFailure::new("notebook_deleted", "The notebook was deleted.")).await;
+                return self.store.get_job(job.id).await.map_err(Into::into);
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let settings = notebook.compliance_settings;
+        let content_type = job.file.as_ref().map(|f| f.content_type.clone()).unwrap_or_default();
+        if !content_type_allowed(&settings, &content_type) {
+            let failure = JobFailure::new(
+                "content_type_not_allowed",
+                format!("The notebook does not accept {content_type} files."),
+            );
+            self.fail(&job, failure).await;
+            return self.store.get_job(job.id).await.map_err(Into::into);
+        }
+
+        let job = self.advance(&job, JobStatus::Processing, "extracting text and metadata").await?;
+        let size = job.file.as_ref().map_or(0, |f| f.size);
+        let result = if size > self.settings.max_processing_bytes {
+            let mut result = unprocessed(&job);
+            result.processing_metadata.insert("skipped".into(), "file larger than the processing limit".into());
+            result
+        } else {
+            self.extract(&job, &settings).await?
+        };
+        // Renew the lease before writing derived blobs, so that a cancellation is
+        // noticed first.
+        let job = self.advance(&job, JobStatus::Processing, "storing results").await?;
+        self.finish(&job, result).await
+    }
+
+    async fn advance(&self, job: &UploadJob, status: JobStatus, stage: &str) -> ServiceResult<UploadJob> {
+        let now = time::now();
+        match self.store.advance_job(job.id, status, stage, time::after(now, self.settings.job_lease), now).await {
+            Ok(job) => {
+                self.hub.publish(&job);
+                Ok(job)
+            }
+            Err(StoreError::Conflict(_)) => Err(job_finished(job)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn extract(&self, job: &UploadJob, settings: &ComplianceSettings) -> ServiceResult<ProcessingResult> {
+        let scratch = tempfile::NamedTempFile::new().map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let read = self.blobs.read(&job.blob_key, None).await.map_err(blob_error)?;
+        let mut file = tokio::fs::File::from_std(scratch.reopen().map_err(|e| ServiceError::Internal(e.to_string()))?);
+        let mut stream = read.stream;
+        while let Some(chunk) = stream.next().await {
+            file.write_all(&chunk.map_err(blob_error)?).await.map_err(|e| ServiceError::Internal(e.to_string()))?;
+        }
+        file.flush().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
+        drop(file);
+        let request = ProcessRequest {
+            filename: job.filename.as_str().to_owned(),
+            scan_pii: settings.pii_detection,
+            redaction: settings.redaction_mode,
+        };
+        let started = Instant::now();
+        let outcome = self.processor.process(scratch.path(), &request).await;
+        let elapsed = started.elapsed();
+        let mut result = unprocessed(job);
+        result.processing_metadata.insert("duration_ms".into(), (elapsed.as_millis() as u64).into());
+        result.processing_metadata.insert("attempts".into(), job.attempts.into());
+        let processed = match outcome {
+            Ok(processed) => processed,
+            Err(ProcessError::Unavailable(reason)) => return Err(ServiceError::Unavailable(reason)),
+            Err(error) => {
+                metrics::counter!("aether_documents_processed_total", "format" => "unknown", "outcome" => "failed")
+                    .increment(1);
+                result.error = Some(error.failure());
+                return Ok(result);
+            }
+        };
+        let extraction = processed.extraction;
+        let format = extraction.format.as_str().to_owned();
+        metrics::histogram!("aether_document_processing_seconds", "format" => format.clone())
+            .record(elapsed.as_secs_f64());
+        metrics::counter!("aether_documents_processed_total", "format" => format.clone(), "outcome" => "completed")
+            .increment(1);
+        result.content_type = extraction.content_type.clone();
+        result.format = format;
+        result.supported = extraction.supported;
+        result.extracted_metadata = extraction.metadata.clone();
+        if extraction.text_truncated {
+            result.processing_metadata.insert("text_truncated".into(), true.into());
+        }
+        if !extraction.warnings.is_empty() {
+            result.processing_metadata.insert("warnings".into(), extraction.warnings.clone().into());
+        }
+        result.extracted_text = extraction.text;
+        let found: usize = processed.pii.values().sum();
+        result.pii_detected = found > 0;
+        let mut scan = serde_json::Map::new();
+        scan.insert("pii_detection".into(), settings.pii_detection.into());
+        scan.insert("redaction_mode".into(), serde_json::to_value(settings.redaction_mode).unwrap_or_default());
+        scan.insert("findings".into(), serde_json::to_value(&processed.pii).unwrap_or_default());
+        scan.insert("total_findings".into(), found.into());
+        scan.insert("scanned_at".into(), time::to_storage(&time::now()).into());
+        result.compliance_scan_results = scan;
+        if let Some(redacted) = processed.redacted_text {
+            let key = job.derived_key(document::REDACTED_NAME);
+            self.blobs.put(&key, redacted.into_bytes()).await.map_err(blob_error)?;
+            result.redacted_key = Some(key);
+            result.redaction_applied = found > 0;
+        }
+        if let Some(thumbnail) = extraction.thumbnail_png {
+            let key = job.derived_key(document::THUMBNAIL_NAME);
+            self.blobs.put(&key, thumbnail).await.map_err(blob_error)?;
+            result.thumbnail_key = Some(key);
+        }
+        Ok(result)
+    }
+
+    async fn finish(&self, job: &UploadJob, result: ProcessingResult) -> ServiceResult<UploadJob> {
+        match self.store.finish_job(job.id, result, time::now()).await {
+            Ok((finished, document)) => {
+                tracing::info!(job_id = %job.id, document_id = %document.id, status = finished.status.as_str(), "job finished");
+                Ok(finished)
+            }
+            Err(StoreError::Conflict(_)) => {
+                // Cancelled meanwhile: what this attempt wrote must go too.
+                self.store.queue_blob_deletions(&job.written_keys(), time::now()).await?;
+                self.work_ready.notify_one();
+                Err(job_finished(job))
+            }
+            Err(StoreError::NotFound) => {
+                // The document this version belonged to was deleted meanwhile.
+                self.fail(job, JobFailure::new("document_deleted", "The document was deleted during processing."))
+                    .await;
+                Ok(self.store.get_job(job.id).await?)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// The result of a file stored without (successful) extraction.
+fn unprocessed(job: &UploadJob) -> ProcessingResult {
+    ProcessingResult {
+        content_type: job.file.as_ref().map(|f| f.content_type.clone()).unwrap_or_default(),
+        format: "unsupported".to_owned(),
+        ..ProcessingResult::default()
+    }
+}
+
+fn content_type_allowed(settings: &ComplianceSettings, content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    settings.allowed_content_types.is_empty()
+        || settings.allowed_content_types.iter().any(|allowed| match allowed.strip_suffix("/*") {
+            Some(kind) => essence.split('/').next() == Some(kind),
+            None => allowed == essence,
+        })
+}
+
+/// Bytes kept from the start of an upload to sniff its type.
+const SNIFF_BYTES: usize = 64 * 1024;
+/// How often upload progress is written to the store.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
+/// How long an idle worker waits before looking for jobs again (other processes'
+/// jobs and expired leases do not wake it).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(10);
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn digest_of(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))[..32].to_owned()
+}
+
+/// The time a job has been running, for ETAs.
+pub fn elapsed_since(at: Timestamp) -> Duration {
+    (time::now() - at).to_std().unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_match_media_ranges() {
+        let settings = ComplianceSettings {
+            allowed_content_types: vec!["application/pdf".into(), "image/*".into()],
+            ..ComplianceSettings::default()
+        };
+        assert!(content_type_allowed(&settings, "application/pdf"));
+        assert!(content_type_allowed(&settings, "image/png"));
+        assert!(!content_type_allowed(&settings, "text/plain; charset=utf-8"));
+        assert!(content_type_allowed(&ComplianceSettings::default(), "anything/else"));
+    }
+
+    #[test]
+    fn pii_is_counted_and_redacted() {
+        let request = ProcessRequest { filename: "a.txt".into(), scan_pii: true, redaction: RedactionMode::Mask };
+        let processed = process_bytes(b"Mail jane@example.com or call +1 415-555-0100.", &request).unwrap();
+        assert_eq!(processed.pii.get("email"), Some(&1));
+        let redacted = processed.redacted_text.unwrap();
+        assert!(!redacted.contains("jane@example.com"), "{redacted}");
+        assert!(redacted.contains("[REDACTED:EMAIL]"), "{redacted}");
+    }
+}
