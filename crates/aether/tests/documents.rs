@@ -73,7 +73,8 @@ async fn accepted(app: &TestApp, token: &str, notebook: &str, name: &str, bytes:
 /// Polls the job until it has finished.
 async fn finished(app: &TestApp, token: &str, job: &Value) -> Value {
     let url = job["status_url"].as_str().unwrap().to_owned();
-    for _ in 0..300 {
+    // Generous: on a shared Neo4j, workers may first meet other runs' leftover jobs.
+    for _ in 0..600 {
         let status = json_of(call(app, token, Method::GET, &url, None).await, 200).await;
         if ["completed", "failed", "cancelled"].contains(&status["status"].as_str().unwrap()) {
             return status;

@@ -772,7 +772,15 @@ impl DocumentService {
 
     async fn extract(&self, job: &UploadJob, settings: &ComplianceSettings) -> ServiceResult<ProcessingResult> {
         let scratch = tempfile::NamedTempFile::new().map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let read = self.blobs.read(&job.blob_key, None).await.map_err(blob_error)?;
+        let read = match self.blobs.read(&job.blob_key, None).await {
+            Ok(read) => read,
+            // The job's bytes are gone (or were stored elsewhere): retrying cannot help.
+            Err(aether_domain::blob::BlobError::NotFound) => {
+                self.fail(job, JobFailure::new("file_missing", "The uploaded file is no longer in storage.")).await;
+                return Err(job_finished(job));
+            }
+            Err(error) => return Err(blob_error(error)),
+        };
         let mut file = tokio::fs::File::from_std(scratch.reopen().map_err(|e| ServiceError::Internal(e.to_string()))?);
         let mut stream = read.stream;
         while let Some(chunk) = stream.next().await {
