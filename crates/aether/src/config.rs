@@ -180,6 +180,10 @@ pub struct Config {
     pub stale_upload_secs: u64,
     /// The `aether` binary run as `aether extract`; empty means this executable.
     pub extractor_program: String,
+    /// HMAC key of job callbacks; empty: generated once into `data_dir/keys`.
+    pub callback_signing_secret: Secret,
+    /// Callback retries wait 1×, 5× and 25× this.
+    pub callback_retry_base_ms: u64,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -240,6 +244,8 @@ impl Default for Config {
             job_lease_secs: 60,
             stale_upload_secs: 120,
             extractor_program: String::new(),
+            callback_signing_secret: Secret::default(),
+            callback_retry_base_ms: 1000,
             log_format: LogFormat::Json,
             log_level: "info".into(),
         }
@@ -301,6 +307,8 @@ pub const KEYS: &[&str] = &[
     "job_lease_secs",
     "stale_upload_secs",
     "extractor_program",
+    "callback_signing_secret",
+    "callback_retry_base_ms",
     "log_format",
     "log_level",
 ];

@@ -1,6 +1,7 @@
 //! Wiring: turns a [`Config`] into running stores, adapters and services, and runs
 //! the server and the background workers. `main.rs` is only the command line.
 
+pub mod callbacks;
 pub mod config;
 pub mod processor;
 
@@ -19,7 +20,7 @@ use aether_domain::store::Store;
 use aether_domain::user::Password;
 use aether_identity_keycloak::{KeycloakClient, KeycloakConfig};
 use aether_services::accounts::Bootstrap;
-use aether_services::documents::{DocumentService, DocumentSettings, JobHub};
+use aether_services::documents::{Callbacks, DocumentService, DocumentSettings, JobHub};
 use aether_services::events::{EventDispatcher, InProcessBus};
 use aether_services::limits::InProcessRateLimiter;
 use aether_services::{
@@ -220,22 +221,32 @@ impl Runtime {
             timeout: Duration::from_secs(config.processing_timeout_secs),
             memory_bytes: config.processing_memory_mb.saturating_mul(1024 * 1024),
         });
-        let documents = Arc::new(DocumentService::new(
-            Arc::clone(&store),
-            Arc::clone(&blobs),
-            NotebookService::new(Arc::clone(&store), config.max_notebook_depth),
-            processor,
-            Arc::new(JobHub::default()),
-            DocumentSettings {
-                max_upload_bytes: config.max_upload_bytes,
-                workers: config.document_workers,
-                job_lease: Duration::from_secs(config.job_lease_secs),
-                max_attempts: config.processing_max_attempts,
-                processing_timeout: Duration::from_secs(config.processing_timeout_secs),
-                stale_upload_after: Duration::from_secs(config.stale_upload_secs),
-                ..DocumentSettings::default()
-            },
-        ));
+        let documents = Arc::new(
+            DocumentService::new(
+                Arc::clone(&store),
+                Arc::clone(&blobs),
+                NotebookService::new(Arc::clone(&store), config.max_notebook_depth),
+                processor,
+                Arc::new(JobHub::default()),
+                DocumentSettings {
+                    max_upload_bytes: config.max_upload_bytes,
+                    workers: config.document_workers,
+                    job_lease: Duration::from_secs(config.job_lease_secs),
+                    max_attempts: config.processing_max_attempts,
+                    processing_timeout: Duration::from_secs(config.processing_timeout_secs),
+                    stale_upload_after: Duration::from_secs(config.stale_upload_secs),
+                    ..DocumentSettings::default()
+                },
+            )
+            .with_callbacks(Callbacks::new(
+                Arc::new(callbacks::HttpCallbackSender::new()?),
+                callbacks::signing_secret(
+                    config.callback_signing_secret.expose(),
+                    &config.data_dir.join("keys").join("callback-signing-secret"),
+                )?,
+                [1, 5, 25].iter().map(|factor| Duration::from_millis(config.callback_retry_base_ms * factor)).collect(),
+            )),
+        );
         Ok(Self {
             config,
             store,

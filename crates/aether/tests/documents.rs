@@ -540,3 +540,79 @@ async fn batches_upload_several_files() {
     assert!(listed["items"].as_array().unwrap().is_empty());
     app.shutdown().await;
 }
+
+/// What a callback receiver got: the signature header, the event header and the body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>;
+
+/// A callback receiver on a free port that refuses its first request with 500.
+async fn callback_receiver() -> (String, Received) {
+    let received: Received = Default::default();
+    let log = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let log = log.clone();
+            async move {
+                let header =
+                    |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let mut log = log.lock().unwrap();
+                log.push((header("x-aether-signature"), header("x-aether-event"), body.to_vec()));
+                if log.len() == 1 {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+#[tokio::test]
+async fn callbacks_are_signed_and_retried() {
+    let _serial = WORKERS.lock().await;
+    const SECRET: &str = "test-callback-secret";
+    let app = TestApp::spawn_with(|config| {
+        with_workers(config);
+        config.callback_signing_secret = aether::config::Secret::new(SECRET);
+        config.callback_retry_base_ms = 20;
+    })
+    .await;
+    let owner = app.user_token("called-back").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+    let (hook, received) = callback_receiver().await;
+    let bad_fields = [("notebook_id", nb.clone()), ("callback_url", "ftp://x".to_owned())];
+    assert_eq!(upload(&app, &owner, &bad_fields, "a.txt", b"a".to_vec()).await.status(), 422);
+    let fields = [("notebook_id", nb.clone()), ("callback_url", hook)];
+    let job = json_of(upload(&app, &owner, &fields, "hooked.txt", b"hello".to_vec()).await, 202).await;
+    assert_eq!(finished(&app, &owner, &job).await["status"], "completed");
+
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = received.lock().unwrap().clone();
+        if events.iter().any(|(_, event, _)| event == "job.completed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let names: Vec<&str> = events.iter().map(|(_, event, _)| event.as_str()).collect();
+    assert_eq!(names.first(), Some(&"job.pending"));
+    assert_eq!(names.iter().filter(|n| **n == "job.pending").count(), 2, "the refused delivery is retried: {names:?}");
+    assert!(names.contains(&"job.processing") && names.contains(&"job.completed"), "{names:?}");
+    for (signature, _, body) in &events {
+        let (t, v1) = signature.split_once(',').unwrap();
+        let timestamp: i64 = t.strip_prefix("t=").unwrap().parse().unwrap();
+        let expected = aether_services::documents::Callbacks::signature(SECRET.as_bytes(), timestamp, body);
+        assert_eq!(signature, &expected, "v1 is HMAC-SHA256 over '<t>.<body>'");
+        assert!(v1.starts_with("v1=") && v1.len() == 67);
+        let other = aether_services::documents::Callbacks::signature(b"another secret", timestamp, body);
+        assert_ne!(signature, &other);
+    }
+    let completed: Value = serde_json::from_slice(&events.iter().find(|e| e.1 == "job.completed").unwrap().2).unwrap();
+    assert_eq!(completed["job"]["job_id"], job["job_id"]);
+    assert_eq!(completed["job"]["status"], "completed");
+    app.shutdown().await;
+}

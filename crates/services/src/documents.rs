@@ -203,6 +203,94 @@ impl JobHub {
     }
 }
 
+/// Sends one HTTP POST; the adapter owns the HTTP client (timeouts, no redirects).
+#[async_trait]
+pub trait CallbackSender: Send + Sync + fmt::Debug {
+    /// Answers the response status, or why there was none.
+    async fn post(&self, url: &str, body: Vec<u8>, headers: Vec<(&'static str, String)>) -> Result<u16, String>;
+}
+
+/// Signed job callbacks: `X-Aether-Signature: t=<unix seconds>,v1=<hex>`, where the
+/// hex is HMAC-SHA256 over `<t>.<body>` with the configured secret (the timestamp
+/// lets receivers refuse replays). Retried after each delay until a 2xx answer.
+#[derive(Debug)]
+pub struct Callbacks {
+    sender: Arc<dyn CallbackSender>,
+    secret: Vec<u8>,
+    retry_delays: Vec<Duration>,
+}
+
+impl Callbacks {
+    pub fn new(sender: Arc<dyn CallbackSender>, secret: Vec<u8>, retry_delays: Vec<Duration>) -> Self {
+        Self { sender, secret, retry_delays }
+    }
+
+    /// The signature header's value for `body` sent at `timestamp` (Unix seconds).
+    pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        format!("t={timestamp},v1={}", hex(&mac.finalize().into_bytes()))
+    }
+
+    /// Delivers the job's state in the background, retrying with backoff.
+    fn deliver(self: &Arc<Self>, job: &UploadJob) {
+        let Some(url) = job.callback_url.clone() else { return };
+        let delivery = uuid::Uuid::now_v7();
+        let event = format!("job.{}", job.status.as_str());
+        let body = serde_json::json!({
+            "event": event,
+            "delivery_id": delivery.to_string(),
+            "job": {
+                "job_id": job.id.to_string(),
+                "notebook_id": job.notebook_id.to_string(),
+                "document_id": job.document_id.to_string(),
+                "status": job.status.as_str(),
+                "stage": job.stage,
+                "original_filename": job.filename.as_str(),
+                "file_size": job.file.as_ref().map(|f| f.size),
+                "file_hash": job.file.as_ref().map(|f| f.sha256.clone()),
+                "content_type": job.file.as_ref().map(|f| f.content_type.clone()),
+                "error": job.failure.as_ref().map(|f| serde_json::json!({"code": f.code, "message": f.message})),
+                "updated_at": time::to_storage(&job.updated_at),
+            },
+        })
+        .to_string()
+        .into_bytes();
+        let callbacks = Arc::clone(self);
+        let job_id = job.id;
+        tokio::spawn(async move {
+            let mut delays = callbacks.retry_delays.iter();
+            loop {
+                let timestamp = time::now().timestamp();
+                let headers = vec![
+                    ("content-type", "application/json".to_owned()),
+                    ("x-aether-event", event.clone()),
+                    ("x-aether-delivery", delivery.to_string()),
+                    ("x-aether-signature", Self::signature(&callbacks.secret, timestamp, &body)),
+                ];
+                let outcome = callbacks.sender.post(url.as_str(), body.clone(), headers).await;
+                match outcome {
+                    Ok(status) if (200..300).contains(&status) => {
+                        metrics::counter!("aether_callbacks_total", "outcome" => "delivered").increment(1);
+                        return;
+                    }
+                    Ok(status) => tracing::info!(%job_id, status, "callback refused"),
+                    Err(error) => tracing::info!(%job_id, %error, "callback failed"),
+                }
+                let Some(delay) = delays.next() else {
+                    metrics::counter!("aether_callbacks_total", "outcome" => "abandoned").increment(1);
+                    tracing::warn!(%job_id, "callback abandoned after retries");
+                    return;
+                };
+                tokio::time::sleep(*delay).await;
+            }
+        });
+    }
+}
+
 /// What a client asks to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Variant {
@@ -259,6 +347,7 @@ pub struct DocumentService {
     settings: DocumentSettings,
     /// Wakes idle workers when a job becomes pending in this process.
     work_ready: Notify,
+    callbacks: Option<Arc<Callbacks>>,
 }
 
 fn rejected(code: &'static str, detail: impl Into<String>) -> ServiceError {
@@ -278,7 +367,26 @@ impl DocumentService {
         hub: Arc<JobHub>,
         settings: DocumentSettings,
     ) -> Self {
-        Self { store, blobs, notebooks, processor, hub, settings, work_ready: Notify::new() }
+        Self { store, blobs, notebooks, processor, hub, settings, work_ready: Notify::new(), callbacks: None }
+    }
+
+    /// Sends signed callbacks to jobs' `callback_url`s.
+    pub fn with_callbacks(mut self, callbacks: Callbacks) -> Self {
+        self.callbacks = Some(Arc::new(callbacks));
+        self
+    }
+
+    /// Tells subscribers about a job's new state, and its callback URL when the
+    /// status moved to one clients act on.
+    fn changed(&self, job: &UploadJob, previous: Option<JobStatus>) {
+        self.hub.publish(job);
+        let notable = matches!(job.status, JobStatus::Pending | JobStatus::Processing) || job.status.is_terminal();
+        if notable
+            && previous != Some(job.status)
+            && let Some(callbacks) = &self.callbacks
+        {
+            callbacks.deliver(job);
+        }
     }
 
     pub fn settings(&self) -> &DocumentSettings {
@@ -403,7 +511,7 @@ impl DocumentService {
         match self.store.accept_upload(job.id, file, time::now()).await {
             Ok(accepted) => {
                 tracing::info!(job_id = %job.id, bytes = received, "upload stored");
-                self.hub.publish(&accepted);
+                self.changed(&accepted, Some(JobStatus::Uploading));
                 self.work_ready.notify_one();
                 Ok(accepted)
             }
@@ -421,7 +529,7 @@ impl DocumentService {
     async fn fail(&self, job: &UploadJob, failure: JobFailure) {
         tracing::info!(job_id = %job.id, code = %failure.code, "job failed");
         match self.store.fail_job(job.id, failure, time::now()).await {
-            Ok(failed) => self.hub.publish(&failed),
+            Ok(failed) => self.changed(&failed, Some(job.status)),
             Err(error) => tracing::warn!(%error, job_id = %job.id, "could not record a job failure"),
         }
     }
@@ -453,7 +561,7 @@ impl DocumentService {
             Err(error) => return Err(error.into()),
         };
         tracing::info!(job_id = %id, "job cancelled");
-        self.hub.publish(&cancelled);
+        self.changed(&cancelled, Some(job.status));
         Ok(cancelled)
     }
 
@@ -703,7 +811,8 @@ impl DocumentService {
         let id = job.id;
         let outcome = self.work_inner(job).await;
         match outcome {
-            Ok(job) => self.hub.publish(&job),
+            // Every ending (finish, fail) has told subscribers already.
+            Ok(_) => {}
             Err(ServiceError::Rejected { code: "job_finished", .. }) => {
                 tracing::info!(job_id = %id, "job was cancelled while being processed");
             }
@@ -761,9 +870,9 @@ impl DocumentService {
     async fn advance(&self, job: &UploadJob, status: JobStatus, stage: &str) -> ServiceResult<UploadJob> {
         let now = time::now();
         match self.store.advance_job(job.id, status, stage, time::after(now, self.settings.job_lease), now).await {
-            Ok(job) => {
-                self.hub.publish(&job);
-                Ok(job)
+            Ok(advanced) => {
+                self.changed(&advanced, Some(job.status));
+                Ok(advanced)
             }
             Err(StoreError::Conflict(_)) => Err(job_finished(job)),
             Err(error) => Err(error.into()),
@@ -853,6 +962,7 @@ impl DocumentService {
         match self.store.finish_job(job.id, result, time::now()).await {
             Ok((finished, document)) => {
                 tracing::info!(job_id = %job.id, document_id = %document.id, status = finished.status.as_str(), "job finished");
+                self.changed(&finished, Some(job.status));
                 Ok(finished)
             }
             Err(StoreError::Conflict(_)) => {

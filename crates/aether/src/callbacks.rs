@@ -1,0 +1,63 @@
+//! Job callbacks over HTTP, and the secret they are signed with.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aether_services::documents::CallbackSender;
+use anyhow::Context as _;
+use async_trait::async_trait;
+
+/// POSTs callbacks with a short timeout and without following redirects, so a
+/// callback URL cannot bounce the server to another address.
+#[derive(Debug, Clone)]
+pub struct HttpCallbackSender {
+    client: reqwest::Client,
+}
+
+impl HttpCallbackSender {
+    pub fn new() -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("aether-callbacks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { client })
+    }
+}
+
+#[async_trait]
+impl CallbackSender for HttpCallbackSender {
+    async fn post(&self, url: &str, body: Vec<u8>, headers: Vec<(&'static str, String)>) -> Result<u16, String> {
+        let mut request = self.client.post(url).body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send().await.map(|response| response.status().as_u16()).map_err(|error| error.to_string())
+    }
+}
+
+/// The configured secret, or one generated on first start and kept in `path`
+/// (mode 0600), so signatures stay verifiable across restarts.
+pub fn signing_secret(configured: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    if !configured.is_empty() {
+        return Ok(configured.as_bytes().to_vec());
+    }
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim();
+        if !existing.is_empty() {
+            return Ok(existing.as_bytes().to_vec());
+        }
+    }
+    let secret: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tracing::info!(path = %path.display(), "generated the callback signing secret");
+    Ok(secret.into_bytes())
+}
