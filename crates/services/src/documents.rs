@@ -817,8 +817,16 @@ impl DocumentService {
                 tracing::info!(job_id = %id, "job was cancelled while being processed");
             }
             Err(error) => {
-                // The lease runs out and another attempt follows.
+                // Shorten the lease so that another attempt follows soon, not only
+                // when the whole lease has run out (a dependency hiccup, a deadlock).
                 tracing::warn!(%error, job_id = %id, "job attempt failed; it will be retried");
+                let now = time::now();
+                let retry_at = time::after(now, RETRY_DELAY);
+                if let Err(error) =
+                    self.store.advance_job(id, JobStatus::Validating, "waiting to retry", retry_at, now).await
+                {
+                    tracing::warn!(%error, job_id = %id, "could not shorten the lease of a failed attempt");
+                }
             }
         }
     }
@@ -1008,6 +1016,8 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 /// jobs and expired leases do not wake it).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a job waits after a failed attempt before another worker may take it.
+const RETRY_DELAY: Duration = Duration::from_secs(5);
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

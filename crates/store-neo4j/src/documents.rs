@@ -21,7 +21,9 @@ use async_trait::async_trait;
 use neo4rs::{Row, Txn, query};
 use serde::Deserialize;
 
-use crate::{Neo4jStore, after_param, corrupt, in_txn, limit_param, map_err, record_change, storage, ts, txn_rows};
+use crate::{
+    Neo4jStore, after_param, corrupt, in_txn_retrying, limit_param, map_err, record_change, storage, ts, txn_rows,
+};
 
 const JOB_RETURN: &str = "RETURN j.id AS id, j.notebook_id AS notebook_id, j.uploaded_by AS uploaded_by, \
      j.document_id AS document_id, j.version_id AS version_id, j.new_version AS new_version, j.filename AS filename, \
@@ -347,7 +349,7 @@ impl Neo4jStore {
         failure: Option<JobFailure>,
         at: Timestamp,
     ) -> StoreResult<UploadJob> {
-        in_txn(&self.graph, async |txn| {
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
             let job = lock_job(txn, id).await?;
             if job.status.is_terminal() {
                 return Err(job_status_conflict());
@@ -363,7 +365,7 @@ impl Neo4jStore {
 #[async_trait]
 impl DocumentStore for Neo4jStore {
     async fn create_upload_job(&self, new: NewUploadJob) -> StoreResult<UploadJob> {
-        in_txn(&self.graph, async |txn| {
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
             let live = query("MATCH (n:Notebook {id: $id}) WHERE n.status <> 'deleted' RETURN n.id AS id")
                 .param("id", new.notebook_id.to_string());
             if txn_rows(txn, live).await?.is_empty() {
@@ -448,7 +450,7 @@ impl DocumentStore for Neo4jStore {
     }
 
     async fn accept_upload(&self, id: JobId, file: ReceivedFile, at: Timestamp) -> StoreResult<UploadJob> {
-        in_txn(&self.graph, async |txn| {
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
             let job = lock_job(txn, id).await?;
             if job.status != JobStatus::Uploading {
                 return Err(job_status_conflict());
@@ -472,7 +474,7 @@ impl DocumentStore for Neo4jStore {
     }
 
     async fn claim_job(&self, now: Timestamp, lease_until: Timestamp) -> StoreResult<Option<UploadJob>> {
-        in_txn(&self.graph, async |txn| {
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
             // Lock the candidate, then test it again: another worker may have taken
             // it between the match and the lock.
             let q = query(&format!(
@@ -503,7 +505,9 @@ impl DocumentStore for Neo4jStore {
         lease_until: Timestamp,
         at: Timestamp,
     ) -> StoreResult<UploadJob> {
-        in_txn(&self.graph, async |txn| {
+        // Owned, so the retried body captures no borrowed data.
+        let stage = stage.to_owned();
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
             let job = lock_job(txn, id).await?;
             if !job.status.is_worked_on() {
                 return Err(job_status_conflict());
@@ -514,7 +518,7 @@ impl DocumentStore for Neo4jStore {
             )
             .param("id", id.to_string())
             .param("status", status.as_str())
-            .param("stage", stage)
+            .param("stage", stage.clone())
             .param("lease", storage(&lease_until))
             .param("at", storage(&at));
             txn.run(q).await.map_err(map_err)?;
@@ -529,7 +533,7 @@ impl DocumentStore for Neo4jStore {
         result: ProcessingResult,
         at: Timestamp,
     ) -> StoreResult<(UploadJob, Document)> {
-        in_txn(&self.graph, async |txn| {
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
             let job = lock_job(txn, id).await?;
             if job.status.is_terminal() {
                 return Err(job_status_conflict());
@@ -660,7 +664,9 @@ impl DocumentStore for Neo4jStore {
     }
 
     async fn update_document(&self, id: DocumentId, patch: DocumentPatch, change: &Change) -> StoreResult<Document> {
-        in_txn(&self.graph, async |txn| {
+        let change = change.clone();
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
+            let patch = patch.clone();
             let mut document = lock_document(txn, id).await?;
             let mut record = ChangeRecord::new(document.notebook_id, "document_updated", "update")
                 .with("document_id", id.to_string());
@@ -684,14 +690,15 @@ impl DocumentStore for Neo4jStore {
             .param("tags", document.tags.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>())
             .param("at", storage(&change.at));
             let row = txn_rows(txn, q).await?.into_iter().next().ok_or(StoreError::NotFound)?;
-            record_change(txn, change, record).await?;
+            record_change(txn, &change, record).await?;
             document_from_row(&row)
         })
         .await
     }
 
     async fn delete_document(&self, id: DocumentId, change: &Change) -> StoreResult<()> {
-        in_txn(&self.graph, async |txn| {
+        let change = change.clone();
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
             let document = lock_document(txn, id).await?;
             let q =
                 query(&format!("MATCH (d:Document {{id: $id}})-[:VERSION_OF]->(v:DocumentVersion) {VERSION_RETURN}"))
@@ -717,7 +724,7 @@ impl DocumentStore for Neo4jStore {
             let record = ChangeRecord::new(document.notebook_id, "document_deleted", "delete")
                 .with("document_id", id.to_string())
                 .with("original_filename", document.original_filename.as_str());
-            record_change(txn, change, record).await
+            record_change(txn, &change, record).await
         })
         .await
     }
@@ -736,7 +743,8 @@ impl DocumentStore for Neo4jStore {
     }
 
     async fn queue_blob_deletions(&self, keys: &[BlobKey], at: Timestamp) -> StoreResult<()> {
-        in_txn(&self.graph, async |txn| queue_deletions(txn, keys, &at).await).await
+        let keys = keys.to_vec();
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| queue_deletions(txn, &keys, &at).await).await
     }
 
     async fn pending_blob_deletions(&self, limit: u32) -> StoreResult<Vec<BlobDeletion>> {

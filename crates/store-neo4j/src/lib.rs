@@ -109,6 +109,37 @@ async fn in_txn<T>(graph: &Graph, body: impl AsyncFnOnce(&mut Txn) -> StoreResul
     }
 }
 
+/// [`in_txn`] for use cases that run concurrently on the same nodes (the document
+/// workers): Neo4j ends one of two transactions that wait for each other's locks
+/// with a transient error (`DeadlockDetected`), and, as its manual advises, such a
+/// transaction is run again, a few times, after a short random pause.
+async fn in_txn_retrying<T>(graph: &Graph, body: impl AsyncFn(&mut Txn) -> StoreResult<T>) -> StoreResult<T> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let error = match in_txn(graph, async |txn: &mut Txn| body(txn).await).await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if attempt >= ATTEMPTS || !is_transient(&error) {
+            return Err(error);
+        }
+        tracing::debug!(%error, attempt, "retrying a transaction after a transient error");
+        let pause = 10 * u64::from(attempt) + u64::from(rand_jitter());
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+fn is_transient(error: &StoreError) -> bool {
+    matches!(error, StoreError::Unavailable(code) if code.starts_with("Neo.TransientError"))
+}
+
+/// 0–31 ms, from the clock: enough to keep two retrying transactions apart.
+fn rand_jitter() -> u8 {
+    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) % 32) as u8
+}
+
 async fn txn_rows(txn: &mut Txn, q: Query) -> StoreResult<Vec<Row>> {
     let mut stream = txn.execute(q).await.map_err(map_err)?;
     let mut rows = Vec::new();
