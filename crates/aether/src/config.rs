@@ -180,6 +180,9 @@ pub struct Config {
     pub stale_upload_secs: u64,
     /// The `aether` binary run as `aether extract`; empty means this executable.
     pub extractor_program: String,
+    /// clamd's `host:port`; empty turns virus scanning off.
+    pub clamav_address: String,
+    pub clamav_timeout_secs: u64,
     /// HMAC key of job callbacks; empty: generated once into `data_dir/keys`.
     pub callback_signing_secret: Secret,
     /// Callback retries wait 1×, 5× and 25× this.
@@ -244,6 +247,8 @@ impl Default for Config {
             job_lease_secs: 60,
             stale_upload_secs: 120,
             extractor_program: String::new(),
+            clamav_address: String::new(),
+            clamav_timeout_secs: 120,
             callback_signing_secret: Secret::default(),
             callback_retry_base_ms: 1000,
             log_format: LogFormat::Json,
@@ -307,6 +312,8 @@ pub const KEYS: &[&str] = &[
     "job_lease_secs",
     "stale_upload_secs",
     "extractor_program",
+    "clamav_address",
+    "clamav_timeout_secs",
     "callback_signing_secret",
     "callback_retry_base_ms",
     "log_format",

@@ -13,9 +13,11 @@ use aether_api::{ApiSettings, AppState, RateLimitSettings, ReadinessCheck};
 use aether_auth_local::{Argon2Hasher, LocalTokenCodec, TokenSettings};
 use aether_blob_store::{ObjectBlobStore, S3Config};
 use aether_cache_redis::RedisEphemeralStore;
+use aether_clamav::ClamdScanner;
 use aether_domain::blob::BlobStore;
 use aether_domain::identity::{EphemeralStore, TokenVerifier};
 use aether_domain::limits::RateLimiter;
+use aether_domain::scan::VirusScanner;
 use aether_domain::store::Store;
 use aether_domain::user::Password;
 use aether_identity_keycloak::{KeycloakClient, KeycloakConfig};
@@ -54,6 +56,8 @@ pub struct Runtime {
     pub limiter: Arc<dyn RateLimiter>,
     pub notebooks: Arc<NotebookService>,
     pub documents: Arc<DocumentService>,
+    /// ClamAV, when uploads are scanned.
+    pub scanner: Option<Arc<dyn VirusScanner>>,
     pub tokens: Arc<LocalTokenCodec>,
     /// The embedded event bus the outbox is published to.
     pub bus: Arc<InProcessBus>,
@@ -221,32 +225,39 @@ impl Runtime {
             timeout: Duration::from_secs(config.processing_timeout_secs),
             memory_bytes: config.processing_memory_mb.saturating_mul(1024 * 1024),
         });
-        let documents = Arc::new(
-            DocumentService::new(
-                Arc::clone(&store),
-                Arc::clone(&blobs),
-                NotebookService::new(Arc::clone(&store), config.max_notebook_depth),
-                processor,
-                Arc::new(JobHub::default()),
-                DocumentSettings {
-                    max_upload_bytes: config.max_upload_bytes,
-                    workers: config.document_workers,
-                    job_lease: Duration::from_secs(config.job_lease_secs),
-                    max_attempts: config.processing_max_attempts,
-                    processing_timeout: Duration::from_secs(config.processing_timeout_secs),
-                    stale_upload_after: Duration::from_secs(config.stale_upload_secs),
-                    ..DocumentSettings::default()
-                },
-            )
-            .with_callbacks(Callbacks::new(
-                Arc::new(callbacks::HttpCallbackSender::new()?),
-                callbacks::signing_secret(
-                    config.callback_signing_secret.expose(),
-                    &config.data_dir.join("keys").join("callback-signing-secret"),
-                )?,
-                [1, 5, 25].iter().map(|factor| Duration::from_millis(config.callback_retry_base_ms * factor)).collect(),
-            )),
+        let scanner: Option<Arc<dyn VirusScanner>> = (!config.clamav_address.is_empty()).then(|| {
+            Arc::new(ClamdScanner::new(config.clamav_address.clone(), Duration::from_secs(config.clamav_timeout_secs)))
+                as Arc<dyn VirusScanner>
+        });
+        let callbacks = Callbacks::new(
+            Arc::new(callbacks::HttpCallbackSender::new()?),
+            callbacks::signing_secret(
+                config.callback_signing_secret.expose(),
+                &config.data_dir.join("keys").join("callback-signing-secret"),
+            )?,
+            [1, 5, 25].iter().map(|factor| Duration::from_millis(config.callback_retry_base_ms * factor)).collect(),
         );
+        let mut documents = DocumentService::new(
+            Arc::clone(&store),
+            Arc::clone(&blobs),
+            NotebookService::new(Arc::clone(&store), config.max_notebook_depth),
+            processor,
+            Arc::new(JobHub::default()),
+            DocumentSettings {
+                max_upload_bytes: config.max_upload_bytes,
+                workers: config.document_workers,
+                job_lease: Duration::from_secs(config.job_lease_secs),
+                max_attempts: config.processing_max_attempts,
+                processing_timeout: Duration::from_secs(config.processing_timeout_secs),
+                stale_upload_after: Duration::from_secs(config.stale_upload_secs),
+                ..DocumentSettings::default()
+            },
+        )
+        .with_callbacks(callbacks);
+        if let Some(scanner) = &scanner {
+            documents = documents.with_scanner(Arc::clone(scanner));
+        }
+        let documents = Arc::new(documents);
         Ok(Self {
             config,
             store,
@@ -260,6 +271,7 @@ impl Runtime {
             limiter,
             notebooks,
             documents,
+            scanner,
             tokens,
             bus,
             events,
@@ -314,6 +326,9 @@ impl Runtime {
         }
         if let Some(keycloak) = &self.keycloak {
             checks.push(Arc::new(KeycloakCheck(Arc::clone(keycloak))));
+        }
+        if let Some(scanner) = &self.scanner {
+            checks.push(Arc::new(ScannerCheck(Arc::clone(scanner))));
         }
         aether_api::router(AppState {
             accounts: Arc::clone(&self.accounts),
@@ -412,6 +427,19 @@ struct BlobCheck(Arc<dyn BlobStore>);
 impl ReadinessCheck for BlobCheck {
     fn name(&self) -> &str {
         "blob_store"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|error| error.to_string())
+    }
+}
+
+struct ScannerCheck(Arc<dyn VirusScanner>);
+
+#[async_trait]
+impl ReadinessCheck for ScannerCheck {
+    fn name(&self) -> &str {
+        "clamav"
     }
 
     async fn check(&self) -> Result<(), String> {

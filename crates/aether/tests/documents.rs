@@ -616,3 +616,81 @@ async fn callbacks_are_signed_and_retried() {
     assert_eq!(completed["job"]["status"], "completed");
     app.shutdown().await;
 }
+
+/// The EICAR test file, in two pieces so that this source is not one.
+fn eicar() -> Vec<u8> {
+    let mut bytes = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR".to_vec();
+    bytes.extend_from_slice(b"-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*");
+    bytes
+}
+
+#[tokio::test]
+async fn infected_uploads_are_quarantined() {
+    let _serial = WORKERS.lock().await;
+    let Ok(address) = std::env::var("AETHER_TEST_CLAMAV_ADDR") else {
+        let required = std::env::var("AETHER_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+        assert!(!required, "AETHER_TEST_REQUIRE_SERVICES=1 but AETHER_TEST_CLAMAV_ADDR is not set");
+        eprintln!("NOT RUN: set AETHER_TEST_CLAMAV_ADDR (scripts/test does) to test virus scanning");
+        return;
+    };
+    let app = TestApp::spawn_with(|config| {
+        with_workers(config);
+        config.clamav_address = address;
+    })
+    .await;
+    let ready = json_of(app.client.get(app.url("/ready")).send().await.unwrap(), 200).await;
+    assert_eq!(ready["checks"]["clamav"]["status"], "up", "{ready}");
+    let owner = app.user_token("scanned").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+
+    let infected = finished(&app, &owner, &accepted(&app, &owner, &nb, "eicar.com", eicar()).await).await;
+    assert_eq!(infected["status"], "failed", "{infected}");
+    assert_eq!(infected["error"]["code"], "virus_detected");
+    assert!(infected["error"]["message"].as_str().unwrap().contains("Aether.Test.EICAR"), "{infected}");
+    let documents =
+        json_of(call(&app, &owner, Method::GET, &format!("/api/v1/notebooks/{nb}/documents"), None).await, 200).await;
+    assert!(documents["items"].as_array().unwrap().is_empty(), "an infected file never becomes a document");
+    let job_id = infected["job_id"].as_str().unwrap();
+    let quarantined = aether_domain::blob::BlobKey::parse(&format!("quarantine/{job_id}/original")).unwrap();
+    assert_eq!(app.server.runtime.blobs.get(&quarantined).await.unwrap(), eicar(), "kept in quarantine");
+    app.server.runtime.documents.maintain().await.unwrap();
+    assert!(files_under(&app.dir.path().join("blobs").join("documents")).is_empty(), "the upload itself is gone");
+
+    let clean =
+        finished(&app, &owner, &accepted(&app, &owner, &nb, "clean.txt", b"nothing to see".to_vec()).await).await;
+    assert_eq!(clean["status"], "completed");
+    let document = json_of(
+        call(&app, &owner, Method::GET, &format!("/api/v1/documents/{}", clean["document_id"].as_str().unwrap()), None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(document["processing_metadata"]["virus_scan"]["result"], "clean");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn uploads_are_not_stored_unscanned_when_the_scanner_is_down() {
+    let _serial = WORKERS.lock().await;
+    let app = TestApp::spawn_with(|config| {
+        with_workers(config);
+        config.clamav_address = "127.0.0.1:1".into();
+        config.processing_max_attempts = 1;
+    })
+    .await;
+    let owner = app.user_token("unscanned").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+    let job = accepted(&app, &owner, &nb, "later.txt", b"scan me".to_vec()).await;
+    let done = finished(&app, &owner, &job).await;
+    assert_eq!(
+        (done["status"].as_str(), done["error"]["code"].as_str()),
+        (Some("failed"), Some("not_scanned")),
+        "{done}"
+    );
+    assert_eq!(done["attempts"], 2, "retried once the scanner failed");
+    let quarantined =
+        aether_domain::blob::BlobKey::parse(&format!("quarantine/{}/original", done["job_id"].as_str().unwrap()))
+            .unwrap();
+    assert_eq!(app.server.runtime.blobs.get(&quarantined).await.unwrap(), b"scan me", "kept, not lost");
+    app.shutdown().await;
+}

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod limits;
 pub mod notebook;
 pub mod page;
+pub mod scan;
 pub mod store;
 pub mod time;
 pub mod user;

@@ -27,6 +27,7 @@ use aether_domain::document::{
 };
 use aether_domain::id::{DocumentId, JobId, NotebookId};
 use aether_domain::page::{Page, PageRequest};
+use aether_domain::scan::{ScanError, ScanVerdict, VirusScanner};
 use aether_domain::store::Store;
 use aether_domain::time::{self, Timestamp};
 use aether_extract::{Extraction, Limits, pii};
@@ -348,6 +349,7 @@ pub struct DocumentService {
     /// Wakes idle workers when a job becomes pending in this process.
     work_ready: Notify,
     callbacks: Option<Arc<Callbacks>>,
+    scanner: Option<Arc<dyn VirusScanner>>,
 }
 
 fn rejected(code: &'static str, detail: impl Into<String>) -> ServiceError {
@@ -367,7 +369,23 @@ impl DocumentService {
         hub: Arc<JobHub>,
         settings: DocumentSettings,
     ) -> Self {
-        Self { store, blobs, notebooks, processor, hub, settings, work_ready: Notify::new(), callbacks: None }
+        Self {
+            store,
+            blobs,
+            notebooks,
+            processor,
+            hub,
+            settings,
+            work_ready: Notify::new(),
+            callbacks: None,
+            scanner: None,
+        }
+    }
+
+    /// Scans every upload before processing; infected files are quarantined.
+    pub fn with_scanner(mut self, scanner: Arc<dyn VirusScanner>) -> Self {
+        self.scanner = Some(scanner);
+        self
     }
 
     /// Sends signed callbacks to jobs' `callback_url`s.
@@ -834,6 +852,18 @@ impl DocumentService {
     async fn work_inner(&self, job: UploadJob) -> ServiceResult<UploadJob> {
         tracing::info!(job_id = %job.id, attempt = job.attempts, "processing job");
         if job.attempts > self.settings.max_attempts {
+            if self.scanner.is_some() {
+                // Never store a file that could not be scanned; keep it for an
+                // administrator instead of losing it.
+                let failure = JobFailure::new(
+                    "not_scanned",
+                    format!(
+                        "The file could not be scanned for viruses in {} attempts; it is quarantined.",
+                        job.attempts - 1
+                    ),
+                );
+                return self.quarantine(&job, failure).await;
+            }
             let mut result = unprocessed(&job);
             result.error = Some(JobFailure::new(
                 "processing_interrupted",
@@ -860,15 +890,44 @@ impl DocumentService {
             return self.store.get_job(job.id).await.map_err(Into::into);
         }
 
+        let scratch = self.fetch(&job).await?;
+        let mut scanned = None;
+        if let Some(scanner) = &self.scanner {
+            let job = self.advance(&job, JobStatus::Validating, "scanning for viruses").await?;
+            match scanner.scan(scratch.path()).await {
+                Ok(ScanVerdict::Clean) => scanned = Some(serde_json::json!({"result": "clean", "scanner": "clamav"})),
+                Ok(ScanVerdict::Infected(signature)) => {
+                    tracing::warn!(job_id = %job.id, %signature, "infected upload quarantined");
+                    metrics::counter!("aether_uploads_infected_total").increment(1);
+                    let failure = JobFailure::new(
+                        "virus_detected",
+                        format!("The file contains {signature}; it is quarantined and was not stored."),
+                    );
+                    return self.quarantine(&job, failure).await;
+                }
+                Err(ScanError::Refused(reason)) => {
+                    let failure = JobFailure::new(
+                        "scan_refused",
+                        format!("The virus scanner refused the file ({reason}); it is quarantined."),
+                    );
+                    return self.quarantine(&job, failure).await;
+                }
+                Err(ScanError::Unavailable(reason)) => return Err(ServiceError::Unavailable(reason)),
+            }
+        }
+
         let job = self.advance(&job, JobStatus::Processing, "extracting text and metadata").await?;
         let size = job.file.as_ref().map_or(0, |f| f.size);
-        let result = if size > self.settings.max_processing_bytes {
+        let mut result = if size > self.settings.max_processing_bytes {
             let mut result = unprocessed(&job);
             result.processing_metadata.insert("skipped".into(), "file larger than the processing limit".into());
             result
         } else {
-            self.extract(&job, &settings).await?
+            self.extract(&job, &settings, scratch.path()).await?
         };
+        if let Some(scan) = scanned {
+            result.processing_metadata.insert("virus_scan".into(), scan);
+        }
         // Renew the lease before writing derived blobs, so that a cancellation is
         // noticed first.
         let job = self.advance(&job, JobStatus::Processing, "storing results").await?;
@@ -887,7 +946,8 @@ impl DocumentService {
         }
     }
 
-    async fn extract(&self, job: &UploadJob, settings: &ComplianceSettings) -> ServiceResult<ProcessingResult> {
+    /// Copies the job's bytes into a scratch file for the scanner and the extractor.
+    async fn fetch(&self, job: &UploadJob) -> ServiceResult<tempfile::NamedTempFile> {
         let scratch = tempfile::NamedTempFile::new().map_err(|e| ServiceError::Internal(e.to_string()))?;
         let read = match self.blobs.read(&job.blob_key, None).await {
             Ok(read) => read,
@@ -904,14 +964,43 @@ impl DocumentService {
             file.write_all(&chunk.map_err(blob_error)?).await.map_err(|e| ServiceError::Internal(e.to_string()))?;
         }
         file.flush().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
-        drop(file);
+        Ok(scratch)
+    }
+
+    /// Moves the job's bytes to `quarantine/{job}/original`, out of every user's
+    /// reach, and fails the job (which queues the original for deletion).
+    async fn quarantine(&self, job: &UploadJob, failure: JobFailure) -> ServiceResult<UploadJob> {
+        let target = quarantine_key(job);
+        match self.blobs.read(&job.blob_key, None).await {
+            Ok(read) => {
+                let mut writer = self.blobs.writer(&target).await.map_err(blob_error)?;
+                let mut stream = read.stream;
+                while let Some(chunk) = stream.next().await {
+                    writer.write(chunk.map_err(blob_error)?).await.map_err(blob_error)?;
+                }
+                writer.finish().await.map_err(blob_error)?;
+            }
+            Err(aether_domain::blob::BlobError::NotFound) => {}
+            Err(error) => return Err(blob_error(error)),
+        }
+        tracing::warn!(job_id = %job.id, key = %target, code = %failure.code, "file quarantined");
+        self.fail(job, failure).await;
+        Ok(self.store.get_job(job.id).await?)
+    }
+
+    async fn extract(
+        &self,
+        job: &UploadJob,
+        settings: &ComplianceSettings,
+        input: &Path,
+    ) -> ServiceResult<ProcessingResult> {
         let request = ProcessRequest {
             filename: job.filename.as_str().to_owned(),
             scan_pii: settings.pii_detection,
             redaction: settings.redaction_mode,
         };
         let started = Instant::now();
-        let outcome = self.processor.process(scratch.path(), &request).await;
+        let outcome = self.processor.process(input, &request).await;
         let elapsed = started.elapsed();
         let mut result = unprocessed(job);
         result.processing_metadata.insert("duration_ms".into(), (elapsed.as_millis() as u64).into());
@@ -988,6 +1077,12 @@ impl DocumentService {
             Err(error) => Err(error.into()),
         }
     }
+}
+
+/// Where a refused file is kept for administrators.
+pub fn quarantine_key(job: &UploadJob) -> aether_domain::blob::BlobKey {
+    aether_domain::blob::BlobKey::parse(&format!("quarantine/{}/original", job.id))
+        .expect("hyphenated UUIDs are valid key segments")
 }
 
 /// The result of a file stored without (successful) extraction.
