@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use serde_json::{Value, json};
 
 fn aether(data_dir: &Path) -> Command {
@@ -229,4 +230,166 @@ async fn worker_runs_until_sigterm() {
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = worker.wait().unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
+}
+
+async fn job_status(base_url: &str, token: &str, job_id: &str) -> Value {
+    let response = client()
+        .get(format!("{base_url}/api/v1/documents/upload/{job_id}/status"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Polls until `done` holds for the job, for up to a minute.
+async fn wait_for_job(base_url: &str, token: &str, job_id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..600 {
+        let job = job_status(base_url, token, job_id).await;
+        if done(&job) {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {job_id} never reached the expected state: {}", job_status(base_url, token, job_id).await);
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() { found.extend(files_under(&path)) } else { found.push(path) }
+        }
+    }
+    found
+}
+
+/// Kills its server when dropped, so a failing test leaves no process behind.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `kill -9` while one upload is still streaming and another file is being
+/// processed, then a restart: the acknowledged uploads become documents (the one
+/// interrupted in processing is taken again once its lease runs out), the
+/// unacknowledged upload fails with a reason, and no blob is left unreferenced.
+#[tokio::test]
+async fn kill_minus_nine_during_uploads_and_processing_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Processing is made slow (the real extractor, started 3 s late) so that the
+    // kill lands while a job is being processed.
+    let slow = dir.path().join("slow-extractor.sh");
+    std::fs::write(&slow, format!("#!/bin/sh\nsleep 3\nexec '{}' \"$@\"\n", env!("CARGO_BIN_EXE_aether"))).unwrap();
+    Command::new("chmod").arg("+x").arg(&slow).status().unwrap();
+    let data = dir.path().join("data");
+    let start_with = |extractor: &Path| {
+        let mut command = aether(&data);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("AETHER_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
+            .env("AETHER_EXTRACTOR_PROGRAM", extractor)
+            .env("AETHER_JOB_LEASE_SECS", "2")
+            .env("AETHER_STALE_UPLOAD_SECS", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = command.spawn().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let base_url = line.trim().strip_prefix("aether listening on ").unwrap().to_owned();
+        (KillOnDrop(child), base_url)
+    };
+    let (mut child, base_url) = start_with(&slow);
+    let token = login(&base_url, "admin", common::ADMIN_PASSWORD).await["access_token"].as_str().unwrap().to_owned();
+    let notebook: Value = client()
+        .post(format!("{base_url}/api/v1/notebooks"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Crash test"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let notebook_id = notebook["id"].as_str().unwrap().to_owned();
+    let upload = |name: &'static str, body: reqwest::Body| {
+        let form = reqwest::multipart::Form::new()
+            .text("notebook_id", notebook_id.clone())
+            .part("file", reqwest::multipart::Part::stream(body).file_name(name));
+        client().post(format!("{base_url}/api/v1/documents/upload")).bearer_auth(&token).multipart(form).send()
+    };
+
+    // Acknowledged and caught in processing by the kill.
+    let processed_bytes = b"acknowledged, then interrupted while processing\n".repeat(1000);
+    let accepted = upload("processing.txt", processed_bytes.clone().into()).await.unwrap();
+    assert_eq!(accepted.status(), 202);
+    let accepted: Value = accepted.json().await.unwrap();
+    let accepted_job = accepted["job_id"].as_str().unwrap().to_owned();
+    wait_for_job(&base_url, &token, &accepted_job, |job| job["status"] == "processing").await;
+
+    // Still streaming when the kill comes: 2 MiB, then the client stalls.
+    let chunks = futures::stream::iter((0..2).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 1024 * 1024])))
+        .chain(futures::stream::pending());
+    let streaming = tokio::spawn(upload("streaming.txt", reqwest::Body::wrap_stream(chunks)));
+    let mut streaming_job = None;
+    for _ in 0..100 {
+        let jobs: Value = client()
+            .get(format!("{base_url}/api/v1/notebooks/{notebook_id}/upload/status?active=true"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(job) = jobs["items"].as_array().unwrap().iter().find(|j| j["original_filename"] == "streaming.txt")
+            && job["progress"]["bytes_received"].as_u64().unwrap_or(0) > 0
+        {
+            streaming_job = Some(job["job_id"].as_str().unwrap().to_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let streaming_job = streaming_job.expect("the streaming upload reported progress");
+
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    streaming.abort();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let (restarted, base_url) = start_with(Path::new(env!("CARGO_BIN_EXE_aether")));
+    let done = wait_for_job(&base_url, &token, &accepted_job, |job| job["status"] == "completed").await;
+    assert_eq!(done["attempts"], 2, "taken again after the dead worker's lease ran out");
+    let interrupted = wait_for_job(&base_url, &token, &streaming_job, |job| job["status"] == "failed").await;
+    assert_eq!(interrupted["error"]["code"], "upload_interrupted");
+    let download = client()
+        .get(format!("{base_url}/api/v1/documents/{}/download", done["document_id"].as_str().unwrap()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.bytes().await.unwrap().to_vec(), processed_bytes, "no acknowledged byte lost");
+
+    // Orphans: every file left under documents/ belongs to the stored document.
+    let documents_dir = data.join("blobs").join("documents");
+    let stored = documents_dir.join(done["document_id"].as_str().unwrap());
+    let mut leftovers = Vec::new();
+    for _ in 0..150 {
+        leftovers = files_under(&documents_dir).into_iter().filter(|path| !path.starts_with(&stored)).collect();
+        if leftovers.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(leftovers.is_empty(), "orphaned blobs: {leftovers:?}");
+    assert!(files_under(&stored).iter().any(|path| path.ends_with("original")));
+    drop(restarted);
 }

@@ -476,36 +476,49 @@ impl DocumentService {
         let mut hasher = Sha256::new();
         let mut received: u64 = 0;
         let mut head: Vec<u8> = Vec::new();
+        let mut reported: u64 = 0;
         let mut last_report = Instant::now();
         let outcome: Result<(), (JobFailure, ServiceError)> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|error| {
-                    let failure = JobFailure::new("upload_interrupted", format!("The upload broke off: {error}"));
-                    (failure, rejected("upload_interrupted", "The request body could not be read."))
-                })?;
-                received += chunk.len() as u64;
-                if received > self.settings.max_upload_bytes {
-                    let failure = JobFailure::new("file_too_large", "The file is larger than allowed.");
-                    return Err((failure, self.too_large()));
-                }
-                hasher.update(&chunk);
-                if head.len() < SNIFF_BYTES {
-                    head.extend_from_slice(&chunk[..chunk.len().min(SNIFF_BYTES - head.len())]);
-                }
-                writer
-                    .write(chunk)
-                    .await
-                    .map_err(|error| (JobFailure::new("storage_unavailable", error.to_string()), blob_error(error)))?;
-                if last_report.elapsed() >= PROGRESS_INTERVAL {
-                    last_report = Instant::now();
-                    let now = self.store.record_upload_progress(job.id, received, time::now()).await;
-                    match now {
-                        Ok(current) if current.status == JobStatus::Cancelled => {
-                            return Err((JobFailure::new("cancelled", "cancelled"), job_finished(&current)));
-                        }
-                        Ok(current) => self.hub.publish(&current),
-                        Err(error) => tracing::warn!(%error, job_id = %job.id, "could not record upload progress"),
+            loop {
+                // Progress is written at most every PROGRESS_INTERVAL, and also when
+                // the body pauses, so a stalled upload shows what has arrived.
+                let next = tokio::time::timeout(PROGRESS_INTERVAL, body.next()).await;
+                let chunk = match next {
+                    Ok(None) => break,
+                    Ok(Some(chunk)) => Some(chunk.map_err(|error| {
+                        let failure = JobFailure::new("upload_interrupted", format!("The upload broke off: {error}"));
+                        (failure, rejected("upload_interrupted", "The request body could not be read."))
+                    })?),
+                    Err(_) => None,
+                };
+                if let Some(chunk) = chunk {
+                    received += chunk.len() as u64;
+                    if received > self.settings.max_upload_bytes {
+                        let failure = JobFailure::new("file_too_large", "The file is larger than allowed.");
+                        return Err((failure, self.too_large()));
                     }
+                    hasher.update(&chunk);
+                    if head.len() < SNIFF_BYTES {
+                        head.extend_from_slice(&chunk[..chunk.len().min(SNIFF_BYTES - head.len())]);
+                    }
+                    writer.write(chunk).await.map_err(|error| {
+                        (JobFailure::new("storage_unavailable", error.to_string()), blob_error(error))
+                    })?;
+                    if last_report.elapsed() < PROGRESS_INTERVAL {
+                        continue;
+                    }
+                } else if received == reported {
+                    continue;
+                }
+                last_report = Instant::now();
+                reported = received;
+                match self.store.record_upload_progress(job.id, received, time::now()).await {
+                    // Cancelled by a user, or failed by the stale-upload sweep.
+                    Ok(current) if current.status.is_terminal() => {
+                        return Err((JobFailure::new("cancelled", "cancelled"), job_finished(&current)));
+                    }
+                    Ok(current) => self.hub.publish(&current),
+                    Err(error) => tracing::warn!(%error, job_id = %job.id, "could not record upload progress"),
                 }
             }
             Ok(())
