@@ -1,4 +1,4 @@
-//! Job callbacks over HTTP, and the secret they are signed with.
+//! Job callbacks over HTTP, and the secrets callbacks and download URLs are signed with.
 
 use std::path::Path;
 use std::time::Duration;
@@ -58,6 +58,6 @@ pub fn signing_secret(configured: &str, path: &Path) -> anyhow::Result<Vec<u8>> 
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
-    tracing::info!(path = %path.display(), "generated the callback signing secret");
+    tracing::info!(path = %path.display(), "generated a signing secret");
     Ok(secret.into_bytes())
 }

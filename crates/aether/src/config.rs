@@ -183,6 +183,9 @@ pub struct Config {
     /// clamd's `host:port`; empty turns virus scanning off.
     pub clamav_address: String,
     pub clamav_timeout_secs: u64,
+    /// HMAC key of server-signed download URLs; empty: generated once into `data_dir/keys`.
+    /// Replicas must share it.
+    pub storage_signing_secret: Secret,
     /// HMAC key of job callbacks; empty: generated once into `data_dir/keys`.
     pub callback_signing_secret: Secret,
     /// Callback retries wait 1×, 5× and 25× this.
@@ -249,6 +252,7 @@ impl Default for Config {
             extractor_program: String::new(),
             clamav_address: String::new(),
             clamav_timeout_secs: 120,
+            storage_signing_secret: Secret::default(),
             callback_signing_secret: Secret::default(),
             callback_retry_base_ms: 1000,
             log_format: LogFormat::Json,
@@ -314,6 +318,7 @@ pub const KEYS: &[&str] = &[
     "extractor_program",
     "clamav_address",
     "clamav_timeout_secs",
+    "storage_signing_secret",
     "callback_signing_secret",
     "callback_retry_base_ms",
     "log_format",

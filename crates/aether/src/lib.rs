@@ -253,7 +253,11 @@ impl Runtime {
                 ..DocumentSettings::default()
             },
         )
-        .with_callbacks(callbacks);
+        .with_callbacks(callbacks)
+        .with_url_signing_secret(callbacks::signing_secret(
+            config.storage_signing_secret.expose(),
+            &config.data_dir.join("keys").join("storage-signing-secret"),
+        )?);
         if let Some(scanner) = &scanner {
             documents = documents.with_scanner(Arc::clone(scanner));
         }

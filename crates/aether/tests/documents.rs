@@ -214,6 +214,67 @@ async fn lifecycle(app: &TestApp) {
     let by_reader = upload(app, &reader, &[("notebook_id", nb.clone())], "x.txt", b"x".to_vec()).await;
     assert_eq!(by_reader.status(), 403);
 
+    // Signed URLs: downloadable without credentials, tamper-proof, expiring.
+    let signed = json_of(
+        call(app, &owner, Method::GET, &format!("/api/v1/storage/{doc_id}/url?expires_in=60"), None).await,
+        200,
+    )
+    .await;
+    let signed_url = signed["url"].as_str().unwrap().to_owned();
+    let expected_signer = if app.server.runtime.config.blob_store == BlobKind::S3 { "storage" } else { "server" };
+    assert_eq!(signed["signed_by"], expected_signer);
+    let anonymous = reqwest::Client::new();
+    let fetched = anonymous.get(&signed_url).send().await.unwrap();
+    assert_eq!(bytes_of(fetched, 200).await, TEXT.as_bytes(), "no credentials needed");
+    let reader_url =
+        json_of(call(app, &reader, Method::GET, &format!("/api/v1/storage/{doc_id}/url"), None).await, 200).await;
+    let redacted_copy = bytes_of(anonymous.get(reader_url["url"].as_str().unwrap()).send().await.unwrap(), 200).await;
+    assert!(
+        !String::from_utf8(redacted_copy).unwrap().contains("jane.doe@example.com"),
+        "a reader's link is to the redacted copy"
+    );
+    if expected_signer == "server" {
+        let ranged_signed = anonymous.get(&signed_url).header("range", "bytes=0-8").send().await.unwrap();
+        assert_eq!(bytes_of(ranged_signed, 206).await, b"Quarterly");
+        let tampered = signed_url.replacen("token=", "token=x", 1);
+        assert_eq!(anonymous.get(&tampered).send().await.unwrap().status(), 403);
+        let short = json_of(
+            call(app, &owner, Method::GET, &format!("/api/v1/storage/{doc_id}/url?expires_in=1"), None).await,
+            200,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(anonymous.get(short["url"].as_str().unwrap()).send().await.unwrap().status(), 403, "expired");
+    }
+    let too_long =
+        call(app, &owner, Method::GET, &format!("/api/v1/storage/{doc_id}/url?expires_in=99999999"), None).await;
+    assert_eq!(json_of(too_long, 422).await["code"], "invalid_expiry");
+    assert_eq!(call(app, &stranger, Method::GET, &format!("/api/v1/storage/{doc_id}/url"), None).await.status(), 404);
+    let storage =
+        json_of(call(app, &owner, Method::GET, &format!("/api/v1/storage/{doc_id}/metadata"), None).await, 200).await;
+    assert_eq!((storage["file_hash"].as_str(), storage["versions"].as_u64()), (Some(sha.as_str()), Some(1)));
+    let via_storage = call(app, &owner, Method::GET, &format!("/api/v1/storage/{doc_id}/download"), None).await;
+    assert_eq!(bytes_of(via_storage, 200).await, TEXT.as_bytes());
+    // A server-side copy into another notebook is a new upload of the same bytes.
+    let other = notebook(app, &owner, json!({})).await;
+    let copy =
+        call(app, &owner, Method::POST, &format!("/api/v1/storage/{doc_id}/copy"), Some(json!({"notebook_id": other})))
+            .await;
+    let copy = finished(app, &owner, &json_of(copy, 202).await).await;
+    assert_eq!((copy["status"].as_str(), copy["file_hash"].as_str()), (Some("completed"), Some(sha.as_str())));
+    assert_eq!(copy["notebook_id"], other.as_str());
+    let refused = call(
+        app,
+        &reader,
+        Method::POST,
+        &format!("/api/v1/storage/{doc_id}/copy"),
+        Some(json!({"notebook_id": other})),
+    )
+    .await;
+    assert_eq!(refused.status(), 404, "the reader cannot see the target notebook");
+    let copied = format!("/api/v1/storage/{}", copy["document_id"].as_str().unwrap());
+    assert_eq!(call(app, &owner, Method::DELETE, &copied, None).await.status(), 204);
+
     // Metadata.
     let update = json!({"original_filename": "notes-final.txt", "description": "Q3", "tags": ["Finance"]});
     let updated = json_of(call(app, &owner, Method::PUT, &doc_url, Some(update)).await, 200).await;

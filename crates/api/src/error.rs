@@ -154,6 +154,7 @@ impl From<ServiceError> for ApiError {
                     "invalid_login_state" | "upload_interrupted" => StatusCode::BAD_REQUEST,
                     "document_not_found" | "version_not_found" | "no_redacted_copy" => StatusCode::NOT_FOUND,
                     "file_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_expiry" => StatusCode::UNPROCESSABLE_ENTITY,
                     _ => StatusCode::CONFLICT,
                 };
                 Self::new(status, code, detail)

@@ -282,7 +282,8 @@ pub async fn timeout(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    if path == "/api/v1/documents/upload" || (path.starts_with("/api/v1/notebooks/") && path.ends_with("/upload")) {
+    let upload = path == "/api/v1/documents/upload" || path == "/api/v1/storage/upload";
+    if upload || (path.starts_with("/api/v1/notebooks/") && path.ends_with("/upload")) {
         return next.run(request).await;
     }
     match tokio::time::timeout(limit, next.run(request)).await {

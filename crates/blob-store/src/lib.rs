@@ -76,6 +76,8 @@ pub struct ObjectBlobStore {
     backend: &'static str,
     /// The directory of a filesystem store.
     root: Option<PathBuf>,
+    /// The S3 client again, for presigning.
+    signer: Option<Arc<object_store::aws::AmazonS3>>,
 }
 
 fn map_err(error: object_store::Error) -> BlobError {
@@ -91,7 +93,7 @@ impl ObjectBlobStore {
     pub fn filesystem(root: &Path) -> Result<Self, BlobError> {
         std::fs::create_dir_all(root).map_err(|error| BlobError::Unavailable(error.to_string()))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(root).map_err(map_err)?;
-        Ok(Self { inner: Arc::new(store), backend: "fs", root: Some(root.to_path_buf()) })
+        Ok(Self { inner: Arc::new(store), backend: "fs", root: Some(root.to_path_buf()), signer: None })
     }
 
     pub fn s3(config: &S3Config) -> Result<Self, BlobError> {
@@ -105,7 +107,8 @@ impl ObjectBlobStore {
             .with_allow_http(config.allow_http)
             .build()
             .map_err(map_err)?;
-        Ok(Self { inner: Arc::new(store), backend: "s3", root: None })
+        let store = Arc::new(store);
+        Ok(Self { inner: Arc::clone(&store) as Arc<dyn ObjectStore>, backend: "s3", root: None, signer: Some(store) })
     }
 
     fn path(key: &BlobKey) -> ObjectPath {
@@ -163,6 +166,23 @@ impl BlobStore for ObjectBlobStore {
         let range = result.range.clone();
         let stream = result.into_stream().map(|chunk| chunk.map_err(map_err)).boxed();
         Ok(BlobRead { size, range, stream })
+    }
+
+    async fn presigned_get(
+        &self,
+        key: &BlobKey,
+        expires_in: std::time::Duration,
+        content_disposition: &str,
+    ) -> Result<Option<String>, BlobError> {
+        use object_store::signer::{SignedUrlOptions, Signer};
+        let Some(signer) = &self.signer else { return Ok(None) };
+        let options = SignedUrlOptions::new()
+            .with_query([("response-content-disposition", content_disposition), ("response-cache-control", "private")]);
+        let url = signer
+            .signed_url_opts(object_store::signer::Method::GET, &Self::path(key), expires_in, &options)
+            .await
+            .map_err(map_err)?;
+        Ok(Some(url.to_string()))
     }
 
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {

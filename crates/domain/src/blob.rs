@@ -90,6 +90,15 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     async fn writer(&self, key: &BlobKey) -> Result<Box<dyn BlobWriter>, BlobError>;
     /// Streams the blob, or the `range` of it (end exclusive, clamped to the size).
     async fn read(&self, key: &BlobKey, range: Option<Range<u64>>) -> Result<BlobRead, BlobError>;
+    /// A URL that lets anyone holding it GET the blob directly from the backend until
+    /// `expires_in` passes, answered with `content_disposition`; `None` when the
+    /// backend cannot presign (the filesystem), so the server signs its own URL.
+    async fn presigned_get(
+        &self,
+        key: &BlobKey,
+        expires_in: std::time::Duration,
+        content_disposition: &str,
+    ) -> Result<Option<String>, BlobError>;
     /// Deleting a missing blob succeeds.
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
     /// `fs` or `s3`, for logs and `/ready`.

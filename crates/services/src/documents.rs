@@ -19,7 +19,7 @@ use aether_domain::StoreError;
 use aether_domain::access::Permission;
 use aether_domain::activity::Change;
 use aether_domain::auth::Principal;
-use aether_domain::blob::{BlobRead, BlobStore};
+use aether_domain::blob::{BlobKey, BlobRead, BlobStore};
 use aether_domain::compliance::{ComplianceSettings, RedactionMode};
 use aether_domain::document::{
     self, CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobFailure, JobStatus, NewUploadJob,
@@ -312,6 +312,118 @@ pub struct Download {
     pub read: BlobRead,
 }
 
+/// A stored file a request resolved to.
+#[derive(Debug)]
+struct StoredFile {
+    #[allow(dead_code)]
+    document: Document,
+    key: BlobKey,
+    filename: Filename,
+    content_type: String,
+    redacted: bool,
+}
+
+/// A URL that downloads a file without credentials until `expires_at`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignedUrl {
+    pub url: String,
+    pub expires_at: Timestamp,
+    /// `storage` (presigned by S3) or `server` (signed by this server).
+    pub signed_by: &'static str,
+}
+
+/// Where and how a document is stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageMetadata {
+    pub document_id: DocumentId,
+    pub storage_provider: String,
+    pub storage_path: String,
+    pub file_size: u64,
+    pub file_hash: String,
+    pub content_type: String,
+    pub versions: usize,
+    /// Bytes of every version together.
+    pub stored_bytes: u64,
+    pub has_redacted_copy: bool,
+    pub has_thumbnail: bool,
+}
+
+/// The longest a signed URL may live (S3's own limit for presigned URLs).
+pub const MAX_URL_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What a server-signed download URL carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UrlToken {
+    #[serde(rename = "k")]
+    key: String,
+    #[serde(rename = "e")]
+    expires: i64,
+    #[serde(rename = "f")]
+    filename: String,
+    #[serde(rename = "t")]
+    content_type: String,
+}
+
+/// Signs download tokens: `base64url(json).base64url(HMAC-SHA256(json))`.
+#[derive(Debug, Clone)]
+pub struct UrlSigner {
+    secret: Vec<u8>,
+}
+
+impl UrlSigner {
+    pub fn new(secret: Vec<u8>) -> Self {
+        Self { secret }
+    }
+
+    fn mac(&self, payload: &[u8]) -> Vec<u8> {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+        mac.update(payload);
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    fn sign(&self, token: &UrlToken) -> String {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = serde_json::to_vec(token).unwrap_or_default();
+        format!("{}.{}", engine.encode(&payload), engine.encode(self.mac(&payload)))
+    }
+
+    fn verify(&self, text: &str) -> Option<UrlToken> {
+        use base64::Engine as _;
+        use hmac::{Hmac, Mac};
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (payload, signature) = text.split_once('.')?;
+        let payload = engine.decode(payload).ok()?;
+        let signature = engine.decode(signature).ok()?;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).ok()?;
+        mac.update(&payload);
+        // Constant-time comparison.
+        mac.verify_slice(&signature).ok()?;
+        let token: UrlToken = serde_json::from_slice(&payload).ok()?;
+        (token.expires > time::now().timestamp()).then_some(token)
+    }
+}
+
+/// `attachment` with an ASCII fallback and the exact name in RFC 5987 form.
+pub fn content_disposition(filename: &str) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' { c } else { '_' })
+        .collect();
+    let encoded: String = filename
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
 /// A document's preview: a text excerpt and whether a thumbnail exists.
 #[derive(Debug, Clone, Serialize)]
 pub struct Preview {
@@ -350,6 +462,7 @@ pub struct DocumentService {
     work_ready: Notify,
     callbacks: Option<Arc<Callbacks>>,
     scanner: Option<Arc<dyn VirusScanner>>,
+    url_signer: UrlSigner,
 }
 
 fn rejected(code: &'static str, detail: impl Into<String>) -> ServiceError {
@@ -379,7 +492,14 @@ impl DocumentService {
             work_ready: Notify::new(),
             callbacks: None,
             scanner: None,
+            url_signer: UrlSigner::new(rand::random::<[u8; 32]>().to_vec()),
         }
+    }
+
+    /// Signs download URLs with `secret` (otherwise with a key of this process only).
+    pub fn with_url_signing_secret(mut self, secret: Vec<u8>) -> Self {
+        self.url_signer = UrlSigner::new(secret);
+        self
     }
 
     /// Scans every upload before processing; infected files are quarantined.
@@ -659,14 +779,16 @@ impl DocumentService {
     /// Opens a document (or one of its versions) for download. Read-only
     /// collaborators get the redacted copy of a redacted document and may not ask
     /// for the original.
-    pub async fn download(
+    /// Which stored file a caller's request means: a version (or the current one),
+    /// original or redacted. Read-only collaborators get the redacted copy of a
+    /// redacted document and may not ask for the original.
+    async fn resolve(
         &self,
         caller: &Principal,
         id: DocumentId,
         version: Option<u32>,
         variant: Variant,
-        range: Option<Range<u64>>,
-    ) -> ServiceResult<Download> {
+    ) -> ServiceResult<StoredFile> {
         let (document, permission) = self.document(caller, id).await?;
         let chosen =
             match version {
@@ -704,9 +826,117 @@ impl DocumentService {
         } else {
             (original, filename, content_type)
         };
+        Ok(StoredFile { document, key, filename, content_type, redacted: want_redacted })
+    }
+
+    /// Opens a document (or one of its versions) for download.
+    pub async fn download(
+        &self,
+        caller: &Principal,
+        id: DocumentId,
+        version: Option<u32>,
+        variant: Variant,
+        range: Option<Range<u64>>,
+    ) -> ServiceResult<Download> {
+        let file = self.resolve(caller, id, version, variant).await?;
+        self.open(file.key, file.filename, file.content_type, range).await
+    }
+
+    async fn open(
+        &self,
+        key: BlobKey,
+        filename: Filename,
+        content_type: String,
+        range: Option<Range<u64>>,
+    ) -> ServiceResult<Download> {
         let read = self.blobs.read(&key, range).await.map_err(blob_error)?;
         let etag = format!("\"{}\"", digest_of(key.as_str()));
         Ok(Download { filename, content_type, etag, read })
+    }
+
+    /// A URL that downloads the file without credentials until it expires:
+    /// presigned by S3 itself, or signed by this server (HMAC-SHA256) for the
+    /// filesystem store and served at `/api/v1/storage/signed`.
+    pub async fn signed_url(
+        &self,
+        caller: &Principal,
+        id: DocumentId,
+        version: Option<u32>,
+        variant: Variant,
+        expires_in: Duration,
+    ) -> ServiceResult<SignedUrl> {
+        if expires_in.is_zero() || expires_in > MAX_URL_LIFETIME {
+            return Err(rejected("invalid_expiry", "expires_in must be between 1 second and 7 days."));
+        }
+        let file = self.resolve(caller, id, version, variant).await?;
+        let expires_at = time::after(time::now(), expires_in);
+        let disposition = content_disposition(file.filename.as_str());
+        let presigned = self.blobs.presigned_get(&file.key, expires_in, &disposition).await.map_err(blob_error)?;
+        let (url, signed_by) = match presigned {
+            Some(url) => (url, "storage"),
+            None => {
+                let token = UrlToken {
+                    key: file.key.as_str().to_owned(),
+                    expires: expires_at.timestamp(),
+                    filename: file.filename.as_str().to_owned(),
+                    content_type: file.content_type.clone(),
+                };
+                (format!("/api/v1/storage/signed?token={}", self.url_signer.sign(&token)), "server")
+            }
+        };
+        Ok(SignedUrl { url, expires_at, signed_by })
+    }
+
+    /// Opens the file a server-signed URL names, when its signature holds and it has
+    /// not expired. No credentials: the token is the authorization.
+    pub async fn open_signed(&self, token: &str, range: Option<Range<u64>>) -> ServiceResult<Download> {
+        let token =
+            self.url_signer.verify(token).ok_or(ServiceError::Forbidden("the link is invalid or has expired"))?;
+        let key =
+            BlobKey::parse(&token.key).map_err(|_| ServiceError::Forbidden("the link is invalid or has expired"))?;
+        self.open(key, Filename::sanitize(&token.filename), token.content_type, range).await
+    }
+
+    /// Where and how a document's current file is stored.
+    pub async fn storage_metadata(&self, caller: &Principal, id: DocumentId) -> ServiceResult<StorageMetadata> {
+        let (document, _) = self.document(caller, id).await?;
+        let versions = self.store.list_versions(id).await?;
+        Ok(StorageMetadata {
+            document_id: id,
+            storage_provider: document.storage_provider.clone(),
+            storage_path: document.storage_path.as_str().to_owned(),
+            file_size: document.file_size,
+            file_hash: document.file_hash.clone(),
+            content_type: document.content_type.clone(),
+            versions: versions.len(),
+            stored_bytes: versions.iter().map(|v| v.file_size).sum(),
+            has_redacted_copy: document.result.redacted_key.is_some(),
+            has_thumbnail: document.result.thumbnail_key.is_some(),
+        })
+    }
+
+    /// Copies a document's current file into a notebook as a new upload: the
+    /// copy goes through the same job (scan, processing) as any upload. Needs read
+    /// access to the source (the redacted copy for read-only collaborators of a
+    /// redacted document) and write access to the target.
+    pub async fn copy(&self, caller: &Principal, id: DocumentId, target: NotebookId) -> ServiceResult<UploadJob> {
+        let file = self.resolve(caller, id, None, Variant::Default).await?;
+        let read = self.blobs.read(&file.key, None).await.map_err(blob_error)?;
+        let job = self
+            .start_upload(
+                caller,
+                UploadRequest {
+                    notebook_id: target,
+                    existing_document: None,
+                    filename: file.filename,
+                    change_summary: None,
+                    callback_url: None,
+                    expected_bytes: Some(read.size),
+                },
+            )
+            .await?;
+        tracing::info!(document_id = %id, job_id = %job.id, redacted = file.redacted, "copying a document");
+        self.receive_upload(job, read.stream).await
     }
 
     pub async fn preview(&self, caller: &Principal, id: DocumentId) -> ServiceResult<Preview> {
@@ -1093,9 +1323,8 @@ impl DocumentService {
 }
 
 /// Where a refused file is kept for administrators.
-pub fn quarantine_key(job: &UploadJob) -> aether_domain::blob::BlobKey {
-    aether_domain::blob::BlobKey::parse(&format!("quarantine/{}/original", job.id))
-        .expect("hyphenated UUIDs are valid key segments")
+pub fn quarantine_key(job: &UploadJob) -> BlobKey {
+    BlobKey::parse(&format!("quarantine/{}/original", job.id)).expect("hyphenated UUIDs are valid key segments")
 }
 
 /// The result of a file stored without (successful) extraction.

@@ -11,7 +11,8 @@ use aether_domain::document::{
 use aether_domain::id::{DocumentId, JobId, NotebookId};
 use aether_domain::notebook::{Description, Tag};
 use aether_domain::time;
-use aether_services::documents::{UploadRequest, Variant, elapsed_since};
+use aether_services::ServiceError;
+use aether_services::documents::{UploadRequest, Variant, content_disposition, elapsed_since};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -285,7 +286,7 @@ fn missing(field: &str) -> ApiError {
 
 /// Streams every `file` part of a multipart body into its own job. Text fields
 /// before a file apply to it; `notebook` fixes the notebook (batch uploads).
-async fn upload_files(
+pub(crate) async fn upload_files(
     state: &AppState,
     caller: &aether_domain::auth::Principal,
     request: axum::extract::Request,
@@ -703,20 +704,39 @@ pub async fn download_document(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse(DocumentId::parse(&id))?;
-    let variant = match query.variant.as_deref() {
-        None => Variant::Default,
-        Some("original") => Variant::Original,
-        Some("redacted") => Variant::Redacted,
-        Some(_) => {
-            return Err(ApiError::validation(vec![FieldProblem {
-                field: "variant".into(),
-                message: "must be original or redacted".into(),
-            }]));
-        }
-    };
-    // The size is needed to resolve suffix and open ranges: open once to learn it.
+    let variant = parse_variant(query.variant.as_deref())?;
+    let version = query.version;
+    ranged(&headers, move |range| {
+        let (documents, caller) = (state.documents.clone(), caller.clone());
+        Box::pin(async move { documents.download(&caller, id, version, variant, range).await })
+    })
+    .await
+}
+
+pub(crate) fn parse_variant(text: Option<&str>) -> Result<Variant, ApiError> {
+    match text {
+        None => Ok(Variant::Default),
+        Some("original") => Ok(Variant::Original),
+        Some("redacted") => Ok(Variant::Redacted),
+        Some(_) => Err(ApiError::validation(vec![FieldProblem {
+            field: "variant".into(),
+            message: "must be original or redacted".into(),
+        }])),
+    }
+}
+
+/// Opens a stored file (or a range of it) for [`ranged`].
+pub(crate) type OpenFuture =
+    futures::future::BoxFuture<'static, Result<aether_services::documents::Download, ServiceError>>;
+
+/// Answers a download, honouring a `Range` header: `open` is called once for the
+/// whole file (to learn its size) and again for the requested range.
+pub(crate) async fn ranged(
+    headers: &HeaderMap,
+    open: impl Fn(Option<std::ops::Range<u64>>) -> OpenFuture,
+) -> Result<Response, ApiError> {
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let whole = state.documents.download(&caller, id, query.version, variant, None).await?;
+    let whole = open(None).await?;
     let Some(range_header) = range_header else {
         return Ok(file_response(StatusCode::OK, whole, None));
     };
@@ -734,7 +754,7 @@ pub async fn download_document(
         return Ok(response);
     };
     drop(whole);
-    let part = state.documents.download(&caller, id, query.version, variant, Some(range.clone())).await?;
+    let part = open(Some(range.clone())).await?;
     Ok(file_response(StatusCode::PARTIAL_CONTENT, part, Some(range)))
 }
 
@@ -763,25 +783,6 @@ fn file_response(
         set(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", range.start, range.end - 1));
     }
     response
-}
-
-/// `attachment` with an ASCII fallback and the exact name in RFC 5987 form.
-fn content_disposition(filename: &str) -> String {
-    let fallback: String = filename
-        .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
-        .collect();
-    let encoded: String = filename
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
 /// One `bytes=` range (RFC 9110 §14.1.2): `a-b`, `a-` or `-n`, clamped to the size.

@@ -7,6 +7,7 @@ pub mod documents;
 pub mod notebooks;
 pub mod ops;
 pub mod sharing;
+pub mod storage;
 pub mod tags;
 pub mod users;
 
@@ -84,6 +85,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
             OpenApiRouter::new()
                 .routes(routes!(documents::upload_document))
                 .routes(routes!(documents::upload_batch))
+                .routes(routes!(storage::storage_upload))
                 .layer(DefaultBodyLimit::disable()),
         )
         .routes(routes!(documents::notebook_upload_status))
@@ -97,6 +99,12 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(documents::download_document))
         .routes(routes!(documents::preview_document))
         .routes(routes!(documents::document_thumbnail))
+        .routes(routes!(storage::storage_signed))
+        .routes(routes!(storage::storage_download))
+        .routes(routes!(storage::storage_url))
+        .routes(routes!(storage::storage_metadata))
+        .routes(routes!(storage::storage_copy))
+        .routes(routes!(storage::storage_delete))
 }
 
 /// The whole application, ready to serve.
