@@ -183,6 +183,9 @@ pub struct Config {
     /// clamd's `host:port`; empty turns virus scanning off.
     pub clamav_address: String,
     pub clamav_timeout_secs: u64,
+    /// AES-256 key for encryption at rest of every blob (64 hex digits or base64 of
+    /// 32 bytes); empty: blobs are stored as they are.
+    pub encryption_key: Secret,
     /// HMAC key of server-signed download URLs; empty: generated once into `data_dir/keys`.
     /// Replicas must share it.
     pub storage_signing_secret: Secret,
@@ -252,6 +255,7 @@ impl Default for Config {
             extractor_program: String::new(),
             clamav_address: String::new(),
             clamav_timeout_secs: 120,
+            encryption_key: Secret::default(),
             storage_signing_secret: Secret::default(),
             callback_signing_secret: Secret::default(),
             callback_retry_base_ms: 1000,
@@ -318,6 +322,7 @@ pub const KEYS: &[&str] = &[
     "extractor_program",
     "clamav_address",
     "clamav_timeout_secs",
+    "encryption_key",
     "storage_signing_secret",
     "callback_signing_secret",
     "callback_retry_base_ms",
@@ -442,6 +447,24 @@ impl Config {
         self.data_dir.join("aether.db")
     }
 
+    /// The encryption key, when one is configured: 64 hex digits or base64 of 32 bytes.
+    pub fn encryption_key_bytes(&self) -> Result<Option<[u8; 32]>, String> {
+        let text = self.encryption_key.expose().trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let bytes = if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+            (0..32).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16)).collect::<Result<Vec<_>, _>>().ok()
+        } else {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(text).ok()
+        };
+        match bytes.and_then(|bytes| <[u8; 32]>::try_from(bytes).ok()) {
+            Some(key) => Ok(Some(key)),
+            None => Err("encryption_key must be 32 bytes: 64 hex digits or base64".to_owned()),
+        }
+    }
+
     pub fn signing_key_path(&self) -> PathBuf {
         self.data_dir.join("keys").join("token-signing.pem")
     }
@@ -469,6 +492,17 @@ mod tests {
     // figment's Jail returns its large error type by design.
     #![allow(clippy::result_large_err)]
     use super::*;
+
+    #[test]
+    fn encryption_keys_are_hex_or_base64_of_32_bytes() {
+        let with = |key: &str| Config { encryption_key: Secret::new(key), ..Config::default() }.encryption_key_bytes();
+        assert_eq!(with(""), Ok(None));
+        assert_eq!(with(&"0f".repeat(32)), Ok(Some([15u8; 32])));
+        assert_eq!(with("AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="), Ok(Some([1u8; 32])));
+        for bad in ["short", &"0f".repeat(31), "AQEB"] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn defaults_run_embedded_on_localhost() {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aether_api::{ApiSettings, AppState, RateLimitSettings, ReadinessCheck};
 use aether_auth_local::{Argon2Hasher, LocalTokenCodec, TokenSettings};
-use aether_blob_store::{ObjectBlobStore, S3Config};
+use aether_blob_store::{EncryptedBlobStore, ObjectBlobStore, S3Config};
 use aether_cache_redis::RedisEphemeralStore;
 use aether_clamav::ClamdScanner;
 use aether_domain::blob::BlobStore;
@@ -200,6 +200,10 @@ impl Runtime {
                 })
                 .map_err(anyhow::Error::msg)?,
             ),
+        };
+        let blobs: Arc<dyn BlobStore> = match config.encryption_key_bytes().map_err(anyhow::Error::msg)? {
+            Some(key) => Arc::new(EncryptedBlobStore::new(blobs, key)),
+            None => blobs,
         };
         let avatars = Arc::new(AvatarService::new(Arc::clone(&store), Arc::clone(&blobs)));
         let notebooks = Arc::new(NotebookService::new(Arc::clone(&store), config.max_notebook_depth));

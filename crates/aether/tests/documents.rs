@@ -755,3 +755,30 @@ async fn uploads_are_not_stored_unscanned_when_the_scanner_is_down() {
     assert_eq!(app.server.runtime.blobs.get(&quarantined).await.unwrap(), b"scan me", "kept, not lost");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn documents_are_encrypted_at_rest_when_configured() {
+    let _serial = WORKERS.lock().await;
+    let app = TestApp::spawn_with(|config| {
+        with_workers(config);
+        config.encryption_key = aether::config::Secret::new("ab".repeat(32));
+    })
+    .await;
+    let owner = app.user_token("encrypted").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+    let done = finished(&app, &owner, &accepted(&app, &owner, &nb, "secret.txt", TEXT.as_bytes().to_vec()).await).await;
+    assert_eq!(done["status"], "completed");
+    let doc = done["document_id"].as_str().unwrap();
+    let on_disk = files_under(&app.dir.path().join("blobs").join("documents").join(doc));
+    let original = on_disk.iter().find(|p| p.ends_with("original")).unwrap();
+    let at_rest = std::fs::read(original).unwrap();
+    assert!(!String::from_utf8_lossy(&at_rest).contains("Quarterly notes"), "ciphertext on disk");
+    let download = call(&app, &owner, Method::GET, &format!("/api/v1/documents/{doc}/download"), None).await;
+    assert_eq!(bytes_of(download, 200).await, TEXT.as_bytes());
+    let preview =
+        json_of(call(&app, &owner, Method::GET, &format!("/api/v1/documents/{doc}/preview"), None).await, 200).await;
+    assert!(preview["excerpt"].as_str().unwrap().contains("Quarterly notes"), "the worker read the plaintext");
+    let signed = json_of(call(&app, &owner, Method::GET, &format!("/api/v1/storage/{doc}/url"), None).await, 200).await;
+    assert_eq!(signed["signed_by"], "server", "the backend would only hand out ciphertext");
+    app.shutdown().await;
+}

@@ -3,6 +3,10 @@
 //! it into place (atomic) and talks S3 with path-style requests to any endpoint.
 #![forbid(unsafe_code)]
 
+mod encrypted;
+
+pub use encrypted::EncryptedBlobStore;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

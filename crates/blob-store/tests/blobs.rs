@@ -2,7 +2,9 @@
 //! server when `AETHER_TEST_S3_ENDPOINT` is set (`scripts/test` starts SeaweedFS).
 #![allow(clippy::unwrap_used)]
 
-use aether_blob_store::{ObjectBlobStore, S3Config};
+use std::sync::Arc;
+
+use aether_blob_store::{EncryptedBlobStore, ObjectBlobStore, S3Config};
 use aether_domain::blob::{BlobError, BlobKey, BlobStore};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -53,6 +55,50 @@ async fn streams(store: &dyn BlobStore, prefix: &str) {
     store.delete(&key).await.unwrap();
 }
 
+/// What encryption adds: ciphertext at rest, ranges across segment boundaries,
+/// refusal of a wrong key, of a truncated blob and of a blob moved to another key,
+/// and plaintext blobs from before encryption still readable.
+async fn encryption_holds(inner: Arc<dyn BlobStore>) {
+    let store = EncryptedBlobStore::new(Arc::clone(&inner), [7u8; 32]);
+    let prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let key = BlobKey::parse(&format!("{prefix}/secret")).unwrap();
+    let whole: Vec<u8> = b"confidential ".iter().copied().cycle().take(200_000).collect();
+    store.put(&key, whole.clone()).await.unwrap();
+    let at_rest = inner.get(&key).await.unwrap();
+    assert!(!at_rest.windows(13).any(|w| w == b"confidential "), "ciphertext at rest");
+    assert_eq!(at_rest.len(), 12 + 200_000 + 4 * 16, "header and one tag per 64 KiB segment");
+    assert_eq!(store.get(&key).await.unwrap(), whole);
+    for range in [0..10, 65_530..65_545, 131_000..200_000, 199_999..200_000, 0..200_000] {
+        let read = store.read(&key, Some(range.clone())).await.unwrap();
+        assert_eq!((read.size, read.range.clone()), (200_000, range.clone()));
+        let bytes: Vec<u8> = read.stream.map(|c| c.unwrap().to_vec()).concat().await;
+        assert!(bytes == whole[range.start as usize..range.end as usize], "{range:?}");
+    }
+    let wrong = EncryptedBlobStore::new(Arc::clone(&inner), [8u8; 32]);
+    assert!(matches!(wrong.get(&key).await, Err(BlobError::Internal(_))), "a wrong key fails");
+    inner.put(&key, at_rest[..at_rest.len() - 20].to_vec()).await.unwrap();
+    assert!(store.get(&key).await.is_err(), "a truncated blob fails");
+    let moved = BlobKey::parse(&format!("{prefix}/moved")).unwrap();
+    inner.put(&moved, at_rest.clone()).await.unwrap();
+    assert!(store.get(&moved).await.is_err(), "the key is authenticated");
+    let empty = BlobKey::parse(&format!("{prefix}/empty")).unwrap();
+    store.put(&empty, Vec::new()).await.unwrap();
+    assert_eq!(store.get(&empty).await.unwrap(), Vec::<u8>::new());
+    let old = BlobKey::parse(&format!("{prefix}/old")).unwrap();
+    inner.put(&old, b"written in plaintext".to_vec()).await.unwrap();
+    assert_eq!(store.get(&old).await.unwrap(), b"written in plaintext");
+    conforms(&store).await;
+    for k in [key, moved, empty, old] {
+        store.delete(&k).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn encrypted_blobs_conform_on_the_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    encryption_holds(Arc::new(ObjectBlobStore::filesystem(&dir.path().join("blobs")).unwrap())).await;
+}
+
 #[tokio::test]
 async fn filesystem_blobs_conform() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,6 +139,7 @@ async fn s3_blobs_conform() {
     })
     .unwrap();
     conforms(&store).await;
+    encryption_holds(Arc::new(store)).await;
 }
 
 #[tokio::test]
