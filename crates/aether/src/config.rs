@@ -183,6 +183,16 @@ pub struct Config {
     /// clamd's `host:port`; empty turns virus scanning off.
     pub clamav_address: String,
     pub clamav_timeout_secs: u64,
+    /// AudiModal's base URL; empty: documents are processed by the built-in extractor.
+    pub audimodal_url: String,
+    pub audimodal_api_key: Secret,
+    /// The AudiModal tenant (a UUID) and upload data source files are registered under.
+    pub audimodal_tenant_id: String,
+    pub audimodal_datasource_id: String,
+    /// The key AudiModal signs its webhooks with.
+    pub audimodal_webhook_secret: Secret,
+    /// How long a file may stay with AudiModal before its job asks AudiModal again.
+    pub audimodal_timeout_secs: u64,
     /// AES-256 key for encryption at rest of every blob (64 hex digits or base64 of
     /// 32 bytes); empty: blobs are stored as they are.
     pub encryption_key: Secret,
@@ -255,6 +265,12 @@ impl Default for Config {
             extractor_program: String::new(),
             clamav_address: String::new(),
             clamav_timeout_secs: 120,
+            audimodal_url: String::new(),
+            audimodal_api_key: Secret::default(),
+            audimodal_tenant_id: String::new(),
+            audimodal_datasource_id: String::new(),
+            audimodal_webhook_secret: Secret::default(),
+            audimodal_timeout_secs: 3600,
             encryption_key: Secret::default(),
             storage_signing_secret: Secret::default(),
             callback_signing_secret: Secret::default(),
@@ -322,6 +338,12 @@ pub const KEYS: &[&str] = &[
     "extractor_program",
     "clamav_address",
     "clamav_timeout_secs",
+    "audimodal_url",
+    "audimodal_api_key",
+    "audimodal_tenant_id",
+    "audimodal_datasource_id",
+    "audimodal_webhook_secret",
+    "audimodal_timeout_secs",
     "encryption_key",
     "storage_signing_secret",
     "callback_signing_secret",

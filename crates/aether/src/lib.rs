@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aether_api::{ApiSettings, AppState, RateLimitSettings, ReadinessCheck};
+use aether_audimodal::{AudiModalClient, AudiModalConfig};
 use aether_auth_local::{Argon2Hasher, LocalTokenCodec, TokenSettings};
 use aether_blob_store::{EncryptedBlobStore, ObjectBlobStore, S3Config};
 use aether_cache_redis::RedisEphemeralStore;
@@ -264,6 +265,25 @@ impl Runtime {
         )?);
         if let Some(scanner) = &scanner {
             documents = documents.with_scanner(Arc::clone(scanner));
+        }
+        if !config.audimodal_url.is_empty() {
+            anyhow::ensure!(
+                !config.public_url.is_empty(),
+                "audimodal_url needs public_url: AudiModal downloads files from signed URLs of this server"
+            );
+            let client = AudiModalClient::new(AudiModalConfig {
+                base_url: config.audimodal_url.clone(),
+                api_key: config.audimodal_api_key.expose().to_owned(),
+                tenant_id: config.audimodal_tenant_id.clone(),
+                datasource_id: config.audimodal_datasource_id.clone(),
+                webhook_secret: config.audimodal_webhook_secret.expose().to_owned(),
+            })
+            .map_err(anyhow::Error::msg)?;
+            documents = documents.with_external_processor(
+                Arc::new(client),
+                config.public_url.clone(),
+                Duration::from_secs(config.audimodal_timeout_secs),
+            );
         }
         let documents = Arc::new(documents);
         Ok(Self {

@@ -206,6 +206,8 @@ pub struct UploadJob {
     pub attempts: u32,
     /// A worker holds the job until then; afterwards another may take it.
     pub lease_until: Option<Timestamp>,
+    /// The id an external processor (AudiModal) gave the job's file.
+    pub external_id: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub finished_at: Option<Timestamp>,

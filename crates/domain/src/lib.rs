@@ -12,6 +12,7 @@ pub mod compliance;
 pub mod document;
 pub mod error;
 pub mod events;
+pub mod external;
 pub mod id;
 pub mod identity;
 pub mod limits;

@@ -297,6 +297,15 @@ pub trait DocumentStore: Send + Sync {
         lease_until: Timestamp,
         at: Timestamp,
     ) -> StoreResult<UploadJob>;
+    /// Records the id an external processor gave the job's file, with a lease that
+    /// covers the external processing. `Conflict("job_status")` as for `advance_job`.
+    async fn set_job_external_id(
+        &self,
+        id: JobId,
+        external_id: &str,
+        lease_until: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<UploadJob>;
     /// Ends a job by storing its document: a new `Document` in the notebook (with
     /// `CONTAINS`) or a new current version of the existing one, its
     /// `DocumentVersion` (with `VERSION_OF`), the notebook's counters, and the

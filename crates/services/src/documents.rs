@@ -25,6 +25,7 @@ use aether_domain::document::{
     self, CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobFailure, JobStatus, NewUploadJob,
     ProcessingResult, ReceivedFile, UploadJob,
 };
+use aether_domain::external::{ExternalProcessor, Submission};
 use aether_domain::id::{DocumentId, JobId, NotebookId};
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::scan::{ScanError, ScanVerdict, VirusScanner};
@@ -98,26 +99,29 @@ pub struct Processed {
 /// sandboxed `aether extract` process and by [`InProcessProcessor`].
 pub fn process_bytes(bytes: &[u8], request: &ProcessRequest) -> Result<Processed, aether_extract::ExtractError> {
     let extraction = aether_extract::extract(bytes, &request.filename, &Limits::default())?;
-    let mut counts = BTreeMap::new();
-    let mut redacted_text = None;
-    if request.scan_pii
-        && let Some(text) = &extraction.text
-    {
-        let findings = pii::scan(text);
-        for (kind, count) in pii::summarize(&findings) {
-            let name = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned));
-            counts.insert(name.unwrap_or_else(|| format!("{kind:?}")), count);
-        }
-        let style = match request.redaction {
-            RedactionMode::None => None,
-            RedactionMode::Mask => Some(pii::RedactionStyle::Mask),
-            RedactionMode::Remove => Some(pii::RedactionStyle::Remove),
-        };
-        if let Some(style) = style {
-            redacted_text = Some(pii::redact(text, &findings, style));
-        }
-    }
+    let (counts, redacted_text) = match &extraction.text {
+        Some(text) if request.scan_pii => scan_text(text, request.redaction),
+        _ => (BTreeMap::new(), None),
+    };
     Ok(Processed { extraction, pii: counts, redacted_text })
+}
+
+/// Personal data in `text`, counted per kind, and the redacted text when the mode
+/// asks for one.
+pub fn scan_text(text: &str, redaction: RedactionMode) -> (BTreeMap<String, usize>, Option<String>) {
+    let findings = pii::scan(text);
+    let mut counts = BTreeMap::new();
+    for (kind, count) in pii::summarize(&findings) {
+        let name = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned));
+        counts.insert(name.unwrap_or_else(|| format!("{kind:?}")), count);
+    }
+    let style = match redaction {
+        RedactionMode::None => None,
+        RedactionMode::Mask => Some(pii::RedactionStyle::Mask),
+        RedactionMode::Remove => Some(pii::RedactionStyle::Remove),
+    };
+    let redacted = style.map(|style| pii::redact(text, &findings, style));
+    (counts, redacted)
 }
 
 /// Why processing a file failed.
@@ -463,6 +467,17 @@ pub struct DocumentService {
     callbacks: Option<Arc<Callbacks>>,
     scanner: Option<Arc<dyn VirusScanner>>,
     url_signer: UrlSigner,
+    external: Option<External>,
+}
+
+/// An external processor (AudiModal) and how to hand it files.
+#[derive(Debug)]
+struct External {
+    processor: Arc<dyn ExternalProcessor>,
+    /// This server's external base URL, for the signed URLs the processor downloads.
+    public_url: String,
+    /// How long a job may stay with the processor before it is asked again.
+    timeout: Duration,
 }
 
 fn rejected(code: &'static str, detail: impl Into<String>) -> ServiceError {
@@ -493,7 +508,20 @@ impl DocumentService {
             callbacks: None,
             scanner: None,
             url_signer: UrlSigner::new(rand::random::<[u8; 32]>().to_vec()),
+            external: None,
         }
+    }
+
+    /// Hands files to an external processor (AudiModal) instead of the built-in
+    /// extractor; results arrive through [`DocumentService::external_webhook`].
+    pub fn with_external_processor(
+        mut self,
+        processor: Arc<dyn ExternalProcessor>,
+        public_url: String,
+        timeout: Duration,
+    ) -> Self {
+        self.external = Some(External { processor, public_url, timeout });
+        self
     }
 
     /// Signs download URLs with `secret` (otherwise with a key of this process only).
@@ -712,6 +740,11 @@ impl DocumentService {
             Err(error) => return Err(error.into()),
         };
         tracing::info!(job_id = %id, "job cancelled");
+        if let (Some(external), Some(file_id)) = (&self.external, &cancelled.external_id)
+            && let Err(error) = external.processor.cancel(file_id).await
+        {
+            tracing::warn!(%error, job_id = %id, "could not cancel the job at AudiModal");
+        }
         self.changed(&cancelled, Some(job.status));
         Ok(cancelled)
     }
@@ -1159,6 +1192,9 @@ impl DocumentService {
             }
         }
 
+        if let Some(external) = &self.external {
+            return self.work_externally(job, &settings, external).await;
+        }
         let job = self.advance(&job, JobStatus::Processing, "extracting text and metadata").await?;
         let size = job.file.as_ref().map_or(0, |f| f.size);
         let mut result = if size > self.settings.max_processing_bytes {
@@ -1275,27 +1311,234 @@ impl DocumentService {
             result.processing_metadata.insert("warnings".into(), extraction.warnings.clone().into());
         }
         result.extracted_text = extraction.text;
-        let found: usize = processed.pii.values().sum();
-        result.pii_detected = found > 0;
-        let mut scan = serde_json::Map::new();
-        scan.insert("pii_detection".into(), settings.pii_detection.into());
-        scan.insert("redaction_mode".into(), serde_json::to_value(settings.redaction_mode).unwrap_or_default());
-        scan.insert("findings".into(), serde_json::to_value(&processed.pii).unwrap_or_default());
-        scan.insert("total_findings".into(), found.into());
-        scan.insert("scanned_at".into(), time::to_storage(&time::now()).into());
-        result.compliance_scan_results = scan;
-        if let Some(redacted) = processed.redacted_text {
-            let key = job.derived_key(document::REDACTED_NAME);
-            self.blobs.put(&key, redacted.into_bytes()).await.map_err(blob_error)?;
-            result.redacted_key = Some(key);
-            result.redaction_applied = found > 0;
-        }
+        self.record_findings(job, settings, &mut result, &processed.pii, processed.redacted_text).await?;
         if let Some(thumbnail) = extraction.thumbnail_png {
             let key = job.derived_key(document::THUMBNAIL_NAME);
             self.blobs.put(&key, thumbnail).await.map_err(blob_error)?;
             result.thumbnail_key = Some(key);
         }
         Ok(result)
+    }
+
+    /// Hands the job to the external processor, or, for a job it already has (the
+    /// worker died, or a webhook was lost), asks it how far it is.
+    async fn work_externally(
+        &self,
+        job: UploadJob,
+        settings: &ComplianceSettings,
+        external: &External,
+    ) -> ServiceResult<UploadJob> {
+        let processor = &external.processor;
+        let lease = || time::after(time::now(), external.timeout);
+        if let Some(file_id) = job.external_id.clone() {
+            match processor.status(&file_id).await {
+                Ok(status) if status.is_done() => {
+                    let text = processor.extracted_text(&file_id).await.map_err(external_error)?;
+                    let result = self.external_result(&job, settings, Some(text), serde_json::Map::new()).await?;
+                    return self.finish(&job, result).await;
+                }
+                Ok(status) if status.is_failed() => {
+                    let mut result = unprocessed(&job);
+                    result.error = Some(JobFailure::new(
+                        "external_processing_failed",
+                        status.error.unwrap_or_else(|| "AudiModal could not process the file.".to_owned()),
+                    ));
+                    return self.finish(&job, result).await;
+                }
+                Ok(_) => {
+                    let job = self.advance(&job, JobStatus::Processing, "processing at AudiModal").await?;
+                    return self.hold_externally(&job, &file_id, lease()).await;
+                }
+                // AudiModal lost it: submit again.
+                Err(aether_domain::external::ExternalError::NotFound) => {}
+                Err(error) => return Err(external_error(error)),
+            }
+        }
+        let job = self.advance(&job, JobStatus::Processing, "submitting to AudiModal").await?;
+        let file = job.file.clone().ok_or_else(|| ServiceError::Internal("an accepted job without a file".into()))?;
+        let expires_in = external.timeout.min(MAX_URL_LIFETIME);
+        let disposition = content_disposition(job.filename.as_str());
+        let url = match self.blobs.presigned_get(&job.blob_key, expires_in, &disposition).await.map_err(blob_error)? {
+            Some(url) => url,
+            None => {
+                let token = UrlToken {
+                    key: job.blob_key.as_str().to_owned(),
+                    expires: time::after(time::now(), expires_in).timestamp(),
+                    filename: job.filename.as_str().to_owned(),
+                    content_type: file.content_type.clone(),
+                };
+                let base = external.public_url.trim_end_matches('/');
+                format!("{base}/api/v1/storage/signed?token={}", self.url_signer.sign(&token))
+            }
+        };
+        let submission = Submission {
+            url,
+            filename: job.filename.as_str().to_owned(),
+            content_type: file.content_type.clone(),
+            size: file.size,
+            job_id: job.id.to_string(),
+            scan_pii: settings.pii_detection,
+            redaction_mode: serde_json::to_value(settings.redaction_mode)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "none".to_owned()),
+        };
+        // The id is recorded before processing starts, so that no webhook about the
+        // file can arrive before the job knows it.
+        let file_id = processor.register(&submission).await.map_err(external_error)?;
+        let job = self.hold_externally(&job, &file_id, lease()).await?;
+        processor.process(&file_id, &submission).await.map_err(external_error)?;
+        // The lease now covers AudiModal's work; its webhooks report the stages.
+        Ok(job)
+    }
+
+    async fn hold_externally(&self, job: &UploadJob, file_id: &str, lease: Timestamp) -> ServiceResult<UploadJob> {
+        match self.store.set_job_external_id(job.id, file_id, lease, time::now()).await {
+            Ok(held) => Ok(held),
+            Err(StoreError::Conflict(_)) => Err(job_finished(job)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The result of a file the external processor extracted: its text and metadata,
+    /// with this notebook's PII scan and redaction applied to the text.
+    async fn external_result(
+        &self,
+        job: &UploadJob,
+        settings: &ComplianceSettings,
+        text: Option<String>,
+        metadata: serde_json::Map<String, serde_json::Value>,
+    ) -> ServiceResult<ProcessingResult> {
+        let mut result = unprocessed(job);
+        result.format = "external".to_owned();
+        result.supported = true;
+        result.extracted_metadata = metadata;
+        result.processing_metadata.insert("processor".into(), "audimodal".into());
+        if let Some(file_id) = &job.external_id {
+            result.processing_metadata.insert("audimodal_file_id".into(), file_id.clone().into());
+        }
+        if let Some(text) = &text
+            && settings.pii_detection
+        {
+            let (counts, redacted) = scan_text(text, settings.redaction_mode);
+            self.record_findings(job, settings, &mut result, &counts, redacted).await?;
+        }
+        result.extracted_text = text;
+        Ok(result)
+    }
+
+    /// Handles a signed webhook from the external processor. Redeliveries and
+    /// events for finished jobs change nothing, so AudiModal may retry freely.
+    pub async fn external_webhook(&self, timestamp: &str, signature: &str, body: &[u8]) -> ServiceResult<()> {
+        let external = self.external.as_ref().ok_or(ServiceError::NotFound)?;
+        if !external.processor.verify_webhook(timestamp, signature, body, time::now().timestamp()) {
+            return Err(ServiceError::Unauthenticated(aether_domain::auth::TokenError::Invalid(
+                "webhook signature".into(),
+            )));
+        }
+        let event: WebhookEvent = serde_json::from_slice(body)
+            .map_err(|e| aether_domain::ValidationError::new("body", format!("not a webhook event: {e}")))?;
+        let job_id = JobId::parse(&event.document_id)?;
+        let job = self.store.get_job(job_id).await?;
+        if job.external_id.as_deref() != Some(event.file_id.as_str()) {
+            return Err(ServiceError::NotFound);
+        }
+        tracing::info!(job_id = %job.id, event = %event.event, event_id = ?event.event_id, "AudiModal webhook");
+        if job.status.is_terminal() {
+            return Ok(());
+        }
+        let settings = match self.store.get_notebook(job.notebook_id).await {
+            Ok(notebook) => notebook.compliance_settings,
+            Err(StoreError::NotFound) => ComplianceSettings::default(),
+            Err(error) => return Err(error.into()),
+        };
+        let outcome = match event.event.as_str() {
+            "processing.started" | "processing.progress" => {
+                let stage = match (event.stage.as_deref(), event.progress) {
+                    (Some(stage), Some(progress)) => format!("AudiModal: {stage} ({progress:.0}%)"),
+                    (Some(stage), None) => format!("AudiModal: {stage}"),
+                    (None, Some(progress)) => format!("processing at AudiModal ({progress:.0}%)"),
+                    (None, None) => "processing at AudiModal".to_owned(),
+                };
+                let now = time::now();
+                match self
+                    .store
+                    .advance_job(job.id, JobStatus::Processing, &stage, time::after(now, external.timeout), now)
+                    .await
+                {
+                    Ok(advanced) => {
+                        self.changed(&advanced, Some(job.status));
+                        Ok(())
+                    }
+                    Err(StoreError::Conflict(_)) => Ok(()),
+                    Err(error) => Err(error.into()),
+                }
+            }
+            "processing.completed" => {
+                let data = event.data.unwrap_or_default();
+                let result = self.external_result(&job, &settings, data.extracted_text, data.metadata).await?;
+                self.finish(&job, result).await.map(|_| ())
+            }
+            "processing.failed" => {
+                let mut result = unprocessed(&job);
+                result.processing_metadata.insert("processor".into(), "audimodal".into());
+                result.error = Some(JobFailure::new(
+                    "external_processing_failed",
+                    event.error.unwrap_or_else(|| "AudiModal could not process the file.".to_owned()),
+                ));
+                self.finish(&job, result).await.map(|_| ())
+            }
+            other => {
+                tracing::info!(event = other, "ignored an AudiModal event");
+                Ok(())
+            }
+        };
+        match outcome {
+            Err(ServiceError::Rejected { code: "job_finished", .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// The external processor's view of a job the caller may read.
+    pub async fn external_status(&self, caller: &Principal, id: JobId) -> ServiceResult<serde_json::Value> {
+        let job = self.job(caller, id).await?;
+        let external = self.external.as_ref().ok_or(ServiceError::NotFound)?;
+        let file_id = job.external_id.clone().ok_or(ServiceError::NotFound)?;
+        let status = external.processor.status(&file_id).await.map_err(external_error)?;
+        Ok(serde_json::json!({
+            "job_id": job.id.to_string(),
+            "audimodal_file_id": file_id,
+            "status": status.status,
+            "error": status.error,
+            "details": status.raw,
+        }))
+    }
+
+    /// Puts the PII findings in the result and stores the redacted copy.
+    async fn record_findings(
+        &self,
+        job: &UploadJob,
+        settings: &ComplianceSettings,
+        result: &mut ProcessingResult,
+        counts: &BTreeMap<String, usize>,
+        redacted_text: Option<String>,
+    ) -> ServiceResult<()> {
+        let found: usize = counts.values().sum();
+        result.pii_detected = found > 0;
+        let mut scan = serde_json::Map::new();
+        scan.insert("pii_detection".into(), settings.pii_detection.into());
+        scan.insert("redaction_mode".into(), serde_json::to_value(settings.redaction_mode).unwrap_or_default());
+        scan.insert("findings".into(), serde_json::to_value(counts).unwrap_or_default());
+        scan.insert("total_findings".into(), found.into());
+        scan.insert("scanned_at".into(), time::to_storage(&time::now()).into());
+        result.compliance_scan_results = scan;
+        if let Some(redacted) = redacted_text {
+            let key = job.derived_key(document::REDACTED_NAME);
+            self.blobs.put(&key, redacted.into_bytes()).await.map_err(blob_error)?;
+            result.redacted_key = Some(key);
+            result.redaction_applied = found > 0;
+        }
+        Ok(())
     }
 
     async fn finish(&self, job: &UploadJob, result: ProcessingResult) -> ServiceResult<UploadJob> {
@@ -1306,10 +1549,15 @@ impl DocumentService {
                 Ok(finished)
             }
             Err(StoreError::Conflict(_)) => {
-                // Cancelled meanwhile: what this attempt wrote must go too.
-                self.store.queue_blob_deletions(&job.written_keys(), time::now()).await?;
-                self.work_ready.notify_one();
-                Err(job_finished(job))
+                // Cancelled meanwhile: what this attempt wrote must go too. (Finished
+                // by someone else, e.g. a redelivered webhook: its blobs are the
+                // document's now, and stay.)
+                let current = self.store.get_job(job.id).await?;
+                if current.status == JobStatus::Cancelled {
+                    self.store.queue_blob_deletions(&job.written_keys(), time::now()).await?;
+                    self.work_ready.notify_one();
+                }
+                Err(job_finished(&current))
             }
             Err(StoreError::NotFound) => {
                 // The document this version belonged to was deleted meanwhile.
@@ -1319,6 +1567,37 @@ impl DocumentService {
             }
             Err(error) => Err(error.into()),
         }
+    }
+}
+
+/// An AudiModal webhook, as Aether defines it (AudiModal's public code defines
+/// none): the design's event names and fields, plus AudiModal's file id and the
+/// `document_id` Aether sent with the file (the job id).
+#[derive(Debug, Deserialize)]
+struct WebhookEvent {
+    event_id: Option<String>,
+    event: String,
+    file_id: String,
+    document_id: String,
+    stage: Option<String>,
+    progress: Option<f64>,
+    data: Option<WebhookData>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WebhookData {
+    extracted_text: Option<String>,
+    #[serde(default)]
+    metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+fn external_error(error: aether_domain::external::ExternalError) -> ServiceError {
+    use aether_domain::external::ExternalError;
+    match error {
+        ExternalError::Unavailable(reason) => ServiceError::Unavailable(reason),
+        ExternalError::NotFound => ServiceError::NotFound,
+        ExternalError::Refused(reason) => ServiceError::Internal(format!("AudiModal refused: {reason}")),
     }
 }
 

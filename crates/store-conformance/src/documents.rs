@@ -123,6 +123,10 @@ pub async fn upload_jobs_run_their_course(store: &dyn Store) {
     let processing =
         store.advance_job(job.id, JobStatus::Processing, "extracting text", now + TimeDelta::seconds(60), now).await;
     assert_eq!(processing.unwrap().stage, "extracting text");
+    let lease = time::now() + TimeDelta::hours(1);
+    let external = store.set_job_external_id(job.id, "audimodal-file-1", lease, time::now()).await.unwrap();
+    assert_eq!(external.external_id.as_deref(), Some("audimodal-file-1"));
+    assert_eq!(store.get_job(job.id).await.unwrap().external_id.as_deref(), Some("audimodal-file-1"));
 
     let (finished, document) = store.finish_job(job.id, result("hello a@b.example"), time::now()).await.unwrap();
     assert_eq!(finished.status, JobStatus::Completed);
@@ -239,6 +243,7 @@ pub async fn abandoned_jobs_queue_their_blobs(store: &dyn Store) {
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(store.finish_job(worked.id, result("x"), now).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.set_job_external_id(worked.id, "x", now, now).await, Err(StoreError::Conflict(_))));
     assert!(matches!(store.get_document(worked.document_id).await, Err(StoreError::NotFound)));
 
     // Failing keeps the reason.

@@ -31,7 +31,7 @@ const JOB_RETURN: &str = "RETURN j.id AS id, j.notebook_id AS notebook_id, j.upl
      j.bytes_received AS bytes_received, j.expected_bytes AS expected_bytes, j.file_size AS file_size, \
      j.file_hash AS file_hash, j.content_type AS content_type, j.blob_key AS blob_key, \
      j.storage_provider AS storage_provider, j.failure_code AS failure_code, j.failure_message AS failure_message, \
-     j.attempts AS attempts, toString(j.lease_until) AS lease_until, toString(j.created_at) AS created_at, \
+     j.attempts AS attempts, toString(j.lease_until) AS lease_until, j.external_id AS external_id, toString(j.created_at) AS created_at, \
      toString(j.updated_at) AS updated_at, toString(j.finished_at) AS finished_at";
 
 #[derive(Deserialize)]
@@ -58,6 +58,7 @@ struct JobRecord {
     failure_message: Option<String>,
     attempts: i64,
     lease_until: Option<String>,
+    external_id: Option<String>,
     created_at: String,
     updated_at: String,
     finished_at: Option<String>,
@@ -122,6 +123,7 @@ fn job_from_row(row: &Row) -> StoreResult<UploadJob> {
         failure: r.failure_code.map(|code| JobFailure { code, message: r.failure_message.unwrap_or_default() }),
         attempts: u32::try_from(r.attempts).map_err(|_| corrupt("attempts"))?,
         lease_until: opt_ts(r.lease_until)?,
+        external_id: r.external_id,
         created_at: ts(&r.created_at)?,
         updated_at: ts(&r.updated_at)?,
         finished_at: opt_ts(r.finished_at)?,
@@ -519,6 +521,33 @@ impl DocumentStore for Neo4jStore {
             .param("id", id.to_string())
             .param("status", status.as_str())
             .param("stage", stage.clone())
+            .param("lease", storage(&lease_until))
+            .param("at", storage(&at));
+            txn.run(q).await.map_err(map_err)?;
+            reread_job(txn, id).await
+        })
+        .await
+    }
+
+    async fn set_job_external_id(
+        &self,
+        id: JobId,
+        external_id: &str,
+        lease_until: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<UploadJob> {
+        let external_id = external_id.to_owned();
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
+            let job = lock_job(txn, id).await?;
+            if !job.status.is_worked_on() {
+                return Err(job_status_conflict());
+            }
+            let q = query(
+                "MATCH (j:UploadJob {id: $id}) SET j.external_id = $external, j.lease_until = datetime($lease), \
+                 j.updated_at = datetime($at)",
+            )
+            .param("id", id.to_string())
+            .param("external", external_id.clone())
             .param("lease", storage(&lease_until))
             .param("at", storage(&at));
             txn.run(q).await.map_err(map_err)?;

@@ -72,6 +72,7 @@ fn job_from_row(row: &SqliteRow) -> StoreResult<UploadJob> {
         failure,
         attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
         lease_until: opt_ts(opt_text("lease_until")?)?,
+        external_id: opt_text("external_id")?,
         created_at: ts(&text("created_at")?)?,
         updated_at: ts(&text("updated_at")?)?,
         finished_at: opt_ts(opt_text("finished_at")?)?,
@@ -404,6 +405,33 @@ impl DocumentStore for SqliteStore {
         )
         .bind(status.as_str())
         .bind(stage)
+        .bind(time::to_storage(&lease_until))
+        .bind(time::to_storage(&at))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let job = job_in(&mut tx, id).await?;
+        if updated.rows_affected() == 0 {
+            return Err(job_status_conflict());
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(job)
+    }
+
+    async fn set_job_external_id(
+        &self,
+        id: JobId,
+        external_id: &str,
+        lease_until: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<UploadJob> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE upload_jobs SET external_id = ?, lease_until = ?, updated_at = ? \
+             WHERE id = ? AND status IN ('validating', 'processing')",
+        )
+        .bind(external_id)
         .bind(time::to_storage(&lease_until))
         .bind(time::to_storage(&at))
         .bind(id.to_string())

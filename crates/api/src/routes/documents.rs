@@ -874,3 +874,71 @@ mod tests {
         );
     }
 }
+
+/// AudiModal's processing events (when AudiModal is configured). Authenticated by
+/// `X-AudiModal-Signature: sha256=<hex HMAC-SHA256(secret, "<X-AudiModal-Timestamp>." + body)>`,
+/// not by a bearer token; redeliveries are answered 200 and change nothing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/audimodal",
+    tag = "documents",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Received"),
+        (status = 401, description = "invalid_signature", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn audimodal_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let timestamp = header("x-audimodal-timestamp");
+    let signature = header("x-audimodal-signature");
+    match state.documents.external_webhook(&timestamp, &signature, &body).await {
+        Ok(()) => Ok(Json(serde_json::json!({"status": "received"}))),
+        Err(ServiceError::Unauthenticated(_)) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "The webhook's signature or timestamp is not valid.",
+        )),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// AudiModal's view of a job it processes.
+#[utoipa::path(
+    get,
+    path = "/api/v1/documents/audimodal/{job_id}/status",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("job_id" = String, Path, description = "Job id (UUID)")),
+    responses((status = 200, description = "AudiModal's status", body = Object), (status = 404, body = Problem, content_type = "application/problem+json"))
+)]
+pub async fn audimodal_status(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(job_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(state.documents.external_status(&caller, parse(JobId::parse(&job_id))?).await?))
+}
+
+/// The same updates as `/ws/upload/{job_id}`, under the design's processing path.
+#[utoipa::path(
+    get,
+    path = "/api/v1/ws/processing/{job_id}",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("job_id" = String, Path, description = "Job id (UUID)")),
+    responses((status = 101, description = "Switching to the WebSocket protocol"))
+)]
+pub async fn processing_socket(
+    state: State<AppState>,
+    caller: AuthUser,
+    job_id: Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    job_socket(state, caller, job_id, upgrade).await
+}
