@@ -782,3 +782,67 @@ async fn documents_are_encrypted_at_rest_when_configured() {
     assert_eq!(signed["signed_by"], "server", "the backend would only hand out ciphertext");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn runaway_processing_is_bounded_in_pages_time_and_memory() {
+    let _serial = WORKERS.lock().await;
+    // A 10,000-page PDF: extraction stops at the page limit, the job completes.
+    let app = TestApp::spawn_with(with_workers).await;
+    let owner = app.user_token("runaway").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+    let pages: Vec<String> = (0..10_000).map(|i| format!("Page {i} of the long report.")).collect();
+    let long_pdf = aether_extract::corpus::pdf("Long report", &pages);
+    let started = std::time::Instant::now();
+    let long = finished(&app, &owner, &accepted(&app, &owner, &nb, "long.pdf", long_pdf).await).await;
+    assert_eq!(long["status"], "completed", "{long}");
+    let document = json_of(
+        call(&app, &owner, Method::GET, &format!("/api/v1/documents/{}", long["document_id"].as_str().unwrap()), None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(document["extracted_metadata"]["page_count"], 10_000);
+    let warnings = document["processing_metadata"]["warnings"].to_string();
+    assert!(warnings.contains("page"), "the page limit is reported: {warnings}");
+    eprintln!("10,000-page PDF processed in {:?}", started.elapsed());
+    app.shutdown().await;
+
+    // An extraction that outlives its time limit is killed; the file is kept.
+    let dir = tempfile::tempdir().unwrap();
+    let slow = dir.path().join("slow-extractor.sh");
+    std::fs::write(&slow, format!("#!/bin/sh\nsleep 30\nexec '{}' \"$@\"\n", env!("CARGO_BIN_EXE_aether"))).unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&slow).status().unwrap();
+    let app = TestApp::spawn_with(|config| {
+        with_workers(config);
+        config.extractor_program = slow.display().to_string();
+        config.processing_timeout_secs = 1;
+    })
+    .await;
+    let owner = app.user_token("timeout").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+    let started = std::time::Instant::now();
+    let timed_out = finished(&app, &owner, &accepted(&app, &owner, &nb, "slow.txt", b"slow".to_vec()).await).await;
+    assert_eq!(
+        (timed_out["status"].as_str(), timed_out["error"]["code"].as_str()),
+        (Some("failed"), Some("processing_timed_out"))
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "killed at the limit, not after the sleep");
+    app.shutdown().await;
+
+    // An extraction that needs more memory than allowed dies; the job says so.
+    let app = TestApp::spawn_with(|config| {
+        with_workers(config);
+        config.processing_memory_mb = 8;
+    })
+    .await;
+    let owner = app.user_token("memory").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+    let crashed =
+        finished(&app, &owner, &accepted(&app, &owner, &nb, "big.txt", vec![b'a'; 4 * 1024 * 1024]).await).await;
+    assert_eq!(
+        (crashed["status"].as_str(), crashed["error"]["code"].as_str()),
+        (Some("failed"), Some("processing_crashed")),
+        "{crashed}"
+    );
+    app.shutdown().await;
+}
