@@ -846,3 +846,43 @@ async fn runaway_processing_is_bounded_in_pages_time_and_memory() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn notebook_sockets_follow_every_upload_and_refuse_strangers() {
+    let _serial = WORKERS.lock().await;
+    let app = TestApp::spawn().await;
+    let owner = app.user_token("socket-owner").await;
+    let stranger = app.user_token("socket-stranger").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+    let ws = |path: String, token: &str| {
+        format!("{}{path}?access_token={token}", app.server.base_url().replace("http://", "ws://"))
+    };
+    let before = accepted(&app, &owner, &nb, "before.txt", b"already waiting".to_vec()).await;
+
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(ws(format!("/api/v1/ws/notebooks/{nb}/uploads"), &owner)).await.unwrap();
+    let first: Value = serde_json::from_str(socket.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(first["job_id"], before["job_id"], "unfinished jobs come first");
+    let later = accepted(&app, &owner, &nb, "later.txt", b"new upload".to_vec()).await;
+    let mut seen = Vec::new();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+        let update: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+        seen.push(update["status"].as_str().unwrap().to_owned());
+        if update["job_id"] == later["job_id"] && update["status"] == "pending" {
+            break;
+        }
+    }
+    assert_eq!(seen.last().map(String::as_str), Some("pending"), "the new upload is reported: {seen:?}");
+
+    for path in [
+        format!("/api/v1/ws/notebooks/{nb}/uploads"),
+        format!("/api/v1/ws/upload/{}", later["job_id"].as_str().unwrap()),
+    ] {
+        let refused = tokio_tungstenite::connect_async(ws(path.clone(), &stranger)).await;
+        assert!(
+            matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.status() == 404),
+            "{path}: {refused:?}"
+        );
+    }
+    app.shutdown().await;
+}

@@ -189,17 +189,33 @@ impl DocumentProcessor for InProcessProcessor {
 #[derive(Debug, Default)]
 pub struct JobHub {
     channels: Mutex<HashMap<JobId, broadcast::Sender<UploadJob>>>,
+    /// Every job of a notebook, for the notebook's upload socket.
+    notebooks: Mutex<HashMap<NotebookId, broadcast::Sender<UploadJob>>>,
 }
 
 impl JobHub {
     pub fn publish(&self, job: &UploadJob) {
-        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(sender) = channels.get(&job.id) {
-            let _ = sender.send(job.clone());
-            if job.status.is_terminal() || sender.receiver_count() == 0 {
-                channels.remove(&job.id);
+        {
+            let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(sender) = channels.get(&job.id) {
+                let _ = sender.send(job.clone());
+                if job.status.is_terminal() || sender.receiver_count() == 0 {
+                    channels.remove(&job.id);
+                }
             }
         }
+        let mut notebooks = self.notebooks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(sender) = notebooks.get(&job.notebook_id)
+            && sender.send(job.clone()).is_err()
+        {
+            notebooks.remove(&job.notebook_id);
+        }
+    }
+
+    /// Every change of every job of the notebook.
+    pub fn subscribe_notebook(&self, id: NotebookId) -> broadcast::Receiver<UploadJob> {
+        let mut notebooks = self.notebooks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        notebooks.entry(id).or_insert_with(|| broadcast::channel(256).0).subscribe()
     }
 
     pub fn subscribe(&self, id: JobId) -> broadcast::Receiver<UploadJob> {

@@ -942,3 +942,78 @@ pub async fn processing_socket(
 ) -> Result<Response, ApiError> {
     job_socket(state, caller, job_id, upgrade).await
 }
+
+/// Updates of every upload job of a notebook over a WebSocket: its unfinished jobs
+/// on connect, then each job whenever it changes (including when it finishes).
+#[utoipa::path(
+    get,
+    path = "/api/v1/ws/notebooks/{id}/uploads",
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    responses((status = 101, description = "Switching to the WebSocket protocol"))
+)]
+pub async fn notebook_upload_socket(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let notebook = parse(NotebookId::parse(&id))?;
+    let page = aether_domain::page::PageRequest {
+        limit: aether_domain::page::Limit::parse(100).map_err(ApiError::from)?,
+        after: None,
+    };
+    // Checks read access, and gives the jobs to start with.
+    let active = state.documents.notebook_jobs(&caller, notebook, true, page).await?;
+    Ok(upgrade.on_upgrade(move |socket| follow_notebook(state, caller, notebook, active.items, socket)).into_response())
+}
+
+async fn follow_notebook(
+    state: AppState,
+    caller: aether_domain::auth::Principal,
+    notebook: NotebookId,
+    active: Vec<UploadJob>,
+    mut socket: WebSocket,
+) {
+    let mut updates = state.documents.hub().subscribe_notebook(notebook);
+    let mut seen: std::collections::HashMap<JobId, (JobStatus, DateTime<Utc>)> = std::collections::HashMap::new();
+    for job in active {
+        seen.insert(job.id, (job.status, job.updated_at));
+        if send_job(&mut socket, &job).await.is_err() {
+            return;
+        }
+    }
+    let page = aether_domain::page::PageRequest {
+        limit: aether_domain::page::Limit::parse(100).unwrap_or_default(),
+        after: None,
+    };
+    loop {
+        let fresh: Vec<UploadJob> = tokio::select! {
+            update = updates.recv() => match update {
+                Ok(job) => vec![job],
+                Err(_) => Vec::new(),
+            },
+            // Other processes' changes: re-read the notebook's recent jobs.
+            _ = tokio::time::sleep(SOCKET_POLL * 2) => match state.documents.notebook_jobs(&caller, notebook, false, page).await {
+                Ok(page) => page.items,
+                Err(_) => return,
+            },
+            message = socket.recv() => match message {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => continue,
+            },
+        };
+        for job in fresh {
+            let changed = seen.get(&job.id).is_none_or(|(status, at)| *status != job.status || *at != job.updated_at);
+            // Jobs that finished before the socket opened are not news.
+            let news = seen.contains_key(&job.id) || !job.status.is_terminal();
+            if changed && news {
+                seen.insert(job.id, (job.status, job.updated_at));
+                if send_job(&mut socket, &job).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -102,6 +102,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(documents::audimodal_webhook))
         .routes(routes!(documents::audimodal_status))
         .routes(routes!(documents::processing_socket))
+        .routes(routes!(documents::notebook_upload_socket))
         .routes(routes!(storage::storage_signed))
         .routes(routes!(storage::storage_download))
         .routes(routes!(storage::storage_url))
