@@ -12,6 +12,11 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
+/// Every server these tests start runs document workers, which take jobs from the
+/// shared store (Neo4j in the second stage of scripts/test) while each server keeps
+/// blobs in its own data directory: one test at a time keeps each server's jobs its own.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn aether(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_aether"));
     command.env_clear();
@@ -74,6 +79,7 @@ async fn login(base_url: &str, username: &str, password: &str) -> Value {
 
 #[tokio::test]
 async fn kill_minus_nine_loses_nothing() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path(), Some(common::ADMIN_PASSWORD));
     let tokens = login(&server.base_url, "admin", common::ADMIN_PASSWORD).await;
@@ -115,6 +121,7 @@ async fn kill_minus_nine_loses_nothing() {
 
 #[tokio::test]
 async fn sigterm_shuts_down_cleanly() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path(), Some(common::ADMIN_PASSWORD));
     let health = client().get(format!("{}/health", server.base_url)).send().await.unwrap();
@@ -128,6 +135,7 @@ async fn sigterm_shuts_down_cleanly() {
 
 #[tokio::test]
 async fn first_start_prints_a_generated_admin_password() {
+    let _serial = SERIAL.lock().await;
     if common::store_kind() != aether::config::StoreKind::Sqlite {
         // A shared Neo4j already holds an admin from other tests; first start means an empty store.
         return;
@@ -155,6 +163,7 @@ async fn first_start_prints_a_generated_admin_password() {
 
 #[tokio::test]
 async fn command_line_tools_work() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let output = aether(dir.path()).arg("version").output().unwrap();
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("aether "));
@@ -222,6 +231,7 @@ async fn command_line_tools_work() {
 
 #[tokio::test]
 async fn worker_runs_until_sigterm() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut worker = aether(dir.path()).arg("worker").stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(800));
@@ -282,6 +292,7 @@ impl Drop for KillOnDrop {
 /// unacknowledged upload fails with a reason, and no blob is left unreferenced.
 #[tokio::test]
 async fn kill_minus_nine_during_uploads_and_processing_loses_nothing() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     // Processing is made slow (the real extractor, started 3 s late) so that the
     // kill lands while a job is being processed.
