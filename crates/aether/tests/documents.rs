@@ -599,6 +599,17 @@ async fn batches_upload_several_files() {
     )
     .await;
     assert!(listed["items"].as_array().unwrap().is_empty());
+    // The queue and its durations are measured.
+    app.server.runtime.documents.maintain().await.unwrap();
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for series in [
+        "aether_document_jobs{status=\"pending\"}",
+        "aether_document_job_duration_seconds_count{status=\"completed\"}",
+        "aether_document_processing_seconds_count{format=\"csv\"}",
+        "aether_documents_processed_total{format=\"markdown\",outcome=\"completed\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} in /metrics");
+    }
     app.shutdown().await;
 }
 

@@ -324,6 +324,8 @@ pub trait DocumentStore: Send + Sync {
     /// Cancels an unfinished job and queues its blobs for deletion.
     /// `Conflict("job_status")` when it already finished.
     async fn cancel_job(&self, id: JobId, at: Timestamp) -> StoreResult<UploadJob>;
+    /// How many unfinished jobs are in each status (the queue's depth).
+    async fn count_active_jobs(&self) -> StoreResult<Vec<(JobStatus, u64)>>;
     /// Jobs still `uploading` whose last progress is older than `stale_before`: their
     /// upload request died with its process.
     async fn stale_uploads(&self, stale_before: Timestamp, limit: u32) -> StoreResult<Vec<UploadJob>>;

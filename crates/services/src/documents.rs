@@ -562,6 +562,10 @@ impl DocumentService {
     /// status moved to one clients act on.
     fn changed(&self, job: &UploadJob, previous: Option<JobStatus>) {
         self.hub.publish(job);
+        if job.status.is_terminal() && previous != Some(job.status) {
+            metrics::histogram!("aether_document_job_duration_seconds", "status" => job.status.as_str())
+                .record(elapsed_since(job.created_at).as_secs_f64());
+        }
         let notable = matches!(job.status, JobStatus::Pending | JobStatus::Processing) || job.status.is_terminal();
         if notable
             && previous != Some(job.status)
@@ -1083,6 +1087,11 @@ impl DocumentService {
 
     /// One maintenance pass; public so that tests and `aether` commands can run it.
     pub async fn maintain(&self) -> ServiceResult<()> {
+        let counts = self.store.count_active_jobs().await?;
+        for status in [JobStatus::Uploading, JobStatus::Pending, JobStatus::Validating, JobStatus::Processing] {
+            let n = counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+            metrics::gauge!("aether_document_jobs", "status" => status.as_str()).set(n as f64);
+        }
         let stale_before =
             time::now() - chrono::TimeDelta::from_std(self.settings.stale_upload_after).unwrap_or_default();
         for job in self.store.stale_uploads(stale_before, 100).await? {

@@ -113,6 +113,11 @@ pub async fn upload_jobs_run_their_course(store: &dyn Store) {
     assert_eq!(uploaded[0].key, notebook.to_string());
     assert_eq!(uploaded[0].payload["file_hash"], "abc123");
 
+    let pending = |counts: Vec<(JobStatus, u64)>| {
+        counts.into_iter().find(|(s, _)| *s == JobStatus::Pending).map_or(0, |(_, n)| n)
+    };
+    let queued = pending(store.count_active_jobs().await.unwrap());
+    assert!(queued >= 1, "the accepted job is counted as pending");
     let active = store.list_notebook_jobs(notebook, true, PageRequest::default()).await.unwrap();
     assert_eq!(active.items.iter().map(|j| j.id).collect::<Vec<_>>(), vec![job.id]);
 
@@ -162,6 +167,8 @@ pub async fn upload_jobs_run_their_course(store: &dyn Store) {
     assert!(matches!(store.finish_job(job.id, result("again"), time::now()).await, Err(StoreError::Conflict(_))));
     assert!(matches!(store.cancel_job(job.id, time::now()).await, Err(StoreError::Conflict(_))));
     assert!(store.list_notebook_jobs(notebook, true, PageRequest::default()).await.unwrap().items.is_empty());
+    let counts = store.count_active_jobs().await.unwrap();
+    assert!(counts.iter().all(|(status, _)| !status.is_terminal()), "{counts:?}");
     assert!(store.blob_is_referenced(&job.blob_key).await.unwrap());
 }
 

@@ -663,6 +663,22 @@ impl DocumentStore for Neo4jStore {
         self.abandon_job(id, JobStatus::Cancelled, None, at).await
     }
 
+    async fn count_active_jobs(&self) -> StoreResult<Vec<(JobStatus, u64)>> {
+        let q = query(
+            "MATCH (j:UploadJob) WHERE NOT j.status IN ['completed', 'failed', 'cancelled'] \
+             RETURN j.status AS status, count(*) AS n",
+        );
+        self.rows(q)
+            .await?
+            .iter()
+            .map(|row| {
+                let status: String = row.get("status").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let n: i64 = row.get("n").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((JobStatus::parse(&status).map_err(|_| corrupt("job status"))?, unsigned(n, "count")?))
+            })
+            .collect()
+    }
+
     async fn stale_uploads(&self, stale_before: Timestamp, limit: u32) -> StoreResult<Vec<UploadJob>> {
         let q = query(&format!(
             "MATCH (j:UploadJob {{status: 'uploading'}}) WHERE j.updated_at < datetime($before) \

@@ -594,6 +594,22 @@ impl DocumentStore for SqliteStore {
         abandon_job(self, id, JobStatus::Cancelled, None, at).await
     }
 
+    async fn count_active_jobs(&self) -> StoreResult<Vec<(JobStatus, u64)>> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM upload_jobs \
+             WHERE status NOT IN ('completed', 'failed', 'cancelled') GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("status").map_err(map_err)?;
+                Ok((JobStatus::parse(&status).map_err(|_| corrupt("job status"))?, count(row, "n")?))
+            })
+            .collect()
+    }
+
     async fn stale_uploads(&self, stale_before: Timestamp, limit: u32) -> StoreResult<Vec<UploadJob>> {
         let rows =
             sqlx::query("SELECT * FROM upload_jobs WHERE status = 'uploading' AND updated_at < ? ORDER BY id LIMIT ?")
