@@ -134,18 +134,41 @@ pub async fn track_metrics(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let in_flight = metrics::gauge!("http_requests_in_flight");
-    in_flight.increment(1.0);
-    let started = Instant::now();
+    let mut record = RequestRecord::start(request.method().as_str().to_owned(), route);
     let response = next.run(request).await;
-    in_flight.decrement(1.0);
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    record.status = Some(response.status().as_u16());
     response
+}
+
+/// One request's metrics, recorded when it is dropped: with the response's status,
+/// or, when the handler never produced one, 500 for a panic (unwinding through
+/// here) and the timeout status for a request cancelled by the timeout. So panics
+/// and timeouts are counted too, and the in-flight gauge always comes back down.
+struct RequestRecord {
+    method: String,
+    route: String,
+    started: Instant,
+    status: Option<u16>,
+}
+
+impl RequestRecord {
+    fn start(method: String, route: String) -> Self {
+        metrics::gauge!("http_requests_in_flight").increment(1.0);
+        Self { method, route, started: Instant::now(), status: None }
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        metrics::gauge!("http_requests_in_flight").decrement(1.0);
+        let status =
+            self.status.unwrap_or_else(|| if std::thread::panicking() { 500 } else { TIMEOUT_STATUS.as_u16() });
+        let (method, route) = (std::mem::take(&mut self.method), std::mem::take(&mut self.route));
+        metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+            .increment(1);
+        metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+            .record(self.started.elapsed().as_secs_f64());
+    }
 }
 
 /// Answers a panic in a handler with a 500 problem; the panic itself is logged.

@@ -123,3 +123,21 @@ async fn readiness_reports_each_dependency_and_503_when_one_is_down() {
     let report = aether_api::routes::ops::readiness_report(&healthy).await;
     assert_eq!(report.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn panics_and_timeouts_are_counted() {
+    let metrics = aether_api::middleware::prometheus();
+    let settings = ApiSettings { request_timeout: Duration::from_millis(100), ..ApiSettings::default() };
+    let (base, stop, handle) = serve(app(&settings)).await;
+    assert_eq!(reqwest::get(format!("{base}/panic")).await.unwrap().status(), 500);
+    assert_eq!(reqwest::get(format!("{base}/slow")).await.unwrap().status(), 503);
+    let text = metrics.render();
+    for series in [
+        r#"http_requests_total{method="GET",route="/panic",status="500"}"#,
+        r#"http_requests_total{method="GET",route="/slow",status="503"}"#,
+    ] {
+        assert!(text.contains(series), "{series} in:\n{text}");
+    }
+    let _ = stop.send(());
+    handle.await.unwrap().unwrap();
+}
