@@ -367,7 +367,7 @@ impl Runtime {
             documents: Arc::clone(&self.documents),
             readiness: Arc::new(checks),
             jwks: Arc::new(serde_json::json!({ "keys": [self.tokens.public_jwk()] })),
-            metrics: aether_api::middleware::prometheus(),
+            metrics: metrics_with_rare_series(),
             settings: ApiSettings {
                 max_body_bytes: self.config.max_body_bytes,
                 cors_allowed_origins: self.config.cors_allowed_origins.0.clone(),
@@ -433,6 +433,32 @@ impl Runtime {
             }
         }
     }
+}
+
+/// The Prometheus handle, with the series of rare events registered at zero: a
+/// counter otherwise appears only with its first increment, which `rate()` and
+/// `increase()` cannot see, so alerts on rare events would miss the first one.
+fn metrics_with_rare_series() -> metrics_exporter_prometheus::PrometheusHandle {
+    let handle = aether_api::middleware::prometheus();
+    for name in [
+        "http_panics_total",
+        "aether_uploads_infected_total",
+        "aether_outbox_publish_failures_total",
+        "aether_outbox_events_published_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for outcome in ["delivered", "abandoned"] {
+        metrics::counter!("aether_callbacks_total", "outcome" => outcome).increment(0);
+    }
+    for scope in ["user", "ip"] {
+        metrics::counter!("aether_rate_limited_total", "scope" => scope).increment(0);
+    }
+    for reason in ["expired", "invalid", "unavailable", "other"] {
+        metrics::counter!("aether_authentication_failures_total", "reason" => reason).increment(0);
+    }
+    metrics::counter!("aether_dependency_errors_total", "dependency" => "rate_limiter").increment(0);
+    handle
 }
 
 struct StoreCheck(Arc<dyn Store>);

@@ -31,6 +31,12 @@ async fn operations_endpoints_answer() {
     assert!(text.contains("route=\"/health\""), "requests are labelled by route template");
     assert!(text.contains("http_request_duration_seconds_bucket"), "latency is a histogram");
     assert!(text.contains("http_requests_in_flight"));
+    // Rare events are present from the start, so the first one shows in rate().
+    for series in
+        ["http_panics_total", "aether_uploads_infected_total", r#"aether_callbacks_total{outcome="abandoned"}"#]
+    {
+        assert!(text.contains(series), "{series} registered at start");
+    }
 
     let openapi = app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap();
     assert_eq!(openapi.status(), 200);
