@@ -531,7 +531,9 @@ async fn sharing_publishes_an_event() {
     let mut metrics = String::new();
     for _ in 0..50 {
         metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        if metrics.contains("aether_outbox_events_published_total") {
+        // The published counter exists from the start (at zero); the lag histogram
+        // appears with the first published batch.
+        if metrics.contains("aether_outbox_relay_lag_seconds_bucket") {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
