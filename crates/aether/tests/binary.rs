@@ -265,17 +265,6 @@ async fn wait_for_job(base_url: &str, token: &str, job_id: &str, done: impl Fn(&
     panic!("job {job_id} never reached the expected state: {}", job_status(base_url, token, job_id).await);
 }
 
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() { found.extend(files_under(&path)) } else { found.push(path) }
-        }
-    }
-    found
-}
-
 /// Kills its server when dropped, so a failing test leaves no process behind.
 struct KillOnDrop(Child);
 
@@ -394,13 +383,13 @@ async fn kill_minus_nine_during_uploads_and_processing_loses_nothing() {
     let stored = documents_dir.join(done["document_id"].as_str().unwrap());
     let mut leftovers = Vec::new();
     for _ in 0..150 {
-        leftovers = files_under(&documents_dir).into_iter().filter(|path| !path.starts_with(&stored)).collect();
+        leftovers = common::files_under(&documents_dir).into_iter().filter(|path| !path.starts_with(&stored)).collect();
         if leftovers.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(leftovers.is_empty(), "orphaned blobs: {leftovers:?}");
-    assert!(files_under(&stored).iter().any(|path| path.ends_with("original")));
+    assert!(common::files_under(&stored).iter().any(|path| path.ends_with("original")));
     drop(restarted);
 }

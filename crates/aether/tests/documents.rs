@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use aether::config::{BlobKind, Config};
-use common::{TestApp, call, json_of};
+use common::{TestApp, call, files_under, json_of};
 use futures::StreamExt as _;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -92,18 +92,6 @@ async fn user_id(app: &TestApp, token: &str) -> String {
 async fn bytes_of(response: reqwest::Response, status: u16) -> Vec<u8> {
     assert_eq!(response.status().as_u16(), status);
     response.bytes().await.unwrap().to_vec()
-}
-
-/// Every file under `dir`.
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() { found.extend(files_under(&path)) } else { found.push(path) }
-        }
-    }
-    found
 }
 
 const TEXT: &str = "Quarterly notes.\nContact jane.doe@example.com or card 4111 1111 1111 1111.\nThe end.\n";

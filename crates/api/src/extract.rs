@@ -188,6 +188,20 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// The server's external base URL (`https://api.example.com`): `public_url`, or
+/// `http://` and the request's `Host`.
+pub fn external_base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    match &state.settings.public_url {
+        Some(url) => Ok(url.trim_end_matches('/').to_owned()),
+        None => {
+            let host = headers.get(header::HOST).and_then(|host| host.to_str().ok()).ok_or_else(|| {
+                ApiError::new(StatusCode::BAD_REQUEST, "missing_host", "The request has no Host header.")
+            })?;
+            Ok(format!("http://{host}"))
+        }
+    }
+}
+
 fn query_token(query: Option<&str>) -> Option<String> {
     query?.split('&').find_map(|pair| {
         let (name, value) = pair.split_once('=')?;

@@ -248,11 +248,8 @@ impl Callbacks {
 
     /// The signature header's value for `body` sent at `timestamp` (Unix seconds).
     pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-        use hmac::{Hmac, Mac};
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
-        mac.update(timestamp.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
+        use hmac::Mac as _;
+        let mac = hmac_sha256(secret, &[timestamp.to_string().as_bytes(), b".", body]);
         format!("t={timestamp},v1={}", hex(&mac.finalize().into_bytes()))
     }
 
@@ -396,10 +393,8 @@ impl UrlSigner {
     }
 
     fn mac(&self, payload: &[u8]) -> Vec<u8> {
-        use hmac::{Hmac, Mac};
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
-        mac.update(payload);
-        mac.finalize().into_bytes().to_vec()
+        use hmac::Mac as _;
+        hmac_sha256(&self.secret, &[payload]).finalize().into_bytes().to_vec()
     }
 
     fn sign(&self, token: &UrlToken) -> String {
@@ -411,15 +406,13 @@ impl UrlSigner {
 
     fn verify(&self, text: &str) -> Option<UrlToken> {
         use base64::Engine as _;
-        use hmac::{Hmac, Mac};
+        use hmac::Mac as _;
         let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let (payload, signature) = text.split_once('.')?;
         let payload = engine.decode(payload).ok()?;
         let signature = engine.decode(signature).ok()?;
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).ok()?;
-        mac.update(&payload);
         // Constant-time comparison.
-        mac.verify_slice(&signature).ok()?;
+        hmac_sha256(&self.secret, &[&payload]).verify_slice(&signature).ok()?;
         let token: UrlToken = serde_json::from_slice(&payload).ok()?;
         (token.expires > time::now().timestamp()).then_some(token)
     }
@@ -1660,12 +1653,22 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a job waits after a failed attempt before another worker may take it.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
 
+/// HMAC-SHA256 over the concatenated `parts`, ready to finalize or verify.
+fn hmac_sha256(secret: &[u8], parts: &[&[u8]]) -> hmac::Hmac<Sha256> {
+    use hmac::Mac as _;
+    let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn digest_of(text: &str) -> String {
-    hex(&Sha256::digest(text.as_bytes()))[..32].to_owned()
+    crate::accounts::digest(text)[..32].to_owned()
 }
 
 /// The time a job has been running, for ETAs.

@@ -164,3 +164,15 @@ pub async fn json_of(response: reqwest::Response, status: u16) -> serde_json::Va
     assert_eq!(got, status, "{body}");
     body
 }
+
+/// Every file under `dir`, recursively; none when it does not exist.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() { found.extend(files_under(&path)) } else { found.push(path) }
+        }
+    }
+    found
+}

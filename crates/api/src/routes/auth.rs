@@ -124,16 +124,7 @@ pub struct LoginQuery {
 }
 
 fn redirect_uri(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let base = match &state.settings.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let host = headers.get(header::HOST).and_then(|host| host.to_str().ok()).ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "missing_host", "The request has no Host header.")
-            })?;
-            format!("http://{host}")
-        }
-    };
-    Ok(format!("{base}/api/v1/auth/callback"))
+    Ok(format!("{}/api/v1/auth/callback", crate::extract::external_base_url(state, headers)?))
 }
 
 /// Starts a browser login: redirects to the identity provider with a fresh `state`

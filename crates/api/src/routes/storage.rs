@@ -11,7 +11,7 @@ use aether_domain::time;
 use aether_services::documents::{SignedUrl, StorageMetadata};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 
 use super::documents::{JobResponse, UploadForm, parse_variant, ranged, upload_files};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiQuery, AuthUser};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, external_base_url};
 use crate::state::AppState;
 
 fn document_id(text: &str) -> Result<DocumentId, ApiError> {
@@ -120,21 +120,8 @@ pub async fn storage_url(
     let expires_in = Duration::from_secs(query.expires_in.unwrap_or(3600));
     let SignedUrl { url, expires_at, signed_by } =
         state.documents.signed_url(&caller, id, query.version, variant, expires_in).await?;
-    let url = if url.starts_with('/') { format!("{}{url}", base_url(&state, &headers)?) } else { url };
+    let url = if url.starts_with('/') { format!("{}{url}", external_base_url(&state, &headers)?) } else { url };
     Ok(Json(SignedUrlResponse { url, method: "GET", expires_at, signed_by }))
-}
-
-/// The server's external base URL: `public_url`, or the request's `Host`.
-fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    match &state.settings.public_url {
-        Some(url) => Ok(url.trim_end_matches('/').to_owned()),
-        None => {
-            let host = headers.get(header::HOST).and_then(|host| host.to_str().ok()).ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "missing_host", "The request has no Host header.")
-            })?;
-            Ok(format!("http://{host}"))
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
