@@ -150,6 +150,9 @@ pub struct Config {
     /// Empty: sessions and other short-lived state live in the store.
     pub redis_url: Secret,
     pub redis_key_prefix: String,
+    /// How often job sockets re-read their jobs from the store; 0 picks 500 ms
+    /// alone and 15 s when Redis relays other replicas' job changes.
+    pub websocket_poll_ms: u64,
     /// The external base URL of the server, for the OIDC redirect URI.
     pub public_url: String,
     pub secure_cookies: bool,
@@ -242,6 +245,7 @@ impl Default for Config {
             keycloak_leeway_secs: 30,
             redis_url: Secret::default(),
             redis_key_prefix: "aether:".into(),
+            websocket_poll_ms: 0,
             public_url: String::new(),
             secure_cookies: false,
             blob_store: BlobKind::Fs,
@@ -315,6 +319,7 @@ pub const KEYS: &[&str] = &[
     "keycloak_leeway_secs",
     "redis_url",
     "redis_key_prefix",
+    "websocket_poll_ms",
     "public_url",
     "secure_cookies",
     "blob_store",
@@ -370,6 +375,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// How often job sockets re-read their jobs from the store (see `websocket_poll_ms`).
+    pub fn websocket_poll(&self) -> std::time::Duration {
+        let millis = match self.websocket_poll_ms {
+            0 if self.redis_url.is_empty() => 500,
+            0 => 15_000,
+            millis => millis,
+        };
+        std::time::Duration::from_millis(millis)
+    }
+
     /// Loads the layers. `file` is the `--config` flag (or `AETHER_CONFIG`).
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -421,6 +436,9 @@ impl Config {
         }
         if !(10..=60_000).contains(&self.event_poll_interval_ms) {
             return invalid("event_poll_interval_ms (AETHER_EVENT_POLL_INTERVAL_MS) must be between 10 and 60000");
+        }
+        if self.websocket_poll_ms > 600_000 {
+            return invalid("websocket_poll_ms (AETHER_WEBSOCKET_POLL_MS) must be at most 600000");
         }
         if self.neo4j_max_connections == 0 {
             return invalid("neo4j_max_connections (AETHER_NEO4J_MAX_CONNECTIONS) must be positive");

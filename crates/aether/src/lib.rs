@@ -65,6 +65,8 @@ pub struct Runtime {
     pub events: Arc<EventDispatcher>,
     /// The Kafka publisher, when events go to Kafka.
     pub kafka: Option<Arc<KafkaPublisher>>,
+    /// This process among the replicas (a fresh id at every start).
+    pub instance: Arc<str>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -131,6 +133,8 @@ impl Runtime {
                 ),
             },
         ));
+        // Names this process in the notices it sends other replicas.
+        let instance: Arc<str> = uuid::Uuid::now_v7().to_string().into();
         let redis = if config.redis_url.is_empty() {
             None
         } else {
@@ -247,7 +251,10 @@ impl Runtime {
             Arc::clone(&blobs),
             NotebookService::new(Arc::clone(&store), config.max_notebook_depth),
             processor,
-            Arc::new(JobHub::default()),
+            Arc::new(match &redis {
+                Some(redis) => JobHub::with_fanout(Arc::new(redis.job_fanout(&instance))),
+                None => JobHub::default(),
+            }),
             DocumentSettings {
                 max_upload_bytes: config.max_upload_bytes,
                 workers: config.document_workers,
@@ -304,6 +311,7 @@ impl Runtime {
             bus,
             events,
             kafka,
+            instance,
         })
     }
 
@@ -380,6 +388,7 @@ impl Runtime {
                     window: Duration::from_secs(self.config.rate_limit_window_secs),
                     fail_open: self.config.rate_limit_fail_open,
                 },
+                socket_poll: self.config.websocket_poll(),
             },
         })
     }
@@ -557,6 +566,23 @@ impl ReadinessCheck for DataDirCheck {
     }
 }
 
+/// Passes the job changes other replicas announce to this server's sockets.
+async fn follow_other_replicas(runtime: Runtime, channel: String, stop: watch::Receiver<bool>) {
+    let documents = Arc::clone(&runtime.documents);
+    let deliver = |job, notebook| {
+        let documents = Arc::clone(&documents);
+        async move { documents.job_changed_elsewhere(job, notebook).await }
+    };
+    aether_cache_redis::listen_for_job_changes(
+        runtime.config.redis_url.expose(),
+        &channel,
+        &runtime.instance,
+        deliver,
+        stop,
+    )
+    .await;
+}
+
 /// A server that is running, as tests and `main` see it.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -581,6 +607,9 @@ impl RunningServer {
         let handle = tokio::spawn(aether_api::serve(listener, app, async move {
             let _ = stop.wait_for(|stop| *stop).await;
         }));
+        if let Some(redis) = &runtime.redis {
+            tokio::spawn(follow_other_replicas(runtime.clone(), redis.job_channel(), shutdown.subscribe()));
+        }
         let workers = runtime.config.run_workers.then(|| {
             let runtime = runtime.clone();
             let stop = shutdown.subscribe();

@@ -28,6 +28,9 @@ pub struct ApiSettings {
     /// Whether the session cookie is marked `Secure` (HTTPS only).
     pub secure_cookies: bool,
     pub rate_limit: RateLimitSettings,
+    /// How often upload sockets re-read their jobs from the store, for changes
+    /// nobody announced to this process.
+    pub socket_poll: std::time::Duration,
 }
 
 /// Requests allowed per window, per authenticated user and per client IP address.
@@ -57,6 +60,7 @@ impl Default for ApiSettings {
             public_url: None,
             secure_cookies: false,
             rate_limit: RateLimitSettings::default(),
+            socket_poll: std::time::Duration::from_millis(500),
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Redis as the production home of short-lived shared state. Every replica sees the
-//! same sessions, pending logins and revocations; Redis expires entries itself.
+//! same sessions, pending logins, revocations and rate limits, and hears about each
+//! other's job changes; Redis expires entries itself.
 #![forbid(unsafe_code)]
+
+mod fanout;
 
 use std::time::Duration;
 
@@ -11,6 +14,8 @@ use aether_domain::time::Timestamp;
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+pub use fanout::{RedisJobFanout, listen_for_job_changes};
 
 /// An [`EphemeralStore`] on Redis, with keys under a prefix so that one Redis can
 /// serve several deployments.

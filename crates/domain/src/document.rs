@@ -453,6 +453,14 @@ pub fn compliance_event(document: &Document) -> NewEvent {
     }
 }
 
+/// Tells the other replicas that a job changed, so that sockets connected to them
+/// follow it as closely as sockets connected here. Implementations: Redis pub/sub.
+pub trait JobFanout: Send + Sync + fmt::Debug {
+    /// Never blocks: the notice leaves in the background and may be lost when the
+    /// broker is down, so sockets still re-read their jobs now and then.
+    fn announce(&self, job: JobId, notebook: NotebookId);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,8 +22,8 @@ use aether_domain::auth::Principal;
 use aether_domain::blob::{BlobKey, BlobRead, BlobStore};
 use aether_domain::compliance::{ComplianceSettings, RedactionMode};
 use aether_domain::document::{
-    self, CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobFailure, JobStatus, NewUploadJob,
-    ProcessingResult, ReceivedFile, UploadJob,
+    self, CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobFailure, JobFanout, JobStatus,
+    NewUploadJob, ProcessingResult, ReceivedFile, UploadJob,
 };
 use aether_domain::external::{ExternalProcessor, Submission};
 use aether_domain::id::{DocumentId, JobId, NotebookId};
@@ -184,17 +184,36 @@ impl DocumentProcessor for InProcessProcessor {
     }
 }
 
-/// Job changes, for WebSocket and callback subscribers in this process. Missing an
-/// update is harmless: subscribers also read the job from the store.
+/// Job changes, for WebSocket and callback subscribers. Missing an update is
+/// harmless: subscribers also read the job from the store now and then.
+///
+/// Changes made here reach this process's subscribers at once and, through the
+/// [`JobFanout`], the other replicas, which read the job from the store and pass it
+/// to their own subscribers ([`DocumentService::job_changed_elsewhere`]).
 #[derive(Debug, Default)]
 pub struct JobHub {
     channels: Mutex<HashMap<JobId, broadcast::Sender<UploadJob>>>,
     /// Every job of a notebook, for the notebook's upload socket.
     notebooks: Mutex<HashMap<NotebookId, broadcast::Sender<UploadJob>>>,
+    fanout: Option<Arc<dyn JobFanout>>,
 }
 
 impl JobHub {
+    /// A hub that also tells other replicas about every change.
+    pub fn with_fanout(fanout: Arc<dyn JobFanout>) -> Self {
+        Self { fanout: Some(fanout), ..Self::default() }
+    }
+
+    /// A change made in this process.
     pub fn publish(&self, job: &UploadJob) {
+        self.publish_here(job);
+        if let Some(fanout) = &self.fanout {
+            fanout.announce(job.id, job.notebook_id);
+        }
+    }
+
+    /// Passes a job to this process's subscribers only.
+    pub fn publish_here(&self, job: &UploadJob) {
         {
             let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if let Some(sender) = channels.get(&job.id) {
@@ -210,6 +229,18 @@ impl JobHub {
         {
             notebooks.remove(&job.notebook_id);
         }
+    }
+
+    /// Whether anyone here follows the job or its notebook.
+    pub fn is_followed(&self, job: JobId, notebook: NotebookId) -> bool {
+        let followed = |count: usize| count > 0;
+        let channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if channels.get(&job).is_some_and(|sender| followed(sender.receiver_count())) {
+            return true;
+        }
+        drop(channels);
+        let notebooks = self.notebooks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        notebooks.get(&notebook).is_some_and(|sender| followed(sender.receiver_count()))
     }
 
     /// Every change of every job of the notebook.
@@ -574,6 +605,19 @@ impl DocumentService {
 
     pub fn hub(&self) -> &Arc<JobHub> {
         &self.hub
+    }
+
+    /// Another replica changed a job: when someone here follows it, read it from
+    /// the store (the notice carries no state, so it can never be staler than the
+    /// store) and pass it on.
+    pub async fn job_changed_elsewhere(&self, job: JobId, notebook: NotebookId) {
+        if !self.hub.is_followed(job, notebook) {
+            return;
+        }
+        match self.store.get_job(job).await {
+            Ok(current) => self.hub.publish_here(&current),
+            Err(error) => tracing::debug!(%error, job_id = %job, "could not read a job changed elsewhere"),
+        }
     }
 
     async fn require(&self, caller: &Principal, notebook: NotebookId, needed: Permission) -> ServiceResult<Permission> {

@@ -2,8 +2,6 @@
 //! progress (polling and WebSocket) and cancellation, and the documents themselves:
 //! metadata, download with ranges, preview, thumbnail and versions.
 
-use std::time::Duration;
-
 use aether_domain::activity::Change;
 use aether_domain::document::{
     CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobStatus, UploadJob, parse_change_summary,
@@ -513,10 +511,6 @@ pub async fn job_socket(
     Ok(upgrade.on_upgrade(move |socket| follow_job(state, job, socket)).into_response())
 }
 
-/// How often a socket re-reads its job from the store: updates raised by other
-/// processes (another replica's worker) arrive this way.
-const SOCKET_POLL: Duration = Duration::from_millis(500);
-
 async fn follow_job(state: AppState, job: UploadJob, mut socket: WebSocket) {
     let mut updates = state.documents.hub().subscribe(job.id);
     let mut last = job;
@@ -526,7 +520,8 @@ async fn follow_job(state: AppState, job: UploadJob, mut socket: WebSocket) {
     while !last.status.is_terminal() {
         let next = tokio::select! {
             update = updates.recv() => update.ok(),
-            _ = tokio::time::sleep(SOCKET_POLL) => None,
+            // Changes nobody announced here (no fan-out, or a lost notice).
+            _ = tokio::time::sleep(state.settings.socket_poll) => None,
             message = socket.recv() => match message {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => continue,
@@ -995,7 +990,7 @@ async fn follow_notebook(
                 Err(_) => Vec::new(),
             },
             // Other processes' changes: re-read the notebook's recent jobs.
-            _ = tokio::time::sleep(SOCKET_POLL * 2) => match state.documents.notebook_jobs(&caller, notebook, false, page).await {
+            _ = tokio::time::sleep(state.settings.socket_poll * 2) => match state.documents.notebook_jobs(&caller, notebook, false, page).await {
                 Ok(page) => page.items,
                 Err(_) => return,
             },
