@@ -63,6 +63,16 @@ pub enum EventsKind {
     Kafka,
 }
 
+/// Where document workers find their jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobQueueKind {
+    /// Workers poll the store (and are woken by uploads in their own process).
+    Store,
+    /// Workers form a Kafka consumer group on `aether.documents.jobs`.
+    Kafka,
+}
+
 /// Where blobs (avatars, later documents) are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -171,6 +181,9 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Document jobs this process works on at once.
     pub document_workers: usize,
+    pub job_queue: JobQueueKind,
+    pub kafka_worker_group: String,
+    pub kafka_job_partitions: u32,
     /// Wall-clock limit of one file's processing.
     pub processing_timeout_secs: u64,
     /// Address-space limit of the processing child process.
@@ -261,6 +274,9 @@ impl Default for Config {
             rate_limit_fail_open: true,
             max_upload_bytes: 500 * 1024 * 1024,
             document_workers: 2,
+            job_queue: JobQueueKind::Store,
+            kafka_worker_group: "aether-document-workers".into(),
+            kafka_job_partitions: 12,
             processing_timeout_secs: 60,
             processing_memory_mb: 1024,
             processing_max_attempts: 3,
@@ -335,6 +351,9 @@ pub const KEYS: &[&str] = &[
     "rate_limit_fail_open",
     "max_upload_bytes",
     "document_workers",
+    "job_queue",
+    "kafka_worker_group",
+    "kafka_job_partitions",
     "processing_timeout_secs",
     "processing_memory_mb",
     "processing_max_attempts",
@@ -436,6 +455,17 @@ impl Config {
         }
         if !(10..=60_000).contains(&self.event_poll_interval_ms) {
             return invalid("event_poll_interval_ms (AETHER_EVENT_POLL_INTERVAL_MS) must be between 10 and 60000");
+        }
+        if self.job_queue == JobQueueKind::Kafka && self.events != EventsKind::Kafka {
+            return invalid(
+                "job_queue = \"kafka\" (AETHER_JOB_QUEUE) needs events = \"kafka\": the outbox feeds the queue",
+            );
+        }
+        if !(1..=1000).contains(&self.kafka_job_partitions) {
+            return invalid("kafka_job_partitions (AETHER_KAFKA_JOB_PARTITIONS) must be between 1 and 1000");
+        }
+        if self.kafka_worker_group.trim().is_empty() {
+            return invalid("kafka_worker_group (AETHER_KAFKA_WORKER_GROUP) must not be empty");
         }
         if self.websocket_poll_ms > 600_000 {
             return invalid("websocket_poll_ms (AETHER_WEBSOCKET_POLL_MS) must be at most 600000");

@@ -36,10 +36,11 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use aether_domain::document::JobQueue;
 use aether_domain::events::EventPublisher;
-use aether_events_kafka::KafkaPublisher;
+use aether_events_kafka::{KafkaJobQueue, KafkaPublisher};
 pub use config::Config;
-use config::{BlobKind, EventsKind, IdentityKind, StoreKind};
+use config::{BlobKind, EventsKind, IdentityKind, JobQueueKind, StoreKind};
 
 /// Everything built from the configuration.
 #[derive(Clone)]
@@ -399,8 +400,34 @@ impl Runtime {
         tokio::join!(
             self.purge_sessions(shutdown.clone()),
             self.publish_events(shutdown.clone()),
-            Arc::clone(&self.documents).run_workers(shutdown)
+            self.run_document_workers(shutdown)
         );
+    }
+
+    /// The document workers, with their Kafka consumers when jobs come from Kafka
+    /// (created only here, so that commands which build a runtime join no group).
+    async fn run_document_workers(&self, shutdown: watch::Receiver<bool>) {
+        let mut queues: Vec<Arc<dyn JobQueue>> = Vec::new();
+        if self.config.job_queue == JobQueueKind::Kafka {
+            let partitions = i32::try_from(self.config.kafka_job_partitions).unwrap_or(12);
+            if let Err(error) = aether_events_kafka::ensure_jobs_topic(&self.config.kafka_brokers, partitions).await {
+                tracing::warn!(%error, "could not create or grow the jobs topic");
+            }
+            // A job may hold its loop through every attempt's time limit.
+            let longest_job = Duration::from_secs(self.config.processing_timeout_secs)
+                .saturating_mul(self.config.processing_max_attempts.max(1))
+                + Duration::from_secs(60);
+            for _ in 0..self.config.document_workers {
+                match KafkaJobQueue::join(&self.config.kafka_brokers, &self.config.kafka_worker_group, longest_job) {
+                    Ok(queue) => queues.push(Arc::new(queue)),
+                    Err(error) => tracing::error!(%error, "a document worker could not join the Kafka group"),
+                }
+            }
+            if queues.is_empty() && self.config.document_workers > 0 {
+                tracing::error!("no document worker could join the Kafka group; only the store sweep processes jobs");
+            }
+        }
+        Arc::clone(&self.documents).run_workers(queues, shutdown).await;
     }
 
     async fn purge_sessions(&self, mut shutdown: watch::Receiver<bool>) {

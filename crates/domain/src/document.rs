@@ -418,6 +418,24 @@ pub fn uploaded_event(job: &UploadJob) -> NewEvent {
     }
 }
 
+/// What accepting an upload publishes: `aether.documents.uploaded` for consumers,
+/// and the job's entry in the workers' queue.
+pub fn accepted_events(job: &UploadJob) -> [NewEvent; 2] {
+    [uploaded_event(job), job_ready_event(job)]
+}
+
+/// `aether.documents.jobs`: the job waits for a worker. Keyed by job id.
+pub fn job_ready_event(job: &UploadJob) -> NewEvent {
+    NewEvent {
+        topic: topics::DOCUMENTS_JOBS,
+        key: job.id.to_string(),
+        payload: serde_json::json!({
+            "job_id": job.id.to_string(),
+            "notebook_id": job.notebook_id.to_string(),
+        }),
+    }
+}
+
 /// `aether.documents.processed`: a version's processing ended (well or not).
 pub fn processed_event(job: &UploadJob, document: &Document) -> NewEvent {
     NewEvent {
@@ -459,6 +477,27 @@ pub trait JobFanout: Send + Sync + fmt::Debug {
     /// Never blocks: the notice leaves in the background and may be lost when the
     /// broker is down, so sockets still re-read their jobs now and then.
     fn announce(&self, job: JobId, notebook: NotebookId);
+}
+
+/// A job a queue handed to this worker, with where it came from so that the queue
+/// can mark it done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedJob {
+    pub job: JobId,
+    /// The queue's own position of the entry (a Kafka partition and offset).
+    pub position: (i32, i64),
+}
+
+/// The workers' queue (Kafka, as a consumer group): each entry goes to one worker
+/// of the group; an entry not marked done is given again, to this or another
+/// worker, when its worker stops or dies.
+#[async_trait::async_trait]
+pub trait JobQueue: Send + Sync + fmt::Debug {
+    /// Waits for the next job. Entries that are not job ids are skipped (and
+    /// marked done) by the implementation.
+    async fn next(&self) -> Result<QueuedJob, String>;
+    /// The job is handled (finished, failed, or no longer this queue's concern).
+    async fn done(&self, entry: &QueuedJob) -> Result<(), String>;
 }
 
 #[cfg(test)]

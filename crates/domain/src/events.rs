@@ -15,6 +15,9 @@ pub mod topics {
     pub const NOTEBOOKS_SHARED: &str = "aether.notebooks.shared";
     pub const USERS_ACTIVITY: &str = "aether.users.activity";
     pub const COMPLIANCE_SCANNED: &str = "aether.compliance.scanned";
+    /// The work queue of document workers: one record per job ready to be
+    /// processed, keyed by job id so that jobs spread over every partition.
+    pub const DOCUMENTS_JOBS: &str = "aether.documents.jobs";
 }
 
 /// An event waiting in (or published from) the outbox.

@@ -286,6 +286,18 @@ pub trait DocumentStore: Send + Sync {
     /// `processing` with an expired lease (its worker died). The job becomes
     /// `validating`, its attempts grow by one, and it is leased until `lease_until`.
     async fn claim_job(&self, now: Timestamp, lease_until: Timestamp) -> StoreResult<Option<UploadJob>>;
+    /// Takes this job on the same terms as [`claim_job`](Self::claim_job); `None`
+    /// when it is not claimable now (missing, uploading, leased, or finished).
+    async fn claim_job_by_id(
+        &self,
+        id: JobId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<UploadJob>>;
+    /// Extends the lease of a job being worked on to `lease_until` (never shortens
+    /// it), so that a long extraction is not taken for a dead worker's.
+    /// `Conflict("job_status")` once the job is no longer worked on.
+    async fn renew_job_lease(&self, id: JobId, lease_until: Timestamp) -> StoreResult<()>;
     /// Moves a claimed job to `status` (`validating` or `processing`) with a stage
     /// text and a renewed lease. `Conflict("job_status")` when it was cancelled or
     /// finished meanwhile, which tells the worker to stop.

@@ -4,6 +4,8 @@
 //! deduplicate. Delivery is awaited: an event is marked published only once Kafka
 //! has acknowledged it (`acks=all`, idempotent producer).
 
+mod jobs;
+
 use std::time::Duration;
 
 use aether_domain::events::{EventPublisher, OutboxEvent};
@@ -12,6 +14,8 @@ use async_trait::async_trait;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+pub use jobs::{KafkaJobQueue, ensure_jobs_topic};
 
 pub struct KafkaPublisher {
     producer: FutureProducer,

@@ -22,7 +22,7 @@ use aether_domain::auth::Principal;
 use aether_domain::blob::{BlobKey, BlobRead, BlobStore};
 use aether_domain::compliance::{ComplianceSettings, RedactionMode};
 use aether_domain::document::{
-    self, CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobFailure, JobFanout, JobStatus,
+    self, CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobFailure, JobFanout, JobQueue, JobStatus,
     NewUploadJob, ProcessingResult, ReceivedFile, UploadJob,
 };
 use aether_domain::external::{ExternalProcessor, Submission};
@@ -49,7 +49,8 @@ use crate::notebooks::NotebookService;
 pub struct DocumentSettings {
     /// The largest file accepted, in bytes.
     pub max_upload_bytes: u64,
-    /// How many jobs this process works on at once.
+    /// How many jobs this process works on at once; 0 leaves processing to other
+    /// processes (`aether worker`).
     pub workers: usize,
     /// How long a worker holds a job between renewals; a crashed worker's job is
     /// taken again after this.
@@ -1069,14 +1070,26 @@ impl DocumentService {
 
     // ----- workers -----
 
-    /// Runs `settings.workers` job loops and the maintenance loop until `shutdown`.
-    /// A job in hand is finished before its loop stops.
-    pub async fn run_workers(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+    /// Runs the job loops and the maintenance loop until `shutdown`. Without
+    /// `queues`, `settings.workers` loops poll the store; with them (Kafka), one loop
+    /// takes the jobs of each queue, and the store is still swept now and then for
+    /// jobs whose entry was lost or whose attempt failed. A job in hand is finished
+    /// before its loop stops.
+    pub async fn run_workers(self: Arc<Self>, queues: Vec<Arc<dyn JobQueue>>, shutdown: watch::Receiver<bool>) {
         let mut loops = Vec::new();
-        for _ in 0..self.settings.workers.max(1) {
-            let service = Arc::clone(&self);
-            let stop = shutdown.clone();
-            loops.push(tokio::spawn(async move { service.job_loop(stop).await }));
+        if queues.is_empty() {
+            for _ in 0..self.settings.workers {
+                let service = Arc::clone(&self);
+                let stop = shutdown.clone();
+                loops.push(tokio::spawn(async move { service.job_loop(stop).await }));
+            }
+        } else {
+            for queue in &queues {
+                let (service, queue, stop) = (Arc::clone(&self), Arc::clone(queue), shutdown.clone());
+                loops.push(tokio::spawn(async move { service.queue_loop(queue, stop).await }));
+            }
+            let (service, stop) = (Arc::clone(&self), shutdown.clone());
+            loops.push(tokio::spawn(async move { service.sweep_loop(stop).await }));
         }
         let service = Arc::clone(&self);
         loops.push(tokio::spawn(async move { service.maintenance_loop(shutdown).await }));
@@ -1104,6 +1117,96 @@ impl DocumentService {
                 _ = self.work_ready.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
                 _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+    }
+
+    /// Takes the jobs a queue hands this loop. An entry is marked done once its job
+    /// has ended (here or elsewhere); a loop stopped before that leaves the entry
+    /// to be handed out again.
+    async fn queue_loop(&self, queue: Arc<dyn JobQueue>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let entry = tokio::select! {
+                entry = queue.next() => entry,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(error) => {
+                    metrics::counter!("aether_dependency_errors_total", "dependency" => "job_queue").increment(1);
+                    tracing::warn!(%error, "could not read the job queue; will retry");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                    }
+                }
+            };
+            if !self.see_through(entry.job, &mut shutdown).await {
+                break;
+            }
+            if let Err(error) = queue.done(&entry).await {
+                tracing::warn!(%error, job_id = %entry.job, "could not mark a queue entry done; it may come again");
+            }
+        }
+    }
+
+    /// Works the job until it has ended, waiting while another worker holds it
+    /// (that worker may have died: its lease then runs out and the job is taken
+    /// here). False when `shutdown` came first.
+    async fn see_through(&self, id: JobId, shutdown: &mut watch::Receiver<bool>) -> bool {
+        loop {
+            let now = time::now();
+            match self.store.claim_job_by_id(id, now, time::after(now, self.settings.job_lease)).await {
+                Ok(Some(job)) => {
+                    self.hub.publish(&job);
+                    self.work(job).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, job_id = %id, "could not claim a queued job"),
+            }
+            let wait = match self.store.get_job(id).await {
+                Err(StoreError::NotFound) => return true,
+                Ok(job) if job.status.is_terminal() || job.status == JobStatus::Uploading => return true,
+                Ok(job) => job
+                    .lease_until
+                    .map_or(Duration::from_secs(1), time_until)
+                    .clamp(Duration::from_millis(100), Duration::from_secs(5)),
+                Err(_) => Duration::from_secs(1),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return false,
+            }
+        }
+    }
+
+    /// With queues, the store is still swept for claimable jobs (a failed attempt
+    /// waiting to retry, an entry lost with its queue), once per lease.
+    async fn sweep_loop(&self, mut shutdown: watch::Receiver<bool>) {
+        let interval = self.settings.job_lease.max(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+            loop {
+                let now = time::now();
+                match self.store.claim_job(now, time::after(now, self.settings.job_lease)).await {
+                    Ok(Some(job)) => {
+                        tracing::info!(job_id = %job.id, "the sweep took a job no queue entry brought");
+                        self.hub.publish(&job);
+                        self.work(job).await;
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "could not sweep for jobs");
+                        break;
+                    }
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
             }
         }
     }
@@ -1165,7 +1268,10 @@ impl DocumentService {
     /// Works one claimed job to its end.
     async fn work(&self, job: UploadJob) {
         let id = job.id;
-        let outcome = self.work_inner(job).await;
+        let outcome = tokio::select! {
+            outcome = self.work_inner(job) => outcome,
+            never = self.keep_leased(id) => match never {},
+        };
         match outcome {
             // Every ending (finish, fail) has told subscribers already.
             Ok(_) => {}
@@ -1183,6 +1289,21 @@ impl DocumentService {
                 {
                     tracing::warn!(%error, job_id = %id, "could not shorten the lease of a failed attempt");
                 }
+            }
+        }
+    }
+
+    /// Renews the lease of a job in hand every third of a lease, for as long as it
+    /// is worked on: a job outlasting one lease is not taken for a dead worker's.
+    async fn keep_leased(&self, id: JobId) -> std::convert::Infallible {
+        let every = self.settings.job_lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            match self.store.renew_job_lease(id, time::after(time::now(), self.settings.job_lease)).await {
+                Ok(()) => {}
+                // Finished or cancelled: the job's own path notices.
+                Err(StoreError::Conflict(_)) => std::future::pending::<()>().await,
+                Err(error) => tracing::warn!(%error, job_id = %id, "could not renew a job's lease"),
             }
         }
     }
@@ -1716,6 +1837,11 @@ fn digest_of(text: &str) -> String {
 }
 
 /// The time a job has been running, for ETAs.
+/// How long until `at` (zero once it has passed).
+fn time_until(at: Timestamp) -> Duration {
+    (at - time::now()).to_std().unwrap_or_default()
+}
+
 pub fn elapsed_since(at: Timestamp) -> Duration {
     (time::now() - at).to_std().unwrap_or_default()
 }

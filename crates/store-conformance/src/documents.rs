@@ -97,6 +97,9 @@ pub async fn upload_jobs_run_their_course(store: &dyn Store) {
 
     let progressed = store.record_upload_progress(job.id, 5, time::now()).await.unwrap();
     assert_eq!((progressed.bytes_received, progressed.percentage()), (5, 22));
+    let (now, lease) = (time::now(), time::now() + TimeDelta::seconds(60));
+    assert_eq!(store.claim_job_by_id(job.id, now, lease).await.unwrap(), None, "an upload is not claimable");
+    assert_eq!(store.claim_job_by_id(JobId::new(), now, lease).await.unwrap(), None, "an unknown job");
     let accepted = store.accept_upload(job.id, file(11, "abc123"), time::now()).await.unwrap();
     assert_eq!(accepted.status, JobStatus::Pending);
     assert_eq!(accepted.file, Some(file(11, "abc123")));
@@ -112,6 +115,12 @@ pub async fn upload_jobs_run_their_course(store: &dyn Store) {
     assert_eq!(uploaded.len(), 1, "one uploaded event, written with the acceptance");
     assert_eq!(uploaded[0].key, notebook.to_string());
     assert_eq!(uploaded[0].payload["file_hash"], "abc123");
+    let queued: Vec<_> = events
+        .iter()
+        .filter(|e| e.topic == topics::DOCUMENTS_JOBS && e.payload["job_id"] == job.id.to_string())
+        .collect();
+    assert_eq!(queued.len(), 1, "the job enters the workers' queue with the acceptance");
+    assert_eq!(queued[0].key, job.id.to_string(), "keyed by job, so that jobs spread over partitions");
 
     let pending = |counts: Vec<(JobStatus, u64)>| {
         counts.into_iter().find(|(s, _)| *s == JobStatus::Pending).map_or(0, |(_, n)| n)
@@ -121,13 +130,31 @@ pub async fn upload_jobs_run_their_course(store: &dyn Store) {
     let active = store.list_notebook_jobs(notebook, true, PageRequest::default()).await.unwrap();
     assert_eq!(active.items.iter().map(|j| j.id).collect::<Vec<_>>(), vec![job.id]);
 
-    let claimed = claim(store, job.id).await;
+    let now = time::now();
+    let claimed = store.claim_job_by_id(job.id, now, now + TimeDelta::seconds(60)).await.unwrap().unwrap();
     assert_eq!((claimed.status, claimed.attempts), (JobStatus::Validating, 1));
     assert!(claimed.lease_until.is_some());
+    let now = time::now();
+    assert_eq!(store.claim_job_by_id(job.id, now, now + TimeDelta::seconds(60)).await.unwrap(), None, "leased");
+    // The lease runs out (its worker died): the job is taken again.
+    store
+        .advance_job(job.id, JobStatus::Processing, "extracting text", now - TimeDelta::seconds(1), now)
+        .await
+        .unwrap();
+    let now = time::now();
+    let retaken = store.claim_job_by_id(job.id, now, now + TimeDelta::seconds(60)).await.unwrap().unwrap();
+    assert_eq!((retaken.status, retaken.attempts), (JobStatus::Validating, 2));
     let now = time::now();
     let processing =
         store.advance_job(job.id, JobStatus::Processing, "extracting text", now + TimeDelta::seconds(60), now).await;
     assert_eq!(processing.unwrap().stage, "extracting text");
+    // Renewals extend the lease and never shorten it.
+    store.renew_job_lease(job.id, now + TimeDelta::seconds(120)).await.unwrap();
+    let renewed = store.get_job(job.id).await.unwrap();
+    assert_eq!(renewed.lease_until, Some(now + TimeDelta::seconds(120)));
+    assert_eq!((renewed.status, renewed.stage.as_str()), (JobStatus::Processing, "extracting text"));
+    store.renew_job_lease(job.id, now + TimeDelta::seconds(30)).await.unwrap();
+    assert_eq!(store.get_job(job.id).await.unwrap().lease_until, Some(now + TimeDelta::seconds(120)));
     let lease = time::now() + TimeDelta::hours(1);
     let external = store.set_job_external_id(job.id, "audimodal-file-1", lease, time::now()).await.unwrap();
     assert_eq!(external.external_id.as_deref(), Some("audimodal-file-1"));
@@ -166,6 +193,9 @@ pub async fn upload_jobs_run_their_course(store: &dyn Store) {
 
     assert!(matches!(store.finish_job(job.id, result("again"), time::now()).await, Err(StoreError::Conflict(_))));
     assert!(matches!(store.cancel_job(job.id, time::now()).await, Err(StoreError::Conflict(_))));
+    let now = time::now();
+    assert_eq!(store.claim_job_by_id(job.id, now, now).await.unwrap(), None, "a finished job");
+    assert!(matches!(store.renew_job_lease(job.id, now).await, Err(StoreError::Conflict(_))));
     assert!(store.list_notebook_jobs(notebook, true, PageRequest::default()).await.unwrap().items.is_empty());
     let counts = store.count_active_jobs().await.unwrap();
     assert!(counts.iter().all(|(status, _)| !status.is_terminal()), "{counts:?}");

@@ -364,6 +364,40 @@ impl Neo4jStore {
     }
 }
 
+impl Neo4jStore {
+    /// Claims the oldest claimable job, or `only` that one.
+    async fn claim(
+        &self,
+        only: Option<JobId>,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<UploadJob>> {
+        let only = only.map(|id| id.to_string());
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
+            // Lock the candidate, then test it again: another worker may have taken
+            // it between the match and the lock.
+            let q = query(&format!(
+                "MATCH (j:UploadJob) WHERE ($only IS NULL OR j.id = $only) AND (j.status = 'pending' \
+                   OR (j.status IN ['validating', 'processing'] AND j.lease_until < datetime($now))) \
+                 WITH j ORDER BY j.id LIMIT 1 SET j.updated_at = j.updated_at \
+                 WITH j WHERE j.status = 'pending' \
+                   OR (j.status IN ['validating', 'processing'] AND j.lease_until < datetime($now)) \
+                 SET j.status = 'validating', j.stage = 'validating', j.attempts = j.attempts + 1, \
+                   j.lease_until = datetime($lease), j.updated_at = datetime($now) \
+                 WITH j {JOB_RETURN}"
+            ))
+            .param("only", only.clone())
+            .param("now", storage(&now))
+            .param("lease", storage(&lease_until));
+            match txn_rows(txn, q).await?.into_iter().next() {
+                Some(row) => job_from_row(&row).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl DocumentStore for Neo4jStore {
     async fn create_upload_job(&self, new: NewUploadJob) -> StoreResult<UploadJob> {
@@ -469,34 +503,41 @@ impl DocumentStore for Neo4jStore {
             .param("at", storage(&at));
             txn.run(q).await.map_err(map_err)?;
             let job = reread_job(txn, id).await?;
-            insert_event(txn, &document::uploaded_event(&job), &at).await?;
+            for event in document::accepted_events(&job) {
+                insert_event(txn, &event, &at).await?;
+            }
             Ok(job)
         })
         .await
     }
 
     async fn claim_job(&self, now: Timestamp, lease_until: Timestamp) -> StoreResult<Option<UploadJob>> {
-        in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
-            // Lock the candidate, then test it again: another worker may have taken
-            // it between the match and the lock.
-            let q = query(&format!(
-                "MATCH (j:UploadJob) WHERE j.status = 'pending' \
-                   OR (j.status IN ['validating', 'processing'] AND j.lease_until < datetime($now)) \
-                 WITH j ORDER BY j.id LIMIT 1 SET j.updated_at = j.updated_at \
-                 WITH j WHERE j.status = 'pending' \
-                   OR (j.status IN ['validating', 'processing'] AND j.lease_until < datetime($now)) \
-                 SET j.status = 'validating', j.stage = 'validating', j.attempts = j.attempts + 1, \
-                   j.lease_until = datetime($lease), j.updated_at = datetime($now) \
-                 WITH j {JOB_RETURN}"
-            ))
-            .param("now", storage(&now))
-            .param("lease", storage(&lease_until));
-            match txn_rows(txn, q).await?.into_iter().next() {
-                Some(row) => job_from_row(&row).map(Some),
-                None => Ok(None),
-            }
-        })
-        .await
+        self.claim(None, now, lease_until).await
+    }
+
+    async fn claim_job_by_id(
+        &self,
+        id: JobId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<UploadJob>> {
+        self.claim(Some(id), now, lease_until).await
+    }
+
+    async fn renew_job_lease(&self, id: JobId, lease_until: Timestamp) -> StoreResult<()> {
+        let q = query(
+            "MATCH (j:UploadJob {id: $id}) WHERE j.status IN ['validating', 'processing'] \
+             SET j.lease_until = CASE WHEN j.lease_until IS NULL OR j.lease_until < datetime($lease) \
+               THEN datetime($lease) ELSE j.lease_until END \
+             RETURN j.id AS id",
+        )
+        .param("id", id.to_string())
+        .param("lease", storage(&lease_until));
+        let rows = self.rows(q).await?;
+        if rows.is_empty() {
+            return Err(job_status_conflict());
+        }
+        Ok(())
     }
 
     async fn advance_job(

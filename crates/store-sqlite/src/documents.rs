@@ -243,6 +243,42 @@ async fn abandon_job(
     Ok(job)
 }
 
+impl SqliteStore {
+    /// Claims the oldest claimable job, or `only` that one.
+    async fn claim(
+        &self,
+        only: Option<JobId>,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<UploadJob>> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let now_text = time::to_storage(&now);
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM upload_jobs WHERE (?1 IS NULL OR id = ?1) AND (status = 'pending' \
+             OR (status IN ('validating', 'processing') AND lease_until < ?2)) ORDER BY id LIMIT 1",
+        )
+        .bind(only.map(|id| id.to_string()))
+        .bind(&now_text)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(id) = id else { return Ok(None) };
+        sqlx::query(
+            "UPDATE upload_jobs SET status = 'validating', stage = 'validating', attempts = attempts + 1, \
+             lease_until = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(time::to_storage(&lease_until))
+        .bind(&now_text)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let job = job_in(&mut tx, JobId::parse(&id).map_err(|_| corrupt("job id"))?).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(job))
+    }
+}
+
 #[async_trait]
 impl DocumentStore for SqliteStore {
     async fn create_upload_job(&self, new: NewUploadJob) -> StoreResult<UploadJob> {
@@ -358,36 +394,42 @@ impl DocumentStore for SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(job_status_conflict());
         }
-        insert_event(&mut tx, &document::uploaded_event(&job), &at).await?;
+        for event in document::accepted_events(&job) {
+            insert_event(&mut tx, &event, &at).await?;
+        }
         tx.commit().await.map_err(map_err)?;
         Ok(job)
     }
 
     async fn claim_job(&self, now: Timestamp, lease_until: Timestamp) -> StoreResult<Option<UploadJob>> {
+        self.claim(None, now, lease_until).await
+    }
+
+    async fn claim_job_by_id(
+        &self,
+        id: JobId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<UploadJob>> {
+        self.claim(Some(id), now, lease_until).await
+    }
+
+    async fn renew_job_lease(&self, id: JobId, lease_until: Timestamp) -> StoreResult<()> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let now_text = time::to_storage(&now);
-        let id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM upload_jobs WHERE status = 'pending' \
-             OR (status IN ('validating', 'processing') AND lease_until < ?) ORDER BY id LIMIT 1",
-        )
-        .bind(&now_text)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let Some(id) = id else { return Ok(None) };
-        sqlx::query(
-            "UPDATE upload_jobs SET status = 'validating', stage = 'validating', attempts = attempts + 1, \
-             lease_until = ?, updated_at = ? WHERE id = ?",
+        // Timestamps are stored as fixed-width RFC 3339 UTC text, so they compare as text.
+        let updated = sqlx::query(
+            "UPDATE upload_jobs SET lease_until = CASE WHEN lease_until IS NULL OR lease_until < ?1 THEN ?1 \
+             ELSE lease_until END WHERE id = ?2 AND status IN ('validating', 'processing')",
         )
         .bind(time::to_storage(&lease_until))
-        .bind(&now_text)
-        .bind(&id)
+        .bind(id.to_string())
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        let job = job_in(&mut tx, JobId::parse(&id).map_err(|_| corrupt("job id"))?).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(Some(job))
+        if updated.rows_affected() == 0 {
+            return Err(job_status_conflict());
+        }
+        tx.commit().await.map_err(map_err)
     }
 
     async fn advance_job(

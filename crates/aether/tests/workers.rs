@@ -1,0 +1,229 @@
+//! Document workers as separate `aether worker` processes forming a Kafka consumer
+//! group: two of them share the jobs an API server queues, and a worker killed in
+//! the middle of a job leaves it to the other.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+struct Process {
+    child: Child,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which worker said it was processing which job, from the workers' JSON logs.
+type Sightings = Arc<Mutex<Vec<(usize, String)>>>;
+
+fn aether(data_dir: &Path, brokers: &str, group: &str, extractor: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aether"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AETHER_DATA_DIR", data_dir)
+        .env("AETHER_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
+        .env("AETHER_EXTRACTOR_PROGRAM", extractor)
+        .env("AETHER_EVENTS", "kafka")
+        .env("AETHER_KAFKA_BROKERS", brokers)
+        .env("AETHER_JOB_QUEUE", "kafka")
+        .env("AETHER_KAFKA_WORKER_GROUP", group)
+        .env("AETHER_EVENT_POLL_INTERVAL_MS", "50")
+        .env("AETHER_RATE_LIMIT_PER_USER", "0")
+        .env("AETHER_RATE_LIMIT_PER_IP", "0")
+        // A dead worker's job is free again after 3 s.
+        .env("AETHER_JOB_LEASE_SECS", "3")
+        .env("AETHER_LOG_FORMAT", "json");
+    for (key, value) in common::store_env() {
+        command.env(key, value);
+    }
+    command
+}
+
+fn worker(data_dir: &Path, brokers: &str, group: &str, extractor: &Path, index: usize, seen: &Sightings) -> Process {
+    let mut command = aether(data_dir, brokers, group, extractor);
+    command
+        .env("AETHER_DOCUMENT_WORKERS", "1")
+        .env("AETHER_LOG_LEVEL", "info")
+        .arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let seen = Arc::clone(seen);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(entry) = serde_json::from_str::<Value>(&line)
+                && entry["message"] == "processing job"
+                && let Some(job) = entry["job_id"].as_str()
+            {
+                seen.lock().unwrap().push((index, job.to_owned()));
+            }
+        }
+    });
+    Process { child }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+async fn job(base_url: &str, token: &str, id: &str) -> Value {
+    client()
+        .get(format!("{base_url}/api/v1/documents/upload/{id}/status"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_until_ended(base_url: &str, token: &str, id: &str, within: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let current = job(base_url, token, id).await;
+        if ["completed", "failed", "cancelled"].contains(&current["status"].as_str().unwrap_or_default()) {
+            return current;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "job {id} did not end: {current}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_worker_processes_share_the_jobs_and_take_over_a_killed_ones_job() {
+    let required = std::env::var("AETHER_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+    let Ok(brokers) = std::env::var("AETHER_TEST_KAFKA_BROKERS") else {
+        assert!(!required, "AETHER_TEST_REQUIRE_SERVICES=1 but AETHER_TEST_KAFKA_BROKERS is not set");
+        eprintln!("NOT RUN: set AETHER_TEST_KAFKA_BROKERS (scripts/test does)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Each job takes a second (six more once `slow` exists), so that a job is
+    // still in hand when its worker is killed.
+    let slow_marker = dir.path().join("slow");
+    let extractor = dir.path().join("extractor.sh");
+    std::fs::write(
+        &extractor,
+        format!(
+            "#!/bin/sh\nif [ -e '{}' ]; then sleep 6; fi\nsleep 1\nexec '{}' \"$@\"\n",
+            slow_marker.display(),
+            env!("CARGO_BIN_EXE_aether")
+        ),
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&extractor).status().unwrap();
+    // A fresh group: it starts from the oldest queued job, and no other test's
+    // workers are in it.
+    let group = format!("test-workers-{}", uuid::Uuid::now_v7().simple());
+
+    // The API server queues jobs and processes none.
+    let mut command = aether(&data, &brokers, &group, &extractor);
+    command
+        .env("AETHER_DOCUMENT_WORKERS", "0")
+        .env("AETHER_LOG_LEVEL", "warn")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = command.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let _server = Process { child };
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let base_url = line.trim().strip_prefix("aether listening on ").unwrap().to_owned();
+
+    let seen: Sightings = Arc::default();
+    let mut workers: Vec<Option<Process>> =
+        (0..2).map(|index| Some(worker(&data, &brokers, &group, &extractor, index, &seen))).collect();
+
+    let login: Value = client()
+        .post(format!("{base_url}/api/v1/auth/token"))
+        .form(&[("grant_type", "password"), ("username", "admin"), ("password", common::ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let notebook: Value = client()
+        .post(format!("{base_url}/api/v1/notebooks"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Worker group"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let notebook_id = notebook["id"].as_str().unwrap().to_owned();
+    let upload = |name: String| {
+        let form = reqwest::multipart::Form::new()
+            .text("notebook_id", notebook_id.clone())
+            .part("file", reqwest::multipart::Part::bytes(format!("{name}\n").into_bytes()).file_name(name));
+        let request = client().post(format!("{base_url}/api/v1/documents/upload")).bearer_auth(&token).multipart(form);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 202);
+            response.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned()
+        }
+    };
+
+    // Sixteen jobs over twelve partitions: both workers get some.
+    let mut jobs = Vec::new();
+    for index in 0..16 {
+        jobs.push(upload(format!("shared-{index}.txt")).await);
+    }
+    for id in &jobs {
+        let ended = wait_until_ended(&base_url, &token, id, Duration::from_secs(90)).await;
+        assert_eq!(ended["status"], "completed", "{ended}");
+    }
+    let by_worker: BTreeMap<usize, BTreeSet<String>> =
+        seen.lock().unwrap().iter().filter(|(_, job)| jobs.contains(job)).fold(BTreeMap::new(), |mut map, (w, j)| {
+            map.entry(*w).or_default().insert(j.clone());
+            map
+        });
+    assert_eq!(by_worker.len(), 2, "both workers processed jobs: {by_worker:?}");
+    assert_eq!(by_worker.values().map(BTreeSet::len).sum::<usize>(), jobs.len(), "each job once: {by_worker:?}");
+
+    // A worker dies in the middle of a job: the other one finishes it.
+    std::fs::write(&slow_marker, b"").unwrap();
+    let doomed_job = upload("interrupted.txt".to_owned()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let holder = loop {
+        if let Some((index, _)) = seen.lock().unwrap().iter().find(|(_, job)| *job == doomed_job) {
+            break *index;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no worker took the job");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut killed = workers[holder].take().unwrap();
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    let interrupted = job(&base_url, &token, &doomed_job).await;
+    assert!(["validating", "processing"].contains(&interrupted["status"].as_str().unwrap()), "{interrupted}");
+    let ended = wait_until_ended(&base_url, &token, &doomed_job, Duration::from_secs(60)).await;
+    assert_eq!(ended["status"], "completed", "{ended}");
+    assert_eq!(ended["attempts"], 2, "taken again once: {ended}");
+    let survivor = 1 - holder;
+    assert!(
+        seen.lock().unwrap().iter().any(|(index, job)| *index == survivor && *job == doomed_job),
+        "the surviving worker finished it"
+    );
+    drop(workers);
+}
