@@ -4,6 +4,7 @@
 pub mod callbacks;
 pub mod config;
 pub mod processor;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
