@@ -5,6 +5,7 @@ pub mod callbacks;
 pub mod config;
 pub mod processor;
 pub mod telemetry;
+mod traced_store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,7 +104,7 @@ pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Arc<dy
             tracing::info!(store = store.backend_name(), ?applied, "schema migrated");
         }
     }
-    Ok(store)
+    Ok(Arc::new(traced_store::TracedStore::new(store)))
 }
 
 impl Runtime {
