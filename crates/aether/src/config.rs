@@ -221,6 +221,14 @@ pub struct Config {
     pub callback_retry_base_ms: u64,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// An OpenTelemetry collector's OTLP/gRPC endpoint (`http://host:4317`, plain
+    /// gRPC); empty: spans are not exported.
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans.
+    pub otlp_service_name: String,
+    /// The share of traces started here that are exported (0.0 to 1.0); a trace
+    /// continued from a caller's `traceparent` follows the caller's decision.
+    pub otlp_sample_ratio: f64,
 }
 
 impl Default for Config {
@@ -297,6 +305,9 @@ impl Default for Config {
             callback_retry_base_ms: 1000,
             log_format: LogFormat::Json,
             log_level: "info".into(),
+            otlp_endpoint: String::new(),
+            otlp_service_name: "aether".into(),
+            otlp_sample_ratio: 1.0,
         }
     }
 }
@@ -374,6 +385,9 @@ pub const KEYS: &[&str] = &[
     "callback_retry_base_ms",
     "log_format",
     "log_level",
+    "otlp_endpoint",
+    "otlp_service_name",
+    "otlp_sample_ratio",
 ];
 
 /// Overrides from command-line flags; `None` leaves the lower layers' value.
@@ -505,6 +519,19 @@ impl Config {
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return Err(ConfigError::Invalid(format!("log_level (AETHER_LOG_LEVEL): {error}")));
         }
+        // The exporter is built without TLS: spans go in plain gRPC to a collector
+        // nearby (an agent or sidecar), which forwards them securely.
+        if !self.otlp_endpoint.is_empty() && !self.otlp_endpoint.starts_with("http://") {
+            return invalid(
+                "otlp_endpoint (AETHER_OTLP_ENDPOINT) must be an http:// URL such as http://127.0.0.1:4317",
+            );
+        }
+        if self.otlp_service_name.trim().is_empty() {
+            return invalid("otlp_service_name (AETHER_OTLP_SERVICE_NAME) must not be empty");
+        }
+        if !(0.0..=1.0).contains(&self.otlp_sample_ratio) {
+            return invalid("otlp_sample_ratio (AETHER_OTLP_SAMPLE_RATIO) must be between 0.0 and 1.0");
+        }
         Ok(())
     }
 
@@ -619,6 +646,17 @@ mod tests {
             jail.set_env("AETHER_ACCESS_TOKEN_TTL_SECS", "0");
             let error = Config::load(None, &Overrides::default()).unwrap_err().to_string();
             assert!(error.contains("access_token_ttl_secs"), "{error}");
+            jail.set_env("AETHER_ACCESS_TOKEN_TTL_SECS", "300");
+            jail.set_env("AETHER_OTLP_ENDPOINT", "127.0.0.1:4317");
+            let error = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+            assert!(error.contains("otlp_endpoint"), "{error}");
+            jail.set_env("AETHER_OTLP_ENDPOINT", "http://127.0.0.1:4317");
+            jail.set_env("AETHER_OTLP_SAMPLE_RATIO", "1.5");
+            let error = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+            assert!(error.contains("otlp_sample_ratio"), "{error}");
+            jail.set_env("AETHER_OTLP_SAMPLE_RATIO", "0.25");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!((config.otlp_endpoint.as_str(), config.otlp_sample_ratio), ("http://127.0.0.1:4317", 0.25));
             Ok(())
         });
     }

@@ -4,6 +4,8 @@
 pub mod callbacks;
 pub mod config;
 pub mod processor;
+pub mod telemetry;
+mod traced_store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -105,7 +107,7 @@ pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Arc<dy
             tracing::info!(store = store.backend_name(), ?applied, "schema migrated");
         }
     }
-    Ok(store)
+    Ok(Arc::new(traced_store::TracedStore::new(store)))
 }
 
 impl Runtime {

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aether::config::{Config, LogFormat, Overrides};
+use aether::config::{Config, Overrides};
+use aether::telemetry::Telemetry;
 use aether::{RunningServer, Runtime};
 use aether_domain::user::{Email, Password, Role, Username};
 use aether_services::accounts::AccountRequest;
@@ -109,7 +110,6 @@ fn main() -> ExitCode {
         print!("{}", config.to_redacted_toml());
         return ExitCode::SUCCESS;
     }
-    init_logging(&config);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -117,23 +117,30 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(command, config)) {
+    // In the runtime's context: the OTLP exporter's gRPC channel lives on it.
+    let telemetry = {
+        let _context = runtime.enter();
+        Telemetry::init(&config)
+    };
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("aether: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(command, config));
+    if let Err(error) = &outcome {
+        tracing::error!(error = format!("{error:#}"), "aether stopped with an error");
+    }
+    // After the commands' tasks, before the runtime goes: the last spans still need it.
+    telemetry.shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "aether stopped with an error");
             eprintln!("aether: {error:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
-        LogFormat::Text => builder.init(),
     }
 }
 

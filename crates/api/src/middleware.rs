@@ -6,10 +6,12 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TraceContextExt as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::error::{ApiError, PROBLEM_CONTENT_TYPE, Problem, problem_for_status, problem_response};
 
@@ -20,7 +22,13 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct RequestId(pub String);
 
 /// Accepts a client's `X-Request-ID` when it is 1–128 visible ASCII characters,
-/// otherwise generates one; echoes it on the response and opens a tracing span.
+/// otherwise generates one; echoes it on the response and opens the request's span.
+///
+/// The span follows OpenTelemetry's HTTP server conventions (`http.route` is the
+/// route template, so span names stay few) and continues the caller's trace when
+/// the request carries a W3C `traceparent` (without an exporter the propagator is
+/// a no-op). Only the method, route, path, status and request id are recorded:
+/// never headers, query strings or bodies, which may carry credentials.
 pub async fn request_id(mut request: Request, next: Next) -> Response {
     let incoming = request
         .headers()
@@ -33,11 +41,14 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     request.headers_mut().insert(X_REQUEST_ID.clone(), header_value.clone());
     request.extensions_mut().insert(RequestId(id.clone()));
 
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let span = request_span(&request, &id);
     let started = Instant::now();
     let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
     span.in_scope(|| {
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         if status.is_server_error() {
@@ -48,6 +59,51 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     });
     response.headers_mut().insert(X_REQUEST_ID.clone(), header_value);
     response
+}
+
+/// The span of one request, named by its route template (`GET /api/v1/notebooks/{id}`),
+/// or by its method alone when no route matched, as the conventions ask.
+fn request_span(request: &Request, request_id: &str) -> tracing::Span {
+    let method = request.method().as_str();
+    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    let name = match route {
+        Some(route) => format!("{method} {route}"),
+        None => method.to_owned(),
+    };
+    let span = tracing::info_span!(
+        "request",
+        otel.name = name.as_str(),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        request_id,
+        http.request.method = method,
+        http.route = route,
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(request.headers()))
+    });
+    if parent.span().span_context().is_valid() {
+        // Fails only when no OpenTelemetry layer is installed or the span is
+        // disabled; then there is no trace to continue.
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// A request's headers as the trace-context propagator reads them (`traceparent`,
+/// `tracestate`).
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
 }
 
 /// Marks an error-status response whose body is meant as it is (the readiness

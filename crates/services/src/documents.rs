@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, broadcast, watch};
+use tracing::Instrument as _;
 
 use crate::avatars::blob_error;
 use crate::error::{ServiceError, ServiceResult};
@@ -763,6 +764,7 @@ impl DocumentService {
         }
     }
 
+    #[tracing::instrument(name = "job.fail", skip_all, fields(job_id = %job.id, code = %failure.code))]
     async fn fail(&self, job: &UploadJob, failure: JobFailure) {
         tracing::info!(job_id = %job.id, code = %failure.code, "job failed");
         match self.store.fail_job(job.id, failure, time::now()).await {
@@ -1265,7 +1267,13 @@ impl DocumentService {
         }
     }
 
-    /// Works one claimed job to its end.
+    /// Works one claimed job to its end, in the job's span: each attempt is a trace
+    /// of its own, with a child span per stage and the store calls under them.
+    #[tracing::instrument(
+        name = "job",
+        skip_all,
+        fields(otel.name = "document job", job_id = %job.id, notebook_id = %job.notebook_id, attempt = job.attempts)
+    )]
     async fn work(&self, job: UploadJob) {
         let id = job.id;
         let outcome = tokio::select! {
@@ -1353,7 +1361,7 @@ impl DocumentService {
         let mut scanned = None;
         if let Some(scanner) = &self.scanner {
             let job = self.advance(&job, JobStatus::Validating, "scanning for viruses").await?;
-            match scanner.scan(scratch.path()).await {
+            match scanner.scan(scratch.path()).instrument(tracing::info_span!("job.scan")).await {
                 Ok(ScanVerdict::Clean) => scanned = Some(serde_json::json!({"result": "clean", "scanner": "clamav"})),
                 Ok(ScanVerdict::Infected(signature)) => {
                     tracing::warn!(job_id = %job.id, %signature, "infected upload quarantined");
@@ -1409,6 +1417,7 @@ impl DocumentService {
     }
 
     /// Copies the job's bytes into a scratch file for the scanner and the extractor.
+    #[tracing::instrument(name = "job.fetch", skip_all)]
     async fn fetch(&self, job: &UploadJob) -> ServiceResult<tempfile::NamedTempFile> {
         let scratch = tempfile::NamedTempFile::new().map_err(|e| ServiceError::Internal(e.to_string()))?;
         let read = match self.blobs.read(&job.blob_key, None).await {
@@ -1431,6 +1440,7 @@ impl DocumentService {
 
     /// Moves the job's bytes to `quarantine/{job}/original`, out of every user's
     /// reach, and fails the job (which queues the original for deletion).
+    #[tracing::instrument(name = "job.quarantine", skip_all, fields(code = %failure.code))]
     async fn quarantine(&self, job: &UploadJob, failure: JobFailure) -> ServiceResult<UploadJob> {
         let target = quarantine_key(job);
         match self.blobs.read(&job.blob_key, None).await {
@@ -1450,6 +1460,7 @@ impl DocumentService {
         Ok(self.store.get_job(job.id).await?)
     }
 
+    #[tracing::instrument(name = "job.extract", skip_all)]
     async fn extract(
         &self,
         job: &UploadJob,
@@ -1497,7 +1508,8 @@ impl DocumentService {
         self.record_findings(job, settings, &mut result, &processed.pii, processed.redacted_text).await?;
         if let Some(thumbnail) = extraction.thumbnail_png {
             let key = job.derived_key(document::THUMBNAIL_NAME);
-            self.blobs.put(&key, thumbnail).await.map_err(blob_error)?;
+            let store = tracing::info_span!("job.store_derived", blob = document::THUMBNAIL_NAME);
+            self.blobs.put(&key, thumbnail).instrument(store).await.map_err(blob_error)?;
             result.thumbnail_key = Some(key);
         }
         Ok(result)
@@ -1505,6 +1517,7 @@ impl DocumentService {
 
     /// Hands the job to the external processor, or, for a job it already has (the
     /// worker died, or a webhook was lost), asks it how far it is.
+    #[tracing::instrument(name = "job.process_externally", skip_all)]
     async fn work_externally(
         &self,
         job: UploadJob,
@@ -1717,13 +1730,15 @@ impl DocumentService {
         result.compliance_scan_results = scan;
         if let Some(redacted) = redacted_text {
             let key = job.derived_key(document::REDACTED_NAME);
-            self.blobs.put(&key, redacted.into_bytes()).await.map_err(blob_error)?;
+            let store = tracing::info_span!("job.store_derived", blob = document::REDACTED_NAME);
+            self.blobs.put(&key, redacted.into_bytes()).instrument(store).await.map_err(blob_error)?;
             result.redacted_key = Some(key);
             result.redaction_applied = found > 0;
         }
         Ok(())
     }
 
+    #[tracing::instrument(name = "job.finish", skip_all, fields(job_id = %job.id))]
     async fn finish(&self, job: &UploadJob, result: ProcessingResult) -> ServiceResult<UploadJob> {
         match self.store.finish_job(job.id, result, time::now()).await {
             Ok((finished, document)) => {
