@@ -1,12 +1,14 @@
 //! The production [`EventPublisher`]: each outbox event becomes one Kafka record on
 //! its topic, keyed by the event's key (so a notebook's events stay in order on one
-//! partition), with the event id and creation time as headers for consumers that
-//! deduplicate. Delivery is awaited: an event is marked published only once Kafka
+//! partition). The record's value is the event as CloudEvents 1.0 JSON (structured
+//! mode, `content-type: application/cloudevents+json` as the Kafka protocol binding
+//! says), and the event id and creation time are also headers, for consumers that
+//! deduplicate without parsing the value. Delivery is awaited: an event is marked published only once Kafka
 //! has acknowledged it (`acks=all`, idempotent producer).
 
 use std::time::Duration;
 
-use aether_domain::events::{EventPublisher, OutboxEvent};
+use aether_domain::events::{CLOUD_EVENTS_CONTENT_TYPE, EventPublisher, OutboxEvent};
 use aether_domain::time;
 use async_trait::async_trait;
 use rdkafka::ClientConfig;
@@ -52,8 +54,9 @@ impl EventPublisher for KafkaPublisher {
     async fn publish(&self, event: &OutboxEvent) -> Result<(), String> {
         let id = event.id.to_string();
         let created_at = time::to_storage(&event.created_at);
-        let payload = event.payload.to_string();
+        let payload = event.cloud_event().to_string();
         let headers = OwnedHeaders::new()
+            .insert(Header { key: "content-type", value: Some(CLOUD_EVENTS_CONTENT_TYPE) })
             .insert(Header { key: "event_id", value: Some(id.as_str()) })
             .insert(Header { key: "created_at", value: Some(created_at.as_str()) });
         let record = FutureRecord::to(&event.topic).key(&event.key).payload(&payload).headers(headers);
