@@ -26,7 +26,7 @@ use aether_domain::user::Password;
 use aether_identity_keycloak::{KeycloakClient, KeycloakConfig};
 use aether_services::accounts::Bootstrap;
 use aether_services::documents::{Callbacks, DocumentService, DocumentSettings, JobHub};
-use aether_services::events::{EventDispatcher, InProcessBus};
+use aether_services::events::{EventDispatcher, InProcessBus, relay_backoff};
 use aether_services::limits::InProcessRateLimiter;
 use aether_services::{
     AccountService, AvatarService, IdentityProvider, IdentityService, IdentitySettings, NotebookService,
@@ -453,16 +453,29 @@ impl Runtime {
         }
     }
 
-    /// Drains the outbox to the event bus; polls when it is empty.
+    /// Drains the outbox to the event bus; polls when it is empty, and backs off while
+    /// publishing fails (the bus is down): the failed event stays at the head of the
+    /// outbox and is retried first, so nothing is lost or reordered.
     async fn publish_events(&self, mut shutdown: watch::Receiver<bool>) {
         let idle = Duration::from_millis(self.config.event_poll_interval_ms);
+        let mut consecutive_failures: u32 = 0;
         loop {
-            let wait = match self.events.dispatch(100).await {
-                Ok(100) => Duration::ZERO,
-                Ok(_) => idle,
+            let wait = match self.events.dispatch(RELAY_BATCH).await {
+                Ok(pass) if pass.failed => {
+                    consecutive_failures = consecutive_failures.saturating_add(1);
+                    relay_backoff(idle, consecutive_failures)
+                }
+                Ok(pass) => {
+                    if consecutive_failures > 0 {
+                        tracing::info!(failed_attempts = consecutive_failures, "publishing events resumed");
+                        consecutive_failures = 0;
+                    }
+                    if pass.published == RELAY_BATCH as usize { Duration::ZERO } else { idle }
+                }
                 Err(error) => {
+                    consecutive_failures = consecutive_failures.saturating_add(1);
                     tracing::warn!(%error, "event dispatch failed; will retry");
-                    idle
+                    relay_backoff(idle, consecutive_failures)
                 }
             };
             tokio::select! {
@@ -472,6 +485,9 @@ impl Runtime {
         }
     }
 }
+
+/// How many outbox events one relay pass reads and publishes.
+const RELAY_BATCH: u32 = 100;
 
 /// The Prometheus handle, with the series of rare events registered at zero: a
 /// counter otherwise appears only with its first increment, which `rate()` and

@@ -594,8 +594,12 @@ async fn sharing_publishes_to_kafka() {
     })
     .await
     .expect("the share reaches Kafka");
-    assert_eq!(payload["user_id"], guest.id.as_str());
-    assert_eq!(payload["permission"], "write");
+    // The record is a CloudEvents 1.0 event whose data is the domain payload.
+    assert_eq!(payload["specversion"], "1.0");
+    assert_eq!(payload["type"], "aether.notebooks.shared");
+    assert_eq!(payload["subject"], id(&notebook));
+    assert_eq!(payload["data"]["user_id"], guest.id.as_str());
+    assert_eq!(payload["data"]["permission"], "write");
     app.shutdown().await;
 }
 

@@ -32,6 +32,30 @@ pub struct OutboxEvent {
     pub created_at: Timestamp,
 }
 
+/// The CloudEvents `source` of every event Aether publishes.
+pub const CLOUD_EVENTS_SOURCE: &str = "urn:aether";
+
+/// The media type of a CloudEvents 1.0 event in structured mode, JSON format.
+pub const CLOUD_EVENTS_CONTENT_TYPE: &str = "application/cloudevents+json";
+
+impl OutboxEvent {
+    /// The event as a CloudEvents 1.0 JSON object (structured mode): the topic is its
+    /// `type`, the partitioning key its `subject` and the payload its `data`, so a
+    /// consumer can deduplicate by `id` and order by `time` without knowing Aether.
+    pub fn cloud_event(&self) -> serde_json::Value {
+        serde_json::json!({
+            "specversion": "1.0",
+            "id": self.id.to_string(),
+            "source": CLOUD_EVENTS_SOURCE,
+            "type": self.topic,
+            "subject": self.key,
+            "time": crate::time::to_storage(&self.created_at),
+            "datacontenttype": "application/json",
+            "data": self.payload,
+        })
+    }
+}
+
 /// What a change asks to publish; the store gives it an id and a time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
@@ -45,4 +69,28 @@ pub struct NewEvent {
 pub trait EventPublisher: Send + Sync + std::fmt::Debug {
     /// Publishes one event; an error leaves it in the outbox for the next attempt.
     async fn publish(&self, event: &OutboxEvent) -> Result<(), String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_events_carry_the_required_attributes() {
+        let event = OutboxEvent {
+            id: Uuid::now_v7(),
+            topic: topics::NOTEBOOKS_SHARED.to_owned(),
+            key: "notebook-1".to_owned(),
+            payload: serde_json::json!({"user_id": "u"}),
+            created_at: crate::time::now(),
+        };
+        let cloud = event.cloud_event();
+        assert_eq!(cloud["specversion"], "1.0");
+        assert_eq!(cloud["id"], event.id.to_string());
+        assert_eq!(cloud["source"], CLOUD_EVENTS_SOURCE);
+        assert_eq!(cloud["type"], topics::NOTEBOOKS_SHARED);
+        assert_eq!(cloud["subject"], "notebook-1");
+        assert_eq!(crate::time::parse(cloud["time"].as_str().unwrap_or_default()), Some(event.created_at));
+        assert_eq!(cloud["data"]["user_id"], "u");
+    }
 }

@@ -47,8 +47,11 @@ async fn published_events_arrive_with_key_and_headers() {
     let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("a record").expect("ok");
     assert_eq!(message.key(), Some(&b"notebook-1"[..]));
     let payload: serde_json::Value = serde_json::from_slice(message.payload().expect("payload")).expect("json");
-    assert_eq!(payload, event.payload);
+    assert_eq!(payload, event.cloud_event(), "the value is the event as CloudEvents 1.0 JSON");
+    assert_eq!(payload["data"], event.payload);
     let headers = message.headers().expect("headers");
+    let content_type = headers.iter().find(|header| header.key == "content-type").and_then(|header| header.value);
+    assert_eq!(content_type, Some(&b"application/cloudevents+json"[..]));
     let event_id = headers.iter().find(|header| header.key == "event_id").and_then(|header| header.value);
     assert_eq!(event_id, Some(event.id.to_string().as_bytes()));
 }

@@ -37,6 +37,32 @@ impl EventPublisher for InProcessBus {
     }
 }
 
+/// What one pass of the relay did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatched {
+    /// Pending events read from the outbox (at most the pass's limit).
+    pub fetched: usize,
+    /// Events the publisher accepted, now marked published.
+    pub published: usize,
+    /// Whether the pass stopped at an event the publisher refused; that event and
+    /// every later one stay in the outbox for the next pass, in order.
+    pub failed: bool,
+}
+
+/// The longest the relay waits between attempts while publishing fails. A Kafka
+/// outage already costs each attempt the producer's delivery timeout (10 s), so
+/// this bounds how late delivery resumes once the bus is back.
+pub const RELAY_MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long the relay waits after `consecutive_failures` failed passes: the poll
+/// interval, doubled with each failure, up to [`RELAY_MAX_BACKOFF`]. A refusal that
+/// comes back at once (an unknown topic, an oversized event, a store error) would
+/// otherwise be retried, and logged, at every poll.
+pub fn relay_backoff(poll_interval: std::time::Duration, consecutive_failures: u32) -> std::time::Duration {
+    let doublings = consecutive_failures.saturating_sub(1).min(16);
+    poll_interval.saturating_mul(1 << doublings).min(RELAY_MAX_BACKOFF.max(poll_interval))
+}
+
 /// Moves events from the outbox to the publisher, oldest first, at least once.
 #[derive(Debug, Clone)]
 pub struct EventDispatcher {
@@ -49,15 +75,22 @@ impl EventDispatcher {
         Self { store, publisher }
     }
 
-    /// Publishes up to `limit` pending events; returns how many were published. Stops
-    /// at the first failure so that events keep their order; the rest wait.
-    pub async fn dispatch(&self, limit: u32) -> ServiceResult<usize> {
+    /// Publishes up to `limit` pending events, one at a time and each acknowledged
+    /// before the next is sent. Stops at the first failure so that events keep their
+    /// order; the rest wait for the next pass.
+    pub async fn dispatch(&self, limit: u32) -> ServiceResult<Dispatched> {
         let pending = self.store.pending_events(limit).await?;
+        // How far behind the relay is: while the bus is down nothing is published, so
+        // the lag histogram below records nothing; this gauge keeps rising instead.
+        let oldest_age = pending.first().map(|event| age(event, time::now())).unwrap_or_default();
+        metrics::gauge!("aether_outbox_oldest_pending_age_seconds").set(oldest_age.as_secs_f64());
         let mut published = Vec::with_capacity(pending.len());
+        let mut failed = false;
         for event in &pending {
             if let Err(error) = self.publisher.publish(event).await {
                 metrics::counter!("aether_outbox_publish_failures_total").increment(1);
                 tracing::warn!(event_id = %event.id, topic = %event.topic, %error, "publishing failed; will retry");
+                failed = true;
                 break;
             }
             published.push(event.id);
@@ -67,11 +100,34 @@ impl EventDispatcher {
             self.store.mark_published(&published, now).await?;
             // How long each event waited between its change and its publication.
             for event in pending.iter().take(published.len()) {
-                let lag = (now - event.created_at).to_std().unwrap_or_default();
-                metrics::histogram!("aether_outbox_relay_lag_seconds").record(lag.as_secs_f64());
+                metrics::histogram!("aether_outbox_relay_lag_seconds").record(age(event, now).as_secs_f64());
             }
             metrics::counter!("aether_outbox_events_published_total").increment(published.len() as u64);
         }
-        Ok(published.len())
+        Ok(Dispatched { fetched: pending.len(), published: published.len(), failed })
+    }
+}
+
+/// How long `event` has waited since its change, at `now`.
+fn age(event: &OutboxEvent, now: time::Timestamp) -> std::time::Duration {
+    (now - event.created_at).to_std().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_relay_backs_off_exponentially_up_to_a_bound() {
+        let poll = Duration::from_millis(250);
+        assert_eq!(relay_backoff(poll, 1), poll);
+        assert_eq!(relay_backoff(poll, 2), Duration::from_millis(500));
+        assert_eq!(relay_backoff(poll, 4), Duration::from_secs(2));
+        assert_eq!(relay_backoff(poll, 7), RELAY_MAX_BACKOFF);
+        assert_eq!(relay_backoff(poll, u32::MAX), RELAY_MAX_BACKOFF);
+        // A poll interval above the bound is never shortened by a failure.
+        assert_eq!(relay_backoff(Duration::from_secs(30), 3), Duration::from_secs(30));
     }
 }
