@@ -377,6 +377,19 @@ impl DocumentStore for TracedStore {
         self.traced("claim_job", self.inner.claim_job(now, lease_until)).await
     }
 
+    async fn claim_job_by_id(
+        &self,
+        id: JobId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<UploadJob>> {
+        self.traced("claim_job_by_id", self.inner.claim_job_by_id(id, now, lease_until)).await
+    }
+
+    async fn renew_job_lease(&self, id: JobId, lease_until: Timestamp) -> StoreResult<()> {
+        self.traced("renew_job_lease", self.inner.renew_job_lease(id, lease_until)).await
+    }
+
     async fn advance_job(
         &self,
         id: JobId,
