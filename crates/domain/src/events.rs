@@ -6,6 +6,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::id::UserId;
 use crate::time::Timestamp;
 
 /// The topics of the design.
@@ -62,6 +63,22 @@ pub struct NewEvent {
     pub topic: &'static str,
     pub key: String,
     pub payload: serde_json::Value,
+}
+
+/// `aether.users.activity`: something a user did — a notebook change, a sign-in, an
+/// API key created, a role changed — keyed by the user, so that one user's activity
+/// stays in order. Written with the activity or audit record it mirrors.
+pub fn user_activity_event(user: UserId, activity: &str, resource_type: &str, resource_id: &str) -> NewEvent {
+    NewEvent {
+        topic: topics::USERS_ACTIVITY,
+        key: user.to_string(),
+        payload: serde_json::json!({
+            "user_id": user.to_string(),
+            "activity": activity,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
+        }),
+    }
 }
 
 /// Delivers published events. Implementations: the in-process bus, Kafka.

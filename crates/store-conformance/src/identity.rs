@@ -147,6 +147,18 @@ pub async fn role_changes_are_audited(store: &dyn Store) {
     assert_eq!(entries.items[0].action, "roles_changed");
     assert_eq!(entries.items[0].performed_by, Some(admin.id));
     assert_eq!(entries.items[0].ip_address.as_deref(), Some("192.0.2.7"));
+    let activity: Vec<_> = store
+        .pending_events(100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|event| {
+            event.topic == aether_domain::events::topics::USERS_ACTIVITY && event.key == admin.id.to_string()
+        })
+        .collect();
+    assert_eq!(activity.len(), 1, "the audited action is the admin's activity: {activity:?}");
+    assert_eq!(activity[0].payload["activity"], "roles_changed");
+    assert_eq!(activity[0].payload["resource_id"], user.id.to_string());
     let missing = store
         .change_user_roles(aether_domain::id::UserId::new(), vec![], audit("roles_changed", None, "x".into()))
         .await;

@@ -1059,6 +1059,18 @@ pub async fn sharing_writes_an_event_to_the_outbox(store: &dyn Store) {
     assert_eq!(pending[0].payload["user_id"], guest.id.to_string());
     assert_eq!(pending[0].payload["permission"], "write");
     assert_eq!(pending[0].payload["status"], "pending");
+    // The owner's activity, keyed by the owner: creating and sharing the notebook.
+    let activity: Vec<_> = store
+        .pending_events(100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.topic == topics::USERS_ACTIVITY && event.key == owner.id.to_string())
+        .collect();
+    assert_eq!(activity.len(), 2, "{activity:?}");
+    assert!(activity.iter().all(|event| event.payload["resource_id"] == notebook.id.to_string()));
+    assert_eq!(activity[0].payload["activity"], "created");
+    assert_eq!(activity[1].payload["user_id"], owner.id.to_string());
     // Answering the invitation is not another share.
     store
         .set_collaboration_status(

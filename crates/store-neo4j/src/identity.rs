@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use aether_domain::StoreError;
+use aether_domain::events::{topics, user_activity_event};
 use aether_domain::id::{ApiKeyId, UserId};
 use aether_domain::identity::{
     ApiKey, ApiKeyName, ApiKeyScope, EphemeralStore, ExternalUser, NewApiKey, NewAuditRecord,
@@ -31,7 +32,18 @@ pub(crate) fn audit_query(record: &NewAuditRecord) -> Query {
          WITH al OPTIONAL MATCH (ru:User {id: $resource}) \
          FOREACH (x IN CASE WHEN ru IS NULL THEN [] ELSE [ru] END | CREATE (al)-[:ON_RESOURCE]->(x)) \
          WITH al OPTIONAL MATCH (rk:ApiKey {id: $resource}) \
-         FOREACH (x IN CASE WHEN rk IS NULL THEN [] ELSE [rk] END | CREATE (al)-[:ON_RESOURCE]->(x))",
+         FOREACH (x IN CASE WHEN rk IS NULL THEN [] ELSE [rk] END | CREATE (al)-[:ON_RESOURCE]->(x)) \
+         WITH al FOREACH (x IN CASE WHEN $actor IS NULL THEN [] ELSE [1] END | \
+           CREATE (:OutboxEvent {id: $event_id, topic: $event_topic, key: $actor, payload: $event_payload, \
+             created_at: datetime($at)}))",
+    )
+    .param("event_id", uuid::Uuid::now_v7().to_string())
+    .param("event_topic", topics::USERS_ACTIVITY)
+    .param(
+        "event_payload",
+        record.performed_by.map(|user| {
+            user_activity_event(user, record.action, record.resource_type, &record.resource_id).payload.to_string()
+        }),
     )
     .param("id", uuid::Uuid::now_v7().to_string())
     .param("action", record.action)

@@ -18,7 +18,7 @@ use aether_domain::StoreError;
 use aether_domain::access::{ChainLink, CollaborationStatus, Permission};
 use aether_domain::activity::{ActivityEvent, AuditEntry, Change, ChangeRecord};
 use aether_domain::compliance::ComplianceSettings;
-use aether_domain::events::OutboxEvent;
+use aether_domain::events::{OutboxEvent, user_activity_event};
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::identity::{ExternalUser, NewAuditRecord};
 use aether_domain::notebook::{
@@ -868,7 +868,10 @@ async fn record_change(txn: &mut Txn, change: &Change, record: ChangeRecord) -> 
     .param("actor", change.actor.map(|actor| actor.to_string()))
     .param("at", storage(&change.at));
     txn.run(q).await.map_err(map_err)?;
-    if let Some(event) = record.event {
+    let activity = change
+        .actor
+        .map(|actor| user_activity_event(actor, record.event_type, "notebook", &record.notebook_id.to_string()));
+    for event in record.event.into_iter().chain(activity) {
         let outbox = query(
             "CREATE (:OutboxEvent {id: $id, topic: $topic, key: $key, payload: $payload, created_at: datetime($at)})",
         )

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use aether_domain::StoreError;
+use aether_domain::events::user_activity_event;
 use aether_domain::id::{ApiKeyId, UserId};
 use aether_domain::identity::{
     ApiKey, ApiKeyName, ApiKeyScope, EphemeralStore, ExternalUser, NewApiKey, NewAuditRecord,
@@ -37,6 +38,18 @@ pub(crate) async fn insert_audit(
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
+    if let Some(user) = record.performed_by {
+        let event = user_activity_event(user, record.action, record.resource_type, &record.resource_id);
+        sqlx::query("INSERT INTO outbox (id, topic, key, payload, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(event.topic)
+            .bind(&event.key)
+            .bind(event.payload.to_string())
+            .bind(time::to_storage(&record.at))
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+    }
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use aether_domain::StoreError;
 use aether_domain::access::{ChainLink, CollaborationStatus, Permission};
 use aether_domain::activity::{ActivityEvent, AuditEntry, Change, ChangeRecord};
 use aether_domain::compliance::ComplianceSettings;
-use aether_domain::events::OutboxEvent;
+use aether_domain::events::{OutboxEvent, user_activity_event};
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
 use aether_domain::identity::{ExternalUser, NewAuditRecord};
 use aether_domain::notebook::{
@@ -1202,7 +1202,10 @@ async fn record_change(tx: &mut sqlx::SqliteConnection, change: &Change, record:
     .execute(&mut *tx)
     .await
     .map_err(map_err)?;
-    if let Some(event) = record.event {
+    let activity = change
+        .actor
+        .map(|actor| user_activity_event(actor, record.event_type, "notebook", &record.notebook_id.to_string()));
+    for event in record.event.into_iter().chain(activity) {
         sqlx::query("INSERT INTO outbox (id, topic, key, payload, created_at) VALUES (?, ?, ?, ?, ?)")
             .bind(uuid::Uuid::now_v7().to_string())
             .bind(event.topic)
