@@ -150,6 +150,8 @@ pub struct Config {
     /// Empty: sessions and other short-lived state live in the store.
     pub redis_url: Secret,
     pub redis_key_prefix: String,
+    /// How long hot reads (users, permission chains) stay cached; 0 turns the cache off.
+    pub cache_ttl_secs: u64,
     /// The external base URL of the server, for the OIDC redirect URI.
     pub public_url: String,
     pub secure_cookies: bool,
@@ -242,6 +244,7 @@ impl Default for Config {
             keycloak_leeway_secs: 30,
             redis_url: Secret::default(),
             redis_key_prefix: "aether:".into(),
+            cache_ttl_secs: 30,
             public_url: String::new(),
             secure_cookies: false,
             blob_store: BlobKind::Fs,
@@ -315,6 +318,7 @@ pub const KEYS: &[&str] = &[
     "keycloak_leeway_secs",
     "redis_url",
     "redis_key_prefix",
+    "cache_ttl_secs",
     "public_url",
     "secure_cookies",
     "blob_store",

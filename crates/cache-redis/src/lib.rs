@@ -2,6 +2,8 @@
 //! same sessions, pending logins and revocations; Redis expires entries itself.
 #![forbid(unsafe_code)]
 
+pub mod cache;
+
 use std::time::Duration;
 
 use aether_domain::StoreError;
