@@ -94,9 +94,12 @@ impl CachedReads {
         self.invalidate(&CacheScope::user(id)).await;
     }
 
-    /// Call after any change that can alter someone's effective permission has
-    /// committed: a notebook created under, moved, deleted or restored, its
-    /// visibility changed, a collaboration granted, changed, revoked or answered.
+    /// Call after any change that can alter a cached chain has committed: a notebook
+    /// moved, deleted or restored, its visibility changed, a collaboration granted,
+    /// changed, revoked, replaced by an invitation or answered. Creating a notebook
+    /// needs none: no chain of a notebook that did not exist can have been cached
+    /// (failed reads are not cached). Role changes need none either: chains hold no
+    /// roles, and the user's own entry is invalidated.
     pub async fn access_changed(&self) {
         self.invalidate(&CacheScope::access()).await;
     }
