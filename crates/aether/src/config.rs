@@ -163,6 +163,8 @@ pub struct Config {
     /// How often job sockets re-read their jobs from the store; 0 picks 500 ms
     /// alone and 15 s when Redis relays other replicas' job changes.
     pub websocket_poll_ms: u64,
+    /// How long hot reads (users, permission chains) stay cached; 0 turns the cache off.
+    pub cache_ttl_secs: u64,
     /// The external base URL of the server, for the OIDC redirect URI.
     pub public_url: String,
     pub secure_cookies: bool,
@@ -267,6 +269,7 @@ impl Default for Config {
             redis_url: Secret::default(),
             redis_key_prefix: "aether:".into(),
             websocket_poll_ms: 0,
+            cache_ttl_secs: 30,
             public_url: String::new(),
             secure_cookies: false,
             blob_store: BlobKind::Fs,
@@ -347,6 +350,7 @@ pub const KEYS: &[&str] = &[
     "redis_url",
     "redis_key_prefix",
     "websocket_poll_ms",
+    "cache_ttl_secs",
     "public_url",
     "secure_cookies",
     "blob_store",

@@ -18,6 +18,7 @@ use aether_blob_store::{EncryptedBlobStore, ObjectBlobStore, S3Config};
 use aether_cache_redis::RedisEphemeralStore;
 use aether_clamav::ClamdScanner;
 use aether_domain::blob::BlobStore;
+use aether_domain::cache::ReadCache;
 use aether_domain::identity::{EphemeralStore, TokenVerifier};
 use aether_domain::limits::RateLimiter;
 use aether_domain::scan::VirusScanner;
@@ -29,8 +30,8 @@ use aether_services::documents::{Callbacks, DocumentService, DocumentSettings, J
 use aether_services::events::{EventDispatcher, InProcessBus, relay_backoff};
 use aether_services::limits::InProcessRateLimiter;
 use aether_services::{
-    AccountService, AvatarService, IdentityProvider, IdentityService, IdentitySettings, NotebookService,
-    SessionSettings,
+    AccountService, AvatarService, CachedReads, IdentityProvider, IdentityService, IdentitySettings,
+    InProcessReadCache, NotebookService, SessionSettings,
 };
 use aether_store_neo4j::{Neo4jConfig, Neo4jStore};
 use aether_store_sqlite::SqliteStore;
@@ -58,6 +59,8 @@ pub struct Runtime {
     pub blobs: Arc<dyn BlobStore>,
     pub avatars: Arc<AvatarService>,
     pub limiter: Arc<dyn RateLimiter>,
+    /// Hot reads (users, permission chains) through the read cache, if there is one.
+    pub reads: CachedReads,
     pub notebooks: Arc<NotebookService>,
     pub documents: Arc<DocumentService>,
     /// ClamAV, when uploads are scanned.
@@ -159,6 +162,7 @@ impl Runtime {
             Some(redis) => Arc::new(redis.rate_limiter()),
             None => Arc::new(InProcessRateLimiter::default()),
         };
+        let reads = CachedReads::new(Arc::clone(&store), read_cache(&config, redis.as_deref()));
         let (verifier, provider, keycloak): (Arc<dyn TokenVerifier>, IdentityProvider, _) = match config.identity {
             IdentityKind::Local => (Arc::clone(&tokens) as _, IdentityProvider::Local, None),
             IdentityKind::Keycloak => {
@@ -182,17 +186,20 @@ impl Runtime {
                 (Arc::new(verifier) as _, provider, Some(Arc::new(client)))
             }
         };
-        let identity = Arc::new(IdentityService::new(
-            Arc::clone(&store),
-            Arc::clone(&ephemeral),
-            verifier,
-            provider,
-            Arc::clone(&accounts),
-            IdentitySettings {
-                revocation_ttl: Duration::from_secs(config.access_token_ttl_secs.max(3600)),
-                ..IdentitySettings::default()
-            },
-        ));
+        let identity = Arc::new(
+            IdentityService::new(
+                Arc::clone(&store),
+                Arc::clone(&ephemeral),
+                verifier,
+                provider,
+                Arc::clone(&accounts),
+                IdentitySettings {
+                    revocation_ttl: Duration::from_secs(config.access_token_ttl_secs.max(3600)),
+                    ..IdentitySettings::default()
+                },
+            )
+            .with_reads(reads.clone()),
+        );
         let blobs: Arc<dyn BlobStore> = match config.blob_store {
             BlobKind::Fs => {
                 Arc::new(ObjectBlobStore::filesystem(&config.data_dir.join("blobs")).map_err(anyhow::Error::msg)?)
@@ -214,7 +221,8 @@ impl Runtime {
             None => blobs,
         };
         let avatars = Arc::new(AvatarService::new(Arc::clone(&store), Arc::clone(&blobs)));
-        let notebooks = Arc::new(NotebookService::new(Arc::clone(&store), config.max_notebook_depth));
+        let notebooks =
+            Arc::new(NotebookService::new(Arc::clone(&store), config.max_notebook_depth).with_reads(reads.clone()));
         let bus = Arc::new(InProcessBus::new(1024));
         let kafka = match config.events {
             EventsKind::Inprocess => None,
@@ -252,7 +260,7 @@ impl Runtime {
         let mut documents = DocumentService::new(
             Arc::clone(&store),
             Arc::clone(&blobs),
-            NotebookService::new(Arc::clone(&store), config.max_notebook_depth),
+            NotebookService::new(Arc::clone(&store), config.max_notebook_depth).with_reads(reads.clone()),
             processor,
             Arc::new(match &redis {
                 Some(redis) => JobHub::with_fanout(Arc::new(redis.job_fanout(&instance))),
@@ -307,6 +315,7 @@ impl Runtime {
             blobs,
             avatars,
             limiter,
+            reads,
             notebooks,
             documents,
             scanner,
@@ -489,6 +498,23 @@ impl Runtime {
 /// How many outbox events one relay pass reads and publishes.
 const RELAY_BATCH: u32 = 100;
 
+/// The read cache for this configuration. Redis, when configured, is shared by every
+/// replica and invalidated by all of them. Without it, a SQLite store is served by
+/// one process, whose own memory is then a correct cache (and lets the same
+/// invalidation tests run on both shapes); Neo4j without Redis may have replicas
+/// that could not tell each other about changes, so nothing is cached.
+fn read_cache(config: &Config, redis: Option<&RedisEphemeralStore>) -> Option<Arc<dyn ReadCache>> {
+    let ttl = Duration::from_secs(config.cache_ttl_secs);
+    if ttl.is_zero() {
+        return None;
+    }
+    match (redis, config.store) {
+        (Some(redis), _) => Some(Arc::new(redis.read_cache(ttl))),
+        (None, StoreKind::Sqlite) => Some(Arc::new(InProcessReadCache::new(ttl, 100_000))),
+        (None, StoreKind::Neo4j) => None,
+    }
+}
+
 /// The Prometheus handle, with the series of rare events registered at zero: a
 /// counter otherwise appears only with its first increment, which `rate()` and
 /// `increase()` cannot see, so alerts on rare events would miss the first one.
@@ -511,10 +537,16 @@ fn metrics_with_rare_series() -> metrics_exporter_prometheus::PrometheusHandle {
     for reason in ["expired", "invalid", "unavailable", "other"] {
         metrics::counter!("aether_authentication_failures_total", "reason" => reason).increment(0);
     }
-    for dependency in ["rate_limiter", "redis_fanout", "job_queue"] {
+    for dependency in ["rate_limiter", "cache", "redis_fanout", "job_queue"] {
         metrics::counter!("aether_dependency_errors_total", "dependency" => dependency).increment(0);
     }
     metrics::counter!("aether_job_notices_dropped_total").increment(0);
+    for namespace in ["users", "access"] {
+        for outcome in ["hit", "miss", "error"] {
+            metrics::counter!("aether_cache_requests_total", "namespace" => namespace, "outcome" => outcome)
+                .increment(0);
+        }
+    }
     handle
 }
 

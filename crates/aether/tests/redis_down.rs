@@ -1,6 +1,7 @@
 //! Redis going away under a running server: rate limiting fails open or closed as
-//! configured, `/ready` reports it, authenticated requests answer 503 (token
-//! revocation lives in Redis), and nothing crashes. Each test runs its own
+//! configured, `/ready` reports it, requests authenticated by token answer 503 (token
+//! revocation lives in Redis), the read cache is bypassed (reads and writes with API
+//! keys go on, against the store), and nothing crashes. Each test runs its own
 //! `redis-server` (from Debian, installed by scripts/install-deps) so that it can
 //! kill it without disturbing the shared one.
 #![allow(clippy::unwrap_used)]
@@ -10,7 +11,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::TestApp;
+use common::{TestApp, api_key_user, call, json_of, metric};
+use reqwest::Method;
 
 struct Redis(Child);
 
@@ -98,5 +100,40 @@ async fn rate_limiting_fails_closed_when_so_configured() {
     assert_eq!(refused.status(), 503, "fail-closed: no count, no request");
     assert_eq!(refused.headers()["retry-after"], "1");
     assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200, "/health is not limited");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_read_cache_is_bypassed_when_redis_goes_down() {
+    let Some((mut redis, url)) = private_redis().await else { return };
+    let app = app_on(&url, true).await;
+    // API keys are checked against the store alone, so they still authenticate
+    // without Redis; their user and permission reads go through the cache.
+    let (_, owner) = api_key_user(&app, "down-owner", &["read", "write"]).await;
+    let (reader_id, reader) = api_key_user(&app, "down-reader", &["read"]).await;
+    let created = call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(serde_json::json!({"name": "N"})));
+    let notebook = format!("/api/v1/notebooks/{}", json_of(created.await, 201).await["id"].as_str().unwrap());
+    let permissions = format!("{notebook}/permissions");
+    let grant = serde_json::json!({"user_id": reader_id, "permission": "read"});
+    json_of(call(&app, &owner, Method::PUT, &permissions, Some(grant)).await, 200).await;
+    let hits = metric(&app, "aether_cache_requests_total", &[r#"namespace="access""#, r#"outcome="hit""#]).await;
+    for _ in 0..2 {
+        assert_eq!(call(&app, &reader, Method::GET, &notebook, None).await.status(), 200);
+    }
+    let after = metric(&app, "aether_cache_requests_total", &[r#"namespace="access""#, r#"outcome="hit""#]).await;
+    assert!(after > hits, "cached while Redis is up");
+
+    let _ = redis.0.kill();
+    let _ = redis.0.wait();
+    let errors = metric(&app, "aether_dependency_errors_total", &[r#"dependency="cache""#]).await;
+    assert_eq!(call(&app, &reader, Method::GET, &notebook, None).await.status(), 200, "read from the store");
+    // A write succeeds though its invalidation cannot reach Redis, and the next read
+    // comes from the store, not from what was cached before.
+    let revoke = serde_json::json!({"user_id": reader_id, "permission": null});
+    assert_eq!(call(&app, &owner, Method::PUT, &permissions, Some(revoke)).await.status(), 204);
+    assert_eq!(call(&app, &reader, Method::GET, &notebook, None).await.status(), 404, "the revocation holds");
+    let counted = metric(&app, "aether_dependency_errors_total", &[r#"dependency="cache""#]).await;
+    assert!(counted > errors, "cache failures are counted: {errors} -> {counted}");
+    assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200, "the server lives on");
     app.shutdown().await;
 }

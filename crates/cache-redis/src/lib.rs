@@ -3,6 +3,7 @@
 //! other's job changes; Redis expires entries itself.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 mod fanout;
 
 use std::time::Duration;

@@ -76,8 +76,9 @@ impl CollaborationStatus {
 }
 
 /// One notebook on the path from the addressed notebook (first) up to its root
-/// (last), with the caller's own relationship to it.
-#[derive(Debug, Clone, PartialEq)]
+/// (last), with the caller's own relationship to it. Serializable so that the read
+/// cache can keep it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainLink {
     pub notebook_id: NotebookId,
     pub owner_id: UserId,

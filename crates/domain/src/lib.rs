@@ -8,6 +8,7 @@ pub mod access;
 pub mod activity;
 pub mod auth;
 pub mod blob;
+pub mod cache;
 pub mod compliance;
 pub mod document;
 pub mod error;

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::accounts::{AccountService, audit_record, digest};
+use crate::cache::CachedReads;
 use crate::error::{ServiceError, ServiceResult};
 
 /// The prefix of every personal API key, so that keys are recognisable in logs and by
@@ -138,6 +139,7 @@ pub struct IdentityService {
     accounts: Arc<AccountService>,
     settings: IdentitySettings,
     synced: moka::future::Cache<String, SyncedUser>,
+    reads: CachedReads,
 }
 
 fn session_key(session_id: &str) -> String {
@@ -182,7 +184,15 @@ impl IdentityService {
         settings: IdentitySettings,
     ) -> Self {
         let synced = moka::future::Cache::builder().max_capacity(100_000).time_to_live(settings.sync_interval).build();
-        Self { store, ephemeral, verifier, provider, accounts, settings, synced }
+        let reads = CachedReads::uncached(Arc::clone(&store));
+        Self { store, ephemeral, verifier, provider, accounts, settings, synced, reads }
+    }
+
+    /// Reads the users behind sessions and API keys through `reads`, and invalidates
+    /// it on every change of a user. Every service that changes users must share it.
+    pub fn with_reads(mut self, reads: CachedReads) -> Self {
+        self.reads = reads;
+        self
     }
 
     pub fn is_external(&self) -> bool {
@@ -212,7 +222,7 @@ impl IdentityService {
     /// The caller behind a browser session cookie.
     pub async fn authenticate_session(&self, session_id: &str, client: ClientInfo) -> ServiceResult<Principal> {
         let session = self.session(session_id).await?.ok_or_else(|| TokenError::Invalid("unknown session".into()))?;
-        let user = self.store.get_user(session.user_id).await.map_err(account_gone)?;
+        let user = self.reads.user(session.user_id).await.map_err(account_gone)?;
         if user.status != UserStatus::Active {
             return Err(TokenError::Invalid("account is not active".into()).into());
         }
@@ -263,10 +273,11 @@ impl IdentityService {
             logged_in_at,
         };
         let store = Arc::clone(&self.store);
+        let reads = self.reads.clone();
         let entry = self
             .synced
             .try_get_with(keycloak_id.clone(), async move {
-                let user = sync_with_retry(store.as_ref(), external).await?;
+                let user = sync_with_retry(store.as_ref(), &reads, external).await?;
                 Ok::<_, ServiceError>(SyncedUser { fingerprint: print, user })
             })
             .await
@@ -294,7 +305,7 @@ impl IdentityService {
             }
             return Err(TokenError::Invalid("unknown, revoked or expired API key".into()).into());
         };
-        let user = self.store.get_user(key.user_id).await.map_err(account_gone)?;
+        let user = self.reads.user(key.user_id).await.map_err(account_gone)?;
         if user.status != UserStatus::Active {
             return Err(TokenError::Invalid("account is not active".into()).into());
         }
@@ -596,7 +607,7 @@ impl IdentityService {
             match directory.search_users(text, limit).await {
                 Ok(found) => {
                     for user in found {
-                        if let Err(error) = sync_with_retry(self.store.as_ref(), user).await {
+                        if let Err(error) = sync_with_retry(self.store.as_ref(), &self.reads, user).await {
                             tracing::warn!(%error, "could not copy a directory user");
                         }
                     }
@@ -617,7 +628,7 @@ impl IdentityService {
         };
         let external = directory.get_user(keycloak_id).await.map_err(provider_error)?.ok_or(ServiceError::NotFound)?;
         self.synced.invalidate(keycloak_id).await;
-        sync_with_retry(self.store.as_ref(), external).await
+        sync_with_retry(self.store.as_ref(), &self.reads, external).await
     }
 
     /// Copies every user of the directory into the store (administrators only).
@@ -630,7 +641,7 @@ impl IdentityService {
             let page = directory.list_users(first, 100).await.map_err(provider_error)?;
             let len = u32::try_from(page.len()).unwrap_or(u32::MAX);
             for user in page {
-                sync_with_retry(self.store.as_ref(), user).await?;
+                sync_with_retry(self.store.as_ref(), &self.reads, user).await?;
                 count += 1;
             }
             if len < 100 {
@@ -654,7 +665,7 @@ impl IdentityService {
             match directory.list_users(0, 1000).await {
                 Ok(users) => {
                     for user in users {
-                        sync_with_retry(self.store.as_ref(), user).await?;
+                        sync_with_retry(self.store.as_ref(), &self.reads, user).await?;
                     }
                 }
                 Err(error) => tracing::warn!(%error, "directory listing failed; answering from the store"),
@@ -681,7 +692,9 @@ impl IdentityService {
         details.insert("after".into(), roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().into());
         let record =
             audit_record("roles_changed", "user", id.to_string(), Some(caller.user_id), details, &caller.client);
-        Ok(self.store.change_user_roles(id, roles, record).await?)
+        let user = self.store.change_user_roles(id, roles, record).await?;
+        self.reads.user_changed(id).await;
+        Ok(user)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -785,13 +798,17 @@ pub fn require(caller: &Principal, capability: Capability) -> ServiceResult<()> 
 }
 
 /// A synchronisation retried on what concurrent first requests can meet: a lost race
-/// on the unique `keycloak_id` or a transient deadlock.
-async fn sync_with_retry(store: &dyn Store, user: ExternalUser) -> ServiceResult<User> {
+/// on the unique `keycloak_id` or a transient deadlock. The synchronised user's
+/// cached entry is invalidated, since its username, roles or status may have changed.
+async fn sync_with_retry(store: &dyn Store, reads: &CachedReads, user: ExternalUser) -> ServiceResult<User> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         match store.sync_external_user(user.clone(), time::now()).await {
-            Ok(user) => return Ok(user),
+            Ok(user) => {
+                reads.user_changed(user.id).await;
+                return Ok(user);
+            }
             Err(StoreError::Conflict(field)) if field == "keycloak_id" && attempt < 5 => {}
             Err(StoreError::Unavailable(_)) if attempt < 5 => {
                 tokio::time::sleep(Duration::from_millis(10 * attempt)).await;

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod avatars;
+pub mod cache;
 pub mod documents;
 pub mod error;
 pub mod events;
@@ -13,6 +14,7 @@ pub mod notebooks;
 
 pub use accounts::{AccountService, SessionSettings, TokenPair};
 pub use avatars::AvatarService;
+pub use cache::{CachedReads, InProcessReadCache};
 pub use documents::{DocumentService, DocumentSettings};
 pub use error::ServiceError;
 pub use identity::{IdentityProvider, IdentityService, IdentitySettings};

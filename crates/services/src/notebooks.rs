@@ -19,6 +19,7 @@ use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{Collaboration, Store};
 use aether_domain::time;
 
+use crate::cache::CachedReads;
 use crate::error::{ServiceError, ServiceResult};
 
 /// A validated request to create a notebook.
@@ -56,6 +57,7 @@ pub struct AccessReport {
 #[derive(Debug, Clone)]
 pub struct NotebookService {
     store: Arc<dyn Store>,
+    reads: CachedReads,
     max_depth: u32,
 }
 
@@ -83,13 +85,20 @@ fn structure_error(error: StoreError, max_depth: u32) -> ServiceError {
 
 impl NotebookService {
     pub fn new(store: Arc<dyn Store>, max_depth: u32) -> Self {
-        Self { store, max_depth }
+        Self { reads: CachedReads::uncached(Arc::clone(&store)), store, max_depth }
+    }
+
+    /// Reads permissions through `reads`, and invalidates it on every change of them.
+    /// Every service that changes permissions must share the same `reads`.
+    pub fn with_reads(mut self, reads: CachedReads) -> Self {
+        self.reads = reads;
+        self
     }
 
     /// The caller's effective access; `NotFound` when it cannot read the notebook.
     /// A credential without the write capability (a `read` API key) reads only.
     pub async fn access(&self, caller: &Principal, id: NotebookId) -> ServiceResult<Access> {
-        let chain = self.store.access_chain(caller.user_id, id).await?;
+        let chain = self.reads.access_chain(caller.user_id, id).await?;
         let mut access =
             access::effective_access(caller.user_id, &caller.roles, &chain).ok_or(ServiceError::NotFound)?;
         if !caller.can(Capability::Write) && access.permission > Permission::Read {
@@ -179,6 +188,7 @@ impl NotebookService {
     /// or the parent needs admin access (and write access to the new parent).
     pub async fn update(&self, caller: &Principal, id: NotebookId, update: UpdateNotebook) -> ServiceResult<Notebook> {
         let patch = update.patch;
+        let visibility_changed = patch.visibility.is_some();
         let needs_admin = patch.visibility.is_some()
             || patch.compliance_settings.is_some()
             || patch.is_template.is_some()
@@ -196,6 +206,9 @@ impl NotebookService {
                 .move_notebook(id, parent, expected_version, self.max_depth, &change)
                 .await
                 .map_err(|error| structure_error(error, self.max_depth))?;
+            // The notebook's chain, and those of its descendants, changed with it: say
+            // so now, before the field changes below can fail.
+            self.reads.access_changed().await;
             // The field changes below apply on top of the move, not of an older version.
             expected_version = expected_version.map(|_| moved.version);
             notebook = Some(moved);
@@ -207,6 +220,9 @@ impl NotebookService {
                     .await
                     .map_err(|error| structure_error(error, self.max_depth))?,
             );
+        }
+        if visibility_changed {
+            self.reads.access_changed().await;
         }
         tracing::info!(notebook_id = %id, "updated notebook");
         match notebook {
@@ -221,6 +237,7 @@ impl NotebookService {
             .soft_delete_notebook(id, cascade, &caller.change())
             .await
             .map_err(|error| structure_error(error, self.max_depth))?;
+        self.reads.access_changed().await;
         tracing::info!(notebook_id = %id, cascade, "deleted notebook");
         Ok(())
     }
@@ -287,6 +304,9 @@ impl NotebookService {
                     other => structure_error(other, self.max_depth),
                 },
             )?;
+        if matches!(action, BulkAction::Move { .. } | BulkAction::Delete { .. }) {
+            self.reads.access_changed().await;
+        }
         tracing::info!(count = ids.len(), ?action, "bulk notebook update");
         Ok(updated)
     }
@@ -316,6 +336,7 @@ impl NotebookService {
             }
             other => other.into(),
         })?;
+        self.reads.access_changed().await;
         tracing::info!(notebook_id = %id, "restored notebook");
         Ok(notebook)
     }
@@ -351,6 +372,9 @@ impl NotebookService {
             }
             other => other.into(),
         })?;
+        // An invitation grants nothing yet, but it replaces an earlier relationship,
+        // which may have been an active grant.
+        self.reads.access_changed().await;
         tracing::info!(notebook_id = %id, invitee = %user, permission = permission.as_str(), "shared notebook");
         Ok(stored)
     }
@@ -371,6 +395,7 @@ impl NotebookService {
         }
         let Some(permission) = permission else {
             self.store.revoke_collaboration(id, user, &caller.change()).await?;
+            self.reads.access_changed().await;
             tracing::info!(notebook_id = %id, user = %user, "revoked permission");
             return Ok(None);
         };
@@ -391,6 +416,7 @@ impl NotebookService {
             }
             other => other.into(),
         })?;
+        self.reads.access_changed().await;
         tracing::info!(notebook_id = %id, user = %user, permission = permission.as_str(), "set permission");
         Ok(Some(stored))
     }
@@ -421,7 +447,9 @@ impl NotebookService {
         if !pending.iter().any(|invitation| invitation.notebook_id == id) {
             return Err(ServiceError::NotFound);
         }
-        Ok(self.store.set_collaboration_status(id, caller.user_id, status, &caller.change()).await?)
+        let answered = self.store.set_collaboration_status(id, caller.user_id, status, &caller.change()).await?;
+        self.reads.access_changed().await;
+        Ok(answered)
     }
 
     /// What happened to a notebook, newest first. Needs read access.
@@ -469,7 +497,7 @@ impl NotebookService {
             }
             other => other.into(),
         })?;
-        let chain = self.store.access_chain(target, id).await?;
+        let chain = self.reads.access_chain(target, id).await?;
         let access = access::effective_access(target, &subject.roles, &chain);
         Ok(AccessReport { user_id: target, notebook_id: id, access })
     }

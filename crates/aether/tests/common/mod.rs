@@ -176,3 +176,26 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// The value of the series `name{labels…}` on `/metrics`, 0 when it is absent.
+/// `labels` are `key="value"` pairs in any order.
+pub async fn metric(app: &TestApp, name: &str, labels: &[&str]) -> f64 {
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next())
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+/// A new user who authenticates with a personal API key of `scopes`: their id and
+/// the key. Every request made with a key reads its user from the store (or the
+/// read cache); an API key needs no Redis to be checked.
+pub async fn api_key_user(app: &TestApp, prefix: &str, scopes: &[&str]) -> (String, String) {
+    let token = app.user_token(prefix).await;
+    let me = json_of(call(app, &token, reqwest::Method::GET, "/api/v1/users/me", None).await, 200).await;
+    let body = serde_json::json!({"name": "test", "scopes": scopes});
+    let key =
+        json_of(call(app, &token, reqwest::Method::POST, "/api/v1/users/me/api-keys", Some(body)).await, 201).await;
+    (me["id"].as_str().unwrap().to_owned(), key["key"].as_str().unwrap().to_owned())
+}
