@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::process::KillOnDrop;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
@@ -18,15 +19,7 @@ use serde_json::{Value, json};
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn aether(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aether"));
-    command.env_clear();
-    command.env("PATH", std::env::var("PATH").unwrap_or_default());
-    command.env("AETHER_DATA_DIR", data_dir);
-    command.env("AETHER_LOG_LEVEL", "warn");
-    for (key, value) in common::store_env() {
-        command.env(key, value);
-    }
-    command
+    common::process::aether_command(data_dir)
 }
 
 struct Server {
@@ -51,14 +44,7 @@ fn start(data_dir: &Path, admin_password: Option<&str>) -> Server {
         }
         text
     });
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let base_url = line
-        .trim()
-        .strip_prefix("aether listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
+    let base_url = common::process::listening_url(&mut child);
     Server { child, base_url, stderr }
 }
 
@@ -266,14 +252,6 @@ async fn wait_for_job(base_url: &str, token: &str, job_id: &str, done: impl Fn(&
 }
 
 /// Kills its server when dropped, so a failing test leaves no process behind.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `kill -9` while one upload is still streaming and another file is being
 /// processed, then a restart: the acknowledged uploads become documents (the one
@@ -300,10 +278,7 @@ async fn kill_minus_nine_during_uploads_and_processing_loses_nothing() {
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = command.spawn().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let base_url = line.trim().strip_prefix("aether listening on ").unwrap().to_owned();
+        let base_url = common::process::listening_url(&mut child);
         (KillOnDrop(child), base_url)
     };
     let (mut child, base_url) = start_with(&slow);

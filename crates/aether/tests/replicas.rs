@@ -4,37 +4,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
+use common::process::{self, KillOnDrop};
 use futures::StreamExt as _;
-use serde_json::{Value, json};
-
-struct Replica {
-    child: Child,
-    base_url: String,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use serde_json::Value;
 
 /// Starts `aether serve` on `data_dir` (shared by both replicas: the same token
 /// signing key, and with SQLite the same database) with Redis under `prefix`.
-fn replica(data_dir: &Path, redis_url: &str, prefix: &str, workers: bool) -> Replica {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aether"));
+fn replica(data_dir: &Path, redis_url: &str, prefix: &str, workers: bool) -> (KillOnDrop, String) {
+    let mut command = process::aether_command(data_dir);
     command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AETHER_DATA_DIR", data_dir)
-        .env("AETHER_LOG_LEVEL", "warn")
         .env("AETHER_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
-        .env("AETHER_EXTRACTOR_PROGRAM", env!("CARGO_BIN_EXE_aether"))
         .env("AETHER_REDIS_URL", redis_url)
         .env("AETHER_REDIS_KEY_PREFIX", prefix)
         .env("AETHER_RATE_LIMIT_PER_USER", "0")
@@ -43,26 +26,8 @@ fn replica(data_dir: &Path, redis_url: &str, prefix: &str, workers: bool) -> Rep
         // Sockets re-read the store only once a minute: what arrives sooner came
         // through the fan-out.
         .env("AETHER_WEBSOCKET_POLL_MS", "60000")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    for (key, value) in common::store_env() {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let base_url = line
-        .trim()
-        .strip_prefix("aether listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
-    Replica { child, base_url }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    process::serve(command)
 }
 
 #[tokio::test]
@@ -76,35 +41,14 @@ async fn progress_raised_on_one_replica_reaches_a_socket_on_the_other() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("replicas-{}:", uuid::Uuid::now_v7().simple());
     // Replica A takes the upload and processes it; B only serves the socket.
-    let a = replica(dir.path(), &redis_url, &prefix, true);
-    let b = replica(dir.path(), &redis_url, &prefix, false);
+    let (replica_a, a) = replica(dir.path(), &redis_url, &prefix, true);
+    let (replica_b, b) = replica(dir.path(), &redis_url, &prefix, false);
 
-    let login: Value = client()
-        .post(format!("{}/api/v1/auth/token", a.base_url))
-        .form(&[("grant_type", "password"), ("username", "admin"), ("password", common::ADMIN_PASSWORD)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_owned();
-    let notebook: Value = client()
-        .post(format!("{}/api/v1/notebooks", a.base_url))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Replicated progress"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let notebook_id = notebook["id"].as_str().unwrap().to_owned();
+    let token = process::password_token(&a, "admin", common::ADMIN_PASSWORD).await;
+    let notebook_id = process::create_notebook(&a, &token, "Replicated progress").await;
 
-    let socket_url = format!(
-        "{}/api/v1/ws/notebooks/{notebook_id}/uploads?access_token={token}",
-        b.base_url.replace("http://", "ws://")
-    );
+    let socket_url =
+        format!("{}/api/v1/ws/notebooks/{notebook_id}/uploads?access_token={token}", b.replace("http://", "ws://"));
     let (mut socket, _) = tokio_tungstenite::connect_async(&socket_url).await.unwrap();
 
     // Six chunks, 700 ms apart: replica A records progress every 500 ms.
@@ -124,7 +68,7 @@ async fn progress_raised_on_one_replica_reaches_a_socket_on_the_other() {
         .text("file_size", total.to_string())
         .part("file", reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(chunks)).file_name("slow.txt"));
     let upload =
-        client().post(format!("{}/api/v1/documents/upload", a.base_url)).bearer_auth(&token).multipart(form).send();
+        process::http().post(format!("{a}/api/v1/documents/upload")).bearer_auth(&token).multipart(form).send();
     let upload = tokio::spawn(upload);
 
     let mut uploading_progress = Vec::new();
@@ -161,12 +105,12 @@ async fn progress_raised_on_one_replica_reaches_a_socket_on_the_other() {
     let job_id = accepted.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned();
     let (mut job_socket, _) = tokio_tungstenite::connect_async(format!(
         "{}/api/v1/ws/upload/{job_id}?access_token={token}",
-        b.base_url.replace("http://", "ws://")
+        b.replace("http://", "ws://")
     ))
     .await
     .unwrap();
     let first = job_socket.next().await.unwrap().unwrap();
     let first: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
     assert_eq!(first["status"], "completed");
-    drop((a, b));
+    drop((replica_a, replica_b));
 }

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -134,15 +133,8 @@ fn hex(bytes: &[u8]) -> String {
 /// The `aether` binary, configured by `AETHER_*` variables only, its store the
 /// test store. Logs are kept to warnings: spans must not depend on the log level.
 fn aether(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aether"));
-    command.env_clear();
-    command.env("PATH", std::env::var("PATH").unwrap_or_default());
-    command.env("AETHER_DATA_DIR", data_dir);
-    command.env("AETHER_LOG_LEVEL", "warn");
+    let mut command = common::process::aether_command(data_dir);
     command.env("AETHER_ADMIN_PASSWORD", common::ADMIN_PASSWORD);
-    for (key, value) in common::store_env() {
-        command.env(key, value);
-    }
     command
 }
 
@@ -156,14 +148,7 @@ impl Server {
     fn start(mut command: Command) -> Self {
         command.args(["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let base_url = line
-            .trim()
-            .strip_prefix("aether listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_owned();
+        let base_url = common::process::listening_url(&mut child);
         Self { child: Some(child), base_url }
     }
 

@@ -8,32 +8,19 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
-struct Process {
-    child: Child,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::process::{self, KillOnDrop, http};
+use serde_json::Value;
 
 /// Which worker said it was processing which job, from the workers' JSON logs.
 type Sightings = Arc<Mutex<Vec<(usize, String)>>>;
 
 fn aether(data_dir: &Path, brokers: &str, group: &str, extractor: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aether"));
+    let mut command = process::aether_command(data_dir);
     command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AETHER_DATA_DIR", data_dir)
         .env("AETHER_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
         .env("AETHER_EXTRACTOR_PROGRAM", extractor)
         .env("AETHER_EVENTS", "kafka")
@@ -46,13 +33,10 @@ fn aether(data_dir: &Path, brokers: &str, group: &str, extractor: &Path) -> Comm
         // A dead worker's job is free again after 3 s.
         .env("AETHER_JOB_LEASE_SECS", "3")
         .env("AETHER_LOG_FORMAT", "json");
-    for (key, value) in common::store_env() {
-        command.env(key, value);
-    }
     command
 }
 
-fn worker(data_dir: &Path, brokers: &str, group: &str, extractor: &Path, index: usize, seen: &Sightings) -> Process {
+fn worker(data_dir: &Path, brokers: &str, group: &str, extractor: &Path, index: usize, seen: &Sightings) -> KillOnDrop {
     let mut command = aether(data_dir, brokers, group, extractor);
     command
         .env("AETHER_DOCUMENT_WORKERS", "1")
@@ -73,15 +57,11 @@ fn worker(data_dir: &Path, brokers: &str, group: &str, extractor: &Path, index: 
             }
         }
     });
-    Process { child }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    KillOnDrop(child)
 }
 
 async fn job(base_url: &str, token: &str, id: &str) -> Value {
-    client()
+    http()
         .get(format!("{base_url}/api/v1/documents/upload/{id}/status"))
         .bearer_auth(token)
         .send()
@@ -134,49 +114,20 @@ async fn two_worker_processes_share_the_jobs_and_take_over_a_killed_ones_job() {
 
     // The API server queues jobs and processes none.
     let mut command = aether(&data, &brokers, &group, &extractor);
-    command
-        .env("AETHER_DOCUMENT_WORKERS", "0")
-        .env("AETHER_LOG_LEVEL", "warn")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = command.spawn().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let _server = Process { child };
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let base_url = line.trim().strip_prefix("aether listening on ").unwrap().to_owned();
+    command.env("AETHER_DOCUMENT_WORKERS", "0").env("AETHER_LOG_LEVEL", "warn").stderr(Stdio::inherit());
+    let (_server, base_url) = process::serve(command);
 
     let seen: Sightings = Arc::default();
-    let mut workers: Vec<Option<Process>> =
+    let mut workers: Vec<Option<KillOnDrop>> =
         (0..2).map(|index| Some(worker(&data, &brokers, &group, &extractor, index, &seen))).collect();
 
-    let login: Value = client()
-        .post(format!("{base_url}/api/v1/auth/token"))
-        .form(&[("grant_type", "password"), ("username", "admin"), ("password", common::ADMIN_PASSWORD)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_owned();
-    let notebook: Value = client()
-        .post(format!("{base_url}/api/v1/notebooks"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Worker group"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let notebook_id = notebook["id"].as_str().unwrap().to_owned();
+    let token = process::password_token(&base_url, "admin", common::ADMIN_PASSWORD).await;
+    let notebook_id = process::create_notebook(&base_url, &token, "Worker group").await;
     let upload = |name: String| {
         let form = reqwest::multipart::Form::new()
             .text("notebook_id", notebook_id.clone())
             .part("file", reqwest::multipart::Part::bytes(format!("{name}\n").into_bytes()).file_name(name));
-        let request = client().post(format!("{base_url}/api/v1/documents/upload")).bearer_auth(&token).multipart(form);
+        let request = http().post(format!("{base_url}/api/v1/documents/upload")).bearer_auth(&token).multipart(form);
         async move {
             let response = request.send().await.unwrap();
             assert_eq!(response.status(), 202);
@@ -213,8 +164,8 @@ async fn two_worker_processes_share_the_jobs_and_take_over_a_killed_ones_job() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let mut killed = workers[holder].take().unwrap();
-    killed.child.kill().unwrap();
-    killed.child.wait().unwrap();
+    killed.0.kill().unwrap();
+    killed.0.wait().unwrap();
     let interrupted = job(&base_url, &token, &doomed_job).await;
     assert!(["validating", "processing"].contains(&interrupted["status"].as_str().unwrap()), "{interrupted}");
     let ended = wait_until_ended(&base_url, &token, &doomed_job, Duration::from_secs(60)).await;

@@ -2,6 +2,8 @@
 //! server started in-process on a free port.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod process;
+
 use std::time::Duration;
 
 use aether::RunningServer;
