@@ -251,8 +251,6 @@ async fn wait_for_job(base_url: &str, token: &str, job_id: &str, done: impl Fn(&
     panic!("job {job_id} never reached the expected state: {}", job_status(base_url, token, job_id).await);
 }
 
-/// Kills its server when dropped, so a failing test leaves no process behind.
-
 /// `kill -9` while one upload is still streaming and another file is being
 /// processed, then a restart: the acknowledged uploads become documents (the one
 /// interrupted in processing is taken again once its lease runs out), the
