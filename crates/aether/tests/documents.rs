@@ -165,6 +165,16 @@ async fn lifecycle(app: &TestApp) {
     let suffix =
         app.client.get(app.url(&format!("{doc_url}/download"))).bearer_auth(&owner).header("range", "bytes=-9").send();
     assert_eq!(bytes_of(suffix.await.unwrap(), 206).await, b"The end.\n");
+    // An open end, and an end past the file, stop at the file's end.
+    let tail_start = TEXT.len() - 9;
+    for header in [format!("bytes={tail_start}-"), format!("bytes={tail_start}-100000")] {
+        let tail =
+            app.client.get(app.url(&format!("{doc_url}/download"))).bearer_auth(&owner).header("range", &header).send();
+        let tail = tail.await.unwrap();
+        let expected = format!("bytes {tail_start}-{}/{}", TEXT.len() - 1, TEXT.len());
+        assert_eq!(tail.headers()["content-range"], expected.as_str(), "{header}");
+        assert_eq!(bytes_of(tail, 206).await, b"The end.\n", "{header}");
+    }
     let beyond = app
         .client
         .get(app.url(&format!("{doc_url}/download")))

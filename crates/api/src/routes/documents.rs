@@ -724,17 +724,27 @@ pub(crate) fn parse_variant(text: Option<&str>) -> Result<Variant, ApiError> {
 pub(crate) type OpenFuture =
     futures::future::BoxFuture<'static, Result<aether_services::documents::Download, ServiceError>>;
 
-/// Answers a download, honouring a `Range` header: `open` is called once for the
-/// whole file (to learn its size) and again for the requested range.
+/// Answers a download, honouring a `Range` header. A range that names its start
+/// (`a-b`, `a-`, the common forms) is read in one go: the store clamps its end and
+/// reports the size. A suffix (`-n`), or a start the store refuses, needs the size
+/// first: `open` is then called for the whole file, and again for the range.
 pub(crate) async fn ranged(
     headers: &HeaderMap,
     open: impl Fn(Option<std::ops::Range<u64>>) -> OpenFuture,
 ) -> Result<Response, ApiError> {
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let whole = open(None).await?;
     let Some(range_header) = range_header else {
-        return Ok(file_response(StatusCode::OK, whole, None));
+        return Ok(file_response(StatusCode::OK, open(None).await?, None));
     };
+    if let Some(wanted) = range_from_start(&range_header)
+        && let Ok(part) = open(Some(wanted.clone())).await
+        && part.read.range.start == wanted.start
+        && !part.read.range.is_empty()
+    {
+        let range = part.read.range.clone();
+        return Ok(file_response(StatusCode::PARTIAL_CONTENT, part, Some(range)));
+    }
+    let whole = open(None).await?;
     let size = whole.read.size;
     let Some(range) = parse_range(&range_header, size) else {
         let mut response = ApiError::new(
@@ -778,6 +788,22 @@ fn file_response(
         set(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", range.start, range.end - 1));
     }
     response
+}
+
+/// The range of `bytes=a-b` or `bytes=a-`, before the size is known (an open end
+/// stops at `i64::MAX`, which every store clamps and no server misparses).
+fn range_from_start(header: &str) -> Option<std::ops::Range<u64>> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    let start: u64 = start.trim().parse().ok()?;
+    let end = match end.trim() {
+        "" => i64::MAX.unsigned_abs(),
+        end => end.parse::<u64>().ok()?.checked_add(1)?,
+    };
+    (start < end).then_some(start..end)
 }
 
 /// One `bytes=` range (RFC 9110 §14.1.2): `a-b`, `a-` or `-n`, clamped to the size.
@@ -847,6 +873,17 @@ pub async fn document_thumbnail(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_that_name_their_start_are_read_before_the_size_is_known() {
+        assert_eq!(range_from_start("bytes=0-9"), Some(0..10));
+        assert_eq!(range_from_start("bytes=90-"), Some(90..i64::MAX.unsigned_abs()));
+        assert_eq!(range_from_start("bytes=-5"), None);
+        assert_eq!(range_from_start("bytes=5-1"), None);
+        assert_eq!(range_from_start("bytes=0-1,5-6"), None);
+        assert_eq!(range_from_start("items=0-1"), None);
+        assert_eq!(range_from_start("bytes=1-18446744073709551615"), None);
+    }
 
     #[test]
     fn ranges_follow_rfc_9110() {
