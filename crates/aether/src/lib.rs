@@ -537,7 +537,7 @@ fn metrics_with_rare_series() -> metrics_exporter_prometheus::PrometheusHandle {
     for reason in ["expired", "invalid", "unavailable", "other"] {
         metrics::counter!("aether_authentication_failures_total", "reason" => reason).increment(0);
     }
-    for dependency in ["rate_limiter", "cache", "redis_fanout", "job_queue"] {
+    for dependency in ["store", "sessions", "rate_limiter", "cache", "redis_fanout", "job_queue"] {
         metrics::counter!("aether_dependency_errors_total", "dependency" => dependency).increment(0);
     }
     metrics::counter!("aether_job_notices_dropped_total").increment(0);

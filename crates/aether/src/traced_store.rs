@@ -49,10 +49,15 @@ impl TracedStore {
 
     /// Runs one store call in a `store` span, when there is a request or job span
     /// for it to belong to. Expected outcomes (not found, conflict) are noted as
-    /// `error.type`; only a failing backend marks the span as an error.
+    /// `error.type`; only a failing backend marks the span as an error, and is
+    /// counted whether or not there is a span.
     async fn traced<T>(&self, operation: &'static str, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
         if tracing::Span::current().is_none() {
-            return call.await;
+            let result = call.await;
+            if let Err(error) = &result {
+                count_failure(error);
+            }
+            return result;
         }
         let span = tracing::info_span!(
             "store",
@@ -65,13 +70,7 @@ impl TracedStore {
         );
         let result = call.instrument(span.clone()).await;
         if let Err(error) = &result {
-            let (kind, failed) = match error {
-                StoreError::NotFound => ("not_found", false),
-                StoreError::Conflict(_) => ("conflict", false),
-                StoreError::Unavailable(_) => ("unavailable", true),
-                StoreError::Corrupt(_) => ("corrupt", true),
-                StoreError::Internal(_) => ("internal", true),
-            };
+            let (kind, failed) = count_failure(error);
             span.record("error.type", kind);
             if failed {
                 span.record("otel.status_code", "error");
@@ -79,6 +78,23 @@ impl TracedStore {
         }
         result
     }
+}
+
+/// Names a store error for `error.type`, and says whether the backend failed (as
+/// opposed to answering "not found" or "conflict"). A failure is counted in
+/// `aether_dependency_errors_total{dependency="store"}`.
+fn count_failure(error: &StoreError) -> (&'static str, bool) {
+    let (kind, failed) = match error {
+        StoreError::NotFound => ("not_found", false),
+        StoreError::Conflict(_) => ("conflict", false),
+        StoreError::Unavailable(_) => ("unavailable", true),
+        StoreError::Corrupt(_) => ("corrupt", true),
+        StoreError::Internal(_) => ("internal", true),
+    };
+    if failed {
+        metrics::counter!("aether_dependency_errors_total", "dependency" => "store").increment(1);
+    }
+    (kind, failed)
 }
 
 #[async_trait]
@@ -508,5 +524,27 @@ impl Store for TracedStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.traced("ping", self.inner.ping()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_failures_are_counted_and_expected_answers_are_not() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            assert_eq!(count_failure(&StoreError::NotFound), ("not_found", false));
+            assert_eq!(count_failure(&StoreError::Conflict("taken".into())), ("conflict", false));
+            assert_eq!(
+                count_failure(&StoreError::Unavailable("neo4j: connection refused".into())),
+                ("unavailable", true)
+            );
+            assert_eq!(count_failure(&StoreError::Internal("bug".into())), ("internal", true));
+        });
+        let rendered = handle.render();
+        assert!(rendered.contains("aether_dependency_errors_total{dependency=\"store\"} 2"), "{rendered}");
     }
 }

@@ -37,6 +37,10 @@ async fn operations_endpoints_answer() {
     {
         assert!(text.contains(series), "{series} registered at start");
     }
+    for dependency in ["store", "sessions", "rate_limiter", "cache", "redis_fanout", "job_queue"] {
+        let series = format!(r#"aether_dependency_errors_total{{dependency="{dependency}"}}"#);
+        assert!(text.contains(&series), "{series} registered at start");
+    }
 
     let openapi = app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap();
     assert_eq!(openapi.status(), 200);

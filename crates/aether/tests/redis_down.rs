@@ -80,8 +80,11 @@ async fn rate_limiting_fails_open_when_redis_goes_down() {
     assert_eq!(report["checks"]["redis"]["status"], "down", "{report}");
     // Revoked sessions are remembered in Redis: without it no token can be
     // checked, so authenticated requests answer 503 rather than trusting them.
+    let sessions = metric(&app, "aether_dependency_errors_total", &[r#"dependency="sessions""#]).await;
     let me = app.client.get(app.url("/api/v1/auth/me")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(me.status(), 503);
+    let failed = metric(&app, "aether_dependency_errors_total", &[r#"dependency="sessions""#]).await;
+    assert!(failed > sessions, "the failed revocation check is counted: {sessions} then {failed}");
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"aether_dependency_errors_total{dependency="rate_limiter"}"#));
     assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200, "the server lives on");

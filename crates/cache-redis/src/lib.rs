@@ -36,6 +36,13 @@ fn map_err(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {}", error.kind_str_or_category()))
 }
 
+/// A failed session-store call: counted, since sessions, pending logins and
+/// revocations all stop working while Redis is unreachable.
+fn session_error(error: redis::RedisError) -> StoreError {
+    metrics::counter!("aether_dependency_errors_total", "dependency" => "sessions").increment(1);
+    map_err(error)
+}
+
 trait KindText {
     fn kind_str_or_category(&self) -> String;
 }
@@ -88,24 +95,24 @@ impl EphemeralStore for RedisEphemeralStore {
             .arg(millis)
             .query_async(&mut connection)
             .await
-            .map_err(map_err)?;
+            .map_err(session_error)?;
         Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut connection = self.connection.clone();
-        connection.get(self.key(key)).await.map_err(map_err)
+        connection.get(self.key(key)).await.map_err(session_error)
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut connection = self.connection.clone();
         // GETDEL (Redis 6.2+) is atomic: of concurrent takers one gets the value.
-        redis::cmd("GETDEL").arg(self.key(key)).query_async(&mut connection).await.map_err(map_err)
+        redis::cmd("GETDEL").arg(self.key(key)).query_async(&mut connection).await.map_err(session_error)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
-        let _: u64 = connection.del(self.key(key)).await.map_err(map_err)?;
+        let _: u64 = connection.del(self.key(key)).await.map_err(session_error)?;
         Ok(())
     }
 
