@@ -31,6 +31,8 @@ struct ReceivedSpan {
     name: String,
     kind: i32,
     attributes: HashMap<String, String>,
+    /// The spans this one links to: (trace id, span id).
+    links: Vec<(String, String)>,
 }
 
 impl ReceivedSpan {
@@ -65,6 +67,7 @@ impl TraceService for Receiver {
                         name: span.name,
                         kind: span.kind,
                         attributes: attributes(&span.attributes),
+                        links: span.links.iter().map(|link| (hex(&link.trace_id), hex(&link.span_id))).collect(),
                     });
                 }
             }
@@ -294,7 +297,8 @@ async fn requests_store_calls_and_jobs_are_exported_over_otlp() {
     assert_eq!(missing.name, "GET");
     assert_eq!(missing.attribute("http.response.status_code"), Some("404"));
 
-    // A document job: its own trace, with the job id and a span per stage.
+    // A document job: its own trace, with the job id and a span per stage, carrying
+    // the id of the upload request and linked to its span.
     let notebook = create_notebook(
         &server,
         &token,
@@ -306,11 +310,23 @@ async fn requests_store_calls_and_jobs_are_exported_over_otlp() {
     let form = reqwest::multipart::Form::new()
         .text("notebook_id", notebook["id"].as_str().unwrap().to_owned())
         .part("file", reqwest::multipart::Part::bytes(text).file_name("traced.txt"));
-    let response =
-        client().post(server.url("/api/v1/documents/upload")).bearer_auth(&token).multipart(form).send().await.unwrap();
+    let upload_id = unique("trace-upload");
+    let response = client()
+        .post(server.url("/api/v1/documents/upload"))
+        .bearer_auth(&token)
+        .header("x-request-id", &upload_id)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 202);
     let accepted: Value = response.json().await.unwrap();
     let job_id = accepted["job_id"].as_str().unwrap().to_owned();
+    let upload = receiver
+        .wait_for("upload request span", Duration::from_secs(30), |span| {
+            span.attribute("request_id") == Some(upload_id.as_str())
+        })
+        .await;
     // Generous: on a shared Neo4j, the workers may first meet other runs' leftover jobs.
     let job = receiver
         .wait_for("job span", Duration::from_secs(90), |span| {
@@ -318,6 +334,8 @@ async fn requests_store_calls_and_jobs_are_exported_over_otlp() {
         })
         .await;
     assert!(job.parent_span_id.is_empty(), "a job attempt is a trace of its own: {job:?}");
+    assert_eq!(job.attribute("request_id"), Some(upload_id.as_str()), "the job names the request that started it");
+    assert_eq!(job.links, vec![(upload.trace_id.clone(), upload.span_id.clone())], "and links to its span");
     let stages = receiver.spans().into_iter().filter(|span| span.trace_id == job.trace_id).collect::<Vec<_>>();
     for stage in ["job.fetch", "job.extract", "job.finish"] {
         let span = stages.iter().find(|span| span.name == stage).unwrap_or_else(|| panic!("no {stage}: {stages:?}"));

@@ -2,12 +2,13 @@
 //! (never axum's plain-text rejections) when they cannot.
 
 use aether_domain::auth::{ClientInfo, Principal};
+use aether_domain::document::JobOrigin;
 use aether_domain::identity::Capability;
 use aether_domain::page::{Limit, PageRequest};
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
@@ -16,6 +17,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::error::{ApiError, FieldProblem};
+use crate::middleware::RequestId;
 use crate::state::AppState;
 
 fn body_rejection(status: StatusCode, body_text: String, what: &str) -> ApiError {
@@ -249,6 +251,32 @@ impl FromRequestParts<AppState> for Admin {
         aether_services::identity::require(&principal, Capability::AdministerUsers)?;
         Ok(Self(principal))
     }
+}
+
+/// The request as the origin of the jobs it starts: its id and, when traces are
+/// exported, the W3C `traceparent` of its span, so that the job's spans can name it
+/// and link to it.
+#[derive(Debug, Clone)]
+pub struct Origin(pub JobOrigin);
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(job_origin(&parts.extensions)))
+    }
+}
+
+/// The origin of jobs started by the request whose extensions these are. Called
+/// inside the request's span (handlers and extractors are), whose context it reads.
+pub fn job_origin(extensions: &Extensions) -> JobOrigin {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let request_id = extensions.get::<RequestId>().map(|id| id.0.clone());
+    let context = tracing::Span::current().context();
+    let mut carrier = std::collections::HashMap::new();
+    // Without an exporter the propagator is a no-op and the carrier stays empty.
+    opentelemetry::global::get_text_map_propagator(|propagator| propagator.inject_context(&context, &mut carrier));
+    JobOrigin { request_id, traceparent: carrier.remove("traceparent") }
 }
 
 /// `?limit=&cursor=` of a list endpoint, as given.

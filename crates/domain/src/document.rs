@@ -208,6 +208,8 @@ pub struct UploadJob {
     pub lease_until: Option<Timestamp>,
     /// The id an external processor (AudiModal) gave the job's file.
     pub external_id: Option<String>,
+    /// The request that started the job.
+    pub origin: JobOrigin,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub finished_at: Option<Timestamp>,
@@ -269,7 +271,18 @@ pub struct NewUploadJob {
     pub expected_bytes: Option<u64>,
     /// The blob backend the bytes go to (`fs`, `s3`).
     pub storage_provider: String,
+    pub origin: JobOrigin,
     pub at: Timestamp,
+}
+
+/// The request that started a job, kept with it so that the job's processing can be
+/// found from that request: its spans carry the request id and link to its trace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobOrigin {
+    /// The request's `X-Request-ID` (1–128 visible ASCII characters).
+    pub request_id: Option<String>,
+    /// The W3C `traceparent` of the request's span, when traces are exported.
+    pub traceparent: Option<String>,
 }
 
 /// A document's processing state (the design's `processing_status`).

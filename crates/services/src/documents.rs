@@ -22,8 +22,8 @@ use aether_domain::auth::Principal;
 use aether_domain::blob::{BlobKey, BlobRead, BlobStore};
 use aether_domain::compliance::{ComplianceSettings, RedactionMode};
 use aether_domain::document::{
-    self, CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobFailure, JobFanout, JobQueue, JobStatus,
-    NewUploadJob, ProcessingResult, ReceivedFile, UploadJob,
+    self, CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobFailure, JobFanout, JobOrigin, JobQueue,
+    JobStatus, NewUploadJob, ProcessingResult, ReceivedFile, UploadJob,
 };
 use aether_domain::external::{ExternalProcessor, Submission};
 use aether_domain::id::{DocumentId, JobId, NotebookId};
@@ -494,6 +494,8 @@ pub struct UploadRequest {
     pub change_summary: Option<String>,
     pub callback_url: Option<CallbackUrl>,
     pub expected_bytes: Option<u64>,
+    /// The request that starts the upload.
+    pub origin: JobOrigin,
 }
 
 #[derive(Debug)]
@@ -650,6 +652,7 @@ impl DocumentService {
                 callback_url: request.callback_url,
                 expected_bytes: request.expected_bytes,
                 storage_provider: self.blobs.backend_name().to_owned(),
+                origin: request.origin,
                 at: time::now(),
             })
             .await
@@ -1012,7 +1015,13 @@ impl DocumentService {
     /// copy goes through the same job (scan, processing) as any upload. Needs read
     /// access to the source (the redacted copy for read-only collaborators of a
     /// redacted document) and write access to the target.
-    pub async fn copy(&self, caller: &Principal, id: DocumentId, target: NotebookId) -> ServiceResult<UploadJob> {
+    pub async fn copy(
+        &self,
+        caller: &Principal,
+        id: DocumentId,
+        target: NotebookId,
+        origin: JobOrigin,
+    ) -> ServiceResult<UploadJob> {
         let file = self.resolve(caller, id, None, Variant::Default).await?;
         let read = self.blobs.read(&file.key, None).await.map_err(blob_error)?;
         let job = self
@@ -1025,6 +1034,7 @@ impl DocumentService {
                     change_summary: None,
                     callback_url: None,
                     expected_bytes: Some(read.size),
+                    origin,
                 },
             )
             .await?;
@@ -1268,13 +1278,21 @@ impl DocumentService {
     }
 
     /// Works one claimed job to its end, in the job's span: each attempt is a trace
-    /// of its own, with a child span per stage and the store calls under them.
+    /// of its own, with a child span per stage and the store calls under them. The
+    /// span names the request that started the job and links to its span.
     #[tracing::instrument(
         name = "job",
         skip_all,
-        fields(otel.name = "document job", job_id = %job.id, notebook_id = %job.notebook_id, attempt = job.attempts)
+        fields(
+            otel.name = "document job",
+            job_id = %job.id,
+            notebook_id = %job.notebook_id,
+            attempt = job.attempts,
+            request_id = job.origin.request_id.as_deref(),
+        )
     )]
     async fn work(&self, job: UploadJob) {
+        link_to_origin(&tracing::Span::current(), &job.origin);
         let id = job.id;
         let outcome = tokio::select! {
             outcome = self.work_inner(job) => outcome,
@@ -1859,6 +1877,19 @@ fn time_until(at: Timestamp) -> Duration {
 
 pub fn elapsed_since(at: Timestamp) -> Duration {
     (time::now() - at).to_std().unwrap_or_default()
+}
+
+/// Links a job's span to the span of the request that started it, when that
+/// request was traced: the job is its own trace (it may run much later, and more
+/// than once), and the link lets a trace viewer go from one to the other.
+fn link_to_origin(span: &tracing::Span, origin: &JobOrigin) {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let Some(traceparent) = &origin.traceparent else { return };
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.clone())]);
+    let context = opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&carrier));
+    // A traceparent that does not parse gives an invalid context, which `add_link` ignores.
+    span.add_link(context.span().span_context().clone());
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@ use aether_domain::StoreError;
 use aether_domain::activity::Change;
 use aether_domain::blob::BlobKey;
 use aether_domain::document::{
-    DocumentPatch, Filename, JobFailure, JobStatus, NewUploadJob, ProcessingResult, ProcessingStatus, ReceivedFile,
-    UploadJob,
+    DocumentPatch, Filename, JobFailure, JobOrigin, JobStatus, NewUploadJob, ProcessingResult, ProcessingStatus,
+    ReceivedFile, UploadJob,
 };
 use aether_domain::events::topics;
 use aether_domain::id::{DocumentId, JobId, NotebookId, UserId};
@@ -26,6 +26,8 @@ async fn setup(store: &dyn Store, name: &str) -> (UserId, NotebookId) {
     (owner.id, notebook.id)
 }
 
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 fn new_job(owner: UserId, notebook: NotebookId, existing: Option<DocumentId>, name: &str) -> NewUploadJob {
     NewUploadJob {
         id: JobId::new(),
@@ -37,6 +39,10 @@ fn new_job(owner: UserId, notebook: NotebookId, existing: Option<DocumentId>, na
         callback_url: None,
         expected_bytes: Some(11),
         storage_provider: "fs".to_owned(),
+        origin: JobOrigin {
+            request_id: Some(format!("request-{name}")),
+            traceparent: existing.is_none().then(|| TRACEPARENT.to_owned()),
+        },
         at: time::now(),
     }
 }
@@ -91,6 +97,9 @@ pub async fn upload_jobs_run_their_course(store: &dyn Store) {
     let job = store.create_upload_job(new_job(owner, notebook, None, "../notes.txt")).await.unwrap();
     assert_eq!((job.status, job.bytes_received, job.attempts), (JobStatus::Uploading, 0, 0));
     assert_eq!(job.filename.as_str(), "notes.txt");
+    let origin =
+        JobOrigin { request_id: Some("request-../notes.txt".to_owned()), traceparent: Some(TRACEPARENT.to_owned()) };
+    assert_eq!(job.origin, origin, "the request that started the job is kept with it");
     assert!(!job.new_version && job.file.is_none());
     assert!(job.blob_key.as_str().starts_with(&format!("documents/{}/{}/", job.document_id, job.version_id)));
     assert_eq!(store.get_job(job.id).await.unwrap(), job);
@@ -211,6 +220,7 @@ pub async fn reuploads_add_versions(store: &dyn Store) {
 
     let second = store.create_upload_job(new_job(owner, notebook, Some(document.id), "draft-2.txt")).await.unwrap();
     assert!(second.new_version);
+    assert_eq!(second.origin.traceparent, None, "a job started without a trace has no traceparent");
     assert_eq!(second.document_id, document.id);
     assert_ne!(second.blob_key, first.blob_key);
     store.accept_upload(second.id, file(20, "two"), time::now()).await.unwrap();

@@ -8,8 +8,8 @@ use aether_domain::StoreError;
 use aether_domain::activity::{Change, ChangeRecord};
 use aether_domain::blob::BlobKey;
 use aether_domain::document::{
-    self, BlobDeletion, CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobFailure, JobStatus,
-    NewUploadJob, ProcessingResult, ProcessingStatus, ReceivedFile, UploadJob,
+    self, BlobDeletion, CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobFailure, JobOrigin,
+    JobStatus, NewUploadJob, ProcessingResult, ProcessingStatus, ReceivedFile, UploadJob,
 };
 use aether_domain::events::NewEvent;
 use aether_domain::id::{DocumentId, JobId, NotebookId, UserId, VersionId};
@@ -31,7 +31,8 @@ const JOB_RETURN: &str = "RETURN j.id AS id, j.notebook_id AS notebook_id, j.upl
      j.bytes_received AS bytes_received, j.expected_bytes AS expected_bytes, j.file_size AS file_size, \
      j.file_hash AS file_hash, j.content_type AS content_type, j.blob_key AS blob_key, \
      j.storage_provider AS storage_provider, j.failure_code AS failure_code, j.failure_message AS failure_message, \
-     j.attempts AS attempts, toString(j.lease_until) AS lease_until, j.external_id AS external_id, toString(j.created_at) AS created_at, \
+     j.attempts AS attempts, toString(j.lease_until) AS lease_until, j.external_id AS external_id, \
+     j.origin_request_id AS origin_request_id, j.origin_traceparent AS origin_traceparent, toString(j.created_at) AS created_at, \
      toString(j.updated_at) AS updated_at, toString(j.finished_at) AS finished_at";
 
 #[derive(Deserialize)]
@@ -59,6 +60,8 @@ struct JobRecord {
     attempts: i64,
     lease_until: Option<String>,
     external_id: Option<String>,
+    origin_request_id: Option<String>,
+    origin_traceparent: Option<String>,
     created_at: String,
     updated_at: String,
     finished_at: Option<String>,
@@ -124,6 +127,7 @@ fn job_from_row(row: &Row) -> StoreResult<UploadJob> {
         attempts: u32::try_from(r.attempts).map_err(|_| corrupt("attempts"))?,
         lease_until: opt_ts(r.lease_until)?,
         external_id: r.external_id,
+        origin: JobOrigin { request_id: r.origin_request_id, traceparent: r.origin_traceparent },
         created_at: ts(&r.created_at)?,
         updated_at: ts(&r.updated_at)?,
         finished_at: opt_ts(r.finished_at)?,
@@ -424,6 +428,7 @@ impl DocumentStore for Neo4jStore {
                  version_id: $version, new_version: $new_version, filename: $filename, change_summary: $summary, \
                  callback_url: $callback, status: 'uploading', stage: 'receiving the file', bytes_received: 0, \
                  expected_bytes: $expected, blob_key: $key, storage_provider: $provider, attempts: 0, \
+                 origin_request_id: $request_id, origin_traceparent: $traceparent, \
                  created_at: datetime($at), updated_at: datetime($at)}}) {JOB_RETURN}"
             ))
             .param("id", new.id.to_string())
@@ -438,6 +443,8 @@ impl DocumentStore for Neo4jStore {
             .param("expected", new.expected_bytes.map(signed))
             .param("key", blob_key.as_str())
             .param("provider", new.storage_provider.clone())
+            .param("request_id", new.origin.request_id.clone())
+            .param("traceparent", new.origin.traceparent.clone())
             .param("at", storage(&new.at));
             let row = txn_rows(txn, q).await?.into_iter().next().ok_or(StoreError::NotFound)?;
             job_from_row(&row)

@@ -4,8 +4,8 @@ use aether_domain::StoreError;
 use aether_domain::activity::{Change, ChangeRecord};
 use aether_domain::blob::BlobKey;
 use aether_domain::document::{
-    self, BlobDeletion, CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobFailure, JobStatus,
-    NewUploadJob, ProcessingResult, ProcessingStatus, ReceivedFile, UploadJob,
+    self, BlobDeletion, CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobFailure, JobOrigin,
+    JobStatus, NewUploadJob, ProcessingResult, ProcessingStatus, ReceivedFile, UploadJob,
 };
 use aether_domain::events::NewEvent;
 use aether_domain::id::{DocumentId, JobId, NotebookId, UserId, VersionId};
@@ -73,6 +73,7 @@ fn job_from_row(row: &SqliteRow) -> StoreResult<UploadJob> {
         attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
         lease_until: opt_ts(opt_text("lease_until")?)?,
         external_id: opt_text("external_id")?,
+        origin: JobOrigin { request_id: opt_text("origin_request_id")?, traceparent: opt_text("origin_traceparent")? },
         created_at: ts(&text("created_at")?)?,
         updated_at: ts(&text("updated_at")?)?,
         finished_at: opt_ts(opt_text("finished_at")?)?,
@@ -306,8 +307,9 @@ impl DocumentStore for SqliteStore {
         let at = time::to_storage(&new.at);
         sqlx::query(
             "INSERT INTO upload_jobs (id, notebook_id, uploaded_by, document_id, version_id, new_version, filename, \
-             change_summary, callback_url, status, stage, expected_bytes, blob_key, storage_provider, created_at, \
-             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'uploading', 'receiving the file', ?, ?, ?, ?, ?)",
+             change_summary, callback_url, status, stage, expected_bytes, blob_key, storage_provider, \
+             origin_request_id, origin_traceparent, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'uploading', 'receiving the file', ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(new.id.to_string())
         .bind(new.notebook_id.to_string())
@@ -321,6 +323,8 @@ impl DocumentStore for SqliteStore {
         .bind(new.expected_bytes.map(size))
         .bind(blob_key.as_str())
         .bind(&new.storage_provider)
+        .bind(&new.origin.request_id)
+        .bind(&new.origin.traceparent)
         .bind(&at)
         .bind(&at)
         .execute(&mut *tx)

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, FieldProblem, Problem};
-use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, double_option, encode_cursor};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, double_option, encode_cursor, job_origin};
 use crate::state::AppState;
 
 fn parse<T>(parsed: Result<T, aether_domain::ValidationError>) -> Result<T, ApiError> {
@@ -291,6 +291,7 @@ pub(crate) async fn upload_files(
     notebook: Option<NotebookId>,
     batch: bool,
 ) -> Result<Vec<UploadJob>, ApiError> {
+    let origin = job_origin(request.extensions());
     let mut form = Multipart::from_request(request, state).await.map_err(|_| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -323,6 +324,7 @@ pub(crate) async fn upload_files(
                             change_summary: fields.change_summary.take(),
                             callback_url: fields.callback_url.clone(),
                             expected_bytes: fields.file_size.take(),
+                            origin: origin.clone(),
                         },
                     )
                     .await?;

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 
 use super::documents::{JobResponse, UploadForm, parse_variant, ranged, upload_files};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiQuery, AuthUser, external_base_url};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, Origin, external_base_url};
 use crate::state::AppState;
 
 fn document_id(text: &str) -> Result<DocumentId, ApiError> {
@@ -188,11 +188,12 @@ pub struct CopyRequest {
 pub async fn storage_copy(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
+    Origin(origin): Origin,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<CopyRequest>,
 ) -> Result<(StatusCode, Json<JobResponse>), ApiError> {
     let target = NotebookId::parse(&request.notebook_id).map_err(ApiError::from)?;
-    let job = state.documents.copy(&caller, document_id(&id)?, target).await?;
+    let job = state.documents.copy(&caller, document_id(&id)?, target, origin).await?;
     Ok((StatusCode::ACCEPTED, Json(job.into())))
 }
 
