@@ -541,6 +541,7 @@ fn metrics_with_rare_series() -> metrics_exporter_prometheus::PrometheusHandle {
         metrics::counter!("aether_dependency_errors_total", "dependency" => dependency).increment(0);
     }
     metrics::counter!("aether_job_notices_dropped_total").increment(0);
+    metrics::counter!("aether_redis_calls_short_circuited_total").increment(0);
     for namespace in ["users", "access"] {
         for outcome in ["hit", "miss", "error"] {
             metrics::counter!("aether_cache_requests_total", "namespace" => namespace, "outcome" => outcome)

@@ -140,3 +140,51 @@ async fn the_read_cache_is_bypassed_when_redis_goes_down() {
     assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200, "the server lives on");
     app.shutdown().await;
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to the private Redis.
+fn signal(redis: &Redis, signal: &str) {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(redis.0.id().to_string()).status().unwrap();
+    assert!(status.success(), "kill -{signal}");
+}
+
+#[tokio::test]
+async fn a_hanging_redis_is_not_waited_on_by_every_request() {
+    let Some((redis, url)) = private_redis().await else { return };
+    let app = app_on(&url, true).await;
+    let (_, key) = api_key_user(&app, "hang-owner", &["read", "write"]).await;
+    let counted = call(&app, &key, Method::GET, "/api/v1/notebooks", None).await;
+    assert!(counted.headers().contains_key("ratelimit-remaining"), "counted in Redis while it answers");
+
+    // A stopped process keeps its connections open and answers nothing: each call
+    // would wait for the whole response timeout (5 s). The first request finds out;
+    // the ones after it must not wait again (each asks Redis twice: the rate limit
+    // and the cached user). The bound is the timeout of one call, for five requests.
+    signal(&redis, "STOP");
+    let first = call(&app, &key, Method::GET, "/api/v1/notebooks", None).await;
+    assert_eq!(first.status(), 200, "fail-open, and the user is read from the store");
+    let short_circuited = metric(&app, "aether_redis_calls_short_circuited_total", &[]).await;
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        let response = call(&app, &key, Method::GET, "/api/v1/notebooks", None).await;
+        assert_eq!(response.status(), 200);
+        assert!(!response.headers().contains_key("ratelimit-remaining"), "not counted: Redis is not asked");
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "requests waited on the hanging Redis: {elapsed:?} for five");
+    let after = metric(&app, "aether_redis_calls_short_circuited_total", &[]).await;
+    assert!(after >= short_circuited + 10.0, "calls failed at once: {short_circuited} -> {after}");
+
+    // Once Redis answers again, a probe finds it and calls go to it again.
+    signal(&redis, "CONT");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = call(&app, &key, Method::GET, "/api/v1/notebooks", None).await;
+        assert_eq!(response.status(), 200);
+        if response.headers().contains_key("ratelimit-remaining") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "Redis is not used again after it came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.shutdown().await;
+}

@@ -16,17 +16,16 @@
 
 use std::time::Duration;
 
+use crate::RedisEphemeralStore;
+use crate::breaker::Guarded;
 use aether_domain::StoreError;
 use aether_domain::cache::{CacheLookup, CacheScope, ReadCache};
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
-
-use crate::{RedisEphemeralStore, map_err};
 
 /// A [`ReadCache`] on Redis. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct RedisReadCache {
-    connection: ConnectionManager,
+    redis: Guarded,
     prefix: String,
     ttl: Duration,
     lookup: redis::Script,
@@ -44,7 +43,7 @@ impl RedisEphemeralStore {
     /// A read cache on the same connection and key prefix, whose entries live for `ttl`.
     pub fn read_cache(&self, ttl: Duration) -> RedisReadCache {
         RedisReadCache {
-            connection: self.connection.clone(),
+            redis: self.redis.clone(),
             prefix: format!("{}cache:", self.prefix),
             ttl,
             // KEYS[1] generation; ARGV[1] the entry keys' stem, ARGV[2] the key. The
@@ -100,15 +99,17 @@ impl RedisReadCache {
 #[async_trait]
 impl ReadCache for RedisReadCache {
     async fn get(&self, scope: &CacheScope, key: &str) -> Result<CacheLookup, StoreError> {
-        let mut connection = self.connection.clone();
         let (generation, value): (String, Option<Vec<u8>>) = self
-            .lookup
-            .key(self.generation_key(scope))
-            .arg(self.stem(scope))
-            .arg(key)
-            .invoke_async(&mut connection)
-            .await
-            .map_err(map_err)?;
+            .redis
+            .call(async |connection| {
+                self.lookup
+                    .key(self.generation_key(scope))
+                    .arg(self.stem(scope))
+                    .arg(key)
+                    .invoke_async(connection)
+                    .await
+            })
+            .await?;
         let generation = generation
             .parse()
             .map_err(|_| StoreError::Unavailable("redis: a cache generation is not a number".into()))?;
@@ -116,30 +117,30 @@ impl ReadCache for RedisReadCache {
     }
 
     async fn put(&self, scope: &CacheScope, generation: u64, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
         let _: u8 = self
-            .store
-            .key(self.generation_key(scope))
-            .key(format!("{}{generation}:{key}", self.stem(scope)))
-            .arg(generation.to_string())
-            .arg(value)
-            .arg(millis(self.ttl))
-            .arg(self.generation_keep())
-            .invoke_async(&mut connection)
-            .await
-            .map_err(map_err)?;
+            .redis
+            .call(async |connection| {
+                self.store
+                    .key(self.generation_key(scope))
+                    .key(format!("{}{generation}:{key}", self.stem(scope)))
+                    .arg(generation.to_string())
+                    .arg(value)
+                    .arg(millis(self.ttl))
+                    .arg(self.generation_keep())
+                    .invoke_async(connection)
+                    .await
+            })
+            .await?;
         Ok(())
     }
 
     async fn invalidate(&self, scope: &CacheScope) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
         let _: u64 = self
-            .bump
-            .key(self.generation_key(scope))
-            .arg(self.generation_keep())
-            .invoke_async(&mut connection)
-            .await
-            .map_err(map_err)?;
+            .redis
+            .call(async |connection| {
+                self.bump.key(self.generation_key(scope)).arg(self.generation_keep()).invoke_async(connection).await
+            })
+            .await?;
         Ok(())
     }
 }

@@ -39,7 +39,7 @@ impl RedisEphemeralStore {
     /// must be called inside the tokio runtime.
     pub fn job_fanout(&self, origin: &str) -> RedisJobFanout {
         let (queue, notices) = mpsc::channel(QUEUE);
-        tokio::spawn(publish(self.connection.clone(), self.key("jobs"), notices));
+        tokio::spawn(publish(self.redis.connection(), self.key("jobs"), notices));
         RedisJobFanout { queue, origin: origin.into() }
     }
 

@@ -3,6 +3,7 @@
 //! other's job changes; Redis expires entries itself.
 #![forbid(unsafe_code)]
 
+mod breaker;
 pub mod cache;
 mod fanout;
 
@@ -16,13 +17,15 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use crate::breaker::Guarded;
+
 pub use fanout::{RedisJobFanout, listen_for_job_changes};
 
 /// An [`EphemeralStore`] on Redis, with keys under a prefix so that one Redis can
 /// serve several deployments.
 #[derive(Clone)]
 pub struct RedisEphemeralStore {
-    connection: ConnectionManager,
+    redis: Guarded,
     prefix: String,
 }
 
@@ -36,11 +39,10 @@ fn map_err(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {}", error.kind_str_or_category()))
 }
 
-/// A failed session-store call: counted, since sessions, pending logins and
-/// revocations all stop working while Redis is unreachable.
-fn session_error(error: redis::RedisError) -> StoreError {
+/// Counts a failed session-store call: sessions, pending logins and revocations
+/// all stop working while Redis is unreachable.
+fn count_session_error(_: &StoreError) {
     metrics::counter!("aether_dependency_errors_total", "dependency" => "sessions").increment(1);
-    map_err(error)
 }
 
 trait KindText {
@@ -63,7 +65,7 @@ impl RedisEphemeralStore {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2);
         let connection = ConnectionManager::new_with_config(client, config).await.map_err(map_err)?;
-        Ok(Self { connection, prefix: prefix.to_owned() })
+        Ok(Self { redis: Guarded::new(connection, timeout), prefix: prefix.to_owned() })
     }
 
     /// The prefix of every key this store writes.
@@ -77,8 +79,7 @@ impl RedisEphemeralStore {
 
     /// Answers when Redis answers PING.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        let _: String = redis::cmd("PING").query_async(&mut connection).await.map_err(map_err)?;
+        let _: String = self.redis.call(async |connection| redis::cmd("PING").query_async(connection).await).await?;
         Ok(())
     }
 }
@@ -86,33 +87,34 @@ impl RedisEphemeralStore {
 #[async_trait]
 impl EphemeralStore for RedisEphemeralStore {
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let _: () = redis::cmd("SET")
-            .arg(self.key(key))
-            .arg(value)
-            .arg("PX")
-            .arg(millis)
-            .query_async(&mut connection)
+        let key = self.key(key);
+        self.redis
+            .call(async |connection| {
+                redis::cmd("SET").arg(&key).arg(value).arg("PX").arg(millis).query_async::<()>(connection).await
+            })
             .await
-            .map_err(session_error)?;
-        Ok(())
+            .inspect_err(count_session_error)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut connection = self.connection.clone();
-        connection.get(self.key(key)).await.map_err(session_error)
+        let key = self.key(key);
+        self.redis.call(async |connection| connection.get(&key).await).await.inspect_err(count_session_error)
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut connection = self.connection.clone();
+        let key = self.key(key);
         // GETDEL (Redis 6.2+) is atomic: of concurrent takers one gets the value.
-        redis::cmd("GETDEL").arg(self.key(key)).query_async(&mut connection).await.map_err(session_error)
+        self.redis
+            .call(async |connection| redis::cmd("GETDEL").arg(&key).query_async(connection).await)
+            .await
+            .inspect_err(count_session_error)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        let _: u64 = connection.del(self.key(key)).await.map_err(session_error)?;
+        let key = self.key(key);
+        let _: u64 =
+            self.redis.call(async |connection| connection.del(&key).await).await.inspect_err(count_session_error)?;
         Ok(())
     }
 
@@ -126,7 +128,7 @@ impl EphemeralStore for RedisEphemeralStore {
 /// given its expiry in one atomic script, so every replica shares the count.
 #[derive(Clone)]
 pub struct RedisRateLimiter {
-    connection: ConnectionManager,
+    redis: Guarded,
     prefix: String,
     script: redis::Script,
 }
@@ -141,7 +143,7 @@ impl RedisEphemeralStore {
     /// A rate limiter on the same connection and key prefix.
     pub fn rate_limiter(&self) -> RedisRateLimiter {
         RedisRateLimiter {
-            connection: self.connection.clone(),
+            redis: self.redis.clone(),
             prefix: format!("{}rate:", self.prefix),
             script: redis::Script::new(
                 "local count = redis.call('INCR', KEYS[1]) \
@@ -157,15 +159,12 @@ impl RedisEphemeralStore {
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<RateDecision, StoreError> {
-        let mut connection = self.connection.clone();
         let millis = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let key = format!("{}{key}", self.prefix);
         let (count, ttl): (u64, i64) = self
-            .script
-            .key(format!("{}{key}", self.prefix))
-            .arg(millis)
-            .invoke_async(&mut connection)
-            .await
-            .map_err(map_err)?;
+            .redis
+            .call(async |connection| self.script.key(&key).arg(millis).invoke_async(connection).await)
+            .await?;
         let reset_after = Duration::from_millis(u64::try_from(ttl.max(0)).unwrap_or(0));
         Ok(RateDecision::of(count, limit, reset_after))
     }

@@ -184,7 +184,7 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 pub async fn metric(app: &TestApp, name: &str, labels: &[&str]) -> f64 {
     let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     text.lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
         .find(|line| labels.iter().all(|label| line.contains(label)))
         .and_then(|line| line.rsplit(' ').next())
         .map_or(0.0, |value| value.parse().unwrap())
