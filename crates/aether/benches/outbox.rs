@@ -141,6 +141,17 @@ async fn fill(store: &Arc<dyn Store>, owner: UserId, users: &[UserId], count: us
     println!("filled the outbox with {count} events in {elapsed:.1} s ({:.0} grants/s)", count as f64 / elapsed);
 }
 
+/// Writes `count` outbox events spread over many keys: each of `owners` (with a
+/// notebook of their own) grants in turn, so that a relay batch holds events of
+/// many notebooks and many actors, as a busy deployment's outbox does.
+async fn fill_spread(store: &Arc<dyn Store>, owners: &[(UserId, NotebookId)], users: &[UserId], count: usize) {
+    assert!(count <= owners.len() * users.len(), "each grant needs a pair of its own");
+    for i in 0..count {
+        let (owner, notebook) = owners[i % owners.len()];
+        set_access(store, owner, notebook, users[(i / owners.len()) % users.len()], CollaborationStatus::Active).await;
+    }
+}
+
 /// Drains the outbox the way the relay loop does and prints events per second.
 async fn drain(name: &str, dispatcher: &EventDispatcher, expected: usize) {
     let started = Instant::now();
@@ -242,16 +253,28 @@ async fn main() {
     drop(bus);
     println!("the bus subscriber received {} events", listener.await.unwrap());
 
-    // Relay throughput to Kafka: each event is sent and its acknowledgement
-    // (acks=all, idempotent producer) awaited before the next, as in production.
+    // Relay throughput to Kafka (acks=all, idempotent producer): the events of one
+    // key are sent one after another, each acknowledged before the next; different
+    // keys at the same time. First one owner granting on few notebooks (two keys
+    // make up most of each batch), then 50 owners on notebooks of their own.
     match std::env::var("AETHER_TEST_KAFKA_BROKERS") {
         Ok(brokers) => {
             let kafka = aether_events_kafka::KafkaPublisher::new(&brokers).unwrap();
             let topic = format!("aether.bench.{}", uuid::Uuid::now_v7().simple());
             let publisher = Arc::new(BenchTopic { kafka, topic: topic.clone() });
-            fill(&store, owner, &users, kafka_events).await;
             let to_kafka = EventDispatcher::new(Arc::clone(&store), publisher as Arc<dyn EventPublisher>);
-            drain(&format!("Kafka at {brokers}"), &to_kafka, kafka_events).await;
+            fill(&store, owner, &users, kafka_events).await;
+            drain(&format!("Kafka, one owner ({brokers})"), &to_kafka, kafka_events).await;
+            let mut owners = Vec::with_capacity(50);
+            for i in 0..50 {
+                let spread_owner = new_user(&store, &format!("outbox-owner-{i}")).await;
+                owners.push((spread_owner, new_notebook(&store, spread_owner, &format!("Spread {i}")).await));
+            }
+            while !store.pending_events(100).await.unwrap().is_empty() {
+                to_kafka.dispatch(100).await.unwrap();
+            }
+            fill_spread(&store, &owners, &users, kafka_events).await;
+            drain(&format!("Kafka, 50 owners ({brokers})"), &to_kafka, kafka_events).await;
         }
         Err(_) => println!("relay drain to Kafka: not measured (set AETHER_TEST_KAFKA_BROKERS)"),
     }

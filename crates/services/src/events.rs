@@ -1,5 +1,6 @@
 //! Publishing the outbox, and the embedded shape's event bus.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use aether_domain::events::{EventPublisher, OutboxEvent};
@@ -44,8 +45,8 @@ pub struct Dispatched {
     pub fetched: usize,
     /// Events the publisher accepted, now marked published.
     pub published: usize,
-    /// Whether the pass stopped at an event the publisher refused; that event and
-    /// every later one stay in the outbox for the next pass, in order.
+    /// Whether the publisher refused an event; that event and every later one of
+    /// its key stay in the outbox for the next pass, in order.
     pub failed: bool,
 }
 
@@ -75,37 +76,79 @@ impl EventDispatcher {
         Self { store, publisher }
     }
 
-    /// Publishes up to `limit` pending events, one at a time and each acknowledged
-    /// before the next is sent. Stops at the first failure so that events keep their
-    /// order; the rest wait for the next pass.
+    /// Publishes up to `limit` pending events, oldest first. The events of one key
+    /// go one after another, each acknowledged before the next, so that they keep
+    /// their order; different keys go at the same time. A refused event stops its
+    /// key only: it and the later events of that key wait, in order, for the next
+    /// pass, while the other keys' events are published.
     pub async fn dispatch(&self, limit: u32) -> ServiceResult<Dispatched> {
         let pending = self.store.pending_events(limit).await?;
         // How far behind the relay is: while the bus is down nothing is published, so
         // the lag histogram below records nothing; this gauge keeps rising instead.
         let oldest_age = pending.first().map(|event| age(event, time::now())).unwrap_or_default();
         metrics::gauge!("aether_outbox_oldest_pending_age_seconds").set(oldest_age.as_secs_f64());
-        let mut published = Vec::with_capacity(pending.len());
-        let mut failed = false;
-        for event in &pending {
-            if let Err(error) = self.publisher.publish(event).await {
-                metrics::counter!("aether_outbox_publish_failures_total").increment(1);
-                tracing::warn!(event_id = %event.id, topic = %event.topic, %error, "publishing failed; will retry");
-                failed = true;
-                break;
-            }
-            published.push(event.id);
+        let chains = chains_by_key(&pending);
+        let outcomes = futures::future::join_all(chains.iter().map(|chain| self.publish_in_order(chain))).await;
+        let refusals: Vec<&(&OutboxEvent, String)> =
+            outcomes.iter().filter_map(|(_, refused)| refused.as_ref()).collect();
+        let failed = !refusals.is_empty();
+        if let Some((event, error)) = refusals.first() {
+            // One failed attempt and one warning per pass, not per key: during an
+            // outage every key of the batch fails at once.
+            metrics::counter!("aether_outbox_publish_failures_total").increment(1);
+            tracing::warn!(
+                event_id = %event.id,
+                topic = %event.topic,
+                %error,
+                keys_held_back = refusals.len(),
+                "publishing failed; will retry"
+            );
         }
+        let published: HashSet<uuid::Uuid> = outcomes.into_iter().flat_map(|(ids, _)| ids).collect();
         if !published.is_empty() {
             let now = time::now();
-            self.store.mark_published(&published, now).await?;
+            let done: Vec<&OutboxEvent> = pending.iter().filter(|event| published.contains(&event.id)).collect();
+            let ids: Vec<uuid::Uuid> = done.iter().map(|event| event.id).collect();
+            self.store.mark_published(&ids, now).await?;
             // How long each event waited between its change and its publication.
-            for event in pending.iter().take(published.len()) {
+            for event in done {
                 metrics::histogram!("aether_outbox_relay_lag_seconds").record(age(event, now).as_secs_f64());
             }
             metrics::counter!("aether_outbox_events_published_total").increment(published.len() as u64);
         }
         Ok(Dispatched { fetched: pending.len(), published: published.len(), failed })
     }
+
+    /// Publishes one key's events in order, stopping at the first refusal: the ids
+    /// of those published, and the refused event with the publisher's error.
+    async fn publish_in_order<'a>(
+        &self,
+        chain: &[&'a OutboxEvent],
+    ) -> (Vec<uuid::Uuid>, Option<(&'a OutboxEvent, String)>) {
+        let mut published = Vec::with_capacity(chain.len());
+        for event in chain {
+            if let Err(error) = self.publisher.publish(event).await {
+                return (published, Some((*event, error)));
+            }
+            published.push(event.id);
+        }
+        (published, None)
+    }
+}
+
+/// The events grouped by key, each group in outbox order, the groups in the order
+/// of their oldest event.
+fn chains_by_key(events: &[OutboxEvent]) -> Vec<Vec<&OutboxEvent>> {
+    let mut chains: Vec<Vec<&OutboxEvent>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for event in events {
+        let at = *index.entry(event.key.as_str()).or_insert_with(|| {
+            chains.push(Vec::new());
+            chains.len() - 1
+        });
+        chains[at].push(event);
+    }
+    chains
 }
 
 /// How long `event` has waited since its change, at `now`.
@@ -118,6 +161,27 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    fn event(key: &str) -> OutboxEvent {
+        OutboxEvent {
+            id: uuid::Uuid::now_v7(),
+            topic: "aether.test".to_owned(),
+            key: key.to_owned(),
+            payload: serde_json::json!({}),
+            created_at: time::now(),
+        }
+    }
+
+    #[test]
+    fn events_are_chained_by_key_in_outbox_order() {
+        let events = vec![event("a"), event("b"), event("a"), event("c"), event("b"), event("a")];
+        let chains = chains_by_key(&events);
+        let ids = |chain: &Vec<&OutboxEvent>| chain.iter().map(|event| event.id).collect::<Vec<_>>();
+        assert_eq!(chains.len(), 3);
+        assert_eq!(ids(&chains[0]), vec![events[0].id, events[2].id, events[5].id]);
+        assert_eq!(ids(&chains[1]), vec![events[1].id, events[4].id]);
+        assert_eq!(ids(&chains[2]), vec![events[3].id]);
+    }
 
     #[test]
     fn the_relay_backs_off_exponentially_up_to_a_bound() {
