@@ -5,20 +5,19 @@
 //! the real Kafka).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use aether_domain::access::{CollaborationStatus, Permission};
-use aether_domain::activity::Change;
+use aether_domain::access::CollaborationStatus;
 use aether_domain::events::{EventPublisher, OutboxEvent};
-use aether_domain::id::{NotebookId, UserId};
-use aether_domain::notebook::{NewNotebook, NotebookName, Visibility};
-use aether_domain::store::{Collaboration, Store};
-use aether_domain::time;
-use aether_domain::user::{NewUser, Role, Username};
+use aether_domain::id::NotebookId;
+use aether_domain::store::Store;
 use aether_services::events::EventDispatcher;
 use aether_store_sqlite::SqliteStore;
 use async_trait::async_trait;
+use common::store::{new_notebook, new_user, set_access};
 
 /// A bus that records what it accepts and refuses the events in `refused`.
 #[derive(Debug, Default)]
@@ -44,65 +43,18 @@ impl Bus {
     }
 }
 
-async fn user(store: &Arc<dyn Store>, name: &str) -> UserId {
-    let new = NewUser {
-        id: UserId::new(),
-        keycloak_id: None,
-        username: Username::parse(name).unwrap(),
-        email: None,
-        full_name: None,
-        roles: vec![Role::User],
-        password_hash: None,
-        created_at: time::now(),
-    };
-    store.create_user(new).await.unwrap().id
-}
-
-async fn notebook(store: &Arc<dyn Store>, owner: UserId, name: &str) -> NotebookId {
-    let now = time::now();
-    let new = NewNotebook {
-        id: NotebookId::new(),
-        owner_id: owner,
-        parent_id: None,
-        name: NotebookName::parse(name).unwrap(),
-        description: None,
-        visibility: Visibility::Private,
-        tags: vec![],
-        compliance_settings: Default::default(),
-        is_template: false,
-        created_at: now,
-    };
-    store.create_notebook(new, 64, &Change::by(owner, now)).await.unwrap().id
-}
-
-/// Shares `notebook` with `user`: one `aether.notebooks.shared` event keyed by the
-/// notebook (and the owner's activity event, keyed by the owner).
-async fn share(store: &Arc<dyn Store>, owner: UserId, notebook: NotebookId, user: UserId) {
-    let now = time::now();
-    let grant = Collaboration {
-        notebook_id: notebook,
-        user_id: user,
-        permission: Permission::Read,
-        status: CollaborationStatus::Active,
-        granted_by: owner,
-        granted_at: now,
-        accepted_at: None,
-        updated_at: now,
-    };
-    store.put_collaboration(grant, &Change::by(owner, now)).await.unwrap();
-}
-
 #[tokio::test]
 async fn a_refused_event_holds_back_its_key_only() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_and_migrate(&dir.path().join("aether.db")).await.unwrap());
-    let owner = user(&store, "relay-owner").await;
-    let (one, two) = (user(&store, "relay-one").await, user(&store, "relay-two").await);
-    let (first, second) = (notebook(&store, owner, "First").await, notebook(&store, owner, "Second").await);
-    share(&store, owner, first, one).await;
-    share(&store, owner, second, one).await;
-    share(&store, owner, first, two).await;
-    share(&store, owner, second, two).await;
+    let owner = new_user(&store, "relay-owner").await;
+    let (one, two) = (new_user(&store, "relay-one").await, new_user(&store, "relay-two").await);
+    let (first, second) = (new_notebook(&store, owner, "First").await, new_notebook(&store, owner, "Second").await);
+    // Each share writes an `aether.notebooks.shared` event keyed by the notebook
+    // (and the owner's activity event, keyed by the owner).
+    for (notebook, user) in [(first, one), (second, one), (first, two), (second, two)] {
+        set_access(&store, owner, notebook, user, CollaborationStatus::Active).await;
+    }
     let bus = Arc::new(Bus::default());
     let relay = EventDispatcher::new(Arc::clone(&store), Arc::clone(&bus) as Arc<dyn EventPublisher>);
 
