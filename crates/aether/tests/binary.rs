@@ -48,12 +48,8 @@ fn start(data_dir: &Path, admin_password: Option<&str>) -> Server {
     Server { child, base_url, stderr }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
-}
-
 async fn login(base_url: &str, username: &str, password: &str) -> Value {
-    let response = client()
+    let response = common::process::http()
         .post(format!("{base_url}/api/v1/auth/token"))
         .form(&[("grant_type", "password"), ("username", username), ("password", password)])
         .send()
@@ -70,7 +66,7 @@ async fn kill_minus_nine_loses_nothing() {
     let mut server = start(dir.path(), Some(common::ADMIN_PASSWORD));
     let tokens = login(&server.base_url, "admin", common::ADMIN_PASSWORD).await;
     let token = tokens["access_token"].as_str().unwrap().to_owned();
-    let created = client()
+    let created = common::process::http()
         .post(format!("{}/api/v1/notebooks", server.base_url))
         .bearer_auth(&token)
         .json(&json!({"name": "Survives a crash"}))
@@ -84,7 +80,7 @@ async fn kill_minus_nine_loses_nothing() {
     server.child.wait().unwrap();
 
     let mut restarted = start(dir.path(), Some(common::ADMIN_PASSWORD));
-    let fetched = client()
+    let fetched = common::process::http()
         .get(format!("{}/api/v1/notebooks/{}", restarted.base_url, created["id"].as_str().unwrap()))
         .bearer_auth(&token)
         .send()
@@ -94,7 +90,7 @@ async fn kill_minus_nine_loses_nothing() {
     let fetched: Value = fetched.json().await.unwrap();
     assert_eq!(fetched["name"], "Survives a crash");
     // The refresh token issued before the crash also survives.
-    let refreshed = client()
+    let refreshed = common::process::http()
         .post(format!("{}/api/v1/auth/token", restarted.base_url))
         .form(&[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())])
         .send()
@@ -110,7 +106,7 @@ async fn sigterm_shuts_down_cleanly() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path(), Some(common::ADMIN_PASSWORD));
-    let health = client().get(format!("{}/health", server.base_url)).send().await.unwrap();
+    let health = common::process::http().get(format!("{}/health", server.base_url)).send().await.unwrap();
     assert_eq!(health.status(), 200);
     let pid = server.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -128,7 +124,7 @@ async fn first_start_prints_a_generated_admin_password() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path(), None);
-    let ready = client().get(format!("{}/ready", server.base_url)).send().await.unwrap();
+    let ready = common::process::http().get(format!("{}/ready", server.base_url)).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     server.child.kill().unwrap();
     server.child.wait().unwrap();
@@ -201,7 +197,7 @@ async fn command_line_tools_work() {
 
     let mut server = start(dir.path(), Some(common::ADMIN_PASSWORD));
     let tokens = login(&server.base_url, &username, "cli-password-1").await;
-    let me: Value = client()
+    let me: Value = common::process::http()
         .get(format!("{}/api/v1/users/me", server.base_url))
         .bearer_auth(tokens["access_token"].as_str().unwrap())
         .send()
@@ -229,7 +225,7 @@ async fn worker_runs_until_sigterm() {
 }
 
 async fn job_status(base_url: &str, token: &str, job_id: &str) -> Value {
-    let response = client()
+    let response = common::process::http()
         .get(format!("{base_url}/api/v1/documents/upload/{job_id}/status"))
         .bearer_auth(token)
         .send()
@@ -281,7 +277,7 @@ async fn kill_minus_nine_during_uploads_and_processing_loses_nothing() {
     };
     let (mut child, base_url) = start_with(&slow);
     let token = login(&base_url, "admin", common::ADMIN_PASSWORD).await["access_token"].as_str().unwrap().to_owned();
-    let notebook: Value = client()
+    let notebook: Value = common::process::http()
         .post(format!("{base_url}/api/v1/notebooks"))
         .bearer_auth(&token)
         .json(&json!({"name": "Crash test"}))
@@ -296,7 +292,11 @@ async fn kill_minus_nine_during_uploads_and_processing_loses_nothing() {
         let form = reqwest::multipart::Form::new()
             .text("notebook_id", notebook_id.clone())
             .part("file", reqwest::multipart::Part::stream(body).file_name(name));
-        client().post(format!("{base_url}/api/v1/documents/upload")).bearer_auth(&token).multipart(form).send()
+        common::process::http()
+            .post(format!("{base_url}/api/v1/documents/upload"))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
     };
 
     // Acknowledged and caught in processing by the kill.
@@ -313,7 +313,7 @@ async fn kill_minus_nine_during_uploads_and_processing_loses_nothing() {
     let streaming = tokio::spawn(upload("streaming.txt", reqwest::Body::wrap_stream(chunks)));
     let mut streaming_job = None;
     for _ in 0..100 {
-        let jobs: Value = client()
+        let jobs: Value = common::process::http()
             .get(format!("{base_url}/api/v1/notebooks/{notebook_id}/upload/status?active=true"))
             .bearer_auth(&token)
             .send()
@@ -342,7 +342,7 @@ async fn kill_minus_nine_during_uploads_and_processing_loses_nothing() {
     assert_eq!(done["attempts"], 2, "taken again after the dead worker's lease ran out");
     let interrupted = wait_for_job(&base_url, &token, &streaming_job, |job| job["status"] == "failed").await;
     assert_eq!(interrupted["error"]["code"], "upload_interrupted");
-    let download = client()
+    let download = common::process::http()
         .get(format!("{base_url}/api/v1/documents/{}/download", done["document_id"].as_str().unwrap()))
         .bearer_auth(&token)
         .send()

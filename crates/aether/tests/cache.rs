@@ -18,14 +18,7 @@ use reqwest::Method;
 use serde_json::json;
 
 async fn two_replicas() -> Option<(TestApp, TestApp)> {
-    let Ok(url) = std::env::var("AETHER_TEST_REDIS_URL") else {
-        assert!(
-            std::env::var("AETHER_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "AETHER_TEST_REDIS_URL is required when AETHER_TEST_REQUIRE_SERVICES=1"
-        );
-        eprintln!("NOT RUN: set AETHER_TEST_REDIS_URL to run the two-replica cache test");
-        return None;
-    };
+    let url = common::service("AETHER_TEST_REDIS_URL", "to test the cache shared by two replicas")?;
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("aether-test:{}:", uuid::Uuid::now_v7().simple());
     let config = |path: &std::path::Path| {

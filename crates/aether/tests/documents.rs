@@ -26,12 +26,7 @@ fn with_workers(config: &mut Config) {
 }
 
 fn use_s3(config: &mut Config) -> bool {
-    let Ok(endpoint) = std::env::var("AETHER_TEST_S3_ENDPOINT") else {
-        let required = std::env::var("AETHER_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
-        assert!(!required, "AETHER_TEST_REQUIRE_SERVICES=1 but AETHER_TEST_S3_ENDPOINT is not set");
-        eprintln!("NOT RUN: set AETHER_TEST_S3_ENDPOINT (scripts/test does) to test documents on S3");
-        return false;
-    };
+    let Some(endpoint) = common::service("AETHER_TEST_S3_ENDPOINT", "to test documents on S3") else { return false };
     config.blob_store = BlobKind::S3;
     config.s3_endpoint = endpoint;
     config.s3_bucket = std::env::var("AETHER_TEST_S3_BUCKET").unwrap_or_else(|_| "aether-test".into());
@@ -698,12 +693,7 @@ fn eicar() -> Vec<u8> {
 #[tokio::test]
 async fn infected_uploads_are_quarantined() {
     let _serial = WORKERS.lock().await;
-    let Ok(address) = std::env::var("AETHER_TEST_CLAMAV_ADDR") else {
-        let required = std::env::var("AETHER_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
-        assert!(!required, "AETHER_TEST_REQUIRE_SERVICES=1 but AETHER_TEST_CLAMAV_ADDR is not set");
-        eprintln!("NOT RUN: set AETHER_TEST_CLAMAV_ADDR (scripts/test does) to test virus scanning");
-        return;
-    };
+    let Some(address) = common::service("AETHER_TEST_CLAMAV_ADDR", "to test virus scanning") else { return };
     let app = TestApp::spawn_with(|config| {
         with_workers(config);
         config.clamav_address = address;

@@ -3,6 +3,8 @@
 //! AETHER_TEST_REQUIRE_SERVICES=1. Each test uses a key prefix of its own.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use aether_cache_redis::RedisEphemeralStore;
@@ -12,15 +14,8 @@ use aether_domain::id::UserId;
 
 /// Two connections with one prefix: two replicas sharing the cache.
 async fn replicas(ttl: Duration) -> Option<(RedisReadCache, RedisReadCache, RedisEphemeralStore)> {
-    let Ok(url) = std::env::var("AETHER_TEST_REDIS_URL") else {
-        assert!(
-            std::env::var("AETHER_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "AETHER_TEST_REDIS_URL is required when AETHER_TEST_REQUIRE_SERVICES=1"
-        );
-        eprintln!("NOT RUN: set AETHER_TEST_REDIS_URL to run the Redis tests");
-        return None;
-    };
-    let prefix = format!("aether-test:{}:", uuid::Uuid::now_v7().simple());
+    let url = common::redis_url()?;
+    let prefix = common::unique_prefix();
     let one = RedisEphemeralStore::connect(&url, &prefix, Duration::from_secs(5)).await.unwrap();
     let other = RedisEphemeralStore::connect(&url, &prefix, Duration::from_secs(5)).await.unwrap();
     Some((one.read_cache(ttl), other.read_cache(ttl), one))

@@ -2,21 +2,16 @@
 //! NOT RUN without one unless AETHER_TEST_REQUIRE_SERVICES=1.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use aether_cache_redis::RedisEphemeralStore;
 use aether_domain::identity::EphemeralStore;
 
 async fn store() -> Option<RedisEphemeralStore> {
-    let Ok(url) = std::env::var("AETHER_TEST_REDIS_URL") else {
-        assert!(
-            std::env::var("AETHER_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "AETHER_TEST_REDIS_URL is required when AETHER_TEST_REQUIRE_SERVICES=1"
-        );
-        eprintln!("NOT RUN: set AETHER_TEST_REDIS_URL to run the Redis tests");
-        return None;
-    };
-    let prefix = format!("aether-test:{}:", uuid::Uuid::now_v7().simple());
+    let url = common::redis_url()?;
+    let prefix = common::unique_prefix();
     Some(RedisEphemeralStore::connect(&url, &prefix, Duration::from_secs(5)).await.unwrap())
 }
 

@@ -180,6 +180,19 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     found
 }
 
+/// The address of a real service that `scripts/test` starts, from the variable
+/// `var`. Without it the test is reported NOT RUN, unless
+/// `AETHER_TEST_REQUIRE_SERVICES=1` (scripts/test) makes that a failure.
+pub fn service(var: &str, purpose: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(var) {
+        return Some(value);
+    }
+    let required = std::env::var("AETHER_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+    assert!(!required, "AETHER_TEST_REQUIRE_SERVICES=1 but {var} is not set");
+    eprintln!("NOT RUN: set {var} (scripts/test does) {purpose}");
+    None
+}
+
 /// The value of the series `name{labels…}` on `/metrics`, 0 when it is absent.
 /// `labels` are `key="value"` pairs in any order.
 pub async fn metric(app: &TestApp, name: &str, labels: &[&str]) -> f64 {
