@@ -14,16 +14,16 @@ use aether_services::documents::{UploadRequest, Variant, content_disposition, el
 use axum::Json;
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequest as _, Multipart, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, FieldProblem, Problem};
 use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, double_option, encode_cursor, job_origin};
+use crate::multipart::{BoundedForm, FormLimits, missing};
 use crate::state::AppState;
 
 fn parse<T>(parsed: Result<T, aether_domain::ValidationError>) -> Result<T, ApiError> {
@@ -265,23 +265,6 @@ struct FormFields {
     file_size: Option<u64>,
 }
 
-fn multipart_error(error: &axum::extract::multipart::MultipartError) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", format!("The multipart body is malformed: {error}"))
-}
-
-async fn read_text(field: axum::extract::multipart::Field<'_>) -> Result<String, ApiError> {
-    let bytes = field.bytes().await.map_err(|e| multipart_error(&e))?;
-    if bytes.len() > 4096 {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", "Form fields are at most 4 KiB."));
-    }
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", "Form fields must be UTF-8."))
-}
-
-fn missing(field: &str) -> ApiError {
-    ApiError::validation(vec![FieldProblem { field: field.into(), message: "is required".into() }])
-}
-
 /// Streams every `file` part of a multipart body into its own job. Text fields
 /// before a file apply to it; `notebook` fixes the notebook (batch uploads).
 pub(crate) async fn upload_files(
@@ -292,17 +275,14 @@ pub(crate) async fn upload_files(
     batch: bool,
 ) -> Result<Vec<UploadJob>, ApiError> {
     let origin = job_origin(request.extensions());
-    let mut form = Multipart::from_request(request, state).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "The request body must be multipart/form-data.",
-        )
-    })?;
+    // A request carries one file's worth of bytes plus its form fields: a batch shares
+    // `max_upload_bytes` between its files.
+    let limits = FormLimits::for_files(state.documents.max_upload_bytes());
+    let mut form = BoundedForm::from_request(request, state, limits).await?;
     let mut fields = FormFields { notebook_id: notebook, ..FormFields::default() };
     let mut jobs = Vec::new();
-    while let Some(field) = form.next_field().await.map_err(|e| multipart_error(&e))? {
-        match field.name().unwrap_or_default() {
+    while let Some(part) = form.next_part().await? {
+        match part.name() {
             "file" | "files" => {
                 if !batch && !jobs.is_empty() {
                     return Err(ApiError::new(
@@ -312,7 +292,7 @@ pub(crate) async fn upload_files(
                     ));
                 }
                 let notebook_id = fields.notebook_id.ok_or_else(|| missing("notebook_id"))?;
-                let filename = Filename::sanitize(field.file_name().unwrap_or_default());
+                let filename = Filename::sanitize(part.file_name());
                 let job = state
                     .documents
                     .start_upload(
@@ -328,17 +308,16 @@ pub(crate) async fn upload_files(
                         },
                     )
                     .await?;
-                let body = field.map(|chunk| chunk.map_err(|e| e.body_text()));
-                jobs.push(state.documents.receive_upload(job, body).await?);
+                jobs.push(state.documents.receive_upload(job, part.into_stream()).await?);
             }
             "notebook_id" if notebook.is_none() => {
-                fields.notebook_id = Some(parse(NotebookId::parse(read_text(field).await?.trim()))?);
+                fields.notebook_id = Some(parse(NotebookId::parse(part.text().await?.trim()))?);
             }
-            "document_id" => fields.document_id = Some(parse(DocumentId::parse(read_text(field).await?.trim()))?),
-            "change_summary" => fields.change_summary = parse(parse_change_summary(&read_text(field).await?))?,
-            "callback_url" => fields.callback_url = Some(parse(CallbackUrl::parse(&read_text(field).await?))?),
+            "document_id" => fields.document_id = Some(parse(DocumentId::parse(part.text().await?.trim()))?),
+            "change_summary" => fields.change_summary = parse(parse_change_summary(&part.text().await?))?,
+            "callback_url" => fields.callback_url = Some(parse(CallbackUrl::parse(&part.text().await?))?),
             "file_size" => {
-                let text = read_text(field).await?;
+                let text = part.text().await?;
                 let size = text.trim().parse::<u64>().map_err(|_| {
                     ApiError::validation(vec![FieldProblem {
                         field: "file_size".into(),
@@ -347,10 +326,8 @@ pub(crate) async fn upload_files(
                 })?;
                 fields.file_size = Some(size);
             }
-            _ => {
-                // Unknown fields are read and ignored, so clients may send extras.
-                let _ = field.bytes().await.map_err(|e| multipart_error(&e))?;
-            }
+            // Unknown fields are read and ignored, so clients may send extras.
+            _ => part.skip().await?,
         }
     }
     if jobs.is_empty() {

@@ -481,14 +481,6 @@ pub struct AvatarUpload {
     pub file: Vec<u8>,
 }
 
-fn multipart_problem(error: &axum::extract::multipart::MultipartError) -> ApiError {
-    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The image must be at most 5 MiB.")
-    } else {
-        ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", "The request is not a valid multipart form.")
-    }
-}
-
 /// Sets the caller's avatar: the image is checked by its bytes, cut to a square,
 /// scaled to 256×256 and stored as PNG.
 #[utoipa::path(
@@ -508,24 +500,22 @@ pub async fn upload_avatar(
     AuthUser(caller): AuthUser,
     request: axum::extract::Request,
 ) -> Result<Json<UserResponse>, ApiError> {
-    use axum::extract::FromRequest as _;
-    let mut form = axum::extract::Multipart::from_request(request, &state).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "The request body must be multipart/form-data.",
-        )
-    })?;
+    use crate::multipart::{BoundedForm, FormLimits, missing};
+    let max = aether_services::avatars::MAX_AVATAR_BYTES;
+    let mut form = BoundedForm::from_request(request, &state, FormLimits::for_files(max as u64)).await?;
     let mut file = None;
-    while let Some(field) = form.next_field().await.map_err(|error| multipart_problem(&error))? {
-        if field.name() == Some("file") {
-            file = Some(field.bytes().await.map_err(|error| multipart_problem(&error))?);
+    while let Some(part) = form.next_part().await? {
+        if part.name() == "file" && file.is_none() {
+            let too_large = || {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The image must be at most 5 MiB.")
+            };
+            file = Some(part.bytes_at_most(max, too_large).await?);
+        } else {
+            part.skip().await?;
         }
     }
-    let Some(file) = file else {
-        return Err(ApiError::validation(vec![FieldProblem { field: "file".into(), message: "is required".into() }]));
-    };
-    Ok(Json(state.avatars.set(&caller, file.to_vec()).await?.into()))
+    let file = file.ok_or_else(|| missing("file"))?;
+    Ok(Json(state.avatars.set(&caller, file).await?.into()))
 }
 
 /// Removes the caller's avatar.
