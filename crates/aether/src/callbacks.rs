@@ -1,33 +1,37 @@
 //! Job callbacks over HTTP, and the secrets callbacks and download URLs are signed with.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use aether_domain::outbound::OutboundPolicy;
 use aether_services::documents::CallbackSender;
 use anyhow::Context as _;
 use async_trait::async_trait;
 
-/// POSTs callbacks with a short timeout and without following redirects, so a
-/// callback URL cannot bounce the server to another address.
+/// POSTs callbacks under the outbound policy: with a short timeout, without following
+/// redirects, and only to addresses the policy allows (a callback URL is the caller's
+/// choice, so it must not reach this machine, its network or a cloud metadata service).
 #[derive(Debug, Clone)]
 pub struct HttpCallbackSender {
     client: reqwest::Client,
+    policy: Arc<OutboundPolicy>,
 }
 
 impl HttpCallbackSender {
-    pub fn new() -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
+    pub fn new(policy: Arc<OutboundPolicy>) -> anyhow::Result<Self> {
+        let client = aether_outbound::client_builder(Arc::clone(&policy))
             .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("aether-callbacks/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { client })
+        Ok(Self { client, policy })
     }
 }
 
 #[async_trait]
 impl CallbackSender for HttpCallbackSender {
     async fn post(&self, url: &str, body: Vec<u8>, headers: Vec<(&'static str, String)>) -> Result<u16, String> {
+        aether_outbound::check_url(&self.policy, url).map_err(|refusal| refusal.to_string())?;
         let mut request = self.client.post(url).body(body);
         for (name, value) in headers {
             request = request.header(name, value);

@@ -62,8 +62,10 @@ pub fn webhook_signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String 
 }
 
 impl AudiModalClient {
-    pub fn new(config: AudiModalConfig) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
+    /// `http` is the builder of the outbound client (the server passes one bound to its
+    /// outbound policy); redirects are never followed.
+    pub fn new(config: AudiModalConfig, http: reqwest::ClientBuilder) -> Result<Self, String> {
+        let http = http
             .timeout(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -188,13 +190,16 @@ mod tests {
     use super::*;
 
     fn client() -> AudiModalClient {
-        AudiModalClient::new(AudiModalConfig {
-            base_url: "http://127.0.0.1:1".into(),
-            api_key: "k".into(),
-            tenant_id: "t".into(),
-            datasource_id: "d".into(),
-            webhook_secret: "secret".into(),
-        })
+        AudiModalClient::new(
+            AudiModalConfig {
+                base_url: "http://127.0.0.1:1".into(),
+                api_key: "k".into(),
+                tenant_id: "t".into(),
+                datasource_id: "d".into(),
+                webhook_secret: "secret".into(),
+            },
+            reqwest::Client::builder(),
+        )
         .expect("client")
     }
 

@@ -71,8 +71,8 @@ pub(crate) struct Discovery {
 }
 
 impl Discovery {
-    pub(crate) fn new(config: KeycloakConfig) -> Result<Self, IdentityProviderError> {
-        let http = reqwest::Client::builder()
+    pub(crate) fn new(config: KeycloakConfig, http: reqwest::ClientBuilder) -> Result<Self, IdentityProviderError> {
+        let http = http
             .timeout(config.http_timeout)
             .connect_timeout(config.http_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -167,8 +167,11 @@ pub struct KeycloakClient {
 }
 
 /// Builds the verifier and the client of one realm, sharing discovery.
-pub fn connect(config: KeycloakConfig) -> Result<(OidcVerifier, KeycloakClient), IdentityProviderError> {
-    let discovery = Arc::new(Discovery::new(config)?);
+pub fn connect(
+    config: KeycloakConfig,
+    http: reqwest::ClientBuilder,
+) -> Result<(OidcVerifier, KeycloakClient), IdentityProviderError> {
+    let discovery = Arc::new(Discovery::new(config, http)?);
     let verifier = OidcVerifier::new(Arc::clone(&discovery));
     let admin = Arc::new(admin::AdminApi::new(Arc::clone(&discovery))?);
     Ok((verifier, KeycloakClient { discovery, admin }))

@@ -70,15 +70,18 @@ async fn provider() -> (Arc<Provider>, String) {
 }
 
 fn verifier(issuer: &str, min_refresh: Duration) -> OidcVerifier {
-    aether_identity_keycloak::connect(KeycloakConfig {
-        issuer_url: issuer.to_owned(),
-        client_id: "aether-app".into(),
-        client_secret: "unused".into(),
-        audience: "aether-app".into(),
-        leeway: Duration::from_secs(30),
-        jwks_min_refresh: min_refresh,
-        http_timeout: Duration::from_secs(5),
-    })
+    aether_identity_keycloak::connect(
+        KeycloakConfig {
+            issuer_url: issuer.to_owned(),
+            client_id: "aether-app".into(),
+            client_secret: "unused".into(),
+            audience: "aether-app".into(),
+            leeway: Duration::from_secs(30),
+            jwks_min_refresh: min_refresh,
+            http_timeout: Duration::from_secs(5),
+        },
+        reqwest::Client::builder(),
+    )
     .unwrap()
     .0
 }
