@@ -152,6 +152,7 @@ impl LocalTokenCodec {
             azp: self.settings.audience.clone(),
             exp: iat + i64::try_from(self.settings.access_token_ttl_secs).unwrap_or(i64::MAX / 2),
             iat,
+            nbf: Some(iat),
             jti: uuid::Uuid::now_v7().to_string(),
             typ: "Bearer".into(),
             preferred_username: user.username.as_str().to_owned(),
@@ -176,6 +177,9 @@ fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// How far the clocks of replicas may disagree when checking `nbf` and `iat`.
+const CLOCK_SKEW_SECS: i64 = 30;
+
 impl AccessTokenCodec for LocalTokenCodec {
     fn issue(&self, user: &User, session_id: &str, now: Timestamp) -> Result<(String, u64), TokenError> {
         let token = self.sign(&self.claims_for(user, session_id, now))?;
@@ -187,13 +191,23 @@ impl AccessTokenCodec for LocalTokenCodec {
         validation.set_issuer(&[self.settings.issuer.as_str()]);
         validation.set_audience(&[self.settings.audience.as_str()]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        // Expiry is checked below against the caller's clock, with no leeway.
+        // Expiry, nbf and iat are checked below against the caller's clock.
         validation.validate_exp = false;
+        validation.validate_nbf = false;
         let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &validation)
             .map_err(|error| TokenError::Invalid(error.to_string()))?;
         let claims = data.claims;
         if claims.exp <= now.timestamp() {
             return Err(TokenError::Expired);
+        }
+        // A token that is not valid yet, or claims to be issued in the future, was not
+        // issued by this server's clock (replicas may disagree by `CLOCK_SKEW_SECS`).
+        let latest = now.timestamp() + CLOCK_SKEW_SECS;
+        if claims.nbf.is_some_and(|nbf| nbf > latest) {
+            return Err(TokenError::Invalid("the token is not valid yet (nbf)".into()));
+        }
+        if claims.iat > latest {
+            return Err(TokenError::Invalid("the token was issued in the future (iat)".into()));
         }
         let user_id = UserId::parse(&claims.sub).map_err(|_| TokenError::Invalid("sub is not a user id".into()))?;
         let username = Username::parse(&claims.preferred_username)
@@ -307,6 +321,29 @@ mod tests {
         wrong_issuer.issuer = "http://elsewhere".into();
         let elsewhere = LocalTokenCodec::load_or_generate(&dir.path().join("k.pem"), wrong_issuer).unwrap();
         assert!(matches!(AccessTokenCodec::verify(&elsewhere, &token, time::now()), Err(TokenError::Invalid(_))));
+    }
+
+    #[test]
+    fn tokens_from_the_future_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let codec = LocalTokenCodec::load_or_generate(&dir.path().join("k.pem"), settings()).unwrap();
+        let now = time::now();
+        let in_an_hour = now.timestamp() + 3600;
+        let mut not_yet = codec.claims_for(&user(), "s1", now);
+        not_yet.nbf = Some(in_an_hour);
+        let token = codec.sign(&not_yet).unwrap();
+        assert!(matches!(AccessTokenCodec::verify(&codec, &token, now), Err(TokenError::Invalid(_))));
+        let mut future = codec.claims_for(&user(), "s1", now);
+        future.iat = in_an_hour;
+        future.exp = in_an_hour + 300;
+        let token = codec.sign(&future).unwrap();
+        assert!(matches!(AccessTokenCodec::verify(&codec, &token, now), Err(TokenError::Invalid(_))));
+        // Within the tolerated skew, and without nbf (older tokens), a token is accepted.
+        let mut skewed = codec.claims_for(&user(), "s1", now);
+        skewed.iat = now.timestamp() + 10;
+        skewed.nbf = None;
+        let token = codec.sign(&skewed).unwrap();
+        assert!(AccessTokenCodec::verify(&codec, &token, now).is_ok());
     }
 
     #[test]
