@@ -84,6 +84,18 @@ impl Role {
     }
 }
 
+/// The conflict a role change answers when it would leave no active administrator.
+pub const LAST_ADMINISTRATOR: &str = "last_administrator";
+
+/// A role change must not take `aether-admin` from the last active administrator: without
+/// one, nobody could grant the role again (short of the command line). Stores call this
+/// inside the role change's transaction with the user's roles before and after it and the
+/// number of active administrators after it, and roll back on `Err`.
+pub fn check_administrators_remain(before: &[Role], after: &[Role], remaining: u64) -> Result<(), StoreError> {
+    let demoted = before.contains(&Role::Admin) && !after.contains(&Role::Admin);
+    if demoted && remaining == 0 { Err(StoreError::Conflict(LAST_ADMINISTRATOR.into())) } else { Ok(()) }
+}
+
 /// The capabilities of a set of roles, sorted and without repeats.
 pub fn capabilities_of(roles: &[Role]) -> Vec<Capability> {
     let mut capabilities: Vec<Capability> = roles.iter().flat_map(|role| role.capabilities()).copied().collect();
@@ -374,6 +386,15 @@ mod tests {
         assert!(!capabilities_of(&[Role::Viewer, Role::ComplianceOfficer]).contains(&Capability::Write));
         assert_eq!(capabilities_of(&[Role::Admin]), Capability::ALL.to_vec());
         assert_eq!(capabilities_of(&[Role::User, Role::Viewer]), vec![Capability::Read, Capability::Write]);
+    }
+
+    #[test]
+    fn only_taking_the_role_from_the_last_administrator_is_refused() {
+        use Role::{Admin, User, Viewer};
+        assert!(check_administrators_remain(&[Admin, User], &[User], 0).is_err());
+        assert!(check_administrators_remain(&[Admin, User], &[User], 1).is_ok());
+        assert!(check_administrators_remain(&[Admin], &[Admin, Viewer], 0).is_ok(), "still an administrator");
+        assert!(check_administrators_remain(&[User], &[Viewer], 0).is_ok(), "no administrator to lose");
     }
 
     #[test]

@@ -146,6 +146,10 @@ fn session_key(session_id: &str) -> String {
     format!("session:{}", digest(session_id))
 }
 
+fn roles_changed_key(keycloak_id: &str) -> String {
+    format!("roles-changed:{keycloak_id}")
+}
+
 fn revoked_key(session: &str) -> String {
     format!("revoked-session:{session}")
 }
@@ -234,8 +238,27 @@ impl IdentityService {
 
     async fn principal_for_token(&self, token: VerifiedToken) -> ServiceResult<Principal> {
         match &token.subject {
-            TokenSubject::Local(user_id) => Ok(Principal::new(*user_id, token.username, token.roles)),
-            TokenSubject::External(_) => {
+            TokenSubject::Local(user_id) => {
+                // The stored account decides, not the token's copy of it: a role change
+                // or deactivation takes effect on the next request (`change_roles` and
+                // the other user changes invalidate the cached user).
+                let user = self.reads.user(*user_id).await.map_err(account_gone)?;
+                if user.status != UserStatus::Active {
+                    return Err(TokenError::Invalid("account is not active".into()).into());
+                }
+                Ok(Principal::new(user.id, user.username, user.roles))
+            }
+            TokenSubject::External(keycloak_id) => {
+                // Tokens the provider issued before an administrator changed the user's
+                // roles here carry the old roles: refuse them (the client refreshes and
+                // gets the new roles), and never let them write the old roles back.
+                if let Some(changed) = self.roles_changed_at(keycloak_id).await?
+                    && token.issued_at.timestamp() < changed
+                {
+                    return Err(
+                        TokenError::Invalid("the user's roles changed after this token was issued".into()).into()
+                    );
+                }
                 let user = self.sync_from_token(&token, None).await?;
                 if user.status != UserStatus::Active {
                     return Err(TokenError::Invalid("account is not active".into()).into());
@@ -245,6 +268,17 @@ impl IdentityService {
                 Ok(Principal::new(user.id, token.username, token.roles))
             }
         }
+    }
+
+    /// When an administrator last changed this provider user's roles here (Unix seconds),
+    /// remembered for as long as a token issued before it may live.
+    async fn roles_changed_at(&self, keycloak_id: &str) -> Result<Option<i64>, TokenError> {
+        let stored = self
+            .ephemeral
+            .get(&roles_changed_key(keycloak_id))
+            .await
+            .map_err(|error| TokenError::Unavailable(error.to_string()))?;
+        Ok(stored.and_then(|bytes| String::from_utf8(bytes).ok()).and_then(|text| text.parse().ok()))
     }
 
     /// Creates or updates the store's user from an external token, at most once per
@@ -678,22 +712,62 @@ impl IdentityService {
     /// them) and then in the store, audited.
     pub async fn change_roles(&self, caller: &Principal, id: UserId, roles: Vec<Role>) -> ServiceResult<User> {
         require(caller, Capability::AdministerUsers)?;
-        let user = self.store.get_user(id).await?;
-        if let IdentityProvider::External { directory, .. } = &self.provider {
-            let keycloak_id = user.keycloak_id.as_deref().ok_or(ServiceError::Rejected {
-                code: "not_a_directory_user",
-                detail: "This account is not managed by the identity provider.".into(),
-            })?;
-            directory.set_realm_roles(keycloak_id, &roles).await.map_err(provider_error)?;
-            self.synced.invalidate(keycloak_id).await;
-        }
+        let before = self.store.get_user(id).await?;
+        let directory = match &self.provider {
+            IdentityProvider::External { directory, .. } => {
+                let keycloak_id = before.keycloak_id.clone().ok_or(ServiceError::Rejected {
+                    code: "not_a_directory_user",
+                    detail: "This account is not managed by the identity provider.".into(),
+                })?;
+                // First, so that no token issued before the change can write the old
+                // roles back while the change is under way.
+                let now = time::now().timestamp().to_string();
+                self.ephemeral
+                    .put(&roles_changed_key(&keycloak_id), now.as_bytes(), self.settings.revocation_ttl)
+                    .await?;
+                Some((directory, keycloak_id))
+            }
+            IdentityProvider::Local => None,
+        };
+        let role_names = |roles: &[Role]| roles.iter().map(|r| r.as_str()).collect::<Vec<_>>();
         let mut details = serde_json::Map::new();
-        details.insert("before".into(), user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().into());
-        details.insert("after".into(), roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().into());
+        details.insert("before".into(), role_names(&before.roles).into());
+        details.insert("after".into(), role_names(&roles).into());
         let record =
             audit_record("roles_changed", "user", id.to_string(), Some(caller.user_id), details, &caller.client);
-        let user = self.store.change_user_roles(id, roles, record).await?;
+        // The store first: it refuses to demote the last administrator, atomically.
+        let user = self.store.change_user_roles(id, roles.clone(), record).await.map_err(|error| match error {
+            StoreError::Conflict(rule) if rule == aether_domain::identity::LAST_ADMINISTRATOR => {
+                ServiceError::Rejected {
+                    code: aether_domain::identity::LAST_ADMINISTRATOR,
+                    detail: "This is the last active administrator: make someone else an administrator first.".into(),
+                }
+            }
+            other => other.into(),
+        })?;
         self.reads.user_changed(id).await;
+        if let Some((directory, keycloak_id)) = directory {
+            if let Err(error) = directory.set_realm_roles(&keycloak_id, &roles).await {
+                // The provider's tokens carry its roles: put the store back in step with it.
+                let mut details = serde_json::Map::new();
+                details.insert("after".into(), role_names(&before.roles).into());
+                details.insert("reason".into(), "the identity provider refused the change".into());
+                let undo = audit_record(
+                    "roles_change_reverted",
+                    "user",
+                    id.to_string(),
+                    Some(caller.user_id),
+                    details,
+                    &caller.client,
+                );
+                if let Err(undo_error) = self.store.change_user_roles(id, before.roles.clone(), undo).await {
+                    tracing::error!(error = %undo_error, user_id = %id, "could not revert a role change");
+                }
+                self.reads.user_changed(id).await;
+                return Err(provider_error(error));
+            }
+            self.synced.invalidate(&keycloak_id).await;
+        }
         Ok(user)
     }
 

@@ -10,6 +10,7 @@ use aether_domain::events::{topics, user_activity_event};
 use aether_domain::id::{ApiKeyId, UserId};
 use aether_domain::identity::{
     ApiKey, ApiKeyName, ApiKeyScope, EphemeralStore, ExternalUser, NewApiKey, NewAuditRecord,
+    check_administrators_remain,
 };
 use aether_domain::store::{ApiKeyStore, StoreResult};
 use aether_domain::time::{self, Timestamp};
@@ -99,6 +100,18 @@ impl Neo4jStore {
         audit: NewAuditRecord,
     ) -> StoreResult<User> {
         in_txn(&self.graph, async move |txn: &mut Txn| {
+            // Write-lock every administrator first, so that two concurrent demotions are
+            // serialised and the count below sees the other one's outcome.
+            let lock = query(
+                "MATCH (a:User) WHERE $admin IN a.keycloak_roles \
+                 SET a.roles_lock = true REMOVE a.roles_lock",
+            )
+            .param("admin", Role::Admin.as_str());
+            txn.run(lock).await.map_err(map_err)?;
+            let before = query(&format!("MATCH (u:User {{id: $id}}) WHERE u.status <> 'deleted' {USER_RETURN}"))
+                .param("id", id.to_string());
+            let before = txn_rows(txn, before).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+            let before = user_from_row(&before)?.roles;
             let q = query(&format!(
                 "MATCH (u:User {{id: $id}}) WHERE u.status <> 'deleted' \
                  SET u.keycloak_roles = $roles, u.updated_at = datetime($at) {USER_RETURN}"
@@ -108,6 +121,12 @@ impl Neo4jStore {
             .param("at", storage(&audit.at));
             let row = txn_rows(txn, q).await?.into_iter().next().ok_or(StoreError::NotFound)?;
             let user = user_from_row(&row)?;
+            let count =
+                query("MATCH (a:User) WHERE a.status = 'active' AND $admin IN a.keycloak_roles RETURN count(a) AS n")
+                    .param("admin", Role::Admin.as_str());
+            let administrators: i64 =
+                txn_rows(txn, count).await?.into_iter().next().and_then(|row| row.get::<i64>("n").ok()).unwrap_or(0);
+            check_administrators_remain(&before, &roles, u64::try_from(administrators).unwrap_or(0))?;
             txn.run(audit_query(&audit)).await.map_err(map_err)?;
             Ok(user)
         })

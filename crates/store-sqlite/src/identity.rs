@@ -8,6 +8,7 @@ use aether_domain::events::user_activity_event;
 use aether_domain::id::{ApiKeyId, UserId};
 use aether_domain::identity::{
     ApiKey, ApiKeyName, ApiKeyScope, EphemeralStore, ExternalUser, NewApiKey, NewAuditRecord,
+    check_administrators_remain,
 };
 use aether_domain::store::{ApiKeyStore, StoreResult};
 use aether_domain::time::{self, Timestamp};
@@ -123,6 +124,15 @@ impl SqliteStore {
         audit: NewAuditRecord,
     ) -> StoreResult<User> {
         let (_writer, mut tx) = self.begin_write().await?;
+        let before = sqlx::query(concat!("SELECT ", crate::user_columns!(), " FROM users WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .map(|row| user_from_row(&row))
+            .transpose()?
+            .map(|user| user.roles)
+            .unwrap_or_default();
         let done =
             sqlx::query("UPDATE users SET keycloak_roles = ?, updated_at = ? WHERE id = ? AND status != 'deleted'")
                 .bind(roles_json(&roles))
@@ -134,6 +144,16 @@ impl SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        // Writers are serialised (BEGIN IMMEDIATE), so this count sees every other change.
+        let (administrators,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM users, json_each(users.keycloak_roles) AS role \
+             WHERE users.status = 'active' AND role.value = ?",
+        )
+        .bind(Role::Admin.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        check_administrators_remain(&before, &roles, u64::try_from(administrators).unwrap_or(0))?;
         insert_audit(&mut tx, &audit).await?;
         let row = sqlx::query(concat!("SELECT ", crate::user_columns!(), " FROM users WHERE id = ?"))
             .bind(id.to_string())
