@@ -119,13 +119,18 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .filter(|value| !value.is_empty())
 }
 
+/// The client's address: as the trusted proxies name it (`ClientAddr`), else the peer's.
+pub fn client_ip(extensions: &Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<crate::client_addr::ClientAddr>()
+        .map(|client| client.0)
+        .or_else(|| extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip()))
+}
+
 /// Where the request came from, as the server saw it.
 pub fn client_info(parts: &Parts) -> ClientInfo {
     ClientInfo {
-        ip_address: parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0.ip().to_string()),
+        ip_address: client_ip(&parts.extensions).map(|ip| ip.to_string()),
         user_agent: parts
             .headers
             .get(header::USER_AGENT)
@@ -191,16 +196,11 @@ impl FromRequestParts<AppState> for AuthUser {
 }
 
 /// The server's external base URL (`https://api.example.com`): `public_url`, or
-/// `http://` and the request's `Host`.
+/// `http://` and the request's `Host` when that host is in `allowed_hosts`.
 pub fn external_base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     match &state.settings.public_url {
         Some(url) => Ok(url.trim_end_matches('/').to_owned()),
-        None => {
-            let host = headers.get(header::HOST).and_then(|host| host.to_str().ok()).ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "missing_host", "The request has no Host header.")
-            })?;
-            Ok(format!("http://{host}"))
-        }
+        None => crate::client_addr::base_url_from_host(headers, &state.settings.allowed_hosts),
     }
 }
 

@@ -321,7 +321,7 @@ pub async fn rate_limit(
     }
     let slot = RateSlot::default();
     let per_ip = state.settings.rate_limit.per_ip;
-    let ip = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+    let ip = crate::extract::client_ip(request.extensions());
     let refused = match (per_ip, ip) {
         (0, _) | (_, None) => None,
         (limit, Some(ip)) => match count_request(&state, &format!("ip:{ip}"), limit).await {

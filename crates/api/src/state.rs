@@ -25,6 +25,12 @@ pub struct ApiSettings {
     /// The server's external base URL (`https://api.example.com`), for the OIDC
     /// redirect URI; when unset, it is taken from the request's `Host`.
     pub public_url: Option<String>,
+    /// Hosts (without port) whose `Host` header URLs may be built from when `public_url`
+    /// is unset; any other host is answered 400 `untrusted_host` where a URL is built.
+    pub allowed_hosts: Vec<String>,
+    /// Proxies whose `Forwarded`/`X-Forwarded-For` headers name the client (for rate
+    /// limits and the audit log); the TCP peer otherwise.
+    pub trusted_proxies: Vec<aether_domain::net::IpNetwork>,
     /// Whether the session cookie is marked `Secure` (HTTPS only).
     pub secure_cookies: bool,
     pub rate_limit: RateLimitSettings,
@@ -58,6 +64,8 @@ impl Default for ApiSettings {
             cors_allowed_origins: Vec::new(),
             request_timeout: std::time::Duration::from_secs(30),
             public_url: None,
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()],
+            trusted_proxies: Vec::new(),
             secure_cookies: false,
             rate_limit: RateLimitSettings::default(),
             socket_poll: std::time::Duration::from_millis(500),
