@@ -146,6 +146,10 @@ pub fn with_middleware(app: Router, settings: &ApiSettings) -> Router {
     }
     stack.layer(
         ServiceBuilder::new()
+            .layer(from_fn_with_state(
+                std::sync::Arc::new(settings.trusted_proxies.clone()),
+                crate::client_addr::client_address,
+            ))
             .layer(from_fn(middleware::request_id))
             .layer(from_fn(middleware::problem_details))
             .option_layer(cors(settings))
