@@ -18,10 +18,11 @@ pub enum RedactionMode {
     Remove,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ComplianceSettings {
-    /// Scan documents for personal data.
+    /// Scan documents for personal data and flag what is found (on unless turned off;
+    /// redaction needs it and turns it on).
     pub pii_detection: bool,
     pub redaction_mode: RedactionMode,
     /// Days documents are kept; `None` keeps them until deleted.
@@ -30,6 +31,18 @@ pub struct ComplianceSettings {
     pub allowed_content_types: Vec<String>,
     /// HIPAA mode: requires PII detection and redaction.
     pub hipaa_mode: bool,
+}
+
+impl Default for ComplianceSettings {
+    fn default() -> Self {
+        Self {
+            pii_detection: true,
+            redaction_mode: RedactionMode::None,
+            retention_days: None,
+            allowed_content_types: Vec::new(),
+            hipaa_mode: false,
+        }
+    }
 }
 
 impl ComplianceSettings {

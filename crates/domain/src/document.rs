@@ -77,16 +77,32 @@ impl fmt::Display for Filename {
 pub struct CallbackUrl(String);
 
 impl CallbackUrl {
+    pub const MAX_LEN: usize = 2048;
+
+    /// An absolute `http`/`https` URL with a host, of at most 2,048 characters, in the
+    /// `url` crate's normal form (so `http://0x7f.1/` reads as `http://127.0.0.1/`). Whether
+    /// the server may call it is the outbound policy's question (`crate::outbound`).
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        let invalid = || ValidationError::new("callback_url", "must be an http or https URL");
         let text = text.trim();
-        let valid = (text.starts_with("https://") || text.starts_with("http://"))
-            && text.len() <= 2048
-            && !text.chars().any(|c| c.is_control() || c.is_whitespace())
-            && text.split_once("://").is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
-        if !valid {
-            return Err(ValidationError::new("callback_url", "must be an http or https URL"));
+        // `https:///x` would be read as host `x`: an empty authority is refused instead.
+        if text.len() > Self::MAX_LEN || text.split_once("://").is_none_or(|(_, rest)| rest.starts_with('/')) {
+            return Err(invalid());
         }
-        Ok(Self(text.to_owned()))
+        let url = url::Url::parse(text).map_err(|_| invalid())?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid());
+        }
+        Ok(Self(url.into()))
+    }
+
+    pub fn scheme(&self) -> &str {
+        self.0.split_once("://").map_or("", |(scheme, _)| scheme)
+    }
+
+    /// The host, as the URL names it (an IPv6 address in brackets).
+    pub fn host(&self) -> Option<String> {
+        url::Url::parse(&self.0).ok().and_then(|url| url.host_str().map(str::to_owned))
     }
 
     pub fn as_str(&self) -> &str {
@@ -329,10 +345,23 @@ pub struct ProcessingResult {
     pub pii_detected: bool,
     pub redaction_applied: bool,
     pub redacted_key: Option<BlobKey>,
+    /// The redacted text when redaction applied: what read-only collaborators may see,
+    /// and so what search indexes. Kept in the blob at `redacted_key`; documents read
+    /// back from a store leave it `None`.
+    pub redacted_text: Option<String>,
     pub thumbnail_key: Option<BlobKey>,
     /// Set when extraction failed; the document is stored anyway.
     pub error: Option<JobFailure>,
     pub processing_metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ProcessingResult {
+    /// What a document's `search_text` holds: its file name and the text every reader of
+    /// it may see, so the redacted text of a redacted document and never its original.
+    pub fn search_text(&self, filename: &Filename) -> String {
+        let text = self.redacted_text.as_deref().or(self.extracted_text.as_deref()).unwrap_or_default();
+        format!("{filename} {text}")
+    }
 }
 
 /// A `(:Document)`: the current version's properties plus user-edited metadata.
@@ -516,6 +545,32 @@ pub trait JobQueue: Send + Sync + fmt::Debug {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_text_holds_what_readers_may_see() {
+        let name = Filename::parse("notes.txt").expect("name");
+        let mut result =
+            ProcessingResult { extracted_text: Some("mail jane@example.com".into()), ..Default::default() };
+        assert_eq!(result.search_text(&name), "notes.txt mail jane@example.com");
+        result.redacted_text = Some("mail [REDACTED:EMAIL]".into());
+        assert_eq!(result.search_text(&name), "notes.txt mail [REDACTED:EMAIL]");
+    }
+
+    #[test]
+    fn callback_urls_are_absolute_http_urls_in_normal_form() {
+        assert_eq!(
+            CallbackUrl::parse("http://0x7f.1/hook").map(|u| u.as_str().to_owned()),
+            Ok("http://127.0.0.1/hook".into())
+        );
+        assert_eq!(
+            CallbackUrl::parse("https://hooks.example.com/a").map(|u| u.host()),
+            Ok(Some("hooks.example.com".into()))
+        );
+        for bad in ["ftp://x", "http://", "/relative", "javascript:alert(1)"] {
+            assert!(CallbackUrl::parse(bad).is_err(), "{bad}");
+        }
+        assert!(CallbackUrl::parse(&format!("https://example.com/{}", "a".repeat(2048))).is_err());
+    }
 
     #[test]
     fn filenames_are_sanitized() {

@@ -15,7 +15,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aether_domain::StoreError;
 use aether_domain::access::Permission;
 use aether_domain::activity::Change;
 use aether_domain::auth::Principal;
@@ -27,10 +26,12 @@ use aether_domain::document::{
 };
 use aether_domain::external::{ExternalProcessor, Submission};
 use aether_domain::id::{DocumentId, JobId, NotebookId};
+use aether_domain::outbound::OutboundPolicy;
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::scan::{ScanError, ScanVerdict, VirusScanner};
 use aether_domain::store::Store;
 use aether_domain::time::{self, Timestamp};
+use aether_domain::{StoreError, ValidationError};
 use aether_extract::{Extraction, Limits, pii};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -64,6 +65,9 @@ pub struct DocumentSettings {
     pub max_processing_bytes: u64,
     /// An upload whose progress has not moved for this long died with its process.
     pub stale_upload_after: Duration,
+    /// Which callback URLs may be called (checked when the upload names one, and again
+    /// by the sender when it resolves the name).
+    pub outbound: OutboundPolicy,
 }
 
 impl Default for DocumentSettings {
@@ -76,6 +80,7 @@ impl Default for DocumentSettings {
             processing_timeout: Duration::from_secs(60),
             max_processing_bytes: 200 * 1024 * 1024,
             stale_upload_after: Duration::from_secs(120),
+            outbound: OutboundPolicy::default(),
         }
     }
 }
@@ -106,6 +111,43 @@ pub fn process_bytes(bytes: &[u8], request: &ProcessRequest) -> Result<Processed
         _ => (BTreeMap::new(), None),
     };
     Ok(Processed { extraction, pii: counts, redacted_text })
+}
+
+/// Whether a notebook's documents are scanned for personal data: always when they are
+/// redacted (redaction needs the findings), and when detection is on (the default).
+fn scans_pii(settings: &ComplianceSettings) -> bool {
+    settings.pii_detection || settings.redaction_mode != RedactionMode::None
+}
+
+/// Whether `permission` sees only the redacted side of `document`: read-only
+/// collaborators of a document that has a redacted copy.
+fn restricted_to_redacted(document: &Document, permission: Permission) -> bool {
+    permission < Permission::Write && document.result.redacted_key.is_some()
+}
+
+/// Extracted metadata with personal data redacted from every string in it (e-mail
+/// senders and recipients, authors …), when the notebook redacts.
+pub fn redact_metadata(
+    metadata: serde_json::Map<String, serde_json::Value>,
+    redaction: RedactionMode,
+) -> serde_json::Map<String, serde_json::Value> {
+    fn redact(value: serde_json::Value, redaction: RedactionMode) -> serde_json::Value {
+        match value {
+            serde_json::Value::String(text) => match scan_text(&text, redaction).1 {
+                Some(redacted) => serde_json::Value::String(redacted),
+                None => serde_json::Value::String(text),
+            },
+            serde_json::Value::Array(items) => items.into_iter().map(|item| redact(item, redaction)).collect(),
+            serde_json::Value::Object(map) => {
+                serde_json::Value::Object(map.into_iter().map(|(k, v)| (k, redact(v, redaction))).collect())
+            }
+            other => other,
+        }
+    }
+    if redaction == RedactionMode::None {
+        return metadata;
+    }
+    metadata.into_iter().map(|(key, value)| (key, redact(value, redaction))).collect()
 }
 
 /// Personal data in `text`, counted per kind, and the redacted text when the mode
@@ -485,6 +527,15 @@ pub struct Preview {
 
 const PREVIEW_CHARS: usize = 2_000;
 
+/// Why an upload's body ended before its last byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// The request went past the bound on a whole upload request (`limit` bytes).
+    TooLarge { limit: u64 },
+    /// The connection broke off or the body was malformed.
+    Broken(String),
+}
+
 /// Where an upload goes and what the client said about it.
 #[derive(Debug, Clone)]
 pub struct UploadRequest {
@@ -640,6 +691,12 @@ impl DocumentService {
         if request.expected_bytes.is_some_and(|size| size > self.settings.max_upload_bytes) {
             return Err(self.too_large());
         }
+        if let Some(url) = &request.callback_url {
+            self.settings
+                .outbound
+                .check_url(url.scheme(), url.host().as_deref())
+                .map_err(|refusal| ValidationError::new("callback_url", format!("cannot be called: {refusal}")))?;
+        }
         let job = self
             .store
             .create_upload_job(NewUploadJob {
@@ -664,6 +721,11 @@ impl DocumentService {
         Ok(job)
     }
 
+    /// The largest file an upload may carry.
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.settings.max_upload_bytes
+    }
+
     fn too_large(&self) -> ServiceError {
         rejected("file_too_large", format!("Files may be at most {} bytes.", self.settings.max_upload_bytes))
     }
@@ -671,10 +733,9 @@ impl DocumentService {
     /// Streams the upload's bytes into storage, hashing and counting them, and
     /// accepts the job. On any failure the job fails with a reason and its blob is
     /// queued for deletion.
-    pub async fn receive_upload<S, E>(&self, job: UploadJob, mut body: S) -> ServiceResult<UploadJob>
+    pub async fn receive_upload<S>(&self, job: UploadJob, mut body: S) -> ServiceResult<UploadJob>
     where
-        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
-        E: fmt::Display,
+        S: Stream<Item = Result<Bytes, BodyError>> + Unpin + Send,
     {
         let mut writer = match self.blobs.writer(&job.blob_key).await {
             Ok(writer) => writer,
@@ -695,9 +756,17 @@ impl DocumentService {
                 let next = tokio::time::timeout(PROGRESS_INTERVAL, body.next()).await;
                 let chunk = match next {
                     Ok(None) => break,
-                    Ok(Some(chunk)) => Some(chunk.map_err(|error| {
-                        let failure = JobFailure::new("upload_interrupted", format!("The upload broke off: {error}"));
-                        (failure, rejected("upload_interrupted", "The request body could not be read."))
+                    Ok(Some(chunk)) => Some(chunk.map_err(|error| match error {
+                        BodyError::TooLarge { limit } => {
+                            let failure = JobFailure::new("request_too_large", "The request was larger than allowed.");
+                            let detail = format!("An upload request may carry at most {limit} bytes.");
+                            (failure, rejected("request_too_large", detail))
+                        }
+                        BodyError::Broken(error) => {
+                            let failure =
+                                JobFailure::new("upload_interrupted", format!("The upload broke off: {error}"));
+                            (failure, rejected("upload_interrupted", "The request body could not be read."))
+                        }
                     })?),
                     Err(_) => None,
                 };
@@ -1039,12 +1108,13 @@ impl DocumentService {
             )
             .await?;
         tracing::info!(document_id = %id, job_id = %job.id, redacted = file.redacted, "copying a document");
-        self.receive_upload(job, read.stream).await
+        self.receive_upload(job, read.stream.map(|chunk| chunk.map_err(|error| BodyError::Broken(error.to_string()))))
+            .await
     }
 
     pub async fn preview(&self, caller: &Principal, id: DocumentId) -> ServiceResult<Preview> {
         let (document, permission) = self.document(caller, id).await?;
-        let redacted = permission < Permission::Write && document.result.redacted_key.is_some();
+        let redacted = restricted_to_redacted(&document, permission);
         let text = if redacted {
             match &document.result.redacted_key {
                 Some(key) => {
@@ -1069,13 +1139,17 @@ impl DocumentService {
             excerpt,
             excerpt_truncated,
             redacted,
-            thumbnail_available: document.result.thumbnail_key.is_some(),
+            thumbnail_available: !redacted && document.result.thumbnail_key.is_some(),
             metadata: document.result.extracted_metadata.clone(),
         })
     }
 
     pub async fn thumbnail(&self, caller: &Principal, id: DocumentId) -> ServiceResult<Vec<u8>> {
-        let (document, _) = self.document(caller, id).await?;
+        let (document, permission) = self.document(caller, id).await?;
+        if restricted_to_redacted(&document, permission) {
+            // A picture of the original may show what the redaction removed.
+            return Err(ServiceError::Forbidden("read-only collaborators of a redacted document get no thumbnail"));
+        }
         let key = document.result.thumbnail_key.ok_or(ServiceError::NotFound)?;
         self.blobs.get(&key).await.map_err(blob_error)
     }
@@ -1153,6 +1227,7 @@ impl DocumentService {
                     }
                 }
             };
+            tracing::info!(job_id = %entry.job, "a queue entry brought a job");
             if !self.see_through(entry.job, &mut shutdown).await {
                 break;
             }
@@ -1487,7 +1562,7 @@ impl DocumentService {
     ) -> ServiceResult<ProcessingResult> {
         let request = ProcessRequest {
             filename: job.filename.as_str().to_owned(),
-            scan_pii: settings.pii_detection,
+            scan_pii: scans_pii(settings),
             redaction: settings.redaction_mode,
         };
         let started = Instant::now();
@@ -1524,6 +1599,7 @@ impl DocumentService {
         }
         result.extracted_text = extraction.text;
         self.record_findings(job, settings, &mut result, &processed.pii, processed.redacted_text).await?;
+        result.extracted_metadata = redact_metadata(result.extracted_metadata, settings.redaction_mode);
         if let Some(thumbnail) = extraction.thumbnail_png {
             let key = job.derived_key(document::THUMBNAIL_NAME);
             let store = tracing::info_span!("job.store_derived", blob = document::THUMBNAIL_NAME);
@@ -1591,7 +1667,7 @@ impl DocumentService {
             content_type: file.content_type.clone(),
             size: file.size,
             job_id: job.id.to_string(),
-            scan_pii: settings.pii_detection,
+            scan_pii: scans_pii(settings),
             redaction_mode: serde_json::to_value(settings.redaction_mode)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
@@ -1632,11 +1708,12 @@ impl DocumentService {
             result.processing_metadata.insert("audimodal_file_id".into(), file_id.clone().into());
         }
         if let Some(text) = &text
-            && settings.pii_detection
+            && scans_pii(settings)
         {
             let (counts, redacted) = scan_text(text, settings.redaction_mode);
             self.record_findings(job, settings, &mut result, &counts, redacted).await?;
         }
+        result.extracted_metadata = redact_metadata(result.extracted_metadata, settings.redaction_mode);
         result.extracted_text = text;
         Ok(result)
     }
@@ -1651,7 +1728,7 @@ impl DocumentService {
             )));
         }
         let event: WebhookEvent = serde_json::from_slice(body)
-            .map_err(|e| aether_domain::ValidationError::new("body", format!("not a webhook event: {e}")))?;
+            .map_err(|e| ValidationError::new("body", format!("not a webhook event: {e}")))?;
         let job_id = JobId::parse(&event.document_id)?;
         let job = self.store.get_job(job_id).await?;
         if job.external_id.as_deref() != Some(event.file_id.as_str()) {
@@ -1749,8 +1826,9 @@ impl DocumentService {
         if let Some(redacted) = redacted_text {
             let key = job.derived_key(document::REDACTED_NAME);
             let store = tracing::info_span!("job.store_derived", blob = document::REDACTED_NAME);
-            self.blobs.put(&key, redacted.into_bytes()).instrument(store).await.map_err(blob_error)?;
+            self.blobs.put(&key, redacted.clone().into_bytes()).instrument(store).await.map_err(blob_error)?;
             result.redacted_key = Some(key);
+            result.redacted_text = Some(redacted);
             result.redaction_applied = found > 0;
         }
         Ok(())

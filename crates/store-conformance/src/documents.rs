@@ -260,7 +260,10 @@ pub async fn reuploads_add_versions(store: &dyn Store) {
     assert_eq!(edited.current_version, 2);
     assert_eq!(store.get_document(document.id).await.unwrap(), edited);
     let listed = store.list_documents(notebook, PageRequest::default()).await.unwrap();
-    assert_eq!(listed.items, vec![edited]);
+    // Listings leave the extracted text out: it can be 2 M characters a document.
+    let mut without_text = edited.clone();
+    without_text.result.extracted_text = None;
+    assert_eq!(listed.items, vec![without_text]);
 }
 
 pub async fn abandoned_jobs_queue_their_blobs(store: &dyn Store) {

@@ -172,6 +172,65 @@ pub async fn role_changes_are_audited(store: &dyn Store) {
     assert_eq!(entries.items[0].performed_by, None);
 }
 
+/// Every active administrator of the store, with their roles.
+async fn active_administrators(store: &dyn Store) -> Vec<(aether_domain::id::UserId, Vec<Role>)> {
+    let mut found = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_users(PageRequest { limit: crate::limit(100), after }).await.unwrap();
+        found.extend(
+            page.items
+                .iter()
+                .filter(|user| {
+                    user.status == aether_domain::user::UserStatus::Active && user.roles.contains(&Role::Admin)
+                })
+                .map(|user| (user.id, user.roles.clone())),
+        );
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => return found,
+        }
+    }
+}
+
+/// The last active administrator cannot lose the role. On a shared store (Neo4j in the
+/// test run) the store's other administrators are demoted for the check and restored
+/// before anything is asserted.
+pub async fn the_last_administrator_keeps_the_role(store: &dyn Store) {
+    let mut first = new_user("first-admin");
+    first.roles = vec![Role::Admin, Role::User];
+    let first = store.create_user(first).await.unwrap();
+    let second = store.create_user(new_user("second-admin")).await.unwrap();
+    let others: Vec<_> = active_administrators(store).await.into_iter().filter(|(id, _)| *id != first.id).collect();
+    for (id, roles) in &others {
+        let without: Vec<Role> = roles.iter().copied().filter(|role| *role != Role::Admin).collect();
+        store.change_user_roles(*id, without, audit("roles_changed", None, id.to_string())).await.unwrap();
+    }
+    let alone = store.change_user_roles(first.id, vec![Role::User], audit("roles_changed", None, "x".into())).await;
+    let still_admin = store.get_user(first.id).await.unwrap().roles;
+    let promoted = store
+        .change_user_roles(second.id, vec![Role::Admin], audit("roles_changed", None, "x".into()))
+        .await
+        .map(|user| user.roles);
+    let handed_over = store
+        .change_user_roles(first.id, vec![Role::User], audit("roles_changed", None, "x".into()))
+        .await
+        .map(|user| user.roles);
+    for (id, roles) in &others {
+        store.change_user_roles(*id, roles.clone(), audit("roles_changed", None, id.to_string())).await.unwrap();
+    }
+    assert!(
+        matches!(&alone, Err(StoreError::Conflict(rule)) if rule == aether_domain::identity::LAST_ADMINISTRATOR),
+        "{alone:?}"
+    );
+    assert!(still_admin.contains(&Role::Admin), "the refused change left nothing behind: {still_admin:?}");
+    assert_eq!(promoted.unwrap(), vec![Role::Admin]);
+    assert_eq!(handed_over.unwrap(), vec![Role::User], "with another administrator, the role can go");
+    // Changes that take no administrator role away are never refused.
+    let third = store.create_user(new_user("plain")).await.unwrap();
+    store.change_user_roles(third.id, vec![Role::Viewer], audit("roles_changed", None, "x".into())).await.unwrap();
+}
+
 pub async fn api_keys_are_created_listed_used_and_revoked(store: &dyn Store) {
     let owner = store.create_user(new_user("keyholder")).await.unwrap();
     let other = store.create_user(new_user("other")).await.unwrap();

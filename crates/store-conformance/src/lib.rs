@@ -56,6 +56,7 @@ pub async fn run_all(store: &dyn Store) {
     identity::a_taken_username_is_a_conflict(store).await;
     identity::users_are_searched_by_name_email_and_full_name(store).await;
     identity::role_changes_are_audited(store).await;
+    identity::the_last_administrator_keeps_the_role(store).await;
     identity::api_keys_are_created_listed_used_and_revoked(store).await;
     identity::ephemeral_entries_expire_and_are_taken_once(store).await;
     documents::upload_jobs_run_their_course(store).await;

@@ -134,11 +134,17 @@ fn job_from_row(row: &Row) -> StoreResult<UploadJob> {
     })
 }
 
-const DOCUMENT_RETURN: &str = "RETURN d.id AS id, n.id AS notebook_id, d.original_filename AS original_filename, \
+/// Listings never load the extracted text (up to 2 M characters a document).
+fn listed(document_return: &str) -> String {
+    document_return.replacen("RETURN d.extracted_text AS extracted_text,", "RETURN null AS extracted_text,", 1)
+}
+
+const DOCUMENT_RETURN: &str = "RETURN d.extracted_text AS extracted_text, \
+     d.id AS id, n.id AS notebook_id, d.original_filename AS original_filename, \
      d.description AS description, coalesce(d.tags, []) AS tags, d.content_type AS content_type, \
      d.file_size AS file_size, d.file_hash AS file_hash, d.storage_provider AS storage_provider, \
      d.storage_path AS storage_path, d.processing_status AS processing_status, d.format AS format, \
-     d.supported AS supported, d.extracted_text AS extracted_text, d.extracted_metadata AS extracted_metadata, \
+     d.supported AS supported, d.extracted_metadata AS extracted_metadata, \
      d.processing_metadata AS processing_metadata, d.compliance_scan_results AS compliance_scan_results, \
      d.pii_detected AS pii_detected, d.redaction_applied AS redaction_applied, d.redacted_path AS redacted_path, \
      d.thumbnail_path AS thumbnail_path, d.processing_error_code AS processing_error_code, \
@@ -207,6 +213,7 @@ fn document_from_row(row: &Row) -> StoreResult<Document> {
             pii_detected: r.pii_detected,
             redaction_applied: r.redaction_applied,
             redacted_key: opt_key(r.redacted_path)?,
+            redacted_text: None,
             thumbnail_key: opt_key(r.thumbnail_path)?,
             error: r
                 .processing_error_code
@@ -633,7 +640,7 @@ impl DocumentStore for Neo4jStore {
                 1
             };
             let status = if result.error.is_some() { ProcessingStatus::Failed } else { ProcessingStatus::Completed };
-            let search_text = format!("{} {}", job.filename, result.extracted_text.as_deref().unwrap_or_default());
+            let search_text = result.search_text(&job.filename);
             let q = query(
                 "MATCH (d:Document {id: $id}) SET d.original_filename = $filename, d.content_type = $type, \
                  d.file_size = $size, d.file_hash = $hash, d.storage_provider = $provider, d.storage_path = $key, \
@@ -747,7 +754,8 @@ impl DocumentStore for Neo4jStore {
     async fn list_documents(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<Document>> {
         let q = query(&format!(
             "MATCH (n:Notebook {{id: $notebook}})-[:CONTAINS]->(d:Document) WHERE $after IS NULL OR d.id < $after \
-             WITH n, d ORDER BY d.id DESC LIMIT $limit {DOCUMENT_RETURN}"
+             WITH n, d ORDER BY d.id DESC LIMIT $limit {}",
+            listed(DOCUMENT_RETURN)
         ))
         .param("notebook", notebook.to_string())
         .param("after", after_param(&page))

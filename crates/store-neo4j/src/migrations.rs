@@ -107,4 +107,14 @@ pub const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX document_version_storage_path IF NOT EXISTS FOR (v:DocumentVersion) ON (v.storage_path)",
         ],
     },
+    Migration {
+        version: 6,
+        name: "document_search_without_original_text",
+        statements: &[
+            // A redacted document's original text must not be searchable by its readers:
+            // the index covers `search_text` (file name and the text readers may see) only.
+            "DROP INDEX document_search IF EXISTS",
+            "CREATE FULLTEXT INDEX document_search_text IF NOT EXISTS FOR (d:Document) ON EACH [d.original_filename, d.search_text]",
+        ],
+    },
 ];

@@ -116,6 +116,7 @@ fn document_from_row(row: &SqliteRow) -> StoreResult<Document> {
             pii_detected: row.try_get("pii_detected").map_err(map_err)?,
             redaction_applied: row.try_get("redaction_applied").map_err(map_err)?,
             redacted_key: opt_key(opt_text("redacted_path")?)?,
+            redacted_text: None,
             thumbnail_key: opt_key(opt_text("thumbnail_path")?)?,
             error,
             processing_metadata: json_column(row, "processing_metadata")?,
@@ -530,7 +531,7 @@ impl DocumentStore for SqliteStore {
             .map_err(map_err)?;
             1
         };
-        let search_text = format!("{} {}", job.filename, result.extracted_text.as_deref().unwrap_or_default());
+        let search_text = result.search_text(&job.filename);
         sqlx::query(
             "UPDATE documents SET original_filename = ?, content_type = ?, file_size = ?, file_hash = ?, \
              storage_provider = ?, storage_path = ?, processing_status = ?, format = ?, supported = ?, \
@@ -678,7 +679,13 @@ impl DocumentStore for SqliteStore {
 
     async fn list_documents(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<Document>> {
         let rows = sqlx::query(
-            "SELECT * FROM documents WHERE notebook_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
+            // Listings never load the extracted text (up to 2 M characters a document).
+            "SELECT id, notebook_id, added_at, original_filename, description, tags, content_type, file_size, \
+             file_hash, storage_provider, storage_path, processing_status, format, supported, \
+             NULL AS extracted_text, extracted_metadata, processing_metadata, compliance_scan_results, \
+             pii_detected, redaction_applied, redacted_path, thumbnail_path, processing_error_code, \
+             processing_error, current_version, uploaded_by, uploaded_at, processed_at, updated_at \
+             FROM documents WHERE notebook_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
         )
         .bind(notebook.to_string())
         .bind(page.after.map(|id| id.hyphenated().to_string()))
