@@ -119,15 +119,18 @@ async fn main() {
             .await
             .unwrap();
         let token = response["access_token"].as_str().unwrap().to_owned();
-        let (verifier, _) = aether_identity_keycloak::connect(aether_identity_keycloak::KeycloakConfig {
-            issuer_url: format!("{kc}/realms/aether"),
-            client_id: "aether-app".into(),
-            client_secret: "aether-app-test-secret".into(),
-            audience: "aether-app".into(),
-            leeway: Duration::from_secs(30),
-            jwks_min_refresh: Duration::from_secs(10),
-            http_timeout: Duration::from_secs(5),
-        })
+        let (verifier, _) = aether_identity_keycloak::connect(
+            aether_identity_keycloak::KeycloakConfig {
+                issuer_url: format!("{kc}/realms/aether"),
+                client_id: "aether-app".into(),
+                client_secret: "aether-app-test-secret".into(),
+                audience: "aether-app".into(),
+                leeway: Duration::from_secs(30),
+                jwks_min_refresh: Duration::from_secs(10),
+                http_timeout: Duration::from_secs(5),
+            },
+            reqwest::Client::builder(),
+        )
         .unwrap();
         measure("verify Keycloak RS256 token (cached JWKS)", SAMPLES, || {
             let verifier = verifier.clone();

@@ -6,6 +6,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use aether_domain::net::IpNetwork;
+use aether_domain::outbound::{AllowedTarget, OutboundPolicy};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -167,6 +169,11 @@ pub struct Config {
     pub cache_ttl_secs: u64,
     /// The external base URL of the server, for the OIDC redirect URI.
     pub public_url: String,
+    pub allowed_hosts: StringList,
+    pub trusted_proxies: StringList,
+    pub outbound_allow: StringList,
+    pub header_read_timeout_secs: u64,
+    pub max_connections: usize,
     pub secure_cookies: bool,
     pub blob_store: BlobKind,
     pub s3_endpoint: String,
@@ -186,6 +193,7 @@ pub struct Config {
     pub job_queue: JobQueueKind,
     pub kafka_worker_group: String,
     pub kafka_job_partitions: u32,
+    pub kafka_replication_factor: u16,
     /// Wall-clock limit of one file's processing.
     pub processing_timeout_secs: u64,
     /// Address-space limit of the processing child process.
@@ -271,6 +279,11 @@ impl Default for Config {
             websocket_poll_ms: 0,
             cache_ttl_secs: 30,
             public_url: String::new(),
+            allowed_hosts: StringList(vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()]),
+            trusted_proxies: StringList::default(),
+            outbound_allow: StringList::default(),
+            header_read_timeout_secs: 10,
+            max_connections: 10_000,
             secure_cookies: false,
             blob_store: BlobKind::Fs,
             s3_endpoint: "https://s3.amazonaws.com".into(),
@@ -288,6 +301,7 @@ impl Default for Config {
             job_queue: JobQueueKind::Store,
             kafka_worker_group: "aether-document-workers".into(),
             kafka_job_partitions: 12,
+            kafka_replication_factor: 0,
             processing_timeout_secs: 60,
             processing_memory_mb: 1024,
             processing_max_attempts: 3,
@@ -352,6 +366,11 @@ pub const KEYS: &[&str] = &[
     "websocket_poll_ms",
     "cache_ttl_secs",
     "public_url",
+    "allowed_hosts",
+    "trusted_proxies",
+    "outbound_allow",
+    "header_read_timeout_secs",
+    "max_connections",
     "secure_cookies",
     "blob_store",
     "s3_endpoint",
@@ -369,6 +388,7 @@ pub const KEYS: &[&str] = &[
     "job_queue",
     "kafka_worker_group",
     "kafka_job_partitions",
+    "kafka_replication_factor",
     "processing_timeout_secs",
     "processing_memory_mb",
     "processing_max_attempts",
@@ -533,6 +553,31 @@ impl Config {
         if self.otlp_service_name.trim().is_empty() {
             return invalid("otlp_service_name (AETHER_OTLP_SERVICE_NAME) must not be empty");
         }
+        if let Some(bad) = self.trusted_proxies.0.iter().find(|proxy| network(proxy).is_none()) {
+            return Err(ConfigError::Invalid(format!(
+                "trusted_proxies (AETHER_TRUSTED_PROXIES): `{bad}` is not an address or a network such as 10.0.0.0/8"
+            )));
+        }
+        if let Err(error) = self.outbound_policy() {
+            return Err(ConfigError::Invalid(format!("outbound_allow (AETHER_OUTBOUND_ALLOW): {}", error.message)));
+        }
+        if self.public_url.is_empty() && self.allowed_hosts.0.is_empty() {
+            return invalid(
+                "allowed_hosts (AETHER_ALLOWED_HOSTS) must name at least one host when public_url is not set",
+            );
+        }
+        if !self.public_url.is_empty()
+            && !self.public_url.starts_with("http://")
+            && !self.public_url.starts_with("https://")
+        {
+            return invalid("public_url (AETHER_PUBLIC_URL) must be an http:// or https:// URL");
+        }
+        if !(1..=3600).contains(&self.header_read_timeout_secs) {
+            return invalid("header_read_timeout_secs (AETHER_HEADER_READ_TIMEOUT_SECS) must be between 1 and 3600");
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections (AETHER_MAX_CONNECTIONS) must be positive");
+        }
         if !(0.0..=1.0).contains(&self.otlp_sample_ratio) {
             return invalid("otlp_sample_ratio (AETHER_OTLP_SAMPLE_RATIO) must be between 0.0 and 1.0");
         }
@@ -542,6 +587,30 @@ impl Config {
     /// The effective configuration as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|error| format!("# cannot render: {error}"))
+    }
+
+    /// The outbound policy: public addresses, `outbound_allow`, and the hosts of the
+    /// services this configuration names (AudiModal, the identity provider), which an
+    /// administrator chose by configuring them.
+    pub fn outbound_policy(&self) -> Result<OutboundPolicy, aether_domain::ValidationError> {
+        let allowed =
+            self.outbound_allow.0.iter().map(|entry| AllowedTarget::parse(entry)).collect::<Result<_, _>>()?;
+        let mut policy = OutboundPolicy::new(allowed);
+        let configured = [
+            (!self.audimodal_url.is_empty()).then_some(self.audimodal_url.as_str()),
+            (self.identity == IdentityKind::Keycloak).then_some(self.keycloak_issuer_url.as_str()),
+        ];
+        for url in configured.into_iter().flatten() {
+            if let Some(host) = url::Url::parse(url).ok().and_then(|url| url.host_str().map(str::to_owned)) {
+                policy = policy.also_allowing_host(&host);
+            }
+        }
+        Ok(policy)
+    }
+
+    /// The networks whose `X-Forwarded-For`/`Forwarded` headers are believed.
+    pub fn trusted_proxy_networks(&self) -> Vec<IpNetwork> {
+        self.trusted_proxies.0.iter().filter_map(|proxy| network(proxy)).collect()
     }
 
     pub fn database_path(&self) -> PathBuf {
@@ -569,6 +638,10 @@ impl Config {
     pub fn signing_key_path(&self) -> PathBuf {
         self.data_dir.join("keys").join("token-signing.pem")
     }
+}
+
+fn network(text: &str) -> Option<IpNetwork> {
+    IpNetwork::parse(text).ok()
 }
 
 /// Figment's errors name the key but not the environment variable; say both.

@@ -163,23 +163,28 @@ impl Runtime {
             None => Arc::new(InProcessRateLimiter::default()),
         };
         let reads = CachedReads::new(Arc::clone(&store), read_cache(&config, redis.as_deref()));
+        // Every URL the server calls goes through this policy (see aether-outbound).
+        let outbound = Arc::new(config.outbound_policy().map_err(|error| anyhow::anyhow!("outbound_allow: {error}"))?);
         let (verifier, provider, keycloak): (Arc<dyn TokenVerifier>, IdentityProvider, _) = match config.identity {
             IdentityKind::Local => (Arc::clone(&tokens) as _, IdentityProvider::Local, None),
             IdentityKind::Keycloak => {
                 let client_id = config.keycloak_client_id.clone();
-                let (verifier, client) = aether_identity_keycloak::connect(KeycloakConfig {
-                    issuer_url: config.keycloak_issuer_url.clone(),
-                    audience: if config.keycloak_audience.is_empty() {
-                        client_id.clone()
-                    } else {
-                        config.keycloak_audience.clone()
+                let (verifier, client) = aether_identity_keycloak::connect(
+                    KeycloakConfig {
+                        issuer_url: config.keycloak_issuer_url.clone(),
+                        audience: if config.keycloak_audience.is_empty() {
+                            client_id.clone()
+                        } else {
+                            config.keycloak_audience.clone()
+                        },
+                        client_id,
+                        client_secret: config.keycloak_client_secret.expose().to_owned(),
+                        leeway: Duration::from_secs(config.keycloak_leeway_secs),
+                        jwks_min_refresh: Duration::from_secs(10),
+                        http_timeout: Duration::from_secs(10),
                     },
-                    client_id,
-                    client_secret: config.keycloak_client_secret.expose().to_owned(),
-                    leeway: Duration::from_secs(config.keycloak_leeway_secs),
-                    jwks_min_refresh: Duration::from_secs(10),
-                    http_timeout: Duration::from_secs(10),
-                })
+                    aether_outbound::client_builder(Arc::clone(&outbound)),
+                )
                 .map_err(anyhow::Error::msg)?;
                 let provider =
                     IdentityProvider::External { oidc: Arc::new(client.clone()), directory: client.directory() };
@@ -250,7 +255,7 @@ impl Runtime {
                 as Arc<dyn VirusScanner>
         });
         let callbacks = Callbacks::new(
-            Arc::new(callbacks::HttpCallbackSender::new()?),
+            Arc::new(callbacks::HttpCallbackSender::new(Arc::clone(&outbound))?),
             callbacks::signing_secret(
                 config.callback_signing_secret.expose(),
                 &config.data_dir.join("keys").join("callback-signing-secret"),
@@ -273,6 +278,7 @@ impl Runtime {
                 max_attempts: config.processing_max_attempts,
                 processing_timeout: Duration::from_secs(config.processing_timeout_secs),
                 stale_upload_after: Duration::from_secs(config.stale_upload_secs),
+                outbound: (*outbound).clone(),
                 ..DocumentSettings::default()
             },
         )
@@ -289,13 +295,16 @@ impl Runtime {
                 !config.public_url.is_empty(),
                 "audimodal_url needs public_url: AudiModal downloads files from signed URLs of this server"
             );
-            let client = AudiModalClient::new(AudiModalConfig {
-                base_url: config.audimodal_url.clone(),
-                api_key: config.audimodal_api_key.expose().to_owned(),
-                tenant_id: config.audimodal_tenant_id.clone(),
-                datasource_id: config.audimodal_datasource_id.clone(),
-                webhook_secret: config.audimodal_webhook_secret.expose().to_owned(),
-            })
+            let client = AudiModalClient::new(
+                AudiModalConfig {
+                    base_url: config.audimodal_url.clone(),
+                    api_key: config.audimodal_api_key.expose().to_owned(),
+                    tenant_id: config.audimodal_tenant_id.clone(),
+                    datasource_id: config.audimodal_datasource_id.clone(),
+                    webhook_secret: config.audimodal_webhook_secret.expose().to_owned(),
+                },
+                aether_outbound::client_builder(Arc::clone(&outbound)),
+            )
             .map_err(anyhow::Error::msg)?;
             documents = documents.with_external_processor(
                 Arc::new(client),
@@ -393,6 +402,8 @@ impl Runtime {
                 cors_allowed_origins: self.config.cors_allowed_origins.0.clone(),
                 request_timeout: Duration::from_secs(self.config.request_timeout_secs),
                 public_url: Some(self.config.public_url.clone()).filter(|url| !url.is_empty()),
+                allowed_hosts: self.config.allowed_hosts.0.clone(),
+                trusted_proxies: self.config.trusted_proxy_networks(),
                 secure_cookies: self.config.secure_cookies,
                 rate_limit: RateLimitSettings {
                     per_user: self.config.rate_limit_per_user,
@@ -421,7 +432,10 @@ impl Runtime {
         let mut queues: Vec<Arc<dyn JobQueue>> = Vec::new();
         if self.config.job_queue == JobQueueKind::Kafka {
             let partitions = i32::try_from(self.config.kafka_job_partitions).unwrap_or(12);
-            if let Err(error) = aether_events_kafka::ensure_jobs_topic(&self.config.kafka_brokers, partitions).await {
+            let replication = self.config.kafka_replication_factor;
+            if let Err(error) =
+                aether_events_kafka::ensure_jobs_topic(&self.config.kafka_brokers, partitions, replication).await
+            {
                 tracing::warn!(%error, "could not create or grow the jobs topic");
             }
             // A job may hold its loop through every attempt's time limit.
@@ -531,6 +545,8 @@ fn metrics_with_rare_series() -> metrics_exporter_prometheus::PrometheusHandle {
     for outcome in ["delivered", "abandoned"] {
         metrics::counter!("aether_callbacks_total", "outcome" => outcome).increment(0);
     }
+    aether_outbound::describe_metrics();
+    metrics::gauge!("aether_http_connections").increment(0.0);
     for scope in ["user", "ip"] {
         metrics::counter!("aether_rate_limited_total", "scope" => scope).increment(0);
     }
@@ -685,9 +701,18 @@ impl RunningServer {
         let addr = listener.local_addr()?;
         let (shutdown, mut stop) = watch::channel(false);
         let app = runtime.router();
-        let handle = tokio::spawn(aether_api::serve(listener, app, async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        }));
+        let limits = aether_api::ServeLimits {
+            header_read_timeout: Duration::from_secs(runtime.config.header_read_timeout_secs),
+            max_connections: runtime.config.max_connections,
+        };
+        let handle = tokio::spawn(aether_api::serve_with(
+            listener,
+            app,
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            },
+            limits,
+        ));
         if let Some(redis) = &runtime.redis {
             tokio::spawn(follow_other_replicas(runtime.clone(), redis.job_channel(), shutdown.subscribe()));
         }

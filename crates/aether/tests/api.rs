@@ -357,6 +357,7 @@ async fn tokens_must_be_valid_and_current() {
         azp: app.server.runtime.config.token_audience.clone(),
         exp: now - 60,
         iat: now - 360,
+        nbf: None,
         jti: "expired".into(),
         typ: "Bearer".into(),
         preferred_username: username.clone(),
@@ -367,6 +368,13 @@ async fn tokens_must_be_valid_and_current() {
     };
     let expired = app.server.runtime.tokens.sign(&claims).unwrap();
     assert_problem(list(expired).await.unwrap(), 401, "token_expired").await;
+    // Signed by the server's own key, but not valid yet, or issued in the future.
+    let not_yet = AccessClaims { exp: now + 7200, iat: now, nbf: Some(now + 3600), ..claims.clone() };
+    let not_yet = app.server.runtime.tokens.sign(&not_yet).unwrap();
+    assert_problem(list(not_yet).await.unwrap(), 401, "invalid_token").await;
+    let future = AccessClaims { exp: now + 7200, iat: now + 3600, nbf: None, ..claims.clone() };
+    let future = app.server.runtime.tokens.sign(&future).unwrap();
+    assert_problem(list(future).await.unwrap(), 401, "invalid_token").await;
     let tampered = format!("{}x", fresh["access_token"].as_str().unwrap());
     assert_problem(list(tampered).await.unwrap(), 401, "invalid_token").await;
     app.shutdown().await;

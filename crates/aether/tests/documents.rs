@@ -645,6 +645,9 @@ async fn callbacks_are_signed_and_retried() {
         with_workers(config);
         config.callback_signing_secret = aether::config::Secret::new(SECRET);
         config.callback_retry_base_ms = 20;
+        // The receiver runs on this machine, which the outbound policy refuses unless
+        // an administrator allow-lists it.
+        config.outbound_allow = aether::config::StringList(vec!["127.0.0.1/32".into()]);
     })
     .await;
     let owner = app.user_token("called-back").await;
@@ -829,7 +832,15 @@ async fn runaway_processing_is_bounded_in_pages_time_and_memory() {
     assert!(started.elapsed() < Duration::from_secs(20), "killed at the limit, not after the sleep");
     app.shutdown().await;
 
-    // An extraction that needs more memory than allowed dies; the job says so.
+    // An extraction that needs more memory than allowed dies; the job says so. The
+    // control: the same file under the default limit is processed.
+    let app = TestApp::spawn_with(with_workers).await;
+    let owner = app.user_token("memory-control").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+    let control =
+        finished(&app, &owner, &accepted(&app, &owner, &nb, "big.txt", vec![b'a'; 4 * 1024 * 1024]).await).await;
+    assert_eq!(control["status"], "completed", "the file itself is fine: {control}");
+    app.shutdown().await;
     let app = TestApp::spawn_with(|config| {
         with_workers(config);
         config.processing_memory_mb = 8;

@@ -18,6 +18,10 @@ use serde_json::Value;
 /// Which worker said it was processing which job, from the workers' JSON logs.
 type Sightings = Arc<Mutex<Vec<(usize, String)>>>;
 
+/// Which worker a Kafka queue entry brought which job to: proof that the job travelled
+/// through the consumer group, not only through the store sweep, which also finds jobs.
+type Deliveries = Arc<Mutex<Vec<(usize, String)>>>;
+
 fn aether(data_dir: &Path, brokers: &str, group: &str, extractor: &Path) -> Command {
     let mut command = process::aether_command(data_dir);
     command
@@ -36,7 +40,15 @@ fn aether(data_dir: &Path, brokers: &str, group: &str, extractor: &Path) -> Comm
     command
 }
 
-fn worker(data_dir: &Path, brokers: &str, group: &str, extractor: &Path, index: usize, seen: &Sightings) -> KillOnDrop {
+fn worker(
+    data_dir: &Path,
+    brokers: &str,
+    group: &str,
+    extractor: &Path,
+    index: usize,
+    seen: &Sightings,
+    delivered: &Deliveries,
+) -> KillOnDrop {
     let mut command = aether(data_dir, brokers, group, extractor);
     command
         .env("AETHER_DOCUMENT_WORKERS", "1")
@@ -47,13 +59,15 @@ fn worker(data_dir: &Path, brokers: &str, group: &str, extractor: &Path, index: 
     let mut child = command.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let seen = Arc::clone(seen);
+    let delivered = Arc::clone(delivered);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(entry) = serde_json::from_str::<Value>(&line)
-                && entry["message"] == "processing job"
-                && let Some(job) = entry["job_id"].as_str()
-            {
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else { continue };
+            let Some(job) = entry["job_id"].as_str() else { continue };
+            if entry["message"] == "processing job" {
                 seen.lock().unwrap().push((index, job.to_owned()));
+            } else if entry["message"] == "a queue entry brought a job" {
+                delivered.lock().unwrap().push((index, job.to_owned()));
             }
         }
     });
@@ -115,8 +129,9 @@ async fn two_worker_processes_share_the_jobs_and_take_over_a_killed_ones_job() {
     let (_server, base_url) = process::serve(command);
 
     let seen: Sightings = Arc::default();
+    let delivered: Deliveries = Arc::default();
     let mut workers: Vec<Option<KillOnDrop>> =
-        (0..2).map(|index| Some(worker(&data, &brokers, &group, &extractor, index, &seen))).collect();
+        (0..2).map(|index| Some(worker(&data, &brokers, &group, &extractor, index, &seen, &delivered))).collect();
 
     let token = process::password_token(&base_url, "admin", common::ADMIN_PASSWORD).await;
     let notebook_id = process::create_notebook(&base_url, &token, "Worker group").await;
@@ -148,6 +163,13 @@ async fn two_worker_processes_share_the_jobs_and_take_over_a_killed_ones_job() {
         });
     assert_eq!(by_worker.len(), 2, "both workers processed jobs: {by_worker:?}");
     assert_eq!(by_worker.values().map(BTreeSet::len).sum::<usize>(), jobs.len(), "each job once: {by_worker:?}");
+    // Every job reached a worker through the consumer group (the sweep alone, with Kafka
+    // broken, would also complete them all).
+    let through_kafka: BTreeSet<String> = delivered.lock().unwrap().iter().map(|(_, job)| job.clone()).collect();
+    let missing: Vec<&String> = jobs.iter().filter(|job| !through_kafka.contains(*job)).collect();
+    assert!(missing.is_empty(), "jobs no Kafka entry brought: {missing:?}");
+    let receivers: BTreeSet<usize> = delivered.lock().unwrap().iter().map(|(worker, _)| *worker).collect();
+    assert_eq!(receivers.len(), 2, "the group spread the entries over both workers");
 
     // A worker dies in the middle of a job: the other one finishes it.
     std::fs::write(&slow_marker, b"").unwrap();

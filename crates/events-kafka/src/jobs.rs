@@ -93,13 +93,17 @@ fn job_of(payload: &[u8]) -> Option<JobId> {
 
 /// Creates the jobs topic with `partitions` partitions, or grows it to that many:
 /// a group shares a topic's load over at most as many workers as it has partitions.
-pub async fn ensure_jobs_topic(brokers: &str, partitions: i32) -> Result<(), String> {
+///
+/// `replication` is the topic's replication factor; 0 leaves it to the broker's
+/// `default.replication.factor` (production clusters set 3 there, a test broker 1).
+pub async fn ensure_jobs_topic(brokers: &str, partitions: i32, replication: u16) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .map_err(|error| format!("cannot create the Kafka admin client: {error}"))?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let topic = NewTopic::new(topics::DOCUMENTS_JOBS, partitions, TopicReplication::Fixed(1));
+    let replication = if replication == 0 { -1 } else { i32::from(replication) };
+    let topic = NewTopic::new(topics::DOCUMENTS_JOBS, partitions, TopicReplication::Fixed(replication));
     let created = admin.create_topics([&topic], &options).await.map_err(|error| format!("kafka: {error}"))?;
     for result in created {
         match result {
