@@ -15,14 +15,17 @@
 //! | json | one `key: value` line per scalar | json_root, top_level_keys / item_count |
 //! | xml | text nodes, one per line | root_element, element_count |
 //! | html | visible text (no script/style), blocks on new lines | title, language, description, author, keywords |
-//! | pdf | text per page, pages separated by `\f` | page_count, title, author, subject, keywords, creator, producer, created, modified, pdf_version |
-//! | docx | paragraphs, then footnotes/endnotes/comments | title, author, created, modified, page_count (as saved), ... |
+//! | pdf | text per page (with Form XObjects' text), pages separated by `\f` | page_count, title, author, subject, keywords, creator, producer, created, modified, pdf_version |
+//! | docx | paragraphs, then headers/footers, footnotes/endnotes/comments | title, author, created, modified, page_count (as saved), ... |
 //! | xlsx, ods | per sheet: name line, then rows with tab-separated cells | sheet_names, sheet_count, title, author, ... |
-//! | pptx, odp | per slide: paragraphs, slides separated by a blank line | slide_count, title, author, ... |
+//! | pptx, odp | per slide: paragraphs (pptx: then the speaker notes), slides separated by a blank line | slide_count, title, author, ... |
 //! | odt | paragraphs and headings | title, author, created, page_count |
 //! | rtf | body text | title, author, subject, keywords, created |
 //! | epub | chapters in spine order | title, author, language, publisher, chapter_count |
 //! | eml | From/To/Cc/Date/Subject lines, blank line, text bodies | subject, from, to, cc, date, message_id, attachment_count, attachments |
+//! | doc (Word 97-2003) | main text, then footnotes, headers/footers, comments, endnotes, text boxes | title, subject, author, keywords, last_modified_by, created, modified |
+//! | xls (Excel 97-2003, BIFF8) | as xlsx | sheet_names, sheet_count, title, author, ... |
+//! | ppt (PowerPoint 97-2003) | per slide: text, blank line between slides; then the speaker notes | slide_count, title, author, ... |
 //! | png, jpeg, gif, webp | none (`thumbnail_png` instead) | width, height, image_format, color_type, thumbnail_width/height |
 
 mod archive;
@@ -34,6 +37,7 @@ mod html;
 mod markup;
 mod odf;
 mod office;
+mod ole;
 mod out;
 mod pdf;
 pub mod pii;
@@ -104,6 +108,9 @@ pub enum Format {
     Rtf,
     Epub,
     Eml,
+    Doc,
+    Xls,
+    Ppt,
     SourceCode,
     Image,
     Unsupported,
@@ -130,6 +137,9 @@ impl Format {
             Format::Rtf => "rtf",
             Format::Epub => "epub",
             Format::Eml => "eml",
+            Format::Doc => "doc",
+            Format::Xls => "xls",
+            Format::Ppt => "ppt",
             Format::SourceCode => "source_code",
             Format::Image => "image",
             Format::Unsupported => "unsupported",
@@ -179,6 +189,21 @@ pub enum ExtractError {
     LimitExceeded(String),
 }
 
+/// How a caught panic's [`ExtractError::Malformed`] message starts; see [`ExtractError::is_panic`].
+const PANIC_PREFIX: &str = "parser panicked";
+
+impl ExtractError {
+    /// True if this error stands for a panic that [`extract`] caught, not a typed error that a
+    /// parser returned. Callers treat both as a corrupt file, but a panic is a bug in this crate or
+    /// a dependency, so tests assert it never happens and monitoring may count it.
+    ///
+    /// Panics are reported as `Malformed` rather than as a variant of their own so that callers'
+    /// exhaustive matches and the serialized form stay as they were.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, ExtractError::Malformed(m) if m.starts_with(PANIC_PREFIX))
+    }
+}
+
 /// Extracts text, metadata and (for images) a thumbnail from `bytes`.
 ///
 /// The format comes from [`sniff`]. Unknown binaries return `Ok` with `supported: false`; corrupt
@@ -199,7 +224,7 @@ pub fn extract(bytes: &[u8], filename: &str, limits: &Limits) -> Result<Extracti
                 .map(|s| (*s).to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            return Err(ExtractError::Malformed(format!("parser panicked on this {format} file: {msg}")));
+            return Err(ExtractError::Malformed(format!("{PANIC_PREFIX} on this {format} file: {msg}")));
         }
     }
     Ok(out.finish(sniffed.content_type, format))
@@ -221,6 +246,9 @@ fn dispatch(bytes: &[u8], filename: &str, limits: &Limits, out: &mut out::Out) -
         Format::Rtf => rtf::extract(bytes, out),
         Format::Epub => epub::extract(bytes, limits, out),
         Format::Eml => email::extract(bytes, out),
+        Format::Doc => ole::extract_doc(bytes, limits, out),
+        Format::Xls => ole::extract_xls(bytes, limits, out),
+        Format::Ppt => ole::extract_ppt(bytes, limits, out),
         Format::Image => raster::extract(bytes, limits, out),
         Format::Unsupported => Ok(()),
     }

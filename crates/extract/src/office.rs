@@ -11,8 +11,9 @@ use crate::out::Out;
 use crate::xml::{Node, attr, attr_qualified, first_texts, local, walk};
 use crate::{ExtractError, Limits};
 
-/// docx: body paragraphs of `word/document.xml`, then footnotes, endnotes and comments, one
-/// paragraph per line, runs' tabs and breaks kept. Deleted (tracked-change) text is skipped.
+/// docx: body paragraphs of `word/document.xml`, then headers and footers, footnotes, endnotes
+/// and comments, one paragraph per line, runs' tabs and breaks kept. Deleted (tracked-change) text
+/// is skipped.
 pub(crate) fn extract_docx(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<(), ExtractError> {
     let mut zip = Archive::open(bytes, limits)?;
     core_properties(&mut zip, out)?;
@@ -20,7 +21,13 @@ pub(crate) fn extract_docx(bytes: &[u8], limits: &Limits, out: &mut Out) -> Resu
         return Err(ExtractError::Malformed("docx has no word/document.xml".into()));
     };
     word_text(&body, out).map_err(|e| ExtractError::Malformed(format!("word/document.xml: {e}")))?;
-    for part in ["word/footnotes.xml", "word/endnotes.xml", "word/comments.xml"] {
+    // Headers and footers are parts of their own (one per section and kind: default, first, even),
+    // named by convention `headerN.xml` / `footerN.xml`.
+    let names = zip.names();
+    let mut parts = numbered(names.clone(), "word/header", ".xml");
+    parts.extend(numbered(names, "word/footer", ".xml"));
+    parts.extend(["word/footnotes.xml", "word/endnotes.xml", "word/comments.xml"].map(String::from));
+    for part in &parts {
         if out.text.is_full() {
             break;
         }
@@ -60,8 +67,8 @@ fn word_text(xml: &str, out: &mut Out) -> Result<(), String> {
     })
 }
 
-/// pptx: slide text in presentation order (`a:t` runs, one paragraph per line), slides separated by
-/// a blank line; at most `max_pages` slides.
+/// pptx: slide text in presentation order (`a:t` runs, one paragraph per line), each slide
+/// followed by its speaker notes, slides separated by a blank line; at most `max_pages` slides.
 pub(crate) fn extract_pptx(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<(), ExtractError> {
     let mut zip = Archive::open(bytes, limits)?;
     core_properties(&mut zip, out)?;
@@ -79,23 +86,40 @@ pub(crate) fn extract_pptx(bytes: &[u8], limits: &Limits, out: &mut Out) -> Resu
             continue;
         };
         out.text.blank_line();
-        let mut in_text = false;
-        let result = walk(&xml, |node| {
-            match node {
-                Node::Open(e) if local(e) == b"t" => in_text = true,
-                Node::Open(e) if local(e) == b"br" => out.text.push('\n'),
-                Node::Close(b"t") => in_text = false,
-                Node::Close(b"p") => out.text.end_line(),
-                Node::Text(t) if in_text => out.text.push_str(t),
-                _ => {}
-            }
-            if out.text.is_full() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-        });
-        if let Err(e) = result {
+        if let Err(e) = drawing_text(&xml, out) {
             out.warn(format!("{slide}: {e}"));
+        }
+        let notes = relationships_of_type(&mut zip, slide, "/notesSlide")?;
+        for part in notes {
+            if let Some(xml) = zip.read_string(&part)? {
+                out.text.end_line();
+                if let Err(e) = drawing_text(&xml, out) {
+                    out.warn(format!("{part}: {e}"));
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// The `a:t` runs of a slide or notes part, one paragraph per line. Fields (`a:fld`: slide numbers,
+/// dates) are skipped: on notes pages they are only the slide number.
+fn drawing_text(xml: &str, out: &mut Out) -> Result<(), String> {
+    let mut in_text = false;
+    let mut in_field = 0usize;
+    walk(xml, |node| {
+        match node {
+            Node::Open(e) if local(e) == b"t" => in_text = true,
+            Node::Open(e) if local(e) == b"fld" => in_field += 1,
+            Node::Open(e) if local(e) == b"br" => out.text.push('\n'),
+            Node::Close(b"t") => in_text = false,
+            Node::Close(b"fld") => in_field = in_field.saturating_sub(1),
+            Node::Close(b"p") => out.text.end_line(),
+            Node::Text(t) if in_text && in_field == 0 => out.text.push_str(t),
+            _ => {}
+        }
+        if out.text.is_full() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    })
 }
 
 /// Slide part names in the order `ppt/presentation.xml` lists them, falling back to the numeric
@@ -264,6 +288,17 @@ fn sheet_text(xml: &str, strings: &[String], out: &mut Out) -> Result<(), String
 
 /// Relationship id → resolved member name for `part` (from `<dir>/_rels/<file>.rels`).
 fn relationships(zip: &mut Archive<'_>, part: &str) -> Result<BTreeMap<String, String>, ExtractError> {
+    Ok(typed_relationships(zip, part)?.into_iter().map(|(id, (_, target))| (id, target)).collect())
+}
+
+/// Members that `part` relates to with a relationship type ending in `type_suffix`, in id order.
+fn relationships_of_type(zip: &mut Archive<'_>, part: &str, type_suffix: &str) -> Result<Vec<String>, ExtractError> {
+    let rels = typed_relationships(zip, part)?;
+    Ok(rels.into_values().filter(|(kind, _)| kind.ends_with(type_suffix)).map(|(_, target)| target).collect())
+}
+
+/// Relationship id → (type, resolved member name) for `part`; external targets are left out.
+fn typed_relationships(zip: &mut Archive<'_>, part: &str) -> Result<BTreeMap<String, (String, String)>, ExtractError> {
     let dir = dir_of(part);
     let file = part.rsplit('/').next().unwrap_or(part);
     let rels_name = if dir.is_empty() { format!("_rels/{file}.rels") } else { format!("{dir}/_rels/{file}.rels") };
@@ -275,7 +310,7 @@ fn relationships(zip: &mut Archive<'_>, part: &str) -> Result<BTreeMap<String, S
                 && attr(e, "TargetMode").as_deref() != Some("External")
                 && let (Some(id), Some(target)) = (attr(e, "Id"), attr(e, "Target"))
             {
-                rels.insert(id, resolve(dir, &target));
+                rels.insert(id, (attr(e, "Type").unwrap_or_default(), resolve(dir, &target)));
             }
             ControlFlow::Continue(())
         });

@@ -1,13 +1,20 @@
 //! PDF via `lopdf`: text per page (pages separated by a form feed, as `pdftotext` does), page count
 //! and the document information dictionary.
 //!
+//! Text drawn by Form XObjects (`/Subtype /Form`, drawn with `Do`: pages placed into other PDFs,
+//! stamps, repeated headers) is read where it is drawn, recursively up to [`MAX_FORM_DEPTH`] and
+//! never through a form that is already being drawn. A font's `/ToUnicode` CMap wins over its
+//! `/Encoding`, which for Type3 fonts often names glyphs arbitrarily; a Type3 font without one is
+//! read through its `/Differences` glyph names.
+//!
 //! lopdf's own `extract_text` bounds each stream but not their sum, and re-decodes shared fonts
 //! for every page, so a small file whose pages all reference one content or ToUnicode bomb would
-//! still inflate gigabytes. The loop here therefore charges every page content stream and every
+//! still inflate gigabytes. The loop here therefore charges every page content stream (and every
+//! Form XObject each time it is drawn) and every
 //! distinct ToUnicode CMap against one `max_decompressed_bytes` budget, and reads at most
 //! `max_pages` pages. Load-time object/xref streams are bounded per stream by lopdf.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use lopdf::content::Content;
 use lopdf::{DecompressError, Dictionary, Document, Encoding, LoadOptions, Object, decode_text_string};
@@ -47,7 +54,14 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<()
     if pages.len() > limits.max_pages {
         out.warn(format!("only the first {} of {} pages were read (max_pages)", limits.max_pages, pages.len()));
     }
-    let mut reader = PageReader { doc: &doc, budget: limits.max_decompressed_bytes, limit, fonts: BTreeMap::new() };
+    let overrides = to_unicode_overrides(&doc);
+    let mut reader = PageReader {
+        doc: &doc,
+        overrides: &overrides,
+        budget: limits.max_decompressed_bytes,
+        limit,
+        fonts: BTreeMap::new(),
+    };
     for (index, page_id) in pages.values().take(limits.max_pages).enumerate() {
         if out.text.is_full() {
             break;
@@ -71,14 +85,69 @@ fn pdf_error(context: &str, e: lopdf::Error) -> ExtractError {
     }
 }
 
+/// Form XObjects nested deeper than this are not read (a chain of forms each drawing the next).
+const MAX_FORM_DEPTH: usize = 8;
+
+/// Font resource name → key of its encoding in [`PageReader::fonts`].
+type FontNames = BTreeMap<Vec<u8>, usize>;
+/// XObject resource name → the object (a reference, usually).
+type XObjects<'d> = BTreeMap<Vec<u8>, &'d Object>;
+
 struct PageReader<'d> {
     doc: &'d Document,
+    /// Copies of fonts that have both `/Encoding` and `/ToUnicode`, without the `/Encoding`, keyed
+    /// by the original's address: lopdf reads `/Encoding` first, but `/ToUnicode` is what says
+    /// which text a code stands for (Type3 fonts often name their glyphs `/g1`, `/a7`, ...).
+    overrides: &'d HashMap<usize, Dictionary>,
     /// Bytes of decompressed content and CMaps still allowed.
     budget: u64,
     limit: usize,
     /// Encodings of fonts already seen, keyed by the font dictionary's address (fonts are shared
     /// between pages through references, so the same dictionary comes back).
     fonts: BTreeMap<usize, Encoding<'d>>,
+}
+
+/// What one content stream needs to resolve names, and where its text goes.
+struct Scope<'s, 'd> {
+    fonts: &'s FontNames,
+    xobjects: &'s XObjects<'d>,
+    context: &'s str,
+}
+
+/// Fonts that `/Font` and `/ToUnicode` both describe, as copies without `/Encoding`.
+fn to_unicode_overrides(doc: &Document) -> HashMap<usize, Dictionary> {
+    doc.objects
+        .values()
+        .filter_map(|o| o.as_dict().ok())
+        .filter(|d| d.has_type(b"Font") && d.has(b"ToUnicode") && d.has(b"Encoding"))
+        .map(|d| {
+            let mut copy = d.clone();
+            copy.remove(b"Encoding");
+            (std::ptr::from_ref::<Dictionary>(d) as usize, copy)
+        })
+        .collect()
+}
+
+/// The fonts named in a resource dictionary.
+fn resource_fonts<'d>(doc: &'d Document, resources: &'d Dictionary) -> Vec<(Vec<u8>, &'d Dictionary)> {
+    let Ok(fonts) = resources.get_deref(b"Font", doc).and_then(Object::as_dict) else { return Vec::new() };
+    fonts
+        .iter()
+        .filter_map(|(name, font)| Some((name.clone(), doc.dereference(font).ok()?.1.as_dict().ok()?)))
+        .collect()
+}
+
+/// The XObjects named in resource dictionaries; the first one naming a name wins.
+fn resource_xobjects<'d>(doc: &'d Document, resources: &[&'d Dictionary]) -> XObjects<'d> {
+    let mut found = XObjects::new();
+    for res in resources {
+        if let Ok(xobjects) = res.get_deref(b"XObject", doc).and_then(Object::as_dict) {
+            for (name, obj) in xobjects.iter() {
+                found.entry(name.clone()).or_insert(obj);
+            }
+        }
+    }
+    found
 }
 
 impl<'d> PageReader<'d> {
@@ -107,23 +176,15 @@ impl<'d> PageReader<'d> {
                 BTreeMap::new()
             }
         };
-        let mut by_name: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
-        for (name, font) in fonts {
-            let key = std::ptr::from_ref::<Dictionary>(font) as usize;
-            if !self.fonts.contains_key(&key) {
-                self.charge_to_unicode(font)?;
-                match font.get_font_encoding_with_limit(self.doc, self.remaining()) {
-                    Ok(encoding) => {
-                        self.fonts.insert(key, encoding);
-                    }
-                    Err(e @ lopdf::Error::Decompress(DecompressError::MemoryLimitExceeded { .. })) => {
-                        return Err(pdf_error(&context, e));
-                    }
-                    Err(e) => out.warn(format!("{context}: font encoding unreadable: {e}")),
-                }
+        let by_name = self.register_fonts(fonts, &context, out)?;
+        let doc = self.doc;
+        let resources: Vec<&'d Dictionary> = match doc.get_page_resources(page_id) {
+            Ok((dict, ids)) => {
+                dict.into_iter().chain(ids.into_iter().filter_map(|id| doc.get_dictionary(id).ok())).collect()
             }
-            by_name.insert(name, key);
-        }
+            Err(_) => Vec::new(),
+        };
+        let xobjects = resource_xobjects(self.doc, &resources);
         let data =
             self.doc.get_page_content_with_limit(page_id, self.remaining()).map_err(|e| pdf_error(&context, e))?;
         self.charge(data.len())?;
@@ -134,20 +195,59 @@ impl<'d> PageReader<'d> {
                 return Ok(());
             }
         };
-        let mut encoding: Option<&Encoding<'d>> = None;
+        let scope = Scope { fonts: &by_name, xobjects: &xobjects, context: &context };
+        self.run(&content.operations, &scope, None, &mut Vec::new(), out)
+    }
+
+    /// Decodes (once per font dictionary) the encodings of `fonts`, charging their CMaps.
+    fn register_fonts(
+        &mut self,
+        fonts: impl IntoIterator<Item = (Vec<u8>, &'d Dictionary)>,
+        context: &str,
+        out: &mut Out,
+    ) -> Result<FontNames, ExtractError> {
+        let mut by_name = FontNames::new();
+        for (name, font) in fonts {
+            let key = std::ptr::from_ref::<Dictionary>(font) as usize;
+            if !self.fonts.contains_key(&key) {
+                let overrides = self.overrides;
+                let font = overrides.get(&key).unwrap_or(font);
+                self.charge_to_unicode(font)?;
+                match font.get_font_encoding_with_limit(self.doc, self.remaining()) {
+                    Ok(encoding) => {
+                        self.fonts.insert(key, encoding);
+                    }
+                    Err(e @ lopdf::Error::Decompress(DecompressError::MemoryLimitExceeded { .. })) => {
+                        return Err(pdf_error(context, e));
+                    }
+                    Err(e) => out.warn(format!("{context}: font encoding unreadable: {e}")),
+                }
+            }
+            by_name.insert(name, key);
+        }
+        Ok(by_name)
+    }
+
+    /// Runs the text operators of one content stream. `font` is the font in effect when it starts
+    /// (a form inherits its caller's); `forms` the Form XObjects being drawn, against loops.
+    fn run(
+        &mut self,
+        operations: &[lopdf::content::Operation],
+        scope: &Scope<'_, 'd>,
+        mut font: Option<usize>,
+        forms: &mut Vec<Option<lopdf::ObjectId>>,
+        out: &mut Out,
+    ) -> Result<(), ExtractError> {
         let mut last_y: Option<f32> = None;
-        for op in &content.operations {
+        for op in operations {
             if out.text.is_full() {
                 break;
             }
             let operands = op.operands.as_slice();
+            let encoding = font.and_then(|k| self.fonts.get(&k));
             match op.operator.as_str() {
                 "Tf" => {
-                    encoding = operands
-                        .first()
-                        .and_then(|o| o.as_name().ok())
-                        .and_then(|n| by_name.get(n))
-                        .and_then(|k| self.fonts.get(k));
+                    font = operands.first().and_then(|o| o.as_name().ok()).and_then(|n| scope.fonts.get(n)).copied();
                 }
                 "Tj" | "TJ" => show(encoding, operands, out),
                 "'" => {
@@ -173,10 +273,62 @@ impl<'d> PageReader<'d> {
                     }
                     last_y = y;
                 }
+                "Do" => {
+                    if let Some(name) = operands.first().and_then(|o| o.as_name().ok()) {
+                        self.form(name, scope, font, forms, out)?;
+                    }
+                }
                 _ => {}
             }
         }
         Ok(())
+    }
+
+    /// Draws the XObject `name` if it is a Form XObject: its content stream is run with its own
+    /// resources (or, lacking them, its caller's), charged to the budget each time it is drawn.
+    fn form(
+        &mut self,
+        name: &[u8],
+        scope: &Scope<'_, 'd>,
+        font: Option<usize>,
+        forms: &mut Vec<Option<lopdf::ObjectId>>,
+        out: &mut Out,
+    ) -> Result<(), ExtractError> {
+        let Some(object) = scope.xobjects.get(name) else { return Ok(()) };
+        let Ok((id, Object::Stream(stream))) = self.doc.dereference(object) else { return Ok(()) };
+        if stream.dict.get(b"Subtype").and_then(Object::as_name).ok() != Some(b"Form".as_slice()) {
+            return Ok(()); // an image
+        }
+        let context = scope.context;
+        if forms.len() >= MAX_FORM_DEPTH {
+            out.warn(format!("{context}: Form XObjects nested deeper than {MAX_FORM_DEPTH} were skipped"));
+            return Ok(());
+        }
+        if id.is_some() && forms.contains(&id) {
+            out.warn(format!("{context}: a Form XObject draws itself; the loop was cut"));
+            return Ok(());
+        }
+        let data = stream.get_plain_content_with_limit(self.remaining()).map_err(|e| pdf_error(context, e))?;
+        self.charge(data.len())?;
+        let content = match Content::decode(&data) {
+            Ok(content) => content,
+            Err(e) => {
+                out.warn(format!("{context}: Form XObject content unreadable: {e}"));
+                return Ok(());
+            }
+        };
+        let own = stream.dict.get_deref(b"Resources", self.doc).and_then(Object::as_dict).ok();
+        forms.push(id);
+        let result = match own {
+            Some(resources) => {
+                let fonts = self.register_fonts(resource_fonts(self.doc, resources), context, out)?;
+                let xobjects = resource_xobjects(self.doc, &[resources]);
+                self.run(&content.operations, &Scope { fonts: &fonts, xobjects: &xobjects, context }, font, forms, out)
+            }
+            None => self.run(&content.operations, scope, font, forms, out),
+        };
+        forms.pop();
+        result
     }
 
     /// Charges a font's ToUnicode CMap to the budget before lopdf decodes it, so many fonts each

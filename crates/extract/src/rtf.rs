@@ -250,6 +250,11 @@ impl<'a, 'o> Parser<'a, 'o> {
                 let n = usize::try_from(param.unwrap_or(0)).unwrap_or(0);
                 self.pos = self.pos.saturating_add(n).min(self.src.len());
             }
+            // Footnotes are body text, though writers mark them `{\*\footnote ...}` (ignorable).
+            "footnote" if self.stack.last().is_some_and(|g| g.dest == Dest::Body) => {
+                self.group.dest = Dest::Body;
+                self.char_text(' ');
+            }
             "info" if at_group_start => self.group.dest = Dest::Info,
             "creatim" if at_group_start => self.group.dest = Dest::Info,
             "yr" | "mo" | "dy" | "hr" | "min" if self.group.dest == Dest::Info => {

@@ -30,7 +30,9 @@ impl Sniffed {
 /// to name broken zips; the client's content type is never trusted and not even taken.
 ///
 /// A prefix of the file (the first 64 KiB, say) is enough: zip-based formats are then recognised
-/// from their local headers, and JSON that merely runs out of input still counts as JSON.
+/// from their local headers, legacy Office files (OLE compound files) from the stream names in
+/// their directory when it lies within the prefix, and JSON that merely runs out of input still
+/// counts as JSON.
 pub fn sniff(bytes: &[u8], filename: &str) -> Sniffed {
     let ext = extension(filename);
     if bytes.is_empty() {
@@ -70,7 +72,13 @@ fn sniff_magic(b: &[u8]) -> Option<Sniffed> {
         [_, _, _, _, b'f', b't', b'y', b'p', b'a', b'v', b'i', b'f', ..] => other("image/avif"),
         [_, _, _, _, b'f', b't', b'y', b'p', b'h', b'e', b'i', b'c', ..] => other("image/heic"),
         [_, _, _, _, b'f', b't', b'y', b'p', ..] => other("video/mp4"),
-        [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, ..] => other("application/x-ole-storage"),
+        [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, ..] => Some(match crate::ole::kind(b) {
+            Some(Format::Doc) => Sniffed::new(Format::Doc, "application/msword"),
+            Some(Format::Xls) => Sniffed::new(Format::Xls, "application/vnd.ms-excel"),
+            Some(Format::Ppt) => Sniffed::new(Format::Ppt, "application/vnd.ms-powerpoint"),
+            // Other compound files: .msg mail, .msi installers, Visio, encrypted OOXML, ...
+            _ => Sniffed::new(Format::Unsupported, "application/x-ole-storage"),
+        }),
         [0x1F, 0x8B, ..] => other("application/gzip"),
         [b'B', b'Z', b'h', b'1'..=b'9', 0x31, 0x41, ..] => other("application/x-bzip2"),
         [0xFD, b'7', b'z', b'X', b'Z', 0, ..] => other("application/x-xz"),
