@@ -153,7 +153,7 @@ impl From<ServiceError> for ApiError {
                     "browser_login_unavailable" => StatusCode::NOT_FOUND,
                     "invalid_login_state" | "upload_interrupted" => StatusCode::BAD_REQUEST,
                     "document_not_found" | "version_not_found" | "no_redacted_copy" => StatusCode::NOT_FOUND,
-                    "file_too_large" | "request_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+                    "file_too_large" | "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
                     "invalid_expiry" => StatusCode::UNPROCESSABLE_ENTITY,
                     _ => StatusCode::CONFLICT,
                 };

@@ -167,7 +167,7 @@ fn form_error(error: &MultipartError, limits: FormLimits) -> ApiError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
+            "payload_too_large",
             format!("An upload request may carry at most {} bytes.", limits.total_bytes),
         )
     } else {

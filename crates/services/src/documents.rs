@@ -758,9 +758,9 @@ impl DocumentService {
                     Ok(None) => break,
                     Ok(Some(chunk)) => Some(chunk.map_err(|error| match error {
                         BodyError::TooLarge { limit } => {
-                            let failure = JobFailure::new("request_too_large", "The request was larger than allowed.");
+                            let failure = JobFailure::new("payload_too_large", "The request was larger than allowed.");
                             let detail = format!("An upload request may carry at most {limit} bytes.");
-                            (failure, rejected("request_too_large", detail))
+                            (failure, rejected("payload_too_large", detail))
                         }
                         BodyError::Broken(error) => {
                             let failure =
