@@ -348,6 +348,18 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// Deserialises a field that may be absent (`None`) but not `null`: for partial
+/// updates whose fields cannot be cleared, where a `null` would otherwise read as
+/// "unchanged" although the document says the field is not nullable. Use with
+/// `#[serde(default, deserialize_with = "present")]`.
+pub fn present<'de, T, D>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 /// A JSON body that may be absent: an empty body reads as `T::default()`.
 pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {

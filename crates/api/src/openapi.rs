@@ -138,9 +138,22 @@ problem_responses! {
 }
 
 /// Completes the document built from the annotations: every response of 400 and
-/// above without content gets the problem's, and every operation under `/api/v1`
-/// gets 429, which the rate limiter may answer to any of them.
+/// above without content gets the problem's, every operation under `/api/v1` gets
+/// 429, which the rate limiter may answer to any of them, and the multipart forms
+/// say which part names they take.
 pub fn finish(openapi: &mut OpenApi) {
+    if let Some(components) = openapi.components.as_mut() {
+        // Unknown parts are ignored, but a part name with a control character makes
+        // the multipart parser refuse the whole body (400). JSON Schema's
+        // `propertyNames`, which utoipa has no attribute for, says so.
+        for form in ["UploadForm", "BatchUploadForm", "AvatarUpload"] {
+            if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(form))) = components.schemas.get_mut(form) {
+                form.extensions
+                    .get_or_insert_with(Default::default)
+                    .insert("propertyNames".into(), serde_json::json!({"pattern": "^[^\\x00-\\x1f\\x7f]*$"}));
+            }
+        }
+    }
     for (path, item) in &mut openapi.paths.paths {
         let limited = path.starts_with("/api/v1/");
         for operation in operations_mut(item) {
@@ -249,6 +262,51 @@ pub mod values {
         Tags => ArrayBuilder::new().items(TagName::schema()).max_items(Some(50));
         /// A notebook's compliance settings; every member is optional and unknown ones are refused.
         ComplianceSettings => compliance_settings();
+        /// The body of `POST /api/v1/notebooks`: a notebook, or a copy of a template.
+        CreateNotebookBody => create_notebook_body();
+        /// The body of `POST /api/v1/notebooks/bulk`.
+        BulkBody => bulk_body();
+    }
+
+    /// `schema`, or `null`.
+    fn nullable(schema: impl Into<RefOr<Schema>>) -> RefOr<Schema> {
+        schema::OneOfBuilder::new().item(schema).item(ObjectBuilder::new().schema_type(Type::Null)).into()
+    }
+
+    fn uuid() -> ObjectBuilder {
+        ObjectBuilder::new().schema_type(Type::String).format(Some(schema::SchemaFormat::KnownFormat(schema::KnownFormat::Uuid)))
+    }
+
+    /// A new notebook, or (with `template_id`) a copy of a template, which takes only
+    /// `name` and `parent_id`: the rest comes from the template. `null` reads as absent.
+    fn create_notebook_body() -> Schema {
+        let only_null = || ObjectBuilder::new().schema_type(Type::Null);
+        let notebook = ObjectBuilder::new()
+            .title(Some("A new notebook"))
+            .property("parent_id", nullable(uuid()))
+            .property("name", NotebookName::schema())
+            .required("name")
+            .property("description", nullable(Description::schema()))
+            .property("visibility", nullable(Visibility::schema()))
+            .property("tags", nullable(Tags::schema()))
+            .property("compliance_settings", nullable(ComplianceSettings::schema()))
+            .property("is_template", ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Boolean, Type::Null])))
+            .property("template_id", only_null())
+            .additional_properties(Some(schema::AdditionalProperties::FreeForm(false)));
+        let copy = ObjectBuilder::new()
+            .title(Some("A copy of a template"))
+            .property("template_id", uuid())
+            .required("template_id")
+            .property("parent_id", nullable(uuid()))
+            .property("name", NotebookName::schema())
+            .required("name")
+            .property("description", only_null())
+            .property("visibility", only_null())
+            .property("tags", only_null())
+            .property("compliance_settings", only_null())
+            .property("is_template", only_null())
+            .additional_properties(Some(schema::AdditionalProperties::FreeForm(false)));
+        Schema::OneOf(schema::OneOfBuilder::new().item(notebook).item(copy).build())
     }
 
     fn compliance_settings() -> Schema {
@@ -273,7 +331,45 @@ pub mod values {
                 "`hipaa_mode: true` requires `pii_detection: true` and a `redaction_mode` other than `none`.",
             ))
             .build();
-        Schema::Object(object)
+        let without_hipaa = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("hipaa_mode", ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([false])));
+        let with_hipaa = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("hipaa_mode", ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([true])))
+            .property("pii_detection", ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([true])))
+            .property("redaction_mode", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["mask", "remove"])))
+            .required("hipaa_mode")
+            .required("pii_detection")
+            .required("redaction_mode");
+        let rule = schema::AnyOfBuilder::new().item(without_hipaa).item(with_hipaa);
+        Schema::AllOf(schema::AllOfBuilder::new().item(object).item(rule).build())
+    }
+
+    /// The body of `POST /api/v1/notebooks/bulk`: `move` needs `parent_id` (`null`
+    /// for the root), `tag` and `untag` need `tags`; other members are ignored by
+    /// the actions that do not use them.
+    fn bulk_body() -> Schema {
+        let action = |values: &[&str]| ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values.to_vec()));
+        let object = ObjectBuilder::new()
+            .property("ids", ArrayBuilder::new().items(uuid()).min_items(Some(1)).max_items(Some(100)).unique_items(true).description(Some("1–100 notebook ids, each once.")))
+            .required("ids")
+            .property("action", action(&["move", "tag", "untag", "archive", "unarchive", "delete"]))
+            .required("action")
+            .property("parent_id", nullable(uuid()))
+            .property("tags", nullable(Tags::schema()))
+            .property("cascade", ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Boolean, Type::Null])))
+            .additional_properties(Some(schema::AdditionalProperties::FreeForm(false)))
+            .build();
+        let moving = ObjectBuilder::new().schema_type(Type::Object).property("action", action(&["move"])).required("parent_id");
+        let tagging = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("action", action(&["tag", "untag"]))
+            .property("tags", ArrayBuilder::new().min_items(Some(1)))
+            .required("tags");
+        let other = ObjectBuilder::new().schema_type(Type::Object).property("action", action(&["archive", "unarchive", "delete"]));
+        let rule = schema::OneOfBuilder::new().item(moving).item(tagging).item(other);
+        Schema::AllOf(schema::AllOfBuilder::new().item(object).item(rule).build())
     }
 
     /// Which notebooks a list shows.

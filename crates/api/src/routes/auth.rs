@@ -123,6 +123,7 @@ pub async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
 #[into_params(parameter_in = Query)]
 pub struct LoginQuery {
     /// A path on this server to return to after login (e.g. `/app`); absolute URLs are refused.
+    #[param(min_length = 1, pattern = "^/([^/\\\\][^\\\\]*)?$")]
     pub return_to: Option<String>,
 }
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, FieldProblem};
-use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, double_option, encode_cursor, job_origin};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, double_option, encode_cursor, job_origin, present};
 use crate::openapi as doc;
 use crate::state::AppState;
 
@@ -710,14 +710,17 @@ pub async fn get_document(
 /// What may change on a document; absent fields stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct DocumentUpdate {
-    #[schema(value_type = Option<crate::openapi::values::Filename>)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::openapi::values::Filename>)]
     pub original_filename: Option<String>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<crate::openapi::values::Description>)]
     pub description: Option<Option<String>>,
-    #[schema(value_type = Option<crate::openapi::values::Tags>)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::openapi::values::Tags>)]
     pub tags: Option<Vec<String>>,
 }
 

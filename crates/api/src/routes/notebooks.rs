@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, FieldProblem};
-use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, Writer, double_option, encode_cursor};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, Writer, double_option, encode_cursor, present};
 use crate::openapi as doc;
 use crate::state::AppState;
 
@@ -118,22 +118,29 @@ pub struct UpdateNotebookRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<uuid::Uuid>)]
     pub parent_id: Option<Option<String>>,
-    #[schema(value_type = Option<crate::openapi::values::NotebookName>)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::openapi::values::NotebookName>)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<crate::openapi::values::Description>)]
     pub description: Option<Option<String>>,
-    #[schema(value_type = Option<crate::openapi::values::Visibility>)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::openapi::values::Visibility>)]
     pub visibility: Option<String>,
     /// `active` or `archived`; use DELETE to delete.
-    #[schema(value_type = Option<crate::openapi::values::NotebookStatus>)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::openapi::values::NotebookStatus>)]
     pub status: Option<String>,
-    #[schema(value_type = Option<crate::openapi::values::Tags>)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::openapi::values::Tags>)]
     pub tags: Option<Vec<String>>,
     /// `{pii_detection, redaction_mode: none|mask|remove, retention_days, allowed_content_types, hipaa_mode}`.
-    #[schema(value_type = Option<crate::openapi::values::ComplianceSettings>)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::openapi::values::ComplianceSettings>)]
     pub compliance_settings: Option<serde_json::Value>,
     /// Needs admin access.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub is_template: Option<bool>,
 }
 
@@ -259,25 +266,45 @@ pub(crate) fn with_etag(status: StatusCode, notebook: Notebook) -> Response {
     response
 }
 
-/// `If-Match: "<version>"` (or `*`, which any existing notebook matches).
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+/// `If-Match` (RFC 9110 §13.1.1): absent or `*` (any existing notebook matches) is
+/// `None`; otherwise the versions of its entity tags. Tags are compared strongly, so
+/// weak ones (`W/"3"`) and ones this API never issues match nothing: they are left
+/// out, and an empty list fails the precondition (412). Only a header that is not a
+/// list of entity tags is refused (400).
+fn if_match(headers: &HeaderMap) -> Result<Option<Vec<u64>>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
-    let text = value.to_str().unwrap_or_default().trim();
+    let invalid = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_if_match",
+            "If-Match must be * or a list of entity tags, like \"3\".",
+        )
+    };
+    let text = value.to_str().map_err(|_| invalid())?.trim();
     if text == "*" {
         return Ok(None);
     }
-    text.strip_prefix('"')
-        .and_then(|rest| rest.strip_suffix('"'))
-        .and_then(|version| version.parse::<u64>().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_if_match",
-                "If-Match must be an ETag this API issued, like \"3\".",
-            )
-        })
+    let mut versions = Vec::new();
+    let mut rest = text;
+    loop {
+        let (weak, tag) = match rest.strip_prefix("W/") {
+            Some(tag) => (true, tag),
+            None => (false, rest),
+        };
+        let (opaque, after) = tag.strip_prefix('"').and_then(|tag| tag.split_once('"')).ok_or_else(invalid)?;
+        if !weak && let Ok(version) = opaque.parse::<u64>() {
+            versions.push(version);
+        }
+        rest = after.trim_start();
+        if rest.is_empty() {
+            return Ok(Some(versions));
+        }
+        rest = rest.strip_prefix(',').ok_or_else(invalid)?.trim_start();
+    }
 }
+
+/// A version no notebook reaches: an `If-Match` that names none of the notebook's fails.
+const NO_VERSION: u64 = u64::MAX;
 
 pub(crate) fn parse_id(text: &str) -> Result<NotebookId, ApiError> {
     NotebookId::parse(text)
@@ -297,7 +324,8 @@ pub struct ListQuery {
     /// `private`, `shared` or `public`.
     #[param(inline, value_type = Option<crate::openapi::values::Visibility>)]
     pub visibility: Option<String>,
-    /// Only notebooks with this tag.
+    /// Only notebooks with this tag (1–64 characters, not blank, no control characters).
+    #[param(min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub tag: Option<String>,
     /// `newest` (default) or `oldest`.
     #[param(inline, value_type = Option<crate::openapi::values::SortOrder>)]
@@ -368,7 +396,7 @@ pub async fn list_notebooks(
     path = "/api/v1/notebooks",
     tag = "notebooks",
     security(("bearer" = [])),
-    request_body = CreateNotebookRequest,
+    request_body = crate::openapi::values::CreateNotebookBody,
     responses(
         (status = 201, body = NotebookResponse, headers(("Location" = String, description = "The new notebook's URL"), ("ETag" = String, description = "The notebook's version, for `If-Match`"))),
         doc::WriterRole,
@@ -424,7 +452,7 @@ pub async fn get_notebook(
     security(("bearer" = [])),
     params(
         ("id" = uuid::Uuid, Path, description = "Notebook id (UUID)"),
-        ("If-Match" = Option<String>, Header, description = "The ETag the update is based on"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = "^\\s*(\\*|(W/)?\"[^\"]*\"(\\s*,\\s*(W/)?\"[^\"]*\")*)\\s*$", description = "The ETag the update is based on (`\"3\"`), a list of them, or `*` (RFC 9110 §13.1.1); tags are compared strongly"),
     ),
     request_body = UpdateNotebookRequest,
     responses(
@@ -446,7 +474,17 @@ pub async fn update_notebook(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let mut update = body.parse()?;
-    update.expected_version = if_match(&headers)?;
+    update.expected_version = match if_match(&headers)?.as_deref() {
+        None => None,
+        Some([]) => Some(NO_VERSION),
+        Some([version]) => Some(*version),
+        Some(versions) => {
+            // Several tags: the update is conditional on the one that is current, if
+            // any; the store checks it again atomically.
+            let (current, _) = state.notebooks.get(&caller, id).await?;
+            Some(if versions.contains(&current.version) { current.version } else { NO_VERSION })
+        }
+    };
     let notebook = state.notebooks.update(&caller, id, update).await?;
     Ok(with_etag(StatusCode::OK, notebook))
 }
@@ -615,7 +653,7 @@ pub struct BulkRequest {
     path = "/api/v1/notebooks/bulk",
     tag = "notebooks",
     security(("bearer" = [])),
-    request_body = BulkRequest,
+    request_body = crate::openapi::values::BulkBody,
     responses(
         (status = 200, description = "The changed notebooks (none for delete)", body = NotebookPage),
         doc::WriterRole,

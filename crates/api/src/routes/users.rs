@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, FieldProblem};
-use crate::extract::{Admin, ApiJson, ApiQuery, AuthUser, PageQuery, double_option, encode_cursor};
+use crate::extract::{Admin, ApiJson, ApiQuery, AuthUser, PageQuery, double_option, encode_cursor, present};
 use crate::openapi as doc;
 use crate::state::AppState;
 
@@ -115,7 +115,8 @@ pub struct UpdateMeRequest {
     #[schema(value_type = Option<crate::openapi::values::FullName>)]
     pub full_name: Option<Option<String>>,
     /// Replaces the settings object (at most 16 KiB).
-    #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<Object>)]
     pub preferences: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -189,7 +190,8 @@ pub async fn get_user(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// Part of a username, e-mail or full name (1–100 characters).
+    /// Part of a username, e-mail or full name (1–100 characters, not blank).
+    #[param(required = true, min_length = 1, max_length = 100, pattern = "\\S")]
     pub q: Option<String>,
     /// At most this many (1–50, default 20).
     #[param(minimum = 1, maximum = 50)]
