@@ -274,7 +274,9 @@ pub mod values {
     }
 
     fn uuid() -> ObjectBuilder {
-        ObjectBuilder::new().schema_type(Type::String).format(Some(schema::SchemaFormat::KnownFormat(schema::KnownFormat::Uuid)))
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(schema::SchemaFormat::KnownFormat(schema::KnownFormat::Uuid)))
     }
 
     /// A new notebook, or (with `template_id`) a copy of a template, which takes only
@@ -290,7 +292,10 @@ pub mod values {
             .property("visibility", nullable(Visibility::schema()))
             .property("tags", nullable(Tags::schema()))
             .property("compliance_settings", nullable(ComplianceSettings::schema()))
-            .property("is_template", ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Boolean, Type::Null])))
+            .property(
+                "is_template",
+                ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Boolean, Type::Null])),
+            )
             .property("template_id", only_null())
             .additional_properties(Some(schema::AdditionalProperties::FreeForm(false)));
         let copy = ObjectBuilder::new()
@@ -313,7 +318,10 @@ pub mod values {
         let media_range = "^[A-Za-z0-9!#$&^_.+-]{1,127}/([A-Za-z0-9!#$&^_.+-]{1,127}|\\*)$";
         let object = ObjectBuilder::new()
             .property("pii_detection", ObjectBuilder::new().schema_type(Type::Boolean))
-            .property("redaction_mode", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["none", "mask", "remove"])))
+            .property(
+                "redaction_mode",
+                ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["none", "mask", "remove"])),
+            )
             .property(
                 "retention_days",
                 ObjectBuilder::new()
@@ -338,7 +346,10 @@ pub mod values {
             .schema_type(Type::Object)
             .property("hipaa_mode", ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([true])))
             .property("pii_detection", ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([true])))
-            .property("redaction_mode", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["mask", "remove"])))
+            .property(
+                "redaction_mode",
+                ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["mask", "remove"])),
+            )
             .required("hipaa_mode")
             .required("pii_detection")
             .required("redaction_mode");
@@ -350,9 +361,18 @@ pub mod values {
     /// for the root), `tag` and `untag` need `tags`; other members are ignored by
     /// the actions that do not use them.
     fn bulk_body() -> Schema {
-        let action = |values: &[&str]| ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values.to_vec()));
+        let action =
+            |values: &[&str]| ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values.to_vec()));
         let object = ObjectBuilder::new()
-            .property("ids", ArrayBuilder::new().items(uuid()).min_items(Some(1)).max_items(Some(100)).unique_items(true).description(Some("1–100 notebook ids, each once.")))
+            .property(
+                "ids",
+                ArrayBuilder::new()
+                    .items(uuid())
+                    .min_items(Some(1))
+                    .max_items(Some(100))
+                    .unique_items(true)
+                    .description(Some("1–100 notebook ids, each once.")),
+            )
             .required("ids")
             .property("action", action(&["move", "tag", "untag", "archive", "unarchive", "delete"]))
             .required("action")
@@ -361,13 +381,16 @@ pub mod values {
             .property("cascade", ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Boolean, Type::Null])))
             .additional_properties(Some(schema::AdditionalProperties::FreeForm(false)))
             .build();
-        let moving = ObjectBuilder::new().schema_type(Type::Object).property("action", action(&["move"])).required("parent_id");
+        let moving =
+            ObjectBuilder::new().schema_type(Type::Object).property("action", action(&["move"])).required("parent_id");
         let tagging = ObjectBuilder::new()
             .schema_type(Type::Object)
             .property("action", action(&["tag", "untag"]))
             .property("tags", ArrayBuilder::new().min_items(Some(1)))
             .required("tags");
-        let other = ObjectBuilder::new().schema_type(Type::Object).property("action", action(&["archive", "unarchive", "delete"]));
+        let other = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("action", action(&["archive", "unarchive", "delete"]));
         let rule = schema::OneOfBuilder::new().item(moving).item(tagging).item(other);
         Schema::AllOf(schema::AllOfBuilder::new().item(object).item(rule).build())
     }

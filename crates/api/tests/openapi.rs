@@ -154,11 +154,13 @@ fn every_error_response_is_a_problem() {
             let types: Vec<&String> = content.keys().collect();
             assert_eq!(types, ["application/problem+json"], "{name} {status}: not application/problem+json");
             assert_eq!(
-                content["application/problem+json"]["schema"]["$ref"],
-                "#/components/schemas/Problem",
+                content["application/problem+json"]["schema"]["$ref"], "#/components/schemas/Problem",
                 "{name} {status}: not the Problem schema"
             );
-            assert!(!response["description"].as_str().unwrap_or_default().is_empty(), "{name} {status}: no description");
+            assert!(
+                !response["description"].as_str().unwrap_or_default().is_empty(),
+                "{name} {status}: no description"
+            );
         }
     }
     let problem = &doc["components"]["schemas"]["Problem"];
@@ -267,10 +269,8 @@ fn ids_in_schemas_are_uuids() {
     for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
         for (member, property) in schema["properties"].as_object().into_iter().flatten() {
             if (member == "id" || member.ends_with("_id")) && !FREE_IDS.contains(&member.as_str()) {
-                let format = property["format"]
-                    .as_str()
-                    .or_else(|| property["items"]["format"].as_str())
-                    .or_else(|| {
+                let format =
+                    property["format"].as_str().or_else(|| property["items"]["format"].as_str()).or_else(|| {
                         property["oneOf"].as_array().and_then(|one| one.iter().find_map(|s| s["format"].as_str()))
                     });
                 assert_eq!(format, Some("uuid"), "{name}.{member} is not format: uuid");

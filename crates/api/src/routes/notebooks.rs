@@ -325,7 +325,11 @@ pub struct ListQuery {
     #[param(inline, value_type = Option<crate::openapi::values::Visibility>)]
     pub visibility: Option<String>,
     /// Only notebooks with this tag (1–64 characters, not blank, no control characters).
-    #[param(min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub tag: Option<String>,
     /// `newest` (default) or `oldest`.
     #[param(inline, value_type = Option<crate::openapi::values::SortOrder>)]
