@@ -280,6 +280,7 @@ pub struct RefreshResponse {
         (status = 200, body = RefreshResponse),
         (status = 400, description = "`invalid_grant` (an OAuth error) or `malformed_body`"),
         doc::PayloadTooLarge,
+        doc::Unprocessable,
     )
 )]
 pub async fn refresh(
@@ -322,6 +323,7 @@ pub struct LogoutResponse {
         doc::Authenticated,
         doc::BadRequest,
         doc::PayloadTooLarge,
+        doc::Unprocessable,
     )
 )]
 pub async fn logout(
