@@ -450,7 +450,11 @@ async fn if_match_prevents_lost_updates() {
     assert_eq!(now["name"], "Alice's edit");
     assert_eq!(put("\"2\"", "Bob, rebased").await.unwrap().status(), 200);
     assert_eq!(put("*", "Anything goes").await.unwrap().status(), 200);
-    assert_problem(put("W/\"x\"", "Bad").await.unwrap(), 400, "invalid_if_match").await;
+    // Strong comparison (RFC 9110 §13.1.1): weak tags and tags this API never issues match nothing.
+    assert_problem(put("W/\"3\"", "Weak").await.unwrap(), 412, "precondition_failed").await;
+    assert_problem(put("\"x\"", "Foreign").await.unwrap(), 412, "precondition_failed").await;
+    assert_eq!(put("\"x\", W/\"4\", \"4\"", "Any of them").await.unwrap().status(), 200);
+    assert_problem(put("\"3", "Bad").await.unwrap(), 400, "invalid_if_match").await;
     app.shutdown().await;
 }
 

@@ -24,14 +24,17 @@ pub struct Problem {
     pub code: String,
     /// The `X-Request-ID` of the failed request, for support.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub request_id: Option<String>,
     /// Per-field validation failures.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldProblem>,
     /// OAuth 2.0 error code (RFC 6749 §5.2), on token endpoint failures only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub error_description: Option<String>,
 }
 

@@ -43,6 +43,10 @@ fn body_rejection(status: StatusCode, body_text: String, what: &str) -> ApiError
 
 /// `Json<T>` whose rejections are problems: 400 `malformed_body` for syntax errors,
 /// 422 `validation_failed` for a wrong shape, 413 and 415 as their names say.
+///
+/// Every body this API reads is a JSON object, which is what the document says.
+/// serde would also read a struct from an array of its fields in order (`[null,
+/// null]`), so anything but an object is refused (422) too.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -54,11 +58,28 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|rejection| body_rejection(rejection.status(), rejection.body_text(), "JSON"))?;
+        let object = is_json_object(&bytes);
+        let request = Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
+            Ok(axum::Json(value)) if object => Ok(Self(value)),
+            Ok(_) => Err(not_an_object()),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// Whether a JSON text is an object (judged by its first character; the parser
+/// judges the rest).
+fn is_json_object(body: &[u8]) -> bool {
+    body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{')
+}
+
+fn not_an_object() -> ApiError {
+    ApiError::validation(vec![FieldProblem { field: "body".into(), message: "must be a JSON object".into() }])
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -284,8 +305,10 @@ pub fn job_origin(extensions: &Extensions) -> JobOrigin {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of a previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$")]
     pub cursor: Option<String>,
 }
 
@@ -346,12 +369,25 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// Deserialises a field that may be absent (`None`) but not `null`: for partial
+/// updates whose fields cannot be cleared, where a `null` would otherwise read as
+/// "unchanged" although the document says the field is not nullable. Use with
+/// `#[serde(default, deserialize_with = "present")]`.
+pub fn present<'de, T, D>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 /// A JSON body that may be absent: an empty body reads as `T::default()`.
 pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|error| {
+    let value = serde_json::from_slice(body).map_err(|error| {
         ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", format!("The request body is not valid JSON: {error}"))
-    })
+    })?;
+    if is_json_object(body) { Ok(value) } else { Err(not_an_object()) }
 }

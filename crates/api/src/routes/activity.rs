@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{ApiQuery, AuthUser, PageQuery, encode_cursor};
+use crate::openapi as doc;
 use crate::state::AppState;
 
 use super::notebooks::parse_id;
@@ -15,12 +16,15 @@ use super::notebooks::parse_id;
 /// One `ActivityEvent` about a notebook.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ActivityResponse {
+    #[schema(format = Uuid)]
     pub id: String,
     /// `created`, `updated`, `moved`, `deleted`, `restored`, `invited`,
     /// `permission_granted`, `invitation_accepted`, `invitation_declined`, `permission_revoked`.
     pub event_type: String,
     /// Who did it; `null` for the system.
+    #[schema(required = true, format = Uuid)]
     pub actor_id: Option<String>,
+    #[schema(format = Uuid)]
     pub notebook_id: String,
     #[schema(value_type = Object)]
     pub details: serde_json::Map<String, serde_json::Value>,
@@ -30,6 +34,7 @@ pub struct ActivityResponse {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ActivityPage {
     pub items: Vec<ActivityResponse>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -39,10 +44,13 @@ pub struct ActivityPage {
     path = "/api/v1/notebooks/{id}/activity",
     tag = "notebooks",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)"), PageQuery),
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)"), PageQuery),
     responses(
         (status = 200, body = ActivityPage),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::NotFound,
+        doc::Unprocessable,
     )
 )]
 pub async fn notebook_activity(
@@ -72,15 +80,19 @@ pub async fn notebook_activity(
 /// One `AuditLog` entry.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditResponse {
+    #[schema(format = Uuid)]
     pub id: String,
     /// `create`, `update`, `delete`, `restore`, `share`, `revoke`.
     pub action: String,
     pub resource_type: String,
     pub resource_id: String,
+    #[schema(required = true, format = Uuid)]
     pub performed_by: Option<String>,
     #[schema(value_type = Object)]
     pub details: serde_json::Map<String, serde_json::Value>,
+    #[schema(required = true)]
     pub ip_address: Option<String>,
+    #[schema(required = true)]
     pub user_agent: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -88,6 +100,7 @@ pub struct AuditResponse {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditPage {
     pub items: Vec<AuditResponse>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -96,7 +109,11 @@ pub struct AuditPage {
 pub struct AuditQuery {
     /// Only entries about this resource id.
     pub resource_id: Option<String>,
+    /// Items per page, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
+    /// The `next_cursor` of a previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$")]
     pub cursor: Option<String>,
 }
 
@@ -109,7 +126,10 @@ pub struct AuditQuery {
     params(AuditQuery),
     responses(
         (status = 200, body = AuditPage),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Forbidden,
+        doc::Unprocessable,
     )
 )]
 pub async fn audit_log(

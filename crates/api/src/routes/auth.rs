@@ -14,16 +14,18 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{
     ApiForm, ApiJson, ApiQuery, AuthUser, SESSION_COOKIE, client_info, optional_json, session_cookie,
 };
+use crate::openapi as doc;
 use crate::state::AppState;
 
 /// The form of `POST /api/v1/auth/token`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenRequest {
     /// `password` or `refresh_token`.
+    #[schema(required = true, nullable = false, value_type = crate::openapi::values::GrantType)]
     pub grant_type: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
@@ -62,7 +64,8 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiErr
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = TokenResponse),
-        (status = 400, description = "invalid_request, invalid_grant or unsupported_grant_type", body = Problem, content_type = "application/problem+json"),
+        doc::FormBody,
+        (status = 400, description = "An OAuth 2.0 error (`error` and `code`: `invalid_request`, `invalid_grant` or `unsupported_grant_type`), or `malformed_body`"),
     )
 )]
 pub async fn token(
@@ -120,6 +123,7 @@ pub async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
 #[into_params(parameter_in = Query)]
 pub struct LoginQuery {
     /// A path on this server to return to after login (e.g. `/app`); absolute URLs are refused.
+    #[param(min_length = 1, pattern = "^/([^/\\\\][^\\\\]*)?$")]
     pub return_to: Option<String>,
 }
 
@@ -136,7 +140,9 @@ fn redirect_uri(state: &AppState, headers: &HeaderMap) -> Result<String, ApiErro
     params(LoginQuery),
     responses(
         (status = 302, description = "To the identity provider's login page"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        doc::BadRequest,
+        (status = 404, description = "`browser_login_unavailable`: the built-in provider has no browser login"),
+        doc::Unprocessable,
     )
 )]
 pub async fn login(
@@ -177,6 +183,7 @@ pub struct LoginResponse {
     pub expires_in: u64,
     pub user: crate::routes::users::UserResponse,
     /// Where the browser asked to go, when it said.
+    #[schema(required = true)]
     pub return_to: Option<String>,
 }
 
@@ -191,7 +198,8 @@ pub struct LoginResponse {
     responses(
         (status = 200, body = LoginResponse),
         (status = 303, description = "To the login's return_to, with the session cookie"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`login_failed`, `invalid_callback`, `invalid_login_state` or `invalid_query`"),
+        (status = 404, description = "`browser_login_unavailable`: the built-in provider has no browser login"),
     )
 )]
 pub async fn callback(
@@ -256,7 +264,9 @@ pub struct RefreshResponse {
     pub token_type: String,
     pub expires_in: u64,
     /// The replacement refresh token (none for a session: the server keeps it).
+    #[schema(required = true)]
     pub refresh_token: Option<String>,
+    #[schema(required = true)]
     pub refresh_expires_in: Option<u64>,
 }
 
@@ -268,7 +278,9 @@ pub struct RefreshResponse {
     request_body(content = RefreshRequest, description = "Optional with a session cookie"),
     responses(
         (status = 200, body = RefreshResponse),
-        (status = 400, description = "invalid_grant", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_grant` (an OAuth error) or `malformed_body`"),
+        doc::PayloadTooLarge,
+        doc::Unprocessable,
     )
 )]
 pub async fn refresh(
@@ -294,6 +306,7 @@ pub async fn refresh(
 pub struct LogoutResponse {
     pub logged_out: bool,
     /// The provider's end-session page, for a browser to visit to end its single sign-on.
+    #[schema(required = true)]
     pub end_session_url: Option<String>,
 }
 
@@ -307,7 +320,10 @@ pub struct LogoutResponse {
     request_body(content = RefreshRequest, description = "Optionally, the refresh token to revoke too"),
     responses(
         (status = 200, body = LogoutResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::PayloadTooLarge,
+        doc::Unprocessable,
     )
 )]
 pub async fn logout(
@@ -330,6 +346,7 @@ pub async fn logout(
 /// Who the caller is, from their credential.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuthMeResponse {
+    #[schema(format = Uuid)]
     pub user_id: String,
     pub username: String,
     pub roles: Vec<String>,
@@ -344,7 +361,10 @@ pub struct AuthMeResponse {
     path = "/api/v1/auth/me",
     tag = "auth",
     security(("bearer" = [])),
-    responses((status = 200, body = AuthMeResponse), (status = 401, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 200, body = AuthMeResponse),
+        doc::Authenticated,
+    )
 )]
 pub async fn auth_me(AuthUser(caller): AuthUser) -> Json<AuthMeResponse> {
     Json(AuthMeResponse {
@@ -377,7 +397,10 @@ pub struct PermissionsResponse {
     path = "/api/v1/auth/permissions",
     tag = "auth",
     security(("bearer" = [])),
-    responses((status = 200, body = PermissionsResponse), (status = 401, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 200, body = PermissionsResponse),
+        doc::Authenticated,
+    )
 )]
 pub async fn permissions(AuthUser(caller): AuthUser) -> Json<PermissionsResponse> {
     let (from_roles, effective) = permissions_of(&caller);
@@ -400,12 +423,17 @@ pub struct VerifyTokenRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VerifyTokenResponse {
     pub active: bool,
+    #[schema(required = true)]
     pub sub: Option<String>,
+    #[schema(required = true)]
     pub username: Option<String>,
     pub roles: Vec<String>,
     pub groups: Vec<String>,
+    #[schema(required = true)]
     pub client_id: Option<String>,
+    #[schema(required = true)]
     pub exp: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub iat: Option<DateTime<Utc>>,
 }
 
@@ -417,7 +445,11 @@ pub struct VerifyTokenResponse {
     tag = "auth",
     security(("bearer" = [])),
     request_body = VerifyTokenRequest,
-    responses((status = 200, body = VerifyTokenResponse), (status = 401, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 200, body = VerifyTokenResponse),
+        doc::Authenticated,
+        doc::JsonBody,
+    )
 )]
 pub async fn verify_token(
     State(state): State<AppState>,

@@ -21,9 +21,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, FieldProblem, Problem};
-use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, double_option, encode_cursor, job_origin};
+use crate::error::{ApiError, FieldProblem};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, double_option, encode_cursor, job_origin, present};
 use crate::multipart::{BoundedForm, FormLimits, missing};
+use crate::openapi as doc;
 use crate::state::AppState;
 
 fn parse<T>(parsed: Result<T, aether_domain::ValidationError>) -> Result<T, ApiError> {
@@ -33,9 +34,12 @@ fn parse<T>(parsed: Result<T, aether_domain::ValidationError>) -> Result<T, ApiE
 /// An upload job.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobResponse {
+    #[schema(format = Uuid)]
     pub job_id: String,
+    #[schema(format = Uuid)]
     pub notebook_id: String,
     /// The document the job creates or adds a version to.
+    #[schema(format = Uuid)]
     pub document_id: String,
     pub new_version: bool,
     pub original_filename: String,
@@ -43,15 +47,20 @@ pub struct JobResponse {
     pub status: String,
     pub stage: String,
     pub progress: ProgressResponse,
+    #[schema(required = true)]
     pub content_type: Option<String>,
+    #[schema(required = true)]
     pub file_size: Option<u64>,
+    #[schema(required = true)]
     pub file_hash: Option<String>,
     /// Why the job failed: a stable `code` and a `message`.
     #[schema(value_type = Option<Object>)]
+    #[schema(required = true)]
     pub error: Option<serde_json::Value>,
     pub attempts: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
     pub status_url: String,
     pub progress_url: String,
@@ -61,15 +70,18 @@ pub struct JobResponse {
 /// How far a job is.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProgressResponse {
+    #[schema(format = Uuid)]
     pub job_id: String,
     pub status: String,
     pub stage: String,
     pub bytes_received: u64,
     /// The declared size, when the client sent one.
+    #[schema(required = true)]
     pub total_bytes: Option<u64>,
     /// 0–100: the upload is the first half, processing the second.
     pub percentage: u8,
     /// Estimated seconds left while uploading, from the rate so far.
+    #[schema(required = true)]
     pub eta_seconds: Option<u64>,
 }
 
@@ -124,9 +136,12 @@ impl From<UploadJob> for JobResponse {
 /// A document (without its extracted text; see `preview`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DocumentResponse {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(format = Uuid)]
     pub notebook_id: String,
     pub original_filename: String,
+    #[schema(required = true)]
     pub description: Option<String>,
     pub tags: Vec<String>,
     pub content_type: String,
@@ -150,10 +165,13 @@ pub struct DocumentResponse {
     pub has_redacted_copy: bool,
     pub has_thumbnail: bool,
     #[schema(value_type = Option<Object>)]
+    #[schema(required = true)]
     pub processing_error: Option<serde_json::Value>,
     pub current_version: u32,
+    #[schema(format = Uuid)]
     pub uploaded_by: String,
     pub uploaded_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub processed_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
 }
@@ -193,25 +211,31 @@ impl From<Document> for DocumentResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DocumentPage {
     pub items: Vec<DocumentResponse>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobPage {
     pub items: Vec<JobResponse>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VersionResponse {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(format = Uuid)]
     pub document_id: String,
     pub version_number: u32,
     pub original_filename: String,
     pub content_type: String,
     pub file_size: u64,
     pub file_hash: String,
+    #[schema(required = true)]
     pub change_summary: Option<String>,
+    #[schema(format = Uuid)]
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub download_url: String,
@@ -240,20 +264,50 @@ pub struct VersionList {
     pub items: Vec<VersionResponse>,
 }
 
-/// The multipart form of an upload. Fields must come before `file`.
+/// The multipart form of an upload. The body is streamed: text fields must come
+/// before `file`, in this order; unknown fields are ignored.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
+    /// The notebook the document goes into (write access needed).
+    #[schema(value_type = uuid::Uuid)]
     pub notebook_id: String,
     /// Re-upload: adds a version to this document of the notebook.
+    #[schema(value_type = Option<uuid::Uuid>, nullable = false)]
     pub document_id: Option<String>,
+    #[schema(value_type = Option<crate::openapi::values::ChangeSummary>, nullable = false)]
     pub change_summary: Option<String>,
     /// Job status changes are POSTed here.
+    #[schema(value_type = Option<crate::openapi::values::CallbackUrl>, nullable = false)]
     pub callback_url: Option<String>,
     /// The declared size in bytes, for progress and ETA.
+    #[schema(nullable = false)]
     pub file_size: Option<u64>,
+    /// The file; its part's `filename` names the document.
     #[schema(value_type = String, format = Binary)]
     pub file: Vec<u8>,
+}
+
+/// The multipart form of a batch upload into the path's notebook: one job per
+/// `file` part (`files` is taken too). Text fields apply to the next file and must
+/// come before it.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct BatchUploadForm {
+    /// Re-upload: adds a version to this document of the notebook.
+    #[schema(value_type = Option<uuid::Uuid>, nullable = false)]
+    pub document_id: Option<String>,
+    #[schema(value_type = Option<crate::openapi::values::ChangeSummary>, nullable = false)]
+    pub change_summary: Option<String>,
+    /// Status changes of every job are POSTed here.
+    #[schema(value_type = Option<crate::openapi::values::CallbackUrl>, nullable = false)]
+    pub callback_url: Option<String>,
+    /// The declared size in bytes of the next file, for progress and ETA.
+    #[schema(nullable = false)]
+    pub file_size: Option<u64>,
+    /// The files, each its own part; the part's `filename` names the document.
+    #[schema(value_type = Vec<crate::openapi::values::Binary>, min_items = 1)]
+    pub file: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
@@ -346,9 +400,12 @@ pub(crate) async fn upload_files(
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 202, body = JobResponse),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "file_too_large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::MultipartBody,
+        doc::Forbidden,
+        doc::NotFound,
+        doc::Conflict,
+        (status = 413, description = "`file_too_large` (over `max_upload_bytes`), `payload_too_large` (the request over `max_upload_bytes` plus 1 MiB), `too_many_parts` (over 128)"),
     )
 )]
 pub async fn upload_document(
@@ -367,9 +424,17 @@ pub async fn upload_document(
     path = "/api/v1/notebooks/{id}/upload",
     tag = "documents",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
-    request_body(content = UploadForm, content_type = "multipart/form-data"),
-    responses((status = 202, body = JobPage))
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)")),
+    request_body(content = BatchUploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, body = JobPage),
+        doc::Authenticated,
+        doc::MultipartBody,
+        doc::Forbidden,
+        doc::NotFound,
+        doc::Conflict,
+        (status = 413, description = "`file_too_large` (over `max_upload_bytes`), `payload_too_large` (the request over `max_upload_bytes` plus 1 MiB), `too_many_parts` (over 128)"),
+    )
 )]
 pub async fn upload_batch(
     State(state): State<AppState>,
@@ -387,7 +452,11 @@ pub async fn upload_batch(
 pub struct JobListQuery {
     /// Only unfinished jobs.
     pub active: Option<bool>,
+    /// Items per page, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
+    /// The `next_cursor` of a previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$")]
     pub cursor: Option<String>,
 }
 
@@ -397,8 +466,14 @@ pub struct JobListQuery {
     path = "/api/v1/notebooks/{id}/upload/status",
     tag = "documents",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)"), JobListQuery),
-    responses((status = 200, body = JobPage))
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)"), JobListQuery),
+    responses(
+        (status = 200, body = JobPage),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::NotFound,
+        doc::Unprocessable,
+    )
 )]
 pub async fn notebook_upload_status(
     State(state): State<AppState>,
@@ -421,8 +496,13 @@ pub async fn notebook_upload_status(
     path = "/api/v1/documents/upload/{job_id}/status",
     tag = "documents",
     security(("bearer" = [])),
-    params(("job_id" = String, Path, description = "Job id (UUID)")),
-    responses((status = 200, body = JobResponse), (status = 404, body = Problem, content_type = "application/problem+json"))
+    params(("job_id" = uuid::Uuid, Path, description = "Job id (UUID)")),
+    responses(
+        (status = 200, body = JobResponse),
+        doc::Authenticated,
+        doc::NotFound,
+        doc::Unprocessable,
+    )
 )]
 pub async fn job_status(
     State(state): State<AppState>,
@@ -438,8 +518,13 @@ pub async fn job_status(
     path = "/api/v1/documents/upload/{job_id}/progress",
     tag = "documents",
     security(("bearer" = [])),
-    params(("job_id" = String, Path, description = "Job id (UUID)")),
-    responses((status = 200, body = ProgressResponse))
+    params(("job_id" = uuid::Uuid, Path, description = "Job id (UUID)")),
+    responses(
+        (status = 200, body = ProgressResponse),
+        doc::Authenticated,
+        doc::NotFound,
+        doc::Unprocessable,
+    )
 )]
 pub async fn job_progress(
     State(state): State<AppState>,
@@ -456,10 +541,13 @@ pub async fn job_progress(
     path = "/api/v1/documents/upload/{job_id}",
     tag = "documents",
     security(("bearer" = [])),
-    params(("job_id" = String, Path, description = "Job id (UUID)")),
+    params(("job_id" = uuid::Uuid, Path, description = "Job id (UUID)")),
     responses(
         (status = 200, body = JobResponse),
-        (status = 409, description = "job_finished", body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::NotFound,
+        doc::Unprocessable,
+        (status = 409, description = "`job_finished`: the job has already finished"),
     )
 )]
 pub async fn cancel_job(
@@ -477,8 +565,21 @@ pub async fn cancel_job(
     path = "/api/v1/ws/upload/{job_id}",
     tag = "documents",
     security(("bearer" = [])),
-    params(("job_id" = String, Path, description = "Job id (UUID)")),
-    responses((status = 101, description = "Switching to the WebSocket protocol"))
+    params(
+        ("job_id" = uuid::Uuid, Path, description = "Job id (UUID)"),
+        ("access_token" = Option<String>, Query, description = "The access token, for browsers, which cannot set headers on WebSockets"),
+        ("Connection" = String, Header, pattern = "^[Uu]pgrade$", description = "`Upgrade`: the WebSocket handshake (RFC 6455)"),
+        ("Upgrade" = String, Header, pattern = "^websocket$", description = "`websocket`"),
+        ("Sec-WebSocket-Version" = String, Header, pattern = "^13$", description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, pattern = "^[A-Za-z0-9+/]{21}[AQgw]==$", description = "16 random bytes in base64"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket handshake (`bad_request`): a plain HTTP request, or a missing `Upgrade`, `Connection`, `Sec-WebSocket-Version` or `Sec-WebSocket-Key` header"),
+        doc::Authenticated,
+        doc::NotFound,
+        doc::Unprocessable,
+    )
 )]
 pub async fn job_socket(
     State(state): State<AppState>,
@@ -537,8 +638,14 @@ async fn send_job(socket: &mut WebSocket, job: &UploadJob) -> Result<(), axum::E
     path = "/api/v1/notebooks/{id}/documents",
     tag = "documents",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)"), PageQuery),
-    responses((status = 200, body = DocumentPage))
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)"), PageQuery),
+    responses(
+        (status = 200, body = DocumentPage),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::NotFound,
+        doc::Unprocessable,
+    )
 )]
 pub async fn list_documents(
     State(state): State<AppState>,
@@ -560,8 +667,13 @@ pub async fn list_documents(
     path = "/api/v1/documents/{id}",
     tag = "documents",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Document id (UUID)")),
-    responses((status = 200, body = DocumentResponse), (status = 404, body = Problem, content_type = "application/problem+json"))
+    params(("id" = uuid::Uuid, Path, description = "Document id (UUID)")),
+    responses(
+        (status = 200, body = DocumentResponse),
+        doc::Authenticated,
+        doc::NotFound,
+        doc::Unprocessable,
+    )
 )]
 pub async fn get_document(
     State(state): State<AppState>,
@@ -575,12 +687,17 @@ pub async fn get_document(
 /// What may change on a document; absent fields stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct DocumentUpdate {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::openapi::values::Filename>)]
     pub original_filename: Option<String>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::openapi::values::Description>)]
     pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::openapi::values::Tags>)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -590,9 +707,15 @@ pub struct DocumentUpdate {
     path = "/api/v1/documents/{id}",
     tag = "documents",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Document id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Document id (UUID)")),
     request_body = DocumentUpdate,
-    responses((status = 200, body = DocumentResponse), (status = 422, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 200, body = DocumentResponse),
+        doc::Authenticated,
+        doc::JsonBody,
+        doc::Forbidden,
+        doc::NotFound,
+    )
 )]
 pub async fn update_document(
     State(state): State<AppState>,
@@ -616,8 +739,14 @@ pub async fn update_document(
     path = "/api/v1/documents/{id}",
     tag = "documents",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Document id (UUID)")),
-    responses((status = 204, description = "Deleted"))
+    params(("id" = uuid::Uuid, Path, description = "Document id (UUID)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        doc::Authenticated,
+        doc::Forbidden,
+        doc::NotFound,
+        doc::Unprocessable,
+    )
 )]
 pub async fn delete_document(
     State(state): State<AppState>,
@@ -635,8 +764,13 @@ pub async fn delete_document(
     path = "/api/v1/documents/{id}/versions",
     tag = "documents",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Document id (UUID)")),
-    responses((status = 200, body = VersionList))
+    params(("id" = uuid::Uuid, Path, description = "Document id (UUID)")),
+    responses(
+        (status = 200, body = VersionList),
+        doc::Authenticated,
+        doc::NotFound,
+        doc::Unprocessable,
+    )
 )]
 pub async fn list_versions(
     State(state): State<AppState>,
@@ -654,6 +788,7 @@ pub struct DownloadQuery {
     pub version: Option<u32>,
     /// `original` or `redacted`. Read-only collaborators get the redacted copy of a
     /// redacted document by default and may not ask for the original.
+    #[param(inline, value_type = Option<crate::openapi::values::Variant>)]
     pub variant: Option<String>,
 }
 
@@ -663,11 +798,16 @@ pub struct DownloadQuery {
     path = "/api/v1/documents/{id}/download",
     tag = "documents",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Document id (UUID)"), DownloadQuery),
+    params(("id" = uuid::Uuid, Path, description = "Document id (UUID)"), DownloadQuery),
     responses(
-        (status = 200, description = "The file"),
-        (status = 206, description = "Part of the file"),
-        (status = 416, body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The file, in its own content type", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "Part of the file", content_type = "*/*", body = Vec<u8>),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Forbidden,
+        (status = 404, description = "`not_found`, `version_not_found` or `no_redacted_copy`"),
+        doc::RangeNotSatisfiable,
+        doc::Unprocessable,
     )
 )]
 pub async fn download_document(
@@ -814,8 +954,13 @@ fn parse_range(header: &str, size: u64) -> Option<std::ops::Range<u64>> {
     path = "/api/v1/documents/{id}/preview",
     tag = "documents",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Document id (UUID)")),
-    responses((status = 200, description = "The preview", body = Object))
+    params(("id" = uuid::Uuid, Path, description = "Document id (UUID)")),
+    responses(
+        (status = 200, description = "The preview", body = Object),
+        doc::Authenticated,
+        doc::NotFound,
+        doc::Unprocessable,
+    )
 )]
 pub async fn preview_document(
     State(state): State<AppState>,
@@ -837,8 +982,13 @@ pub async fn preview_document(
     path = "/api/v1/documents/{id}/thumbnail",
     tag = "documents",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Document id (UUID)")),
-    responses((status = 200, description = "PNG", content_type = "image/png"), (status = 404, body = Problem, content_type = "application/problem+json"))
+    params(("id" = uuid::Uuid, Path, description = "Document id (UUID)")),
+    responses(
+        (status = 200, description = "PNG", content_type = "image/png", body = Vec<u8>),
+        doc::Authenticated,
+        (status = 404, description = "`not_found`, or the document has no thumbnail"),
+        doc::Unprocessable,
+    )
 )]
 pub async fn document_thumbnail(
     State(state): State<AppState>,
@@ -895,9 +1045,11 @@ mod tests {
     tag = "documents",
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 200, description = "Received"),
-        (status = 401, description = "invalid_signature", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Received", body = Object),
+        (status = 401, description = "`invalid_signature`: the signature or timestamp is not valid"),
+        (status = 404, description = "`not_found`: AudiModal is not configured, or no such job"),
+        doc::PayloadTooLarge,
+        doc::Unprocessable,
     )
 )]
 pub async fn audimodal_webhook(
@@ -925,8 +1077,13 @@ pub async fn audimodal_webhook(
     path = "/api/v1/documents/audimodal/{job_id}/status",
     tag = "documents",
     security(("bearer" = [])),
-    params(("job_id" = String, Path, description = "Job id (UUID)")),
-    responses((status = 200, description = "AudiModal's status", body = Object), (status = 404, body = Problem, content_type = "application/problem+json"))
+    params(("job_id" = uuid::Uuid, Path, description = "Job id (UUID)")),
+    responses(
+        (status = 200, description = "AudiModal's status", body = Object),
+        doc::Authenticated,
+        (status = 404, description = "`not_found`: AudiModal is not configured, or the job is not with it"),
+        doc::Unprocessable,
+    )
 )]
 pub async fn audimodal_status(
     State(state): State<AppState>,
@@ -942,8 +1099,21 @@ pub async fn audimodal_status(
     path = "/api/v1/ws/processing/{job_id}",
     tag = "documents",
     security(("bearer" = [])),
-    params(("job_id" = String, Path, description = "Job id (UUID)")),
-    responses((status = 101, description = "Switching to the WebSocket protocol"))
+    params(
+        ("job_id" = uuid::Uuid, Path, description = "Job id (UUID)"),
+        ("access_token" = Option<String>, Query, description = "The access token, for browsers, which cannot set headers on WebSockets"),
+        ("Connection" = String, Header, pattern = "^[Uu]pgrade$", description = "`Upgrade`: the WebSocket handshake (RFC 6455)"),
+        ("Upgrade" = String, Header, pattern = "^websocket$", description = "`websocket`"),
+        ("Sec-WebSocket-Version" = String, Header, pattern = "^13$", description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, pattern = "^[A-Za-z0-9+/]{21}[AQgw]==$", description = "16 random bytes in base64"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket handshake (`bad_request`): a plain HTTP request, or a missing `Upgrade`, `Connection`, `Sec-WebSocket-Version` or `Sec-WebSocket-Key` header"),
+        doc::Authenticated,
+        doc::NotFound,
+        doc::Unprocessable,
+    )
 )]
 pub async fn processing_socket(
     state: State<AppState>,
@@ -961,8 +1131,21 @@ pub async fn processing_socket(
     path = "/api/v1/ws/notebooks/{id}/uploads",
     tag = "documents",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
-    responses((status = 101, description = "Switching to the WebSocket protocol"))
+    params(
+        ("id" = uuid::Uuid, Path, description = "Notebook id (UUID)"),
+        ("access_token" = Option<String>, Query, description = "The access token, for browsers, which cannot set headers on WebSockets"),
+        ("Connection" = String, Header, pattern = "^[Uu]pgrade$", description = "`Upgrade`: the WebSocket handshake (RFC 6455)"),
+        ("Upgrade" = String, Header, pattern = "^websocket$", description = "`websocket`"),
+        ("Sec-WebSocket-Version" = String, Header, pattern = "^13$", description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, pattern = "^[A-Za-z0-9+/]{21}[AQgw]==$", description = "16 random bytes in base64"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket handshake (`bad_request`): a plain HTTP request, or a missing `Upgrade`, `Connection`, `Sec-WebSocket-Version` or `Sec-WebSocket-Key` header"),
+        doc::Authenticated,
+        doc::NotFound,
+        doc::Unprocessable,
+    )
 )]
 pub async fn notebook_upload_socket(
     State(state): State<AppState>,

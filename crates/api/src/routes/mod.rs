@@ -31,7 +31,14 @@ use crate::state::{ApiSettings, AppState};
 
 /// The OpenAPI document, generated from the route annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    split().1
+}
+
+/// The routes, and the OpenAPI document completed by [`crate::openapi::finish`].
+fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut openapi) = api_routes().split_for_parts();
+    crate::openapi::finish(&mut openapi);
+    (routes, openapi)
 }
 
 fn api_routes() -> OpenApiRouter<AppState> {
@@ -114,7 +121,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
 /// The whole application, ready to serve.
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
-    let (routes, openapi) = api_routes().split_for_parts();
+    let (routes, openapi) = split();
     // Swagger UI's assets are vendored into the binary, so /docs works offline. Its
     // page needs scripts and styles from this origin, unlike the JSON API.
     let docs = Router::new().merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi)).layer(

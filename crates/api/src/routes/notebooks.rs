@@ -15,17 +15,22 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, FieldProblem, Problem};
-use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, Writer, double_option, encode_cursor};
+use crate::error::{ApiError, FieldProblem};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, Writer, double_option, encode_cursor, present};
+use crate::openapi as doc;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NotebookResponse {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(format = Uuid)]
     pub owner_id: String,
     /// The notebook this one is in; `null` for a root notebook.
+    #[schema(required = true, format = Uuid)]
     pub parent_id: Option<String>,
     pub name: String,
+    #[schema(required = true)]
     pub description: Option<String>,
     /// `private`, `shared` or `public`.
     pub visibility: String,
@@ -72,6 +77,7 @@ impl From<Notebook> for NotebookResponse {
 pub struct NotebookPage {
     pub items: Vec<NotebookResponse>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -79,44 +85,62 @@ pub struct NotebookPage {
 #[serde(deny_unknown_fields)]
 pub struct CreateNotebookRequest {
     /// Create inside this notebook (write access to it is required).
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub parent_id: Option<String>,
     /// 1–200 characters.
+    #[schema(required = true, nullable = false, value_type = crate::openapi::values::NotebookName)]
     pub name: Option<String>,
+    #[schema(value_type = Option<crate::openapi::values::Description>)]
     pub description: Option<String>,
     /// `private` (default), `shared` or `public`.
+    #[schema(value_type = Option<crate::openapi::values::Visibility>)]
     pub visibility: Option<String>,
+    #[schema(value_type = Option<crate::openapi::values::Tags>)]
     pub tags: Option<Vec<String>>,
     /// `{pii_detection, redaction_mode: none|mask|remove, retention_days, allowed_content_types, hipaa_mode}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::openapi::values::ComplianceSettings>)]
     pub compliance_settings: Option<serde_json::Value>,
     /// Make this notebook a template.
     pub is_template: Option<bool>,
     /// Create a copy of this template (its fields and child notebooks) instead;
     /// only `name` and `parent_id` may accompany it.
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub template_id: Option<String>,
 }
 
 /// A partial update: fields present are replaced, absent ones kept; `description: null` clears it.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateNotebookRequest {
     /// Move under this notebook; `null` moves to the root. Needs admin access here and
     /// write access to the new parent.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub parent_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::openapi::values::NotebookName>)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::openapi::values::Description>)]
     pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::openapi::values::Visibility>)]
     pub visibility: Option<String>,
     /// `active` or `archived`; use DELETE to delete.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::openapi::values::NotebookStatus>)]
     pub status: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::openapi::values::Tags>)]
     pub tags: Option<Vec<String>>,
     /// `{pii_detection, redaction_mode: none|mask|remove, retention_days, allowed_content_types, hipaa_mode}`.
-    #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::openapi::values::ComplianceSettings>)]
     pub compliance_settings: Option<serde_json::Value>,
     /// Needs admin access.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub is_template: Option<bool>,
 }
 
@@ -242,25 +266,45 @@ pub(crate) fn with_etag(status: StatusCode, notebook: Notebook) -> Response {
     response
 }
 
-/// `If-Match: "<version>"` (or `*`, which any existing notebook matches).
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+/// `If-Match` (RFC 9110 §13.1.1): absent or `*` (any existing notebook matches) is
+/// `None`; otherwise the versions of its entity tags. Tags are compared strongly, so
+/// weak ones (`W/"3"`) and ones this API never issues match nothing: they are left
+/// out, and an empty list fails the precondition (412). Only a header that is not a
+/// list of entity tags is refused (400).
+fn if_match(headers: &HeaderMap) -> Result<Option<Vec<u64>>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
-    let text = value.to_str().unwrap_or_default().trim();
+    let invalid = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_if_match",
+            "If-Match must be * or a list of entity tags, like \"3\".",
+        )
+    };
+    let text = value.to_str().map_err(|_| invalid())?.trim();
     if text == "*" {
         return Ok(None);
     }
-    text.strip_prefix('"')
-        .and_then(|rest| rest.strip_suffix('"'))
-        .and_then(|version| version.parse::<u64>().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_if_match",
-                "If-Match must be an ETag this API issued, like \"3\".",
-            )
-        })
+    let mut versions = Vec::new();
+    let mut rest = text;
+    loop {
+        let (weak, tag) = match rest.strip_prefix("W/") {
+            Some(tag) => (true, tag),
+            None => (false, rest),
+        };
+        let (opaque, after) = tag.strip_prefix('"').and_then(|tag| tag.split_once('"')).ok_or_else(invalid)?;
+        if !weak && let Ok(version) = opaque.parse::<u64>() {
+            versions.push(version);
+        }
+        rest = after.trim_start();
+        if rest.is_empty() {
+            return Ok(Some(versions));
+        }
+        rest = rest.strip_prefix(',').ok_or_else(invalid)?.trim_start();
+    }
 }
+
+/// A version no notebook reaches: an `If-Match` that names none of the notebook's fails.
+const NO_VERSION: u64 = u64::MAX;
 
 pub(crate) fn parse_id(text: &str) -> Result<NotebookId, ApiError> {
     NotebookId::parse(text)
@@ -272,18 +316,31 @@ pub(crate) fn parse_id(text: &str) -> Result<NotebookId, ApiError> {
 pub struct ListQuery {
     /// `owned` (default): notebooks you own; `shared`: notebooks shared with you,
     /// directly or through a parent; `public`: every public notebook.
+    #[param(inline, value_type = Option<crate::openapi::values::NotebookScope>)]
     pub scope: Option<String>,
     /// `active` or `archived` (default: both).
+    #[param(inline, value_type = Option<crate::openapi::values::NotebookStatus>)]
     pub status: Option<String>,
     /// `private`, `shared` or `public`.
+    #[param(inline, value_type = Option<crate::openapi::values::Visibility>)]
     pub visibility: Option<String>,
-    /// Only notebooks with this tag.
+    /// Only notebooks with this tag (1–64 characters, not blank, no control characters).
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub tag: Option<String>,
     /// `newest` (default) or `oldest`.
+    #[param(inline, value_type = Option<crate::openapi::values::SortOrder>)]
     pub sort: Option<String>,
     /// `true`: only templates; `false`: only regular notebooks.
     pub template: Option<bool>,
+    /// Items per page, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
+    /// The `next_cursor` of a previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$")]
     pub cursor: Option<String>,
 }
 
@@ -296,8 +353,9 @@ pub struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, body = NotebookPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Unprocessable,
     )
 )]
 pub async fn list_notebooks(
@@ -342,13 +400,13 @@ pub async fn list_notebooks(
     path = "/api/v1/notebooks",
     tag = "notebooks",
     security(("bearer" = [])),
-    request_body = CreateNotebookRequest,
+    request_body = crate::openapi::values::CreateNotebookBody,
     responses(
-        (status = 201, body = NotebookResponse, headers(("Location" = String, description = "The new notebook's URL"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 201, body = NotebookResponse, headers(("Location" = String, description = "The new notebook's URL"), ("ETag" = String, description = "The notebook's version, for `If-Match`"))),
+        doc::WriterRole,
+        doc::JsonBody,
+        (status = 404, description = "`not_found`: the parent or template does not exist or is not visible to you"),
+        (status = 409, description = "`depth_exceeded` or another state that forbids creating it there"),
     )
 )]
 pub async fn create_notebook(
@@ -371,12 +429,12 @@ pub async fn create_notebook(
     path = "/api/v1/notebooks/{id}",
     tag = "notebooks",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)")),
     responses(
-        (status = 200, body = NotebookResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = NotebookResponse, headers(("ETag" = String, description = "The notebook's version, for `If-Match`"))),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::NotFound,
     )
 )]
 pub async fn get_notebook(
@@ -397,18 +455,18 @@ pub async fn get_notebook(
     tag = "notebooks",
     security(("bearer" = [])),
     params(
-        ("id" = String, Path, description = "Notebook id (UUID)"),
-        ("If-Match" = Option<String>, Header, description = "The ETag the update is based on"),
+        ("id" = uuid::Uuid, Path, description = "Notebook id (UUID)"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = "^\\s*(\\*|(W/)?\"[^\"]*\"(\\s*,\\s*(W/)?\"[^\"]*\")*)\\s*$", description = "The ETag the update is based on (`\"3\"`), a list of them, or `*` (RFC 9110 §13.1.1); tags are compared strongly"),
     ),
     request_body = UpdateNotebookRequest,
     responses(
-        (status = 200, body = NotebookResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The notebook changed since the If-Match version", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = NotebookResponse, headers(("ETag" = String, description = "The notebook's new version"))),
+        doc::WriterRole,
+        doc::JsonBody,
+        doc::Forbidden,
+        doc::NotFound,
+        (status = 409, description = "`depth_exceeded`, `cycle` or another conflict with the hierarchy"),
+        doc::PreconditionFailed,
     )
 )]
 pub async fn update_notebook(
@@ -420,7 +478,17 @@ pub async fn update_notebook(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let mut update = body.parse()?;
-    update.expected_version = if_match(&headers)?;
+    update.expected_version = match if_match(&headers)?.as_deref() {
+        None => None,
+        Some([]) => Some(NO_VERSION),
+        Some([version]) => Some(*version),
+        Some(versions) => {
+            // Several tags: the update is conditional on the one that is current, if
+            // any; the store checks it again atomically.
+            let (current, _) = state.notebooks.get(&caller, id).await?;
+            Some(if versions.contains(&current.version) { current.version } else { NO_VERSION })
+        }
+    };
     let notebook = state.notebooks.update(&caller, id, update).await?;
     Ok(with_etag(StatusCode::OK, notebook))
 }
@@ -439,14 +507,14 @@ pub struct DeleteQuery {
     path = "/api/v1/notebooks/{id}",
     tag = "notebooks",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)"), DeleteQuery),
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)"), DeleteQuery),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "has_children", body = Problem, content_type = "application/problem+json"),
+        doc::WriterRole,
+        doc::BadRequest,
+        doc::Forbidden,
+        doc::NotFound,
+        (status = 409, description = "`has_children`: pass `cascade=true`"),
     )
 )]
 pub async fn delete_notebook(
@@ -465,10 +533,13 @@ pub async fn delete_notebook(
     path = "/api/v1/notebooks/{id}/children",
     tag = "notebooks",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)"), PageQuery),
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)"), PageQuery),
     responses(
         (status = 200, body = NotebookPage),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::NotFound,
+        doc::Unprocessable,
     )
 )]
 pub async fn list_children(
@@ -491,11 +562,13 @@ pub async fn list_children(
     path = "/api/v1/notebooks/{id}/restore",
     tag = "notebooks",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)")),
     responses(
-        (status = 200, body = NotebookResponse),
-        (status = 404, description = "No deleted notebook you may restore", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "parent_deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = NotebookResponse, headers(("ETag" = String, description = "The notebook's version"))),
+        doc::WriterRole,
+        doc::BadRequest,
+        (status = 404, description = "`not_found`: no deleted notebook you may restore"),
+        (status = 409, description = "`parent_deleted`: restore the parent first"),
     )
 )]
 pub async fn restore_notebook(
@@ -511,8 +584,10 @@ pub async fn restore_notebook(
 #[serde(deny_unknown_fields)]
 pub struct DuplicateRequest {
     /// The copy's name; "<name> (copy)" when absent.
+    #[schema(value_type = Option<crate::openapi::values::NotebookName>)]
     pub name: Option<String>,
     /// Where to put the copy (write access needed); the root when absent.
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub parent_id: Option<String>,
 }
 
@@ -523,14 +598,15 @@ pub struct DuplicateRequest {
     path = "/api/v1/notebooks/{id}/duplicate",
     tag = "notebooks",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)")),
     request_body = DuplicateRequest,
     responses(
-        (status = 201, body = NotebookResponse),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "depth_exceeded", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 201, body = NotebookResponse, headers(("Location" = String, description = "The copy's URL"), ("ETag" = String, description = "The copy's version"))),
+        doc::WriterRole,
+        doc::JsonBody,
+        doc::Forbidden,
+        doc::NotFound,
+        (status = 409, description = "`depth_exceeded`"),
     )
 )]
 pub async fn duplicate_notebook(
@@ -558,14 +634,17 @@ pub async fn duplicate_notebook(
 #[serde(deny_unknown_fields)]
 pub struct BulkRequest {
     /// 1–100 notebook ids, each once.
+    #[schema(required = true, nullable = false, value_type = Vec<uuid::Uuid>, min_items = 1, max_items = 100)]
     pub ids: Option<Vec<String>>,
     /// `move`, `tag`, `untag`, `archive`, `unarchive` or `delete`.
+    #[schema(required = true, nullable = false, value_type = crate::openapi::values::BulkAction)]
     pub action: Option<String>,
     /// For `move`: the new parent, or `null` for the root.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub parent_id: Option<Option<String>>,
     /// For `tag` and `untag`.
+    #[schema(value_type = Option<crate::openapi::values::Tags>)]
     pub tags: Option<Vec<String>>,
     /// For `delete`: delete subtrees too.
     pub cascade: Option<bool>,
@@ -578,13 +657,14 @@ pub struct BulkRequest {
     path = "/api/v1/notebooks/bulk",
     tag = "notebooks",
     security(("bearer" = [])),
-    request_body = BulkRequest,
+    request_body = crate::openapi::values::BulkBody,
     responses(
         (status = 200, description = "The changed notebooks (none for delete)", body = NotebookPage),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        doc::WriterRole,
+        doc::JsonBody,
+        doc::Forbidden,
+        doc::NotFound,
+        doc::Conflict,
     )
 )]
 pub async fn bulk_update(

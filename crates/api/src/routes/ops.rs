@@ -39,6 +39,7 @@ pub struct CheckResult {
     pub status: &'static str,
     pub latency_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub error: Option<String>,
 }
 

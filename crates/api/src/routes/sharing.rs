@@ -13,8 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, AuthUser, Writer, double_option};
+use crate::openapi as doc;
 use crate::state::AppState;
 
 use super::notebooks::{Problems, parse_id};
@@ -22,14 +23,18 @@ use super::notebooks::{Problems, parse_id};
 /// A `COLLABORATES_ON` relationship: an invitation or a grant.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CollaborationResponse {
+    #[schema(format = Uuid)]
     pub notebook_id: String,
+    #[schema(format = Uuid)]
     pub user_id: String,
     /// `read`, `write` or `admin`.
     pub permission: String,
     /// `pending` (invited), `active` (accepted or granted), `declined` or `revoked`.
     pub status: String,
+    #[schema(format = Uuid)]
     pub granted_by: String,
     pub granted_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub accepted_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
 }
@@ -53,6 +58,7 @@ impl From<Collaboration> for CollaborationResponse {
 pub struct CollaborationList {
     pub items: Vec<CollaborationResponse>,
     /// Always `null`: these lists are short and returned whole.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -65,8 +71,10 @@ impl From<Vec<Collaboration>> for CollaborationList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShareRequest {
+    #[schema(required = true, nullable = false, value_type = uuid::Uuid)]
     pub user_id: Option<String>,
     /// `read`, `write` or `admin`.
+    #[schema(required = true, nullable = false, value_type = crate::openapi::values::Permission)]
     pub permission: Option<String>,
 }
 
@@ -84,13 +92,15 @@ fn parse_user_id(text: Option<&str>, problems: &mut Problems) -> Option<UserId> 
     path = "/api/v1/notebooks/{id}/share",
     tag = "sharing",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)")),
     request_body = ShareRequest,
     responses(
         (status = 201, body = CollaborationResponse),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        doc::WriterRole,
+        doc::JsonBody,
+        doc::Forbidden,
+        doc::NotFound,
+        doc::Conflict,
     )
 )]
 pub async fn share_notebook(
@@ -115,10 +125,11 @@ pub async fn share_notebook(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PermissionRequest {
+    #[schema(required = true, nullable = false, value_type = uuid::Uuid)]
     pub user_id: Option<String>,
     /// `read`, `write`, `admin`, or `null` to revoke.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(required = true, value_type = Option<crate::openapi::values::Permission>)]
     pub permission: Option<Option<String>>,
 }
 
@@ -129,14 +140,16 @@ pub struct PermissionRequest {
     path = "/api/v1/notebooks/{id}/permissions",
     tag = "sharing",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)")),
     request_body = PermissionRequest,
     responses(
         (status = 200, body = CollaborationResponse),
         (status = 204, description = "Revoked"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        doc::WriterRole,
+        doc::JsonBody,
+        doc::Forbidden,
+        doc::NotFound,
+        doc::Conflict,
     )
 )]
 pub async fn set_permission(
@@ -167,11 +180,13 @@ pub async fn set_permission(
     path = "/api/v1/notebooks/{id}/collaborators",
     tag = "sharing",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)")),
     responses(
         (status = 200, body = CollaborationList),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Forbidden,
+        doc::NotFound,
     )
 )]
 pub async fn list_collaborators(
@@ -186,6 +201,7 @@ pub async fn list_collaborators(
 #[into_params(parameter_in = Query)]
 pub struct InvitationQuery {
     /// `pending` (default), `active`, `declined` or `revoked`.
+    #[param(inline, value_type = Option<crate::openapi::values::CollaborationStatus>)]
     pub status: Option<String>,
 }
 
@@ -196,7 +212,12 @@ pub struct InvitationQuery {
     tag = "sharing",
     security(("bearer" = [])),
     params(InvitationQuery),
-    responses((status = 200, body = CollaborationList))
+    responses(
+        (status = 200, body = CollaborationList),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Unprocessable,
+    )
 )]
 pub async fn list_invitations(
     State(state): State<AppState>,
@@ -213,10 +234,12 @@ pub async fn list_invitations(
     path = "/api/v1/notebooks/{id}/share/accept",
     tag = "sharing",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)")),
     responses(
         (status = 200, body = CollaborationResponse),
-        (status = 404, description = "No pending invitation", body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::BadRequest,
+        (status = 404, description = "`not_found`: no pending invitation to this notebook"),
     )
 )]
 pub async fn accept_invitation(
@@ -234,10 +257,12 @@ pub async fn accept_invitation(
     path = "/api/v1/notebooks/{id}/share/decline",
     tag = "sharing",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)")),
     responses(
         (status = 200, body = CollaborationResponse),
-        (status = 404, description = "No pending invitation", body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::BadRequest,
+        (status = 404, description = "`not_found`: no pending invitation to this notebook"),
     )
 )]
 pub async fn decline_invitation(
@@ -250,14 +275,18 @@ pub async fn decline_invitation(
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AccessResponse {
+    #[schema(format = Uuid)]
     pub notebook_id: String,
+    #[schema(format = Uuid)]
     pub user_id: String,
     /// `read`, `write`, `admin`, or `null` when the user cannot see the notebook.
+    #[schema(required = true)]
     pub permission: Option<String>,
     /// Why: each relationship or role that grants access, the strongest first.
     #[schema(value_type = Vec<Object>)]
     pub sources: Vec<serde_json::Value>,
     /// A role that lowers what the sources grant (`aether-viewer`).
+    #[schema(required = true)]
     pub capped_by: Option<String>,
 }
 
@@ -285,6 +314,7 @@ impl From<AccessReport> for AccessResponse {
 #[into_params(parameter_in = Query)]
 pub struct AccessQuery {
     /// Whose access to explain; yourself when absent (asking about others needs admin access).
+    #[param(value_type = Option<uuid::Uuid>)]
     pub user_id: Option<String>,
 }
 
@@ -295,11 +325,14 @@ pub struct AccessQuery {
     path = "/api/v1/notebooks/{id}/access",
     tag = "sharing",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Notebook id (UUID)"), AccessQuery),
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)"), AccessQuery),
     responses(
         (status = 200, body = AccessResponse),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Forbidden,
+        doc::NotFound,
+        doc::Unprocessable,
     )
 )]
 pub async fn explain_access(

@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::documents::{JobResponse, UploadForm, parse_variant, ranged, upload_files};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, AuthUser, Origin, external_base_url};
+use crate::openapi as doc;
 use crate::state::AppState;
 
 fn document_id(text: &str) -> Result<DocumentId, ApiError> {
@@ -33,7 +34,15 @@ fn document_id(text: &str) -> Result<DocumentId, ApiError> {
     tag = "storage",
     security(("bearer" = [])),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
-    responses((status = 202, body = JobResponse))
+    responses(
+        (status = 202, body = JobResponse),
+        doc::Authenticated,
+        doc::MultipartBody,
+        doc::Forbidden,
+        doc::NotFound,
+        doc::Conflict,
+        (status = 413, description = "`file_too_large` (over `max_upload_bytes`)"),
+    )
 )]
 pub async fn storage_upload(
     State(state): State<AppState>,
@@ -51,6 +60,7 @@ pub struct FileQuery {
     /// A version number; the current version when absent.
     pub version: Option<u32>,
     /// `original` or `redacted`.
+    #[param(inline, value_type = Option<crate::openapi::values::Variant>)]
     pub variant: Option<String>,
 }
 
@@ -60,8 +70,17 @@ pub struct FileQuery {
     path = "/api/v1/storage/{id}/download",
     tag = "storage",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Document id (UUID)"), FileQuery),
-    responses((status = 200, description = "The file"), (status = 206, description = "Part of the file"))
+    params(("id" = uuid::Uuid, Path, description = "Document id (UUID)"), FileQuery),
+    responses(
+        (status = 200, description = "The file, in its own content type", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "Part of the file", content_type = "*/*", body = Vec<u8>),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Forbidden,
+        (status = 404, description = "`not_found`, `version_not_found` or `no_redacted_copy`"),
+        doc::RangeNotSatisfiable,
+        doc::Unprocessable,
+    )
 )]
 pub async fn storage_download(
     State(state): State<AppState>,
@@ -84,8 +103,11 @@ pub async fn storage_download(
 #[into_params(parameter_in = Query)]
 pub struct UrlQuery {
     /// Seconds the URL stays valid, 1–604800 (default 3600).
+    #[param(minimum = 1, maximum = 604800)]
     pub expires_in: Option<u64>,
     pub version: Option<u32>,
+    /// `original` or `redacted`.
+    #[param(inline, value_type = Option<crate::openapi::values::Variant>)]
     pub variant: Option<String>,
 }
 
@@ -105,8 +127,15 @@ pub struct SignedUrlResponse {
     path = "/api/v1/storage/{id}/url",
     tag = "storage",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Document id (UUID)"), UrlQuery),
-    responses((status = 200, body = SignedUrlResponse), (status = 409, description = "invalid_expiry", body = Problem, content_type = "application/problem+json"))
+    params(("id" = uuid::Uuid, Path, description = "Document id (UUID)"), UrlQuery),
+    responses(
+        (status = 200, body = SignedUrlResponse),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Forbidden,
+        doc::NotFound,
+        (status = 422, description = "`validation_failed`, or `invalid_expiry`: `expires_in` out of range"),
+    )
 )]
 pub async fn storage_url(
     State(state): State<AppState>,
@@ -137,7 +166,14 @@ pub struct SignedQuery {
     path = "/api/v1/storage/signed",
     tag = "storage",
     params(SignedQuery),
-    responses((status = 200, description = "The file"), (status = 403, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 200, description = "The file, in its own content type", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "Part of the file", content_type = "*/*", body = Vec<u8>),
+        doc::BadRequest,
+        (status = 403, description = "`forbidden`: the link is invalid or has expired"),
+        doc::NotFound,
+        doc::RangeNotSatisfiable,
+    )
 )]
 pub async fn storage_signed(
     State(state): State<AppState>,
@@ -157,8 +193,13 @@ pub async fn storage_signed(
     path = "/api/v1/storage/{id}/metadata",
     tag = "storage",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Document id (UUID)")),
-    responses((status = 200, description = "Storage metadata", body = Object))
+    params(("id" = uuid::Uuid, Path, description = "Document id (UUID)")),
+    responses(
+        (status = 200, description = "Storage metadata", body = Object),
+        doc::Authenticated,
+        doc::NotFound,
+        doc::Unprocessable,
+    )
 )]
 pub async fn storage_metadata(
     State(state): State<AppState>,
@@ -172,6 +213,7 @@ pub async fn storage_metadata(
 #[serde(deny_unknown_fields)]
 pub struct CopyRequest {
     /// The notebook the copy goes to.
+    #[schema(value_type = uuid::Uuid)]
     pub notebook_id: String,
 }
 
@@ -181,9 +223,16 @@ pub struct CopyRequest {
     path = "/api/v1/storage/{id}/copy",
     tag = "storage",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Document id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Document id (UUID)")),
     request_body = CopyRequest,
-    responses((status = 202, body = JobResponse))
+    responses(
+        (status = 202, body = JobResponse),
+        doc::Authenticated,
+        doc::JsonBody,
+        doc::Forbidden,
+        doc::NotFound,
+        doc::Conflict,
+    )
 )]
 pub async fn storage_copy(
     State(state): State<AppState>,
@@ -203,8 +252,14 @@ pub async fn storage_copy(
     path = "/api/v1/storage/{id}",
     tag = "storage",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Document id (UUID)")),
-    responses((status = 204, description = "Deleted"))
+    params(("id" = uuid::Uuid, Path, description = "Document id (UUID)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        doc::Authenticated,
+        doc::Forbidden,
+        doc::NotFound,
+        doc::Unprocessable,
+    )
 )]
 pub async fn storage_delete(
     State(state): State<AppState>,

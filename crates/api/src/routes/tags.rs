@@ -6,8 +6,9 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{ApiQuery, AuthUser, PageQuery};
+use crate::openapi as doc;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -21,6 +22,7 @@ pub struct TagUsage {
 pub struct TagList {
     pub items: Vec<TagUsage>,
     /// Always `null`: the list is the top `limit` tags.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -28,8 +30,10 @@ pub struct TagList {
 #[into_params(parameter_in = Query)]
 pub struct TagQuery {
     /// `owned` (default): your notebooks; `public`: public notebooks.
+    #[param(inline, value_type = Option<crate::openapi::values::TagScope>)]
     pub scope: Option<String>,
     /// How many tags, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
 }
 
@@ -40,7 +44,12 @@ pub struct TagQuery {
     tag = "notebooks",
     security(("bearer" = [])),
     params(TagQuery),
-    responses((status = 200, body = TagList), (status = 422, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 200, body = TagList),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Unprocessable,
+    )
 )]
 pub async fn list_tags(
     State(state): State<AppState>,

@@ -13,16 +13,21 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, FieldProblem, Problem};
-use crate::extract::{Admin, ApiJson, ApiQuery, AuthUser, PageQuery, double_option, encode_cursor};
+use crate::error::{ApiError, FieldProblem};
+use crate::extract::{Admin, ApiJson, ApiQuery, AuthUser, PageQuery, double_option, encode_cursor, present};
+use crate::openapi as doc;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UserResponse {
+    #[schema(format = Uuid)]
     pub id: String,
     pub username: String,
+    #[schema(required = true)]
     pub email: Option<String>,
+    #[schema(required = true)]
     pub full_name: Option<String>,
+    #[schema(required = true)]
     pub avatar_url: Option<String>,
     /// Realm roles, as Keycloak names them.
     pub roles: Vec<String>,
@@ -30,11 +35,14 @@ pub struct UserResponse {
     /// The user's own settings, free-form JSON.
     #[schema(value_type = Object)]
     pub preferences: serde_json::Map<String, serde_json::Value>,
+    #[schema(required = true)]
     pub keycloak_id: Option<String>,
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub last_login_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub last_sync_at: Option<DateTime<Utc>>,
 }
 
@@ -62,9 +70,12 @@ impl From<User> for UserResponse {
 /// What anyone signed in may see of another user.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PublicUserResponse {
+    #[schema(format = Uuid)]
     pub id: String,
     pub username: String,
+    #[schema(required = true)]
     pub full_name: Option<String>,
+    #[schema(required = true)]
     pub avatar_url: Option<String>,
 }
 
@@ -87,7 +98,7 @@ impl From<User> for PublicUserResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, body = UserResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
     )
 )]
 pub async fn me(State(state): State<AppState>, AuthUser(caller): AuthUser) -> Result<Json<UserResponse>, ApiError> {
@@ -97,13 +108,15 @@ pub async fn me(State(state): State<AppState>, AuthUser(caller): AuthUser) -> Re
 /// `PUT /api/v1/users/me`: only the fields given change.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateMeRequest {
     /// Local accounts only; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::openapi::values::FullName>)]
     pub full_name: Option<Option<String>>,
     /// Replaces the settings object (at most 16 KiB).
-    #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<Object>)]
     pub preferences: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -116,8 +129,9 @@ pub struct UpdateMeRequest {
     request_body = UpdateMeRequest,
     responses(
         (status = 200, body = UserResponse),
-        (status = 409, description = "managed_by_identity_provider", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::JsonBody,
+        (status = 409, description = "`managed_by_identity_provider`: the identity provider owns the full name"),
     )
 )]
 pub async fn update_me(
@@ -157,10 +171,12 @@ fn parse_user_id(text: &str) -> Result<UserId, ApiError> {
     path = "/api/v1/users/{id}",
     tag = "users",
     security(("bearer" = [])),
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path, description = "User id (UUID)")),
     responses(
         (status = 200, body = PublicUserResponse),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::NotFound,
     )
 )]
 pub async fn get_user(
@@ -174,9 +190,11 @@ pub async fn get_user(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// Part of a username, e-mail or full name (1–100 characters).
+    /// Part of a username, e-mail or full name (1–100 characters, not blank).
+    #[param(required = true, min_length = 1, max_length = 100, pattern = "\\S")]
     pub q: Option<String>,
     /// At most this many (1–50, default 20).
+    #[param(minimum = 1, maximum = 50)]
     pub limit: Option<u32>,
 }
 
@@ -193,7 +211,12 @@ pub struct PublicUserList {
     tag = "users",
     security(("bearer" = [])),
     params(SearchQuery),
-    responses((status = 200, body = PublicUserList), (status = 422, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 200, body = PublicUserList),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Unprocessable,
+    )
 )]
 pub async fn search_users(
     State(state): State<AppState>,
@@ -215,6 +238,7 @@ pub async fn search_users(
 #[into_params(parameter_in = Query)]
 pub struct SyncQuery {
     /// `all` copies every directory user (administrators only); default: the caller.
+    #[param(inline, value_type = Option<crate::openapi::values::SyncScope>)]
     pub scope: Option<String>,
 }
 
@@ -222,8 +246,10 @@ pub struct SyncQuery {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SyncResponse {
     /// The caller's account, after a `me` synchronisation.
+    #[schema(required = true)]
     pub user: Option<UserResponse>,
     /// How many users were copied, after an `all` synchronisation.
+    #[schema(required = true)]
     pub synced: Option<u64>,
 }
 
@@ -234,7 +260,13 @@ pub struct SyncResponse {
     tag = "users",
     security(("bearer" = [])),
     params(SyncQuery),
-    responses((status = 200, body = SyncResponse), (status = 403, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 200, body = SyncResponse),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Forbidden,
+        doc::Unprocessable,
+    )
 )]
 pub async fn sync_users(
     State(state): State<AppState>,
@@ -265,7 +297,10 @@ pub struct RolesResponse {
     path = "/api/v1/users/roles",
     tag = "users",
     security(("bearer" = [])),
-    responses((status = 200, body = RolesResponse))
+    responses(
+        (status = 200, body = RolesResponse),
+        doc::Authenticated,
+    )
 )]
 pub async fn my_roles(
     State(state): State<AppState>,
@@ -282,25 +317,32 @@ pub async fn my_roles(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
+    #[schema(value_type = crate::openapi::values::ApiKeyName)]
     pub name: String,
     /// Any of `read`, `write`, `admin`.
+    #[schema(value_type = Vec<crate::openapi::values::Permission>)]
     pub scopes: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ApiKeyResponse {
+    #[schema(format = Uuid)]
     pub id: String,
     pub name: String,
     /// The first characters of the key, to tell keys apart.
     pub prefix: String,
     pub scopes: Vec<String>,
     pub created_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub expires_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub last_used_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub revoked_at: Option<DateTime<Utc>>,
     /// The whole key, only in the answer to its creation: it is not stored and cannot be shown again.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub key: Option<String>,
 }
 
@@ -334,8 +376,9 @@ pub struct ApiKeyList {
     request_body = CreateApiKeyRequest,
     responses(
         (status = 201, body = ApiKeyResponse),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::JsonBody,
+        doc::Forbidden,
     )
 )]
 pub async fn create_api_key(
@@ -369,7 +412,10 @@ pub async fn create_api_key(
     path = "/api/v1/users/me/api-keys",
     tag = "users",
     security(("bearer" = [])),
-    responses((status = 200, body = ApiKeyList))
+    responses(
+        (status = 200, body = ApiKeyList),
+        doc::Authenticated,
+    )
 )]
 pub async fn list_api_keys(
     State(state): State<AppState>,
@@ -385,8 +431,13 @@ pub async fn list_api_keys(
     path = "/api/v1/users/me/api-keys/{id}",
     tag = "users",
     security(("bearer" = [])),
-    params(("id" = String, Path)),
-    responses((status = 200, body = ApiKeyResponse), (status = 404, body = Problem, content_type = "application/problem+json"))
+    params(("id" = uuid::Uuid, Path, description = "API key id (UUID)")),
+    responses(
+        (status = 200, body = ApiKeyResponse),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::NotFound,
+    )
 )]
 pub async fn revoke_api_key(
     State(state): State<AppState>,
@@ -405,6 +456,7 @@ pub async fn revoke_api_key(
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UserList {
     pub items: Vec<UserResponse>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -416,7 +468,12 @@ pub struct UserList {
     tag = "admin",
     security(("bearer" = [])),
     params(PageQuery),
-    responses((status = 200, body = UserList), (status = 403, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 200, body = UserList),
+        doc::WriterRole,
+        doc::BadRequest,
+        doc::Unprocessable,
+    )
 )]
 pub async fn admin_list_users(
     State(state): State<AppState>,
@@ -435,6 +492,7 @@ pub async fn admin_list_users(
 #[serde(deny_unknown_fields)]
 pub struct SetRolesRequest {
     /// The user's realm roles after the change.
+    #[schema(value_type = Vec<crate::openapi::values::Role>)]
     pub roles: Vec<String>,
 }
 
@@ -445,12 +503,14 @@ pub struct SetRolesRequest {
     path = "/api/v1/admin/users/{id}/roles",
     tag = "admin",
     security(("bearer" = [])),
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path, description = "User id (UUID)")),
     request_body = SetRolesRequest,
     responses(
         (status = 200, body = UserResponse),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        doc::WriterRole,
+        doc::JsonBody,
+        doc::NotFound,
+        doc::Conflict,
     )
 )]
 pub async fn admin_set_roles(
@@ -488,11 +548,11 @@ pub struct AvatarUpload {
     path = "/api/v1/users/me/avatar",
     tag = "users",
     security(("bearer" = [])),
-    request_body(content = AvatarUpload, content_type = "multipart/form-data"),
+    request_body(content((AvatarUpload = "multipart/form-data", encoding(("file" = (content_type = "image/png, image/jpeg, image/webp, image/gif")))))),
     responses(
         (status = 200, body = UserResponse),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::MultipartBody,
     )
 )]
 pub async fn upload_avatar(
@@ -524,7 +584,10 @@ pub async fn upload_avatar(
     path = "/api/v1/users/me/avatar",
     tag = "users",
     security(("bearer" = [])),
-    responses((status = 200, body = UserResponse))
+    responses(
+        (status = 200, body = UserResponse),
+        doc::Authenticated,
+    )
 )]
 pub async fn delete_avatar(
     State(state): State<AppState>,
@@ -539,10 +602,12 @@ pub async fn delete_avatar(
     path = "/api/v1/users/{id}/avatar",
     tag = "users",
     security(("bearer" = [])),
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path, description = "User id (UUID)")),
     responses(
         (status = 200, content_type = "image/png", body = Vec<u8>),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::NotFound,
     )
 )]
 pub async fn get_avatar(
