@@ -165,9 +165,18 @@ async fn two_worker_processes_share_the_jobs_and_take_over_a_killed_ones_job() {
     assert_eq!(by_worker.values().map(BTreeSet::len).sum::<usize>(), jobs.len(), "each job once: {by_worker:?}");
     // Every job reached a worker through the consumer group (the sweep alone, with Kafka
     // broken, would also complete them all).
-    let through_kafka: BTreeSet<String> = delivered.lock().unwrap().iter().map(|(_, job)| job.clone()).collect();
-    let missing: Vec<&String> = jobs.iter().filter(|job| !through_kafka.contains(*job)).collect();
-    assert!(missing.is_empty(), "jobs no Kafka entry brought: {missing:?}");
+    // An entry may come after its job ended (the sweep found the job while the group was
+    // still forming, or a worker's log line is still on its way): wait for each.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let through_kafka: BTreeSet<String> = delivered.lock().unwrap().iter().map(|(_, job)| job.clone()).collect();
+        let missing: Vec<&String> = jobs.iter().filter(|job| !through_kafka.contains(*job)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "jobs no Kafka entry brought: {missing:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let receivers: BTreeSet<usize> = delivered.lock().unwrap().iter().map(|(worker, _)| *worker).collect();
     assert_eq!(receivers.len(), 2, "the group spread the entries over both workers");
 
