@@ -124,7 +124,8 @@ mod tests {
         let client = client_builder(Arc::new(OutboundPolicy::default())).build().expect("client");
         // `localhost` resolves to 127.0.0.1 (and ::1): the resolver must refuse both.
         let error = client.get(format!("http://localhost:{port}/")).send().await.expect_err("refused");
-        assert!(format!("{error:?}").contains("not a public address"), "{error:?}");
+        // The resolver's refusal (`OutboundRefusal::Address`) is the cause.
+        assert!(format!("{error:?}").contains("DnsError { inner: Address("), "{error:?}");
         assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing reached the server");
 
         let allowed = OutboundPolicy::new(vec![AllowedTarget::parse("127.0.0.0/8").expect("net")]);
