@@ -215,6 +215,13 @@ pub mod values {
 
     /// Text that is not blank once trimmed and has no control characters (Rust's
     /// `char::is_control`: C0, DEL and C1).
+    /// An http(s) URL whose host is a dotted DNS name outside the names that always mean a
+    /// local machine (`.local`, `.internal`, `localhost` …): what the outbound policy lets
+    /// any upload name. Addresses and other hosts need `outbound_allow`, so the document
+    /// does not offer them.
+    const CALLBACK_URL: &str = "^https?://(?![^/:]*\\.(?:local|internal|localhost|localdomain|home\\.arpa)(?:[:/]|$))\
+        (?![^/:]*xn--)[A-Za-z0-9][A-Za-z0-9-]*(?:\\.[A-Za-z0-9][A-Za-z0-9-]*)*\\.[A-Za-z][A-Za-z0-9-]*\
+        (?::[1-9][0-9]{0,3})?(?:/[!-~]*)?$";
     const NAME: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$";
 
     fn text(min: Option<usize>, max: usize, pattern: &str) -> ObjectBuilder {
@@ -252,8 +259,8 @@ pub mod values {
         Filename => text(Some(1), 255, "^\\s*[^\\s./\\\\\\x00-\\x1f\\x7f-\\x9f][^/\\\\\\x00-\\x1f\\x7f-\\x9f]*$");
         /// A new version's change summary: at most 1 000 characters, no control characters but newlines.
         ChangeSummary => text(None, 1000, "^[^\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f]*$");
-        /// An `http(s)` URL with a host, at most 2048 bytes, no spaces or control characters.
-        CallbackUrl => text(Some(8), 2048, "^https?://[^/\\s\\x00-\\x1f\\x7f-\\x9f][^\\s\\x00-\\x1f\\x7f-\\x9f]*$");
+        /// An `http(s)` URL naming a public DNS host (see `CALLBACK_URL`), at most 2048 bytes.
+        CallbackUrl => text(Some(8), 2048, CALLBACK_URL);
         /// A file's bytes, as one multipart part.
         Binary => ObjectBuilder::new().schema_type(Type::String).format(Some(schema::SchemaFormat::KnownFormat(schema::KnownFormat::Binary)));
         /// A person's full name: 1–200 characters, not blank.
