@@ -637,6 +637,9 @@ impl IdentityService {
         if text.is_empty() || text.chars().count() > 100 {
             return Err(ValidationError::new("q", "must be 1 to 100 characters").into());
         }
+        if text.chars().any(char::is_control) {
+            return Err(ValidationError::new("q", "must not contain control characters").into());
+        }
         if let IdentityProvider::External { directory, .. } = &self.provider {
             match directory.search_users(text, limit).await {
                 Ok(found) => {

@@ -729,6 +729,12 @@ pub async fn update_document(
         description: update.description.map(|d| d.as_deref().map(Description::parse).transpose()).transpose()?,
         tags: update.tags.map(|tags| Tag::parse_list(&tags)).transpose()?,
     };
+    if patch.original_filename.is_none() && patch.description.is_none() && patch.tags.is_none() {
+        return Err(ApiError::validation(vec![FieldProblem {
+            field: "body".into(),
+            message: "give at least one field to change".into(),
+        }]));
+    }
     let change = Change::by(caller.user_id, time::now());
     Ok(Json(state.documents.update(&caller, id, patch, &change).await?.into()))
 }

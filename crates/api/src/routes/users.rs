@@ -190,8 +190,14 @@ pub async fn get_user(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// Part of a username, e-mail or full name (1–100 characters, not blank).
-    #[param(required = true, min_length = 1, max_length = 100, pattern = "[^\\s\\x00-\\x1f\\x7f-\\x9f]")]
+    /// Part of a username, e-mail or full name (1–100 characters, not blank, no control
+    /// characters).
+    #[param(
+        required = true,
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub q: Option<String>,
     /// At most this many (1–50, default 20).
     #[param(minimum = 1, maximum = 50)]
