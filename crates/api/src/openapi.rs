@@ -213,15 +213,15 @@ pub mod values {
     use utoipa::openapi::{RefOr, schema};
     use utoipa::{PartialSchema, ToSchema};
 
+    /// `CallbackUrl::parse`'s grammar with the host narrowed to a dotted DNS name outside the
+    /// names that always mean a local machine (`.local`, `.internal`, `localhost` …, in any
+    /// case): what the outbound policy lets any upload name. Addresses and other hosts need
+    /// `outbound_allow`, so the document does not offer them.
+    const CALLBACK_URL: &str = "^https?://(?!(?:[^/:]*\\.)?(?:[lL][oO][cC][aA][lL]|[iI][nN][tT][eE][rR][nN][aA][lL]|[lL][oO][cC][aA][lL][hH][oO][sS][tT]|[lL][oO][cC][aA][lL][dD][oO][mM][aA][iI][nN]|[hH][oO][mM][eE]\\.[aA][rR][pP][aA])(?:[:/]|$))\
+        (?![^/:]*[xX][nN]--)[A-Za-z0-9][A-Za-z0-9-]*(?:\\.[A-Za-z0-9][A-Za-z0-9-]*)*\\.[A-Za-z][A-Za-z0-9-]*\
+        (?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/[!-~]*)?$";
     /// Text that is not blank once trimmed and has no control characters (Rust's
     /// `char::is_control`: C0, DEL and C1).
-    /// An http(s) URL whose host is a dotted DNS name outside the names that always mean a
-    /// local machine (`.local`, `.internal`, `localhost` …): what the outbound policy lets
-    /// any upload name. Addresses and other hosts need `outbound_allow`, so the document
-    /// does not offer them.
-    const CALLBACK_URL: &str = "^https?://(?![^/:]*\\.(?:local|internal|localhost|localdomain|home\\.arpa)(?:[:/]|$))\
-        (?![^/:]*xn--)[A-Za-z0-9][A-Za-z0-9-]*(?:\\.[A-Za-z0-9][A-Za-z0-9-]*)*\\.[A-Za-z][A-Za-z0-9-]*\
-        (?::[1-9][0-9]{0,3})?(?:/[!-~]*)?$";
     const NAME: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$";
 
     fn text(min: Option<usize>, max: usize, pattern: &str) -> ObjectBuilder {

@@ -278,3 +278,84 @@ fn ids_in_schemas_are_uuids() {
         }
     }
 }
+
+/// The document's callback URL pattern offers exactly the URLs the server takes from
+/// any upload: those `CallbackUrl::parse` accepts and the default outbound policy lets
+/// through. Schemathesis found the two apart once (`http://0.A*` was accepted).
+#[test]
+fn the_callback_url_pattern_is_what_the_server_accepts() {
+    use aether_domain::document::CallbackUrl;
+    use aether_domain::outbound::OutboundPolicy;
+
+    let doc = document();
+    let pattern = doc["components"]["schemas"]["CallbackUrl"]["pattern"].as_str().expect("a CallbackUrl pattern");
+    let pattern = fancy_regex::Regex::new(pattern).expect("the pattern compiles");
+    let policy = OutboundPolicy::default();
+    let cases = [
+        "https://hooks.example.com/aether",
+        "http://Hooks.Example.COM:8443/a?b=1#c",
+        "http://a.b-c.d/",
+        "http://0.A",
+        "http://0.A*",
+        "http://a.1b/",
+        "http://example.com:65535",
+        "http://example.com:65536",
+        "http://example.com:0",
+        "http://example.com:080",
+        "http://example.com?x",
+        "http://example.com/a b",
+        "http://example.com/\u{e9}",
+        "http://user@example.com/",
+        "HTTP://example.com/",
+        " http://example.com/",
+        "http://example.com./",
+        "http://example..com/",
+        "http://-a.example.com/",
+        "http://xn--bcher-kva.example/",
+        "http://XN--bcher-kva.example/",
+        "http://b\u{fc}cher.example/",
+        "http://printer.local/",
+        "http://printer.LOCAL/",
+        "http://home.arpa/",
+        "http://a.home.arpa:8080/",
+        "http://metadata.google.internal/",
+        "http://localhost/",
+        "http://redis:6379/",
+        "http://127.0.0.1/",
+        "http://8.8.8.8/",
+        "http://[::1]/",
+        "http://[2001:db8::1]/",
+        "http://0x7f.1/",
+        "ftp://example.com/",
+    ];
+    let agree = |case: &str| {
+        let offered = pattern.is_match(case).expect("the pattern runs");
+        let accepted =
+            CallbackUrl::parse(case).is_ok_and(|url| policy.check_url(url.scheme(), url.host().as_deref()).is_ok());
+        assert_eq!(offered, accepted, "{case:?}: the document offers it: {offered}, the server accepts it: {accepted}");
+    };
+    // Each case, then each with one character inserted or replaced, as a fuzzer mutates.
+    let alphabet: Vec<char> = (' '..='~').chain(['\u{e9}', '\t']).collect();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |bound: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        usize::try_from(seed % u64::try_from(bound).unwrap()).unwrap()
+    };
+    for case in cases {
+        agree(case);
+        let chars: Vec<char> = case.chars().collect();
+        for _ in 0..300 {
+            let mut mutated = chars.clone();
+            let at = next(mutated.len() + 1);
+            let with = alphabet[next(alphabet.len())];
+            if at < mutated.len() && next(2) == 0 {
+                mutated[at] = with;
+            } else {
+                mutated.insert(at, with);
+            }
+            agree(&mutated.into_iter().collect::<String>());
+        }
+    }
+}

@@ -79,23 +79,48 @@ pub struct CallbackUrl(String);
 impl CallbackUrl {
     pub const MAX_LEN: usize = 2048;
 
-    /// An absolute `http`/`https` URL with a host, of at most 2,048 characters, in the
-    /// `url` crate's normal form (so `http://0x7f.1/` reads as `http://127.0.0.1/`). Whether
-    /// the server may call it is the outbound policy's question (`crate::outbound`).
+    /// An `http`/`https` URL of at most 2,048 bytes, written as
+    /// `scheme://host[:port][/path]`: the scheme in lower case, the host a DNS name of
+    /// letter-digit-hyphen labels whose last label starts with a letter, a dotted IPv4
+    /// address or a bracketed IPv6 address, a port from 1 to 65535 without leading zeros,
+    /// and a path of visible ASCII. No user information, no internationalized (`xn--`)
+    /// names. The OpenAPI document's `CallbackUrl` pattern states the same grammar for
+    /// names, so what it offers is exactly what this accepts. Whether the server may call
+    /// the host is the outbound policy's question (`crate::outbound`): addresses and
+    /// single-label names parse here and are refused there unless allow-listed.
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
-        let invalid = || ValidationError::new("callback_url", "must be an http or https URL");
-        let text = text.trim();
-        // `https:///x` would be read as host `x`: an empty authority is refused instead.
-        if text.len() > Self::MAX_LEN || text.split_once("://").is_none_or(|(_, rest)| rest.starts_with('/')) {
-            return Err(invalid());
+        let invalid = |why: &str| ValidationError::new("callback_url", why);
+        if text.len() > Self::MAX_LEN {
+            return Err(invalid("must be at most 2048 bytes"));
         }
-        let url = url::Url::parse(text).map_err(|_| invalid())?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-            return Err(invalid());
+        let rest = text
+            .strip_prefix("https://")
+            .or_else(|| text.strip_prefix("http://"))
+            .ok_or_else(|| invalid("must start with http:// or https://"))?;
+        let (authority, path) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
+        if !path.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid("must have a path of visible ASCII characters"));
         }
+        let host = match authority.rsplit_once(':') {
+            // A bracketed IPv6 address without a port, or an unbracketed one (refused below).
+            Some((host, _)) if !host.ends_with(']') && host.contains(':') => authority,
+            Some((host, port)) => {
+                let valid = !port.starts_with('0')
+                    && port.bytes().all(|b| b.is_ascii_digit())
+                    && port.parse::<u16>().is_ok_and(|port| port > 0);
+                if !valid {
+                    return Err(invalid("must have a port from 1 to 65535"));
+                }
+                host
+            }
+            None => authority,
+        };
+        if !is_callback_host(host) {
+            return Err(invalid("must name a DNS host, an IPv4 address or a bracketed IPv6 address"));
+        }
+        let url = url::Url::parse(text).map_err(|_| invalid("must be an http or https URL"))?;
         Ok(Self(url.into()))
     }
-
     pub fn scheme(&self) -> &str {
         self.0.split_once("://").map_or("", |(scheme, _)| scheme)
     }
@@ -108,6 +133,23 @@ impl CallbackUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `host` is what `CallbackUrl::parse` accepts as a host.
+fn is_callback_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let label_is_ldh = |label: &str| {
+        label.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let last_starts_with_letter =
+        host.rsplit('.').next().and_then(|last| last.bytes().next()).is_some_and(|b| b.is_ascii_alphabetic());
+    host.split('.').all(label_is_ldh) && last_starts_with_letter && !host.to_ascii_lowercase().contains("xn--")
 }
 
 /// The design's job statuses, in the order a job normally passes them.
@@ -559,14 +601,40 @@ mod tests {
     #[test]
     fn callback_urls_are_absolute_http_urls_in_normal_form() {
         assert_eq!(
-            CallbackUrl::parse("http://0x7f.1/hook").map(|u| u.as_str().to_owned()),
-            Ok("http://127.0.0.1/hook".into())
+            CallbackUrl::parse("http://Hooks.Example.com:8443/a?b#c").map(|u| u.as_str().to_owned()),
+            Ok("http://hooks.example.com:8443/a?b#c".into())
         );
+        for address in ["http://127.0.0.1/hook", "http://[::ffff:127.0.0.1]/", "http://localhost:6379/"] {
+            assert!(CallbackUrl::parse(address).is_ok(), "{address}: the outbound policy decides");
+        }
         assert_eq!(
             CallbackUrl::parse("https://hooks.example.com/a").map(|u| u.host()),
             Ok(Some("hooks.example.com".into()))
         );
-        for bad in ["ftp://x", "http://", "/relative", "javascript:alert(1)"] {
+        for bad in [
+            "ftp://x",
+            "http://",
+            "/relative",
+            "javascript:alert(1)",
+            "http://0x7f.1/hook",
+            "http://0.A*",
+            "http://a.1b/",
+            "HTTP://example.com/",
+            " http://example.com/",
+            "http://user@example.com/",
+            "http://example.com?x",
+            "http://example.com:0/",
+            "http://example.com:080/",
+            "http://example.com:65536/",
+            "http://example..com/",
+            "http://example.com./",
+            "http://-a.example.com/",
+            "http://xn--bcher-kva.example/",
+            "http://b\u{fc}cher.example/",
+            "http://example.com/a b",
+            "http://example.com/\u{e9}",
+            "http://::1/",
+        ] {
             assert!(CallbackUrl::parse(bad).is_err(), "{bad}");
         }
         assert!(CallbackUrl::parse(&format!("https://example.com/{}", "a".repeat(2048))).is_err());

@@ -87,7 +87,8 @@ pub enum OutboundRefusal {
     Scheme,
     #[error("the URL names no host")]
     NoHost,
-    #[error("{0} is not a public address and is not allow-listed")]
+    /// An address written in a URL (or one a name resolved to) that is not allowed.
+    #[error("{0} is not an allow-listed address: name a public DNS host")]
     Address(IpAddr),
     #[error("`{0}` names this machine or a local network and is not allow-listed")]
     LocalName(String),
@@ -135,6 +136,10 @@ impl OutboundPolicy {
     /// written in it, and names that always mean this machine (`localhost`, `*.localhost`,
     /// `*.local`, `*.internal`), unless allow-listed. A name that resolves to a refused
     /// address is refused by the client when it resolves it.
+    ///
+    /// An address written in a URL must lie in an allow-listed network, even a public
+    /// one: URLs from users name DNS hosts (as the OpenAPI document says), and a URL an
+    /// administrator configures has its host allow-listed with it.
     pub fn check_url(&self, scheme: &str, host: Option<&str>) -> Result<(), OutboundRefusal> {
         if !matches!(scheme, "http" | "https") {
             return Err(OutboundRefusal::Scheme);
@@ -142,7 +147,8 @@ impl OutboundPolicy {
         let host = host.filter(|host| !host.is_empty()).ok_or(OutboundRefusal::NoHost)?;
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<IpAddr>() {
-            return if self.allows_ip(ip) { Ok(()) } else { Err(OutboundRefusal::Address(ip)) };
+            let allowed = self.allowed.iter().any(|target| target.contains(ip));
+            return if allowed { Ok(()) } else { Err(OutboundRefusal::Address(ip)) };
         }
         if self.allows_host(host) {
             return Ok(());
@@ -222,6 +228,11 @@ mod tests {
         assert_eq!(
             OutboundPolicy::default().check_url("http", Some("[::1]")),
             Err(OutboundRefusal::Address(ip("::1")))
+        );
+        assert_eq!(
+            OutboundPolicy::default().check_url("http", Some("8.8.8.8")),
+            Err(OutboundRefusal::Address(ip("8.8.8.8"))),
+            "a URL names a host; an address must be allow-listed even when public"
         );
         for local in ["localhost", "LOCALHOST.", "redis", "metadata.google.internal", "printer.local"] {
             assert!(OutboundPolicy::default().check_url("http", Some(local)).is_err(), "{local}");
