@@ -11,8 +11,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use aether_domain::api_key::{ApiKeyName, ApiKeyScope};
 use aether_domain::auth::ClientInfo;
-use aether_domain::identity::{ApiKeyName, ApiKeyScope, TokenVerifier};
+use aether_domain::token::TokenVerifier;
 use aether_domain::user::Role;
 
 const SAMPLES: usize = 5_000;

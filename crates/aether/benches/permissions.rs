@@ -12,13 +12,14 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aether_domain::access::Collaboration;
 use aether_domain::access::{CollaborationStatus, Permission};
 use aether_domain::activity::Change;
-use aether_domain::auth::{AccessTokenCodec, Principal};
+use aether_domain::auth::Principal;
 use aether_domain::id::{NotebookId, UserId};
 use aether_domain::notebook::{NewNotebook, NotebookName, Visibility};
-use aether_domain::store::Collaboration;
 use aether_domain::time;
+use aether_domain::token::AccessTokenCodec;
 use aether_domain::user::{NewUser, Role, Username};
 
 const USERS: usize = 1_000;

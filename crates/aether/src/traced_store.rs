@@ -15,21 +15,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aether_domain::StoreError;
+use aether_domain::access::Collaboration;
 use aether_domain::access::{ChainLink, CollaborationStatus};
+use aether_domain::activity::NewAuditRecord;
 use aether_domain::activity::{ActivityEvent, AuditEntry, Change};
+use aether_domain::api_key::{ApiKey, NewApiKey};
 use aether_domain::blob::BlobKey;
 use aether_domain::document::{
     BlobDeletion, Document, DocumentPatch, DocumentVersion, JobFailure, JobStatus, NewUploadJob, ProcessingResult,
     ReceivedFile, UploadJob,
 };
+use aether_domain::ephemeral::EphemeralStore;
 use aether_domain::events::OutboxEvent;
 use aether_domain::id::{ApiKeyId, DocumentId, JobId, NotebookId, TokenFamilyId, UserId};
-use aether_domain::identity::{ApiKey, EphemeralStore, ExternalUser, NewApiKey, NewAuditRecord};
+use aether_domain::identity::ExternalUser;
 use aether_domain::notebook::{BulkAction, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{
-    ActivityStore, ApiKeyStore, Collaboration, CollaborationStore, DocumentStore, NewRefreshToken, NotebookStore,
-    OutboxStore, RefreshOutcome, SessionStore, Store, StoreResult, UserStore,
+    ActivityStore, ApiKeyStore, CollaborationStore, DocumentStore, NewRefreshToken, NotebookStore, OutboxStore,
+    RefreshOutcome, SessionStore, Store, StoreResult, UserStore,
 };
 use aether_domain::time::Timestamp;
 use aether_domain::user::{LocalCredentials, NewUser, Role, User, UserPatch, Username};

@@ -4,7 +4,7 @@
 
 mod common;
 
-use aether_domain::auth::{AccessClaims, RealmAccess};
+use aether_domain::token::{AccessClaims, RealmAccess};
 use aether_domain::user::Role;
 use common::{ADMIN_PASSWORD, TestApp, assert_problem};
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! and never carries internal details to the client: those go to the log.
 
 use aether_domain::ValidationError;
-use aether_domain::auth::TokenError;
+use aether_domain::token::TokenError;
 use aether_services::ServiceError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

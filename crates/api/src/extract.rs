@@ -2,8 +2,8 @@
 //! (never axum's plain-text rejections) when they cannot.
 
 use aether_domain::auth::{ClientInfo, Principal};
+use aether_domain::capability::Capability;
 use aether_domain::document::JobOrigin;
-use aether_domain::identity::Capability;
 use aether_domain::page::{Limit, PageRequest};
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -234,7 +234,7 @@ fn query_token(query: Option<&str>) -> Option<String> {
 
 /// Counts a refused credential by why it was refused, for dashboards and alerts.
 fn count_failure(error: aether_services::ServiceError) -> aether_services::ServiceError {
-    use aether_domain::auth::TokenError;
+    use aether_domain::token::TokenError;
     let reason = match &error {
         aether_services::ServiceError::Unauthenticated(TokenError::Expired) => "expired",
         aether_services::ServiceError::Unauthenticated(TokenError::Invalid(_)) => "invalid",

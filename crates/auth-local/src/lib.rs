@@ -10,10 +10,11 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use aether_domain::auth::{AccessClaims, AccessTokenCodec, PasswordHasher, RealmAccess, TokenError};
+use aether_domain::auth::PasswordHasher;
 use aether_domain::id::UserId;
-use aether_domain::identity::{TokenSubject, TokenVerifier, VerifiedToken};
 use aether_domain::time::Timestamp;
+use aether_domain::token::{AccessClaims, AccessTokenCodec, RealmAccess, TokenError};
+use aether_domain::token::{TokenSubject, TokenVerifier, VerifiedToken};
 use aether_domain::user::{Role, User, Username};
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;

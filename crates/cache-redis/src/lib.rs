@@ -10,7 +10,7 @@ mod fanout;
 use std::time::Duration;
 
 use aether_domain::StoreError;
-use aether_domain::identity::EphemeralStore;
+use aether_domain::ephemeral::EphemeralStore;
 use aether_domain::limits::{RateDecision, RateLimiter};
 use aether_domain::time::Timestamp;
 use async_trait::async_trait;

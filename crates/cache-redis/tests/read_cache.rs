@@ -75,7 +75,7 @@ async fn entries_expire_and_generations_outlive_them() {
     assert_eq!(expired, CacheLookup { generation: 1, value: None }, "the entry expired, its generation did not");
 
     // The generation is kept where the module documentation says, with its value.
-    use aether_domain::identity::EphemeralStore as _;
+    use aether_domain::ephemeral::EphemeralStore as _;
     let generation_key = format!("cache:{{{}}}:generation", scope.name());
     assert_eq!(store.get(&generation_key).await.unwrap().as_deref(), Some(&b"1"[..]), "{generation_key}");
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use aether_cache_redis::RedisEphemeralStore;
-use aether_domain::identity::EphemeralStore;
+use aether_domain::ephemeral::EphemeralStore;
 
 async fn store() -> Option<RedisEphemeralStore> {
     let url = common::redis_url()?;

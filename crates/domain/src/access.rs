@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::ValidationError;
 use crate::id::{NotebookId, UserId};
 use crate::notebook::Visibility;
+use crate::time::Timestamp;
 use crate::user::Role;
 
 /// What a caller may do to a notebook. Ordered: a higher permission includes the lower.
@@ -178,15 +179,29 @@ pub fn effective_access(user: UserId, roles: &[Role], chain: &[ChainLink]) -> Op
     let mut capped_by = None;
     // Roles without the write capability (`aether-viewer`, and no role granting write
     // beside it) cap whatever the graph grants at read: `Role::capabilities` decides.
-    if !crate::identity::capabilities_of(roles).contains(&crate::identity::Capability::Write)
+    if !crate::capability::capabilities_of(roles).contains(&crate::capability::Capability::Write)
         && permission > Permission::Read
     {
         permission = Permission::Read;
         capped_by = roles.iter().copied().find(|role| *role == Role::Viewer).or_else(|| {
-            roles.iter().copied().find(|role| !role.capabilities().contains(&crate::identity::Capability::Write))
+            roles.iter().copied().find(|role| !role.capabilities().contains(&crate::capability::Capability::Write))
         });
     }
     Some(Access { permission, sources, capped_by })
+}
+
+/// A `(user)-[:COLLABORATES_ON]->(notebook)` relationship.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collaboration {
+    pub notebook_id: NotebookId,
+    pub user_id: UserId,
+    pub permission: Permission,
+    pub status: CollaborationStatus,
+    pub granted_by: UserId,
+    pub granted_at: Timestamp,
+    /// When the relationship last became active.
+    pub accepted_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::access::Collaboration;
 use crate::access::CollaborationStatus;
 use crate::events::{NewEvent, topics};
 use crate::id::{NotebookId, UserId};
-use crate::store::Collaboration;
 use crate::time::Timestamp;
 
 /// Who makes a change, when, and from where. Every mutating store method takes one.
@@ -112,4 +112,20 @@ impl ChangeRecord {
         self.details.insert(key.to_owned(), value.into());
         self
     }
+}
+
+/// An `(:AuditLog)` entry about identity: logins, logouts, failed authentication, role
+/// changes, API keys. `performed_by` is `None` when nobody could be identified (a failed
+/// login with an unknown name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditRecord {
+    /// `login`, `logout`, `authentication_failed`, `roles_changed`, `api_key_created`, `api_key_revoked`.
+    pub action: &'static str,
+    pub resource_type: &'static str,
+    pub resource_id: String,
+    pub performed_by: Option<UserId>,
+    pub details: serde_json::Map<String, serde_json::Value>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub at: Timestamp,
 }

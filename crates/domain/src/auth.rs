@@ -1,12 +1,9 @@
-//! Identity ports: who is calling, and the traits that hash passwords and sign
-//! and verify access tokens. Implementations live in adapter crates.
+//! Who is calling: the authenticated principal, the credential it used and where it
+//! came from, and the port that hashes passwords (implemented in `aether-auth-local`).
 
-use serde::{Deserialize, Serialize};
-
+use crate::capability::{Capability, capabilities_of};
 use crate::id::{ApiKeyId, UserId};
-use crate::identity::{Capability, capabilities_of};
-use crate::time::Timestamp;
-use crate::user::{Role, User, Username};
+use crate::user::{Role, Username};
 
 /// The authenticated caller of a request, taken from a verified access token, a
 /// browser session or a personal API key.
@@ -76,61 +73,6 @@ impl Principal {
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
-}
-
-/// The claims of an access token, in Keycloak's shape so that clients and other
-/// services treat local and Keycloak tokens alike.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AccessClaims {
-    pub iss: String,
-    pub sub: String,
-    pub aud: String,
-    pub exp: i64,
-    pub iat: i64,
-    /// Not before; absent in tokens issued before it was added.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<i64>,
-    pub jti: String,
-    pub typ: String,
-    pub azp: String,
-    pub preferred_username: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    pub realm_access: RealmAccess,
-    /// The login session the token descends from (the refresh token family); logout revokes it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sid: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RealmAccess {
-    pub roles: Vec<String>,
-}
-
-/// Why a presented access token was refused. The API answers 401 for all of them;
-/// the distinction is for logs.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    #[error("token expired")]
-    Expired,
-    #[error("token invalid: {0}")]
-    Invalid(String),
-    /// The token could not be checked now (the identity provider's keys are unreachable).
-    #[error("token verification unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// Signs and verifies access tokens.
-pub trait AccessTokenCodec: Send + Sync + std::fmt::Debug {
-    /// Builds and signs an access token for `user` in login session `session_id`,
-    /// valid from `now` for the configured lifetime. Returns the token and its
-    /// lifetime in seconds.
-    fn issue(&self, user: &User, session_id: &str, now: Timestamp) -> Result<(String, u64), TokenError>;
-
-    /// Verifies signature, issuer, audience and expiry at `now`.
-    fn verify(&self, token: &str, now: Timestamp) -> Result<crate::identity::VerifiedToken, TokenError>;
 }
 
 /// Hashes and checks passwords. Slow by design: call it off the async runtime.

@@ -68,7 +68,7 @@ uuid_id!(
 );
 
 uuid_id!(
-    /// Identifies a personal [`crate::identity::ApiKey`].
+    /// Identifies a personal [`crate::api_key::ApiKey`].
     ApiKeyId,
     "api_key_id"
 );

@@ -6,11 +6,14 @@
 
 pub mod access;
 pub mod activity;
+pub mod api_key;
 pub mod auth;
 pub mod blob;
 pub mod cache;
+pub mod capability;
 pub mod compliance;
 pub mod document;
+pub mod ephemeral;
 pub mod error;
 pub mod events;
 pub mod external;
@@ -24,6 +27,7 @@ pub mod page;
 pub mod scan;
 pub mod store;
 pub mod time;
+pub mod token;
 pub mod user;
 
 pub use error::{StoreError, ValidationError};

@@ -5,16 +5,19 @@
 use async_trait::async_trait;
 
 use crate::StoreError;
-use crate::access::{ChainLink, CollaborationStatus, Permission};
+use crate::access::{ChainLink, Collaboration, CollaborationStatus};
+use crate::activity::NewAuditRecord;
 use crate::activity::{ActivityEvent, AuditEntry, Change};
+use crate::api_key::{ApiKey, NewApiKey};
 use crate::blob::BlobKey;
 use crate::document::{
     BlobDeletion, Document, DocumentPatch, DocumentVersion, JobFailure, JobStatus, NewUploadJob, ProcessingResult,
     ReceivedFile, UploadJob,
 };
+use crate::ephemeral::EphemeralStore;
 use crate::events::OutboxEvent;
 use crate::id::{ApiKeyId, DocumentId, JobId, NotebookId, TokenFamilyId, UserId};
-use crate::identity::{ApiKey, EphemeralStore, ExternalUser, NewApiKey, NewAuditRecord};
+use crate::identity::ExternalUser;
 use crate::notebook::{BulkAction, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use crate::page::{Page, PageRequest};
 use crate::time::Timestamp;
@@ -177,20 +180,6 @@ pub trait OutboxStore: Send + Sync {
     async fn pending_events(&self, limit: u32) -> StoreResult<Vec<OutboxEvent>>;
     /// Marks events published; unknown or already published ids are ignored.
     async fn mark_published(&self, ids: &[uuid::Uuid], at: Timestamp) -> StoreResult<()>;
-}
-
-/// A `(user)-[:COLLABORATES_ON]->(notebook)` relationship.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Collaboration {
-    pub notebook_id: NotebookId,
-    pub user_id: UserId,
-    pub permission: Permission,
-    pub status: CollaborationStatus,
-    pub granted_by: UserId,
-    pub granted_at: Timestamp,
-    /// When the relationship last became active.
-    pub accepted_at: Option<Timestamp>,
-    pub updated_at: Timestamp,
 }
 
 #[async_trait]

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use aether_domain::auth::TokenError;
-use aether_domain::identity::{TokenSubject, TokenVerifier, VerifiedToken};
+use aether_domain::token::TokenError;
+use aether_domain::token::{TokenSubject, TokenVerifier, VerifiedToken};
 use aether_domain::user::{Email, Role, Username};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

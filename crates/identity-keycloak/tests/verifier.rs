@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aether_domain::auth::TokenError;
-use aether_domain::identity::{TokenSubject, TokenVerifier};
+use aether_domain::token::TokenError;
+use aether_domain::token::{TokenSubject, TokenVerifier};
 use aether_identity_keycloak::{KeycloakConfig, OidcVerifier};
 use axum::Json;
 use axum::extract::State;

@@ -4,10 +4,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use aether_domain::auth::{AccessTokenCodec, ClientInfo, PasswordHasher, Principal, TokenError};
+use aether_domain::auth::{ClientInfo, PasswordHasher, Principal};
 use aether_domain::id::{TokenFamilyId, UserId};
 use aether_domain::store::{NewRefreshToken, RefreshOutcome, Store};
 use aether_domain::time::{self, Timestamp};
+use aether_domain::token::{AccessTokenCodec, TokenError};
 use aether_domain::user::{Email, NewUser, Password, Role, User, Username};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -258,8 +259,8 @@ pub(crate) fn audit_record(
     actor: Option<UserId>,
     details: serde_json::Map<String, serde_json::Value>,
     client: &ClientInfo,
-) -> aether_domain::identity::NewAuditRecord {
-    aether_domain::identity::NewAuditRecord {
+) -> aether_domain::activity::NewAuditRecord {
+    aether_domain::activity::NewAuditRecord {
         action,
         resource_type,
         resource_id,

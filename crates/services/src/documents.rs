@@ -1723,7 +1723,7 @@ impl DocumentService {
     pub async fn external_webhook(&self, timestamp: &str, signature: &str, body: &[u8]) -> ServiceResult<()> {
         let external = self.external.as_ref().ok_or(ServiceError::NotFound)?;
         if !external.processor.verify_webhook(timestamp, signature, body, time::now().timestamp()) {
-            return Err(ServiceError::Unauthenticated(aether_domain::auth::TokenError::Invalid(
+            return Err(ServiceError::Unauthenticated(aether_domain::token::TokenError::Invalid(
                 "webhook signature".into(),
             )));
         }

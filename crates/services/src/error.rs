@@ -27,7 +27,7 @@ pub enum ServiceError {
     InvalidGrant,
     /// The presented credential (token, session, API key) is not acceptable.
     #[error(transparent)]
-    Unauthenticated(#[from] aether_domain::auth::TokenError),
+    Unauthenticated(#[from] aether_domain::token::TokenError),
     /// A dependency is down; retrying later may succeed.
     #[error("unavailable: {0}")]
     Unavailable(String),

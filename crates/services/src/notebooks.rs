@@ -7,16 +7,17 @@
 use std::sync::Arc;
 
 use aether_domain::StoreError;
+use aether_domain::access::Collaboration;
 use aether_domain::access::{self, Access, CollaborationStatus, Permission};
 use aether_domain::activity::{ActivityEvent, AuditEntry};
 use aether_domain::auth::Principal;
+use aether_domain::capability::Capability;
 use aether_domain::id::{NotebookId, UserId};
-use aether_domain::identity::Capability;
 use aether_domain::notebook::{
     BulkAction, Description, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag, Visibility,
 };
 use aether_domain::page::{Page, PageRequest};
-use aether_domain::store::{Collaboration, Store};
+use aether_domain::store::Store;
 use aether_domain::time;
 
 use crate::cache::CachedReads;

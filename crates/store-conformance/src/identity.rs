@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use aether_domain::StoreError;
+use aether_domain::activity::NewAuditRecord;
+use aether_domain::api_key::{ApiKeyName, ApiKeyScope, NewApiKey};
 use aether_domain::id::ApiKeyId;
-use aether_domain::identity::{ApiKeyName, ApiKeyScope, ExternalUser, NewApiKey, NewAuditRecord};
+use aether_domain::identity::ExternalUser;
 use aether_domain::page::PageRequest;
 use aether_domain::store::Store;
 use aether_domain::time;
@@ -220,7 +222,7 @@ pub async fn the_last_administrator_keeps_the_role(store: &dyn Store) {
         store.change_user_roles(*id, roles.clone(), audit("roles_changed", None, id.to_string())).await.unwrap();
     }
     assert!(
-        matches!(&alone, Err(StoreError::Conflict(rule)) if rule == aether_domain::identity::LAST_ADMINISTRATOR),
+        matches!(&alone, Err(StoreError::Conflict(rule)) if rule == aether_domain::capability::LAST_ADMINISTRATOR),
         "{alone:?}"
     );
     assert!(still_admin.contains(&Role::Admin), "the refused change left nothing behind: {still_admin:?}");

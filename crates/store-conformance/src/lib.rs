@@ -12,6 +12,7 @@ mod identity;
 use std::collections::HashSet;
 
 use aether_domain::StoreError;
+use aether_domain::access::Collaboration;
 use aether_domain::access::{CollaborationStatus, Permission};
 use aether_domain::activity::Change;
 use aether_domain::compliance::{ComplianceSettings, RedactionMode};
@@ -21,7 +22,7 @@ use aether_domain::notebook::{
     SortOrder, Tag, Visibility,
 };
 use aether_domain::page::{Limit, PageRequest};
-use aether_domain::store::{Collaboration, NewRefreshToken, RefreshOutcome, Store};
+use aether_domain::store::{NewRefreshToken, RefreshOutcome, Store};
 use aether_domain::time;
 use aether_domain::user::{Email, NewUser, Role, UserPatch, UserStatus, Username};
 use chrono::TimeDelta;

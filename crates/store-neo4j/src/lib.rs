@@ -15,20 +15,22 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use aether_domain::StoreError;
+use aether_domain::access::Collaboration;
 use aether_domain::access::{ChainLink, CollaborationStatus, Permission};
+use aether_domain::activity::NewAuditRecord;
 use aether_domain::activity::{ActivityEvent, AuditEntry, Change, ChangeRecord};
 use aether_domain::compliance::ComplianceSettings;
 use aether_domain::events::{OutboxEvent, user_activity_event};
 use aether_domain::id::{NotebookId, TokenFamilyId, UserId};
-use aether_domain::identity::{ExternalUser, NewAuditRecord};
+use aether_domain::identity::ExternalUser;
 use aether_domain::notebook::{
     self, BulkAction, Description, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery,
     NotebookStatus, SortOrder, Tag, Visibility,
 };
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{
-    ActivityStore, Collaboration, CollaborationStore, NewRefreshToken, NotebookStore, OutboxStore, RefreshOutcome,
-    SessionStore, Store, StoreResult, UserStore,
+    ActivityStore, CollaborationStore, NewRefreshToken, NotebookStore, OutboxStore, RefreshOutcome, SessionStore,
+    Store, StoreResult, UserStore,
 };
 use aether_domain::time::{self, Timestamp};
 use aether_domain::user::{Email, LocalCredentials, NewUser, Role, User, UserPatch, UserStatus, Username};

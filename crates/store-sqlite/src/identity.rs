@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use aether_domain::StoreError;
+use aether_domain::activity::NewAuditRecord;
+use aether_domain::api_key::{ApiKey, ApiKeyName, ApiKeyScope, NewApiKey};
+use aether_domain::capability::check_administrators_remain;
+use aether_domain::ephemeral::EphemeralStore;
 use aether_domain::events::user_activity_event;
 use aether_domain::id::{ApiKeyId, UserId};
-use aether_domain::identity::{
-    ApiKey, ApiKeyName, ApiKeyScope, EphemeralStore, ExternalUser, NewApiKey, NewAuditRecord,
-    check_administrators_remain,
-};
+use aether_domain::identity::ExternalUser;
 use aether_domain::store::{ApiKeyStore, StoreResult};
 use aether_domain::time::{self, Timestamp};
 use aether_domain::user::{Email, Role, User};

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
+use aether_domain::access::Collaboration;
 use aether_domain::access::{CollaborationStatus, Permission};
 use aether_domain::activity::Change;
 use aether_domain::id::{NotebookId, UserId};
 use aether_domain::notebook::{NewNotebook, NotebookName, Visibility};
-use aether_domain::store::{Collaboration, Store};
+use aether_domain::store::Store;
 use aether_domain::time;
 use aether_domain::user::{NewUser, Role, Username};
 

@@ -3,7 +3,7 @@
 //! with PKCE, session cookie), refresh, logout, and what the caller's token says.
 
 use aether_domain::auth::Credential;
-use aether_domain::identity::Capability;
+use aether_domain::capability::Capability;
 use aether_services::identity::permissions_of;
 use axum::Json;
 use axum::extract::State;
@@ -460,8 +460,8 @@ pub async fn verify_token(
         Ok(token) => Ok(Json(VerifyTokenResponse {
             active: true,
             sub: Some(match token.subject {
-                aether_domain::identity::TokenSubject::Local(id) => id.to_string(),
-                aether_domain::identity::TokenSubject::External(id) => id,
+                aether_domain::token::TokenSubject::Local(id) => id.to_string(),
+                aether_domain::token::TokenSubject::External(id) => id,
             }),
             username: Some(token.username.as_str().to_owned()),
             roles: token.roles.iter().map(|role| role.as_str().to_owned()).collect(),
@@ -470,8 +470,8 @@ pub async fn verify_token(
             exp: Some(token.expires_at),
             iat: Some(token.issued_at),
         })),
-        Err(aether_domain::auth::TokenError::Unavailable(reason)) => {
-            Err(aether_domain::auth::TokenError::Unavailable(reason).into())
+        Err(aether_domain::token::TokenError::Unavailable(reason)) => {
+            Err(aether_domain::token::TokenError::Unavailable(reason).into())
         }
         Err(_) => Ok(Json(VerifyTokenResponse {
             active: false,

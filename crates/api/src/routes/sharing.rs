@@ -1,9 +1,9 @@
 //! Sharing: invitations, direct grants, who has access and why.
 
 use aether_domain::ValidationError;
+use aether_domain::access::Collaboration;
 use aether_domain::access::{Access, CollaborationStatus, Permission};
 use aether_domain::id::UserId;
-use aether_domain::store::Collaboration;
 use aether_services::notebooks::AccessReport;
 use axum::Json;
 use axum::extract::{Path, State};

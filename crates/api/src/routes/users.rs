@@ -2,8 +2,8 @@
 //! profiles, search, synchronisation from the identity provider, personal API keys,
 //! and user administration.
 
+use aether_domain::api_key::{ApiKey, ApiKeyName, ApiKeyScope};
 use aether_domain::id::{ApiKeyId, UserId};
-use aether_domain::identity::{ApiKey, ApiKeyName, ApiKeyScope};
 use aether_domain::page::PageRequest;
 use aether_domain::user::{Role, User};
 use axum::Json;

@@ -14,14 +14,16 @@ mod users;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aether_domain::auth::{ClientInfo, Credential, Principal, TokenError};
+use aether_domain::api_key::{ApiKey, ApiKeyName, ApiKeyScope, NewApiKey};
+use aether_domain::auth::{ClientInfo, Credential, Principal};
+use aether_domain::capability::{Capability, capabilities_of};
+use aether_domain::ephemeral::EphemeralStore;
 use aether_domain::id::{ApiKeyId, TokenFamilyId, UserId};
-use aether_domain::identity::{
-    ApiKey, ApiKeyName, ApiKeyScope, Capability, EphemeralStore, ExternalUser, IdentityDirectory,
-    IdentityProviderError, NewApiKey, OidcClient, TokenSubject, TokenVerifier, VerifiedToken, capabilities_of,
-};
+use aether_domain::identity::{ExternalUser, IdentityDirectory, IdentityProviderError, OidcClient};
 use aether_domain::store::Store;
 use aether_domain::time::{self, Timestamp};
+use aether_domain::token::TokenError;
+use aether_domain::token::{TokenSubject, TokenVerifier, VerifiedToken};
 use aether_domain::user::{Role, User, UserPatch, UserStatus};
 use aether_domain::{StoreError, ValidationError};
 use base64::Engine as _;
@@ -214,7 +216,7 @@ impl IdentityService {
         self.audit(audit_record("authentication_failed", "user", "browser-login".into(), None, details, client)).await;
     }
 
-    async fn audit(&self, record: aether_domain::identity::NewAuditRecord) {
+    async fn audit(&self, record: aether_domain::activity::NewAuditRecord) {
         let action = record.action;
         if let Err(error) = self.store.record_audit(record).await {
             tracing::warn!(%error, action, "could not write an audit record");

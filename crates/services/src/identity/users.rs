@@ -145,9 +145,9 @@ impl IdentityService {
             audit_record("roles_changed", "user", id.to_string(), Some(caller.user_id), details, &caller.client);
         // The store first: it refuses to demote the last administrator, atomically.
         let user = self.store.change_user_roles(id, roles.clone(), record).await.map_err(|error| match error {
-            StoreError::Conflict(rule) if rule == aether_domain::identity::LAST_ADMINISTRATOR => {
+            StoreError::Conflict(rule) if rule == aether_domain::capability::LAST_ADMINISTRATOR => {
                 ServiceError::Rejected {
-                    code: aether_domain::identity::LAST_ADMINISTRATOR,
+                    code: aether_domain::capability::LAST_ADMINISTRATOR,
                     detail: "This is the last active administrator: make someone else an administrator first.".into(),
                 }
             }
