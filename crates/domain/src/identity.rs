@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 use crate::ValidationError;
 use crate::auth::TokenError;
-use crate::id::{ApiKeyId, UserId};
+use crate::events::{NewEvent, user_activity_event};
+use crate::id::{ApiKeyId, TokenFamilyId, UserId};
+use crate::store::RefreshOutcome;
 use crate::time::Timestamp;
-use crate::user::{Email, Role, Username};
+use crate::user::{Email, Role, UserStatus, Username};
 
 // ---------------------------------------------------------------------------------------------
 // Capabilities
@@ -357,6 +359,48 @@ pub struct NewAuditRecord {
     pub at: Timestamp,
 }
 
+impl NewAuditRecord {
+    /// The `aether.users.activity` event written with the record, when someone was
+    /// identified.
+    pub fn activity_event(&self) -> Option<NewEvent> {
+        self.performed_by.map(|user| user_activity_event(user, self.action, self.resource_type, &self.resource_id))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refresh tokens
+// ---------------------------------------------------------------------------------------------
+
+/// A stored refresh token as a store finds it when it is presented (under its lock),
+/// with the status of the user it was issued to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresentedRefreshToken {
+    pub user_id: UserId,
+    pub family_id: TokenFamilyId,
+    pub expires_at: Timestamp,
+    /// Already exchanged for a successor.
+    pub spent: bool,
+    pub revoked: bool,
+    pub user_status: UserStatus,
+}
+
+impl PresentedRefreshToken {
+    /// What presenting the token at `now` leads to: `Invalid` when it is revoked or
+    /// expired or its user is not active; `Reused` when it was spent already (the store
+    /// then revokes the family); else `Rotated` (the store spends it and stores the
+    /// replacement in the same family).
+    pub fn outcome(&self, now: Timestamp) -> RefreshOutcome {
+        let (user_id, family_id) = (self.user_id, self.family_id);
+        if self.revoked || self.expires_at <= now || self.user_status != UserStatus::Active {
+            RefreshOutcome::Invalid
+        } else if self.spent {
+            RefreshOutcome::Reused { user_id, family_id }
+        } else {
+            RefreshOutcome::Rotated { user_id, family_id }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ephemeral state
 // ---------------------------------------------------------------------------------------------
@@ -395,6 +439,48 @@ mod tests {
         assert!(check_administrators_remain(&[Admin, User], &[User], 1).is_ok());
         assert!(check_administrators_remain(&[Admin], &[Admin, Viewer], 0).is_ok(), "still an administrator");
         assert!(check_administrators_remain(&[User], &[Viewer], 0).is_ok(), "no administrator to lose");
+    }
+
+    #[test]
+    fn audit_records_of_someone_are_their_activity() {
+        let user = UserId::new();
+        let mut record = NewAuditRecord {
+            action: "login",
+            resource_type: "user",
+            resource_id: user.to_string(),
+            performed_by: Some(user),
+            details: serde_json::Map::new(),
+            ip_address: None,
+            user_agent: None,
+            at: crate::time::now(),
+        };
+        let event = record.activity_event().expect("an actor");
+        assert_eq!((event.topic, event.key), (crate::events::topics::USERS_ACTIVITY, user.to_string()));
+        assert_eq!(event.payload["activity"], "login");
+        record.performed_by = None;
+        assert_eq!(record.activity_event(), None);
+    }
+
+    #[test]
+    fn a_presented_refresh_token_rotates_once_and_its_replay_is_reuse() {
+        let now = crate::time::now();
+        let token = PresentedRefreshToken {
+            user_id: UserId::new(),
+            family_id: TokenFamilyId::new(),
+            expires_at: crate::time::after(now, Duration::from_secs(60)),
+            spent: false,
+            revoked: false,
+            user_status: UserStatus::Active,
+        };
+        let (user_id, family_id) = (token.user_id, token.family_id);
+        assert_eq!(token.outcome(now), RefreshOutcome::Rotated { user_id, family_id });
+        let spent = PresentedRefreshToken { spent: true, ..token.clone() };
+        assert_eq!(spent.outcome(now), RefreshOutcome::Reused { user_id, family_id });
+        let revoked = PresentedRefreshToken { revoked: true, ..spent.clone() };
+        assert_eq!(revoked.outcome(now), RefreshOutcome::Invalid, "revocation wins over reuse");
+        assert_eq!(token.outcome(token.expires_at), RefreshOutcome::Invalid, "expired at its expiry");
+        let suspended = PresentedRefreshToken { user_status: UserStatus::Suspended, ..token };
+        assert_eq!(suspended.outcome(now), RefreshOutcome::Invalid);
     }
 
     #[test]
