@@ -32,9 +32,10 @@ use aether_domain::id::{ApiKeyId, DocumentId, JobId, NotebookId, TokenFamilyId, 
 use aether_domain::identity::ExternalUser;
 use aether_domain::notebook::{BulkAction, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use aether_domain::page::{Page, PageRequest};
+use aether_domain::session::{NewRefreshToken, RefreshOutcome};
 use aether_domain::store::{
-    ActivityStore, ApiKeyStore, CollaborationStore, DocumentStore, NewRefreshToken, NotebookStore, OutboxStore,
-    RefreshOutcome, SessionStore, Store, StoreResult, UserStore,
+    ActivityStore, ApiKeyStore, CollaborationStore, DocumentStore, NotebookStore, OutboxStore, SessionStore, Store,
+    StoreResult, UserStore,
 };
 use aether_domain::time::Timestamp;
 use aether_domain::user::{LocalCredentials, NewUser, Role, User, UserPatch, Username};

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
+use crate::activity::ChangeRecord;
+use crate::events::{NewEvent, topics};
 use crate::id::{NotebookId, UserId};
 use crate::notebook::Visibility;
 use crate::time::Timestamp;
@@ -202,6 +204,41 @@ pub struct Collaboration {
     /// When the relationship last became active.
     pub accepted_at: Option<Timestamp>,
     pub updated_at: Timestamp,
+}
+
+/// The records of access changes, written with them (see `crate::activity`).
+impl ChangeRecord {
+    /// The record of a change to a `COLLABORATES_ON` relationship, now in `c`'s
+    /// state. `answered` tells an invitee's answer from a grantor's action.
+    pub fn for_collaboration(c: &Collaboration, answered: bool) -> Self {
+        let (event_type, action) = match (c.status, answered) {
+            (CollaborationStatus::Pending, _) => ("invited", "share"),
+            (CollaborationStatus::Active, false) => ("permission_granted", "share"),
+            (CollaborationStatus::Active, true) => ("invitation_accepted", "update"),
+            (CollaborationStatus::Declined, _) => ("invitation_declined", "update"),
+            (CollaborationStatus::Revoked, _) => ("permission_revoked", "revoke"),
+        };
+        let mut record = Self::new(c.notebook_id, event_type, action)
+            .with("user_id", c.user_id.to_string())
+            .with("permission", c.permission.as_str())
+            .with("status", c.status.as_str());
+        // Inviting and granting share the notebook: the design's `aether.notebooks.shared`.
+        if matches!(event_type, "invited" | "permission_granted") {
+            record.event = Some(NewEvent {
+                topic: topics::NOTEBOOKS_SHARED,
+                key: c.notebook_id.to_string(),
+                payload: serde_json::json!({
+                    "notebook_id": c.notebook_id.to_string(),
+                    "user_id": c.user_id.to_string(),
+                    "permission": c.permission.as_str(),
+                    "status": c.status.as_str(),
+                    "granted_by": c.granted_by.to_string(),
+                    "granted_at": crate::time::to_storage(&c.granted_at),
+                }),
+            });
+        }
+        record
+    }
 }
 
 #[cfg(test)]

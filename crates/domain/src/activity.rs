@@ -5,9 +5,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::access::Collaboration;
-use crate::access::CollaborationStatus;
-use crate::events::{NewEvent, topics};
+use crate::events::{NewEvent, user_activity_event};
 use crate::id::{NotebookId, UserId};
 use crate::time::Timestamp;
 
@@ -76,41 +74,18 @@ impl ChangeRecord {
         Self { notebook_id, event_type, action, details: serde_json::Map::new(), event: None }
     }
 
-    /// The record of a change to a `COLLABORATES_ON` relationship, now in `c`'s
-    /// state. `answered` tells an invitee's answer from a grantor's action.
-    pub fn for_collaboration(c: &Collaboration, answered: bool) -> Self {
-        let (event_type, action) = match (c.status, answered) {
-            (CollaborationStatus::Pending, _) => ("invited", "share"),
-            (CollaborationStatus::Active, false) => ("permission_granted", "share"),
-            (CollaborationStatus::Active, true) => ("invitation_accepted", "update"),
-            (CollaborationStatus::Declined, _) => ("invitation_declined", "update"),
-            (CollaborationStatus::Revoked, _) => ("permission_revoked", "revoke"),
-        };
-        let mut record = Self::new(c.notebook_id, event_type, action)
-            .with("user_id", c.user_id.to_string())
-            .with("permission", c.permission.as_str())
-            .with("status", c.status.as_str());
-        // Inviting and granting share the notebook: the design's `aether.notebooks.shared`.
-        if matches!(event_type, "invited" | "permission_granted") {
-            record.event = Some(NewEvent {
-                topic: topics::NOTEBOOKS_SHARED,
-                key: c.notebook_id.to_string(),
-                payload: serde_json::json!({
-                    "notebook_id": c.notebook_id.to_string(),
-                    "user_id": c.user_id.to_string(),
-                    "permission": c.permission.as_str(),
-                    "status": c.status.as_str(),
-                    "granted_by": c.granted_by.to_string(),
-                    "granted_at": crate::time::to_storage(&c.granted_at),
-                }),
-            });
-        }
-        record
-    }
-
     pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
         self.details.insert(key.to_owned(), value.into());
         self
+    }
+
+    /// The events the change writes to the outbox: the record's own domain event, if
+    /// any, then the actor's `aether.users.activity` (none for system changes).
+    pub fn outbox_events(&self, change: &Change) -> Vec<NewEvent> {
+        let activity = change
+            .actor
+            .map(|actor| user_activity_event(actor, self.event_type, "notebook", &self.notebook_id.to_string()));
+        self.event.iter().cloned().chain(activity).collect()
     }
 }
 
@@ -128,4 +103,56 @@ pub struct NewAuditRecord {
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
     pub at: Timestamp,
+}
+
+impl NewAuditRecord {
+    /// The `aether.users.activity` event written with the record, when someone was
+    /// identified.
+    pub fn activity_event(&self) -> Option<NewEvent> {
+        self.performed_by.map(|user| user_activity_event(user, self.action, self.resource_type, &self.resource_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::topics;
+
+    #[test]
+    fn a_change_by_someone_is_also_their_activity() {
+        let id = NotebookId::new();
+        let actor = UserId::new();
+        let mut record = ChangeRecord::notebook_restored(id);
+        let at = crate::time::now();
+        assert!(record.outbox_events(&Change::system(at)).is_empty());
+        record.event =
+            Some(NewEvent { topic: topics::NOTEBOOKS_SHARED, key: id.to_string(), payload: serde_json::json!({}) });
+        let events = record.outbox_events(&Change::by(actor, at));
+        assert_eq!(
+            events.iter().map(|event| event.topic).collect::<Vec<_>>(),
+            [topics::NOTEBOOKS_SHARED, topics::USERS_ACTIVITY]
+        );
+        assert_eq!(events[1].key, actor.to_string());
+        assert_eq!(events[1].payload["activity"], "restored");
+    }
+
+    #[test]
+    fn audit_records_of_someone_are_their_activity() {
+        let user = UserId::new();
+        let mut record = NewAuditRecord {
+            action: "login",
+            resource_type: "user",
+            resource_id: user.to_string(),
+            performed_by: Some(user),
+            details: serde_json::Map::new(),
+            ip_address: None,
+            user_agent: None,
+            at: crate::time::now(),
+        };
+        let event = record.activity_event().expect("an actor");
+        assert_eq!((event.topic, event.key), (topics::USERS_ACTIVITY, user.to_string()));
+        assert_eq!(event.payload["activity"], "login");
+        record.performed_by = None;
+        assert_eq!(record.activity_event(), None);
+    }
 }

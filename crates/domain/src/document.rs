@@ -11,12 +11,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ValidationError;
+use crate::activity::ChangeRecord;
 use crate::blob::BlobKey;
 use crate::events::{NewEvent, topics};
 use crate::id::{DocumentId, JobId, NotebookId, UserId, VersionId};
 use crate::notebook::{Description, Tag};
 use crate::time::Timestamp;
+use crate::{StoreError, ValidationError};
 
 /// A file name as shown to users and put in `Content-Disposition`: the last path
 /// segment of what the client sent, without control characters, at most 255 bytes.
@@ -210,6 +211,45 @@ impl JobStatus {
     }
 }
 
+/// The stage a job shows while its bytes arrive.
+pub const STAGE_RECEIVING: &str = "receiving the file";
+/// The stage a job shows once its bytes are stored, waiting for a worker.
+pub const STAGE_QUEUED: &str = "queued for processing";
+/// The stage of a job whose processing failed but whose document is stored.
+pub const STAGE_STORED_DESPITE_FAILURE: &str = "processing failed; the document is stored";
+
+/// The answer to a job change its status does not allow.
+pub fn job_status_conflict() -> StoreError {
+    StoreError::Conflict("job_status".to_owned())
+}
+
+/// How a job ends: what a store writes, with the lease cleared and `finished_at` set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEnd {
+    pub status: JobStatus,
+    pub stage: &'static str,
+    pub failure: Option<JobFailure>,
+}
+
+/// What finishing a job stores, as `UploadJob::finish` decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedUpload {
+    /// The bytes the job accepted: the new version's file.
+    pub file: ReceivedFile,
+    /// The type sniffed from the whole file, or else the one sniffed from its start.
+    pub content_type: String,
+    pub processing_status: ProcessingStatus,
+    /// What the notebook's `document_count` grows by: 1 for a new document, 0 for a
+    /// new version of one.
+    pub documents_added: u64,
+    /// What the notebook's `total_size_bytes` grows by.
+    pub bytes_added: u64,
+    pub end: JobEnd,
+}
+
+/// The first version of a document.
+pub const FIRST_VERSION: u32 = 1;
+
 /// Why a job failed, for clients (`code`, stable) and people (`message`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFailure {
@@ -284,6 +324,62 @@ impl UploadJob {
         vec![self.blob_key.clone(), self.derived_key(REDACTED_NAME), self.derived_key(THUMBNAIL_NAME)]
     }
 
+    /// Accepting the bytes (`uploading` → `pending`) needs a job still uploading.
+    pub fn check_accept(&self) -> Result<(), StoreError> {
+        if self.status == JobStatus::Uploading { Ok(()) } else { Err(job_status_conflict()) }
+    }
+
+    /// Workers advance, renew or annotate only a job under a worker's lease
+    /// (`validating` or `processing`).
+    pub fn check_worked_on(&self) -> Result<(), StoreError> {
+        if self.status.is_worked_on() { Ok(()) } else { Err(job_status_conflict()) }
+    }
+
+    /// Failing or cancelling an unfinished job: it ends as `status` (its stage says
+    /// so too), and every blob it may have written is to be deleted.
+    pub fn abandon(&self, status: JobStatus, failure: Option<JobFailure>) -> Result<JobEnd, StoreError> {
+        if self.status.is_terminal() {
+            return Err(job_status_conflict());
+        }
+        Ok(JobEnd { status, stage: status.as_str(), failure })
+    }
+
+    /// Finishing an unfinished job whose bytes were accepted, with what processing
+    /// found: the document (or version) is stored either way; the job completes, or
+    /// fails with the processing error while the document stays.
+    pub fn finish(&self, result: &ProcessingResult) -> Result<FinishedUpload, StoreError> {
+        if self.status.is_terminal() {
+            return Err(job_status_conflict());
+        }
+        let file = self.file.clone().ok_or_else(job_status_conflict)?;
+        let content_type =
+            if result.content_type.is_empty() { file.content_type.clone() } else { result.content_type.clone() };
+        let (processing_status, end) = match &result.error {
+            Some(error) => (
+                ProcessingStatus::Failed,
+                JobEnd { status: JobStatus::Failed, stage: STAGE_STORED_DESPITE_FAILURE, failure: Some(error.clone()) },
+            ),
+            None => (
+                ProcessingStatus::Completed,
+                JobEnd { status: JobStatus::Completed, stage: JobStatus::Completed.as_str(), failure: None },
+            ),
+        };
+        Ok(FinishedUpload {
+            bytes_added: file.size,
+            file,
+            content_type,
+            processing_status,
+            documents_added: if self.new_version { 0 } else { 1 },
+            end,
+        })
+    }
+
+    /// The number of the version the job creates, given the document's current one
+    /// (`None` when the job creates the document).
+    pub fn version_number(&self, current: Option<u32>) -> u32 {
+        current.map_or(FIRST_VERSION, |current| current + 1)
+    }
+
     /// Overall completion, 0–100: the upload is the first half, processing the rest.
     pub fn percentage(&self) -> u8 {
         match self.status {
@@ -331,6 +427,40 @@ pub struct NewUploadJob {
     pub storage_provider: String,
     pub origin: JobOrigin,
     pub at: Timestamp,
+}
+
+/// Where an upload's bytes go, decided when its job is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadTarget {
+    pub document_id: DocumentId,
+    /// A fresh version.
+    pub version_id: VersionId,
+    /// The key the version's original bytes will have.
+    pub blob_key: BlobKey,
+    /// A new version of an existing document.
+    pub new_version: bool,
+}
+
+impl NewUploadJob {
+    /// Where the upload goes: a new version of the existing document the job names
+    /// (`existing`, as read from the store: `NotFound` when it is missing or belongs
+    /// to another notebook), or a new document.
+    pub fn target(&self, existing: Option<&Document>) -> Result<UploadTarget, StoreError> {
+        let document_id = match self.existing_document {
+            Some(id) => match existing {
+                Some(document) if document.id == id && document.notebook_id == self.notebook_id => id,
+                _ => return Err(StoreError::NotFound),
+            },
+            None => DocumentId::new(),
+        };
+        let version_id = VersionId::new();
+        Ok(UploadTarget {
+            document_id,
+            version_id,
+            blob_key: original_key(document_id, version_id),
+            new_version: self.existing_document.is_some(),
+        })
+    }
 }
 
 /// The request that started a job, kept with it so that the job's processing can be
@@ -444,6 +574,38 @@ pub struct DocumentVersion {
     pub change_summary: Option<String>,
     pub created_by: UserId,
     pub created_at: Timestamp,
+}
+
+impl Document {
+    /// Applies a metadata patch in memory.
+    pub fn apply_patch(&mut self, patch: DocumentPatch) {
+        if let Some(name) = patch.original_filename {
+            self.original_filename = name;
+        }
+        if let Some(description) = patch.description {
+            self.description = description;
+        }
+        if let Some(tags) = patch.tags {
+            self.tags = tags;
+        }
+    }
+}
+
+impl DocumentVersion {
+    /// Every blob of the version: its original bytes, redacted text and thumbnail.
+    pub fn blob_keys(&self) -> impl Iterator<Item = BlobKey> + '_ {
+        [Some(&self.storage_path), self.redacted_path.as_ref(), self.thumbnail_path.as_ref()]
+            .into_iter()
+            .flatten()
+            .cloned()
+    }
+}
+
+/// What deleting a document with these versions frees: every blob to queue for
+/// deletion, and the bytes its notebook's `total_size_bytes` loses.
+pub fn freed_by_deletion(versions: &[DocumentVersion]) -> (Vec<BlobKey>, u64) {
+    let keys = versions.iter().flat_map(DocumentVersion::blob_keys).collect();
+    (keys, versions.iter().map(|version| version.file_size).sum())
 }
 
 /// A change to a document's user-edited metadata; `None` leaves a field alone.
@@ -584,6 +746,37 @@ pub trait JobQueue: Send + Sync + fmt::Debug {
     async fn done(&self, entry: &QueuedJob) -> Result<(), String>;
 }
 
+/// The records of document changes, written with them (see `crate::activity`).
+impl ChangeRecord {
+    /// A job's processing stored `document` (or its new version): the record, with
+    /// the `aether.documents.processed` event. The job's uploader is the actor.
+    pub fn document_added(job: &UploadJob, document: &Document) -> Self {
+        let event_type = if job.new_version { "document_version_added" } else { "document_added" };
+        let mut record = Self::new(job.notebook_id, event_type, "create")
+            .with("document_id", document.id.to_string())
+            .with("version", document.current_version)
+            .with("original_filename", document.original_filename.as_str());
+        record.event = Some(processed_event(job, document));
+        record
+    }
+
+    /// `document`'s metadata is changed by `patch` (a rename names the new name).
+    pub fn document_updated(document: &Document, patch: &DocumentPatch) -> Self {
+        let record =
+            Self::new(document.notebook_id, "document_updated", "update").with("document_id", document.id.to_string());
+        match &patch.original_filename {
+            Some(name) => record.with("original_filename", name.as_str()),
+            None => record,
+        }
+    }
+
+    pub fn document_deleted(document: &Document) -> Self {
+        Self::new(document.notebook_id, "document_deleted", "delete")
+            .with("document_id", document.id.to_string())
+            .with("original_filename", document.original_filename.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,6 +868,181 @@ mod tests {
         let redacted = derived_key(&key, REDACTED_NAME);
         assert_eq!(redacted.as_str().rsplit_once('/').map(|(d, _)| d), key.as_str().rsplit_once('/').map(|(d, _)| d));
         assert!(redacted.as_str().ends_with("/redacted.txt"));
+    }
+
+    fn new_job(existing_document: Option<DocumentId>) -> NewUploadJob {
+        NewUploadJob {
+            id: JobId::new(),
+            notebook_id: NotebookId::new(),
+            uploaded_by: UserId::new(),
+            existing_document,
+            filename: Filename::sanitize("notes.txt"),
+            change_summary: None,
+            callback_url: None,
+            expected_bytes: None,
+            storage_provider: "fs".into(),
+            origin: JobOrigin::default(),
+            at: crate::time::now(),
+        }
+    }
+
+    fn job(status: JobStatus, new_version: bool) -> UploadJob {
+        let new = new_job(None);
+        let target = new.target(None).expect("a new document");
+        UploadJob {
+            id: new.id,
+            notebook_id: new.notebook_id,
+            uploaded_by: new.uploaded_by,
+            document_id: target.document_id,
+            version_id: target.version_id,
+            new_version,
+            filename: new.filename,
+            change_summary: None,
+            callback_url: None,
+            status,
+            stage: status.as_str().into(),
+            bytes_received: 5,
+            expected_bytes: None,
+            file: Some(ReceivedFile { size: 5, sha256: "ab".into(), content_type: "text/plain".into() }),
+            blob_key: target.blob_key,
+            storage_provider: "fs".into(),
+            failure: None,
+            attempts: 1,
+            lease_until: None,
+            external_id: None,
+            origin: JobOrigin::default(),
+            created_at: new.at,
+            updated_at: new.at,
+            finished_at: None,
+        }
+    }
+
+    fn document(notebook_id: NotebookId) -> Document {
+        let at = crate::time::now();
+        Document {
+            id: DocumentId::new(),
+            notebook_id,
+            original_filename: Filename::sanitize("notes.txt"),
+            description: None,
+            tags: Vec::new(),
+            content_type: "text/plain".into(),
+            file_size: 5,
+            file_hash: "ab".into(),
+            storage_provider: "fs".into(),
+            storage_path: original_key(DocumentId::new(), VersionId::new()),
+            processing_status: ProcessingStatus::Completed,
+            result: ProcessingResult::default(),
+            current_version: 2,
+            uploaded_by: UserId::new(),
+            uploaded_at: at,
+            processed_at: None,
+            updated_at: at,
+        }
+    }
+
+    fn is_job_status_conflict<T>(result: Result<T, StoreError>) -> bool {
+        matches!(result, Err(StoreError::Conflict(rule)) if rule == "job_status")
+    }
+
+    #[test]
+    fn an_upload_targets_a_new_document_or_a_version_of_one_in_its_notebook() {
+        let fresh = new_job(None).target(None).expect("a new document");
+        assert!(!fresh.new_version);
+        assert_eq!(fresh.blob_key, original_key(fresh.document_id, fresh.version_id));
+        let mut reupload = new_job(None);
+        let existing = document(reupload.notebook_id);
+        reupload.existing_document = Some(existing.id);
+        let target = reupload.target(Some(&existing)).expect("same notebook");
+        assert!(target.new_version && target.document_id == existing.id);
+        let elsewhere = document(NotebookId::new());
+        reupload.existing_document = Some(elsewhere.id);
+        assert!(matches!(reupload.target(Some(&elsewhere)), Err(StoreError::NotFound)));
+        assert!(matches!(reupload.target(None), Err(StoreError::NotFound)));
+    }
+
+    #[test]
+    fn only_an_uploading_job_is_accepted_and_only_a_held_one_worked_on() {
+        assert!(job(JobStatus::Uploading, false).check_accept().is_ok());
+        assert!(is_job_status_conflict(job(JobStatus::Pending, false).check_accept()));
+        assert!(job(JobStatus::Processing, false).check_worked_on().is_ok());
+        for status in [JobStatus::Pending, JobStatus::Uploading, JobStatus::Completed] {
+            assert!(is_job_status_conflict(job(status, false).check_worked_on()), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn abandoning_ends_unfinished_jobs_only() {
+        let failure = JobFailure::new("malformed", "bad bytes");
+        let end = job(JobStatus::Validating, false).abandon(JobStatus::Failed, Some(failure.clone())).expect("open");
+        assert_eq!(end, JobEnd { status: JobStatus::Failed, stage: "failed", failure: Some(failure) });
+        assert!(is_job_status_conflict(job(JobStatus::Cancelled, false).abandon(JobStatus::Failed, None)));
+    }
+
+    #[test]
+    fn finishing_stores_the_document_and_counts_it_once() {
+        let mut result = ProcessingResult { content_type: "application/pdf".into(), ..Default::default() };
+        let done = job(JobStatus::Processing, false).finish(&result).expect("open");
+        assert_eq!(
+            (done.content_type.as_str(), done.processing_status),
+            ("application/pdf", ProcessingStatus::Completed)
+        );
+        assert_eq!((done.documents_added, done.bytes_added), (1, 5));
+        assert_eq!(done.end, JobEnd { status: JobStatus::Completed, stage: "completed", failure: None });
+        result.content_type.clear();
+        result.error = Some(JobFailure::new("malformed", "bad"));
+        let failed = job(JobStatus::Processing, true).finish(&result).expect("open");
+        assert_eq!(
+            (failed.content_type.as_str(), failed.documents_added),
+            ("text/plain", 0),
+            "a version is no new document"
+        );
+        assert_eq!((failed.processing_status, failed.end.status), (ProcessingStatus::Failed, JobStatus::Failed));
+        assert_eq!((failed.end.stage, failed.end.failure), (STAGE_STORED_DESPITE_FAILURE, result.error.clone()));
+        assert!(is_job_status_conflict(job(JobStatus::Completed, false).finish(&result)));
+        let mut unaccepted = job(JobStatus::Processing, false);
+        unaccepted.file = None;
+        assert!(is_job_status_conflict(unaccepted.finish(&result)));
+        assert_eq!((unaccepted.version_number(None), unaccepted.version_number(Some(2))), (1, 3));
+    }
+
+    #[test]
+    fn deleting_frees_every_blob_of_every_version() {
+        let version = |size: u64, derived: bool| {
+            let key = original_key(DocumentId::new(), VersionId::new());
+            DocumentVersion {
+                id: VersionId::new(),
+                document_id: DocumentId::new(),
+                version_number: 1,
+                original_filename: Filename::sanitize("a.txt"),
+                content_type: "text/plain".into(),
+                redacted_path: derived.then(|| derived_key(&key, REDACTED_NAME)),
+                thumbnail_path: derived.then(|| derived_key(&key, THUMBNAIL_NAME)),
+                storage_path: key,
+                file_size: size,
+                file_hash: "ab".into(),
+                change_summary: None,
+                created_by: UserId::new(),
+                created_at: crate::time::now(),
+            }
+        };
+        let (keys, bytes) = freed_by_deletion(&[version(3, true), version(4, false)]);
+        assert_eq!((keys.len(), bytes), (4, 7));
+    }
+
+    #[test]
+    fn a_metadata_patch_changes_what_it_sets() {
+        let mut document = document(NotebookId::new());
+        let patch = DocumentPatch { original_filename: Some(Filename::sanitize("b.txt")), ..Default::default() };
+        let record = ChangeRecord::document_updated(&document, &patch);
+        assert_eq!(record.details["original_filename"], "b.txt");
+        document.apply_patch(patch);
+        assert_eq!((document.original_filename.as_str(), document.description.clone()), ("b.txt", None));
+        let job = job(JobStatus::Processing, true);
+        let added = ChangeRecord::document_added(&job, &document);
+        assert_eq!(
+            (added.event_type, added.event.map(|e| e.topic)),
+            ("document_version_added", Some(topics::DOCUMENTS_PROCESSED))
+        );
     }
 
     #[test]

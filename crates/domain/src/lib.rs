@@ -25,6 +25,7 @@ pub mod notebook;
 pub mod outbound;
 pub mod page;
 pub mod scan;
+pub mod session;
 pub mod store;
 pub mod time;
 pub mod token;

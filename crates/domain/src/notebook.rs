@@ -2,10 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ValidationError;
+use crate::activity::ChangeRecord;
 use crate::compliance::ComplianceSettings;
 use crate::id::{NotebookId, UserId};
 use crate::time::Timestamp;
+use crate::{StoreError, ValidationError};
 
 fn has_control_chars(text: &str) -> bool {
     text.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
@@ -189,11 +190,76 @@ pub struct Notebook {
 impl Notebook {
     /// The optimistic-concurrency check every store applies under the node's lock:
     /// `Conflict("version")` when the client's expected version is stale.
-    pub fn check_version(&self, expected: Option<u64>) -> Result<(), crate::StoreError> {
-        match expected {
-            Some(expected) if expected != self.version => Err(crate::StoreError::Conflict("version".into())),
-            _ => Ok(()),
+    pub fn check_version(&self, expected: Option<u64>) -> Result<(), StoreError> {
+        check_version(self.version, expected)
+    }
+
+    /// The read-modify-write of an update, on the state read under the node's lock:
+    /// checks the expected version, applies the patch `patch_of` makes from the current
+    /// state (so relative changes, such as adding tags, apply to what is stored) and
+    /// returns the change's record.
+    pub fn update(
+        &mut self,
+        expected_version: Option<u64>,
+        patch_of: impl FnOnce(&Notebook) -> Result<NotebookPatch, StoreError>,
+        at: Timestamp,
+    ) -> Result<ChangeRecord, StoreError> {
+        self.check_version(expected_version)?;
+        let patch = patch_of(self)?;
+        let record = ChangeRecord::notebook_updated(self.id, &patch);
+        self.apply_patch(patch, at);
+        Ok(record)
+    }
+
+    /// Applies a patch in memory: every field it sets, and a new version at `at`.
+    pub fn apply_patch(&mut self, patch: NotebookPatch, at: Timestamp) {
+        if let Some(name) = patch.name {
+            self.name = name;
         }
+        if let Some(description) = patch.description {
+            self.description = description;
+        }
+        if let Some(visibility) = patch.visibility {
+            self.visibility = visibility;
+        }
+        if let Some(status) = patch.status {
+            self.status = status;
+        }
+        if let Some(tags) = patch.tags {
+            self.tags = tags;
+        }
+        if let Some(settings) = patch.compliance_settings {
+            self.compliance_settings = settings;
+        }
+        if let Some(is_template) = patch.is_template {
+            self.is_template = is_template;
+        }
+        self.touch(at);
+    }
+
+    /// What restoring a soft-deleted notebook changes.
+    pub fn restore(&mut self, at: Timestamp) {
+        self.status = NotebookStatus::Active;
+        self.touch(at);
+    }
+
+    /// Every change sets `updated_at` and increments the version.
+    fn touch(&mut self, at: Timestamp) {
+        self.updated_at = at;
+        self.version += 1;
+    }
+
+    /// The text the full-text indexes search for this notebook.
+    pub fn search_text(&self) -> String {
+        search_text(&self.name, self.description.as_ref(), &self.tags)
+    }
+}
+
+/// `Conflict("version")` when a client expected another version than `current`.
+pub fn check_version(current: u64, expected: Option<u64>) -> Result<(), StoreError> {
+    match expected {
+        Some(expected) if expected != current => Err(StoreError::Conflict("version".into())),
+        _ => Ok(()),
     }
 }
 
@@ -210,6 +276,39 @@ pub struct NewNotebook {
     pub compliance_settings: ComplianceSettings,
     pub is_template: bool,
     pub created_at: Timestamp,
+}
+
+impl NewNotebook {
+    /// The notebook as created: active, at version 1, with nothing in it.
+    pub fn into_notebook(self) -> Notebook {
+        Notebook {
+            id: self.id,
+            owner_id: self.owner_id,
+            parent_id: self.parent_id,
+            name: self.name,
+            description: self.description,
+            visibility: self.visibility,
+            status: NotebookStatus::Active,
+            tags: self.tags,
+            compliance_settings: self.compliance_settings,
+            document_count: 0,
+            total_size_bytes: 0,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+            version: 1,
+            is_template: self.is_template,
+        }
+    }
+
+    /// The text the full-text indexes search for this notebook.
+    pub fn search_text(&self) -> String {
+        search_text(&self.name, self.description.as_ref(), &self.tags)
+    }
+
+    /// The record of the creation.
+    pub fn record(&self) -> ChangeRecord {
+        ChangeRecord::notebook_created(self.id, &self.name, self.parent_id)
+    }
 }
 
 /// A partial update. `None` leaves a field unchanged; `description: Some(None)` clears it.
@@ -252,14 +351,14 @@ pub enum BulkAction {
 impl BulkAction {
     /// The patch this action makes to `current` (not for `Move` and `Delete`, which
     /// are structural). `Conflict("tags")` when a notebook would carry too many tags.
-    pub fn patch_for(&self, current: &Notebook) -> Result<NotebookPatch, crate::StoreError> {
+    pub fn patch_for(&self, current: &Notebook) -> Result<NotebookPatch, StoreError> {
         let mut patch = NotebookPatch::default();
         match self {
             BulkAction::Tag(tags) => {
                 let mut merged = current.tags.clone();
                 merged.extend(tags.iter().filter(|tag| !current.tags.contains(tag)).cloned());
                 if merged.len() > Tag::MAX_PER_NOTEBOOK {
-                    return Err(crate::StoreError::Conflict("tags".into()));
+                    return Err(StoreError::Conflict("tags".into()));
                 }
                 patch.tags = Some(merged);
             }
@@ -288,6 +387,69 @@ pub fn changed_fields(patch: &NotebookPatch) -> Vec<&'static str> {
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))
     .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The hierarchy (`PARENT_OF`): depth, cycles, deletion, restoration, duplication
+// ---------------------------------------------------------------------------------------------
+
+/// A tree may be `max_depth` levels deep (a root is at depth 1). A subtree `height`
+/// levels tall (1 for a single notebook) placed under a parent at depth `parent_depth`
+/// (0 for no parent) must fit: `Conflict("depth")` otherwise.
+pub fn check_depth(parent_depth: u64, height: u64, max_depth: u32) -> Result<(), StoreError> {
+    if parent_depth.saturating_add(height) > u64::from(max_depth) {
+        Err(StoreError::Conflict("depth".into()))
+    } else {
+        Ok(())
+    }
+}
+
+/// A notebook cannot move under itself or one of its descendants: `Conflict("cycle")`
+/// when the new parent's ancestor chain (the parent included) holds `moved`.
+pub fn check_no_cycle(moved: NotebookId, parent_chain: &[NotebookId]) -> Result<(), StoreError> {
+    if parent_chain.contains(&moved) { Err(StoreError::Conflict("cycle".into())) } else { Ok(()) }
+}
+
+/// A notebook with live children is deleted only with its subtree (`cascade`):
+/// `Conflict("children")` otherwise.
+pub fn check_delete(live_children: u64, cascade: bool) -> Result<(), StoreError> {
+    if live_children > 0 && !cascade { Err(StoreError::Conflict("children".into())) } else { Ok(()) }
+}
+
+/// A notebook comes back only under a live parent (or none): `Conflict("parent")` when
+/// its parent is deleted.
+pub fn check_restore(parent_deleted: bool) -> Result<(), StoreError> {
+    if parent_deleted { Err(StoreError::Conflict("parent".into())) } else { Ok(()) }
+}
+
+/// One notebook of a duplicated subtree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotebookCopy {
+    /// The notebook copied.
+    pub source: NotebookId,
+    /// The new notebook's id.
+    pub copy: NotebookId,
+    /// Where the copy goes: the copy of its source's parent, or, for the subtree's
+    /// root, the parent the caller chose.
+    pub parent: Option<NotebookId>,
+}
+
+/// Plans the copy of a live subtree, given as `(notebook, its parent)` pairs with
+/// parents before children and `None` as the root's parent. Copies get new ids; the
+/// root's copy goes under `new_parent`, every other copy under its parent's copy.
+pub fn plan_copies(subtree: &[(NotebookId, Option<NotebookId>)], new_parent: Option<NotebookId>) -> Vec<NotebookCopy> {
+    let mut copy_of = std::collections::HashMap::with_capacity(subtree.len());
+    let mut copies = Vec::with_capacity(subtree.len());
+    for &(source, parent) in subtree {
+        let parent = match parent {
+            None => new_parent,
+            Some(parent) => copy_of.get(&parent).copied(),
+        };
+        let copy = NotebookId::new();
+        copy_of.insert(source, copy);
+        copies.push(NotebookCopy { source, copy, parent });
+    }
+    copies
 }
 
 /// Which notebooks a listing covers, and for whom.
@@ -342,6 +504,46 @@ pub fn search_text(name: &NotebookName, description: Option<&Description>, tags:
     text
 }
 
+/// The records of notebook changes, written with them (see `crate::activity`).
+impl ChangeRecord {
+    /// A notebook was created, at the root or under `parent`.
+    pub fn notebook_created(id: NotebookId, name: &NotebookName, parent: Option<NotebookId>) -> Self {
+        let record = Self::new(id, "created", "create").with("name", name.as_str());
+        match parent {
+            Some(parent) => record.with("parent_id", parent.to_string()),
+            None => record,
+        }
+    }
+
+    /// A subtree was duplicated: `root` is the copy of `source`, named `name`, and
+    /// `copied` notebooks were copied in all.
+    pub fn notebook_duplicated(root: NotebookId, name: &NotebookName, source: NotebookId, copied: usize) -> Self {
+        Self::new(root, "created", "create")
+            .with("name", name.as_str())
+            .with("duplicated_from", source.to_string())
+            .with("notebooks_copied", copied)
+    }
+
+    /// A notebook's fields changed, as `patch` says.
+    pub fn notebook_updated(id: NotebookId, patch: &NotebookPatch) -> Self {
+        Self::new(id, "updated", "update").with("fields", changed_fields(patch))
+    }
+
+    /// A notebook moved under `new_parent` (or to the root).
+    pub fn notebook_moved(id: NotebookId, new_parent: Option<NotebookId>) -> Self {
+        Self::new(id, "moved", "update").with("parent_id", new_parent.map(|parent| parent.to_string()))
+    }
+
+    /// A notebook (with `cascade`, its subtree) was soft-deleted.
+    pub fn notebook_deleted(id: NotebookId, cascade: bool) -> Self {
+        Self::new(id, "deleted", "delete").with("cascade", cascade)
+    }
+
+    pub fn notebook_restored(id: NotebookId) -> Self {
+        Self::new(id, "restored", "restore")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,9 +574,143 @@ mod tests {
         assert_eq!(Tag::parse_list(&vec!["x"; 50]).map(|tags| tags.len()), Ok(1));
     }
 
+    fn notebook(tags: &[&str]) -> Notebook {
+        NewNotebook {
+            id: NotebookId::new(),
+            owner_id: UserId::new(),
+            parent_id: None,
+            name: NotebookName::parse("Research").expect("valid"),
+            description: None,
+            visibility: Visibility::Private,
+            tags: Tag::parse_list(tags).expect("valid"),
+            compliance_settings: ComplianceSettings::default(),
+            is_template: false,
+            created_at: crate::time::now(),
+        }
+        .into_notebook()
+    }
+
+    fn later(notebook: &Notebook) -> Timestamp {
+        crate::time::after(notebook.updated_at, std::time::Duration::from_secs(1))
+    }
+
+    #[test]
+    fn a_new_notebook_is_active_empty_and_at_version_one() {
+        let created = notebook(&["law"]);
+        assert_eq!((created.status, created.version, created.document_count), (NotebookStatus::Active, 1, 0));
+        assert_eq!((created.total_size_bytes, created.updated_at), (0, created.created_at));
+        assert_eq!(created.search_text(), "Research\nlaw");
+    }
+
+    #[test]
+    fn a_patch_changes_what_it_sets_and_bumps_the_version() {
+        let mut notebook = notebook(&["law"]);
+        let at = later(&notebook);
+        let patch = NotebookPatch {
+            description: Some(Some(Description::parse("notes").expect("valid"))),
+            status: Some(NotebookStatus::Archived),
+            ..NotebookPatch::default()
+        };
+        notebook.apply_patch(patch, at);
+        assert_eq!(notebook.description.as_ref().map(Description::as_str), Some("notes"));
+        assert_eq!((notebook.status, notebook.version, notebook.updated_at), (NotebookStatus::Archived, 2, at));
+        assert_eq!((notebook.name.as_str(), notebook.tags.len()), ("Research", 1), "untouched fields stay");
+    }
+
+    #[test]
+    fn an_update_checks_the_version_and_patches_the_current_state() {
+        let mut notebook = notebook(&["law"]);
+        let at = later(&notebook);
+        let stale = notebook.update(Some(7), |_| Ok(NotebookPatch::default()), at);
+        assert!(matches!(stale, Err(StoreError::Conflict(rule)) if rule == "version"));
+        assert_eq!(notebook.version, 1, "a refused update changes nothing");
+        let add_tax = BulkAction::Tag(vec![Tag::parse("tax").expect("valid")]);
+        let record = notebook.update(Some(1), |current| add_tax.patch_for(current), at).expect("current version");
+        assert_eq!(notebook.tags.iter().map(Tag::as_str).collect::<Vec<_>>(), ["law", "tax"]);
+        assert_eq!((record.event_type, record.action), ("updated", "update"));
+        assert_eq!(record.details["fields"], serde_json::json!(["tags"]));
+    }
+
+    #[test]
+    fn restoring_reactivates_and_bumps_the_version() {
+        let mut notebook = notebook(&[]);
+        notebook.status = NotebookStatus::Deleted;
+        let at = later(&notebook);
+        notebook.restore(at);
+        assert_eq!((notebook.status, notebook.version, notebook.updated_at), (NotebookStatus::Active, 2, at));
+    }
+
+    fn conflict(result: Result<(), StoreError>) -> Option<String> {
+        match result {
+            Err(StoreError::Conflict(rule)) => Some(rule),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn subtrees_must_fit_within_the_maximum_depth() {
+        assert!(check_depth(0, 1, 1).is_ok(), "a root in a one-level tree");
+        assert!(check_depth(2, 3, 5).is_ok());
+        assert_eq!(conflict(check_depth(3, 3, 5)).as_deref(), Some("depth"));
+        assert_eq!(conflict(check_depth(u64::MAX, 1, 5)).as_deref(), Some("depth"), "no overflow");
+    }
+
+    #[test]
+    fn a_notebook_cannot_move_under_itself_or_a_descendant() {
+        let (moved, other) = (NotebookId::new(), NotebookId::new());
+        assert!(check_no_cycle(moved, &[other]).is_ok());
+        assert_eq!(conflict(check_no_cycle(moved, &[other, moved])).as_deref(), Some("cycle"));
+        assert_eq!(conflict(check_no_cycle(moved, &[moved])).as_deref(), Some("cycle"), "under itself");
+    }
+
+    #[test]
+    fn live_children_need_a_cascade_and_a_restore_a_live_parent() {
+        assert!(check_delete(0, false).is_ok() && check_delete(2, true).is_ok());
+        assert_eq!(conflict(check_delete(1, false)).as_deref(), Some("children"));
+        assert!(check_restore(false).is_ok());
+        assert_eq!(conflict(check_restore(true)).as_deref(), Some("parent"));
+    }
+
+    #[test]
+    fn copies_keep_the_shape_of_the_subtree() {
+        let (root, child, grandchild, target) =
+            (NotebookId::new(), NotebookId::new(), NotebookId::new(), NotebookId::new());
+        let plan = plan_copies(&[(root, None), (child, Some(root)), (grandchild, Some(child))], Some(target));
+        assert_eq!(plan.iter().map(|copy| copy.source).collect::<Vec<_>>(), [root, child, grandchild]);
+        assert_eq!(plan[0].parent, Some(target), "the root's copy goes where the caller says");
+        assert_eq!(plan[1].parent, Some(plan[0].copy));
+        assert_eq!(plan[2].parent, Some(plan[1].copy));
+        assert!(plan.iter().all(|copy| ![root, child, grandchild].contains(&copy.copy)), "fresh ids");
+        assert_eq!(plan_copies(&[(root, None)], None)[0].parent, None);
+    }
+
     #[test]
     fn visibility_parses_the_design_values() {
         assert_eq!(Visibility::parse("shared"), Ok(Visibility::Shared));
         assert!(Visibility::parse("secret").is_err());
+    }
+
+    #[test]
+    fn notebook_records_name_what_changed() {
+        let (id, parent) = (NotebookId::new(), NotebookId::new());
+        let name = NotebookName::parse("Research").expect("valid");
+        let created = ChangeRecord::notebook_created(id, &name, Some(parent));
+        assert_eq!((created.event_type, created.action), ("created", "create"));
+        assert_eq!(created.details["parent_id"], parent.to_string());
+        assert!(!ChangeRecord::notebook_created(id, &name, None).details.contains_key("parent_id"));
+        let patch = NotebookPatch { status: Some(NotebookStatus::Archived), ..NotebookPatch::default() };
+        assert_eq!(ChangeRecord::notebook_updated(id, &patch).details["fields"], serde_json::json!(["status"]));
+        let moved = ChangeRecord::notebook_moved(id, None);
+        assert_eq!(
+            (moved.event_type, moved.action, &moved.details["parent_id"]),
+            ("moved", "update", &serde_json::Value::Null)
+        );
+        assert_eq!(ChangeRecord::notebook_deleted(id, true).details["cascade"], true);
+        assert_eq!(ChangeRecord::notebook_restored(id).action, "restore");
+        let copy = ChangeRecord::notebook_duplicated(id, &name, parent, 3);
+        assert_eq!(
+            (copy.details["duplicated_from"].as_str(), &copy.details["notebooks_copied"]),
+            (Some(parent.to_string().as_str()), &serde_json::json!(3))
+        );
     }
 }

@@ -20,6 +20,7 @@ use crate::id::{ApiKeyId, DocumentId, JobId, NotebookId, TokenFamilyId, UserId};
 use crate::identity::ExternalUser;
 use crate::notebook::{BulkAction, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use crate::page::{Page, PageRequest};
+use crate::session::{NewRefreshToken, RefreshOutcome};
 use crate::time::Timestamp;
 use crate::user::{LocalCredentials, NewUser, Role, User, UserPatch, Username};
 
@@ -207,28 +208,6 @@ pub trait CollaborationStore: Send + Sync {
         user: UserId,
         status: CollaborationStatus,
     ) -> StoreResult<Vec<Collaboration>>;
-}
-
-/// A refresh token as stored: only its SHA-256 digest, never the token itself.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewRefreshToken {
-    pub token_hash: String,
-    pub user_id: UserId,
-    pub family_id: TokenFamilyId,
-    pub issued_at: Timestamp,
-    pub expires_at: Timestamp,
-}
-
-/// What presenting a refresh token led to.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RefreshOutcome {
-    /// The token was current: it is now spent and `replacement` is current.
-    Rotated { user_id: UserId, family_id: TokenFamilyId },
-    /// The token had already been spent: someone replayed it, so the whole family
-    /// was revoked (RFC 6819 §5.2.2.3 refresh token rotation).
-    Reused { user_id: UserId, family_id: TokenFamilyId },
-    /// Unknown, expired or revoked.
-    Invalid,
 }
 
 #[async_trait]

@@ -219,6 +219,37 @@ pub struct UserPatch {
     pub status: Option<UserStatus>,
 }
 
+impl User {
+    /// Applies a profile patch in memory: every field it sets, updated at `at`.
+    pub fn apply_patch(&mut self, patch: UserPatch, at: Timestamp) {
+        if let Some(email) = patch.email {
+            self.email = email;
+        }
+        if let Some(full_name) = patch.full_name {
+            self.full_name = full_name;
+        }
+        if let Some(avatar_url) = patch.avatar_url {
+            self.avatar_url = avatar_url;
+        }
+        if let Some(roles) = patch.roles {
+            self.roles = roles;
+        }
+        if let Some(preferences) = patch.preferences {
+            self.preferences = preferences;
+        }
+        if let Some(status) = patch.status {
+            self.status = status;
+        }
+        self.updated_at = at;
+    }
+}
+
+/// What a user search looks for: the text trimmed and in lower case, found anywhere
+/// in a username, e-mail address or full name (matched in lower case too).
+pub fn search_needle(text: &str) -> String {
+    text.trim().to_lowercase()
+}
+
 /// A local account's stored credentials, for the password grant.
 #[derive(Debug, Clone)]
 pub struct LocalCredentials {
@@ -236,6 +267,38 @@ mod tests {
         assert!(Username::parse("").is_err());
         assert!(Username::parse("a b").is_err());
         assert!(Username::parse(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn a_patch_changes_what_it_sets_and_nothing_else() {
+        let at = crate::time::now();
+        let mut user = User {
+            id: UserId::new(),
+            keycloak_id: None,
+            username: Username::parse("alice").expect("valid"),
+            email: Some(Email::parse("a@b.example").expect("valid")),
+            full_name: Some("Alice".into()),
+            avatar_url: None,
+            roles: vec![Role::User],
+            groups: Vec::new(),
+            attributes: serde_json::Map::new(),
+            preferences: serde_json::Map::new(),
+            status: UserStatus::Active,
+            created_at: at,
+            updated_at: at,
+            last_login_at: None,
+            last_sync_at: None,
+        };
+        let later = crate::time::after(at, std::time::Duration::from_secs(1));
+        let patch = UserPatch { email: Some(None), roles: Some(vec![Role::Viewer]), ..UserPatch::default() };
+        user.apply_patch(patch, later);
+        assert_eq!((user.email, user.full_name.as_deref()), (None, Some("Alice")));
+        assert_eq!((user.roles, user.status, user.updated_at), (vec![Role::Viewer], UserStatus::Active, later));
+    }
+
+    #[test]
+    fn search_needles_are_trimmed_lower_case() {
+        assert_eq!(search_needle("  Alice@Example "), "alice@example");
     }
 
     #[test]

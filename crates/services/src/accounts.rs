@@ -6,7 +6,8 @@ use std::sync::{Arc, OnceLock};
 
 use aether_domain::auth::{ClientInfo, PasswordHasher, Principal};
 use aether_domain::id::{TokenFamilyId, UserId};
-use aether_domain::store::{NewRefreshToken, RefreshOutcome, Store};
+use aether_domain::session::{NewRefreshToken, RefreshOutcome};
+use aether_domain::store::Store;
 use aether_domain::time::{self, Timestamp};
 use aether_domain::token::{AccessTokenCodec, TokenError};
 use aether_domain::user::{Email, NewUser, Password, Role, User, Username};

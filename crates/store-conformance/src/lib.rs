@@ -33,7 +33,8 @@ use aether_domain::notebook::{
     SortOrder, Tag, Visibility,
 };
 use aether_domain::page::{Limit, PageRequest};
-use aether_domain::store::{NewRefreshToken, RefreshOutcome, Store};
+use aether_domain::session::{NewRefreshToken, RefreshOutcome};
+use aether_domain::store::Store;
 use aether_domain::time;
 use aether_domain::user::{Email, NewUser, Role, UserPatch, UserStatus, Username};
 use chrono::TimeDelta;

@@ -1,175 +1,28 @@
-//! Upload jobs, documents and versions on SQLite (see `aether_domain::document`).
+//! Upload jobs, documents and versions on SQLite (see `aether_domain::document`):
+//! each use case reads what it needs, asks the domain what the change is (job
+//! transitions, what finishing stores, where an upload goes) and writes it.
 
 use aether_domain::StoreError;
 use aether_domain::activity::{Change, ChangeRecord};
 use aether_domain::blob::BlobKey;
 use aether_domain::document::{
-    self, BlobDeletion, CallbackUrl, Document, DocumentPatch, DocumentVersion, Filename, JobFailure, JobOrigin,
-    JobStatus, NewUploadJob, ProcessingResult, ProcessingStatus, ReceivedFile, UploadJob,
+    self, BlobDeletion, CallbackUrl, Document, DocumentPatch, DocumentVersion, JobEnd, JobFailure, JobStatus,
+    NewUploadJob, ProcessingResult, ReceivedFile, UploadJob, job_status_conflict,
 };
-use aether_domain::events::NewEvent;
-use aether_domain::id::{DocumentId, JobId, NotebookId, UserId, VersionId};
-use aether_domain::notebook::{Description, Tag};
+use aether_domain::id::{DocumentId, JobId, NotebookId};
+use aether_domain::notebook::Description;
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{DocumentStore, StoreResult};
 use aether_domain::time::{self, Timestamp};
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
-use crate::{SqliteStore, corrupt, json_column, map_err, opt_ts, record_change, tags_json, ts};
-
-fn key(text: &str) -> StoreResult<BlobKey> {
-    BlobKey::parse(text).map_err(|_| corrupt("blob key"))
-}
-
-fn opt_key(text: Option<String>) -> StoreResult<Option<BlobKey>> {
-    text.as_deref().map(key).transpose()
-}
-
-fn count(row: &SqliteRow, column: &str) -> StoreResult<u64> {
-    let value: i64 = row.try_get(column).map_err(map_err)?;
-    u64::try_from(value).map_err(|_| corrupt(column))
-}
-
-fn job_from_row(row: &SqliteRow) -> StoreResult<UploadJob> {
-    let text = |column: &str| row.try_get::<String, _>(column).map_err(map_err);
-    let opt_text = |column: &str| row.try_get::<Option<String>, _>(column).map_err(map_err);
-    let file_size: Option<i64> = row.try_get("file_size").map_err(map_err)?;
-    let file = match (file_size, opt_text("file_hash")?, opt_text("content_type")?) {
-        (Some(size), Some(sha256), Some(content_type)) => {
-            Some(ReceivedFile { size: u64::try_from(size).map_err(|_| corrupt("file size"))?, sha256, content_type })
-        }
-        _ => None,
-    };
-    let failure = match (opt_text("failure_code")?, opt_text("failure_message")?) {
-        (Some(code), message) => Some(JobFailure { code, message: message.unwrap_or_default() }),
-        _ => None,
-    };
-    let expected: Option<i64> = row.try_get("expected_bytes").map_err(map_err)?;
-    let attempts: i64 = row.try_get("attempts").map_err(map_err)?;
-    Ok(UploadJob {
-        id: JobId::parse(&text("id")?).map_err(|_| corrupt("job id"))?,
-        notebook_id: NotebookId::parse(&text("notebook_id")?).map_err(|_| corrupt("notebook id"))?,
-        uploaded_by: UserId::parse(&text("uploaded_by")?).map_err(|_| corrupt("user id"))?,
-        document_id: DocumentId::parse(&text("document_id")?).map_err(|_| corrupt("document id"))?,
-        version_id: VersionId::parse(&text("version_id")?).map_err(|_| corrupt("version id"))?,
-        new_version: row.try_get("new_version").map_err(map_err)?,
-        filename: Filename::sanitize(&text("filename")?),
-        change_summary: opt_text("change_summary")?,
-        callback_url: opt_text("callback_url")?
-            .as_deref()
-            .map(CallbackUrl::parse)
-            .transpose()
-            .map_err(|_| corrupt("callback url"))?,
-        status: JobStatus::parse(&text("status")?).map_err(|_| corrupt("job status"))?,
-        stage: text("stage")?,
-        bytes_received: count(row, "bytes_received")?,
-        expected_bytes: expected.map(u64::try_from).transpose().map_err(|_| corrupt("expected bytes"))?,
-        file,
-        blob_key: key(&text("blob_key")?)?,
-        storage_provider: text("storage_provider")?,
-        failure,
-        attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
-        lease_until: opt_ts(opt_text("lease_until")?)?,
-        external_id: opt_text("external_id")?,
-        origin: JobOrigin { request_id: opt_text("origin_request_id")?, traceparent: opt_text("origin_traceparent")? },
-        created_at: ts(&text("created_at")?)?,
-        updated_at: ts(&text("updated_at")?)?,
-        finished_at: opt_ts(opt_text("finished_at")?)?,
-    })
-}
-
-fn document_from_row(row: &SqliteRow) -> StoreResult<Document> {
-    let text = |column: &str| row.try_get::<String, _>(column).map_err(map_err);
-    let opt_text = |column: &str| row.try_get::<Option<String>, _>(column).map_err(map_err);
-    let tags: Vec<String> = json_column(row, "tags")?;
-    let error = match (opt_text("processing_error_code")?, opt_text("processing_error")?) {
-        (Some(code), message) => Some(JobFailure { code, message: message.unwrap_or_default() }),
-        _ => None,
-    };
-    let version: i64 = row.try_get("current_version").map_err(map_err)?;
-    Ok(Document {
-        id: DocumentId::parse(&text("id")?).map_err(|_| corrupt("document id"))?,
-        notebook_id: NotebookId::parse(&text("notebook_id")?).map_err(|_| corrupt("notebook id"))?,
-        original_filename: Filename::sanitize(&text("original_filename")?),
-        description: opt_text("description")?
-            .as_deref()
-            .map(Description::parse)
-            .transpose()
-            .map_err(|_| corrupt("description"))?,
-        tags: Tag::parse_list(&tags).map_err(|_| corrupt("tags"))?,
-        content_type: text("content_type")?,
-        file_size: count(row, "file_size")?,
-        file_hash: text("file_hash")?,
-        storage_provider: text("storage_provider")?,
-        storage_path: key(&text("storage_path")?)?,
-        processing_status: ProcessingStatus::parse(&text("processing_status")?)
-            .map_err(|_| corrupt("processing status"))?,
-        result: ProcessingResult {
-            content_type: text("content_type")?,
-            format: text("format")?,
-            supported: row.try_get("supported").map_err(map_err)?,
-            extracted_text: opt_text("extracted_text")?,
-            extracted_metadata: json_column(row, "extracted_metadata")?,
-            compliance_scan_results: json_column(row, "compliance_scan_results")?,
-            pii_detected: row.try_get("pii_detected").map_err(map_err)?,
-            redaction_applied: row.try_get("redaction_applied").map_err(map_err)?,
-            redacted_key: opt_key(opt_text("redacted_path")?)?,
-            redacted_text: None,
-            thumbnail_key: opt_key(opt_text("thumbnail_path")?)?,
-            error,
-            processing_metadata: json_column(row, "processing_metadata")?,
-        },
-        current_version: u32::try_from(version).map_err(|_| corrupt("version"))?,
-        uploaded_by: UserId::parse(&text("uploaded_by")?).map_err(|_| corrupt("user id"))?,
-        uploaded_at: ts(&text("uploaded_at")?)?,
-        processed_at: opt_ts(opt_text("processed_at")?)?,
-        updated_at: ts(&text("updated_at")?)?,
-    })
-}
-
-fn version_from_row(row: &SqliteRow) -> StoreResult<DocumentVersion> {
-    let text = |column: &str| row.try_get::<String, _>(column).map_err(map_err);
-    let opt_text = |column: &str| row.try_get::<Option<String>, _>(column).map_err(map_err);
-    let number: i64 = row.try_get("version_number").map_err(map_err)?;
-    Ok(DocumentVersion {
-        id: VersionId::parse(&text("id")?).map_err(|_| corrupt("version id"))?,
-        document_id: DocumentId::parse(&text("document_id")?).map_err(|_| corrupt("document id"))?,
-        version_number: u32::try_from(number).map_err(|_| corrupt("version number"))?,
-        original_filename: Filename::sanitize(&text("original_filename")?),
-        content_type: text("content_type")?,
-        storage_path: key(&text("storage_path")?)?,
-        redacted_path: opt_key(opt_text("redacted_path")?)?,
-        thumbnail_path: opt_key(opt_text("thumbnail_path")?)?,
-        file_size: count(row, "file_size")?,
-        file_hash: text("file_hash")?,
-        change_summary: opt_text("change_summary")?,
-        created_by: UserId::parse(&text("created_by")?).map_err(|_| corrupt("user id"))?,
-        created_at: ts(&text("created_at")?)?,
-    })
-}
-
-fn size(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn map_json(map: &serde_json::Map<String, serde_json::Value>) -> String {
-    serde_json::Value::Object(map.clone()).to_string()
-}
-
-async fn insert_event(tx: &mut SqliteConnection, event: &NewEvent, at: &Timestamp) -> StoreResult<()> {
-    sqlx::query("INSERT INTO outbox (id, topic, key, payload, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(event.topic)
-        .bind(&event.key)
-        .bind(event.payload.to_string())
-        .bind(time::to_storage(at))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-    Ok(())
-}
+use crate::activity::record_change;
+use crate::outbox::insert_event;
+use crate::rows::{
+    BlobDeletionRow, DocumentRow, JobRow, StatusCountRow, VersionRow, convert, corrupt, map_json, size, tags_json,
+};
+use crate::{SqliteStore, map_err};
 
 async fn queue_deletions(tx: &mut SqliteConnection, keys: &[BlobKey], at: &Timestamp) -> StoreResult<()> {
     for key in keys {
@@ -184,31 +37,42 @@ async fn queue_deletions(tx: &mut SqliteConnection, keys: &[BlobKey], at: &Times
     Ok(())
 }
 
-async fn job_in(tx: &mut SqliteConnection, id: JobId) -> StoreResult<UploadJob> {
-    let row = sqlx::query("SELECT * FROM upload_jobs WHERE id = ?")
+async fn job_in(tx: impl sqlx::SqliteExecutor<'_>, id: JobId) -> StoreResult<UploadJob> {
+    let row: JobRow = sqlx::query_as("SELECT * FROM upload_jobs WHERE id = ?")
         .bind(id.to_string())
-        .fetch_one(&mut *tx)
+        .fetch_one(tx)
         .await
         .map_err(map_err)?;
-    job_from_row(&row)
+    row.try_into()
 }
 
-async fn live_document_in(tx: &mut SqliteConnection, id: DocumentId) -> StoreResult<Document> {
-    let row = sqlx::query("SELECT * FROM documents WHERE id = ?")
+async fn document_in(tx: impl sqlx::SqliteExecutor<'_>, id: DocumentId) -> StoreResult<Document> {
+    let row: DocumentRow = sqlx::query_as("SELECT * FROM documents WHERE id = ?")
         .bind(id.to_string())
-        .fetch_one(&mut *tx)
+        .fetch_one(tx)
         .await
         .map_err(map_err)?;
-    document_from_row(&row)
+    row.try_into()
 }
 
-/// The type sniffed from the whole file, or else the one sniffed from its start.
-fn content_type(result: &ProcessingResult, file: &ReceivedFile) -> String {
-    if result.content_type.is_empty() { file.content_type.clone() } else { result.content_type.clone() }
-}
-
-fn job_status_conflict() -> StoreError {
-    StoreError::Conflict("job_status".to_owned())
+/// Writes how a job ended: its status, stage and failure, no lease, finished at `at`.
+async fn end_job(tx: &mut SqliteConnection, id: JobId, end: &JobEnd, at: &Timestamp) -> StoreResult<()> {
+    let at = time::to_storage(at);
+    sqlx::query(
+        "UPDATE upload_jobs SET status = ?, stage = ?, failure_code = ?, failure_message = ?, lease_until = NULL, \
+         updated_at = ?, finished_at = ? WHERE id = ?",
+    )
+    .bind(end.status.as_str())
+    .bind(end.stage)
+    .bind(end.failure.as_ref().map(|f| f.code.clone()))
+    .bind(end.failure.as_ref().map(|f| f.message.clone()))
+    .bind(&at)
+    .bind(&at)
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
 }
 
 /// Ends an unfinished job as `status` and queues its blobs for deletion.
@@ -220,27 +84,11 @@ async fn abandon_job(
     at: Timestamp,
 ) -> StoreResult<UploadJob> {
     let (_writer, mut tx) = store.begin_write().await?;
-    let job = job_in(&mut tx, id).await?;
-    if job.status.is_terminal() {
-        return Err(job_status_conflict());
-    }
-    let at_text = time::to_storage(&at);
-    sqlx::query(
-        "UPDATE upload_jobs SET status = ?, stage = ?, failure_code = ?, failure_message = ?, lease_until = NULL, \
-         updated_at = ?, finished_at = ? WHERE id = ?",
-    )
-    .bind(status.as_str())
-    .bind(status.as_str())
-    .bind(failure.as_ref().map(|f| f.code.clone()))
-    .bind(failure.as_ref().map(|f| f.message.clone()))
-    .bind(&at_text)
-    .bind(&at_text)
-    .bind(id.to_string())
-    .execute(&mut *tx)
-    .await
-    .map_err(map_err)?;
+    let job = job_in(&mut *tx, id).await?;
+    let end = job.abandon(status, failure)?;
+    end_job(&mut tx, id, &end, &at).await?;
     queue_deletions(&mut tx, &job.written_keys(), &at).await?;
-    let job = job_in(&mut tx, id).await?;
+    let job = job_in(&mut *tx, id).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(job)
 }
@@ -266,16 +114,17 @@ impl SqliteStore {
         .map_err(map_err)?;
         let Some(id) = id else { return Ok(None) };
         sqlx::query(
-            "UPDATE upload_jobs SET status = 'validating', stage = 'validating', attempts = attempts + 1, \
-             lease_until = ?, updated_at = ? WHERE id = ?",
+            "UPDATE upload_jobs SET status = ?2, stage = ?2, attempts = attempts + 1, \
+             lease_until = ?3, updated_at = ?4 WHERE id = ?1",
         )
+        .bind(&id)
+        .bind(JobStatus::Validating.as_str())
         .bind(time::to_storage(&lease_until))
         .bind(&now_text)
-        .bind(&id)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        let job = job_in(&mut tx, JobId::parse(&id).map_err(|_| corrupt("job id"))?).await?;
+        let job = job_in(&mut *tx, JobId::parse(&id).map_err(|_| corrupt("job id"))?).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(Some(job))
     }
@@ -293,36 +142,31 @@ impl DocumentStore for SqliteStore {
         if live.is_none() {
             return Err(StoreError::NotFound);
         }
-        let document_id = match new.existing_document {
-            Some(existing) => {
-                let document = live_document_in(&mut tx, existing).await?;
-                if document.notebook_id != new.notebook_id {
-                    return Err(StoreError::NotFound);
-                }
-                existing
-            }
-            None => DocumentId::new(),
+        let existing = match new.existing_document {
+            Some(existing) => Some(document_in(&mut *tx, existing).await?),
+            None => None,
         };
-        let version_id = VersionId::new();
-        let blob_key = document::original_key(document_id, version_id);
+        let target = new.target(existing.as_ref())?;
         let at = time::to_storage(&new.at);
         sqlx::query(
             "INSERT INTO upload_jobs (id, notebook_id, uploaded_by, document_id, version_id, new_version, filename, \
              change_summary, callback_url, status, stage, expected_bytes, blob_key, storage_provider, \
              origin_request_id, origin_traceparent, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'uploading', 'receiving the file', ?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(new.id.to_string())
         .bind(new.notebook_id.to_string())
         .bind(new.uploaded_by.to_string())
-        .bind(document_id.to_string())
-        .bind(version_id.to_string())
-        .bind(new.existing_document.is_some())
+        .bind(target.document_id.to_string())
+        .bind(target.version_id.to_string())
+        .bind(target.new_version)
         .bind(new.filename.as_str())
         .bind(&new.change_summary)
         .bind(new.callback_url.as_ref().map(CallbackUrl::as_str))
+        .bind(JobStatus::Uploading.as_str())
+        .bind(document::STAGE_RECEIVING)
         .bind(new.expected_bytes.map(size))
-        .bind(blob_key.as_str())
+        .bind(target.blob_key.as_str())
         .bind(&new.storage_provider)
         .bind(&new.origin.request_id)
         .bind(&new.origin.traceparent)
@@ -331,18 +175,13 @@ impl DocumentStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        let job = job_in(&mut tx, new.id).await?;
+        let job = job_in(&mut *tx, new.id).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(job)
     }
 
     async fn get_job(&self, id: JobId) -> StoreResult<UploadJob> {
-        let row = sqlx::query("SELECT * FROM upload_jobs WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?;
-        job_from_row(&row)
+        job_in(&self.pool, id).await
     }
 
     async fn list_notebook_jobs(
@@ -351,7 +190,7 @@ impl DocumentStore for SqliteStore {
         active_only: bool,
         page: PageRequest,
     ) -> StoreResult<Page<UploadJob>> {
-        let rows = sqlx::query(
+        let rows: Vec<JobRow> = sqlx::query_as(
             "SELECT * FROM upload_jobs WHERE notebook_id = ?1 \
              AND (NOT ?2 OR status NOT IN ('completed', 'failed', 'cancelled')) \
              AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4",
@@ -363,8 +202,7 @@ impl DocumentStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        let jobs = rows.iter().map(job_from_row).collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page::from_overfetch(jobs, page.limit, |job| job.id.as_uuid()))
+        Ok(Page::from_overfetch(convert(rows)?, page.limit, |job: &UploadJob| job.id.as_uuid()))
     }
 
     async fn record_upload_progress(&self, id: JobId, bytes_received: u64, at: Timestamp) -> StoreResult<UploadJob> {
@@ -376,17 +214,20 @@ impl DocumentStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        let job = job_in(&mut tx, id).await?;
+        let job = job_in(&mut *tx, id).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(job)
     }
 
     async fn accept_upload(&self, id: JobId, file: ReceivedFile, at: Timestamp) -> StoreResult<UploadJob> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let updated = sqlx::query(
-            "UPDATE upload_jobs SET status = 'pending', stage = 'queued for processing', bytes_received = ?1, \
-             file_size = ?1, file_hash = ?2, content_type = ?3, updated_at = ?4 WHERE id = ?5 AND status = 'uploading'",
+        job_in(&mut *tx, id).await?.check_accept()?;
+        sqlx::query(
+            "UPDATE upload_jobs SET status = ?1, stage = ?2, bytes_received = ?3, file_size = ?3, file_hash = ?4, \
+             content_type = ?5, updated_at = ?6 WHERE id = ?7",
         )
+        .bind(JobStatus::Pending.as_str())
+        .bind(document::STAGE_QUEUED)
         .bind(size(file.size))
         .bind(&file.sha256)
         .bind(&file.content_type)
@@ -395,10 +236,7 @@ impl DocumentStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        let job = job_in(&mut tx, id).await?;
-        if updated.rows_affected() == 0 {
-            return Err(job_status_conflict());
-        }
+        let job = job_in(&mut *tx, id).await?;
         for event in document::accepted_events(&job) {
             insert_event(&mut tx, &event, &at).await?;
         }
@@ -421,7 +259,9 @@ impl DocumentStore for SqliteStore {
 
     async fn renew_job_lease(&self, id: JobId, lease_until: Timestamp) -> StoreResult<()> {
         let (_writer, mut tx) = self.begin_write().await?;
-        // Timestamps are stored as fixed-width RFC 3339 UTC text, so they compare as text.
+        // One statement: the lease is never shortened, and only a job a worker holds
+        // (validating or processing) has one. Timestamps are stored as fixed-width
+        // RFC 3339 UTC text, so they compare as text.
         let updated = sqlx::query(
             "UPDATE upload_jobs SET lease_until = CASE WHEN lease_until IS NULL OR lease_until < ?1 THEN ?1 \
              ELSE lease_until END WHERE id = ?2 AND status IN ('validating', 'processing')",
@@ -446,22 +286,17 @@ impl DocumentStore for SqliteStore {
         at: Timestamp,
     ) -> StoreResult<UploadJob> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let updated = sqlx::query(
-            "UPDATE upload_jobs SET status = ?, stage = ?, lease_until = ?, updated_at = ? \
-             WHERE id = ? AND status IN ('validating', 'processing')",
-        )
-        .bind(status.as_str())
-        .bind(stage)
-        .bind(time::to_storage(&lease_until))
-        .bind(time::to_storage(&at))
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let job = job_in(&mut tx, id).await?;
-        if updated.rows_affected() == 0 {
-            return Err(job_status_conflict());
-        }
+        job_in(&mut *tx, id).await?.check_worked_on()?;
+        sqlx::query("UPDATE upload_jobs SET status = ?, stage = ?, lease_until = ?, updated_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(stage)
+            .bind(time::to_storage(&lease_until))
+            .bind(time::to_storage(&at))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let job = job_in(&mut *tx, id).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(job)
     }
@@ -474,21 +309,16 @@ impl DocumentStore for SqliteStore {
         at: Timestamp,
     ) -> StoreResult<UploadJob> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let updated = sqlx::query(
-            "UPDATE upload_jobs SET external_id = ?, lease_until = ?, updated_at = ? \
-             WHERE id = ? AND status IN ('validating', 'processing')",
-        )
-        .bind(external_id)
-        .bind(time::to_storage(&lease_until))
-        .bind(time::to_storage(&at))
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let job = job_in(&mut tx, id).await?;
-        if updated.rows_affected() == 0 {
-            return Err(job_status_conflict());
-        }
+        job_in(&mut *tx, id).await?.check_worked_on()?;
+        sqlx::query("UPDATE upload_jobs SET external_id = ?, lease_until = ?, updated_at = ? WHERE id = ?")
+            .bind(external_id)
+            .bind(time::to_storage(&lease_until))
+            .bind(time::to_storage(&at))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let job = job_in(&mut *tx, id).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(job)
     }
@@ -500,17 +330,11 @@ impl DocumentStore for SqliteStore {
         at: Timestamp,
     ) -> StoreResult<(UploadJob, Document)> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let job = job_in(&mut tx, id).await?;
-        if job.status.is_terminal() {
-            return Err(job_status_conflict());
-        }
-        let file = job.file.clone().ok_or_else(job_status_conflict)?;
+        let job = job_in(&mut *tx, id).await?;
+        let finished = job.finish(&result)?;
         let at_text = time::to_storage(&at);
-        let processing_status =
-            if result.error.is_some() { ProcessingStatus::Failed } else { ProcessingStatus::Completed };
-        let version_number = if job.new_version {
-            let document = live_document_in(&mut tx, job.document_id).await?;
-            document.current_version + 1
+        let current_version = if job.new_version {
+            Some(document_in(&mut *tx, job.document_id).await?.current_version)
         } else {
             sqlx::query(
                 "INSERT INTO documents (id, notebook_id, added_at, original_filename, content_type, file_size, \
@@ -529,9 +353,10 @@ impl DocumentStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-            1
+            None
         };
-        let search_text = result.search_text(&job.filename);
+        let version_number = job.version_number(current_version);
+        let file = &finished.file;
         sqlx::query(
             "UPDATE documents SET original_filename = ?, content_type = ?, file_size = ?, file_hash = ?, \
              storage_provider = ?, storage_path = ?, processing_status = ?, format = ?, supported = ?, \
@@ -541,12 +366,12 @@ impl DocumentStore for SqliteStore {
              processed_at = ?, updated_at = ? WHERE id = ?",
         )
         .bind(job.filename.as_str())
-        .bind(content_type(&result, &file))
+        .bind(&finished.content_type)
         .bind(size(file.size))
         .bind(&file.sha256)
         .bind(&job.storage_provider)
         .bind(job.blob_key.as_str())
-        .bind(processing_status.as_str())
+        .bind(finished.processing_status.as_str())
         .bind(&result.format)
         .bind(result.supported)
         .bind(&result.extracted_text)
@@ -559,7 +384,7 @@ impl DocumentStore for SqliteStore {
         .bind(result.thumbnail_key.as_ref().map(BlobKey::as_str))
         .bind(result.error.as_ref().map(|e| e.code.clone()))
         .bind(result.error.as_ref().map(|e| e.message.clone()))
-        .bind(&search_text)
+        .bind(result.search_text(&job.filename))
         .bind(i64::from(version_number))
         .bind(&at_text)
         .bind(&at_text)
@@ -576,7 +401,7 @@ impl DocumentStore for SqliteStore {
         .bind(job.document_id.to_string())
         .bind(i64::from(version_number))
         .bind(job.filename.as_str())
-        .bind(content_type(&result, &file))
+        .bind(&finished.content_type)
         .bind(job.blob_key.as_str())
         .bind(result.redacted_key.as_ref().map(BlobKey::as_str))
         .bind(result.thumbnail_key.as_ref().map(BlobKey::as_str))
@@ -592,42 +417,16 @@ impl DocumentStore for SqliteStore {
             "UPDATE notebooks SET document_count = document_count + ?, total_size_bytes = total_size_bytes + ? \
              WHERE id = ?",
         )
-        .bind(if job.new_version { 0 } else { 1 })
-        .bind(size(file.size))
+        .bind(size(finished.documents_added))
+        .bind(size(finished.bytes_added))
         .bind(job.notebook_id.to_string())
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        let (status, stage) = match &result.error {
-            Some(_) => (JobStatus::Failed, "processing failed; the document is stored"),
-            None => (JobStatus::Completed, "completed"),
-        };
-        sqlx::query(
-            "UPDATE upload_jobs SET status = ?, stage = ?, failure_code = ?, failure_message = ?, lease_until = NULL, \
-             updated_at = ?, finished_at = ? WHERE id = ?",
-        )
-        .bind(status.as_str())
-        .bind(stage)
-        .bind(result.error.as_ref().map(|e| e.code.clone()))
-        .bind(result.error.as_ref().map(|e| e.message.clone()))
-        .bind(&at_text)
-        .bind(&at_text)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let job = job_in(&mut tx, id).await?;
-        let document = live_document_in(&mut tx, job.document_id).await?;
-        let mut record = ChangeRecord::new(
-            job.notebook_id,
-            if job.new_version { "document_version_added" } else { "document_added" },
-            "create",
-        )
-        .with("document_id", document.id.to_string())
-        .with("version", document.current_version)
-        .with("original_filename", document.original_filename.as_str());
-        record.event = Some(document::processed_event(&job, &document));
-        record_change(&mut tx, &Change::by(job.uploaded_by, at), record).await?;
+        end_job(&mut tx, id, &finished.end, &at).await?;
+        let job = job_in(&mut *tx, id).await?;
+        let document = document_in(&mut *tx, job.document_id).await?;
+        record_change(&mut tx, &Change::by(job.uploaded_by, at), ChangeRecord::document_added(&job, &document)).await?;
         insert_event(&mut tx, &document::compliance_event(&document), &at).await?;
         tx.commit().await.map_err(map_err)?;
         Ok((job, document))
@@ -642,43 +441,34 @@ impl DocumentStore for SqliteStore {
     }
 
     async fn count_active_jobs(&self) -> StoreResult<Vec<(JobStatus, u64)>> {
-        let rows = sqlx::query(
+        let rows: Vec<StatusCountRow> = sqlx::query_as(
             "SELECT status, COUNT(*) AS n FROM upload_jobs \
              WHERE status NOT IN ('completed', 'failed', 'cancelled') GROUP BY status",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        rows.iter()
-            .map(|row| {
-                let status: String = row.try_get("status").map_err(map_err)?;
-                Ok((JobStatus::parse(&status).map_err(|_| corrupt("job status"))?, count(row, "n")?))
-            })
-            .collect()
+        convert(rows)
     }
 
     async fn stale_uploads(&self, stale_before: Timestamp, limit: u32) -> StoreResult<Vec<UploadJob>> {
-        let rows =
-            sqlx::query("SELECT * FROM upload_jobs WHERE status = 'uploading' AND updated_at < ? ORDER BY id LIMIT ?")
-                .bind(time::to_storage(&stale_before))
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
-        rows.iter().map(job_from_row).collect()
+        let rows: Vec<JobRow> = sqlx::query_as(
+            "SELECT * FROM upload_jobs WHERE status = 'uploading' AND updated_at < ? ORDER BY id LIMIT ?",
+        )
+        .bind(time::to_storage(&stale_before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        convert(rows)
     }
 
     async fn get_document(&self, id: DocumentId) -> StoreResult<Document> {
-        let row = sqlx::query("SELECT * FROM documents WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?;
-        document_from_row(&row)
+        document_in(&self.pool, id).await
     }
 
     async fn list_documents(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<Document>> {
-        let rows = sqlx::query(
+        let rows: Vec<DocumentRow> = sqlx::query_as(
             // Listings never load the extracted text (up to 2 M characters a document).
             "SELECT id, notebook_id, added_at, original_filename, description, tags, content_type, file_size, \
              file_hash, storage_provider, storage_path, processing_status, format, supported, \
@@ -693,25 +483,14 @@ impl DocumentStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        let documents = rows.iter().map(document_from_row).collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page::from_overfetch(documents, page.limit, |document| document.id.as_uuid()))
+        Ok(Page::from_overfetch(convert(rows)?, page.limit, |document: &Document| document.id.as_uuid()))
     }
 
     async fn update_document(&self, id: DocumentId, patch: DocumentPatch, change: &Change) -> StoreResult<Document> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let mut document = live_document_in(&mut tx, id).await?;
-        let mut record =
-            ChangeRecord::new(document.notebook_id, "document_updated", "update").with("document_id", id.to_string());
-        if let Some(name) = patch.original_filename {
-            record = record.with("original_filename", name.as_str());
-            document.original_filename = name;
-        }
-        if let Some(description) = patch.description {
-            document.description = description;
-        }
-        if let Some(tags) = patch.tags {
-            document.tags = tags;
-        }
+        let mut document = document_in(&mut *tx, id).await?;
+        let record = ChangeRecord::document_updated(&document, &patch);
+        document.apply_patch(patch);
         sqlx::query(
             "UPDATE documents SET original_filename = ?, description = ?, tags = ?, updated_at = ? WHERE id = ?",
         )
@@ -724,26 +503,21 @@ impl DocumentStore for SqliteStore {
         .await
         .map_err(map_err)?;
         record_change(&mut tx, change, record).await?;
-        let document = live_document_in(&mut tx, id).await?;
+        let document = document_in(&mut *tx, id).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(document)
     }
 
     async fn delete_document(&self, id: DocumentId, change: &Change) -> StoreResult<()> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let document = live_document_in(&mut tx, id).await?;
-        let rows = sqlx::query("SELECT * FROM document_versions WHERE document_id = ?")
+        let document = document_in(&mut *tx, id).await?;
+        let rows: Vec<VersionRow> = sqlx::query_as("SELECT * FROM document_versions WHERE document_id = ?")
             .bind(id.to_string())
             .fetch_all(&mut *tx)
             .await
             .map_err(map_err)?;
-        let versions = rows.iter().map(version_from_row).collect::<StoreResult<Vec<_>>>()?;
-        let keys: Vec<BlobKey> = versions
-            .iter()
-            .flat_map(|v| [Some(v.storage_path.clone()), v.redacted_path.clone(), v.thumbnail_path.clone()])
-            .flatten()
-            .collect();
-        let stored: u64 = versions.iter().map(|v| v.file_size).sum();
+        let versions: Vec<DocumentVersion> = convert(rows)?;
+        let (keys, stored) = document::freed_by_deletion(&versions);
         queue_deletions(&mut tx, &keys, &change.at).await?;
         sqlx::query("DELETE FROM documents WHERE id = ?")
             .bind(id.to_string())
@@ -759,25 +533,23 @@ impl DocumentStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        let record = ChangeRecord::new(document.notebook_id, "document_deleted", "delete")
-            .with("document_id", id.to_string())
-            .with("original_filename", document.original_filename.as_str());
-        record_change(&mut tx, change, record).await?;
+        record_change(&mut tx, change, ChangeRecord::document_deleted(&document)).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(())
     }
 
     async fn list_versions(&self, id: DocumentId) -> StoreResult<Vec<DocumentVersion>> {
-        let rows = sqlx::query("SELECT * FROM document_versions WHERE document_id = ? ORDER BY version_number DESC")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let rows: Vec<VersionRow> =
+            sqlx::query_as("SELECT * FROM document_versions WHERE document_id = ? ORDER BY version_number DESC")
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
         if rows.is_empty() {
             // Every stored document has a version, so none means no document.
             return Err(StoreError::NotFound);
         }
-        rows.iter().map(version_from_row).collect()
+        convert(rows)
     }
 
     async fn queue_blob_deletions(&self, keys: &[BlobKey], at: Timestamp) -> StoreResult<()> {
@@ -787,21 +559,12 @@ impl DocumentStore for SqliteStore {
     }
 
     async fn pending_blob_deletions(&self, limit: u32) -> StoreResult<Vec<BlobDeletion>> {
-        let rows = sqlx::query("SELECT * FROM blob_deletions ORDER BY id LIMIT ?")
+        let rows: Vec<BlobDeletionRow> = sqlx::query_as("SELECT * FROM blob_deletions ORDER BY id LIMIT ?")
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("id").map_err(map_err)?;
-                Ok(BlobDeletion {
-                    id: uuid::Uuid::try_parse(&id).map_err(|_| corrupt("id"))?,
-                    key: key(&row.try_get::<String, _>("blob_key").map_err(map_err)?)?,
-                    queued_at: ts(&row.try_get::<String, _>("queued_at").map_err(map_err)?)?,
-                })
-            })
-            .collect()
+        convert(rows)
     }
 
     async fn complete_blob_deletions(&self, ids: &[uuid::Uuid]) -> StoreResult<()> {

@@ -1,0 +1,323 @@
+//! Notebooks: creation, reads and listings, updates (alone or in bulk), deletion and
+//! restoration, tags (`TAGGED_WITH`) and the ancestor chain behind a permission.
+//! Moves, deletions and copies of subtrees are in `hierarchy`.
+
+use aether_domain::StoreError;
+use aether_domain::access::ChainLink;
+use aether_domain::activity::{Change, ChangeRecord};
+use aether_domain::id::{NotebookId, UserId};
+use aether_domain::notebook::{
+    self, BulkAction, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, SortOrder, Tag,
+};
+use aether_domain::page::{Page, PageRequest};
+use aether_domain::store::{NotebookStore, StoreResult};
+use async_trait::async_trait;
+use neo4rs::{Txn, query};
+
+use crate::Neo4jStore;
+use crate::activity::record_change;
+use crate::hierarchy::{duplicate_in, lock_chain, move_in, soft_delete_in};
+use crate::rows::{
+    ChainRecord, NOTEBOOK_RETURN, TagUsageRecord, after_param, column, from_rows, limit_param, notebook_from_row,
+    settings_json, storage, tag_names,
+};
+use crate::txn::{in_txn, map_err, txn_row};
+
+#[async_trait]
+impl NotebookStore for Neo4jStore {
+    async fn create_notebook(&self, new: NewNotebook, max_depth: u32, change: &Change) -> StoreResult<Notebook> {
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+            if let Some(parent) = new.parent_id {
+                let depth = lock_chain(txn, parent).await?.len();
+                if depth == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                notebook::check_depth(depth as u64, 1, max_depth)?;
+            }
+            // The node, its OWNS and its PARENT_OF commit together.
+            let q = query(&format!(
+                "MATCH (owner:User {{id: $owner_id}}) WHERE owner.status <> 'deleted' \
+             OPTIONAL MATCH (parent:Notebook {{id: $parent_id}}) \
+             CREATE (n:Notebook {{id: $id, name: $name, description: $description, visibility: $visibility, \
+             status: 'active', compliance_settings: $settings, document_count: 0, total_size_bytes: 0, \
+             tags: $tags, search_text: $search_text, created_at: datetime($at), updated_at: datetime($at), \
+             version: 1, is_template: $is_template}}) \
+             CREATE (owner)-[:OWNS {{created_at: datetime($at)}}]->(n) \
+             FOREACH (p IN CASE WHEN parent IS NULL THEN [] ELSE [parent] END | \
+               CREATE (p)-[:PARENT_OF {{created_at: datetime($at)}}]->(n)) {NOTEBOOK_RETURN}"
+            ))
+            .param("owner_id", new.owner_id.to_string())
+            .param("parent_id", new.parent_id.map(|id| id.to_string()))
+            .param("id", new.id.to_string())
+            .param("name", new.name.as_str())
+            .param("description", new.description.as_ref().map(|d| d.as_str().to_owned()))
+            .param("visibility", new.visibility.as_str())
+            .param("settings", settings_json(&new.compliance_settings))
+            .param("tags", tag_names(&new.tags))
+            .param("search_text", new.search_text())
+            .param("is_template", new.is_template)
+            .param("at", storage(&new.created_at));
+            let row = txn_row(txn, q).await?.ok_or(StoreError::NotFound)?;
+            let notebook = notebook_from_row(&row)?;
+            sync_tags(txn, vec![notebook.id.to_string()], change).await?;
+            record_change(txn, change, new.record()).await?;
+            Ok(notebook)
+        })
+        .await
+    }
+
+    async fn get_notebook(&self, id: NotebookId) -> StoreResult<Notebook> {
+        let q = query(&format!(
+            "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) WHERE n.status <> 'deleted' {NOTEBOOK_RETURN}"
+        ))
+        .param("id", id.to_string());
+        let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
+        notebook_from_row(&row)
+    }
+
+    async fn list_notebooks(&self, request: NotebookQuery) -> StoreResult<Page<Notebook>> {
+        let (user, scope) = match request.scope {
+            ListScope::Owned(user) => (Some(user), "MATCH (owner:User {id: $user})-[:OWNS]->(n:Notebook)"),
+            ListScope::SharedWith(user) => (
+                Some(user),
+                "MATCH (:User {id: $user})-[:COLLABORATES_ON {status: 'active'}]->(:Notebook)-[:PARENT_OF*0..]->(n:Notebook) \
+                 WITH DISTINCT n MATCH (owner:User)-[:OWNS]->(n) WHERE owner.id <> $user",
+            ),
+            ListScope::Public => (None, "MATCH (owner:User)-[:OWNS]->(n:Notebook {visibility: 'public'})"),
+        };
+        // The direction is chosen here, never from client text, so formatting it in is safe.
+        let (compare, direction) = match request.order {
+            SortOrder::NewestFirst => ("<", "DESC"),
+            SortOrder::OldestFirst => (">", "ASC"),
+        };
+        let q = query(&format!(
+            "{scope} WITH n, owner WHERE n.status <> 'deleted' AND ($status IS NULL OR n.status = $status) \
+             AND ($visibility IS NULL OR n.visibility = $visibility) AND ($tag IS NULL OR $tag IN n.tags) \
+             AND ($template IS NULL OR coalesce(n.is_template, false) = $template) \
+             AND ($after IS NULL OR n.id {compare} $after) {NOTEBOOK_RETURN} ORDER BY n.id {direction} LIMIT $limit"
+        ))
+        .param("user", user.map(|user| user.to_string()))
+        .param("status", request.status.map(|status| status.as_str()))
+        .param("visibility", request.visibility.map(|visibility| visibility.as_str()))
+        .param("tag", request.tag.as_ref().map(|tag| tag.as_str().to_owned()))
+        .param("template", request.template)
+        .param("after", after_param(&request.page))
+        .param("limit", limit_param(&request.page));
+        let notebooks = self.rows(q).await?.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(notebooks, request.page.limit, |notebook| notebook.id.as_uuid()))
+    }
+
+    async fn update_notebook(
+        &self,
+        id: NotebookId,
+        patch: NotebookPatch,
+        expected_version: Option<u64>,
+        change: &Change,
+    ) -> StoreResult<Notebook> {
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+            update_in(txn, id, |_| Ok(patch), expected_version, change).await
+        })
+        .await
+    }
+
+    async fn bulk_update(
+        &self,
+        ids: &[NotebookId],
+        action: &BulkAction,
+        max_depth: u32,
+        change: &Change,
+    ) -> StoreResult<Vec<Notebook>> {
+        // One transaction for the whole batch: the first failure rolls back all.
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+            let mut updated = Vec::with_capacity(ids.len());
+            for &id in ids {
+                match action {
+                    BulkAction::Move { parent } => {
+                        updated.push(move_in(txn, id, *parent, None, max_depth, change).await?);
+                    }
+                    BulkAction::Delete { cascade } => soft_delete_in(txn, id, *cascade, change).await?,
+                    other => updated.push(update_in(txn, id, |current| other.patch_for(current), None, change).await?),
+                }
+            }
+            Ok(updated)
+        })
+        .await
+    }
+
+    async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, change: &Change) -> StoreResult<()> {
+        in_txn(&self.graph, async move |txn: &mut Txn| soft_delete_in(txn, id, cascade, change).await).await
+    }
+
+    async fn duplicate_notebook(
+        &self,
+        source: NotebookId,
+        owner: UserId,
+        new_parent: Option<NotebookId>,
+        name: NotebookName,
+        max_depth: u32,
+        change: &Change,
+    ) -> StoreResult<Notebook> {
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+            duplicate_in(txn, source, owner, new_parent, name, max_depth, change).await
+        })
+        .await
+    }
+
+    async fn tag_usage(&self, owner: Option<UserId>, limit: u32) -> StoreResult<Vec<(Tag, u64)>> {
+        let q = query(
+            "MATCH (o:User)-[:OWNS]->(n:Notebook)-[:TAGGED_WITH]->(t:Tag) WHERE n.status <> 'deleted' \
+             AND (($owner IS NOT NULL AND o.id = $owner) OR ($owner IS NULL AND n.visibility = 'public')) \
+             RETURN t.name AS name, count(n) AS usage ORDER BY usage DESC, name LIMIT $limit",
+        )
+        .param("owner", owner.map(|owner| owner.to_string()))
+        .param("limit", i64::from(limit));
+        from_rows::<TagUsageRecord, (Tag, u64)>(&self.rows(q).await?)
+    }
+
+    async fn get_deleted_notebook(&self, id: NotebookId) -> StoreResult<Notebook> {
+        let q = query(&format!(
+            "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) WHERE n.status = 'deleted' {NOTEBOOK_RETURN}"
+        ))
+        .param("id", id.to_string());
+        let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
+        notebook_from_row(&row)
+    }
+
+    async fn restore_notebook(&self, id: NotebookId, change: &Change) -> StoreResult<Notebook> {
+        let at = change.at;
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+            // Lock the notebook, then read its state and its parent's after the lock.
+            let lock = query(
+                "MATCH (n:Notebook {id: $id}) SET n.updated_at = n.updated_at WITH n WHERE n.status = 'deleted' \
+                 OPTIONAL MATCH (p:Notebook)-[:PARENT_OF]->(n) \
+                 RETURN p IS NOT NULL AND p.status = 'deleted' AS parent_deleted",
+            )
+            .param("id", id.to_string());
+            let row = txn_row(txn, lock).await?.ok_or(StoreError::NotFound)?;
+            notebook::check_restore(column(&row, "parent_deleted")?)?;
+            let restore = query(&format!(
+                "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) SET n.status = 'active', \
+                 n.updated_at = datetime($at), n.version = coalesce(n.version, 1) + 1 {NOTEBOOK_RETURN}"
+            ))
+            .param("id", id.to_string())
+            .param("at", storage(&at));
+            let row = txn_row(txn, restore).await?.ok_or(StoreError::NotFound)?;
+            record_change(txn, change, ChangeRecord::notebook_restored(id)).await?;
+            notebook_from_row(&row)
+        })
+        .await
+    }
+
+    async fn access_chain(&self, user: UserId, id: NotebookId) -> StoreResult<Vec<ChainLink>> {
+        let q = query(
+            "MATCH (n:Notebook {id: $id}) WHERE n.status <> 'deleted' \
+             MATCH path = (a:Notebook)-[:PARENT_OF*0..]->(n) \
+             MATCH (owner:User)-[:OWNS]->(a) \
+             OPTIONAL MATCH (:User {id: $user})-[c:COLLABORATES_ON {status: 'active'}]->(a) \
+             RETURN a.id AS notebook_id, owner.id AS owner_id, a.visibility AS visibility, \
+             c.permission AS permission, length(path) AS depth ORDER BY depth",
+        )
+        .param("id", id.to_string())
+        .param("user", user.to_string());
+        let rows = self.rows(q).await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        from_rows::<ChainRecord, ChainLink>(&rows)
+    }
+
+    async fn list_children(
+        &self,
+        parent: NotebookId,
+        only_public: bool,
+        page: PageRequest,
+    ) -> StoreResult<Page<Notebook>> {
+        let q = query(&format!(
+            "MATCH (:Notebook {{id: $parent}})-[:PARENT_OF]->(n:Notebook)<-[:OWNS]-(owner:User) \
+             WHERE n.status <> 'deleted' AND (NOT $only_public OR n.visibility = 'public') \
+             AND ($after IS NULL OR n.id < $after) {NOTEBOOK_RETURN} ORDER BY n.id DESC LIMIT $limit"
+        ))
+        .param("parent", parent.to_string())
+        .param("only_public", only_public)
+        .param("after", after_param(&page))
+        .param("limit", limit_param(&page));
+        let notebooks = self.rows(q).await?.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(notebooks, page.limit, |notebook| notebook.id.as_uuid()))
+    }
+
+    async fn move_notebook(
+        &self,
+        id: NotebookId,
+        new_parent: Option<NotebookId>,
+        expected_version: Option<u64>,
+        max_depth: u32,
+        change: &Change,
+    ) -> StoreResult<Notebook> {
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+            move_in(txn, id, new_parent, expected_version, max_depth, change).await
+        })
+        .await
+    }
+}
+
+/// Brings the notebooks' `TAGGED_WITH` relationships in step with their `tags`
+/// lists, creating `(:Tag)` nodes as needed.
+pub(crate) async fn sync_tags(txn: &mut Txn, ids: Vec<String>, change: &Change) -> StoreResult<()> {
+    let detach = query(
+        "UNWIND $ids AS id MATCH (n:Notebook {id: id})-[r:TAGGED_WITH]->(t:Tag) \
+         WHERE NOT t.name IN coalesce(n.tags, []) DELETE r",
+    )
+    .param("ids", ids.clone());
+    txn.run(detach).await.map_err(map_err)?;
+    let attach = query(
+        "UNWIND $ids AS id MATCH (n:Notebook {id: id}) UNWIND coalesce(n.tags, []) AS name \
+         MERGE (t:Tag {name: name}) ON CREATE SET t.created_at = datetime($at) \
+         MERGE (n)-[r:TAGGED_WITH]->(t) ON CREATE SET r.tagged_at = datetime($at), r.tagged_by = $actor",
+    )
+    .param("ids", ids)
+    .param("at", storage(&change.at))
+    .param("actor", change.actor.map(|actor| actor.to_string()));
+    txn.run(attach).await.map_err(map_err)?;
+    Ok(())
+}
+
+/// Reads (under the node's lock), checks and patches one live notebook inside the
+/// caller's transaction, by `Notebook::update`'s rule.
+async fn update_in(
+    txn: &mut Txn,
+    id: NotebookId,
+    patch_of: impl FnOnce(&Notebook) -> StoreResult<NotebookPatch>,
+    expected_version: Option<u64>,
+    change: &Change,
+) -> StoreResult<Notebook> {
+    let at = change.at;
+
+    let lock = query(&format!(
+        "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) WHERE n.status <> 'deleted' \
+             SET n.updated_at = datetime($at) {NOTEBOOK_RETURN}"
+    ))
+    .param("id", id.to_string())
+    .param("at", storage(&at));
+    let row = txn_row(txn, lock).await?.ok_or(StoreError::NotFound)?;
+    let mut notebook = notebook_from_row(&row)?;
+    let record = notebook.update(expected_version, patch_of, at)?;
+    let write = query(
+        "MATCH (n:Notebook {id: $id}) SET n.name = $name, n.description = $description, \
+             n.visibility = $visibility, n.status = $status, n.tags = $tags, \
+             n.compliance_settings = $settings, n.search_text = $search_text, n.is_template = $is_template, \
+             n.version = coalesce(n.version, 1) + 1",
+    )
+    .param("id", id.to_string())
+    .param("name", notebook.name.as_str())
+    .param("description", notebook.description.as_ref().map(|d| d.as_str().to_owned()))
+    .param("visibility", notebook.visibility.as_str())
+    .param("status", notebook.status.as_str())
+    .param("tags", tag_names(&notebook.tags))
+    .param("settings", settings_json(&notebook.compliance_settings))
+    .param("is_template", notebook.is_template)
+    .param("search_text", notebook.search_text());
+    txn.run(write).await.map_err(map_err)?;
+    sync_tags(txn, vec![id.to_string()], change).await?;
+    record_change(txn, change, record).await?;
+    Ok(notebook)
+}
