@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aether_domain::outbound::OutboundPolicy;
-use aether_services::documents::CallbackSender;
+use aether_domain::document::CallbackSender;
 use anyhow::Context as _;
 use async_trait::async_trait;
 

@@ -4,6 +4,7 @@
 pub mod callbacks;
 pub mod config;
 pub mod processor;
+pub mod scratch;
 pub mod telemetry;
 mod traced_store;
 
@@ -30,7 +31,7 @@ use aether_services::documents::{Callbacks, DocumentService, DocumentSettings, J
 use aether_services::events::{EventDispatcher, InProcessBus, relay_backoff};
 use aether_services::limits::InProcessRateLimiter;
 use aether_services::{
-    AccountService, AvatarService, CachedReads, IdentityProvider, IdentityService, IdentitySettings,
+    AccountService, Authorizer, AvatarService, CachedReads, IdentityProvider, IdentityService, IdentitySettings,
     InProcessReadCache, NotebookService, SessionSettings,
 };
 use aether_store_neo4j::{Neo4jConfig, Neo4jStore};
@@ -265,8 +266,9 @@ impl Runtime {
         let mut documents = DocumentService::new(
             Arc::clone(&store),
             Arc::clone(&blobs),
-            NotebookService::new(Arc::clone(&store), config.max_notebook_depth).with_reads(reads.clone()),
+            Authorizer::new(reads.clone()),
             processor,
+            Arc::new(scratch::TempScratch),
             Arc::new(match &redis {
                 Some(redis) => JobHub::with_fanout(Arc::new(redis.job_fanout(&instance))),
                 None => JobHub::default(),

@@ -21,6 +21,7 @@ pub mod net;
 pub mod notebook;
 pub mod outbound;
 pub mod page;
+pub mod processing;
 pub mod scan;
 pub mod store;
 pub mod time;
