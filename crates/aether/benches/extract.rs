@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use aether_domain::compliance::RedactionMode;
 use aether::processor::process_bytes;
+use aether_domain::compliance::RedactionMode;
 use aether_domain::processing::ProcessRequest;
 
 fn main() {

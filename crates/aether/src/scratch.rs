@@ -50,7 +50,8 @@ mod tests {
 
     #[tokio::test]
     async fn copies_hold_the_bytes_until_dropped() {
-        let chunks: Vec<Result<Bytes, BlobError>> = vec![Ok(Bytes::from_static(b"hello ")), Ok(Bytes::from_static(b"world"))];
+        let chunks: Vec<Result<Bytes, BlobError>> =
+            vec![Ok(Bytes::from_static(b"hello ")), Ok(Bytes::from_static(b"world"))];
         let copy = TempScratch.copy(futures::stream::iter(chunks).boxed()).await.unwrap();
         let path = copy.path().to_owned();
         assert_eq!(std::fs::read(&path).unwrap(), b"hello world");

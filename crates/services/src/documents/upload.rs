@@ -176,7 +176,8 @@ impl DocumentService {
             return Err(blob_error(error));
         }
         let sniffed = aether_extract::sniff(&head, job.filename.as_str());
-        let file = ReceivedFile { size: received, sha256: hex::encode(hasher.finalize()), content_type: sniffed.content_type };
+        let file =
+            ReceivedFile { size: received, sha256: hex::encode(hasher.finalize()), content_type: sniffed.content_type };
         match self.store.accept_upload(job.id, file, time::now()).await {
             Ok(accepted) => {
                 tracing::info!(job_id = %job.id, bytes = received, "upload stored");

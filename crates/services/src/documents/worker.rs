@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aether_domain::StoreError;
 use aether_domain::blob::{BlobError, BlobKey};
 use aether_domain::compliance::ComplianceSettings;
 use aether_domain::document::{self, JobFailure, JobOrigin, JobQueue, JobStatus, ProcessingResult, UploadJob};
@@ -17,7 +18,6 @@ use aether_domain::id::JobId;
 use aether_domain::processing::{ProcessError, ProcessRequest, ScratchError, ScratchFile};
 use aether_domain::scan::{ScanError, ScanVerdict};
 use aether_domain::time::{self, Timestamp};
-use aether_domain::StoreError;
 use futures::StreamExt as _;
 use tokio::sync::watch;
 use tracing::Instrument as _;
@@ -545,5 +545,4 @@ mod tests {
         assert!(!content_type_allowed(&settings, "text/plain; charset=utf-8"));
         assert!(content_type_allowed(&ComplianceSettings::default(), "anything/else"));
     }
-
 }

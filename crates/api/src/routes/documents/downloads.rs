@@ -79,8 +79,7 @@ pub(crate) fn parse_variant(text: Option<&str>) -> Result<Variant, ApiError> {
 }
 
 /// Opens a stored file (or a range of it) for [`ranged`].
-pub(crate) type OpenFuture =
-    futures::future::BoxFuture<'static, Result<Download, ServiceError>>;
+pub(crate) type OpenFuture = futures::future::BoxFuture<'static, Result<Download, ServiceError>>;
 
 /// Answers a download, honouring a `Range` header. A range that names its start
 /// (`a-b`, `a-`, the common forms) is read in one go: the store clamps its end and
@@ -121,11 +120,7 @@ pub(crate) async fn ranged(
     Ok(file_response(StatusCode::PARTIAL_CONTENT, part, Some(range)))
 }
 
-fn file_response(
-    status: StatusCode,
-    download: Download,
-    range: Option<Range<u64>>,
-) -> Response {
+fn file_response(status: StatusCode, download: Download, range: Option<Range<u64>>) -> Response {
     let size = download.read.size;
     let length = download.read.range.end - download.read.range.start;
     let mut response = Response::new(Body::from_stream(download.read.stream));

@@ -271,7 +271,6 @@ pub struct VersionList {
     pub items: Vec<VersionResponse>,
 }
 
-
 /// The notebook's documents, newest first.
 #[utoipa::path(
     get,
@@ -478,4 +477,3 @@ pub async fn document_thumbnail(
     let png = state.documents.thumbnail(&caller, parse(DocumentId::parse(&id))?).await?;
     Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, max-age=300")], png).into_response())
 }
-
