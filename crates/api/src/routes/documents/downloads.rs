@@ -143,6 +143,15 @@ fn file_response(status: StatusCode, download: Download, range: Option<Range<u64
     response
 }
 
+/// One range of a `Range` header, as bounds within a file.
+#[derive(Debug)]
+struct ByteRange {
+    start: Bound<u64>,
+    end: Bound<u64>,
+    /// Written as a suffix (`-n`): its start was counted back from the size.
+    suffix: bool,
+}
+
 /// The one range of a `Range` header (RFC 9110 §14.1.2) as `headers::Range` reads
 /// it for a file of `size` bytes, and whether it is a suffix (`-n`). `None` for
 /// another unit, a malformed range or several ranges (only one is served).
@@ -150,7 +159,7 @@ fn file_response(status: StatusCode, download: Download, range: Option<Range<u64
 /// `headers` turns a suffix into a start counted back from `size`, so a suffix is
 /// told apart here; and it drops a suffix longer than the file, which RFC 9110 serves
 /// whole.
-fn one_range(header: &str, size: u64) -> Option<((Bound<u64>, Bound<u64>), bool)> {
+fn one_range(header: &str, size: u64) -> Option<ByteRange> {
     if header.contains(',') {
         return None;
     }
@@ -158,10 +167,10 @@ fn one_range(header: &str, size: u64) -> Option<((Bound<u64>, Bound<u64>), bool)
     let range = headers::Range::decode(&mut std::iter::once(&value)).ok()?;
     let suffix = header.trim().trim_start_matches("bytes=").trim_start().starts_with('-');
     match range.satisfiable_ranges(size).next() {
-        Some(bounds) => Some((bounds, suffix)),
+        Some((start, end)) => Some(ByteRange { start, end, suffix }),
         // A well-formed suffix longer than the file: all of it.
         None if suffix && range.satisfiable_ranges(u64::MAX).next().is_some() => {
-            Some(((Bound::Included(0), Bound::Unbounded), true))
+            Some(ByteRange { start: Bound::Included(0), end: Bound::Unbounded, suffix })
         }
         None => None,
     }
@@ -170,7 +179,7 @@ fn one_range(header: &str, size: u64) -> Option<((Bound<u64>, Bound<u64>), bool)
 /// The range of `bytes=a-b` or `bytes=a-`, before the size is known (an open end
 /// stops at `i64::MAX`, which every store clamps and no server misparses).
 fn range_from_start(header: &str) -> Option<Range<u64>> {
-    let ((start, end), suffix) = one_range(header, u64::MAX)?;
+    let ByteRange { start, end, suffix } = one_range(header, u64::MAX)?;
     let Bound::Included(start) = start else { return None };
     if suffix {
         return None;
@@ -189,7 +198,7 @@ fn parse_range(header: &str, size: u64) -> Option<Range<u64>> {
     if size == 0 {
         return None;
     }
-    let ((start, end), _) = one_range(header, size)?;
+    let ByteRange { start, end, .. } = one_range(header, size)?;
     let Bound::Included(start) = start else { return None };
     let end = match end {
         Bound::Unbounded => size - 1,
@@ -225,6 +234,14 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
         assert_eq!(parse_range("bytes=-0", 100), None);
+    }
+
+    #[test]
+    fn suffixes_longer_than_the_file_serve_all_of_it() {
+        // RFC 9110 §14.1.2; `headers::Range` alone would drop such a range.
+        assert_eq!(parse_range("bytes=-200", 100), Some(0..100));
+        assert_eq!(parse_range("bytes=-x", 100), None);
+        assert_eq!(parse_range("bytes=-", 100), None);
     }
 
     #[test]
