@@ -10,8 +10,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use aether::processor::process_bytes;
 use aether_domain::compliance::RedactionMode;
-use aether_services::documents::{ProcessRequest, process_bytes};
+use aether_domain::processing::ProcessRequest;
 
 fn main() {
     let corpus = aether_extract::generate_corpus(42, 600);

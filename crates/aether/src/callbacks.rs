@@ -4,8 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aether_domain::document::CallbackSender;
 use aether_domain::outbound::OutboundPolicy;
-use aether_services::documents::CallbackSender;
 use anyhow::Context as _;
 use async_trait::async_trait;
 

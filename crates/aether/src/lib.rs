@@ -4,47 +4,39 @@
 pub mod callbacks;
 pub mod config;
 pub mod processor;
+mod readiness;
+pub mod scratch;
 pub mod telemetry;
 mod traced_store;
+mod wiring;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aether_api::{ApiSettings, AppState, RateLimitSettings, ReadinessCheck};
-use aether_audimodal::{AudiModalClient, AudiModalConfig};
-use aether_auth_local::{Argon2Hasher, LocalTokenCodec, TokenSettings};
-use aether_blob_store::{EncryptedBlobStore, ObjectBlobStore, S3Config};
+use aether_api::{ApiSettings, AppState, RateLimitSettings};
+use aether_auth_local::LocalTokenCodec;
 use aether_cache_redis::RedisEphemeralStore;
-use aether_clamav::ClamdScanner;
 use aether_domain::blob::BlobStore;
-use aether_domain::cache::ReadCache;
+use aether_domain::document::JobQueue;
 use aether_domain::ephemeral::EphemeralStore;
 use aether_domain::limits::RateLimiter;
 use aether_domain::scan::VirusScanner;
 use aether_domain::store::Store;
-use aether_domain::token::TokenVerifier;
 use aether_domain::user::Password;
-use aether_identity_keycloak::{KeycloakClient, KeycloakConfig};
+use aether_events_kafka::{KafkaJobQueue, KafkaPublisher};
+use aether_identity_keycloak::KeycloakClient;
 use aether_services::accounts::Bootstrap;
-use aether_services::documents::{Callbacks, DocumentService, DocumentSettings, JobHub};
+use aether_services::documents::DocumentService;
 use aether_services::events::{EventDispatcher, InProcessBus, relay_backoff};
-use aether_services::limits::InProcessRateLimiter;
-use aether_services::{
-    AccountService, AvatarService, CachedReads, IdentityProvider, IdentityService, IdentitySettings,
-    InProcessReadCache, NotebookService, SessionSettings,
-};
+use aether_services::{AccountService, AvatarService, CachedReads, IdentityService, NotebookService};
 use aether_store_neo4j::{Neo4jConfig, Neo4jStore};
 use aether_store_sqlite::SqliteStore;
 use anyhow::Context as _;
-use async_trait::async_trait;
 use tokio::sync::watch;
 
-use aether_domain::document::JobQueue;
-use aether_domain::events::EventPublisher;
-use aether_events_kafka::{KafkaJobQueue, KafkaPublisher};
 pub use config::Config;
-use config::{BlobKind, EventsKind, IdentityKind, JobQueueKind, StoreKind};
+use config::{IdentityKind, JobQueueKind, StoreKind};
 
 /// Everything built from the configuration.
 #[derive(Clone)]
@@ -115,205 +107,38 @@ pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Arc<dy
 }
 
 impl Runtime {
+    /// Builds every part the configuration names, one role at a time (see `wiring`).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
         let store = open_store(&config, config.migrate_on_start).await?;
-        let tokens = Arc::new(
-            LocalTokenCodec::load_or_generate(
-                &config.signing_key_path(),
-                TokenSettings {
-                    issuer: config.token_issuer.clone(),
-                    audience: config.token_audience.clone(),
-                    access_token_ttl_secs: config.access_token_ttl_secs,
-                },
-            )
-            .context("cannot load the token signing key")?,
-        );
-        let accounts = Arc::new(AccountService::new(
-            Arc::clone(&store),
-            Arc::new(Argon2Hasher),
-            Arc::clone(&tokens) as _,
-            SessionSettings {
-                refresh_token_ttl: chrono::TimeDelta::seconds(
-                    i64::try_from(config.refresh_token_ttl_secs).unwrap_or(i64::MAX / 1000),
-                ),
-            },
-        ));
+        let tokens = wiring::token_codec(&config)?;
+        let accounts = wiring::account_service(&config, &store, &tokens);
         // Names this process in the notices it sends other replicas.
         let instance: Arc<str> = uuid::Uuid::now_v7().to_string().into();
-        let redis = if config.redis_url.is_empty() {
-            None
-        } else {
-            let redis = RedisEphemeralStore::connect(
-                config.redis_url.expose(),
-                &config.redis_key_prefix,
-                Duration::from_secs(5),
-            )
-            .await
-            .map_err(|error| anyhow::anyhow!("cannot reach Redis: {error}"))?;
-            Some(Arc::new(redis))
-        };
-        let ephemeral: Arc<dyn EphemeralStore> = match &redis {
-            Some(redis) => Arc::clone(redis) as _,
-            None => Arc::clone(&store) as _,
-        };
-        // Replicas share rate limits through Redis; alone, a process counts for itself.
-        let limiter: Arc<dyn RateLimiter> = match &redis {
-            Some(redis) => Arc::new(redis.rate_limiter()),
-            None => Arc::new(InProcessRateLimiter::default()),
-        };
-        let reads = CachedReads::new(Arc::clone(&store), read_cache(&config, redis.as_deref()));
+        let short_lived = wiring::short_lived(&config, &store).await?;
         // Every URL the server calls goes through this policy (see aether-outbound).
         let outbound = Arc::new(config.outbound_policy().map_err(|error| anyhow::anyhow!("outbound_allow: {error}"))?);
-        let (verifier, provider, keycloak): (Arc<dyn TokenVerifier>, IdentityProvider, _) = match config.identity {
-            IdentityKind::Local => (Arc::clone(&tokens) as _, IdentityProvider::Local, None),
-            IdentityKind::Keycloak => {
-                let client_id = config.keycloak_client_id.clone();
-                let (verifier, client) = aether_identity_keycloak::connect(
-                    KeycloakConfig {
-                        issuer_url: config.keycloak_issuer_url.clone(),
-                        audience: if config.keycloak_audience.is_empty() {
-                            client_id.clone()
-                        } else {
-                            config.keycloak_audience.clone()
-                        },
-                        client_id,
-                        client_secret: config.keycloak_client_secret.expose().to_owned(),
-                        leeway: Duration::from_secs(config.keycloak_leeway_secs),
-                        jwks_min_refresh: Duration::from_secs(10),
-                        http_timeout: Duration::from_secs(10),
-                    },
-                    aether_outbound::client_builder(Arc::clone(&outbound)),
-                )
-                .map_err(anyhow::Error::msg)?;
-                let provider =
-                    IdentityProvider::External { oidc: Arc::new(client.clone()), directory: client.directory() };
-                (Arc::new(verifier) as _, provider, Some(Arc::new(client)))
-            }
-        };
-        let identity = Arc::new(
-            IdentityService::new(
-                Arc::clone(&store),
-                Arc::clone(&ephemeral),
-                verifier,
-                provider,
-                Arc::clone(&accounts),
-                IdentitySettings {
-                    revocation_ttl: Duration::from_secs(config.access_token_ttl_secs.max(3600)),
-                    ..IdentitySettings::default()
-                },
-            )
-            .with_reads(reads.clone()),
-        );
-        let blobs: Arc<dyn BlobStore> = match config.blob_store {
-            BlobKind::Fs => {
-                Arc::new(ObjectBlobStore::filesystem(&config.data_dir.join("blobs")).map_err(anyhow::Error::msg)?)
-            }
-            BlobKind::S3 => Arc::new(
-                ObjectBlobStore::s3(&S3Config {
-                    endpoint: config.s3_endpoint.clone(),
-                    bucket: config.s3_bucket.clone(),
-                    region: config.s3_region.clone(),
-                    access_key_id: config.s3_access_key_id.clone(),
-                    secret_access_key: config.s3_secret_access_key.expose().to_owned(),
-                    allow_http: config.s3_allow_http,
-                })
-                .map_err(anyhow::Error::msg)?,
-            ),
-        };
-        let blobs: Arc<dyn BlobStore> = match config.encryption_key_bytes().map_err(anyhow::Error::msg)? {
-            Some(key) => Arc::new(EncryptedBlobStore::new(blobs, key)),
-            None => blobs,
-        };
+        let identity = wiring::identity(&config, &tokens, &outbound)?;
+        let keycloak = identity.keycloak.clone();
+        let identity = wiring::identity_service(&config, &store, &short_lived, identity, &accounts);
+        let blobs = wiring::blob_store(&config)?;
         let avatars = Arc::new(AvatarService::new(Arc::clone(&store), Arc::clone(&blobs)));
-        let notebooks =
-            Arc::new(NotebookService::new(Arc::clone(&store), config.max_notebook_depth).with_reads(reads.clone()));
-        let bus = Arc::new(InProcessBus::new(1024));
-        let kafka = match config.events {
-            EventsKind::Inprocess => None,
-            EventsKind::Kafka => {
-                Some(Arc::new(KafkaPublisher::new(&config.kafka_brokers).map_err(anyhow::Error::msg)?))
-            }
-        };
-        let publisher: Arc<dyn EventPublisher> = match &kafka {
-            Some(kafka) => Arc::clone(kafka) as _,
-            None => Arc::clone(&bus) as _,
-        };
-        let events = Arc::new(EventDispatcher::new(Arc::clone(&store), publisher));
-        let program = if config.extractor_program.is_empty() {
-            std::env::current_exe().context("cannot locate the aether executable for document processing")?
-        } else {
-            std::path::PathBuf::from(&config.extractor_program)
-        };
-        let processor = Arc::new(processor::SandboxedProcessor {
-            program,
-            timeout: Duration::from_secs(config.processing_timeout_secs),
-            memory_bytes: config.processing_memory_mb.saturating_mul(1024 * 1024),
-        });
-        let scanner: Option<Arc<dyn VirusScanner>> = (!config.clamav_address.is_empty()).then(|| {
-            Arc::new(ClamdScanner::new(config.clamav_address.clone(), Duration::from_secs(config.clamav_timeout_secs)))
-                as Arc<dyn VirusScanner>
-        });
-        let callbacks = Callbacks::new(
-            Arc::new(callbacks::HttpCallbackSender::new(Arc::clone(&outbound))?),
-            callbacks::signing_secret(
-                config.callback_signing_secret.expose(),
-                &config.data_dir.join("keys").join("callback-signing-secret"),
-            )?,
-            [1, 5, 25].iter().map(|factor| Duration::from_millis(config.callback_retry_base_ms * factor)).collect(),
+        let notebooks = Arc::new(
+            NotebookService::new(Arc::clone(&store), config.max_notebook_depth).with_reads(short_lived.reads.clone()),
         );
-        let mut documents = DocumentService::new(
-            Arc::clone(&store),
-            Arc::clone(&blobs),
-            NotebookService::new(Arc::clone(&store), config.max_notebook_depth).with_reads(reads.clone()),
-            processor,
-            Arc::new(match &redis {
-                Some(redis) => JobHub::with_fanout(Arc::new(redis.job_fanout(&instance))),
-                None => JobHub::default(),
-            }),
-            DocumentSettings {
-                max_upload_bytes: config.max_upload_bytes,
-                workers: config.document_workers,
-                job_lease: Duration::from_secs(config.job_lease_secs),
-                max_attempts: config.processing_max_attempts,
-                processing_timeout: Duration::from_secs(config.processing_timeout_secs),
-                stale_upload_after: Duration::from_secs(config.stale_upload_secs),
-                outbound: (*outbound).clone(),
-                ..DocumentSettings::default()
-            },
-        )
-        .with_callbacks(callbacks)
-        .with_url_signing_secret(callbacks::signing_secret(
-            config.storage_signing_secret.expose(),
-            &config.data_dir.join("keys").join("storage-signing-secret"),
-        )?);
-        if let Some(scanner) = &scanner {
-            documents = documents.with_scanner(Arc::clone(scanner));
-        }
-        if !config.audimodal_url.is_empty() {
-            anyhow::ensure!(
-                !config.public_url.is_empty(),
-                "audimodal_url needs public_url: AudiModal downloads files from signed URLs of this server"
-            );
-            let client = AudiModalClient::new(
-                AudiModalConfig {
-                    base_url: config.audimodal_url.clone(),
-                    api_key: config.audimodal_api_key.expose().to_owned(),
-                    tenant_id: config.audimodal_tenant_id.clone(),
-                    datasource_id: config.audimodal_datasource_id.clone(),
-                    webhook_secret: config.audimodal_webhook_secret.expose().to_owned(),
-                },
-                aether_outbound::client_builder(Arc::clone(&outbound)),
-            )
-            .map_err(anyhow::Error::msg)?;
-            documents = documents.with_external_processor(
-                Arc::new(client),
-                config.public_url.clone(),
-                Duration::from_secs(config.audimodal_timeout_secs),
-            );
-        }
-        let documents = Arc::new(documents);
+        let events = wiring::events(&config, &store)?;
+        let scanner = wiring::virus_scanner(&config);
+        let parts = wiring::DocumentParts {
+            store: &store,
+            blobs: &blobs,
+            short_lived: &short_lived,
+            outbound: &outbound,
+            scanner: scanner.as_ref(),
+            instance: &instance,
+        };
+        let documents = wiring::document_service(&config, parts)?;
+        let wiring::ShortLived { redis, ephemeral, limiter, reads } = short_lived;
         Ok(Self {
             config,
             store,
@@ -330,9 +155,9 @@ impl Runtime {
             documents,
             scanner,
             tokens,
-            bus,
-            events,
-            kafka,
+            bus: events.bus,
+            events: events.dispatcher,
+            kafka: events.kafka,
             instance,
         })
     }
@@ -369,25 +194,6 @@ impl Runtime {
 
     /// The router with every route and middleware.
     pub fn router(&self) -> aether_api::Router {
-        let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(StoreCheck(Arc::clone(&self.store)))];
-        if self.config.store == StoreKind::Sqlite {
-            checks.push(Arc::new(DataDirCheck(self.config.data_dir.clone())));
-        }
-        if let Some(kafka) = &self.kafka {
-            checks.push(Arc::new(KafkaCheck(Arc::clone(kafka))));
-        }
-        if let Some(redis) = &self.redis {
-            checks.push(Arc::new(RedisCheck(Arc::clone(redis))));
-        }
-        if self.config.blob_store == BlobKind::S3 {
-            checks.push(Arc::new(BlobCheck(Arc::clone(&self.blobs))));
-        }
-        if let Some(keycloak) = &self.keycloak {
-            checks.push(Arc::new(KeycloakCheck(Arc::clone(keycloak))));
-        }
-        if let Some(scanner) = &self.scanner {
-            checks.push(Arc::new(ScannerCheck(Arc::clone(scanner))));
-        }
         aether_api::router(AppState {
             accounts: Arc::clone(&self.accounts),
             identity: Arc::clone(&self.identity),
@@ -395,7 +201,7 @@ impl Runtime {
             limiter: Arc::clone(&self.limiter),
             notebooks: Arc::clone(&self.notebooks),
             documents: Arc::clone(&self.documents),
-            readiness: Arc::new(checks),
+            readiness: Arc::new(readiness::checks(self)),
             jwks: Arc::new(serde_json::json!({ "keys": [self.tokens.public_jwk()] })),
             metrics: metrics_with_rare_series(),
             settings: ApiSettings {
@@ -513,23 +319,6 @@ impl Runtime {
 /// How many outbox events one relay pass reads and publishes.
 const RELAY_BATCH: u32 = 100;
 
-/// The read cache for this configuration. Redis, when configured, is shared by every
-/// replica and invalidated by all of them. Without it, a SQLite store is served by
-/// one process, whose own memory is then a correct cache (and lets the same
-/// invalidation tests run on both shapes); Neo4j without Redis may have replicas
-/// that could not tell each other about changes, so nothing is cached.
-fn read_cache(config: &Config, redis: Option<&RedisEphemeralStore>) -> Option<Arc<dyn ReadCache>> {
-    let ttl = Duration::from_secs(config.cache_ttl_secs);
-    if ttl.is_zero() {
-        return None;
-    }
-    match (redis, config.store) {
-        (Some(redis), _) => Some(Arc::new(redis.read_cache(ttl))),
-        (None, StoreKind::Sqlite) => Some(Arc::new(InProcessReadCache::new(ttl, 100_000))),
-        (None, StoreKind::Neo4j) => None,
-    }
-}
-
 /// The Prometheus handle, with the series of rare events registered at zero: a
 /// counter otherwise appears only with its first increment, which `rate()` and
 /// `increase()` cannot see, so alerts on rare events would miss the first one.
@@ -566,102 +355,6 @@ fn metrics_with_rare_series() -> metrics_exporter_prometheus::PrometheusHandle {
         }
     }
     handle
-}
-
-struct StoreCheck(Arc<dyn Store>);
-
-#[async_trait]
-impl ReadinessCheck for StoreCheck {
-    fn name(&self) -> &str {
-        self.0.backend_name()
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        self.0.ping().await.map_err(|error| error.to_string())
-    }
-}
-
-/// Kafka's brokers answer a metadata request (a blocking call, so off the runtime).
-struct BlobCheck(Arc<dyn BlobStore>);
-
-#[async_trait]
-impl ReadinessCheck for BlobCheck {
-    fn name(&self) -> &str {
-        "blob_store"
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        self.0.ping().await.map_err(|error| error.to_string())
-    }
-}
-
-struct ScannerCheck(Arc<dyn VirusScanner>);
-
-#[async_trait]
-impl ReadinessCheck for ScannerCheck {
-    fn name(&self) -> &str {
-        "clamav"
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        self.0.ping().await.map_err(|error| error.to_string())
-    }
-}
-
-struct RedisCheck(Arc<RedisEphemeralStore>);
-
-#[async_trait]
-impl ReadinessCheck for RedisCheck {
-    fn name(&self) -> &str {
-        "redis"
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        self.0.ping().await.map_err(|error| error.to_string())
-    }
-}
-
-struct KeycloakCheck(Arc<KeycloakClient>);
-
-#[async_trait]
-impl ReadinessCheck for KeycloakCheck {
-    fn name(&self) -> &str {
-        "keycloak"
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        self.0.ping().await.map_err(|error| error.to_string())
-    }
-}
-
-struct KafkaCheck(Arc<KafkaPublisher>);
-
-#[async_trait]
-impl ReadinessCheck for KafkaCheck {
-    fn name(&self) -> &str {
-        "kafka"
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        let kafka = Arc::clone(&self.0);
-        tokio::task::spawn_blocking(move || kafka.ping()).await.map_err(|error| error.to_string())?
-    }
-}
-
-/// The data directory must stay writable: uploads and the SQLite file live there.
-struct DataDirCheck(std::path::PathBuf);
-
-#[async_trait]
-impl ReadinessCheck for DataDirCheck {
-    fn name(&self) -> &str {
-        "data_dir"
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        let probe = self.0.join(".ready-probe");
-        tokio::fs::write(&probe, b"ok").await.map_err(|error| format!("not writable: {error}"))?;
-        tokio::fs::remove_file(&probe).await.map_err(|error| format!("not writable: {error}"))
-    }
 }
 
 /// Passes the job changes other replicas announce to this server's sockets.

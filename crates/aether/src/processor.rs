@@ -7,21 +7,88 @@
 //! the worker kills when the wall-clock timeout passes. Whatever happens inside it,
 //! the worker gets a result or a reason.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use aether_services::documents::{DocumentProcessor, ProcessError, ProcessRequest, Processed, process_bytes};
+use aether_domain::processing::{DocumentProcessor, Extracted, ProcessError, ProcessRequest, Processed};
+use aether_extract::{Extraction, Limits};
+use aether_services::documents::scan_text;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+
+/// What the processing of one file found, as it crosses the process boundary (the
+/// extraction in `aether_extract`'s own form, the thumbnail in base64).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Found {
+    pub extraction: Extraction,
+    /// Findings per kind (`email`, `credit_card`, …).
+    pub pii: BTreeMap<String, usize>,
+    pub redacted_text: Option<String>,
+}
+
+impl From<Found> for Processed {
+    fn from(found: Found) -> Self {
+        let extraction = found.extraction;
+        Processed {
+            extraction: Extracted {
+                content_type: extraction.content_type,
+                format: extraction.format.as_str().to_owned(),
+                supported: extraction.supported,
+                text: extraction.text,
+                text_truncated: extraction.text_truncated,
+                metadata: extraction.metadata,
+                thumbnail_png: extraction.thumbnail_png,
+                warnings: extraction.warnings,
+            },
+            pii: found.pii,
+            redacted_text: found.redacted_text,
+        }
+    }
+}
+
+/// Extraction, PII scan and redaction of one file's bytes: pure, run by the
+/// sandboxed `aether extract` process and by [`InProcessProcessor`].
+pub fn process_bytes(bytes: &[u8], request: &ProcessRequest) -> Result<Found, aether_extract::ExtractError> {
+    let extraction = aether_extract::extract(bytes, &request.filename, &Limits::default())?;
+    let (counts, redacted_text) = match &extraction.text {
+        Some(text) if request.scan_pii => scan_text(text, request.redaction),
+        _ => (BTreeMap::new(), None),
+    };
+    Ok(Found { extraction, pii: counts, redacted_text })
+}
 
 /// What `aether extract` prints on its standard output.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExtractOutcome {
-    Processed(Box<Processed>),
+    Processed(Box<Found>),
     Malformed(String),
     LimitExceeded(String),
+}
+
+/// Runs [`process_bytes`] on a blocking thread with a timeout. No memory limit and
+/// no way to stop a runaway extraction: for tests and tools, not for serving.
+#[derive(Debug, Clone)]
+pub struct InProcessProcessor {
+    pub timeout: Duration,
+}
+
+#[async_trait]
+impl DocumentProcessor for InProcessProcessor {
+    async fn process(&self, input: &Path, request: &ProcessRequest) -> Result<Processed, ProcessError> {
+        let bytes = tokio::fs::read(input).await.map_err(|e| ProcessError::Unavailable(e.to_string()))?;
+        let request = request.clone();
+        let work = tokio::task::spawn_blocking(move || process_bytes(&bytes, &request));
+        match tokio::time::timeout(self.timeout, work).await {
+            Err(_) => Err(ProcessError::TimedOut),
+            Ok(Err(join)) => Err(ProcessError::Crashed(join.to_string())),
+            Ok(Ok(Err(aether_extract::ExtractError::Malformed(m)))) => Err(ProcessError::Malformed(m)),
+            Ok(Ok(Err(aether_extract::ExtractError::LimitExceeded(m)))) => Err(ProcessError::LimitExceeded(m)),
+            Ok(Ok(Ok(found))) => Ok(found.into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -65,7 +132,7 @@ impl DocumentProcessor for SandboxedProcessor {
             return Err(ProcessError::Crashed(format!("{} ({last_line})", output.status)));
         }
         match serde_json::from_slice::<ExtractOutcome>(&output.stdout) {
-            Ok(ExtractOutcome::Processed(processed)) => Ok(*processed),
+            Ok(ExtractOutcome::Processed(found)) => Ok((*found).into()),
             Ok(ExtractOutcome::Malformed(message)) => Err(ProcessError::Malformed(message)),
             Ok(ExtractOutcome::LimitExceeded(message)) => Err(ProcessError::LimitExceeded(message)),
             Err(error) => Err(ProcessError::Crashed(format!("unreadable extractor output: {error}"))),
@@ -88,4 +155,21 @@ pub fn run_extract(input: &Path, request: &str, memory_bytes: u64, cpu_seconds: 
     };
     serde_json::to_writer(std::io::stdout().lock(), &outcome)?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use aether_domain::compliance::RedactionMode;
+
+    #[test]
+    fn pii_is_counted_and_redacted() {
+        let request = ProcessRequest { filename: "a.txt".into(), scan_pii: true, redaction: RedactionMode::Mask };
+        let processed = process_bytes(b"Mail jane@example.com or call +1 415-555-0100.", &request).unwrap();
+        assert_eq!(processed.pii.get("email"), Some(&1));
+        let redacted = processed.redacted_text.unwrap();
+        assert!(!redacted.contains("jane@example.com"), "{redacted}");
+        assert!(redacted.contains("[REDACTED:EMAIL]"), "{redacted}");
+    }
 }

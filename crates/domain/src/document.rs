@@ -725,6 +725,35 @@ pub trait JobFanout: Send + Sync + fmt::Debug {
     fn announce(&self, job: JobId, notebook: NotebookId);
 }
 
+/// Sends one HTTP POST for a job callback; the adapter owns the HTTP client
+/// (timeouts, no redirects, the outbound policy).
+#[async_trait::async_trait]
+pub trait CallbackSender: Send + Sync + fmt::Debug {
+    /// Answers the response status, or why there was none.
+    async fn post(&self, url: &str, body: Vec<u8>, headers: Vec<(&'static str, String)>) -> Result<u16, String>;
+}
+
+/// `attachment` with an ASCII fallback and the exact name in RFC 5987 form: the
+/// `Content-Disposition` of a download, sent by the API and asked of object storage
+/// for the URLs it presigns.
+pub fn content_disposition(filename: &str) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' { c } else { '_' })
+        .collect();
+    let encoded: String = filename
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
 /// A job a queue handed to this worker, with where it came from so that the queue
 /// can mark it done.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,6 +24,7 @@ pub mod net;
 pub mod notebook;
 pub mod outbound;
 pub mod page;
+pub mod processing;
 pub mod scan;
 pub mod session;
 pub mod store;

@@ -2,6 +2,7 @@
 //! rules no single store call can (authorization, password checks, token rotation),
 //! and talks to the outside world only through the domain's ports.
 
+pub mod access;
 pub mod accounts;
 pub mod avatars;
 pub mod cache;
@@ -12,6 +13,7 @@ pub mod identity;
 pub mod limits;
 pub mod notebooks;
 
+pub use access::Authorizer;
 pub use accounts::{AccountService, SessionSettings, TokenPair};
 pub use avatars::AvatarService;
 pub use cache::{CachedReads, InProcessReadCache};

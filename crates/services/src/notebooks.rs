@@ -20,6 +20,7 @@ use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::Store;
 use aether_domain::time;
 
+use crate::access::Authorizer;
 use crate::cache::CachedReads;
 use crate::error::{ServiceError, ServiceResult};
 
@@ -59,6 +60,7 @@ pub struct AccessReport {
 pub struct NotebookService {
     store: Arc<dyn Store>,
     reads: CachedReads,
+    authorizer: Authorizer,
     max_depth: u32,
 }
 
@@ -86,40 +88,31 @@ fn structure_error(error: StoreError, max_depth: u32) -> ServiceError {
 
 impl NotebookService {
     pub fn new(store: Arc<dyn Store>, max_depth: u32) -> Self {
-        Self { reads: CachedReads::uncached(Arc::clone(&store)), store, max_depth }
+        let reads = CachedReads::uncached(Arc::clone(&store));
+        Self { authorizer: Authorizer::new(reads.clone()), reads, store, max_depth }
     }
 
     /// Reads permissions through `reads`, and invalidates it on every change of them.
     /// Every service that changes permissions must share the same `reads`.
     pub fn with_reads(mut self, reads: CachedReads) -> Self {
+        self.authorizer = Authorizer::new(reads.clone());
         self.reads = reads;
         self
     }
 
     /// The caller's effective access; `NotFound` when it cannot read the notebook.
-    /// A credential without the write capability (a `read` API key) reads only.
     pub async fn access(&self, caller: &Principal, id: NotebookId) -> ServiceResult<Access> {
-        let chain = self.reads.access_chain(caller.user_id, id).await?;
-        let mut access =
-            access::effective_access(caller.user_id, &caller.roles, &chain).ok_or(ServiceError::NotFound)?;
-        if !caller.can(Capability::Write) && access.permission > Permission::Read {
-            access.permission = Permission::Read;
-        }
-        Ok(access)
+        self.authorizer.access(caller, id).await
     }
 
-    /// Requires `needed` on the notebook: `NotFound` when the caller cannot even read
-    /// it (so its existence stays hidden), `Forbidden` when it can read but not this.
+    /// The one permission check (see [`Authorizer::require`]).
     async fn require(&self, caller: &Principal, id: NotebookId, needed: Permission) -> ServiceResult<Access> {
-        let access = self.access(caller, id).await?;
-        if !access.allows(needed) {
-            return Err(ServiceError::Forbidden(match needed {
-                Permission::Read => "read access is required",
-                Permission::Write => "write access is required",
-                Permission::Admin => "admin access is required",
-            }));
-        }
-        Ok(access)
+        self.authorizer.require(caller, id, needed).await
+    }
+
+    /// Decides access the way this service does, for the services of what notebooks hold.
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.authorizer
     }
 
     pub async fn create(&self, caller: &Principal, request: CreateNotebook) -> ServiceResult<Notebook> {
