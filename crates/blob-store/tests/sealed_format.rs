@@ -1,7 +1,8 @@
 //! Blobs already at rest must keep opening whatever builds their segment nonces.
 //! `fixtures/sealed-v1.aeb` was sealed by the hand-built nonces (prefix ‖ BE32 index ‖
 //! last flag) that `aead::stream::StreamBE32` later replaced: 70,000 bytes, so a full
-//! 64 KiB segment and a short last one, under `KEY` and the blob key `BLOB`.
+//! 64 KiB segment and a short last one, under `KEY` and the blob key `BLOB` (written by
+//! the ignored `seal_fixture` test of commit c69a538, on the code before the change).
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -32,16 +33,4 @@ async fn blobs_sealed_by_the_first_format_still_open() {
         let bytes: Vec<u8> = read.stream.map(|c| c.unwrap().to_vec()).concat().await;
         assert!(bytes == whole[range.start as usize..range.end as usize], "{range:?}");
     }
-}
-
-/// Writes the fixture with the code as it is (`cargo test -- --ignored seal_fixture`);
-/// run once, before the nonces moved to `aead::stream`.
-#[tokio::test]
-#[ignore]
-async fn seal_fixture() {
-    let dir = tempfile::tempdir().unwrap();
-    let inner: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::filesystem(dir.path()).unwrap());
-    let key = BlobKey::parse(BLOB).unwrap();
-    EncryptedBlobStore::new(Arc::clone(&inner), KEY).put(&key, plain()).await.unwrap();
-    std::fs::write(FIXTURE, inner.get(&key).await.unwrap()).unwrap();
 }
