@@ -52,7 +52,7 @@ pub fn signing_secret(configured: &str, path: &Path) -> anyhow::Result<Vec<u8>> 
             return Ok(existing.as_bytes().to_vec());
         }
     }
-    let secret: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    let secret = hex::encode(rand::random::<[u8; 32]>());
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -57,8 +57,7 @@ pub fn webhook_signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String 
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 impl AudiModalClient {
@@ -165,8 +164,8 @@ impl ExternalProcessor for AudiModalClient {
         if (now_unix - sent).abs() > WEBHOOK_TOLERANCE_SECS {
             return false;
         }
-        let Some(hex) = signature.strip_prefix("sha256=") else { return false };
-        let Some(expected) = decode_hex(hex) else { return false };
+        let Some(sent_mac) = signature.strip_prefix("sha256=") else { return false };
+        let Ok(expected) = hex::decode(sent_mac) else { return false };
         let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(self.config.webhook_secret.as_bytes()) {
             Ok(mac) => mac,
             Err(_) => return false,
@@ -176,13 +175,6 @@ impl ExternalProcessor for AudiModalClient {
         mac.update(body);
         mac.verify_slice(&expected).is_ok()
     }
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 #[cfg(test)]

@@ -4,17 +4,21 @@
 //!
 //! Layout: a 12-byte header (`AEB1`, a random 7-byte nonce prefix, one reserved
 //! byte), then segments of up to 64 KiB of plaintext, each sealed with a 16-byte
-//! tag. A segment's nonce is the prefix, its 4-byte index and a flag marking the
-//! last segment (the STREAM construction), so segments cannot be reordered, and
-//! cutting the blob short fails to decrypt. The blob key is authenticated data, so
+//! tag. A segment's nonce is the prefix, its 4-byte big-endian index and a byte
+//! flagging the last segment: the STREAM construction as `aead::stream::StreamBE32`
+//! builds it, so segments cannot be reordered, and cutting the blob short fails to
+//! decrypt. Segments are sealed and opened by position (`StreamPrimitive`), not
+//! through the sequential encryptor and decryptor, so a range read opens only the
+//! segments it covers. The blob key is authenticated data, so
 //! a blob copied under another key does not decrypt either. Blobs without the header
 //! (written before encryption was turned on) are read as they are.
 
 use std::ops::Range;
 use std::sync::Arc;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
+use aes_gcm::aead::stream::{NewStream, StreamBE32, StreamPrimitive};
+use aes_gcm::aead::{KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Key};
 use aether_domain::blob::{BlobError, BlobKey, BlobRead, BlobStore, BlobWriter};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -25,6 +29,9 @@ const HEADER: u64 = 12;
 const SEGMENT: u64 = 64 * 1024;
 const TAG: u64 = 16;
 const SEALED: u64 = SEGMENT + TAG;
+
+/// One blob's segments: the cipher and the blob's nonce prefix.
+type Segments = StreamBE32<Aes256Gcm>;
 
 /// Wraps a store; every blob written through it is encrypted with `key`.
 #[derive(Clone)]
@@ -63,46 +70,30 @@ fn corrupt(what: &str) -> BlobError {
     BlobError::Internal(format!("encrypted blob: {what}"))
 }
 
+fn position(index: u64) -> Result<u32, BlobError> {
+    u32::try_from(index).map_err(|_| corrupt("too many segments"))
+}
+
+/// Seals segment `index` of a blob stored under `key` (its authenticated data).
+fn seal(segments: &Segments, key: &BlobKey, index: u64, last: bool, plain: &[u8]) -> Result<Vec<u8>, BlobError> {
+    segments
+        .encrypt(position(index)?, last, Payload { msg: plain, aad: key.as_str().as_bytes() })
+        .map_err(|_| corrupt("encryption failed"))
+}
+
+fn open(segments: &Segments, key: &BlobKey, index: u64, last: bool, sealed: &[u8]) -> Result<Vec<u8>, BlobError> {
+    segments
+        .decrypt(position(index)?, last, Payload { msg: sealed, aad: key.as_str().as_bytes() })
+        .map_err(|_| corrupt("a segment failed authentication (wrong key, or altered or truncated data)"))
+}
+
 impl EncryptedBlobStore {
     pub fn new(inner: Arc<dyn BlobStore>, key: [u8; 32]) -> Self {
         Self { inner, cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(key)) }
     }
 
-    fn nonce(prefix: &[u8; 7], index: u64, last: bool) -> Result<[u8; 12], BlobError> {
-        let index = u32::try_from(index).map_err(|_| corrupt("too many segments"))?;
-        let mut nonce = [0u8; 12];
-        nonce[..7].copy_from_slice(prefix);
-        nonce[7..11].copy_from_slice(&index.to_be_bytes());
-        nonce[11] = u8::from(last);
-        Ok(nonce)
-    }
-
-    fn seal(
-        &self,
-        key: &BlobKey,
-        prefix: &[u8; 7],
-        index: u64,
-        last: bool,
-        plain: &[u8],
-    ) -> Result<Vec<u8>, BlobError> {
-        let nonce = Self::nonce(prefix, index, last)?;
-        self.cipher
-            .encrypt(&Nonce::from(nonce), Payload { msg: plain, aad: key.as_str().as_bytes() })
-            .map_err(|_| corrupt("encryption failed"))
-    }
-
-    fn open(
-        &self,
-        key: &BlobKey,
-        prefix: &[u8; 7],
-        index: u64,
-        last: bool,
-        sealed: &[u8],
-    ) -> Result<Vec<u8>, BlobError> {
-        let nonce = Self::nonce(prefix, index, last)?;
-        self.cipher
-            .decrypt(&Nonce::from(nonce), Payload { msg: sealed, aad: key.as_str().as_bytes() })
-            .map_err(|_| corrupt("a segment failed authentication (wrong key, or altered or truncated data)"))
+    fn segments(&self, prefix: &[u8; 7]) -> Segments {
+        Segments::from_aead(self.cipher.clone(), &(*prefix).into())
     }
 
     /// The header of an encrypted blob, or `None` for a plaintext one.
@@ -126,10 +117,9 @@ impl EncryptedBlobStore {
 }
 
 struct EncryptingWriter {
-    store: EncryptedBlobStore,
+    segments: Segments,
     key: BlobKey,
     inner: Box<dyn BlobWriter>,
-    prefix: [u8; 7],
     index: u64,
     pending: BytesMut,
 }
@@ -141,7 +131,7 @@ impl BlobWriter for EncryptingWriter {
         // Keep the last (possibly full) segment back: only `finish` knows it is last.
         while self.pending.len() as u64 > SEGMENT {
             let segment = self.pending.split_to(SEGMENT as usize);
-            let sealed = self.store.seal(&self.key, &self.prefix, self.index, false, &segment)?;
+            let sealed = seal(&self.segments, &self.key, self.index, false, &segment)?;
             self.index += 1;
             self.inner.write(Bytes::from(sealed)).await?;
         }
@@ -149,7 +139,7 @@ impl BlobWriter for EncryptingWriter {
     }
 
     async fn finish(mut self: Box<Self>) -> Result<(), BlobError> {
-        let sealed = self.store.seal(&self.key, &self.prefix, self.index, true, &self.pending)?;
+        let sealed = seal(&self.segments, &self.key, self.index, true, &self.pending)?;
         self.inner.write(Bytes::from(sealed)).await?;
         self.inner.finish().await
     }
@@ -182,10 +172,9 @@ impl BlobStore for EncryptedBlobStore {
         header.push(0);
         inner.write(Bytes::from(header)).await?;
         Ok(Box::new(EncryptingWriter {
-            store: self.clone(),
+            segments: self.segments(&prefix),
             key: key.clone(),
             inner,
-            prefix,
             index: 0,
             pending: BytesMut::new(),
         }))
@@ -207,14 +196,14 @@ impl BlobStore for EncryptedBlobStore {
         let last = if wanted.is_empty() { 0 } else { (wanted.end - 1) / SEGMENT };
         let sealed_range = HEADER + first * SEALED..(HEADER + (last + 1) * SEALED).min(sealed_size);
         let inner = self.inner.read(key, Some(sealed_range)).await?;
-        let store = self.clone();
+        let segments_of_blob = Arc::new(self.segments(&prefix));
         let key = key.clone();
         let wanted_range = wanted.clone();
         // Re-cut the ciphertext into sealed segments, open each, and trim the
         // first and last to the requested range.
         let stream =
             futures::stream::unfold((inner.stream, BytesMut::new(), first), move |(mut inner, mut buffer, index)| {
-                let store = store.clone();
+                let segments_of_blob = Arc::clone(&segments_of_blob);
                 let key = key.clone();
                 let wanted = wanted_range.clone();
                 async move {
@@ -231,7 +220,7 @@ impl BlobStore for EncryptedBlobStore {
                         }
                     }
                     let sealed = buffer.split_to(expected);
-                    let plain = match store.open(&key, &prefix, index, is_last, &sealed) {
+                    let plain = match open(&segments_of_blob, &key, index, is_last, &sealed) {
                         Ok(plain) => plain,
                         Err(error) => return Some((Err(error), (inner, buffer, last + 1))),
                     };
@@ -271,7 +260,43 @@ impl BlobStore for EncryptedBlobStore {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use aes_gcm::Nonce;
+    use aes_gcm::aead::Aead;
+
+    /// The nonce as it was built by hand before `StreamBE32`: prefix, big-endian
+    /// index, last flag.
+    fn hand_built_nonce(prefix: &[u8; 7], index: u32, last: bool) -> [u8; 12] {
+        let mut nonce = [0u8; 12];
+        nonce[..7].copy_from_slice(prefix);
+        nonce[7..11].copy_from_slice(&index.to_be_bytes());
+        nonce[11] = u8::from(last);
+        nonce
+    }
+
+    #[test]
+    fn segments_seal_exactly_as_the_hand_built_nonces_did() {
+        let store = EncryptedBlobStore::new(
+            Arc::new(crate::ObjectBlobStore::filesystem(&std::env::temp_dir()).unwrap()),
+            [3u8; 32],
+        );
+        let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from([3u8; 32]));
+        let prefix = [1, 2, 3, 4, 5, 6, 7];
+        let segments = store.segments(&prefix);
+        let key = BlobKey::parse("documents/one").unwrap();
+        let aad = key.as_str().as_bytes();
+        for (index, last) in [(0u32, false), (0, true), (1, false), (258, true), (0x0102_0304, false), (u32::MAX, true)]
+        {
+            let plain = format!("segment {index} {last}");
+            let old = cipher
+                .encrypt(&Nonce::from(hand_built_nonce(&prefix, index, last)), Payload { msg: plain.as_bytes(), aad })
+                .unwrap();
+            assert_eq!(seal(&segments, &key, u64::from(index), last, plain.as_bytes()).unwrap(), old, "{index} {last}");
+            assert_eq!(open(&segments, &key, u64::from(index), last, &old).unwrap(), plain.as_bytes());
+        }
+        assert!(seal(&segments, &key, u64::from(u32::MAX) + 1, false, b"x").is_err(), "at most 2^32 segments");
+    }
 
     #[test]
     fn sizes_round_trip() {

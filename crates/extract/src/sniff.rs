@@ -51,58 +51,58 @@ pub fn sniff(bytes: &[u8], filename: &str) -> Sniffed {
 }
 
 /// Fixed signatures of binary formats. Those the crate reads map to their format; common ones it
-/// does not read still get an accurate content type.
+/// does not read still get an accurate content type, from `infer`'s table.
 fn sniff_magic(b: &[u8]) -> Option<Sniffed> {
     let head = &b[..b.len().min(1024)];
     // PDF readers accept the header anywhere in the first KiB, so attackers can put junk first.
+    // (infer searches for `%PDF` without the version dash, which more text mentions.)
     if find(head, b"%PDF-").is_some() {
         return Some(Sniffed::new(Format::Pdf, "application/pdf"));
     }
-    let image = |mime: &str| Some(Sniffed::new(Format::Image, mime));
-    let other = |mime: &str| Some(Sniffed::new(Format::Unsupported, mime));
-    match b {
-        [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => image("image/png"),
-        [0xFF, 0xD8, 0xFF, ..] => image("image/jpeg"),
-        [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => image("image/gif"),
-        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => image("image/webp"),
-        [b'{', b'\\', b'r', b't', b'f', ..] => Some(Sniffed::new(Format::Rtf, "application/rtf")),
-        [b'B', b'M', _, _, _, _, 0, 0, 0, 0, ..] => other("image/bmp"),
-        [b'I', b'I', 0x2A, 0, ..] | [b'M', b'M', 0, 0x2A, ..] => other("image/tiff"),
-        [0, 0, 1, 0, ..] => other("image/x-icon"),
-        [_, _, _, _, b'f', b't', b'y', b'p', b'a', b'v', b'i', b'f', ..] => other("image/avif"),
-        [_, _, _, _, b'f', b't', b'y', b'p', b'h', b'e', b'i', b'c', ..] => other("image/heic"),
-        [_, _, _, _, b'f', b't', b'y', b'p', ..] => other("video/mp4"),
-        [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, ..] => Some(match crate::ole::kind(b) {
+    // RTF is text, so it must be named before text is left to the text rules below.
+    if b.starts_with(b"{\\rtf") {
+        return Some(Sniffed::new(Format::Rtf, "application/rtf"));
+    }
+    // infer tells compound files apart by the root entry's class id, which takes the whole file
+    // to parse; the stream names in the directory tell them from a prefix.
+    if b.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
+        return Some(match crate::ole::kind(b) {
             Some(Format::Doc) => Sniffed::new(Format::Doc, "application/msword"),
             Some(Format::Xls) => Sniffed::new(Format::Xls, "application/vnd.ms-excel"),
             Some(Format::Ppt) => Sniffed::new(Format::Ppt, "application/vnd.ms-powerpoint"),
             // Other compound files: .msg mail, .msi installers, Visio, encrypted OOXML, ...
             _ => Sniffed::new(Format::Unsupported, "application/x-ole-storage"),
-        }),
-        [0x1F, 0x8B, ..] => other("application/gzip"),
-        [b'B', b'Z', b'h', b'1'..=b'9', 0x31, 0x41, ..] => other("application/x-bzip2"),
-        [0xFD, b'7', b'z', b'X', b'Z', 0, ..] => other("application/x-xz"),
-        [0x28, 0xB5, 0x2F, 0xFD, ..] => other("application/zstd"),
-        [b'7', b'z', 0xBC, 0xAF, 0x27, 0x1C, ..] => other("application/x-7z-compressed"),
-        [b'R', b'a', b'r', b'!', 0x1A, 0x07, ..] => other("application/vnd.rar"),
-        [0x7F, b'E', b'L', b'F', ..] => other("application/x-elf"),
-        // "MZ" also starts ordinary words; a real DOS header has NULs right after it.
-        [b'M', b'Z', rest @ ..] if rest.iter().take(62).any(|&b| b == 0) => {
-            other("application/vnd.microsoft.portable-executable")
-        }
-        [0xCF | 0xCE, 0xFA, 0xED, 0xFE, ..] => other("application/x-mach-binary"),
-        [0, b'a', b's', b'm', ..] => other("application/wasm"),
-        [b'S', b'Q', b'L', b'i', b't', b'e', b' ', b'f', b'o', b'r', b'm', b'a', b't', b' ', b'3', 0, ..] => {
-            other("application/vnd.sqlite3")
-        }
-        [b'I', b'D', b'3', 2..=4, ..] | [0xFF, 0xFB | 0xF3 | 0xF2, ..] => other("audio/mpeg"),
-        [b'O', b'g', b'g', b'S', 0, ..] => other("audio/ogg"),
-        [b'f', b'L', b'a', b'C', 0 | 0x80, ..] => other("audio/flac"),
-        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'A', b'V', b'E', ..] => other("audio/wav"),
-        [0x1A, 0x45, 0xDF, 0xA3, ..] => other("video/webm"),
-        [b'w', b'O', b'F', b'F' | b'2', 0, ..] => other("font/woff"),
-        _ => None,
+        });
     }
+    // Zips are told apart by their members (`sniff_zip`). Some of infer's signatures are short
+    // enough to begin ordinary text ("MZ", "BM", "%!", "-----BEGIN "): text is left to the text
+    // rules, as every binary format here has control bytes or NULs early on.
+    if is_zip(b) || text::decode(b).is_some() {
+        return None;
+    }
+    let kind = infer::get(b)?;
+    match (kind.matcher_type(), kind.extension()) {
+        (infer::MatcherType::Image, "png" | "jpg" | "gif" | "webp") => {
+            Some(Sniffed::new(Format::Image, kind.mime_type()))
+        }
+        // Markup with NULs in it is not read as markup.
+        (infer::MatcherType::Text, _) => None,
+        (_, ext) => Some(Sniffed::new(Format::Unsupported, registered_name(ext).unwrap_or(kind.mime_type()))),
+    }
+}
+
+/// The registered names this crate has always given where infer answers with older ones;
+/// notebooks' `allowed_content_types` may name them.
+fn registered_name(ext: &str) -> Option<&'static str> {
+    Some(match ext {
+        "ico" => "image/x-icon",
+        "heif" => "image/heic",
+        "elf" => "application/x-elf",
+        "flac" => "audio/flac",
+        "wav" => "audio/wav",
+        "woff" | "woff2" => "font/woff",
+        _ => return None,
+    })
 }
 
 fn is_zip(b: &[u8]) -> bool {
@@ -340,6 +340,23 @@ mod tests {
         let s = sniff(b"\x1f\x8b\x08\x00rest", "a.gz");
         assert_eq!((s.format, s.content_type.as_str()), (Format::Unsupported, "application/gzip"));
         assert_eq!(sniff(b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", "e.zip").content_type, "application/zip");
+    }
+
+    #[test]
+    fn binary_signatures_keep_their_names_and_text_stays_text() {
+        let named = |bytes: &[u8]| sniff(bytes, "upload").content_type;
+        assert_eq!(named(b"fLaC\0\0\0\x22\x10\0"), "audio/flac");
+        assert_eq!(named(b"RIFF\x24\0\0\0WAVEfmt \x10\0"), "audio/wav");
+        assert_eq!(named(b"wOFF\0\x01\0\0\0\0"), "font/woff");
+        assert_eq!(named(b"\0\0\x01\0\x01\0\x10\x10"), "image/x-icon");
+        let elf: Vec<u8> = b"\x7fELF\x02\x01\x01".iter().copied().chain([0; 60]).collect();
+        assert_eq!(named(&elf), "application/x-elf");
+        let mz: Vec<u8> = b"MZ\x90\0\x03".iter().copied().chain([0; 60]).collect();
+        assert_eq!(named(&mz), "application/vnd.microsoft.portable-executable");
+        // infer's short signatures that also begin ordinary text.
+        for text in ["MZ is a postcode area", "BMW service notes", "%!PS in a sentence", "-----BEGIN notes"] {
+            assert_eq!(sniff(text.as_bytes(), "notes").format, Format::Text, "{text}");
+        }
     }
 
     #[test]

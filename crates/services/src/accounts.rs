@@ -281,6 +281,5 @@ fn new_refresh_token() -> String {
 /// Refresh tokens are stored only as their SHA-256 digest: a leaked database does
 /// not yield usable tokens, and the token's entropy makes a slow hash unnecessary.
 pub(crate) fn digest(token: &str) -> String {
-    let hash = Sha256::digest(token.as_bytes());
-    hash.iter().map(|byte| format!("{byte:02x}")).collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }

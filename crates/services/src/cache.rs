@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aether_domain::StoreError;
 use aether_domain::access::ChainLink;
@@ -169,77 +169,73 @@ impl CachedReads {
 /// The embedded shape's read cache: entries and generations in this process's
 /// memory. Correct for one process serving requests (the embedded SQLite shape);
 /// replicas need the shared Redis cache, or none.
+///
+/// Entries live in `moka`, which expires them after the time to live and keeps at
+/// most `max_entries`: a new entry displaces an older one only if it is read more
+/// often (TinyLFU), otherwise it goes uncached. Generations are never evicted, so a
+/// scope's generation never restarts under an entry of it.
 #[derive(Debug)]
 pub struct InProcessReadCache {
-    ttl: Duration,
-    max_entries: usize,
-    state: std::sync::Mutex<InProcessState>,
+    generations: std::sync::Mutex<HashMap<String, u64>>,
+    entries: moka::future::Cache<(String, String), InProcessEntry>,
 }
 
-#[derive(Debug, Default)]
-struct InProcessState {
-    generations: HashMap<String, u64>,
-    entries: HashMap<(String, String), InProcessEntry>,
-}
-
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct InProcessEntry {
     generation: u64,
-    value: Vec<u8>,
-    expires_at: Instant,
+    value: Arc<[u8]>,
 }
 
 impl InProcessReadCache {
     /// Entries live for `ttl`; at most `max_entries` are kept.
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
-        Self { ttl, max_entries, state: std::sync::Mutex::new(InProcessState::default()) }
+        let entries = moka::future::Cache::builder()
+            .time_to_live(ttl)
+            .max_capacity(u64::try_from(max_entries).unwrap_or(u64::MAX))
+            .build();
+        Self { generations: std::sync::Mutex::new(HashMap::new()), entries }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, InProcessState> {
+    fn generation(&self, scope: &CacheScope) -> u64 {
         // A panic while the lock was held leaves nothing half-written that matters:
         // every operation is one map update.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        let generations = self.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        generations.get(scope.name()).copied().unwrap_or(0)
     }
 }
 
 #[async_trait]
 impl ReadCache for InProcessReadCache {
     async fn get(&self, scope: &CacheScope, key: &str) -> Result<CacheLookup, StoreError> {
-        let state = self.state();
-        let generation = state.generations.get(scope.name()).copied().unwrap_or(0);
-        let value = state
+        let generation = self.generation(scope);
+        let value = self
             .entries
             .get(&(scope.name().to_owned(), key.to_owned()))
-            .filter(|entry| entry.generation == generation && entry.expires_at > Instant::now())
-            .map(|entry| entry.value.clone());
+            .await
+            .filter(|entry| entry.generation == generation)
+            .map(|entry| entry.value.to_vec());
         Ok(CacheLookup { generation, value })
     }
 
     async fn put(&self, scope: &CacheScope, generation: u64, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let mut state = self.state();
-        if state.generations.get(scope.name()).copied().unwrap_or(0) != generation {
+        if self.generation(scope) != generation {
             // The scope was invalidated after this value was read: it may be stale.
+            // (An invalidation between this check and the insert is harmless: the
+            // entry carries its generation, and `get` serves only the current one.)
             return Ok(());
         }
-        let now = Instant::now();
-        let slot = (scope.name().to_owned(), key.to_owned());
-        if state.entries.len() >= self.max_entries && !state.entries.contains_key(&slot) {
-            let InProcessState { generations, entries } = &mut *state;
-            entries.retain(|(scope, _), entry| {
-                entry.expires_at > now && generations.get(scope).copied().unwrap_or(0) == entry.generation
-            });
-            if entries.len() >= self.max_entries {
-                // Full of live entries: this read simply goes uncached.
-                return Ok(());
-            }
-        }
-        state.entries.insert(slot, InProcessEntry { generation, value: value.to_vec(), expires_at: now + self.ttl });
+        // Expired entries go first, so that they make room; the insert is then
+        // admitted or refused before this returns, so the bound holds at all times.
+        self.entries.run_pending_tasks().await;
+        let entry = InProcessEntry { generation, value: Arc::from(value) };
+        self.entries.insert((scope.name().to_owned(), key.to_owned()), entry).await;
+        self.entries.run_pending_tasks().await;
         Ok(())
     }
 
     async fn invalidate(&self, scope: &CacheScope) -> Result<(), StoreError> {
-        let mut state = self.state();
-        *state.generations.entry(scope.name().to_owned()).or_insert(0) += 1;
+        let mut generations = self.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *generations.entry(scope.name().to_owned()).or_insert(0) += 1;
         Ok(())
     }
 }
@@ -299,6 +295,7 @@ mod tests {
         assert_eq!(cache.get(&scope, "a").await.unwrap().value, None, "expired");
         cache.put(&scope, 0, "c", b"c").await.unwrap();
         assert_eq!(cache.get(&scope, "c").await.unwrap().value.as_deref(), Some(&b"c"[..]), "expired ones swept");
-        assert!(cache.state().entries.len() <= 2);
+        cache.entries.run_pending_tasks().await;
+        assert!(cache.entries.entry_count() <= 2);
     }
 }

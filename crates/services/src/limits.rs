@@ -1,38 +1,81 @@
 //! The embedded shape's rate limiter: fixed windows counted in this process.
+//!
+//! Fixed windows, like the Redis limiter (`INCR` + `PEXPIRE`), so that both shapes
+//! count alike and `reset_after` is the end of the window the RateLimit headers
+//! announce. A GCRA limiter (`governor`) was not taken: it smooths instead of
+//! resetting, takes one quota per limiter rather than the limit and window of each
+//! call, and does not count refused requests, so its answers would differ from
+//! production's. The windows live in `moka`, each expiring when it ends.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aether_domain::StoreError;
 use aether_domain::limits::{RateDecision, RateLimiter};
 use async_trait::async_trait;
-use tokio::sync::Mutex;
+use moka::Expiry;
+use moka::future::Cache;
 
 /// Windows counted in memory. With one replica that is exact; several replicas
-/// need the Redis limiter to share counts.
-#[derive(Debug, Default)]
+/// need the Redis limiter to share counts. There is no capacity bound: evicting a
+/// live window would forgive its count; every window goes when it ends.
+#[derive(Debug)]
 pub struct InProcessRateLimiter {
-    windows: Mutex<HashMap<String, (Instant, u64)>>,
+    windows: Cache<String, Window>,
 }
 
-/// Past this many keys, expired windows are swept before a new one is added.
-const SWEEP_AT: usize = 100_000;
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    started: Instant,
+    length: Duration,
+    count: u64,
+}
+
+/// A window is forgotten once it has ended.
+struct WindowEnds;
+
+impl Expiry<String, Window> for WindowEnds {
+    fn expire_after_create(&self, _key: &String, window: &Window, _created_at: Instant) -> Option<Duration> {
+        Some(window.length)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        window: &Window,
+        updated_at: Instant,
+        _until_now: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(window.length.saturating_sub(updated_at.saturating_duration_since(window.started)))
+    }
+}
+
+impl Default for InProcessRateLimiter {
+    fn default() -> Self {
+        Self { windows: Cache::builder().expire_after(WindowEnds).build() }
+    }
+}
 
 #[async_trait]
 impl RateLimiter for InProcessRateLimiter {
     async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<RateDecision, StoreError> {
         let now = Instant::now();
-        let mut windows = self.windows.lock().await;
-        if windows.len() >= SWEEP_AT && !windows.contains_key(key) {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < window);
-        }
-        let entry = windows.entry(key.to_owned()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= window {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-        let reset_after = window.saturating_sub(now.duration_since(entry.0));
-        Ok(RateDecision::of(entry.1, limit, reset_after))
+        // Serialised per key: concurrent hits never lose a count.
+        let current = self
+            .windows
+            .entry_by_ref(key)
+            .and_upsert_with(|existing| {
+                let next = match existing.map(|entry| entry.into_value()) {
+                    Some(open) if now.saturating_duration_since(open.started) < window => {
+                        Window { count: open.count + 1, ..open }
+                    }
+                    _ => Window { started: now, length: window, count: 1 },
+                };
+                std::future::ready(next)
+            })
+            .await
+            .into_value();
+        let reset_after = window.saturating_sub(now.saturating_duration_since(current.started));
+        Ok(RateDecision::of(current.count, limit, reset_after))
     }
 }
 
