@@ -175,7 +175,7 @@ async fn main() {
             }
         }
     });
-    let in_process = EventDispatcher::new(Arc::clone(&store), Arc::clone(&bus) as Arc<dyn EventPublisher>);
+    let in_process = EventDispatcher::new(store.clone(), Arc::clone(&bus) as Arc<dyn EventPublisher>);
     drain("the in-process bus", &in_process, events).await;
     drop(in_process);
     drop(bus);
@@ -190,7 +190,7 @@ async fn main() {
             let kafka = aether_events_kafka::KafkaPublisher::new(&brokers).unwrap();
             let topic = format!("aether.bench.{}", uuid::Uuid::now_v7().simple());
             let publisher = Arc::new(BenchTopic { kafka, topic: topic.clone() });
-            let to_kafka = EventDispatcher::new(Arc::clone(&store), publisher as Arc<dyn EventPublisher>);
+            let to_kafka = EventDispatcher::new(store.clone(), publisher as Arc<dyn EventPublisher>);
             fill(&store, owner, &users, kafka_events).await;
             drain(&format!("Kafka, one owner ({brokers})"), &to_kafka, kafka_events).await;
             let mut owners = Vec::with_capacity(50);
@@ -212,7 +212,7 @@ async fn main() {
     write_latency("relay idle", &store, owner, notebook, &users).await;
     // ... and with a relay draining it alongside (to the in-process bus, every 250 ms
     // or at once after a full batch, like the server's relay loop).
-    let relay = EventDispatcher::new(Arc::clone(&store), Arc::new(InProcessBus::new(1024)) as Arc<dyn EventPublisher>);
+    let relay = EventDispatcher::new(store.clone(), Arc::new(InProcessBus::new(1024)) as Arc<dyn EventPublisher>);
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let relay_task = tokio::spawn(async move {
         while !*stopped.borrow() {

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aether_domain::document::CallbackSender;
+use aether_domain::job::CallbackSender;
 use aether_domain::outbound::OutboundPolicy;
 use anyhow::Context as _;
 use async_trait::async_trait;

@@ -18,8 +18,8 @@ use aether_api::{ApiSettings, AppState, RateLimitSettings};
 use aether_auth_local::LocalTokenCodec;
 use aether_cache_redis::RedisEphemeralStore;
 use aether_domain::blob::BlobStore;
-use aether_domain::document::JobQueue;
 use aether_domain::ephemeral::EphemeralStore;
+use aether_domain::job::JobQueue;
 use aether_domain::limits::RateLimiter;
 use aether_domain::scan::VirusScanner;
 use aether_domain::store::Store;
@@ -29,7 +29,7 @@ use aether_identity_keycloak::KeycloakClient;
 use aether_services::accounts::Bootstrap;
 use aether_services::documents::DocumentService;
 use aether_services::events::{EventDispatcher, InProcessBus, relay_backoff};
-use aether_services::{AccountService, AvatarService, CachedReads, IdentityService, NotebookService};
+use aether_services::{AccountService, AvatarService, CachedReads, IdentityService, NotebookPorts, NotebookService};
 use aether_store_neo4j::{Neo4jConfig, Neo4jStore};
 use aether_store_sqlite::SqliteStore;
 use anyhow::Context as _;
@@ -123,9 +123,10 @@ impl Runtime {
         let keycloak = identity.keycloak.clone();
         let identity = wiring::identity_service(&config, &store, &short_lived, identity, &accounts);
         let blobs = wiring::blob_store(&config)?;
-        let avatars = Arc::new(AvatarService::new(Arc::clone(&store), Arc::clone(&blobs)));
+        let avatars = Arc::new(AvatarService::new(store.clone(), Arc::clone(&blobs)));
         let notebooks = Arc::new(
-            NotebookService::new(Arc::clone(&store), config.max_notebook_depth).with_reads(short_lived.reads.clone()),
+            NotebookService::new(NotebookPorts::of(&store), config.max_notebook_depth)
+                .with_reads(short_lived.reads.clone()),
         );
         let events = wiring::events(&config, &store)?;
         let scanner = wiring::virus_scanner(&config);

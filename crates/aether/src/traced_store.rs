@@ -22,20 +22,19 @@ use aether_domain::activity::NewAuditRecord;
 use aether_domain::activity::{ActivityEvent, AuditEntry, Change};
 use aether_domain::api_key::{ApiKey, NewApiKey};
 use aether_domain::blob::BlobKey;
-use aether_domain::document::{
-    BlobDeletion, Document, DocumentPatch, DocumentVersion, JobFailure, JobStatus, NewUploadJob, ProcessingResult,
-    ReceivedFile, UploadJob,
-};
+use aether_domain::document::JobFailure;
+use aether_domain::document::{BlobDeletion, Document, DocumentPatch, DocumentVersion, ProcessingResult};
 use aether_domain::ephemeral::EphemeralStore;
 use aether_domain::events::OutboxEvent;
 use aether_domain::id::{ApiKeyId, DocumentId, JobId, NotebookId, TokenFamilyId, UserId};
 use aether_domain::identity::ExternalUser;
+use aether_domain::job::{JobStatus, NewUploadJob, ReceivedFile, UploadJob};
 use aether_domain::notebook::{BulkAction, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::session::{NewRefreshToken, RefreshOutcome};
 use aether_domain::store::{
-    ActivityStore, ApiKeyStore, CollaborationStore, DocumentStore, NotebookStore, OutboxStore, SessionStore, Store,
-    StoreResult, UserStore,
+    ActivityStore, ApiKeyStore, BlobDeletionStore, CollaborationStore, DocumentStore, JobStore, NotebookStore,
+    OutboxStore, SessionStore, Store, StoreResult, UserStore,
 };
 use aether_domain::time::Timestamp;
 use aether_domain::user::{LocalCredentials, NewUser, Role, User, UserPatch, Username};
@@ -191,7 +190,7 @@ traced_ports! {
         fn revoke_token_family(&self, family_id: TokenFamilyId, at: Timestamp) -> StoreResult<()>;
         fn purge_expired_refresh_tokens(&self, now: Timestamp) -> StoreResult<u64>;
     }
-    DocumentStore {
+    JobStore {
         fn create_upload_job(&self, job: NewUploadJob) -> StoreResult<UploadJob>;
         fn get_job(&self, id: JobId) -> StoreResult<UploadJob>;
         fn list_notebook_jobs(&self, notebook: NotebookId, active_only: bool, page: PageRequest) -> StoreResult<Page<UploadJob>>;
@@ -207,11 +206,15 @@ traced_ports! {
         fn cancel_job(&self, id: JobId, at: Timestamp) -> StoreResult<UploadJob>;
         fn count_active_jobs(&self) -> StoreResult<Vec<(JobStatus, u64)>>;
         fn stale_uploads(&self, stale_before: Timestamp, limit: u32) -> StoreResult<Vec<UploadJob>>;
+    }
+    DocumentStore {
         fn get_document(&self, id: DocumentId) -> StoreResult<Document>;
         fn list_documents(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<Document>>;
         fn update_document(&self, id: DocumentId, patch: DocumentPatch, change: &Change) -> StoreResult<Document>;
         fn delete_document(&self, id: DocumentId, change: &Change) -> StoreResult<()>;
         fn list_versions(&self, id: DocumentId) -> StoreResult<Vec<DocumentVersion>>;
+    }
+    BlobDeletionStore {
         fn queue_blob_deletions(&self, keys: &[BlobKey], at: Timestamp) -> StoreResult<()>;
         fn pending_blob_deletions(&self, limit: u32) -> StoreResult<Vec<BlobDeletion>>;
         fn complete_blob_deletions(&self, ids: &[uuid::Uuid]) -> StoreResult<()>;

@@ -27,8 +27,8 @@ use aether_services::documents::{Callbacks, DocumentService, DocumentSettings, J
 use aether_services::events::{EventDispatcher, InProcessBus};
 use aether_services::limits::InProcessRateLimiter;
 use aether_services::{
-    AccountService, Authorizer, CachedReads, IdentityProvider, IdentityService, IdentitySettings, InProcessReadCache,
-    SessionSettings,
+    AccountPorts, AccountService, Authorizer, CachedReads, DocumentPorts, IdentityPorts, IdentityProvider,
+    IdentityService, IdentitySettings, InProcessReadCache, ReadPorts, SessionSettings,
 };
 use anyhow::Context as _;
 
@@ -55,7 +55,7 @@ pub(crate) fn account_service(
     tokens: &Arc<LocalTokenCodec>,
 ) -> Arc<AccountService> {
     Arc::new(AccountService::new(
-        Arc::clone(store),
+        AccountPorts::of(store),
         Arc::new(Argon2Hasher),
         Arc::clone(tokens) as _,
         SessionSettings {
@@ -94,7 +94,7 @@ pub(crate) async fn short_lived(config: &Config, store: &Arc<dyn Store>) -> anyh
         Some(redis) => Arc::new(redis.rate_limiter()),
         None => Arc::new(InProcessRateLimiter::default()),
     };
-    let reads = CachedReads::new(Arc::clone(store), read_cache(config, redis.as_deref()));
+    let reads = CachedReads::new(ReadPorts::of(store), read_cache(config, redis.as_deref()));
     Ok(ShortLived { redis, ephemeral, limiter, reads })
 }
 
@@ -159,20 +159,18 @@ pub(crate) fn identity_service(
     identity: Identity,
     accounts: &Arc<AccountService>,
 ) -> Arc<IdentityService> {
-    Arc::new(
-        IdentityService::new(
-            Arc::clone(store),
-            Arc::clone(&short_lived.ephemeral),
-            identity.verifier,
-            identity.provider,
-            Arc::clone(accounts),
-            IdentitySettings {
-                revocation_ttl: Duration::from_secs(config.access_token_ttl_secs.max(3600)),
-                ..IdentitySettings::default()
-            },
-        )
-        .with_reads(short_lived.reads.clone()),
-    )
+    Arc::new(IdentityService::new(
+        IdentityPorts::of(store),
+        short_lived.reads.clone(),
+        Arc::clone(&short_lived.ephemeral),
+        identity.verifier,
+        identity.provider,
+        Arc::clone(accounts),
+        IdentitySettings {
+            revocation_ttl: Duration::from_secs(config.access_token_ttl_secs.max(3600)),
+            ..IdentitySettings::default()
+        },
+    ))
 }
 
 /// The filesystem under `data_dir/blobs` or S3, encrypted at rest when a key is set.
@@ -216,7 +214,7 @@ pub(crate) fn events(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<
         Some(kafka) => Arc::clone(kafka) as _,
         None => Arc::clone(&bus) as _,
     };
-    let dispatcher = Arc::new(EventDispatcher::new(Arc::clone(store), publisher));
+    let dispatcher = Arc::new(EventDispatcher::new(store.clone(), publisher));
     Ok(Events { bus, kafka, dispatcher })
 }
 
@@ -245,7 +243,7 @@ pub(crate) fn document_service(config: &Config, parts: DocumentParts<'_>) -> any
         None => JobHub::default(),
     };
     let mut documents = DocumentService::new(
-        Arc::clone(parts.store),
+        DocumentPorts::of(parts.store),
         Arc::clone(parts.blobs),
         Authorizer::new(parts.short_lived.reads.clone()),
         document_processor(config)?,

@@ -518,7 +518,7 @@ async fn jobs_stream_progress_are_cancelled_and_survive_restarts() {
                 change_summary: None,
                 callback_url: None,
                 expected_bytes: None,
-                origin: aether_domain::document::JobOrigin::default(),
+                origin: aether_domain::job::JobOrigin::default(),
             },
         )
         .await

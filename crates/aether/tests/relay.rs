@@ -56,7 +56,7 @@ async fn a_refused_event_holds_back_its_key_only() {
         set_access(&store, owner, notebook, user, CollaborationStatus::Active).await;
     }
     let bus = Arc::new(Bus::default());
-    let relay = EventDispatcher::new(Arc::clone(&store), Arc::clone(&bus) as Arc<dyn EventPublisher>);
+    let relay = EventDispatcher::new(store.clone(), Arc::clone(&bus) as Arc<dyn EventPublisher>);
 
     let pending = store.pending_events(100).await.unwrap();
     let of = |key: NotebookId| {

@@ -3,7 +3,7 @@
 
 use aether_domain::auth::{ClientInfo, Principal};
 use aether_domain::capability::Capability;
-use aether_domain::document::JobOrigin;
+use aether_domain::job::JobOrigin;
 use aether_domain::page::{Limit, PageRequest};
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};

@@ -284,7 +284,7 @@ fn ids_in_schemas_are_uuids() {
 /// through. Schemathesis found the two apart once (`http://0.A*` was accepted).
 #[test]
 fn the_callback_url_pattern_is_what_the_server_accepts() {
-    use aether_domain::document::CallbackUrl;
+    use aether_domain::job::CallbackUrl;
     use aether_domain::outbound::OutboundPolicy;
 
     let doc = document();

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aether_domain::document::JobFanout;
 use aether_domain::id::{JobId, NotebookId};
+use aether_domain::job::JobFanout;
 use futures::StreamExt as _;
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, watch};

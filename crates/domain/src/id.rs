@@ -86,7 +86,7 @@ uuid_id!(
 );
 
 uuid_id!(
-    /// Identifies an [`crate::document::UploadJob`].
+    /// Identifies an [`crate::job::UploadJob`].
     JobId,
     "job_id"
 );

@@ -19,6 +19,7 @@ pub mod events;
 pub mod external;
 pub mod id;
 pub mod identity;
+pub mod job;
 pub mod limits;
 pub mod net;
 pub mod notebook;

@@ -10,14 +10,13 @@ use crate::activity::NewAuditRecord;
 use crate::activity::{ActivityEvent, AuditEntry, Change};
 use crate::api_key::{ApiKey, NewApiKey};
 use crate::blob::BlobKey;
-use crate::document::{
-    BlobDeletion, Document, DocumentPatch, DocumentVersion, JobFailure, JobStatus, NewUploadJob, ProcessingResult,
-    ReceivedFile, UploadJob,
-};
+use crate::document::JobFailure;
+use crate::document::{BlobDeletion, Document, DocumentPatch, DocumentVersion, ProcessingResult};
 use crate::ephemeral::EphemeralStore;
 use crate::events::OutboxEvent;
 use crate::id::{ApiKeyId, DocumentId, JobId, NotebookId, TokenFamilyId, UserId};
 use crate::identity::ExternalUser;
+use crate::job::{JobStatus, NewUploadJob, ReceivedFile, UploadJob};
 use crate::notebook::{BulkAction, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use crate::page::{Page, PageRequest};
 use crate::session::{NewRefreshToken, RefreshOutcome};
@@ -27,7 +26,7 @@ use crate::user::{LocalCredentials, NewUser, Role, User, UserPatch, Username};
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
-pub trait UserStore: Send + Sync {
+pub trait UserStore: Send + Sync + std::fmt::Debug {
     /// Creates a user. `Conflict("username")` or `Conflict("email")` when taken.
     async fn create_user(&self, user: NewUser) -> StoreResult<User>;
     /// A user that is not soft-deleted.
@@ -59,7 +58,7 @@ pub trait UserStore: Send + Sync {
 
 /// Personal API keys, stored by the SHA-256 of the secret.
 #[async_trait]
-pub trait ApiKeyStore: Send + Sync {
+pub trait ApiKeyStore: Send + Sync + std::fmt::Debug {
     /// Creates the key and audits it, atomically. `Conflict("api_key")` on a digest clash.
     async fn create_api_key(&self, key: NewApiKey, audit: NewAuditRecord) -> StoreResult<ApiKey>;
     /// The user's keys, revoked ones included, newest first.
@@ -73,7 +72,7 @@ pub trait ApiKeyStore: Send + Sync {
 }
 
 #[async_trait]
-pub trait NotebookStore: Send + Sync {
+pub trait NotebookStore: Send + Sync + std::fmt::Debug {
     /// Creates the notebook, its owner's `OWNS` relationship and, with a parent, the
     /// parent's `PARENT_OF`, together. `NotFound` when the owner or the parent does not
     /// exist; `Conflict("depth")` when the notebook would sit deeper than `max_depth`.
@@ -165,7 +164,7 @@ pub trait NotebookStore: Send + Sync {
 /// The record of changes. Mutating notebook methods write it themselves, in the
 /// transaction of the change (see [`crate::activity`]).
 #[async_trait]
-pub trait ActivityStore: Send + Sync {
+pub trait ActivityStore: Send + Sync + std::fmt::Debug {
     /// Events about a notebook (live or deleted), newest first.
     async fn list_activity(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<ActivityEvent>>;
     /// Audit entries, newest first; only those about `resource_id` when given.
@@ -176,7 +175,7 @@ pub trait ActivityStore: Send + Sync {
 
 /// The durable outbox of domain events (see [`crate::events`]).
 #[async_trait]
-pub trait OutboxStore: Send + Sync {
+pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// Unpublished events, oldest first.
     async fn pending_events(&self, limit: u32) -> StoreResult<Vec<OutboxEvent>>;
     /// Marks events published; unknown or already published ids are ignored.
@@ -184,7 +183,7 @@ pub trait OutboxStore: Send + Sync {
 }
 
 #[async_trait]
-pub trait CollaborationStore: Send + Sync {
+pub trait CollaborationStore: Send + Sync + std::fmt::Debug {
     /// Creates the relationship or replaces its permission, status and grantor
     /// (`granted_at` is kept from the first grant; `accepted_at` is set when the
     /// status becomes active).
@@ -211,7 +210,7 @@ pub trait CollaborationStore: Send + Sync {
 }
 
 #[async_trait]
-pub trait SessionStore: Send + Sync {
+pub trait SessionStore: Send + Sync + std::fmt::Debug {
     async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()>;
     /// Atomically spends `presented_hash` and stores `replacement_hash` in the same
     /// family, or detects reuse and revokes the family.
@@ -228,9 +227,9 @@ pub trait SessionStore: Send + Sync {
     async fn purge_expired_refresh_tokens(&self, now: Timestamp) -> StoreResult<u64>;
 }
 
-/// Upload jobs, documents and their versions (see [`crate::document`]).
+/// Upload jobs, from the first byte to their document (see [`crate::document`]).
 #[async_trait]
-pub trait DocumentStore: Send + Sync {
+pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// Records a job in `uploading`, before any byte is written. `NotFound` when the
     /// notebook is missing or deleted, or when `existing_document` is not a live
     /// document of that notebook.
@@ -309,7 +308,11 @@ pub trait DocumentStore: Send + Sync {
     /// Jobs still `uploading` whose last progress is older than `stale_before`: their
     /// upload request died with its process.
     async fn stale_uploads(&self, stale_before: Timestamp, limit: u32) -> StoreResult<Vec<UploadJob>>;
+}
 
+/// Documents and their versions.
+#[async_trait]
+pub trait DocumentStore: Send + Sync + std::fmt::Debug {
     /// A live document.
     async fn get_document(&self, id: DocumentId) -> StoreResult<Document>;
     /// The notebook's live documents, newest first.
@@ -320,7 +323,12 @@ pub trait DocumentStore: Send + Sync {
     async fn delete_document(&self, id: DocumentId, change: &Change) -> StoreResult<()>;
     /// The document's versions, newest first.
     async fn list_versions(&self, id: DocumentId) -> StoreResult<Vec<DocumentVersion>>;
+}
 
+/// Blobs queued for deletion: what failing, cancelling and deleting leave behind,
+/// carried out by the maintenance loop.
+#[async_trait]
+pub trait BlobDeletionStore: Send + Sync + std::fmt::Debug {
     /// Queues blobs for deletion, for a worker that wrote blobs for a job that was
     /// cancelled meanwhile.
     async fn queue_blob_deletions(&self, keys: &[BlobKey], at: Timestamp) -> StoreResult<()>;
@@ -342,7 +350,9 @@ pub trait Store:
     + OutboxStore
     + SessionStore
     + ApiKeyStore
+    + JobStore
     + DocumentStore
+    + BlobDeletionStore
     + EphemeralStore
     + Send
     + Sync

@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use aether_domain::document::{JobQueue, QueuedJob};
 use aether_domain::events::topics;
 use aether_domain::id::JobId;
+use aether_domain::job::{JobQueue, QueuedJob};
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -7,7 +7,6 @@ use std::sync::{Arc, OnceLock};
 use aether_domain::auth::{ClientInfo, PasswordHasher, Principal};
 use aether_domain::id::{TokenFamilyId, UserId};
 use aether_domain::session::{NewRefreshToken, RefreshOutcome};
-use aether_domain::store::Store;
 use aether_domain::time::{self, Timestamp};
 use aether_domain::token::{AccessTokenCodec, TokenError};
 use aether_domain::user::{Email, NewUser, Password, Role, User, Username};
@@ -17,6 +16,7 @@ use chrono::TimeDelta;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::ports::AccountPorts;
 
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
@@ -55,7 +55,7 @@ pub enum Bootstrap {
 
 #[derive(Debug, Clone)]
 pub struct AccountService {
-    store: Arc<dyn Store>,
+    store: AccountPorts,
     hasher: Arc<dyn PasswordHasher>,
     tokens: Arc<dyn AccessTokenCodec>,
     settings: SessionSettings,
@@ -67,7 +67,7 @@ pub const ADMIN_USERNAME: &str = "admin";
 
 impl AccountService {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: AccountPorts,
         hasher: Arc<dyn PasswordHasher>,
         tokens: Arc<dyn AccessTokenCodec>,
         settings: SessionSettings,
@@ -78,7 +78,7 @@ impl AccountService {
     /// Creates the `admin` account unless it exists, with `password` or a generated one.
     pub async fn bootstrap_admin(&self, password: Option<Password>) -> ServiceResult<Bootstrap> {
         let username = Username::parse(ADMIN_USERNAME)?;
-        if self.store.find_user_by_username(&username).await?.is_some() {
+        if self.store.users.find_user_by_username(&username).await?.is_some() {
             return Ok(Bootstrap::AlreadyPresent);
         }
         let (password, generated) = match password {
@@ -116,7 +116,7 @@ impl AccountService {
             password_hash: Some(hash),
             created_at: time::now(),
         };
-        let user = self.store.create_user(user).await?;
+        let user = self.store.users.create_user(user).await?;
         tracing::info!(user_id = %user.id, username = %user.username, "created local account");
         Ok(user)
     }
@@ -140,7 +140,7 @@ impl AccountService {
             details.insert("username".into(), resource.clone().into());
         }
         let record = audit_record(action, "user", resource, actor, details, client);
-        if let Err(error) = self.store.record_audit(record).await {
+        if let Err(error) = self.store.activity.record_audit(record).await {
             tracing::warn!(%error, action, "could not audit a login");
         }
         result.map(|(_, pair)| pair)
@@ -149,7 +149,7 @@ impl AccountService {
     async fn check_password(&self, username: &str, password: &str) -> ServiceResult<(User, TokenPair)> {
         // A malformed username cannot belong to any account; answer as for a wrong one.
         let Ok(username) = Username::parse(username) else { return Err(ServiceError::InvalidGrant) };
-        let credentials = self.store.find_local_credentials(&username).await?;
+        let credentials = self.store.users.find_local_credentials(&username).await?;
         let hasher = Arc::clone(&self.hasher);
         let dummy_hash = Arc::clone(&self.dummy_hash);
         let password = password.to_owned();
@@ -172,7 +172,7 @@ impl AccountService {
             return Err(ServiceError::InvalidGrant);
         }
         let now = time::now();
-        self.store.record_login(credentials.user.id, now).await?;
+        self.store.users.record_login(credentials.user.id, now).await?;
         let pair = self.issue_pair(&credentials.user, TokenFamilyId::new(), now).await?;
         Ok((credentials.user, pair))
     }
@@ -183,11 +183,14 @@ impl AccountService {
         let now = time::now();
         let replacement = new_refresh_token();
         let expires_at = now + self.settings.refresh_token_ttl;
-        let outcome =
-            self.store.rotate_refresh_token(&digest(refresh_token), &digest(&replacement), expires_at, now).await?;
+        let outcome = self
+            .store
+            .sessions
+            .rotate_refresh_token(&digest(refresh_token), &digest(&replacement), expires_at, now)
+            .await?;
         match outcome {
             RefreshOutcome::Rotated { user_id, family_id } => {
-                let user = self.store.get_user(user_id).await.map_err(|_| ServiceError::InvalidGrant)?;
+                let user = self.store.users.get_user(user_id).await.map_err(|_| ServiceError::InvalidGrant)?;
                 let (access_token, expires_in) =
                     self.tokens.issue(&user, &family_id.to_string(), now).map_err(internal)?;
                 Ok(TokenPair {
@@ -207,18 +210,19 @@ impl AccountService {
 
     /// Ends a local login session: every refresh token of the family is revoked.
     pub async fn end_session(&self, family_id: TokenFamilyId) -> ServiceResult<()> {
-        Ok(self.store.revoke_token_family(family_id, time::now()).await?)
+        Ok(self.store.sessions.revoke_token_family(family_id, time::now()).await?)
     }
 
     /// The caller's own account.
     pub async fn current_user(&self, principal: &Principal) -> ServiceResult<User> {
-        Ok(self.store.get_user(principal.user_id).await?)
+        Ok(self.store.users.get_user(principal.user_id).await?)
     }
 
     async fn issue_pair(&self, user: &User, family_id: TokenFamilyId, now: Timestamp) -> ServiceResult<TokenPair> {
         let (access_token, expires_in) = self.tokens.issue(user, &family_id.to_string(), now).map_err(internal)?;
         let refresh_token = new_refresh_token();
         self.store
+            .sessions
             .insert_refresh_token(NewRefreshToken {
                 token_hash: digest(&refresh_token),
                 user_id: user.id,
@@ -244,7 +248,7 @@ impl AccountService {
 
     /// Deletes refresh tokens past their expiry; run periodically by the worker.
     pub async fn purge_expired_sessions(&self) -> ServiceResult<u64> {
-        Ok(self.store.purge_expired_refresh_tokens(time::now()).await?)
+        Ok(self.store.sessions.purge_expired_refresh_tokens(time::now()).await?)
     }
 }
 

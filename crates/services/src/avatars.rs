@@ -10,7 +10,7 @@ use aether_domain::ValidationError;
 use aether_domain::auth::Principal;
 use aether_domain::blob::{BlobError, BlobKey, BlobStore};
 use aether_domain::id::UserId;
-use aether_domain::store::Store;
+use aether_domain::store::UserStore;
 use aether_domain::time;
 use aether_domain::user::{User, UserPatch};
 use image::{ImageFormat, ImageReader, Limits};
@@ -26,7 +26,7 @@ const MAX_SOURCE_SIDE: u32 = 8192;
 
 #[derive(Debug, Clone)]
 pub struct AvatarService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn UserStore>,
     blobs: Arc<dyn BlobStore>,
 }
 
@@ -78,7 +78,7 @@ pub fn normalize(bytes: &[u8]) -> ServiceResult<Vec<u8>> {
 }
 
 impl AvatarService {
-    pub fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) -> Self {
+    pub fn new(store: Arc<dyn UserStore>, blobs: Arc<dyn BlobStore>) -> Self {
         Self { store, blobs }
     }
 

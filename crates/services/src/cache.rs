@@ -18,11 +18,12 @@ use aether_domain::StoreError;
 use aether_domain::access::ChainLink;
 use aether_domain::cache::{CacheLookup, CacheScope, ReadCache};
 use aether_domain::id::{NotebookId, UserId};
-use aether_domain::store::Store;
 use aether_domain::user::{Role, User, UserStatus, Username};
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::ports::ReadPorts;
 
 /// What authentication needs of a user: who it is, what its roles are, and whether
 /// it may act at all. Only this is cached, not the whole profile.
@@ -44,7 +45,7 @@ impl From<User> for UserSummary {
 /// Without a cache every read goes to the store and invalidations do nothing.
 #[derive(Clone)]
 pub struct CachedReads {
-    store: Arc<dyn Store>,
+    store: ReadPorts,
     cache: Option<Arc<dyn ReadCache>>,
 }
 
@@ -61,18 +62,18 @@ fn cache_failed(scope: &CacheScope, what: &'static str, error: &StoreError) {
 }
 
 impl CachedReads {
-    pub fn new(store: Arc<dyn Store>, cache: Option<Arc<dyn ReadCache>>) -> Self {
+    pub fn new(store: ReadPorts, cache: Option<Arc<dyn ReadCache>>) -> Self {
         Self { store, cache }
     }
 
     /// Reads through no cache at all.
-    pub fn uncached(store: Arc<dyn Store>) -> Self {
+    pub fn uncached(store: ReadPorts) -> Self {
         Self { store, cache: None }
     }
 
     /// The user with `id`, as authentication needs it. `NotFound` when it is deleted.
     pub async fn user(&self, id: UserId) -> Result<UserSummary, StoreError> {
-        let store = Arc::clone(&self.store);
+        let store = Arc::clone(&self.store.users);
         self.read_through(
             &CacheScope::user(id),
             "user",
@@ -84,7 +85,7 @@ impl CachedReads {
     /// The notebook's ancestor chain with `user`'s grants, as
     /// [`aether_domain::store::NotebookStore::access_chain`] reports it.
     pub async fn access_chain(&self, user: UserId, notebook: NotebookId) -> Result<Vec<ChainLink>, StoreError> {
-        let store = Arc::clone(&self.store);
+        let store = Arc::clone(&self.store.notebooks);
         let key = format!("{user}:{notebook}");
         self.read_through(&CacheScope::access(), &key, async move { store.access_chain(user, notebook).await }).await
     }

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use aether_domain::events::{EventPublisher, OutboxEvent};
-use aether_domain::store::Store;
+use aether_domain::store::OutboxStore;
 use aether_domain::time;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
@@ -67,12 +67,12 @@ pub fn relay_backoff(poll_interval: std::time::Duration, consecutive_failures: u
 /// Moves events from the outbox to the publisher, oldest first, at least once.
 #[derive(Debug, Clone)]
 pub struct EventDispatcher {
-    store: Arc<dyn Store>,
+    store: Arc<dyn OutboxStore>,
     publisher: Arc<dyn EventPublisher>,
 }
 
 impl EventDispatcher {
-    pub fn new(store: Arc<dyn Store>, publisher: Arc<dyn EventPublisher>) -> Self {
+    pub fn new(store: Arc<dyn OutboxStore>, publisher: Arc<dyn EventPublisher>) -> Self {
         Self { store, publisher }
     }
 

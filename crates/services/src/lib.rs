@@ -12,6 +12,7 @@ pub mod events;
 pub mod identity;
 pub mod limits;
 pub mod notebooks;
+pub mod ports;
 
 pub use access::Authorizer;
 pub use accounts::{AccountService, SessionSettings, TokenPair};
@@ -21,3 +22,4 @@ pub use documents::{DocumentService, DocumentSettings};
 pub use error::ServiceError;
 pub use identity::{IdentityProvider, IdentityService, IdentitySettings};
 pub use notebooks::NotebookService;
+pub use ports::{AccountPorts, DocumentPorts, IdentityPorts, NotebookPorts, ReadPorts};

@@ -17,12 +17,13 @@ use aether_domain::notebook::{
     BulkAction, Description, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag, Visibility,
 };
 use aether_domain::page::{Page, PageRequest};
-use aether_domain::store::Store;
+
 use aether_domain::time;
 
 use crate::access::Authorizer;
 use crate::cache::CachedReads;
 use crate::error::{ServiceError, ServiceResult};
+use crate::ports::{NotebookPorts, ReadPorts};
 
 /// A validated request to create a notebook.
 #[derive(Debug, Clone)]
@@ -58,7 +59,7 @@ pub struct AccessReport {
 
 #[derive(Debug, Clone)]
 pub struct NotebookService {
-    store: Arc<dyn Store>,
+    store: NotebookPorts,
     reads: CachedReads,
     authorizer: Authorizer,
     max_depth: u32,
@@ -87,8 +88,11 @@ fn structure_error(error: StoreError, max_depth: u32) -> ServiceError {
 }
 
 impl NotebookService {
-    pub fn new(store: Arc<dyn Store>, max_depth: u32) -> Self {
-        let reads = CachedReads::uncached(Arc::clone(&store));
+    pub fn new(store: NotebookPorts, max_depth: u32) -> Self {
+        let reads = CachedReads::uncached(ReadPorts {
+            users: Arc::clone(&store.users),
+            notebooks: Arc::clone(&store.notebooks),
+        });
         Self { authorizer: Authorizer::new(reads.clone()), reads, store, max_depth }
     }
 
@@ -145,10 +149,14 @@ impl NotebookService {
             created_at: time::now(),
         };
         let notebook =
-            self.store.create_notebook(new, self.max_depth, &caller.change()).await.map_err(|error| match error {
-                // The parent was checked above, so a missing node is the caller's own account.
-                StoreError::NotFound if request.parent_id.is_none() => ServiceError::Forbidden("account is not active"),
-                other => structure_error(other, self.max_depth),
+            self.store.notebooks.create_notebook(new, self.max_depth, &caller.change()).await.map_err(|error| {
+                match error {
+                    // The parent was checked above, so a missing node is the caller's own account.
+                    StoreError::NotFound if request.parent_id.is_none() => {
+                        ServiceError::Forbidden("account is not active")
+                    }
+                    other => structure_error(other, self.max_depth),
+                }
             })?;
         tracing::info!(notebook_id = %notebook.id, owner_id = %caller.user_id, "created notebook");
         Ok(notebook)
@@ -156,13 +164,13 @@ impl NotebookService {
 
     pub async fn get(&self, caller: &Principal, id: NotebookId) -> ServiceResult<(Notebook, Access)> {
         let access = self.require(caller, id, Permission::Read).await?;
-        Ok((self.store.get_notebook(id).await?, access))
+        Ok((self.store.notebooks.get_notebook(id).await?, access))
     }
 
     /// A listing scoped to the caller: every notebook in it is one the caller may
     /// read (owned, shared with it, or public), so no per-item check is needed.
     pub async fn list(&self, query: NotebookQuery) -> ServiceResult<Page<Notebook>> {
-        Ok(self.store.list_notebooks(query).await?)
+        Ok(self.store.notebooks.list_notebooks(query).await?)
     }
 
     /// Child notebooks the caller may read: all of them when its access to the parent
@@ -175,7 +183,7 @@ impl NotebookService {
         page: PageRequest,
     ) -> ServiceResult<Page<Notebook>> {
         let access = self.require(caller, id, Permission::Read).await?;
-        Ok(self.store.list_children(id, !access.is_inheritable(), page).await?)
+        Ok(self.store.notebooks.list_children(id, !access.is_inheritable(), page).await?)
     }
 
     /// Changing content needs write access; changing visibility, compliance settings
@@ -197,6 +205,7 @@ impl NotebookService {
         if let Some(parent) = update.parent_id {
             let moved = self
                 .store
+                .notebooks
                 .move_notebook(id, parent, expected_version, self.max_depth, &change)
                 .await
                 .map_err(|error| structure_error(error, self.max_depth))?;
@@ -210,6 +219,7 @@ impl NotebookService {
         if !patch.is_empty() {
             notebook = Some(
                 self.store
+                    .notebooks
                     .update_notebook(id, patch, expected_version, &change)
                     .await
                     .map_err(|error| structure_error(error, self.max_depth))?,
@@ -221,13 +231,14 @@ impl NotebookService {
         tracing::info!(notebook_id = %id, "updated notebook");
         match notebook {
             Some(notebook) => Ok(notebook),
-            None => Ok(self.store.get_notebook(id).await?),
+            None => Ok(self.store.notebooks.get_notebook(id).await?),
         }
     }
 
     pub async fn delete(&self, caller: &Principal, id: NotebookId, cascade: bool) -> ServiceResult<()> {
         self.require(caller, id, Permission::Admin).await?;
         self.store
+            .notebooks
             .soft_delete_notebook(id, cascade, &caller.change())
             .await
             .map_err(|error| structure_error(error, self.max_depth))?;
@@ -262,6 +273,7 @@ impl NotebookService {
         };
         let copy = self
             .store
+            .notebooks
             .duplicate_notebook(id, caller.user_id, parent, name, self.max_depth, &caller.change())
             .await
             .map_err(|error| structure_error(error, self.max_depth))?;
@@ -290,14 +302,14 @@ impl NotebookService {
             self.require(caller, *parent, Permission::Write).await?;
         }
         let updated =
-            self.store.bulk_update(ids, action, self.max_depth, &caller.change()).await.map_err(
-                |error| match error {
+            self.store.notebooks.bulk_update(ids, action, self.max_depth, &caller.change()).await.map_err(|error| {
+                match error {
                     StoreError::Conflict(rule) if rule == "tags" => {
                         rejected("too_many_tags", "A notebook would carry more than 50 tags.")
                     }
                     other => structure_error(other, self.max_depth),
-                },
-            )?;
+                }
+            })?;
         if matches!(action, BulkAction::Move { .. } | BulkAction::Delete { .. }) {
             self.reads.access_changed().await;
         }
@@ -309,13 +321,13 @@ impl NotebookService {
     /// notebooks: never counts that would reveal others' private notebooks.
     pub async fn tags(&self, caller: &Principal, public: bool, limit: u32) -> ServiceResult<Vec<(Tag, u64)>> {
         let owner = (!public).then_some(caller.user_id);
-        Ok(self.store.tag_usage(owner, limit).await?)
+        Ok(self.store.notebooks.tag_usage(owner, limit).await?)
     }
 
     /// Restores a deleted notebook. Allowed to its owner, to global administrators,
     /// and to admins of its (live) parent; to anyone else it does not exist.
     pub async fn restore(&self, caller: &Principal, id: NotebookId) -> ServiceResult<Notebook> {
-        let deleted = self.store.get_deleted_notebook(id).await?;
+        let deleted = self.store.notebooks.get_deleted_notebook(id).await?;
         let global_admin = caller.roles.iter().any(|role| access::role_permission(*role) == Some(Permission::Admin));
         let parent_admin = match deleted.parent_id {
             Some(parent) => self.access(caller, parent).await.is_ok_and(|access| access.allows(Permission::Admin)),
@@ -324,12 +336,13 @@ impl NotebookService {
         if deleted.owner_id != caller.user_id && !global_admin && !parent_admin {
             return Err(ServiceError::NotFound);
         }
-        let notebook = self.store.restore_notebook(id, &caller.change()).await.map_err(|error| match error {
-            StoreError::Conflict(rule) if rule == "parent" => {
-                rejected("parent_deleted", "The parent notebook is deleted; restore it first or move this one.")
-            }
-            other => other.into(),
-        })?;
+        let notebook =
+            self.store.notebooks.restore_notebook(id, &caller.change()).await.map_err(|error| match error {
+                StoreError::Conflict(rule) if rule == "parent" => {
+                    rejected("parent_deleted", "The parent notebook is deleted; restore it first or move this one.")
+                }
+                other => other.into(),
+            })?;
         self.reads.access_changed().await;
         tracing::info!(notebook_id = %id, "restored notebook");
         Ok(notebook)
@@ -345,7 +358,7 @@ impl NotebookService {
         permission: Permission,
     ) -> ServiceResult<Collaboration> {
         self.require(caller, id, Permission::Admin).await?;
-        let notebook = self.store.get_notebook(id).await?;
+        let notebook = self.store.notebooks.get_notebook(id).await?;
         if user == notebook.owner_id {
             return Err(rejected("already_owner", "The user owns this notebook."));
         }
@@ -360,12 +373,14 @@ impl NotebookService {
             accepted_at: None,
             updated_at: now,
         };
-        let stored = self.store.put_collaboration(invitation, &caller.change()).await.map_err(|error| match error {
-            StoreError::NotFound => {
-                ServiceError::Validation(aether_domain::ValidationError::new("user_id", "no such user"))
-            }
-            other => other.into(),
-        })?;
+        let stored = self.store.collaborations.put_collaboration(invitation, &caller.change()).await.map_err(
+            |error| match error {
+                StoreError::NotFound => {
+                    ServiceError::Validation(aether_domain::ValidationError::new("user_id", "no such user"))
+                }
+                other => other.into(),
+            },
+        )?;
         // An invitation grants nothing yet, but it replaces an earlier relationship,
         // which may have been an active grant.
         self.reads.access_changed().await;
@@ -383,12 +398,12 @@ impl NotebookService {
         permission: Option<Permission>,
     ) -> ServiceResult<Option<Collaboration>> {
         self.require(caller, id, Permission::Admin).await?;
-        let notebook = self.store.get_notebook(id).await?;
+        let notebook = self.store.notebooks.get_notebook(id).await?;
         if user == notebook.owner_id {
             return Err(rejected("already_owner", "The owner's access cannot be changed."));
         }
         let Some(permission) = permission else {
-            self.store.revoke_collaboration(id, user, &caller.change()).await?;
+            self.store.collaborations.revoke_collaboration(id, user, &caller.change()).await?;
             self.reads.access_changed().await;
             tracing::info!(notebook_id = %id, user = %user, "revoked permission");
             return Ok(None);
@@ -404,12 +419,15 @@ impl NotebookService {
             accepted_at: Some(now),
             updated_at: now,
         };
-        let stored = self.store.put_collaboration(grant, &caller.change()).await.map_err(|error| match error {
-            StoreError::NotFound => {
-                ServiceError::Validation(aether_domain::ValidationError::new("user_id", "no such user"))
-            }
-            other => other.into(),
-        })?;
+        let stored =
+            self.store.collaborations.put_collaboration(grant, &caller.change()).await.map_err(
+                |error| match error {
+                    StoreError::NotFound => {
+                        ServiceError::Validation(aether_domain::ValidationError::new("user_id", "no such user"))
+                    }
+                    other => other.into(),
+                },
+            )?;
         self.reads.access_changed().await;
         tracing::info!(notebook_id = %id, user = %user, permission = permission.as_str(), "set permission");
         Ok(Some(stored))
@@ -417,7 +435,7 @@ impl NotebookService {
 
     pub async fn collaborators(&self, caller: &Principal, id: NotebookId) -> ServiceResult<Vec<Collaboration>> {
         self.require(caller, id, Permission::Admin).await?;
-        Ok(self.store.list_collaborations(id).await?)
+        Ok(self.store.collaborations.list_collaborations(id).await?)
     }
 
     /// The caller's own invitations in `status`.
@@ -426,7 +444,7 @@ impl NotebookService {
         caller: &Principal,
         status: CollaborationStatus,
     ) -> ServiceResult<Vec<Collaboration>> {
-        Ok(self.store.list_user_collaborations(caller.user_id, status).await?)
+        Ok(self.store.collaborations.list_user_collaborations(caller.user_id, status).await?)
     }
 
     /// Accepts or declines the caller's own invitation. `NotFound` when there is none.
@@ -437,11 +455,13 @@ impl NotebookService {
         accept: bool,
     ) -> ServiceResult<Collaboration> {
         let status = if accept { CollaborationStatus::Active } else { CollaborationStatus::Declined };
-        let pending = self.store.list_user_collaborations(caller.user_id, CollaborationStatus::Pending).await?;
+        let pending =
+            self.store.collaborations.list_user_collaborations(caller.user_id, CollaborationStatus::Pending).await?;
         if !pending.iter().any(|invitation| invitation.notebook_id == id) {
             return Err(ServiceError::NotFound);
         }
-        let answered = self.store.set_collaboration_status(id, caller.user_id, status, &caller.change()).await?;
+        let answered =
+            self.store.collaborations.set_collaboration_status(id, caller.user_id, status, &caller.change()).await?;
         self.reads.access_changed().await;
         Ok(answered)
     }
@@ -454,7 +474,7 @@ impl NotebookService {
         page: PageRequest,
     ) -> ServiceResult<Page<ActivityEvent>> {
         self.require(caller, id, Permission::Read).await?;
-        Ok(self.store.list_activity(id, page).await?)
+        Ok(self.store.activity.list_activity(id, page).await?)
     }
 
     /// The audit log, newest first, optionally about one resource. Readable by
@@ -468,7 +488,7 @@ impl NotebookService {
         if !caller.can(Capability::AdministerUsers) && !caller.can(Capability::ReadAudit) {
             return Err(ServiceError::Forbidden("the audit log is for administrators and compliance officers"));
         }
-        Ok(self.store.list_audit(resource_id, page).await?)
+        Ok(self.store.activity.list_audit(resource_id, page).await?)
     }
 
     /// Why `user` (the caller when `None`) has access to the notebook. Asking about
@@ -485,7 +505,7 @@ impl NotebookService {
             return Ok(AccessReport { user_id: target, notebook_id: id, access: Some(access) });
         }
         self.require(caller, id, Permission::Admin).await?;
-        let subject = self.store.get_user(target).await.map_err(|error| match error {
+        let subject = self.store.users.get_user(target).await.map_err(|error| match error {
             StoreError::NotFound => {
                 ServiceError::Validation(aether_domain::ValidationError::new("user_id", "no such user"))
             }

@@ -3,12 +3,11 @@
 use aether_domain::StoreError;
 use aether_domain::activity::Change;
 use aether_domain::blob::BlobKey;
-use aether_domain::document::{
-    DocumentPatch, Filename, JobFailure, JobOrigin, JobStatus, NewUploadJob, ProcessingResult, ProcessingStatus,
-    ReceivedFile, UploadJob,
-};
+use aether_domain::document::JobFailure;
+use aether_domain::document::{DocumentPatch, Filename, ProcessingResult, ProcessingStatus};
 use aether_domain::events::topics;
 use aether_domain::id::{DocumentId, JobId, NotebookId, UserId};
+use aether_domain::job::{JobOrigin, JobStatus, NewUploadJob, ReceivedFile, UploadJob};
 use aether_domain::notebook::{Description, Tag};
 use aether_domain::page::PageRequest;
 use aether_domain::store::Store;

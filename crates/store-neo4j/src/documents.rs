@@ -9,13 +9,13 @@
 use aether_domain::StoreError;
 use aether_domain::activity::{Change, ChangeRecord};
 use aether_domain::blob::BlobKey;
-use aether_domain::document::{
-    self, BlobDeletion, Document, DocumentPatch, DocumentVersion, JobEnd, JobFailure, JobStatus, NewUploadJob,
-    ProcessingResult, ReceivedFile, UploadJob, job_status_conflict,
-};
+use aether_domain::document::JobFailure;
+use aether_domain::document::{self, BlobDeletion, Document, DocumentPatch, DocumentVersion, ProcessingResult};
 use aether_domain::id::{DocumentId, JobId, NotebookId};
+use aether_domain::job;
+use aether_domain::job::{JobEnd, JobStatus, NewUploadJob, ReceivedFile, UploadJob, job_status_conflict};
 use aether_domain::page::{Page, PageRequest};
-use aether_domain::store::{DocumentStore, StoreResult};
+use aether_domain::store::{BlobDeletionStore, DocumentStore, JobStore, StoreResult};
 use aether_domain::time::Timestamp;
 use async_trait::async_trait;
 use neo4rs::{Txn, query};
@@ -141,7 +141,7 @@ impl Neo4jStore {
 }
 
 #[async_trait]
-impl DocumentStore for Neo4jStore {
+impl JobStore for Neo4jStore {
     async fn create_upload_job(&self, new: NewUploadJob) -> StoreResult<UploadJob> {
         in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
             let live = query("MATCH (n:Notebook {id: $id}) WHERE n.status <> 'deleted' RETURN n.id AS id")
@@ -169,7 +169,7 @@ impl DocumentStore for Neo4jStore {
             .param("version", target.version_id.to_string())
             .param("new_version", target.new_version)
             .param("status", JobStatus::Uploading.as_str())
-            .param("stage", document::STAGE_RECEIVING)
+            .param("stage", job::STAGE_RECEIVING)
             .param("filename", new.filename.as_str())
             .param("summary", new.change_summary.clone())
             .param("callback", new.callback_url.as_ref().map(|c| c.as_str().to_owned()))
@@ -235,14 +235,14 @@ impl DocumentStore for Neo4jStore {
             )
             .param("id", id.to_string())
             .param("status", JobStatus::Pending.as_str())
-            .param("stage", document::STAGE_QUEUED)
+            .param("stage", job::STAGE_QUEUED)
             .param("size", signed(file.size))
             .param("hash", file.sha256.clone())
             .param("type", file.content_type.clone())
             .param("at", storage(&at));
             txn.run(q).await.map_err(map_err)?;
             let job = reread_job(txn, id).await?;
-            for event in document::accepted_events(&job) {
+            for event in job::accepted_events(&job) {
                 insert_event(txn, &event, &at).await?;
             }
             Ok(job)
@@ -450,7 +450,10 @@ impl DocumentStore for Neo4jStore {
         .param("limit", i64::from(limit));
         self.rows(q).await?.iter().map(job_from_row).collect()
     }
+}
 
+#[async_trait]
+impl DocumentStore for Neo4jStore {
     async fn get_document(&self, id: DocumentId) -> StoreResult<Document> {
         let q = query(&format!("MATCH (n:Notebook)-[:CONTAINS]->(d:Document {{id: $id}}) {DOCUMENT_RETURN}"))
             .param("id", id.to_string());
@@ -531,7 +534,10 @@ impl DocumentStore for Neo4jStore {
         }
         Ok(versions)
     }
+}
 
+#[async_trait]
+impl BlobDeletionStore for Neo4jStore {
     async fn queue_blob_deletions(&self, keys: &[BlobKey], at: Timestamp) -> StoreResult<()> {
         let keys = keys.to_vec();
         in_txn_retrying(&self.graph, async move |txn: &mut Txn| queue_deletions(txn, &keys, &at).await).await

@@ -11,12 +11,11 @@ use aether_domain::activity::{ActivityEvent, AuditEntry};
 use aether_domain::api_key::{ApiKey, ApiKeyName, ApiKeyScope};
 use aether_domain::blob::BlobKey;
 use aether_domain::compliance::ComplianceSettings;
-use aether_domain::document::{
-    CallbackUrl, Document, DocumentVersion, Filename, JobFailure, JobOrigin, JobStatus, ProcessingResult,
-    ProcessingStatus, ReceivedFile, UploadJob,
-};
+use aether_domain::document::JobFailure;
+use aether_domain::document::{Document, DocumentVersion, Filename, ProcessingResult, ProcessingStatus};
 use aether_domain::events::OutboxEvent;
 use aether_domain::id::{ApiKeyId, DocumentId, JobId, NotebookId, TokenFamilyId, UserId, VersionId};
+use aether_domain::job::{CallbackUrl, JobOrigin, JobStatus, ReceivedFile, UploadJob};
 use aether_domain::notebook::{Description, Notebook, NotebookName, NotebookStatus, Tag, Visibility};
 use aether_domain::page::PageRequest;
 use aether_domain::session::PresentedRefreshToken;

@@ -5,14 +5,14 @@
 use aether_domain::StoreError;
 use aether_domain::activity::{Change, ChangeRecord};
 use aether_domain::blob::BlobKey;
-use aether_domain::document::{
-    self, BlobDeletion, CallbackUrl, Document, DocumentPatch, DocumentVersion, JobEnd, JobFailure, JobStatus,
-    NewUploadJob, ProcessingResult, ReceivedFile, UploadJob, job_status_conflict,
-};
+use aether_domain::document::JobFailure;
+use aether_domain::document::{self, BlobDeletion, Document, DocumentPatch, DocumentVersion, ProcessingResult};
 use aether_domain::id::{DocumentId, JobId, NotebookId};
+use aether_domain::job;
+use aether_domain::job::{CallbackUrl, JobEnd, JobStatus, NewUploadJob, ReceivedFile, UploadJob, job_status_conflict};
 use aether_domain::notebook::Description;
 use aether_domain::page::{Page, PageRequest};
-use aether_domain::store::{DocumentStore, StoreResult};
+use aether_domain::store::{BlobDeletionStore, DocumentStore, JobStore, StoreResult};
 use aether_domain::time::{self, Timestamp};
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
@@ -131,7 +131,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl DocumentStore for SqliteStore {
+impl JobStore for SqliteStore {
     async fn create_upload_job(&self, new: NewUploadJob) -> StoreResult<UploadJob> {
         let (_writer, mut tx) = self.begin_write().await?;
         let live: Option<String> = sqlx::query_scalar("SELECT id FROM notebooks WHERE id = ? AND status != 'deleted'")
@@ -164,7 +164,7 @@ impl DocumentStore for SqliteStore {
         .bind(&new.change_summary)
         .bind(new.callback_url.as_ref().map(CallbackUrl::as_str))
         .bind(JobStatus::Uploading.as_str())
-        .bind(document::STAGE_RECEIVING)
+        .bind(job::STAGE_RECEIVING)
         .bind(new.expected_bytes.map(size))
         .bind(target.blob_key.as_str())
         .bind(&new.storage_provider)
@@ -227,7 +227,7 @@ impl DocumentStore for SqliteStore {
              content_type = ?5, updated_at = ?6 WHERE id = ?7",
         )
         .bind(JobStatus::Pending.as_str())
-        .bind(document::STAGE_QUEUED)
+        .bind(job::STAGE_QUEUED)
         .bind(size(file.size))
         .bind(&file.sha256)
         .bind(&file.content_type)
@@ -237,7 +237,7 @@ impl DocumentStore for SqliteStore {
         .await
         .map_err(map_err)?;
         let job = job_in(&mut *tx, id).await?;
-        for event in document::accepted_events(&job) {
+        for event in job::accepted_events(&job) {
             insert_event(&mut tx, &event, &at).await?;
         }
         tx.commit().await.map_err(map_err)?;
@@ -462,7 +462,10 @@ impl DocumentStore for SqliteStore {
         .map_err(map_err)?;
         convert(rows)
     }
+}
 
+#[async_trait]
+impl DocumentStore for SqliteStore {
     async fn get_document(&self, id: DocumentId) -> StoreResult<Document> {
         document_in(&self.pool, id).await
     }
@@ -551,7 +554,10 @@ impl DocumentStore for SqliteStore {
         }
         convert(rows)
     }
+}
 
+#[async_trait]
+impl BlobDeletionStore for SqliteStore {
     async fn queue_blob_deletions(&self, keys: &[BlobKey], at: Timestamp) -> StoreResult<()> {
         let (_writer, mut tx) = self.begin_write().await?;
         queue_deletions(&mut tx, keys, &at).await?;

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use aether_domain::auth::Principal;
 use aether_domain::compliance::ComplianceSettings;
-use aether_domain::document::{JobFailure, JobStatus, ProcessingResult, UploadJob, content_disposition};
+use aether_domain::document::JobFailure;
+use aether_domain::document::{ProcessingResult, content_disposition};
 use aether_domain::external::{ExternalProcessor, Submission};
 use aether_domain::id::JobId;
+use aether_domain::job::{JobStatus, UploadJob};
 use aether_domain::time::{self, Timestamp};
 use aether_domain::{StoreError, ValidationError};
 use serde::Deserialize;
@@ -118,7 +120,7 @@ impl DocumentService {
     }
 
     async fn hold_externally(&self, job: &UploadJob, file_id: &str, lease: Timestamp) -> ServiceResult<UploadJob> {
-        match self.store.set_job_external_id(job.id, file_id, lease, time::now()).await {
+        match self.store.jobs.set_job_external_id(job.id, file_id, lease, time::now()).await {
             Ok(held) => Ok(held),
             Err(StoreError::Conflict(_)) => Err(job_finished(job)),
             Err(error) => Err(error.into()),
@@ -165,7 +167,7 @@ impl DocumentService {
         let event: WebhookEvent = serde_json::from_slice(body)
             .map_err(|e| ValidationError::new("body", format!("not a webhook event: {e}")))?;
         let job_id = JobId::parse(&event.document_id)?;
-        let job = self.store.get_job(job_id).await?;
+        let job = self.store.jobs.get_job(job_id).await?;
         if job.external_id.as_deref() != Some(event.file_id.as_str()) {
             return Err(ServiceError::NotFound);
         }
@@ -173,7 +175,7 @@ impl DocumentService {
         if job.status.is_terminal() {
             return Ok(());
         }
-        let settings = match self.store.get_notebook(job.notebook_id).await {
+        let settings = match self.store.notebooks.get_notebook(job.notebook_id).await {
             Ok(notebook) => notebook.compliance_settings,
             Err(StoreError::NotFound) => ComplianceSettings::default(),
             Err(error) => return Err(error.into()),
@@ -189,6 +191,7 @@ impl DocumentService {
                 let now = time::now();
                 match self
                     .store
+                    .jobs
                     .advance_job(job.id, JobStatus::Processing, &stage, time::after(now, external.timeout), now)
                     .await
                 {

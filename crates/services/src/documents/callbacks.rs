@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aether_domain::document::{CallbackSender, UploadJob};
+use aether_domain::job::{CallbackSender, UploadJob};
 use aether_domain::time;
 
 use super::signing::hmac_sha256;

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use aether_domain::access::Permission;
 use aether_domain::auth::Principal;
-use aether_domain::document::{JobFanout, JobStatus, UploadJob};
 use aether_domain::id::{JobId, NotebookId};
+use aether_domain::job::{JobFanout, JobStatus, UploadJob};
 use aether_domain::page::{Limit, PageRequest};
-use aether_domain::store::Store;
+use aether_domain::store::JobStore;
 use aether_domain::time::Timestamp;
 use futures::stream::{self, BoxStream, StreamExt as _};
 use tokio::sync::broadcast;
@@ -100,7 +100,7 @@ impl DocumentService {
         if !self.hub.is_followed(job, notebook) {
             return;
         }
-        match self.store.get_job(job).await {
+        match self.store.jobs.get_job(job).await {
             Ok(current) => self.hub.publish_here(&current),
             Err(error) => tracing::debug!(%error, job_id = %job, "could not read a job changed elsewhere"),
         }
@@ -119,7 +119,7 @@ impl DocumentService {
     ) -> ServiceResult<BoxStream<'static, UploadJob>> {
         let job = self.job(caller, id).await?;
         let updates = self.hub.subscribe(job.id);
-        Ok(follow_job(Arc::clone(&self.store), updates, job, poll).boxed())
+        Ok(follow_job(Arc::clone(&self.store.jobs), updates, job, poll).boxed())
     }
 
     /// Every upload job of a notebook the caller may read: its unfinished jobs now,
@@ -137,7 +137,7 @@ impl DocumentService {
         let active = self.notebook_jobs(caller, notebook, true, recent_jobs()).await?;
         let follower = NotebookFollower {
             access: self.access.clone(),
-            store: Arc::clone(&self.store),
+            store: Arc::clone(&self.store.jobs),
             caller: caller.clone(),
             notebook,
             updates: self.hub.subscribe_notebook(notebook),
@@ -167,13 +167,13 @@ fn differs(current: &UploadJob, last: &UploadJob) -> bool {
 }
 
 fn follow_job(
-    store: Arc<dyn Store>,
+    store: Arc<dyn JobStore>,
     updates: broadcast::Receiver<UploadJob>,
     job: UploadJob,
     poll: Duration,
 ) -> impl futures::Stream<Item = UploadJob> + Send + 'static {
     struct Follower {
-        store: Arc<dyn Store>,
+        store: Arc<dyn JobStore>,
         updates: broadcast::Receiver<UploadJob>,
         poll: Duration,
         last: UploadJob,
@@ -207,7 +207,7 @@ fn follow_job(
 /// The state of one notebook's job stream.
 struct NotebookFollower {
     access: Authorizer,
-    store: Arc<dyn Store>,
+    store: Arc<dyn JobStore>,
     caller: Principal,
     notebook: NotebookId,
     updates: broadcast::Receiver<UploadJob>,

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use aether_domain::document::{JobFailure, JobStatus};
+use aether_domain::document::JobFailure;
+use aether_domain::job::JobStatus;
 use aether_domain::time;
 use tokio::sync::watch;
 
@@ -27,14 +28,14 @@ impl DocumentService {
 
     /// One maintenance pass; public so that tests and `aether` commands can run it.
     pub async fn maintain(&self) -> ServiceResult<()> {
-        let counts = self.store.count_active_jobs().await?;
+        let counts = self.store.jobs.count_active_jobs().await?;
         for status in [JobStatus::Uploading, JobStatus::Pending, JobStatus::Validating, JobStatus::Processing] {
             let n = counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
             metrics::gauge!("aether_document_jobs", "status" => status.as_str()).set(n as f64);
         }
         let stale_before =
             time::now() - chrono::TimeDelta::from_std(self.settings.stale_upload_after).unwrap_or_default();
-        for job in self.store.stale_uploads(stale_before, 100).await? {
+        for job in self.store.jobs.stale_uploads(stale_before, 100).await? {
             self.fail(
                 &job,
                 JobFailure::new(
@@ -45,7 +46,7 @@ impl DocumentService {
             .await;
         }
         loop {
-            let batch = self.store.pending_blob_deletions(100).await?;
+            let batch = self.store.blob_deletions.pending_blob_deletions(100).await?;
             if batch.is_empty() {
                 return Ok(());
             }
@@ -58,7 +59,7 @@ impl DocumentService {
                     }
                 }
             }
-            self.store.complete_blob_deletions(&done).await?;
+            self.store.blob_deletions.complete_blob_deletions(&done).await?;
             if done.len() < batch.len() {
                 return Ok(());
             }

@@ -31,12 +31,12 @@ use std::time::Duration;
 use aether_domain::access::Permission;
 use aether_domain::auth::Principal;
 use aether_domain::blob::BlobStore;
-use aether_domain::document::{JobStatus, UploadJob};
 use aether_domain::id::NotebookId;
+use aether_domain::job::{JobStatus, UploadJob};
 use aether_domain::outbound::OutboundPolicy;
 use aether_domain::processing::{DocumentProcessor, ScratchSpace};
 use aether_domain::scan::VirusScanner;
-use aether_domain::store::Store;
+
 use aether_domain::time::{self, Timestamp};
 use tokio::sync::Notify;
 
@@ -50,6 +50,7 @@ pub use worker::quarantine_key;
 
 use crate::access::Authorizer;
 use crate::error::{ServiceError, ServiceResult};
+use crate::ports::DocumentPorts;
 
 /// How uploads and processing are bounded.
 #[derive(Debug, Clone)]
@@ -92,7 +93,7 @@ impl Default for DocumentSettings {
 
 #[derive(Debug)]
 pub struct DocumentService {
-    store: Arc<dyn Store>,
+    store: DocumentPorts,
     blobs: Arc<dyn BlobStore>,
     /// The one permission check, shared with the notebooks.
     access: Authorizer,
@@ -119,7 +120,7 @@ fn job_finished(job: &UploadJob) -> ServiceError {
 
 impl DocumentService {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: DocumentPorts,
         blobs: Arc<dyn BlobStore>,
         access: Authorizer,
         processor: Arc<dyn DocumentProcessor>,

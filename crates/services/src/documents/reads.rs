@@ -8,8 +8,9 @@ use aether_domain::access::Permission;
 use aether_domain::activity::Change;
 use aether_domain::auth::Principal;
 use aether_domain::blob::{BlobKey, BlobRead};
-use aether_domain::document::{Document, DocumentPatch, DocumentVersion, Filename, JobOrigin, UploadJob};
+use aether_domain::document::{Document, DocumentPatch, DocumentVersion, Filename};
 use aether_domain::id::{DocumentId, NotebookId};
+use aether_domain::job::{JobOrigin, UploadJob};
 use aether_domain::page::{Page, PageRequest};
 use futures::StreamExt as _;
 use serde::Serialize;
@@ -90,7 +91,7 @@ const PREVIEW_CHARS: usize = 2_000;
 impl DocumentService {
     /// A document and the caller's permission on it.
     pub async fn document(&self, caller: &Principal, id: DocumentId) -> ServiceResult<(Document, Permission)> {
-        let document = self.store.get_document(id).await?;
+        let document = self.store.documents.get_document(id).await?;
         let permission = self.require(caller, document.notebook_id, Permission::Read).await?;
         Ok((document, permission))
     }
@@ -102,7 +103,7 @@ impl DocumentService {
         page: PageRequest,
     ) -> ServiceResult<Page<Document>> {
         self.require(caller, notebook, Permission::Read).await?;
-        Ok(self.store.list_documents(notebook, page).await?)
+        Ok(self.store.documents.list_documents(notebook, page).await?)
     }
 
     pub async fn update(
@@ -112,19 +113,19 @@ impl DocumentService {
         patch: DocumentPatch,
         change: &Change,
     ) -> ServiceResult<Document> {
-        let document = self.store.get_document(id).await?;
+        let document = self.store.documents.get_document(id).await?;
         self.require(caller, document.notebook_id, Permission::Write).await?;
         if patch.is_empty() {
             return Ok(document);
         }
-        Ok(self.store.update_document(id, patch, change).await?)
+        Ok(self.store.documents.update_document(id, patch, change).await?)
     }
 
     /// Deletes the document; its blobs are queued and removed by the worker.
     pub async fn delete(&self, caller: &Principal, id: DocumentId, change: &Change) -> ServiceResult<()> {
-        let document = self.store.get_document(id).await?;
+        let document = self.store.documents.get_document(id).await?;
         self.require(caller, document.notebook_id, Permission::Write).await?;
-        self.store.delete_document(id, change).await?;
+        self.store.documents.delete_document(id, change).await?;
         tracing::info!(document_id = %id, "document deleted");
         self.work_ready.notify_one();
         Ok(())
@@ -132,7 +133,7 @@ impl DocumentService {
 
     pub async fn versions(&self, caller: &Principal, id: DocumentId) -> ServiceResult<Vec<DocumentVersion>> {
         self.document(caller, id).await?;
-        Ok(self.store.list_versions(id).await?)
+        Ok(self.store.documents.list_versions(id).await?)
     }
 
     /// Opens a document (or one of its versions) for download. Read-only
@@ -149,15 +150,18 @@ impl DocumentService {
         variant: Variant,
     ) -> ServiceResult<StoredFile> {
         let (document, permission) = self.document(caller, id).await?;
-        let chosen =
-            match version {
-                None => None,
-                Some(number) => Some(
-                    self.store.list_versions(id).await?.into_iter().find(|v| v.version_number == number).ok_or_else(
-                        || rejected("version_not_found", format!("The document has no version {number}.")),
-                    )?,
-                ),
-            };
+        let chosen = match version {
+            None => None,
+            Some(number) => Some(
+                self.store
+                    .documents
+                    .list_versions(id)
+                    .await?
+                    .into_iter()
+                    .find(|v| v.version_number == number)
+                    .ok_or_else(|| rejected("version_not_found", format!("The document has no version {number}.")))?,
+            ),
+        };
         let (original, redacted, filename, content_type) = match &chosen {
             Some(v) => {
                 (v.storage_path.clone(), v.redacted_path.clone(), v.original_filename.clone(), v.content_type.clone())
@@ -216,7 +220,7 @@ impl DocumentService {
     /// Where and how a document's current file is stored.
     pub async fn storage_metadata(&self, caller: &Principal, id: DocumentId) -> ServiceResult<StorageMetadata> {
         let (document, _) = self.document(caller, id).await?;
-        let versions = self.store.list_versions(id).await?;
+        let versions = self.store.documents.list_versions(id).await?;
         Ok(StorageMetadata {
             document_id: id,
             storage_provider: document.storage_provider.clone(),

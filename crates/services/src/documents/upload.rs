@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use aether_domain::access::Permission;
 use aether_domain::auth::Principal;
-use aether_domain::document::{
-    CallbackUrl, Filename, JobFailure, JobOrigin, JobStatus, NewUploadJob, ReceivedFile, UploadJob,
-};
+use aether_domain::document::Filename;
+use aether_domain::document::JobFailure;
 use aether_domain::id::{DocumentId, JobId, NotebookId};
+use aether_domain::job::{CallbackUrl, JobOrigin, JobStatus, NewUploadJob, ReceivedFile, UploadJob};
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::time;
 use aether_domain::{StoreError, ValidationError};
@@ -58,6 +58,7 @@ impl DocumentService {
         }
         let job = self
             .store
+            .jobs
             .create_upload_job(NewUploadJob {
                 id: JobId::new(),
                 notebook_id: request.notebook_id,
@@ -150,7 +151,7 @@ impl DocumentService {
                 }
                 last_report = Instant::now();
                 reported = received;
-                match self.store.record_upload_progress(job.id, received, time::now()).await {
+                match self.store.jobs.record_upload_progress(job.id, received, time::now()).await {
                     // Cancelled by a user, or failed by the stale-upload sweep.
                     Ok(current) if current.status.is_terminal() => {
                         return Err((JobFailure::new("cancelled", "cancelled"), job_finished(&current)));
@@ -178,7 +179,7 @@ impl DocumentService {
         let sniffed = aether_extract::sniff(&head, job.filename.as_str());
         let file =
             ReceivedFile { size: received, sha256: hex::encode(hasher.finalize()), content_type: sniffed.content_type };
-        match self.store.accept_upload(job.id, file, time::now()).await {
+        match self.store.jobs.accept_upload(job.id, file, time::now()).await {
             Ok(accepted) => {
                 tracing::info!(job_id = %job.id, bytes = received, "upload stored");
                 self.changed(&accepted, Some(JobStatus::Uploading));
@@ -188,8 +189,8 @@ impl DocumentService {
             Err(StoreError::Conflict(_)) => {
                 // Cancelled while the last bytes were written: the deletion queued
                 // by the cancellation may have run before the blob existed.
-                let _ = self.store.queue_blob_deletions(&job.written_keys(), time::now()).await;
-                let current = self.store.get_job(job.id).await?;
+                let _ = self.store.blob_deletions.queue_blob_deletions(&job.written_keys(), time::now()).await;
+                let current = self.store.jobs.get_job(job.id).await?;
                 Err(job_finished(&current))
             }
             Err(error) => Err(error.into()),
@@ -199,7 +200,7 @@ impl DocumentService {
     #[tracing::instrument(name = "job.fail", skip_all, fields(job_id = %job.id, code = %failure.code))]
     pub(super) async fn fail(&self, job: &UploadJob, failure: JobFailure) {
         tracing::info!(job_id = %job.id, code = %failure.code, "job failed");
-        match self.store.fail_job(job.id, failure, time::now()).await {
+        match self.store.jobs.fail_job(job.id, failure, time::now()).await {
             Ok(failed) => self.changed(&failed, Some(job.status)),
             Err(error) => tracing::warn!(%error, job_id = %job.id, "could not record a job failure"),
         }
@@ -207,7 +208,7 @@ impl DocumentService {
 
     /// A job the caller may read (through its notebook).
     pub async fn job(&self, caller: &Principal, id: JobId) -> ServiceResult<UploadJob> {
-        let job = self.store.get_job(id).await?;
+        let job = self.store.jobs.get_job(id).await?;
         self.require(caller, job.notebook_id, Permission::Read).await?;
         Ok(job)
     }
@@ -221,9 +222,9 @@ impl DocumentService {
         if job.status.is_terminal() {
             return Err(job_finished(&job));
         }
-        let cancelled = match self.store.cancel_job(id, time::now()).await {
+        let cancelled = match self.store.jobs.cancel_job(id, time::now()).await {
             Ok(cancelled) => cancelled,
-            Err(StoreError::Conflict(_)) => return Err(job_finished(&self.store.get_job(id).await?)),
+            Err(StoreError::Conflict(_)) => return Err(job_finished(&self.store.jobs.get_job(id).await?)),
             Err(error) => return Err(error.into()),
         };
         tracing::info!(job_id = %id, "job cancelled");
@@ -244,7 +245,7 @@ impl DocumentService {
         page: PageRequest,
     ) -> ServiceResult<Page<UploadJob>> {
         self.require(caller, notebook, Permission::Read).await?;
-        Ok(self.store.list_notebook_jobs(notebook, active_only, page).await?)
+        Ok(self.store.jobs.list_notebook_jobs(notebook, active_only, page).await?)
     }
 }
 

@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use aether_domain::StoreError;
 use aether_domain::blob::{BlobError, BlobKey};
 use aether_domain::compliance::ComplianceSettings;
-use aether_domain::document::{self, JobFailure, JobOrigin, JobQueue, JobStatus, ProcessingResult, UploadJob};
+use aether_domain::document::JobFailure;
+use aether_domain::document::{self, ProcessingResult};
 use aether_domain::id::JobId;
+use aether_domain::job::{JobOrigin, JobQueue, JobStatus, UploadJob};
 use aether_domain::processing::{ProcessError, ProcessRequest, ScratchError, ScratchFile};
 use aether_domain::scan::{ScanError, ScanVerdict};
 use aether_domain::time::{self, Timestamp};
@@ -62,7 +64,7 @@ impl DocumentService {
                 break;
             }
             let now = time::now();
-            match self.store.claim_job(now, time::after(now, self.settings.job_lease)).await {
+            match self.store.jobs.claim_job(now, time::after(now, self.settings.job_lease)).await {
                 Ok(Some(job)) => {
                     self.hub.publish(&job);
                     self.work(job).await;
@@ -115,7 +117,7 @@ impl DocumentService {
     async fn see_through(&self, id: JobId, shutdown: &mut watch::Receiver<bool>) -> bool {
         loop {
             let now = time::now();
-            match self.store.claim_job_by_id(id, now, time::after(now, self.settings.job_lease)).await {
+            match self.store.jobs.claim_job_by_id(id, now, time::after(now, self.settings.job_lease)).await {
                 Ok(Some(job)) => {
                     self.hub.publish(&job);
                     self.work(job).await;
@@ -124,7 +126,7 @@ impl DocumentService {
                 Ok(None) => {}
                 Err(error) => tracing::warn!(%error, job_id = %id, "could not claim a queued job"),
             }
-            let wait = match self.store.get_job(id).await {
+            let wait = match self.store.jobs.get_job(id).await {
                 Err(StoreError::NotFound) => return true,
                 Ok(job) if job.status.is_terminal() || job.status == JobStatus::Uploading => return true,
                 Ok(job) => job
@@ -151,7 +153,7 @@ impl DocumentService {
             }
             loop {
                 let now = time::now();
-                match self.store.claim_job(now, time::after(now, self.settings.job_lease)).await {
+                match self.store.jobs.claim_job(now, time::after(now, self.settings.job_lease)).await {
                     Ok(Some(job)) => {
                         tracing::info!(job_id = %job.id, "the sweep took a job no queue entry brought");
                         self.hub.publish(&job);
@@ -204,7 +206,7 @@ impl DocumentService {
                 let now = time::now();
                 let retry_at = time::after(now, RETRY_DELAY);
                 if let Err(error) =
-                    self.store.advance_job(id, JobStatus::Validating, "waiting to retry", retry_at, now).await
+                    self.store.jobs.advance_job(id, JobStatus::Validating, "waiting to retry", retry_at, now).await
                 {
                     tracing::warn!(%error, job_id = %id, "could not shorten the lease of a failed attempt");
                 }
@@ -218,7 +220,7 @@ impl DocumentService {
         let every = self.settings.job_lease / 3;
         loop {
             tokio::time::sleep(every).await;
-            match self.store.renew_job_lease(id, time::after(time::now(), self.settings.job_lease)).await {
+            match self.store.jobs.renew_job_lease(id, time::after(time::now(), self.settings.job_lease)).await {
                 Ok(()) => {}
                 // Finished or cancelled: the job's own path notices.
                 Err(StoreError::Conflict(_)) => std::future::pending::<()>().await,
@@ -249,11 +251,11 @@ impl DocumentService {
             ));
             return self.finish(&job, result).await;
         }
-        let notebook = match self.store.get_notebook(job.notebook_id).await {
+        let notebook = match self.store.notebooks.get_notebook(job.notebook_id).await {
             Ok(notebook) => notebook,
             Err(StoreError::NotFound) => {
                 self.fail(&job, JobFailure::new("notebook_deleted", "The notebook was deleted.")).await;
-                return self.store.get_job(job.id).await.map_err(Into::into);
+                return self.store.jobs.get_job(job.id).await.map_err(Into::into);
             }
             Err(error) => return Err(error.into()),
         };
@@ -265,7 +267,7 @@ impl DocumentService {
                 format!("The notebook does not accept {content_type} files."),
             );
             self.fail(&job, failure).await;
-            return self.store.get_job(job.id).await.map_err(Into::into);
+            return self.store.jobs.get_job(job.id).await.map_err(Into::into);
         }
 
         let scratch = self.fetch(&job).await?;
@@ -317,7 +319,7 @@ impl DocumentService {
 
     pub(super) async fn advance(&self, job: &UploadJob, status: JobStatus, stage: &str) -> ServiceResult<UploadJob> {
         let now = time::now();
-        match self.store.advance_job(job.id, status, stage, time::after(now, self.settings.job_lease), now).await {
+        match self.store.jobs.advance_job(job.id, status, stage, time::after(now, self.settings.job_lease), now).await {
             Ok(advanced) => {
                 self.changed(&advanced, Some(job.status));
                 Ok(advanced)
@@ -364,7 +366,7 @@ impl DocumentService {
         }
         tracing::warn!(job_id = %job.id, key = %target, code = %failure.code, "file quarantined");
         self.fail(job, failure).await;
-        Ok(self.store.get_job(job.id).await?)
+        Ok(self.store.jobs.get_job(job.id).await?)
     }
 
     #[tracing::instrument(name = "job.extract", skip_all)]
@@ -454,7 +456,7 @@ impl DocumentService {
 
     #[tracing::instrument(name = "job.finish", skip_all, fields(job_id = %job.id))]
     pub(super) async fn finish(&self, job: &UploadJob, result: ProcessingResult) -> ServiceResult<UploadJob> {
-        match self.store.finish_job(job.id, result, time::now()).await {
+        match self.store.jobs.finish_job(job.id, result, time::now()).await {
             Ok((finished, document)) => {
                 tracing::info!(job_id = %job.id, document_id = %document.id, status = finished.status.as_str(), "job finished");
                 self.changed(&finished, Some(job.status));
@@ -464,9 +466,9 @@ impl DocumentService {
                 // Cancelled meanwhile: what this attempt wrote must go too. (Finished
                 // by someone else, e.g. a redelivered webhook: its blobs are the
                 // document's now, and stay.)
-                let current = self.store.get_job(job.id).await?;
+                let current = self.store.jobs.get_job(job.id).await?;
                 if current.status == JobStatus::Cancelled {
-                    self.store.queue_blob_deletions(&job.written_keys(), time::now()).await?;
+                    self.store.blob_deletions.queue_blob_deletions(&job.written_keys(), time::now()).await?;
                     self.work_ready.notify_one();
                 }
                 Err(job_finished(&current))
@@ -475,7 +477,7 @@ impl DocumentService {
                 // The document this version belonged to was deleted meanwhile.
                 self.fail(job, JobFailure::new("document_deleted", "The document was deleted during processing."))
                     .await;
-                Ok(self.store.get_job(job.id).await?)
+                Ok(self.store.jobs.get_job(job.id).await?)
             }
             Err(error) => Err(error.into()),
         }

@@ -107,7 +107,7 @@ impl IdentityService {
             attributes: serde_json::Map::new(),
             logged_in_at,
         };
-        let store = Arc::clone(&self.store);
+        let store = Arc::clone(&self.store.users);
         let reads = self.reads.clone();
         let entry = self
             .synced
@@ -129,13 +129,13 @@ impl IdentityService {
 
     async fn authenticate_api_key(&self, secret: &str, client: &ClientInfo) -> ServiceResult<Principal> {
         let now = time::now();
-        let key = self.store.find_api_key(&digest(secret)).await?;
+        let key = self.store.api_keys.find_api_key(&digest(secret)).await?;
         let Some(key) = key.filter(|key| key.is_active(now)) else {
             let resource = secret.chars().take(API_KEY_PREFIX.len() + 8).collect::<String>();
             let mut details = serde_json::Map::new();
             details.insert("method".into(), "api_key".into());
             let record = audit_record("authentication_failed", "api_key", resource, None, details, client);
-            if let Err(error) = self.store.record_audit(record).await {
+            if let Err(error) = self.store.activity.record_audit(record).await {
                 tracing::warn!(%error, "could not audit a failed API key");
             }
             return Err(TokenError::Invalid("unknown, revoked or expired API key".into()).into());
@@ -149,7 +149,7 @@ impl IdentityService {
             .is_none_or(|used| (now - used).to_std().unwrap_or_default() >= self.settings.api_key_touch_interval)
         {
             // Off the request's path: a slow write must not slow every API call.
-            let store = Arc::clone(&self.store);
+            let store = Arc::clone(&self.store.api_keys);
             tokio::spawn(async move {
                 if let Err(error) = store.touch_api_key(key.id, now).await {
                     tracing::warn!(%error, "could not record API key use");

@@ -52,7 +52,7 @@ impl IdentityService {
         let now = time::now();
         let user = match &verified.subject {
             TokenSubject::External(_) => self.sync_from_token(&verified, Some(now)).await?,
-            TokenSubject::Local(id) => self.store.get_user(*id).await?,
+            TokenSubject::Local(id) => self.store.users.get_user(*id).await?,
         };
         let session_id = random_token(32);
         let session_ttl =

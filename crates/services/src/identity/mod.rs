@@ -20,7 +20,7 @@ use aether_domain::capability::{Capability, capabilities_of};
 use aether_domain::ephemeral::EphemeralStore;
 use aether_domain::id::{ApiKeyId, TokenFamilyId, UserId};
 use aether_domain::identity::{ExternalUser, IdentityDirectory, IdentityProviderError, OidcClient};
-use aether_domain::store::Store;
+
 use aether_domain::time::{self, Timestamp};
 use aether_domain::token::TokenError;
 use aether_domain::token::{TokenSubject, TokenVerifier, VerifiedToken};
@@ -34,6 +34,8 @@ use sha2::{Digest, Sha256};
 use crate::accounts::{AccountService, audit_record, digest};
 use crate::cache::CachedReads;
 use crate::error::{ServiceError, ServiceResult};
+use crate::ports::IdentityPorts;
+use aether_domain::store::UserStore;
 
 /// The prefix of every personal API key, so that keys are recognisable in logs and by
 /// secret scanners, and are told from JWTs without parsing.
@@ -138,7 +140,7 @@ struct SyncedUser {
 #[derive(Clone)]
 #[allow(missing_debug_implementations)]
 pub struct IdentityService {
-    store: Arc<dyn Store>,
+    store: IdentityPorts,
     ephemeral: Arc<dyn EphemeralStore>,
     verifier: Arc<dyn TokenVerifier>,
     provider: IdentityProvider,
@@ -185,8 +187,11 @@ fn fingerprint(token: &VerifiedToken) -> u64 {
 }
 
 impl IdentityService {
+    /// `reads` reads the users behind sessions and API keys, and is invalidated on
+    /// every change of a user: every service that changes users must share it.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: IdentityPorts,
+        reads: CachedReads,
         ephemeral: Arc<dyn EphemeralStore>,
         verifier: Arc<dyn TokenVerifier>,
         provider: IdentityProvider,
@@ -194,15 +199,7 @@ impl IdentityService {
         settings: IdentitySettings,
     ) -> Self {
         let synced = moka::future::Cache::builder().max_capacity(100_000).time_to_live(settings.sync_interval).build();
-        let reads = CachedReads::uncached(Arc::clone(&store));
         Self { store, ephemeral, verifier, provider, accounts, settings, synced, reads }
-    }
-
-    /// Reads the users behind sessions and API keys through `reads`, and invalidates
-    /// it on every change of a user. Every service that changes users must share it.
-    pub fn with_reads(mut self, reads: CachedReads) -> Self {
-        self.reads = reads;
-        self
     }
 
     pub fn is_external(&self) -> bool {
@@ -218,7 +215,7 @@ impl IdentityService {
 
     async fn audit(&self, record: aether_domain::activity::NewAuditRecord) {
         let action = record.action;
-        if let Err(error) = self.store.record_audit(record).await {
+        if let Err(error) = self.store.activity.record_audit(record).await {
             tracing::warn!(%error, action, "could not write an audit record");
         }
     }
@@ -253,7 +250,7 @@ pub fn require(caller: &Principal, capability: Capability) -> ServiceResult<()> 
 /// A synchronisation retried on what concurrent first requests can meet: a lost race
 /// on the unique `keycloak_id` or a transient deadlock. The synchronised user's
 /// cached entry is invalidated, since its username, roles or status may have changed.
-async fn sync_with_retry(store: &dyn Store, reads: &CachedReads, user: ExternalUser) -> ServiceResult<User> {
+async fn sync_with_retry(store: &dyn UserStore, reads: &CachedReads, user: ExternalUser) -> ServiceResult<User> {
     let mut attempt = 0;
     loop {
         attempt += 1;

@@ -5,7 +5,7 @@ use super::*;
 
 impl IdentityService {
     pub async fn me(&self, caller: &Principal) -> ServiceResult<User> {
-        self.store.get_user(caller.user_id).await.map_err(account_gone)
+        self.store.users.get_user(caller.user_id).await.map_err(account_gone)
     }
 
     /// Updates the caller's own settings. The full name is the provider's when the
@@ -28,11 +28,11 @@ impl IdentityService {
             return Err(ValidationError::new("preferences", "must be at most 16 KiB of JSON").into());
         }
         let patch = UserPatch { full_name, preferences, ..UserPatch::default() };
-        Ok(self.store.update_user(caller.user_id, patch, time::now()).await?)
+        Ok(self.store.users.update_user(caller.user_id, patch, time::now()).await?)
     }
 
     pub async fn get_user(&self, id: UserId) -> ServiceResult<User> {
-        Ok(self.store.get_user(id).await?)
+        Ok(self.store.users.get_user(id).await?)
     }
 
     /// Users matching `text`: from the provider's directory (copied into the store, so
@@ -49,7 +49,7 @@ impl IdentityService {
             match directory.search_users(text, limit).await {
                 Ok(found) => {
                     for user in found {
-                        if let Err(error) = sync_with_retry(self.store.as_ref(), &self.reads, user).await {
+                        if let Err(error) = sync_with_retry(self.store.users.as_ref(), &self.reads, user).await {
                             tracing::warn!(%error, "could not copy a directory user");
                         }
                     }
@@ -58,7 +58,7 @@ impl IdentityService {
                 Err(error) => tracing::warn!(%error, "directory search failed; answering from the store"),
             }
         }
-        Ok(self.store.search_users(text, limit).await?)
+        Ok(self.store.users.search_users(text, limit).await?)
     }
 
     /// Copies the caller's profile from the provider's directory now.
@@ -70,7 +70,7 @@ impl IdentityService {
         };
         let external = directory.get_user(keycloak_id).await.map_err(provider_error)?.ok_or(ServiceError::NotFound)?;
         self.synced.invalidate(keycloak_id).await;
-        sync_with_retry(self.store.as_ref(), &self.reads, external).await
+        sync_with_retry(self.store.users.as_ref(), &self.reads, external).await
     }
 
     /// Copies every user of the directory into the store (administrators only).
@@ -83,7 +83,7 @@ impl IdentityService {
             let page = directory.list_users(first, 100).await.map_err(provider_error)?;
             let len = u32::try_from(page.len()).unwrap_or(u32::MAX);
             for user in page {
-                sync_with_retry(self.store.as_ref(), &self.reads, user).await?;
+                sync_with_retry(self.store.users.as_ref(), &self.reads, user).await?;
                 count += 1;
             }
             if len < 100 {
@@ -107,20 +107,20 @@ impl IdentityService {
             match directory.list_users(0, 1000).await {
                 Ok(users) => {
                     for user in users {
-                        sync_with_retry(self.store.as_ref(), &self.reads, user).await?;
+                        sync_with_retry(self.store.users.as_ref(), &self.reads, user).await?;
                     }
                 }
                 Err(error) => tracing::warn!(%error, "directory listing failed; answering from the store"),
             }
         }
-        Ok(self.store.list_users(page).await?)
+        Ok(self.store.users.list_users(page).await?)
     }
 
     /// Makes `roles` the user's realm roles, in the provider first (its tokens carry
     /// them) and then in the store, audited.
     pub async fn change_roles(&self, caller: &Principal, id: UserId, roles: Vec<Role>) -> ServiceResult<User> {
         require(caller, Capability::AdministerUsers)?;
-        let before = self.store.get_user(id).await?;
+        let before = self.store.users.get_user(id).await?;
         let directory = match &self.provider {
             IdentityProvider::External { directory, .. } => {
                 let keycloak_id = before.keycloak_id.clone().ok_or(ServiceError::Rejected {
@@ -144,15 +144,17 @@ impl IdentityService {
         let record =
             audit_record("roles_changed", "user", id.to_string(), Some(caller.user_id), details, &caller.client);
         // The store first: it refuses to demote the last administrator, atomically.
-        let user = self.store.change_user_roles(id, roles.clone(), record).await.map_err(|error| match error {
-            StoreError::Conflict(rule) if rule == aether_domain::capability::LAST_ADMINISTRATOR => {
-                ServiceError::Rejected {
-                    code: aether_domain::capability::LAST_ADMINISTRATOR,
-                    detail: "This is the last active administrator: make someone else an administrator first.".into(),
+        let user =
+            self.store.users.change_user_roles(id, roles.clone(), record).await.map_err(|error| match error {
+                StoreError::Conflict(rule) if rule == aether_domain::capability::LAST_ADMINISTRATOR => {
+                    ServiceError::Rejected {
+                        code: aether_domain::capability::LAST_ADMINISTRATOR,
+                        detail: "This is the last active administrator: make someone else an administrator first."
+                            .into(),
+                    }
                 }
-            }
-            other => other.into(),
-        })?;
+                other => other.into(),
+            })?;
         self.reads.user_changed(id).await;
         if let Some((directory, keycloak_id)) = directory {
             if let Err(error) = directory.set_realm_roles(&keycloak_id, &roles).await {
@@ -168,7 +170,7 @@ impl IdentityService {
                     details,
                     &caller.client,
                 );
-                if let Err(undo_error) = self.store.change_user_roles(id, before.roles.clone(), undo).await {
+                if let Err(undo_error) = self.store.users.change_user_roles(id, before.roles.clone(), undo).await {
                     tracing::error!(error = %undo_error, user_id = %id, "could not revert a role change");
                 }
                 self.reads.user_changed(id).await;
@@ -232,12 +234,12 @@ impl IdentityService {
         details.insert("scopes".into(), scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().into());
         let record =
             audit_record("api_key_created", "api_key", id.to_string(), Some(caller.user_id), details, &caller.client);
-        let key = self.store.create_api_key(key, record).await?;
+        let key = self.store.api_keys.create_api_key(key, record).await?;
         Ok(CreatedApiKey { key, secret })
     }
 
     pub async fn list_api_keys(&self, caller: &Principal) -> ServiceResult<Vec<ApiKey>> {
-        Ok(self.store.list_api_keys(caller.user_id).await?)
+        Ok(self.store.api_keys.list_api_keys(caller.user_id).await?)
     }
 
     pub async fn revoke_api_key(&self, caller: &Principal, id: ApiKeyId) -> ServiceResult<ApiKey> {
@@ -249,6 +251,6 @@ impl IdentityService {
             serde_json::Map::new(),
             &caller.client,
         );
-        Ok(self.store.revoke_api_key(caller.user_id, id, record).await?)
+        Ok(self.store.api_keys.revoke_api_key(caller.user_id, id, record).await?)
     }
 }

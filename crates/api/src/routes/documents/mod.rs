@@ -12,9 +12,10 @@ pub mod sockets;
 pub mod uploads;
 
 use aether_domain::activity::Change;
-use aether_domain::document::{Document, DocumentPatch, DocumentVersion, Filename, JobStatus, UploadJob};
+use aether_domain::document::{Document, DocumentPatch, DocumentVersion, Filename};
 use aether_domain::id::DocumentId;
 use aether_domain::id::NotebookId;
+use aether_domain::job::{JobStatus, UploadJob};
 use aether_domain::notebook::{Description, Tag};
 use aether_domain::time;
 use aether_services::documents::elapsed_since;

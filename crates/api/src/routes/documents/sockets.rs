@@ -3,8 +3,8 @@
 //! the service's stream of changed jobs (`DocumentService::follow_job`,
 //! `follow_notebook`) as JSON until it ends or the client goes away.
 
-use aether_domain::document::UploadJob;
 use aether_domain::id::{JobId, NotebookId};
+use aether_domain::job::UploadJob;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};

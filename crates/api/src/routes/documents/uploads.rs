@@ -1,8 +1,9 @@
 //! Uploads: one file or a batch, streamed from a multipart body into jobs, and the
 //! jobs' status, progress and cancellation.
 
-use aether_domain::document::{CallbackUrl, Filename, UploadJob, parse_change_summary};
+use aether_domain::document::{Filename, parse_change_summary};
 use aether_domain::id::{DocumentId, JobId, NotebookId};
+use aether_domain::job::{CallbackUrl, UploadJob};
 use aether_services::documents::UploadRequest;
 use axum::Json;
 use axum::extract::{Path, State};
