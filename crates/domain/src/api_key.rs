@@ -52,8 +52,10 @@ pub struct ApiKeyName(String);
 
 impl ApiKeyName {
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        // Lengths count the text as sent, as the OpenAPI document's `maxLength` does.
+        let too_long = text.chars().count() > 100;
         let text = text.trim();
-        if text.is_empty() || text.chars().count() > 100 || text.chars().any(char::is_control) {
+        if text.is_empty() || too_long || text.chars().any(char::is_control) {
             return Err(ValidationError::new("name", "must be 1–100 characters, without control characters"));
         }
         Ok(Self(text.to_owned()))

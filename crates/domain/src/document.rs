@@ -41,12 +41,21 @@ impl Filename {
 
     /// Validates a name a client sets explicitly (renaming a document).
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
-        let sanitized = Self::sanitize(text);
-        if text.trim().is_empty() || sanitized.0 != text.trim() {
-            return Err(ValidationError::new(
+        let invalid = || {
+            ValidationError::new(
                 "original_filename",
                 "must be a plain file name: no path separators, control characters or leading dots, at most 255 bytes",
-            ));
+            )
+        };
+        // Bounded as sent, before trimming: the OpenAPI document's `maxLength` counts the
+        // whole text, surrounding white space included (schemathesis sent 14 blanks and
+        // a 244-character name).
+        if text.chars().count() > 255 {
+            return Err(invalid());
+        }
+        let sanitized = Self::sanitize(text);
+        if text.trim().is_empty() || sanitized.0 != text.trim() {
+            return Err(invalid());
         }
         Ok(sanitized)
     }
@@ -236,8 +245,10 @@ impl DocumentPatch {
 
 /// A change summary for a new version: at most 1 000 characters.
 pub fn parse_change_summary(text: &str) -> Result<Option<String>, ValidationError> {
+    // Lengths count the text as sent, as the OpenAPI document's `maxLength` does.
+    let too_long = text.chars().count() > 1_000;
     let text = text.trim();
-    if text.chars().count() > 1_000 || text.chars().any(|c| c.is_control() && c != '\n') {
+    if too_long || text.chars().any(|c| c.is_control() && c != '\n') {
         return Err(ValidationError::new(
             "change_summary",
             "must be at most 1000 characters, without control characters",
@@ -357,6 +368,9 @@ pub(crate) mod tests {
         for bad in ["", "a/b.txt", "..", "x\ty", ".hidden"] {
             assert!(Filename::parse(bad).is_err(), "{bad}");
         }
+        let name = format!("Q{}", "*".repeat(240));
+        assert!(Filename::parse(&name).is_ok());
+        assert!(Filename::parse(&format!("{}{name}", " ".repeat(15))).is_err(), "over 255 characters as sent");
     }
 
     #[test]

@@ -21,11 +21,13 @@ impl NotebookName {
     pub const MAX_CHARS: usize = 200;
 
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        // Lengths count the text as sent, as the OpenAPI document's `maxLength` does.
+        let too_long = text.chars().count() > Self::MAX_CHARS;
         let text = text.trim();
         if text.is_empty() {
             return Err(ValidationError::new("name", "must not be empty"));
         }
-        if text.chars().count() > Self::MAX_CHARS {
+        if too_long {
             return Err(ValidationError::new("name", format!("must be at most {} characters", Self::MAX_CHARS)));
         }
         if text.chars().any(char::is_control) {
@@ -71,8 +73,9 @@ impl Tag {
     pub const MAX_PER_NOTEBOOK: usize = 50;
 
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        let too_long = text.chars().count() > 64;
         let text = text.trim();
-        if text.is_empty() || text.chars().count() > 64 {
+        if text.is_empty() || too_long {
             return Err(ValidationError::new("tags", "each tag must be 1 to 64 characters"));
         }
         if text.chars().any(char::is_control) {
@@ -547,6 +550,16 @@ impl ChangeRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lengths_count_the_text_as_sent() {
+        // The OpenAPI document's maxLength counts surrounding blanks too.
+        let name = "a".repeat(NotebookName::MAX_CHARS);
+        assert!(NotebookName::parse(&name).is_ok());
+        assert!(NotebookName::parse(&format!("  {name}  ")).is_err());
+        assert!(Tag::parse(&format!(" {}", "t".repeat(64))).is_err());
+        assert!(Tag::parse(&"t".repeat(64)).is_ok());
+    }
 
     #[test]
     fn names_are_trimmed_and_bounded() {

@@ -17,8 +17,9 @@ pub struct Username(String);
 
 impl Username {
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        let too_long = text.chars().count() > 64;
         let text = text.trim();
-        if text.is_empty() || text.len() > 64 {
+        if text.is_empty() || too_long {
             return Err(ValidationError::new("username", "must be 1 to 64 characters"));
         }
         if !text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')) {
@@ -46,8 +47,10 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        let too_long = text.chars().count() > 254;
         let text = text.trim();
-        let valid = text.len() <= 254
+        let valid = !too_long
+            && text.len() <= 254
             && !text.chars().any(char::is_whitespace)
             && matches!(text.split_once('@'), Some((local, domain))
                 if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
