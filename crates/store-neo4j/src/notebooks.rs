@@ -275,13 +275,16 @@ const ATTACH_TAGS: &str = "CALL { WITH n UNWIND coalesce(n.tags, []) AS name \
      MERGE (t:Tag {name: name}) ON CREATE SET t.created_at = datetime($rc_at) \
      MERGE (n)-[r:TAGGED_WITH]->(t) ON CREATE SET r.tagged_at = datetime($rc_at), r.tagged_by = $rc_actor }";
 
+/// Unlinks a notebook `n` from the tags no longer in its `tags` list: a unit subquery.
+const DETACH_TAGS: &str =
+    "CALL { WITH n MATCH (n)-[r:TAGGED_WITH]->(t:Tag) WHERE NOT t.name IN coalesce(n.tags, []) DELETE r }";
+
 /// Brings the notebooks' `TAGGED_WITH` relationships in step with their `tags`
 /// lists, creating `(:Tag)` nodes as needed, in one statement.
 pub(crate) async fn sync_tags(txn: &mut Txn, ids: Vec<String>, change: &Change) -> StoreResult<()> {
     let q = query(&format!(
         "UNWIND $ids AS id MATCH (n:Notebook {{id: id}}) \
-         CALL {{ WITH n MATCH (n)-[r:TAGGED_WITH]->(t:Tag) WHERE NOT t.name IN coalesce(n.tags, []) DELETE r }} \
-         {ATTACH_TAGS}"
+         {DETACH_TAGS} {ATTACH_TAGS}"
     ))
     .param("ids", ids)
     .param("rc_at", storage(&change.at))
@@ -310,11 +313,16 @@ async fn update_in(
     let row = txn_row(txn, lock).await?.ok_or(StoreError::NotFound)?;
     let mut notebook = notebook_from_row(&row)?;
     let record = notebook.update(expected_version, patch_of, at)?;
-    let write = query(
-        "MATCH (n:Notebook {id: $id}) SET n.name = $name, n.description = $description, \
+    // The patch, the tags' relationships and the change's record: one statement.
+    let write = change_params(
+        query(&format!(
+            "MATCH (n:Notebook {{id: $id}}) SET n.name = $name, n.description = $description, \
              n.visibility = $visibility, n.status = $status, n.tags = $tags, \
              n.compliance_settings = $settings, n.search_text = $search_text, n.is_template = $is_template, \
-             n.version = coalesce(n.version, 1) + 1",
+             n.version = coalesce(n.version, 1) + 1 WITH n {DETACH_TAGS} {ATTACH_TAGS} {RECORD_CHANGE}"
+        )),
+        change,
+        record,
     )
     .param("id", id.to_string())
     .param("name", notebook.name.as_str())
@@ -326,7 +334,5 @@ async fn update_in(
     .param("is_template", notebook.is_template)
     .param("search_text", notebook.search_text());
     txn.run(write).await.map_err(map_err)?;
-    sync_tags(txn, vec![id.to_string()], change).await?;
-    record_change(txn, change, record).await?;
     Ok(notebook)
 }
