@@ -7,44 +7,65 @@ use aether_domain::events::topics;
 use aether_domain::id::NotebookId;
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::store::{ActivityStore, StoreResult};
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use neo4rs::{Query, Txn, query};
 
 use crate::Neo4jStore;
-use crate::outbox::insert_event;
 use crate::rows::{ActivityRecord, AuditRecord, after_param, from_rows, limit_param, storage};
 use crate::txn::map_err;
 
-/// Writes the activity event and the audit entry of a change, in its transaction:
-/// `(actor)-[:TRIGGERED]->(:ActivityEvent)-[:ABOUT]->(notebook)` and
-/// `(:AuditLog)-[:PERFORMED_BY]->(actor)`, `(:AuditLog)-[:ON_RESOURCE]->(notebook)`.
-pub(crate) async fn record_change(txn: &mut Txn, change: &Change, record: ChangeRecord) -> StoreResult<()> {
-    let events = record.outbox_events(change);
+/// The clauses that write a change's record, for a query in which `n` is the notebook
+/// it is about: `(actor)-[:TRIGGERED]->(:ActivityEvent)-[:ABOUT]->(n)`,
+/// `(:AuditLog)-[:PERFORMED_BY]->(actor)`, `(:AuditLog)-[:ON_RESOURCE]->(n)` and the
+/// outbox events, in their order. A unit subquery, so the row of `n` passes through
+/// unchanged; its parameters are set by [`change_params`].
+pub(crate) const RECORD_CHANGE: &str = "CALL { WITH n \
+     CREATE (ae:ActivityEvent {id: $rc_event_id, event_type: $rc_event_type, details: $rc_details, \
+       visibility: 'private', created_at: datetime($rc_at)})-[:ABOUT]->(n) \
+     CREATE (al:AuditLog {id: $rc_audit_id, action: $rc_action, resource_type: 'notebook', resource_id: n.id, \
+       details: $rc_details, ip_address: $rc_ip, user_agent: $rc_agent, created_at: datetime($rc_at)})-[:ON_RESOURCE]->(n) \
+     FOREACH (e IN $rc_events | CREATE (:OutboxEvent {id: e.id, topic: e.topic, key: e.key, payload: e.payload, \
+       created_at: datetime($rc_at)})) \
+     WITH ae, al OPTIONAL MATCH (u:User {id: $rc_actor}) \
+     FOREACH (x IN CASE WHEN u IS NULL THEN [] ELSE [u] END | \
+       CREATE (x)-[:TRIGGERED {triggered_at: datetime($rc_at)}]->(ae) CREATE (al)-[:PERFORMED_BY]->(x)) }";
+
+/// The parameters of [`RECORD_CHANGE`].
+pub(crate) fn change_params(q: Query, change: &Change, record: ChangeRecord) -> Query {
+    let events: Vec<HashMap<String, String>> = record
+        .outbox_events(change)
+        .into_iter()
+        .map(|event| {
+            HashMap::from([
+                ("id".to_owned(), uuid::Uuid::now_v7().to_string()),
+                ("topic".to_owned(), event.topic.to_owned()),
+                ("key".to_owned(), event.key),
+                ("payload".to_owned(), event.payload.to_string()),
+            ])
+        })
+        .collect();
     let details = serde_json::Value::Object(record.details).to_string();
-    let q = query(
-        "MATCH (n:Notebook {id: $notebook}) \
-         CREATE (ae:ActivityEvent {id: $event_id, event_type: $event_type, details: $details, \
-           visibility: 'private', created_at: datetime($at)})-[:ABOUT]->(n) \
-         CREATE (al:AuditLog {id: $audit_id, action: $action, resource_type: 'notebook', resource_id: $notebook, \
-           details: $details, ip_address: $ip, user_agent: $agent, created_at: datetime($at)})-[:ON_RESOURCE]->(n) \
-         WITH ae, al OPTIONAL MATCH (u:User {id: $actor}) \
-         FOREACH (x IN CASE WHEN u IS NULL THEN [] ELSE [u] END | \
-           CREATE (x)-[:TRIGGERED {triggered_at: datetime($at)}]->(ae) CREATE (al)-[:PERFORMED_BY]->(x))",
-    )
-    .param("notebook", record.notebook_id.to_string())
-    .param("event_id", uuid::Uuid::now_v7().to_string())
-    .param("audit_id", uuid::Uuid::now_v7().to_string())
-    .param("event_type", record.event_type)
-    .param("action", record.action)
-    .param("details", details)
-    .param("ip", change.ip_address.clone())
-    .param("agent", change.user_agent.clone())
-    .param("actor", change.actor.map(|actor| actor.to_string()))
-    .param("at", storage(&change.at));
+    q.param("rc_event_id", uuid::Uuid::now_v7().to_string())
+        .param("rc_audit_id", uuid::Uuid::now_v7().to_string())
+        .param("rc_event_type", record.event_type)
+        .param("rc_action", record.action)
+        .param("rc_details", details)
+        .param("rc_ip", change.ip_address.clone())
+        .param("rc_agent", change.user_agent.clone())
+        .param("rc_actor", change.actor.map(|actor| actor.to_string()))
+        .param("rc_events", events)
+        .param("rc_at", storage(&change.at))
+}
+
+/// Writes the record of a change about a notebook, in its transaction, in one
+/// statement (see [`RECORD_CHANGE`]).
+pub(crate) async fn record_change(txn: &mut Txn, change: &Change, record: ChangeRecord) -> StoreResult<()> {
+    let notebook = record.notebook_id.to_string();
+    let q = change_params(query(&format!("MATCH (n:Notebook {{id: $notebook}}) {RECORD_CHANGE}")), change, record)
+        .param("notebook", notebook);
     txn.run(q).await.map_err(map_err)?;
-    for event in &events {
-        insert_event(txn, event, &change.at).await?;
-    }
     Ok(())
 }
 

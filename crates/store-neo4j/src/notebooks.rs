@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use neo4rs::{Txn, query};
 
 use crate::Neo4jStore;
-use crate::activity::record_change;
+use crate::activity::{RECORD_CHANGE, change_params, record_change};
 use crate::hierarchy::{duplicate_in, lock_chain, move_in, soft_delete_in};
 use crate::rows::{
     ChainRecord, NOTEBOOK_RETURN, TagUsageRecord, after_param, column, from_rows, limit_param, notebook_from_row,
@@ -26,42 +26,51 @@ use crate::txn::{in_txn, map_err, txn_row};
 #[async_trait]
 impl NotebookStore for Neo4jStore {
     async fn create_notebook(&self, new: NewNotebook, max_depth: u32, change: &Change) -> StoreResult<Notebook> {
-        in_txn(&self.graph, async move |txn: &mut Txn| {
-            if let Some(parent) = new.parent_id {
-                let depth = lock_chain(txn, parent).await?.len();
-                if depth == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                notebook::check_depth(depth as u64, 1, max_depth)?;
-            }
-            // The node, its OWNS and its PARENT_OF commit together.
-            let q = query(&format!(
+        // The node, its OWNS, PARENT_OF and TAGGED_WITH, its activity event, audit entry
+        // and outbox events are written by one statement (issue 14: five statements and
+        // nine round trips before).
+        let q = change_params(
+            query(&format!(
                 "MATCH (owner:User {{id: $owner_id}}) WHERE owner.status <> 'deleted' \
-             OPTIONAL MATCH (parent:Notebook {{id: $parent_id}}) \
-             CREATE (n:Notebook {{id: $id, name: $name, description: $description, visibility: $visibility, \
-             status: 'active', compliance_settings: $settings, document_count: 0, total_size_bytes: 0, \
-             tags: $tags, search_text: $search_text, created_at: datetime($at), updated_at: datetime($at), \
-             version: 1, is_template: $is_template}}) \
-             CREATE (owner)-[:OWNS {{created_at: datetime($at)}}]->(n) \
-             FOREACH (p IN CASE WHEN parent IS NULL THEN [] ELSE [parent] END | \
-               CREATE (p)-[:PARENT_OF {{created_at: datetime($at)}}]->(n)) {NOTEBOOK_RETURN}"
-            ))
-            .param("owner_id", new.owner_id.to_string())
-            .param("parent_id", new.parent_id.map(|id| id.to_string()))
-            .param("id", new.id.to_string())
-            .param("name", new.name.as_str())
-            .param("description", new.description.as_ref().map(|d| d.as_str().to_owned()))
-            .param("visibility", new.visibility.as_str())
-            .param("settings", settings_json(&new.compliance_settings))
-            .param("tags", tag_names(&new.tags))
-            .param("search_text", new.search_text())
-            .param("is_template", new.is_template)
-            .param("at", storage(&new.created_at));
+                 OPTIONAL MATCH (parent:Notebook {{id: $parent_id}}) \
+                 CREATE (n:Notebook {{id: $id, name: $name, description: $description, visibility: $visibility, \
+                 status: 'active', compliance_settings: $settings, document_count: 0, total_size_bytes: 0, \
+                 tags: $tags, search_text: $search_text, created_at: datetime($at), updated_at: datetime($at), \
+                 version: 1, is_template: $is_template}}) \
+                 CREATE (owner)-[:OWNS {{created_at: datetime($at)}}]->(n) \
+                 FOREACH (p IN CASE WHEN parent IS NULL THEN [] ELSE [parent] END | \
+                   CREATE (p)-[:PARENT_OF {{created_at: datetime($at)}}]->(n)) \
+                 WITH n, owner {ATTACH_TAGS} {RECORD_CHANGE} {NOTEBOOK_RETURN}"
+            )),
+            change,
+            new.record(),
+        )
+        .param("owner_id", new.owner_id.to_string())
+        .param("parent_id", new.parent_id.map(|id| id.to_string()))
+        .param("id", new.id.to_string())
+        .param("name", new.name.as_str())
+        .param("description", new.description.as_ref().map(|d| d.as_str().to_owned()))
+        .param("visibility", new.visibility.as_str())
+        .param("settings", settings_json(&new.compliance_settings))
+        .param("tags", tag_names(&new.tags))
+        .param("search_text", new.search_text())
+        .param("is_template", new.is_template)
+        .param("at", storage(&new.created_at));
+        let Some(parent) = new.parent_id else {
+            // One statement is one transaction: auto-committed, RUN and PULL in one
+            // round trip, no BEGIN and COMMIT.
+            let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
+            return notebook_from_row(&row);
+        };
+        in_txn(&self.graph, async move |txn: &mut Txn| {
+            // The parent's chain is read under its locks, checked here, then written.
+            let depth = lock_chain(txn, parent).await?.len();
+            if depth == 0 {
+                return Err(StoreError::NotFound);
+            }
+            notebook::check_depth(depth as u64, 1, max_depth)?;
             let row = txn_row(txn, q).await?.ok_or(StoreError::NotFound)?;
-            let notebook = notebook_from_row(&row)?;
-            sync_tags(txn, vec![notebook.id.to_string()], change).await?;
-            record_change(txn, change, new.record()).await?;
-            Ok(notebook)
+            notebook_from_row(&row)
         })
         .await
     }
@@ -260,24 +269,27 @@ impl NotebookStore for Neo4jStore {
     }
 }
 
+/// Links a notebook `n` to a `(:Tag)` for each name in its `tags` list, creating the
+/// tags as needed: a unit subquery, with [`RECORD_CHANGE`]'s `$rc_at` and `$rc_actor`.
+const ATTACH_TAGS: &str = "CALL { WITH n UNWIND coalesce(n.tags, []) AS name \
+     MERGE (t:Tag {name: name}) ON CREATE SET t.created_at = datetime($rc_at) \
+     MERGE (n)-[r:TAGGED_WITH]->(t) ON CREATE SET r.tagged_at = datetime($rc_at), r.tagged_by = $rc_actor }";
+
+/// Unlinks a notebook `n` from the tags no longer in its `tags` list: a unit subquery.
+const DETACH_TAGS: &str =
+    "CALL { WITH n MATCH (n)-[r:TAGGED_WITH]->(t:Tag) WHERE NOT t.name IN coalesce(n.tags, []) DELETE r }";
+
 /// Brings the notebooks' `TAGGED_WITH` relationships in step with their `tags`
-/// lists, creating `(:Tag)` nodes as needed.
+/// lists, creating `(:Tag)` nodes as needed, in one statement.
 pub(crate) async fn sync_tags(txn: &mut Txn, ids: Vec<String>, change: &Change) -> StoreResult<()> {
-    let detach = query(
-        "UNWIND $ids AS id MATCH (n:Notebook {id: id})-[r:TAGGED_WITH]->(t:Tag) \
-         WHERE NOT t.name IN coalesce(n.tags, []) DELETE r",
-    )
-    .param("ids", ids.clone());
-    txn.run(detach).await.map_err(map_err)?;
-    let attach = query(
-        "UNWIND $ids AS id MATCH (n:Notebook {id: id}) UNWIND coalesce(n.tags, []) AS name \
-         MERGE (t:Tag {name: name}) ON CREATE SET t.created_at = datetime($at) \
-         MERGE (n)-[r:TAGGED_WITH]->(t) ON CREATE SET r.tagged_at = datetime($at), r.tagged_by = $actor",
-    )
+    let q = query(&format!(
+        "UNWIND $ids AS id MATCH (n:Notebook {{id: id}}) \
+         {DETACH_TAGS} {ATTACH_TAGS}"
+    ))
     .param("ids", ids)
-    .param("at", storage(&change.at))
-    .param("actor", change.actor.map(|actor| actor.to_string()));
-    txn.run(attach).await.map_err(map_err)?;
+    .param("rc_at", storage(&change.at))
+    .param("rc_actor", change.actor.map(|actor| actor.to_string()));
+    txn.run(q).await.map_err(map_err)?;
     Ok(())
 }
 
@@ -301,11 +313,16 @@ async fn update_in(
     let row = txn_row(txn, lock).await?.ok_or(StoreError::NotFound)?;
     let mut notebook = notebook_from_row(&row)?;
     let record = notebook.update(expected_version, patch_of, at)?;
-    let write = query(
-        "MATCH (n:Notebook {id: $id}) SET n.name = $name, n.description = $description, \
+    // The patch, the tags' relationships and the change's record: one statement.
+    let write = change_params(
+        query(&format!(
+            "MATCH (n:Notebook {{id: $id}}) SET n.name = $name, n.description = $description, \
              n.visibility = $visibility, n.status = $status, n.tags = $tags, \
              n.compliance_settings = $settings, n.search_text = $search_text, n.is_template = $is_template, \
-             n.version = coalesce(n.version, 1) + 1",
+             n.version = coalesce(n.version, 1) + 1 WITH n {DETACH_TAGS} {ATTACH_TAGS} {RECORD_CHANGE}"
+        )),
+        change,
+        record,
     )
     .param("id", id.to_string())
     .param("name", notebook.name.as_str())
@@ -317,7 +334,5 @@ async fn update_in(
     .param("is_template", notebook.is_template)
     .param("search_text", notebook.search_text());
     txn.run(write).await.map_err(map_err)?;
-    sync_tags(txn, vec![id.to_string()], change).await?;
-    record_change(txn, change, record).await?;
     Ok(notebook)
 }
