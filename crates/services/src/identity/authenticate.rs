@@ -70,12 +70,17 @@ impl IdentityService {
     /// When an administrator last changed this provider user's roles here (Unix seconds),
     /// remembered for as long as a token issued before it may live.
     async fn roles_changed_at(&self, keycloak_id: &str) -> Result<Option<i64>, TokenError> {
+        if let Some(changed) = self.recent.roles_changed_at(keycloak_id).await {
+            return Ok(changed);
+        }
         let stored = self
             .ephemeral
             .get(&roles_changed_key(keycloak_id))
             .await
             .map_err(|error| TokenError::Unavailable(error.to_string()))?;
-        Ok(stored.and_then(|bytes| String::from_utf8(bytes).ok()).and_then(|text| text.parse().ok()))
+        let changed = stored.and_then(|bytes| String::from_utf8(bytes).ok()).and_then(|text| text.parse().ok());
+        self.recent.remember_roles_changed_at(keycloak_id, changed).await;
+        Ok(changed)
     }
 
     /// Creates or updates the store's user from an external token, at most once per
@@ -166,16 +171,27 @@ impl IdentityService {
     /// Verifies an access token and that its session has not been ended by a logout:
     /// the claims, or why not. `/auth/verify-token` answers with this too.
     pub async fn verify_token(&self, token: &str) -> Result<VerifiedToken, TokenError> {
-        let verified = self.verifier.verify(token).await?;
+        let verified = match self.recent.verified(token).await {
+            Some(verified) => verified,
+            None => {
+                let verified = self.verifier.verify(token).await?;
+                self.recent.remember_verified(token, &verified).await;
+                verified
+            }
+        };
         if let Some(session) = &verified.session_id
-            && self
+            && !self.recent.session_live(session).await
+        {
+            let revoked = self
                 .ephemeral
                 .get(&revoked_key(session))
                 .await
                 .map_err(|e| TokenError::Unavailable(e.to_string()))?
-                .is_some()
-        {
-            return Err(TokenError::Invalid("the session of this token has ended".into()));
+                .is_some();
+            if revoked {
+                return Err(TokenError::Invalid("the session of this token has ended".into()));
+            }
+            self.recent.remember_session_live(session).await;
         }
         Ok(verified)
     }

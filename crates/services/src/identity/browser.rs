@@ -163,6 +163,7 @@ impl IdentityService {
         }
         for session in &provider_sessions {
             self.ephemeral.put(&revoked_key(session), b"1", self.settings.revocation_ttl).await?;
+            self.recent.session_revoked(session).await;
         }
         let mut end_session_url = None;
         match &self.provider {

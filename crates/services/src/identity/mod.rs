@@ -9,6 +9,7 @@
 
 mod authenticate;
 mod browser;
+mod recent;
 mod users;
 
 use std::sync::Arc;
@@ -63,6 +64,10 @@ pub struct IdentitySettings {
     pub sync_interval: Duration,
     /// How often `last_used_at` of an API key is written.
     pub api_key_touch_interval: Duration,
+    /// How long an answer "this token session is not revoked" or "these roles have
+    /// not changed" of the ephemeral store is reused: how late another replica may
+    /// notice a logout or a role change (this process notices at once).
+    pub recheck_interval: Duration,
 }
 
 impl Default for IdentitySettings {
@@ -73,6 +78,7 @@ impl Default for IdentitySettings {
             revocation_ttl: Duration::from_secs(3600),
             sync_interval: Duration::from_secs(300),
             api_key_touch_interval: Duration::from_secs(60),
+            recheck_interval: Duration::from_secs(1),
         }
     }
 }
@@ -147,6 +153,7 @@ pub struct IdentityService {
     accounts: Arc<AccountService>,
     settings: IdentitySettings,
     synced: moka::future::Cache<String, SyncedUser>,
+    recent: recent::RecentChecks,
     reads: CachedReads,
 }
 
@@ -199,7 +206,8 @@ impl IdentityService {
         settings: IdentitySettings,
     ) -> Self {
         let synced = moka::future::Cache::builder().max_capacity(100_000).time_to_live(settings.sync_interval).build();
-        Self { store, ephemeral, verifier, provider, accounts, settings, synced, reads }
+        let recent = recent::RecentChecks::new(settings.recheck_interval);
+        Self { store, ephemeral, verifier, provider, accounts, settings, synced, recent, reads }
     }
 
     pub fn is_external(&self) -> bool {

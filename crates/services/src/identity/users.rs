@@ -133,6 +133,7 @@ impl IdentityService {
                 self.ephemeral
                     .put(&roles_changed_key(&keycloak_id), now.as_bytes(), self.settings.revocation_ttl)
                     .await?;
+                self.recent.roles_changed(&keycloak_id).await;
                 Some((directory, keycloak_id))
             }
             IdentityProvider::Local => None,
