@@ -101,8 +101,12 @@ pub(crate) async fn short_lived(config: &Config, store: &Arc<dyn Store>) -> anyh
 /// The read cache for this configuration. Redis, when configured, is shared by every
 /// replica and invalidated by all of them. Without it, a SQLite store is served by
 /// one process, whose own memory is then a correct cache (and lets the same
-/// invalidation tests run on both shapes); Neo4j without Redis may have replicas
-/// that could not tell each other about changes, so nothing is cached.
+/// invalidation tests run on both shapes). Neo4j without Redis may have replicas
+/// that cannot tell each other about changes: each keeps its own cache for at most
+/// [`UNSHARED_CACHE_TTL`], so a change made through one replica is seen by the
+/// others within that time (the same bound as a logout, see `IdentitySettings::
+/// recheck_interval`), and every read of a user and of a permission chain is not a
+/// Neo4j query (they were two of the three queries of a `GET /notebooks/{id}`).
 fn read_cache(config: &Config, redis: Option<&RedisEphemeralStore>) -> Option<Arc<dyn ReadCache>> {
     let ttl = Duration::from_secs(config.cache_ttl_secs);
     if ttl.is_zero() {
@@ -111,9 +115,12 @@ fn read_cache(config: &Config, redis: Option<&RedisEphemeralStore>) -> Option<Ar
     match (redis, config.store) {
         (Some(redis), _) => Some(Arc::new(redis.read_cache(ttl))),
         (None, StoreKind::Sqlite) => Some(Arc::new(InProcessReadCache::new(ttl, 100_000))),
-        (None, StoreKind::Neo4j) => None,
+        (None, StoreKind::Neo4j) => Some(Arc::new(InProcessReadCache::new(ttl.min(UNSHARED_CACHE_TTL), 100_000))),
     }
 }
+
+/// How long a replica of the Neo4j shape without Redis keeps a read for itself.
+const UNSHARED_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Authentication: the built-in provider's tokens, or Keycloak's (with its client).
 pub(crate) struct Identity {

@@ -119,3 +119,53 @@ async fn changes_made_on_one_replica_are_seen_at_once_on_another() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Neo4j without Redis: two replicas share no cache, so each keeps its reads for at
+/// most a second (`UNSHARED_CACHE_TTL`): a revocation made through A is seen by B
+/// within that second, and B's repeated reads in between come from its own cache.
+/// Runs only on Neo4j (a SQLite store has one process by design).
+#[tokio::test]
+async fn without_redis_replicas_notice_changes_within_a_second() {
+    if common::store_kind() != aether::config::StoreKind::Neo4j {
+        println!("NOT RUN: needs AETHER_TEST_STORE=neo4j");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = |path: &std::path::Path| {
+        let mut config = test_config(path);
+        config.cache_ttl_secs = 600;
+        config
+    };
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let a = RunningServer::start(config(dir.path())).await.unwrap();
+    let b = RunningServer::start(config(dir.path())).await.unwrap();
+    let a = TestApp { server: a, client: client.clone(), dir };
+    let b = TestApp { server: b, client, dir: tempfile::tempdir().unwrap() };
+    let owner = a.user_token("unshared-owner").await;
+    let (reader_id, reader) = api_key_user(&a, "unshared-reader", &["read"]).await;
+    let created =
+        json_of(call(&a, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "N"}))).await, 201).await;
+    let notebook = format!("/api/v1/notebooks/{}", created["id"].as_str().unwrap());
+    let permissions = format!("{notebook}/permissions");
+    let grant = json!({"user_id": reader_id, "permission": "read"});
+    assert_eq!(status(&a, &owner, Method::PUT, &permissions, Some(grant)).await, 200);
+    assert_eq!(status(&b, &reader, Method::GET, &notebook, None).await, 200);
+    let hits = cache_count(&b, "access", "hit").await;
+    assert_eq!(status(&b, &reader, Method::GET, &notebook, None).await, 200);
+    assert!(cache_count(&b, "access", "hit").await > hits, "B serves the chain from its own cache");
+
+    let revoke = json!({"user_id": reader_id, "permission": null});
+    assert_eq!(status(&a, &owner, Method::PUT, &permissions, Some(revoke)).await, 204);
+    let revoked_at = std::time::Instant::now();
+    loop {
+        let seen = status(&b, &reader, Method::GET, &notebook, None).await;
+        if seen == 404 {
+            break;
+        }
+        assert_eq!(seen, 200);
+        assert!(revoked_at.elapsed() < Duration::from_millis(1_500), "B still reads after the cache's second");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
