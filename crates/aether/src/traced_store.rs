@@ -164,6 +164,7 @@ traced_ports! {
         fn get_deleted_notebook(&self, id: NotebookId) -> StoreResult<Notebook>;
         fn restore_notebook(&self, id: NotebookId, change: &Change) -> StoreResult<Notebook>;
         fn access_chain(&self, user: UserId, id: NotebookId) -> StoreResult<Vec<ChainLink>>;
+        fn notebook_with_access_chain(&self, user: UserId, id: NotebookId) -> StoreResult<(Notebook, Vec<ChainLink>)>;
         fn list_children(&self, parent: NotebookId, only_public: bool, page: PageRequest) -> StoreResult<Page<Notebook>>;
         fn move_notebook(&self, id: NotebookId, new_parent: Option<NotebookId>, expected_version: Option<u64>, max_depth: u32, change: &Change) -> StoreResult<Notebook>;
         fn list_shared_with(&self, user: UserId, page: PageRequest) -> StoreResult<Page<Notebook>>;

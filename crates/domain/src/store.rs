@@ -135,6 +135,17 @@ pub trait NotebookStore: Send + Sync + std::fmt::Debug {
     /// The notebook (first) and its ancestors up to the root, each with the user's
     /// active collaboration. `NotFound` when the notebook is missing or deleted.
     async fn access_chain(&self, user: UserId, id: NotebookId) -> StoreResult<Vec<ChainLink>>;
+    /// The live notebook and `user`'s chain to it (as [`Self::access_chain`]), read
+    /// together: one round trip where the backend has round trips (Neo4j). The
+    /// caller decides access from the chain before it shows anything of the notebook.
+    async fn notebook_with_access_chain(
+        &self,
+        user: UserId,
+        id: NotebookId,
+    ) -> StoreResult<(Notebook, Vec<ChainLink>)> {
+        let chain = self.access_chain(user, id).await?;
+        Ok((self.get_notebook(id).await?, chain))
+    }
     /// Live children of `parent`, newest first; only public ones when `only_public`.
     async fn list_children(
         &self,

@@ -7,7 +7,7 @@
 //! `NotFound` (its existence stays hidden), one it may read but not change is
 //! `Forbidden`.
 
-use aether_domain::access::{self, Access, Permission};
+use aether_domain::access::{self, Access, ChainLink, Permission};
 use aether_domain::auth::Principal;
 use aether_domain::capability::Capability;
 use aether_domain::id::NotebookId;
@@ -32,8 +32,13 @@ impl Authorizer {
     /// A credential without the write capability (a `read` API key) reads only.
     pub async fn access(&self, caller: &Principal, id: NotebookId) -> ServiceResult<Access> {
         let chain = self.reads.access_chain(caller.user_id, id).await?;
+        Self::access_in(caller, &chain)
+    }
+
+    /// The caller's effective access given its chain to the notebook.
+    pub fn access_in(caller: &Principal, chain: &[ChainLink]) -> ServiceResult<Access> {
         let mut access =
-            access::effective_access(caller.user_id, &caller.roles, &chain).ok_or(ServiceError::NotFound)?;
+            access::effective_access(caller.user_id, &caller.roles, chain).ok_or(ServiceError::NotFound)?;
         if !caller.can(Capability::Write) && access.permission > Permission::Read {
             access.permission = Permission::Read;
         }
@@ -44,6 +49,11 @@ impl Authorizer {
     /// it (so its existence stays hidden), `Forbidden` when it can read but not this.
     pub async fn require(&self, caller: &Principal, id: NotebookId, needed: Permission) -> ServiceResult<Access> {
         let access = self.access(caller, id).await?;
+        Self::require_in(access, needed)
+    }
+
+    /// [`Self::require`] on access already decided.
+    pub fn require_in(access: Access, needed: Permission) -> ServiceResult<Access> {
         if !access.allows(needed) {
             return Err(ServiceError::Forbidden(match needed {
                 Permission::Read => "read access is required",

@@ -90,6 +90,22 @@ impl CachedReads {
         self.read_through(&CacheScope::access(), &key, async move { store.access_chain(user, notebook).await }).await
     }
 
+    /// The chain as [`Self::access_chain`]; on a miss `read` fetches it together with
+    /// something else in the same round trip, answered as `Some` (on a hit: `None`,
+    /// fetch that separately).
+    pub async fn access_chain_with<T, F>(
+        &self,
+        user: UserId,
+        notebook: NotebookId,
+        read: F,
+    ) -> Result<(Vec<ChainLink>, Option<T>), StoreError>
+    where
+        F: Future<Output = Result<(Vec<ChainLink>, T), StoreError>>,
+    {
+        let key = format!("{user}:{notebook}");
+        self.read_through_with(&CacheScope::access(), &key, read).await
+    }
+
     /// Call after a change to the user's record has committed.
     pub async fn user_changed(&self, id: UserId) {
         self.invalidate(&CacheScope::user(id)).await;
@@ -127,14 +143,33 @@ impl CachedReads {
         T: Serialize + DeserializeOwned,
         F: Future<Output = Result<T, StoreError>>,
     {
-        let Some(cache) = &self.cache else { return read.await };
+        let read = async move { Ok((read.await?, ())) };
+        Ok(self.read_through_with(scope, key, read).await?.0)
+    }
+
+    /// Reads `T` through the cache; on a miss `read` also returns an `X` read with it,
+    /// which is not cached and is answered only then.
+    async fn read_through_with<T, X, F>(
+        &self,
+        scope: &CacheScope,
+        key: &str,
+        read: F,
+    ) -> Result<(T, Option<X>), StoreError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Future<Output = Result<(T, X), StoreError>>,
+    {
+        let Some(cache) = &self.cache else {
+            let (value, extra) = read.await?;
+            return Ok((value, Some(extra)));
+        };
         let namespace = scope.namespace();
         let generation = match cache.get(scope, key).await {
             Ok(CacheLookup { generation, value: Some(bytes) }) => match serde_json::from_slice(&bytes) {
                 Ok(value) => {
                     metrics::counter!("aether_cache_requests_total", "namespace" => namespace, "outcome" => "hit")
                         .increment(1);
-                    return Ok(value);
+                    return Ok((value, None));
                 }
                 Err(error) => {
                     // An entry of another release's shape: read the store and replace it.
@@ -150,7 +185,7 @@ impl CachedReads {
                 None
             }
         };
-        let value = read.await?;
+        let (value, extra) = read.await?;
         if let Some(generation) = generation {
             metrics::counter!("aether_cache_requests_total", "namespace" => namespace, "outcome" => "miss")
                 .increment(1);
@@ -163,7 +198,7 @@ impl CachedReads {
                 Err(error) => tracing::warn!(%error, namespace, "could not encode a cache entry"),
             }
         }
-        Ok(value)
+        Ok((value, Some(extra)))
     }
 }
 

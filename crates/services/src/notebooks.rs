@@ -162,9 +162,23 @@ impl NotebookService {
         Ok(notebook)
     }
 
+    /// The notebook and the caller's access to it. With the caller's chain cached, one
+    /// read of the notebook; without, one read of both together.
     pub async fn get(&self, caller: &Principal, id: NotebookId) -> ServiceResult<(Notebook, Access)> {
-        let access = self.require(caller, id, Permission::Read).await?;
-        Ok((self.store.notebooks.get_notebook(id).await?, access))
+        let (store, user) = (Arc::clone(&self.store.notebooks), caller.user_id);
+        let (chain, notebook) = self
+            .reads
+            .access_chain_with(user, id, async move {
+                let (notebook, chain) = store.notebook_with_access_chain(user, id).await?;
+                Ok((chain, notebook))
+            })
+            .await?;
+        let access = Authorizer::require_in(Authorizer::access_in(caller, &chain)?, Permission::Read)?;
+        let notebook = match notebook {
+            Some(notebook) => notebook,
+            None => self.store.notebooks.get_notebook(id).await?,
+        };
+        Ok((notebook, access))
     }
 
     /// A listing scoped to the caller: every notebook in it is one the caller may

@@ -120,3 +120,31 @@ pub async fn deleting_a_parent_needs_cascade(store: &dyn Store) {
         store.create_notebook(new_notebook(owner.id, "Leaf"), MAX_DEPTH, &Change::system(time::now())).await.unwrap();
     store.soft_delete_notebook(leaf.id, false, &Change::system(time::now())).await.unwrap();
 }
+
+/// `notebook_with_access_chain` answers exactly what `get_notebook` and
+/// `access_chain` answer apart, grants included, and `NotFound` for a missing or
+/// deleted notebook.
+pub async fn a_notebook_is_read_with_its_chain(store: &dyn Store) {
+    let owner = store.create_user(new_user("chained")).await.unwrap();
+    let guest = store.create_user(new_user("chain-guest")).await.unwrap();
+    let at = || Change::system(time::now());
+    let root = store.create_notebook(new_notebook(owner.id, "Chain root"), MAX_DEPTH, &at()).await.unwrap();
+    let child = store.create_notebook(child_of(owner.id, root.id, "Chain child"), MAX_DEPTH, &at()).await.unwrap();
+    let leaf = store.create_notebook(child_of(owner.id, child.id, "Chain leaf"), MAX_DEPTH, &at()).await.unwrap();
+    let mut grant = collaboration(child.id, guest.id, owner.id, Permission::Write);
+    grant.status = CollaborationStatus::Active;
+    store.put_collaboration(grant, &at()).await.unwrap();
+
+    for (user, id) in [(guest.id, leaf.id), (owner.id, leaf.id), (guest.id, root.id), (guest.id, child.id)] {
+        let (notebook, chain) = store.notebook_with_access_chain(user, id).await.unwrap();
+        assert_eq!(notebook, store.get_notebook(id).await.unwrap());
+        assert_eq!(chain, store.access_chain(user, id).await.unwrap());
+    }
+    let (_, chain) = store.notebook_with_access_chain(guest.id, leaf.id).await.unwrap();
+    assert_eq!(chain.iter().map(|link| link.notebook_id).collect::<Vec<_>>(), [leaf.id, child.id, root.id]);
+    assert_eq!(chain.iter().map(|link| link.grant).collect::<Vec<_>>(), [None, Some(Permission::Write), None]);
+
+    assert!(matches!(store.notebook_with_access_chain(owner.id, NotebookId::new()).await, Err(StoreError::NotFound)));
+    store.soft_delete_notebook(leaf.id, false, &at()).await.unwrap();
+    assert!(matches!(store.notebook_with_access_chain(owner.id, leaf.id).await, Err(StoreError::NotFound)));
+}

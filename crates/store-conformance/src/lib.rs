@@ -61,6 +61,7 @@ pub async fn run_all(store: &dyn Store) {
     concurrent_rotation_spends_a_token_once(store).await;
     expired_refresh_tokens_are_refused_and_purged(store).await;
     notebooks_form_a_hierarchy(store).await;
+    a_notebook_is_read_with_its_chain(store).await;
     moves_reject_cycles_and_excess_depth(store).await;
     deleting_a_parent_needs_cascade(store).await;
     collaborations_grant_along_the_hierarchy(store).await;

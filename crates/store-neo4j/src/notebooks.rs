@@ -235,6 +235,29 @@ impl NotebookStore for Neo4jStore {
         from_rows::<ChainRecord, ChainLink>(&rows)
     }
 
+    async fn notebook_with_access_chain(
+        &self,
+        user: UserId,
+        id: NotebookId,
+    ) -> StoreResult<(Notebook, Vec<ChainLink>)> {
+        // The chain of `access_chain`, collected in depth order, beside the notebook.
+        let q = query(&format!(
+            "MATCH (owner:User)-[:OWNS]->(n:Notebook {{id: $id}}) WHERE n.status <> 'deleted' \
+             CALL {{ WITH n MATCH path = (a:Notebook)-[:PARENT_OF*0..]->(n) MATCH (a_owner:User)-[:OWNS]->(a) \
+             OPTIONAL MATCH (:User {{id: $user}})-[c:COLLABORATES_ON {{status: 'active'}}]->(a) \
+             WITH a, a_owner, c, length(path) AS depth ORDER BY depth \
+             RETURN collect({{notebook_id: a.id, owner_id: a_owner.id, visibility: a.visibility, \
+             permission: c.permission}}) AS chain }} {}, chain AS chain",
+            NOTEBOOK_RETURN.replacen("WITH n, owner ", "WITH n, owner, chain ", 1)
+        ))
+        .param("id", id.to_string())
+        .param("user", user.to_string());
+        let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
+        let chain: Vec<ChainRecord> = column(&row, "chain")?;
+        let chain = chain.into_iter().map(ChainLink::try_from).collect::<StoreResult<Vec<_>>>()?;
+        Ok((notebook_from_row(&row)?, chain))
+    }
+
     async fn list_children(
         &self,
         parent: NotebookId,
