@@ -31,6 +31,13 @@ impl Report {
             line.insert("first_error".into(), json!(truncate(error)));
         }
         latency_fields(&mut line, &mut all, seconds);
+        for (process, cpu) in &outcome.cpu_seconds {
+            line.insert(format!("{process}_cpu_cores"), json!(round(cpu / seconds)));
+            if !all.is_empty() {
+                let per_request = cpu / all.len() as f64 * 1e6;
+                line.insert(format!("{process}_cpu_us_per_req"), json!(round(per_request)));
+            }
+        }
         self.rss(&mut line);
         print(line);
         if outcome.latencies.len() > 1 {

@@ -38,6 +38,10 @@ struct Cli {
     /// The server's process id: its RSS (VmRSS, VmHWM) goes into every figure.
     #[arg(long)]
     pid: Option<u32>,
+    /// Other processes whose CPU time per request to report, as `name=pid`
+    /// (`neo4j=1234`, `redis=5678`); the server's is reported with `--pid`.
+    #[arg(long = "process", value_parser = parse_process)]
+    processes: Vec<(String, u32)>,
     /// `key=value` pairs copied into every JSON line (store, redis, build …).
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
@@ -76,6 +80,11 @@ enum Command {
     },
 }
 
+fn parse_process(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = parse_label(text)?;
+    Ok((name, pid.parse().map_err(|_| format!("`{pid}` is not a process id"))?))
+}
+
 fn parse_label(text: &str) -> Result<(String, String), String> {
     let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not key=value"))?;
     Ok((key.to_owned(), value.to_owned()))
@@ -94,6 +103,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let token = server.password_token(&cli.username, &cli.password).await.context("signing in")?;
     let server = server.with_token(token);
     let report = figures::Report::new(cli.labels, cli.pid);
+    let mut watched: Vec<(String, u32)> = cli.pid.map(|pid| ("server".to_owned(), pid)).into_iter().collect();
+    watched.extend(cli.processes);
+    watched.push(("loadgen".to_owned(), std::process::id()));
     match cli.command {
         Command::Run { workload, clients, seconds, warmup } => {
             let operations = match workload.as_str() {
@@ -109,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     &server,
                     &fixture,
                     &operations,
+                    &watched,
                     count,
                     Duration::from_secs(warmup),
                     Duration::from_secs(seconds),

@@ -98,6 +98,8 @@ pub struct Outcome {
     pub errors: u64,
     pub first_error: Option<String>,
     pub elapsed: Duration,
+    /// CPU seconds each watched process used during the measured part.
+    pub cpu_seconds: Vec<(String, f64)>,
 }
 
 impl Outcome {
@@ -181,6 +183,7 @@ pub async fn closed_loop(
     server: &Server,
     fixture: &Fixture,
     operations: &[(Operation, u32)],
+    watched: &[(String, u32)],
     clients: usize,
     warmup: Duration,
     measured: Duration,
@@ -235,12 +238,37 @@ pub async fn closed_loop(
             outcome.borrow_mut().merge(mine);
         });
     }
+    // The watched processes' CPU time at the start and the end of the measured part.
+    let cpu = async {
+        tokio::time::sleep_until(measuring_from.into()).await;
+        let before: Vec<Option<f64>> = watched.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+        tokio::time::sleep_until(until.into()).await;
+        let after = watched.iter().map(|(_, pid)| cpu_seconds(*pid));
+        watched
+            .iter()
+            .zip(before.into_iter().zip(after))
+            .filter_map(|((name, _), (before, after))| Some((name.clone(), after? - before?)))
+            .collect::<Vec<_>>()
+    };
     // Polled together in this task: the loops borrow the fixture, so they are not
     // 'static tasks, and one thread drives them all anyway.
-    futures::future::join_all(loops).await;
+    let (_, cpu_seconds) = futures::join!(futures::future::join_all(loops), cpu);
     let mut outcome = Rc::try_unwrap(outcome).map_err(|_| anyhow!("a client loop is still running"))?.into_inner();
     outcome.elapsed = measured;
+    outcome.cpu_seconds = cpu_seconds;
     Ok(outcome)
+}
+
+/// The CPU time (user and system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // utime and stime are the 14th and 15th fields of the line, in clock ticks.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(ticks as f64 / 100.0)
 }
 
 /// How many notebooks the account owns now (walks its list by cursor).
