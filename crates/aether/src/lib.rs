@@ -205,7 +205,7 @@ impl Runtime {
             readiness: Arc::new(readiness::checks(self)),
             jwks: Arc::new(serde_json::json!({ "keys": [self.tokens.public_jwk()] })),
             metrics: metrics_with_rare_series(),
-            settings: ApiSettings {
+            settings: Arc::new(ApiSettings {
                 max_body_bytes: self.config.max_body_bytes,
                 cors_allowed_origins: self.config.cors_allowed_origins.0.clone(),
                 request_timeout: Duration::from_secs(self.config.request_timeout_secs),
@@ -220,7 +220,7 @@ impl Runtime {
                     fail_open: self.config.rate_limit_fail_open,
                 },
                 socket_poll: self.config.websocket_poll(),
-            },
+            }),
         })
     }
 

@@ -87,5 +87,7 @@ pub struct AppState {
     /// The JSON Web Key Set of the local token issuer.
     pub jwks: Arc<serde_json::Value>,
     pub metrics: PrometheusHandle,
-    pub settings: ApiSettings,
+    /// Shared, not copied: the state is cloned for every request (each extractor
+    /// takes its own), and the settings hold lists of strings.
+    pub settings: Arc<ApiSettings>,
 }
