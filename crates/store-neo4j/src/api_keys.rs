@@ -21,7 +21,7 @@ impl ApiKeyStore for Neo4jStore {
         in_txn(&self.graph, async move |txn: &mut Txn| {
             let q = query(&format!(
                 "MATCH (u:User {{id: $user}}) WHERE u.status <> 'deleted' \
-                 CREATE (u)-[:HAS_API_KEY]->(k:ApiKey {{id: $id, name: $name, prefix: $prefix, secret_hash: $hash, \
+                 CREATE (u)-[:HAS_API_KEY]->(k:ApiKey {{id: $id, user_id: u.id, name: $name, prefix: $prefix, secret_hash: $hash, \
                    scopes: $scopes, created_at: datetime($at), expires_at: datetime($expires)}}) {API_KEY_RETURN}"
             ))
             .param("user", key.user_id.to_string())

@@ -21,7 +21,8 @@ impl CollaborationStore for Neo4jStore {
         let q = query(&format!(
             "MATCH (n:Notebook {{id: $notebook}}) WHERE n.status <> 'deleted' \
              MATCH (u:User {{id: $user}}) WHERE u.status <> 'deleted' \
-             MERGE (u)-[c:COLLABORATES_ON]->(n) ON CREATE SET c.granted_at = datetime($at) \
+             MERGE (u)-[c:COLLABORATES_ON]->(n) ON CREATE SET c.granted_at = datetime($at), \
+               c.user_id = u.id, c.notebook_id = n.id \
              SET c.accepted_at = CASE WHEN $status = 'active' AND coalesce(c.status, '') <> 'active' \
                THEN datetime($at) ELSE c.accepted_at END, \
              c.permission = $permission, c.status = $status, c.granted_by = $granted_by, \
