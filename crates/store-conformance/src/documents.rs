@@ -183,7 +183,7 @@ pub async fn upload_jobs_run_their_course(store: &dyn Store) {
     assert_eq!(document.uploaded_by, owner);
     assert_eq!(document.result, result("hello a@b.example"));
     assert_eq!(store.get_document(document.id).await.unwrap(), document);
-    let versions = store.list_versions(document.id).await.unwrap();
+    let versions = store.list_versions(document.id, PageRequest::default()).await.unwrap().items;
     assert_eq!(versions.len(), 1);
     assert_eq!((versions[0].version_number, versions[0].id), (1, job.version_id));
     assert_eq!(versions[0].storage_path, job.blob_key);
@@ -230,8 +230,10 @@ pub async fn reuploads_add_versions(store: &dyn Store) {
     assert_eq!(updated.original_filename.as_str(), "draft-2.txt");
     assert_eq!(updated.storage_path, second.blob_key);
     assert_eq!(updated.result.extracted_text.as_deref(), Some("second"));
-    let versions = store.list_versions(document.id).await.unwrap();
+    let versions = store.list_versions(document.id, PageRequest::default()).await.unwrap().items;
     assert_eq!(versions.iter().map(|v| v.version_number).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(store.get_version(document.id, 1).await.unwrap(), versions[1]);
+    assert!(matches!(store.get_version(document.id, 3).await, Err(StoreError::NotFound)));
     assert_eq!(versions[0].change_summary.as_deref(), Some("second draft"));
     assert_eq!(versions[1].storage_path, first.blob_key);
     let counted = store.get_notebook(notebook).await.unwrap();
@@ -351,7 +353,7 @@ pub async fn deleting_a_document_queues_every_blob(store: &dyn Store) {
 
     store.delete_document(document.id, &Change::by(owner, time::now())).await.unwrap();
     assert!(matches!(store.get_document(document.id).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.list_versions(document.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.list_versions(document.id, PageRequest::default()).await, Err(StoreError::NotFound)));
     assert!(matches!(
         store.delete_document(document.id, &Change::by(owner, time::now())).await,
         Err(StoreError::NotFound)

@@ -24,8 +24,8 @@ use crate::Neo4jStore;
 use crate::activity::record_change;
 use crate::outbox::insert_event;
 use crate::rows::{
-    DOCUMENT_RETURN, JOB_RETURN, VERSION_RETURN, VersionRecord, column, corrupt, document_from_row, from_rows,
-    job_from_row, key, listed, map_json, signed, storage, tag_names, ts, unsigned,
+    DOCUMENT_RETURN, JOB_RETURN, VERSION_RETURN, VersionRecord, column, corrupt, document_from_row, from_row,
+    from_rows, job_from_row, key, listed, map_json, signed, storage, tag_names, ts, unsigned,
 };
 use crate::txn::{in_txn_retrying, map_err, txn_row, txn_rows};
 
@@ -41,6 +41,15 @@ pub(crate) const NOTEBOOK_JOBS: &str = "MATCH (j:UploadJob) USING INDEX j:Upload
 pub(crate) const DOCUMENTS: &str = "MATCH (d:Document) USING INDEX d:Document(notebook_id, id) \
      WHERE d.notebook_id = $notebook AND d.id < $bound \
      WITH d ORDER BY d.notebook_id DESC, d.id DESC LIMIT $limit MATCH (n:Notebook)-[:CONTAINS]->(d)";
+
+/// A document's versions: the first `$limit` numbered below `$below`, highest first
+/// along `document_version_keyset`; [`VERSION_RETURN`] follows. The bound is a
+/// parameter: read from a previous row, it would hide the index's order from the
+/// planner, which then sorts every version.
+pub(crate) const VERSIONS: &str = "MATCH (v:DocumentVersion) USING INDEX v:DocumentVersion(document_id, version_number) \
+     WHERE v.document_id = $id AND v.version_number < $below \
+     WITH v ORDER BY v.document_id DESC, v.version_number DESC LIMIT $limit \
+     MATCH (d:Document)-[:VERSION_OF]->(v)";
 
 /// Takes the job's write lock and reads it as committed.
 async fn lock_job(txn: &mut Txn, id: JobId) -> StoreResult<UploadJob> {
@@ -527,17 +536,43 @@ impl DocumentStore for Neo4jStore {
         .await
     }
 
-    async fn list_versions(&self, id: DocumentId) -> StoreResult<Vec<DocumentVersion>> {
-        let q = query(&format!(
-            "MATCH (d:Document {{id: $id}})-[:VERSION_OF]->(v:DocumentVersion) \
-             WITH d, v ORDER BY v.version_number DESC {VERSION_RETURN}"
-        ))
-        .param("id", id.to_string());
+    async fn list_versions(&self, id: DocumentId, page: PageRequest) -> StoreResult<Page<DocumentVersion>> {
+        // Versions are walked by number; the cursor is a version's id, whose number
+        // bounds the next page. A cursor naming no version of the document ends the walk.
+        let below = match page.after {
+            None => i64::from(u32::MAX) + 1,
+            Some(after) => {
+                let q =
+                    query("MATCH (v:DocumentVersion {id: $after, document_id: $id}) RETURN v.version_number AS number")
+                        .param("after", after.hyphenated().to_string())
+                        .param("id", id.to_string());
+                match self.optional_row(q).await? {
+                    Some(row) => column(&row, "number")?,
+                    None => return Ok(Page { items: Vec::new(), next_after: None }),
+                }
+            }
+        };
+        let q = query(&format!("{VERSIONS} {VERSION_RETURN} ORDER BY version_number DESC"))
+            .param("id", id.to_string())
+            .param("below", below)
+            .param("limit", page.fetch());
         let versions = from_rows::<VersionRecord, DocumentVersion>(&self.rows(q).await?)?;
-        if versions.is_empty() {
+        if versions.is_empty() && page.after.is_none() {
+            // Every stored document has a version, so none means no document.
             return Err(StoreError::NotFound);
         }
-        Ok(versions)
+        Ok(Page::from_overfetch(versions, page.limit, |version| version.id.as_uuid()))
+    }
+
+    async fn get_version(&self, id: DocumentId, number: u32) -> StoreResult<DocumentVersion> {
+        let q = query(&format!(
+            "MATCH (v:DocumentVersion {{document_id: $id, version_number: $number}}) \
+             MATCH (d:Document)-[:VERSION_OF]->(v) {VERSION_RETURN}"
+        ))
+        .param("id", id.to_string())
+        .param("number", i64::from(number));
+        let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
+        from_row::<VersionRecord, DocumentVersion>(&row)
     }
 }
 

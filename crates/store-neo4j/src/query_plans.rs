@@ -8,10 +8,11 @@
 
 use std::time::Duration;
 
-use aether_domain::id::{NotebookId, UserId};
+use aether_domain::access::CollaborationStatus;
+use aether_domain::id::{DocumentId, NotebookId, UserId};
 use aether_domain::notebook::{ListScope, NotebookQuery, SortOrder};
 use aether_domain::page::PageRequest;
-use aether_domain::store::{ActivityStore, DocumentStore, JobStore, NotebookStore};
+use aether_domain::store::{ActivityStore, ApiKeyStore, CollaborationStore, DocumentStore, JobStore, NotebookStore};
 use aether_domain::store::{Store, UserStore};
 use neo4rs::query;
 use serde::Deserialize;
@@ -130,9 +131,14 @@ async fn every_listing_walks_a_range_index_in_order() {
         store.list_audit(None, page).await.unwrap();
         store.list_audit(Some(notebook.to_string()), page).await.unwrap();
         store.list_users(page).await.unwrap();
+        store.list_api_keys(user, page).await.unwrap();
+        store.list_collaborations(notebook, page).await.unwrap();
+        store.list_user_collaborations(user, CollaborationStatus::Pending, page).await.unwrap();
         store.list_notebook_jobs(notebook, true, page).await.unwrap();
         store.list_documents(notebook, page).await.unwrap();
     }
+    // A missing document: the first page still runs the walk.
+    assert!(store.list_versions(DocumentId::new(), PageRequest::default()).await.is_err());
 
     for (scope, name) in [(Scope::Owned, "owned notebooks"), (Scope::Public, "public notebooks")] {
         for order in [SortOrder::NewestFirst, SortOrder::OldestFirst] {
@@ -146,8 +152,12 @@ async fn every_listing_walks_a_range_index_in_order() {
         ("the audit log", crate::activity::AUDIT),
         ("the audit of a resource", crate::activity::AUDIT_OF_RESOURCE),
         ("users", crate::users::USERS),
+        ("API keys", crate::api_keys::API_KEYS),
+        ("collaborators", crate::collaborations::COLLABORATORS),
+        ("invitations", crate::collaborations::USER_COLLABORATIONS),
         ("jobs", crate::documents::NOTEBOOK_JOBS),
         ("documents", crate::documents::DOCUMENTS),
+        ("versions", crate::documents::VERSIONS),
     ];
     for (name, statement) in walks {
         assert_walks_an_index(name, &plan_of(&store, name, statement).await);

@@ -108,6 +108,14 @@ pub(crate) const DOCUMENTS: &str = "SELECT id, notebook_id, added_at, original_f
      processing_error, current_version, uploaded_by, uploaded_at, processed_at, updated_at \
      FROM documents WHERE notebook_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
 
+/// A document's (?1) versions, highest number first, below the number of the
+/// version ?2 (the cursor; none on the first page), ?3 rows, along the unique
+/// (document, number) index. A cursor naming no version of the document ends the walk.
+pub(crate) const VERSIONS: &str = "SELECT * FROM document_versions WHERE document_id = ?1 \
+     AND version_number < CASE WHEN ?2 IS NULL THEN 4294967296 \
+     ELSE (SELECT version_number FROM document_versions WHERE id = ?2 AND document_id = ?1) END \
+     ORDER BY version_number DESC LIMIT ?3";
+
 impl SqliteStore {
     /// Claims the oldest claimable job, or `only` that one.
     async fn claim(
@@ -544,18 +552,30 @@ impl DocumentStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_versions(&self, id: DocumentId) -> StoreResult<Vec<DocumentVersion>> {
-        let rows: Vec<VersionRow> =
-            sqlx::query_as("SELECT * FROM document_versions WHERE document_id = ? ORDER BY version_number DESC")
-                .bind(id.to_string())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
-        if rows.is_empty() {
+    async fn list_versions(&self, id: DocumentId, page: PageRequest) -> StoreResult<Page<DocumentVersion>> {
+        let rows: Vec<VersionRow> = sqlx::query_as(VERSIONS)
+            .bind(id.to_string())
+            .bind(page.after.map(|after| after.hyphenated().to_string()))
+            .bind(page.fetch())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if rows.is_empty() && page.after.is_none() {
             // Every stored document has a version, so none means no document.
             return Err(StoreError::NotFound);
         }
-        convert(rows)
+        Ok(Page::from_overfetch(convert(rows)?, page.limit, |version: &DocumentVersion| version.id.as_uuid()))
+    }
+
+    async fn get_version(&self, id: DocumentId, number: u32) -> StoreResult<DocumentVersion> {
+        let row: VersionRow =
+            sqlx::query_as("SELECT * FROM document_versions WHERE document_id = ? AND version_number = ?")
+                .bind(id.to_string())
+                .bind(i64::from(number))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?;
+        row.try_into()
     }
 }
 

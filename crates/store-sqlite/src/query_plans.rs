@@ -76,17 +76,22 @@ async fn every_listing_walks_an_index_from_its_cursor() {
             }
         }
     }
-    let cases: [(&str, &str, &str); 7] = [
+    let cases: [(&str, &str, &str); 10] = [
         ("children", crate::notebooks::CHILDREN, "(parent_id=? AND child_id<?)"),
         ("activity", crate::activity::ACTIVITY, "(notebook_id=? AND id<?)"),
         ("audit log", crate::activity::AUDIT, "(id<?)"),
         ("audit of a resource", crate::activity::AUDIT_OF_RESOURCE, "(resource_id=? AND id<?)"),
         ("users", crate::users::USERS, "(id<?)"),
+        ("API keys", crate::api_keys::API_KEYS, "(user_id=? AND id<?)"),
         ("jobs", crate::documents::NOTEBOOK_JOBS, "(notebook_id=? AND id<?)"),
         ("documents", crate::documents::DOCUMENTS, "(notebook_id=? AND id<?)"),
+        ("collaborators", crate::collaborations::COLLABORATORS, "(notebook_id=? AND user_id>?)"),
+        ("invitations", crate::collaborations::USER_COLLABORATIONS, "(user_id=? AND status=? AND notebook_id<?)"),
     ];
     for (name, sql, seek) in cases {
         assert_keyset(&store, name, sql, seek, &[]).await;
     }
+    // The cursor's number is read by the version's id, a second seek.
+    assert_keyset(&store, "versions", crate::documents::VERSIONS, "(document_id=? AND version_number<?)", &[]).await;
     store.close().await;
 }
