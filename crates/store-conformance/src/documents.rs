@@ -14,6 +14,7 @@ use aether_domain::store::Store;
 use aether_domain::time;
 use chrono::TimeDelta;
 
+use crate::paging::{assert_walked, walk};
 use crate::{MAX_DEPTH, new_notebook, new_user};
 
 async fn setup(store: &dyn Store, name: &str) -> (UserId, NotebookId) {
@@ -387,4 +388,45 @@ pub async fn deleting_a_document_queues_every_blob(store: &dyn Store) {
     assert!(pending_keys(store, document.id).await.is_empty());
     store.queue_blob_deletions(std::slice::from_ref(&first.blob_key), time::now()).await.unwrap();
     assert_eq!(pending_keys(store, document.id).await, vec![first.blob_key.as_str().to_owned()]);
+}
+
+/// Stores a new document in the notebook through a whole job; returns its id.
+async fn stored_document(store: &dyn Store, owner: UserId, notebook: NotebookId, name: &str) -> DocumentId {
+    let job = store.create_upload_job(new_job(owner, notebook, None, name)).await.unwrap();
+    store.accept_upload(job.id, file(11, name), time::now()).await.unwrap();
+    claim(store, job.id).await;
+    store.finish_job(job.id, result(name), time::now()).await.unwrap().1.id
+}
+
+pub async fn documents_versions_and_jobs_page_newest_first(store: &dyn Store) {
+    let (owner, notebook) = setup(store, "librarian").await;
+    let mut documents = Vec::new();
+    for i in 0..5 {
+        documents.push(stored_document(store, owner, notebook, &format!("paged-{i}.txt")).await);
+    }
+    let pages = walk(async |page| store.list_documents(notebook, page).await.unwrap()).await;
+    assert_walked("documents", &pages, |document| document.id, &documents.iter().rev().copied().collect::<Vec<_>>());
+
+    // Four re-uploads: five versions, highest number first.
+    let document = documents[0];
+    for i in 0..4 {
+        let job =
+            store.create_upload_job(new_job(owner, notebook, Some(document), &format!("v{i}.txt"))).await.unwrap();
+        store.accept_upload(job.id, file(11, "again"), time::now()).await.unwrap();
+        claim(store, job.id).await;
+        store.finish_job(job.id, result("again"), time::now()).await.unwrap();
+    }
+    let pages = walk(async |page| store.list_versions(document, page).await.unwrap()).await;
+    assert_walked("versions", &pages, |version| version.version_number, &[5, 4, 3, 2, 1]);
+
+    // Jobs of another notebook, still waiting for their bytes.
+    let (_, other) = setup(store, "librarian-2").await;
+    let mut waiting = Vec::new();
+    for i in 0..5 {
+        waiting.push(store.create_upload_job(new_job(owner, other, None, &format!("wait-{i}.txt"))).await.unwrap().id);
+    }
+    let pages = walk(async |page| store.list_notebook_jobs(other, false, page).await.unwrap()).await;
+    assert_walked("jobs", &pages, |job| job.id, &waiting.iter().rev().copied().collect::<Vec<_>>());
+    let finished = store.list_notebook_jobs(notebook, true, PageRequest::default()).await.unwrap();
+    assert!(finished.items.is_empty(), "only unfinished jobs when asked");
 }
