@@ -146,7 +146,7 @@ traced_ports! {
     }
     ApiKeyStore {
         fn create_api_key(&self, key: NewApiKey, audit: NewAuditRecord) -> StoreResult<ApiKey>;
-        fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<ApiKey>>;
+        fn list_api_keys(&self, user: UserId, page: PageRequest) -> StoreResult<Page<ApiKey>>;
         fn revoke_api_key(&self, user: UserId, id: ApiKeyId, audit: NewAuditRecord) -> StoreResult<ApiKey>;
         fn find_api_key(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>>;
         fn touch_api_key(&self, id: ApiKeyId, at: Timestamp) -> StoreResult<()>;
@@ -182,8 +182,9 @@ traced_ports! {
         fn put_collaboration(&self, collaboration: Collaboration, change: &Change) -> StoreResult<Collaboration>;
         fn set_collaboration_status(&self, notebook: NotebookId, user: UserId, status: CollaborationStatus, change: &Change) -> StoreResult<Collaboration>;
         fn revoke_collaboration(&self, notebook: NotebookId, user: UserId, change: &Change) -> StoreResult<()>;
-        fn list_collaborations(&self, notebook: NotebookId) -> StoreResult<Vec<Collaboration>>;
-        fn list_user_collaborations(&self, user: UserId, status: CollaborationStatus) -> StoreResult<Vec<Collaboration>>;
+        fn list_collaborations(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<Collaboration>>;
+        fn list_user_collaborations(&self, user: UserId, status: CollaborationStatus, page: PageRequest) -> StoreResult<Page<Collaboration>>;
+        fn find_collaboration(&self, notebook: NotebookId, user: UserId) -> StoreResult<Option<Collaboration>>;
     }
     SessionStore {
         fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()>;
@@ -213,7 +214,8 @@ traced_ports! {
         fn list_documents(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<Document>>;
         fn update_document(&self, id: DocumentId, patch: DocumentPatch, change: &Change) -> StoreResult<Document>;
         fn delete_document(&self, id: DocumentId, change: &Change) -> StoreResult<()>;
-        fn list_versions(&self, id: DocumentId) -> StoreResult<Vec<DocumentVersion>>;
+        fn list_versions(&self, id: DocumentId, page: PageRequest) -> StoreResult<Page<DocumentVersion>>;
+        fn get_version(&self, id: DocumentId, number: u32) -> StoreResult<DocumentVersion>;
     }
     BlobDeletionStore {
         fn queue_blob_deletions(&self, keys: &[BlobKey], at: Timestamp) -> StoreResult<()>;

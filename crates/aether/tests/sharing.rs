@@ -788,3 +788,64 @@ async fn authorization_matrix_for_every_operation() {
     assert!(!existing.to_string().contains("Secret"));
     app.shutdown().await;
 }
+
+/// Follows `next_cursor` from `path` (which takes `limit=2`) to the last page;
+/// returns the pages' values of `field`.
+async fn walk(app: &TestApp, who: &Actor, path: &str, field: &str) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut url = path.to_owned();
+    loop {
+        let response = call(app, who, Method::GET, &url, None).await;
+        assert_eq!(response.status(), 200, "{url}");
+        let page: Value = response.json().await.unwrap();
+        let items = page["items"].as_array().unwrap();
+        pages.push(items.iter().map(|item| item[field].as_str().unwrap().to_owned()).collect());
+        match page["next_cursor"].as_str() {
+            Some(cursor) => url = format!("{path}&cursor={cursor}"),
+            None => return pages,
+        }
+        assert!(pages.len() < 10, "{path} does not end");
+    }
+}
+
+#[tokio::test]
+async fn collaborators_and_invitations_page_by_cursor() {
+    let app = TestApp::spawn().await;
+    let owner = actor(&app, "pager-owner", vec![Role::User]).await;
+    let notebook = create(&app, &owner, json!({"name": "Crowded"})).await;
+    let path = format!("/api/v1/notebooks/{}", id(&notebook));
+    let mut guests = Vec::new();
+    for i in 0..5 {
+        let guest = actor(&app, &format!("pager-guest{i}"), vec![Role::User]).await;
+        let body = json!({"user_id": guest.id, "permission": "read"});
+        assert_eq!(status(&app, &owner, Method::POST, &format!("{path}/share"), Some(body)).await, 201);
+        guests.push(guest);
+    }
+
+    // Five collaborators, two a page, in the order of their ids (creation).
+    let pages = walk(&app, &owner, &format!("{path}/collaborators?limit=2"), "user_id").await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    let listed: Vec<String> = pages.concat();
+    assert_eq!(listed, guests.iter().map(|guest| guest.id.clone()).collect::<Vec<_>>());
+
+    // One guest invited to three notebooks: newest notebook first.
+    let guest = &guests[0];
+    let mut invited = vec![id(&notebook).to_owned()];
+    for name in ["Second", "Third"] {
+        let other = create(&app, &owner, json!({"name": name})).await;
+        let body = json!({"user_id": guest.id, "permission": "write"});
+        let share = format!("/api/v1/notebooks/{}/share", id(&other));
+        assert_eq!(status(&app, &owner, Method::POST, &share, Some(body)).await, 201);
+        invited.push(id(&other).to_owned());
+    }
+    invited.reverse();
+    let pages = walk(&app, guest, "/api/v1/invitations?status=pending&limit=2", "notebook_id").await;
+    assert_eq!(pages, [invited[..2].to_vec(), invited[2..].to_vec()]);
+
+    // A cursor this API did not issue, and a limit out of bounds, are refused.
+    let bad = call(&app, &owner, Method::GET, &format!("{path}/collaborators?cursor=nope"), None).await;
+    assert_problem(bad, 400, "invalid_cursor").await;
+    let over = call(&app, &owner, Method::GET, &format!("{path}/collaborators?limit=101"), None).await;
+    assert_problem(over, 422, "validation_failed").await;
+    app.shutdown().await;
+}

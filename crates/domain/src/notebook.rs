@@ -8,6 +8,9 @@ use crate::id::{NotebookId, UserId};
 use crate::time::Timestamp;
 use crate::{StoreError, ValidationError};
 
+/// Listings walk notebooks by id, newest (default) or oldest first.
+pub use crate::page::SortOrder;
+
 fn has_control_chars(text: &str) -> bool {
     text.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
 }
@@ -464,13 +467,6 @@ pub enum ListScope {
     SharedWith(UserId),
     /// Every public notebook.
     Public,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SortOrder {
-    #[default]
-    NewestFirst,
-    OldestFirst,
 }
 
 /// A notebook listing: a scope, optional filters, an order and a page. Deleted

@@ -62,7 +62,7 @@ pub trait ApiKeyStore: Send + Sync + std::fmt::Debug {
     /// Creates the key and audits it, atomically. `Conflict("api_key")` on a digest clash.
     async fn create_api_key(&self, key: NewApiKey, audit: NewAuditRecord) -> StoreResult<ApiKey>;
     /// The user's keys, revoked ones included, newest first.
-    async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<ApiKey>>;
+    async fn list_api_keys(&self, user: UserId, page: PageRequest) -> StoreResult<Page<ApiKey>>;
     /// Revokes the user's key and audits it. `NotFound` when the user has no such key;
     /// revoking a revoked key changes nothing and answers it as it is.
     async fn revoke_api_key(&self, user: UserId, id: ApiKeyId, audit: NewAuditRecord) -> StoreResult<ApiKey>;
@@ -210,14 +210,19 @@ pub trait CollaborationStore: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Collaboration>;
     /// Marks a pending or active relationship revoked. `NotFound` when there is none.
     async fn revoke_collaboration(&self, notebook: NotebookId, user: UserId, change: &Change) -> StoreResult<()>;
-    /// Every collaboration on the notebook, oldest first.
-    async fn list_collaborations(&self, notebook: NotebookId) -> StoreResult<Vec<Collaboration>>;
-    /// The user's collaborations in `status` on live notebooks, newest first.
+    /// Every collaboration on the notebook, in the order of the collaborators' ids
+    /// (oldest account first); `page.after` is a collaborator's user id.
+    async fn list_collaborations(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<Collaboration>>;
+    /// The user's collaborations in `status` on live notebooks, in the order of the
+    /// notebooks' ids (newest notebook first); `page.after` is a notebook id.
     async fn list_user_collaborations(
         &self,
         user: UserId,
         status: CollaborationStatus,
-    ) -> StoreResult<Vec<Collaboration>>;
+        page: PageRequest,
+    ) -> StoreResult<Page<Collaboration>>;
+    /// The user's collaboration on a live notebook, in any status.
+    async fn find_collaboration(&self, notebook: NotebookId, user: UserId) -> StoreResult<Option<Collaboration>>;
 }
 
 #[async_trait]
@@ -332,8 +337,12 @@ pub trait DocumentStore: Send + Sync + std::fmt::Debug {
     /// Deletes the document and its versions, updates the notebook's counters, and
     /// queues every blob they reference for deletion, together.
     async fn delete_document(&self, id: DocumentId, change: &Change) -> StoreResult<()>;
-    /// The document's versions, newest first.
-    async fn list_versions(&self, id: DocumentId) -> StoreResult<Vec<DocumentVersion>>;
+    /// The document's versions, newest (highest number) first; `page.after` is a
+    /// version id. `NotFound` on the first page of a document without versions
+    /// (every stored document has one).
+    async fn list_versions(&self, id: DocumentId, page: PageRequest) -> StoreResult<Page<DocumentVersion>>;
+    /// The document's version `number`; `NotFound` when there is none.
+    async fn get_version(&self, id: DocumentId, number: u32) -> StoreResult<DocumentVersion>;
 }
 
 /// Blobs queued for deletion: what failing, cancelling and deleting leave behind,

@@ -447,18 +447,25 @@ impl NotebookService {
         Ok(Some(stored))
     }
 
-    pub async fn collaborators(&self, caller: &Principal, id: NotebookId) -> ServiceResult<Vec<Collaboration>> {
+    /// Everyone invited to or granted access on the notebook, by user id. Needs admin access.
+    pub async fn collaborators(
+        &self,
+        caller: &Principal,
+        id: NotebookId,
+        page: PageRequest,
+    ) -> ServiceResult<Page<Collaboration>> {
         self.require(caller, id, Permission::Admin).await?;
-        Ok(self.store.collaborations.list_collaborations(id).await?)
+        Ok(self.store.collaborations.list_collaborations(id, page).await?)
     }
 
-    /// The caller's own invitations in `status`.
+    /// The caller's own invitations in `status`, newest notebook first.
     pub async fn invitations(
         &self,
         caller: &Principal,
         status: CollaborationStatus,
-    ) -> ServiceResult<Vec<Collaboration>> {
-        Ok(self.store.collaborations.list_user_collaborations(caller.user_id, status).await?)
+        page: PageRequest,
+    ) -> ServiceResult<Page<Collaboration>> {
+        Ok(self.store.collaborations.list_user_collaborations(caller.user_id, status, page).await?)
     }
 
     /// Accepts or declines the caller's own invitation. `NotFound` when there is none.
@@ -469,9 +476,8 @@ impl NotebookService {
         accept: bool,
     ) -> ServiceResult<Collaboration> {
         let status = if accept { CollaborationStatus::Active } else { CollaborationStatus::Declined };
-        let pending =
-            self.store.collaborations.list_user_collaborations(caller.user_id, CollaborationStatus::Pending).await?;
-        if !pending.iter().any(|invitation| invitation.notebook_id == id) {
+        let invitation = self.store.collaborations.find_collaboration(id, caller.user_id).await?;
+        if invitation.is_none_or(|invitation| invitation.status != CollaborationStatus::Pending) {
             return Err(ServiceError::NotFound);
         }
         let answered =

@@ -14,6 +14,7 @@ use aether_domain::store::Store;
 use aether_domain::time;
 use chrono::TimeDelta;
 
+use crate::paging::{assert_walked, walk};
 use crate::{MAX_DEPTH, new_notebook, new_user};
 
 async fn setup(store: &dyn Store, name: &str) -> (UserId, NotebookId) {
@@ -183,7 +184,7 @@ pub async fn upload_jobs_run_their_course(store: &dyn Store) {
     assert_eq!(document.uploaded_by, owner);
     assert_eq!(document.result, result("hello a@b.example"));
     assert_eq!(store.get_document(document.id).await.unwrap(), document);
-    let versions = store.list_versions(document.id).await.unwrap();
+    let versions = store.list_versions(document.id, PageRequest::default()).await.unwrap().items;
     assert_eq!(versions.len(), 1);
     assert_eq!((versions[0].version_number, versions[0].id), (1, job.version_id));
     assert_eq!(versions[0].storage_path, job.blob_key);
@@ -230,8 +231,10 @@ pub async fn reuploads_add_versions(store: &dyn Store) {
     assert_eq!(updated.original_filename.as_str(), "draft-2.txt");
     assert_eq!(updated.storage_path, second.blob_key);
     assert_eq!(updated.result.extracted_text.as_deref(), Some("second"));
-    let versions = store.list_versions(document.id).await.unwrap();
+    let versions = store.list_versions(document.id, PageRequest::default()).await.unwrap().items;
     assert_eq!(versions.iter().map(|v| v.version_number).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(store.get_version(document.id, 1).await.unwrap(), versions[1]);
+    assert!(matches!(store.get_version(document.id, 3).await, Err(StoreError::NotFound)));
     assert_eq!(versions[0].change_summary.as_deref(), Some("second draft"));
     assert_eq!(versions[1].storage_path, first.blob_key);
     let counted = store.get_notebook(notebook).await.unwrap();
@@ -351,7 +354,7 @@ pub async fn deleting_a_document_queues_every_blob(store: &dyn Store) {
 
     store.delete_document(document.id, &Change::by(owner, time::now())).await.unwrap();
     assert!(matches!(store.get_document(document.id).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.list_versions(document.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.list_versions(document.id, PageRequest::default()).await, Err(StoreError::NotFound)));
     assert!(matches!(
         store.delete_document(document.id, &Change::by(owner, time::now())).await,
         Err(StoreError::NotFound)
@@ -385,4 +388,45 @@ pub async fn deleting_a_document_queues_every_blob(store: &dyn Store) {
     assert!(pending_keys(store, document.id).await.is_empty());
     store.queue_blob_deletions(std::slice::from_ref(&first.blob_key), time::now()).await.unwrap();
     assert_eq!(pending_keys(store, document.id).await, vec![first.blob_key.as_str().to_owned()]);
+}
+
+/// Stores a new document in the notebook through a whole job; returns its id.
+async fn stored_document(store: &dyn Store, owner: UserId, notebook: NotebookId, name: &str) -> DocumentId {
+    let job = store.create_upload_job(new_job(owner, notebook, None, name)).await.unwrap();
+    store.accept_upload(job.id, file(11, name), time::now()).await.unwrap();
+    claim(store, job.id).await;
+    store.finish_job(job.id, result(name), time::now()).await.unwrap().1.id
+}
+
+pub async fn documents_versions_and_jobs_page_newest_first(store: &dyn Store) {
+    let (owner, notebook) = setup(store, "librarian").await;
+    let mut documents = Vec::new();
+    for i in 0..5 {
+        documents.push(stored_document(store, owner, notebook, &format!("paged-{i}.txt")).await);
+    }
+    let pages = walk(async |page| store.list_documents(notebook, page).await.unwrap()).await;
+    assert_walked("documents", &pages, |document| document.id, &documents.iter().rev().copied().collect::<Vec<_>>());
+
+    // Four re-uploads: five versions, highest number first.
+    let document = documents[0];
+    for i in 0..4 {
+        let job =
+            store.create_upload_job(new_job(owner, notebook, Some(document), &format!("v{i}.txt"))).await.unwrap();
+        store.accept_upload(job.id, file(11, "again"), time::now()).await.unwrap();
+        claim(store, job.id).await;
+        store.finish_job(job.id, result("again"), time::now()).await.unwrap();
+    }
+    let pages = walk(async |page| store.list_versions(document, page).await.unwrap()).await;
+    assert_walked("versions", &pages, |version| version.version_number, &[5, 4, 3, 2, 1]);
+
+    // Jobs of another notebook, still waiting for their bytes.
+    let (_, other) = setup(store, "librarian-2").await;
+    let mut waiting = Vec::new();
+    for i in 0..5 {
+        waiting.push(store.create_upload_job(new_job(owner, other, None, &format!("wait-{i}.txt"))).await.unwrap().id);
+    }
+    let pages = walk(async |page| store.list_notebook_jobs(other, false, page).await.unwrap()).await;
+    assert_walked("jobs", &pages, |job| job.id, &waiting.iter().rev().copied().collect::<Vec<_>>());
+    let finished = store.list_notebook_jobs(notebook, true, PageRequest::default()).await.unwrap();
+    assert!(finished.items.is_empty(), "only unfinished jobs when asked");
 }

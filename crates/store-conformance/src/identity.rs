@@ -275,9 +275,10 @@ pub async fn api_keys_are_created_listed_used_and_revoked(store: &dyn Store) {
     store.touch_api_key(key.id, used).await.unwrap();
     assert_eq!(store.find_api_key(&hash).await.unwrap().unwrap().last_used_at, Some(used));
 
-    let listed = store.list_api_keys(owner.id).await.unwrap();
-    assert_eq!(listed.iter().map(|k| k.id).collect::<Vec<_>>(), vec![key.id]);
-    assert!(store.list_api_keys(other.id).await.unwrap().is_empty());
+    let listed = store.list_api_keys(owner.id, PageRequest::default()).await.unwrap();
+    assert_eq!(listed.items.iter().map(|k| k.id).collect::<Vec<_>>(), vec![key.id]);
+    assert_eq!(listed.next_after, None);
+    assert!(store.list_api_keys(other.id, PageRequest::default()).await.unwrap().items.is_empty());
 
     // Only the owner can revoke, and revoking twice changes nothing.
     let stranger =

@@ -10,12 +10,14 @@ mod documents;
 mod hierarchy;
 mod identity;
 mod notebooks;
+mod paging;
 mod sessions;
 mod sharing;
 mod users;
 
 pub use hierarchy::*;
 pub use notebooks::*;
+pub use paging::*;
 pub use sessions::*;
 pub use sharing::*;
 pub use users::*;
@@ -78,6 +80,11 @@ pub async fn run_all(store: &dyn Store) {
     documents::abandoned_jobs_queue_their_blobs(store).await;
     documents::leases_expire_and_uploads_go_stale(store).await;
     documents::deleting_a_document_queues_every_blob(store).await;
+    notebook_listings_page_in_both_orders(store).await;
+    records_of_changes_page_newest_first(store).await;
+    api_keys_page_newest_first(store).await;
+    collaborations_page_by_id(store).await;
+    documents::documents_versions_and_jobs_page_newest_first(store).await;
     store.ping().await.expect("ping");
 }
 

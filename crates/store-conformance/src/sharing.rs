@@ -31,8 +31,11 @@ pub async fn collaborations_grant_along_the_hierarchy(store: &dyn Store) {
     assert_eq!(invited.permission, Permission::Write);
     assert_eq!(invited.granted_by, owner.id);
     assert_eq!(invited.accepted_at, None);
-    let pending = store.list_user_collaborations(guest.id, CollaborationStatus::Pending).await.unwrap();
-    assert_eq!(pending.iter().map(|c| c.notebook_id).collect::<Vec<_>>(), [root.id]);
+    let pending =
+        store.list_user_collaborations(guest.id, CollaborationStatus::Pending, PageRequest::default()).await.unwrap();
+    assert_eq!(pending.items.iter().map(|c| c.notebook_id).collect::<Vec<_>>(), [root.id]);
+    assert_eq!(store.find_collaboration(root.id, guest.id).await.unwrap(), Some(invited.clone()));
+    assert_eq!(store.find_collaboration(child.id, guest.id).await.unwrap(), None, "grants are not inherited");
     let chain = store.access_chain(guest.id, child.id).await.unwrap();
     assert!(chain.iter().all(|link| link.grant.is_none()), "a pending invitation grants nothing");
     assert!(store.list_shared_with(guest.id, PageRequest::default()).await.unwrap().items.is_empty());
@@ -56,7 +59,7 @@ pub async fn collaborations_grant_along_the_hierarchy(store: &dyn Store) {
     let mut downgrade = collaboration(root.id, guest.id, owner.id, Permission::Read);
     downgrade.status = CollaborationStatus::Active;
     store.put_collaboration(downgrade, &Change::system(time::now())).await.unwrap();
-    let listed = store.list_collaborations(root.id).await.unwrap();
+    let listed = store.list_collaborations(root.id, PageRequest::default()).await.unwrap().items;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].permission, Permission::Read);
     assert_eq!(store.access_chain(guest.id, child.id).await.unwrap()[1].grant, Some(Permission::Read));
@@ -69,7 +72,7 @@ pub async fn collaborations_grant_along_the_hierarchy(store: &dyn Store) {
     ));
     assert!(store.list_shared_with(guest.id, PageRequest::default()).await.unwrap().items.is_empty());
     assert!(store.access_chain(guest.id, child.id).await.unwrap().iter().all(|link| link.grant.is_none()));
-    let kept = store.list_collaborations(root.id).await.unwrap();
+    let kept = store.list_collaborations(root.id, PageRequest::default()).await.unwrap().items;
     assert_eq!(kept[0].status, CollaborationStatus::Revoked, "a revoked grant stays on record");
     assert!(matches!(
         store
@@ -114,7 +117,9 @@ pub async fn collaborations_grant_along_the_hierarchy(store: &dyn Store) {
         .await
         .unwrap();
     assert!(store.access_chain(guest.id, unrelated.id).await.unwrap()[0].grant.is_none());
-    assert_eq!(store.list_user_collaborations(guest.id, CollaborationStatus::Declined).await.unwrap().len(), 1);
+    let declined =
+        store.list_user_collaborations(guest.id, CollaborationStatus::Declined, PageRequest::default()).await.unwrap();
+    assert_eq!(declined.items.len(), 1);
 }
 
 pub async fn sharing_writes_an_event_to_the_outbox(store: &dyn Store) {

@@ -5,7 +5,7 @@ use aether_domain::activity::NewAuditRecord;
 use aether_domain::activity::{ActivityEvent, AuditEntry, Change, ChangeRecord};
 use aether_domain::events::topics;
 use aether_domain::id::NotebookId;
-use aether_domain::page::{Page, PageRequest};
+use aether_domain::page::{Page, PageRequest, SortOrder};
 use aether_domain::store::{ActivityStore, StoreResult};
 use std::collections::HashMap;
 
@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use neo4rs::{Query, Txn, query};
 
 use crate::Neo4jStore;
-use crate::rows::{ActivityRecord, AuditRecord, after_param, from_rows, limit_param, storage};
+use crate::rows::{ActivityRecord, AuditRecord, from_rows, storage};
 use crate::txn::map_err;
 
 /// The clauses that write a change's record, for a query in which `n` is the notebook
@@ -22,8 +22,8 @@ use crate::txn::map_err;
 /// outbox events, in their order. A unit subquery, so the row of `n` passes through
 /// unchanged; its parameters are set by [`change_params`].
 pub(crate) const RECORD_CHANGE: &str = "CALL { WITH n \
-     CREATE (ae:ActivityEvent {id: $rc_event_id, event_type: $rc_event_type, details: $rc_details, \
-       visibility: 'private', created_at: datetime($rc_at)})-[:ABOUT]->(n) \
+     CREATE (ae:ActivityEvent {id: $rc_event_id, notebook_id: n.id, event_type: $rc_event_type, \
+       details: $rc_details, visibility: 'private', created_at: datetime($rc_at)})-[:ABOUT]->(n) \
      CREATE (al:AuditLog {id: $rc_audit_id, action: $rc_action, resource_type: 'notebook', resource_id: n.id, \
        details: $rc_details, ip_address: $rc_ip, user_agent: $rc_agent, created_at: datetime($rc_at)})-[:ON_RESOURCE]->(n) \
      FOREACH (e IN $rc_events | CREATE (:OutboxEvent {id: e.id, topic: e.topic, key: e.key, payload: e.payload, \
@@ -31,6 +31,32 @@ pub(crate) const RECORD_CHANGE: &str = "CALL { WITH n \
      WITH ae, al OPTIONAL MATCH (u:User {id: $rc_actor}) \
      FOREACH (x IN CASE WHEN u IS NULL THEN [] ELSE [u] END | \
        CREATE (x)-[:TRIGGERED {triggered_at: datetime($rc_at)}]->(ae) CREATE (al)-[:PERFORMED_BY]->(x)) }";
+
+/// A notebook's events: the first `$limit` below `$bound`, newest first along
+/// `activity_notebook_keyset`, with their actor.
+pub(crate) const ACTIVITY: &str = "MATCH (ae:ActivityEvent) USING INDEX ae:ActivityEvent(notebook_id, id) \
+     WHERE ae.notebook_id = $notebook AND ae.id < $bound \
+     WITH ae ORDER BY ae.notebook_id DESC, ae.id DESC LIMIT $limit \
+     OPTIONAL MATCH (u:User)-[:TRIGGERED]->(ae) \
+     RETURN ae.id AS id, ae.event_type AS event_type, u.id AS actor_id, ae.notebook_id AS notebook_id, \
+     ae.details AS details, toString(ae.created_at) AS created_at ORDER BY id DESC";
+
+/// The audit log: the first `$limit` entries below `$bound`, newest first along the
+/// id's unique index; [`AUDIT_RETURN`] follows.
+pub(crate) const AUDIT: &str = "MATCH (al:AuditLog) USING INDEX al:AuditLog(id) WHERE al.id < $bound \
+     WITH al ORDER BY al.id DESC LIMIT $limit";
+
+/// The audit entries about `$resource`, as [`AUDIT`], along `audit_resource_keyset`.
+pub(crate) const AUDIT_OF_RESOURCE: &str = "MATCH (al:AuditLog) USING INDEX al:AuditLog(resource_id, id) \
+     WHERE al.resource_id = $resource AND al.id < $bound \
+     WITH al ORDER BY al.resource_id DESC, al.id DESC LIMIT $limit";
+
+/// The entries chosen by [`AUDIT`] or [`AUDIT_OF_RESOURCE`], with their performer.
+const AUDIT_RETURN: &str = "OPTIONAL MATCH (al)-[:PERFORMED_BY]->(u:User) \
+     RETURN al.id AS id, al.action AS action, al.resource_type AS resource_type, \
+     al.resource_id AS resource_id, u.id AS performed_by, al.details AS details, \
+     al.ip_address AS ip_address, al.user_agent AS user_agent, toString(al.created_at) AS created_at \
+     ORDER BY id DESC";
 
 /// The parameters of [`RECORD_CHANGE`].
 pub(crate) fn change_params(q: Query, change: &Change, record: ChangeRecord) -> Query {
@@ -107,33 +133,20 @@ impl ActivityStore for Neo4jStore {
     }
 
     async fn list_activity(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<ActivityEvent>> {
-        let q = query(
-            "MATCH (ae:ActivityEvent)-[:ABOUT]->(n:Notebook {id: $notebook}) \
-             WHERE $after IS NULL OR ae.id < $after \
-             OPTIONAL MATCH (u:User)-[:TRIGGERED]->(ae) \
-             RETURN ae.id AS id, ae.event_type AS event_type, u.id AS actor_id, n.id AS notebook_id, \
-             ae.details AS details, toString(ae.created_at) AS created_at ORDER BY ae.id DESC LIMIT $limit",
-        )
-        .param("notebook", notebook.to_string())
-        .param("after", after_param(&page))
-        .param("limit", limit_param(&page));
+        let q = query(ACTIVITY)
+            .param("notebook", notebook.to_string())
+            .param("bound", page.bound(SortOrder::NewestFirst))
+            .param("limit", page.fetch());
         let events = from_rows::<ActivityRecord, ActivityEvent>(&self.rows(q).await?)?;
         Ok(Page::from_overfetch(events, page.limit, |event| event.id))
     }
 
     async fn list_audit(&self, resource_id: Option<String>, page: PageRequest) -> StoreResult<Page<AuditEntry>> {
-        let q = query(
-            "MATCH (al:AuditLog) WHERE ($resource IS NULL OR al.resource_id = $resource) \
-             AND ($after IS NULL OR al.id < $after) \
-             OPTIONAL MATCH (al)-[:PERFORMED_BY]->(u:User) \
-             RETURN al.id AS id, al.action AS action, al.resource_type AS resource_type, \
-             al.resource_id AS resource_id, u.id AS performed_by, al.details AS details, \
-             al.ip_address AS ip_address, al.user_agent AS user_agent, toString(al.created_at) AS created_at \
-             ORDER BY al.id DESC LIMIT $limit",
-        )
-        .param("resource", resource_id)
-        .param("after", after_param(&page))
-        .param("limit", limit_param(&page));
+        let walk = if resource_id.is_some() { AUDIT_OF_RESOURCE } else { AUDIT };
+        let q = query(&format!("{walk} {AUDIT_RETURN}"))
+            .param("resource", resource_id)
+            .param("bound", page.bound(SortOrder::NewestFirst))
+            .param("limit", page.fetch());
         let entries = from_rows::<AuditRecord, AuditEntry>(&self.rows(q).await?)?;
         Ok(Page::from_overfetch(entries, page.limit, |entry| entry.id))
     }

@@ -5,6 +5,7 @@ use aether_domain::StoreError;
 use aether_domain::activity::NewAuditRecord;
 use aether_domain::api_key::{ApiKey, NewApiKey};
 use aether_domain::id::{ApiKeyId, UserId};
+use aether_domain::page::{Page, PageRequest, SortOrder};
 use aether_domain::store::{ApiKeyStore, StoreResult};
 use aether_domain::time::Timestamp;
 use async_trait::async_trait;
@@ -15,13 +16,19 @@ use crate::activity::audit_query;
 use crate::rows::{API_KEY_RETURN, ApiKeyRecord, column, from_row, from_rows, storage};
 use crate::txn::{in_txn, map_err, txn_rows};
 
+/// The user's keys: the first `$limit` below `$bound`, newest first along
+/// `api_key_user_keyset`; [`API_KEY_RETURN`] follows.
+pub(crate) const API_KEYS: &str = "MATCH (k:ApiKey) USING INDEX k:ApiKey(user_id, id) \
+     WHERE k.user_id = $user AND k.id < $bound WITH k ORDER BY k.user_id DESC, k.id DESC LIMIT $limit \
+     MATCH (u:User)-[:HAS_API_KEY]->(k)";
+
 #[async_trait]
 impl ApiKeyStore for Neo4jStore {
     async fn create_api_key(&self, key: NewApiKey, audit: NewAuditRecord) -> StoreResult<ApiKey> {
         in_txn(&self.graph, async move |txn: &mut Txn| {
             let q = query(&format!(
                 "MATCH (u:User {{id: $user}}) WHERE u.status <> 'deleted' \
-                 CREATE (u)-[:HAS_API_KEY]->(k:ApiKey {{id: $id, name: $name, prefix: $prefix, secret_hash: $hash, \
+                 CREATE (u)-[:HAS_API_KEY]->(k:ApiKey {{id: $id, user_id: u.id, name: $name, prefix: $prefix, secret_hash: $hash, \
                    scopes: $scopes, created_at: datetime($at), expires_at: datetime($expires)}}) {API_KEY_RETURN}"
             ))
             .param("user", key.user_id.to_string())
@@ -43,12 +50,13 @@ impl ApiKeyStore for Neo4jStore {
         .await
     }
 
-    async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<ApiKey>> {
-        let q = query(&format!(
-            "MATCH (u:User {{id: $user}})-[:HAS_API_KEY]->(k:ApiKey) WITH u, k ORDER BY k.id DESC {API_KEY_RETURN}"
-        ))
-        .param("user", user.to_string());
-        from_rows::<ApiKeyRecord, ApiKey>(&self.rows(q).await?)
+    async fn list_api_keys(&self, user: UserId, page: PageRequest) -> StoreResult<Page<ApiKey>> {
+        let q = query(&format!("{API_KEYS} {API_KEY_RETURN} ORDER BY id DESC"))
+            .param("user", user.to_string())
+            .param("bound", page.bound(SortOrder::NewestFirst))
+            .param("limit", page.fetch());
+        let keys = from_rows::<ApiKeyRecord, ApiKey>(&self.rows(q).await?)?;
+        Ok(Page::from_overfetch(keys, page.limit, |key| key.id.as_uuid()))
     }
 
     async fn revoke_api_key(&self, user: UserId, id: ApiKeyId, audit: NewAuditRecord) -> StoreResult<ApiKey> {

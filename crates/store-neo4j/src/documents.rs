@@ -14,7 +14,7 @@ use aether_domain::document::{self, BlobDeletion, Document, DocumentPatch, Docum
 use aether_domain::id::{DocumentId, JobId, NotebookId};
 use aether_domain::job;
 use aether_domain::job::{JobEnd, JobStatus, NewUploadJob, ReceivedFile, UploadJob, job_status_conflict};
-use aether_domain::page::{Page, PageRequest};
+use aether_domain::page::{Page, PageRequest, SortOrder};
 use aether_domain::store::{BlobDeletionStore, DocumentStore, JobStore, StoreResult};
 use aether_domain::time::Timestamp;
 use async_trait::async_trait;
@@ -24,10 +24,32 @@ use crate::Neo4jStore;
 use crate::activity::record_change;
 use crate::outbox::insert_event;
 use crate::rows::{
-    DOCUMENT_RETURN, JOB_RETURN, VERSION_RETURN, VersionRecord, after_param, column, corrupt, document_from_row,
-    from_rows, job_from_row, key, limit_param, listed, map_json, signed, storage, tag_names, ts, unsigned,
+    DOCUMENT_RETURN, JOB_RETURN, VERSION_RETURN, VersionRecord, column, corrupt, document_from_row, from_row,
+    from_rows, job_from_row, key, listed, map_json, signed, storage, tag_names, ts, unsigned,
 };
 use crate::txn::{in_txn_retrying, map_err, txn_row, txn_rows};
+
+/// A notebook's jobs (only unfinished ones when `$active`): the first `$limit` below
+/// `$bound`, newest first along `upload_job_notebook_keyset`; [`JOB_RETURN`] follows.
+pub(crate) const NOTEBOOK_JOBS: &str = "MATCH (j:UploadJob) USING INDEX j:UploadJob(notebook_id, id) \
+     WHERE j.notebook_id = $notebook AND j.id < $bound \
+     AND (NOT $active OR NOT j.status IN ['completed', 'failed', 'cancelled']) \
+     WITH j ORDER BY j.notebook_id DESC, j.id DESC LIMIT $limit";
+
+/// A notebook's documents: the first `$limit` below `$bound`, newest first along
+/// `document_notebook_keyset`, with their notebook; [`DOCUMENT_RETURN`] follows.
+pub(crate) const DOCUMENTS: &str = "MATCH (d:Document) USING INDEX d:Document(notebook_id, id) \
+     WHERE d.notebook_id = $notebook AND d.id < $bound \
+     WITH d ORDER BY d.notebook_id DESC, d.id DESC LIMIT $limit MATCH (n:Notebook)-[:CONTAINS]->(d)";
+
+/// A document's versions: the first `$limit` numbered below `$below`, highest first
+/// along `document_version_keyset`; [`VERSION_RETURN`] follows. The bound is a
+/// parameter: read from a previous row, it would hide the index's order from the
+/// planner, which then sorts every version.
+pub(crate) const VERSIONS: &str = "MATCH (v:DocumentVersion) USING INDEX v:DocumentVersion(document_id, version_number) \
+     WHERE v.document_id = $id AND v.version_number < $below \
+     WITH v ORDER BY v.document_id DESC, v.version_number DESC LIMIT $limit \
+     MATCH (d:Document)-[:VERSION_OF]->(v)";
 
 /// Takes the job's write lock and reads it as committed.
 async fn lock_job(txn: &mut Txn, id: JobId) -> StoreResult<UploadJob> {
@@ -197,16 +219,11 @@ impl JobStore for Neo4jStore {
         active_only: bool,
         page: PageRequest,
     ) -> StoreResult<Page<UploadJob>> {
-        let q = query(&format!(
-            "MATCH (j:UploadJob {{notebook_id: $notebook}}) \
-             WHERE (NOT $active OR NOT j.status IN ['completed', 'failed', 'cancelled']) \
-               AND ($after IS NULL OR j.id < $after) \
-             WITH j ORDER BY j.id DESC LIMIT $limit {JOB_RETURN}"
-        ))
-        .param("notebook", notebook.to_string())
-        .param("active", active_only)
-        .param("after", after_param(&page))
-        .param("limit", limit_param(&page));
+        let q = query(&format!("{NOTEBOOK_JOBS} {JOB_RETURN} ORDER BY id DESC"))
+            .param("notebook", notebook.to_string())
+            .param("active", active_only)
+            .param("bound", page.bound(SortOrder::NewestFirst))
+            .param("limit", page.fetch());
         let jobs = self.rows(q).await?.iter().map(job_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Page::from_overfetch(jobs, page.limit, |job| job.id.as_uuid()))
     }
@@ -344,8 +361,8 @@ impl JobStore for Neo4jStore {
             } else {
                 let q = query(
                     "MATCH (n:Notebook {id: $notebook}) \
-                     CREATE (n)-[:CONTAINS {added_at: datetime($at)}]->(:Document {id: $id, uploaded_by: $user, \
-                       uploaded_at: datetime($uploaded), tags: []})",
+                     CREATE (n)-[:CONTAINS {added_at: datetime($at)}]->(:Document {id: $id, notebook_id: n.id, \
+                       uploaded_by: $user, uploaded_at: datetime($uploaded), tags: []})",
                 )
                 .param("notebook", job.notebook_id.to_string())
                 .param("id", job.document_id.to_string())
@@ -367,8 +384,9 @@ impl JobStore for Neo4jStore {
                  d.processing_error_code = $error_code, d.processing_error = $error, d.search_text = $search, \
                  d.current_version = $version, d.processed_at = datetime($at), d.updated_at = datetime($at) \
                  CREATE (d)-[:VERSION_OF {version_number: $version, created_at: datetime($at)}]->(:DocumentVersion { \
-                   id: $version_id, version_number: $version, original_filename: $filename, content_type: $type, \
-                   storage_path: $key, redacted_path: $redacted_path, thumbnail_path: $thumbnail_path, \
+                   id: $version_id, document_id: d.id, version_number: $version, original_filename: $filename, \
+                   content_type: $type, storage_path: $key, redacted_path: $redacted_path, \
+                   thumbnail_path: $thumbnail_path, \
                    file_size: $size, file_hash: $hash, change_summary: $summary, created_by: $user, \
                    created_at: datetime($at)}) \
                  WITH d MATCH (n:Notebook)-[:CONTAINS]->(d) \
@@ -462,14 +480,10 @@ impl DocumentStore for Neo4jStore {
     }
 
     async fn list_documents(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<Document>> {
-        let q = query(&format!(
-            "MATCH (n:Notebook {{id: $notebook}})-[:CONTAINS]->(d:Document) WHERE $after IS NULL OR d.id < $after \
-             WITH n, d ORDER BY d.id DESC LIMIT $limit {}",
-            listed(DOCUMENT_RETURN)
-        ))
-        .param("notebook", notebook.to_string())
-        .param("after", after_param(&page))
-        .param("limit", limit_param(&page));
+        let q = query(&format!("{DOCUMENTS} {} ORDER BY id DESC", listed(DOCUMENT_RETURN)))
+            .param("notebook", notebook.to_string())
+            .param("bound", page.bound(SortOrder::NewestFirst))
+            .param("limit", page.fetch());
         let documents = self.rows(q).await?.iter().map(document_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Page::from_overfetch(documents, page.limit, |document| document.id.as_uuid()))
     }
@@ -522,17 +536,43 @@ impl DocumentStore for Neo4jStore {
         .await
     }
 
-    async fn list_versions(&self, id: DocumentId) -> StoreResult<Vec<DocumentVersion>> {
-        let q = query(&format!(
-            "MATCH (d:Document {{id: $id}})-[:VERSION_OF]->(v:DocumentVersion) \
-             WITH d, v ORDER BY v.version_number DESC {VERSION_RETURN}"
-        ))
-        .param("id", id.to_string());
+    async fn list_versions(&self, id: DocumentId, page: PageRequest) -> StoreResult<Page<DocumentVersion>> {
+        // Versions are walked by number; the cursor is a version's id, whose number
+        // bounds the next page. A cursor naming no version of the document ends the walk.
+        let below = match page.after {
+            None => i64::from(u32::MAX) + 1,
+            Some(after) => {
+                let q =
+                    query("MATCH (v:DocumentVersion {id: $after, document_id: $id}) RETURN v.version_number AS number")
+                        .param("after", after.hyphenated().to_string())
+                        .param("id", id.to_string());
+                match self.optional_row(q).await? {
+                    Some(row) => column(&row, "number")?,
+                    None => return Ok(Page { items: Vec::new(), next_after: None }),
+                }
+            }
+        };
+        let q = query(&format!("{VERSIONS} {VERSION_RETURN} ORDER BY version_number DESC"))
+            .param("id", id.to_string())
+            .param("below", below)
+            .param("limit", page.fetch());
         let versions = from_rows::<VersionRecord, DocumentVersion>(&self.rows(q).await?)?;
-        if versions.is_empty() {
+        if versions.is_empty() && page.after.is_none() {
+            // Every stored document has a version, so none means no document.
             return Err(StoreError::NotFound);
         }
-        Ok(versions)
+        Ok(Page::from_overfetch(versions, page.limit, |version| version.id.as_uuid()))
+    }
+
+    async fn get_version(&self, id: DocumentId, number: u32) -> StoreResult<DocumentVersion> {
+        let q = query(&format!(
+            "MATCH (v:DocumentVersion {{document_id: $id, version_number: $number}}) \
+             MATCH (d:Document)-[:VERSION_OF]->(v) {VERSION_RETURN}"
+        ))
+        .param("id", id.to_string())
+        .param("number", i64::from(number));
+        let row = self.optional_row(q).await?.ok_or(StoreError::NotFound)?;
+        from_row::<VersionRecord, DocumentVersion>(&row)
     }
 }
 

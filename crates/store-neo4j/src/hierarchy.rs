@@ -75,7 +75,7 @@ pub(crate) async fn move_in(
     let height: i64 = single_value(txn, height, "height").await?;
     notebook::check_depth(parent_depth, u64::try_from(height).unwrap_or(u64::MAX), max_depth)?;
     let detach = query(
-        "MATCH (n:Notebook {id: $id}) SET n.version = coalesce(n.version, 1) + 1 \
+        "MATCH (n:Notebook {id: $id}) SET n.version = coalesce(n.version, 1) + 1 REMOVE n.parent_id \
              WITH n OPTIONAL MATCH (:Notebook)-[r:PARENT_OF]->(n) DELETE r",
     )
     .param("id", id.to_string());
@@ -83,7 +83,7 @@ pub(crate) async fn move_in(
     if let Some(parent) = new_parent {
         let attach = query(
             "MATCH (p:Notebook {id: $parent}), (n:Notebook {id: $id}) \
-                 CREATE (p)-[:PARENT_OF {created_at: datetime($at)}]->(n)",
+                 CREATE (p)-[:PARENT_OF {created_at: datetime($at)}]->(n) SET n.parent_id = p.id",
         )
         .param("parent", parent.to_string())
         .param("id", id.to_string())
@@ -173,8 +173,9 @@ pub(crate) async fn duplicate_in(
         copies.iter().filter_map(|copy| copy.parent.map(|parent| pair("parent", parent, "child", copy.copy))).collect();
     let create = query(
         "MATCH (owner:User {id: $owner}) UNWIND $nodes AS item MATCH (src:Notebook {id: item.old}) \
-             CREATE (c:Notebook) SET c = src {.*, id: item.new, created_at: datetime($at), \
-             updated_at: datetime($at), version: 1, document_count: 0, total_size_bytes: 0, is_template: false} \
+             CREATE (c:Notebook) SET c = src {.*, id: item.new, owner_id: owner.id, parent_id: null, \
+             created_at: datetime($at), updated_at: datetime($at), version: 1, document_count: 0, \
+             total_size_bytes: 0, is_template: false} \
              CREATE (owner)-[:OWNS {created_at: datetime($at)}]->(c)",
     )
     .param("owner", owner.to_string())
@@ -183,7 +184,7 @@ pub(crate) async fn duplicate_in(
     txn.run(create).await.map_err(map_err)?;
     let link = query(
         "UNWIND $edges AS edge MATCH (p:Notebook {id: edge.parent}), (c:Notebook {id: edge.child}) \
-             CREATE (p)-[:PARENT_OF {created_at: datetime($at)}]->(c)",
+             CREATE (p)-[:PARENT_OF {created_at: datetime($at)}]->(c) SET c.parent_id = p.id",
     )
     .param("edges", edges)
     .param("at", storage(&change.at));

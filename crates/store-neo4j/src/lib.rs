@@ -21,6 +21,8 @@ mod hierarchy;
 mod migrations;
 mod notebooks;
 mod outbox;
+#[cfg(test)]
+mod query_plans;
 mod rows;
 mod sessions;
 mod txn;

@@ -145,4 +145,47 @@ pub const MIGRATIONS: &[Migration] = &[
              OPTIONS {indexConfig: {`fulltext.eventually_consistent`: true}}",
         ],
     },
+    Migration {
+        version: 8,
+        name: "keyset_listings",
+        statements: &[
+            // Every listing is a walk along a range index, from its cursor (issue 14):
+            // `WHERE x.key = $k AND x.id < $bound ORDER BY x.key, x.id LIMIT $n` seeks a
+            // composite index and reads n rows in its order, whatever the listing's size.
+            // A relationship cannot be indexed by the nodes it joins, so each listed node
+            // (or relationship) carries a copy of the id it is listed under, written by
+            // the statement that writes the relationship (`owner_id` with `OWNS`,
+            // `parent_id` with `PARENT_OF`, …). These fill them in on existing data, in
+            // batches; a node that already has its copy is skipped, so a rerun is cheap.
+            "MATCH (u:User)-[:OWNS]->(n:Notebook) WHERE n.owner_id IS NULL \
+             CALL { WITH u, n SET n.owner_id = u.id } IN TRANSACTIONS OF 10000 ROWS",
+            "MATCH (p:Notebook)-[:PARENT_OF]->(n:Notebook) WHERE n.parent_id IS NULL \
+             CALL { WITH p, n SET n.parent_id = p.id } IN TRANSACTIONS OF 10000 ROWS",
+            "MATCH (n:Notebook)-[:CONTAINS]->(d:Document) WHERE d.notebook_id IS NULL \
+             CALL { WITH n, d SET d.notebook_id = n.id } IN TRANSACTIONS OF 10000 ROWS",
+            "MATCH (d:Document)-[:VERSION_OF]->(v:DocumentVersion) WHERE v.document_id IS NULL \
+             CALL { WITH d, v SET v.document_id = d.id } IN TRANSACTIONS OF 10000 ROWS",
+            "MATCH (ae:ActivityEvent)-[:ABOUT]->(n:Notebook) WHERE ae.notebook_id IS NULL \
+             CALL { WITH ae, n SET ae.notebook_id = n.id } IN TRANSACTIONS OF 10000 ROWS",
+            "MATCH (u:User)-[:HAS_API_KEY]->(k:ApiKey) WHERE k.user_id IS NULL \
+             CALL { WITH u, k SET k.user_id = u.id } IN TRANSACTIONS OF 10000 ROWS",
+            "MATCH (u:User)-[c:COLLABORATES_ON]->(n:Notebook) WHERE c.user_id IS NULL \
+             CALL { WITH u, c, n SET c.user_id = u.id, c.notebook_id = n.id } IN TRANSACTIONS OF 10000 ROWS",
+            // The indexes, each named for the listing it serves.
+            "CREATE INDEX notebook_owner_keyset IF NOT EXISTS FOR (n:Notebook) ON (n.owner_id, n.id)",
+            "CREATE INDEX notebook_parent_keyset IF NOT EXISTS FOR (n:Notebook) ON (n.parent_id, n.id)",
+            "CREATE INDEX notebook_visibility_keyset IF NOT EXISTS FOR (n:Notebook) ON (n.visibility, n.id)",
+            "CREATE INDEX document_notebook_keyset IF NOT EXISTS FOR (d:Document) ON (d.notebook_id, d.id)",
+            "CREATE INDEX document_version_keyset IF NOT EXISTS FOR (v:DocumentVersion) ON (v.document_id, v.version_number)",
+            "CREATE INDEX upload_job_notebook_keyset IF NOT EXISTS FOR (j:UploadJob) ON (j.notebook_id, j.id)",
+            "CREATE INDEX activity_notebook_keyset IF NOT EXISTS FOR (ae:ActivityEvent) ON (ae.notebook_id, ae.id)",
+            "CREATE INDEX audit_resource_keyset IF NOT EXISTS FOR (al:AuditLog) ON (al.resource_id, al.id)",
+            "CREATE INDEX api_key_user_keyset IF NOT EXISTS FOR (k:ApiKey) ON (k.user_id, k.id)",
+            "CREATE INDEX collaborates_on_notebook_keyset IF NOT EXISTS FOR ()-[c:COLLABORATES_ON]-() ON (c.notebook_id, c.user_id)",
+            "CREATE INDEX collaborates_on_user_keyset IF NOT EXISTS FOR ()-[c:COLLABORATES_ON]-() \
+             ON (c.user_id, c.status, c.notebook_id)",
+            // Listings name their index (`USING INDEX`), which must be online.
+            "CALL db.awaitIndexes(600)",
+        ],
+    },
 ];

@@ -18,8 +18,8 @@ use crate::Neo4jStore;
 use crate::activity::{RECORD_CHANGE, change_params, record_change};
 use crate::hierarchy::{duplicate_in, lock_chain, move_in, soft_delete_in};
 use crate::rows::{
-    ChainRecord, NOTEBOOK_RETURN, TagUsageRecord, after_param, column, from_rows, limit_param, notebook_from_row,
-    settings_json, storage, tag_names,
+    ChainRecord, NOTEBOOK_RETURN, TagUsageRecord, column, from_rows, notebook_from_row, settings_json, storage,
+    tag_names,
 };
 use crate::txn::{in_txn, map_err, txn_row};
 
@@ -33,9 +33,10 @@ impl NotebookStore for Neo4jStore {
             query(&format!(
                 "MATCH (owner:User {{id: $owner_id}}) WHERE owner.status <> 'deleted' \
                  OPTIONAL MATCH (parent:Notebook {{id: $parent_id}}) \
-                 CREATE (n:Notebook {{id: $id, name: $name, description: $description, visibility: $visibility, \
-                 status: 'active', compliance_settings: $settings, document_count: 0, total_size_bytes: 0, \
-                 tags: $tags, search_text: $search_text, created_at: datetime($at), updated_at: datetime($at), \
+                 CREATE (n:Notebook {{id: $id, owner_id: owner.id, parent_id: parent.id, name: $name, \
+                 description: $description, visibility: $visibility, status: 'active', \
+                 compliance_settings: $settings, document_count: 0, total_size_bytes: 0, tags: $tags, \
+                 search_text: $search_text, created_at: datetime($at), updated_at: datetime($at), \
                  version: 1, is_template: $is_template}}) \
                  CREATE (owner)-[:OWNS {{created_at: datetime($at)}}]->(n) \
                  FOREACH (p IN CASE WHEN parent IS NULL THEN [] ELSE [parent] END | \
@@ -86,32 +87,18 @@ impl NotebookStore for Neo4jStore {
 
     async fn list_notebooks(&self, request: NotebookQuery) -> StoreResult<Page<Notebook>> {
         let (user, scope) = match request.scope {
-            ListScope::Owned(user) => (Some(user), "MATCH (owner:User {id: $user})-[:OWNS]->(n:Notebook)"),
-            ListScope::SharedWith(user) => (
-                Some(user),
-                "MATCH (:User {id: $user})-[:COLLABORATES_ON {status: 'active'}]->(:Notebook)-[:PARENT_OF*0..]->(n:Notebook) \
-                 WITH DISTINCT n MATCH (owner:User)-[:OWNS]->(n) WHERE owner.id <> $user",
-            ),
-            ListScope::Public => (None, "MATCH (owner:User)-[:OWNS]->(n:Notebook {visibility: 'public'})"),
+            ListScope::Owned(user) => (Some(user), Scope::Owned),
+            ListScope::SharedWith(user) => (Some(user), Scope::SharedWith),
+            ListScope::Public => (None, Scope::Public),
         };
-        // The direction is chosen here, never from client text, so formatting it in is safe.
-        let (compare, direction) = match request.order {
-            SortOrder::NewestFirst => ("<", "DESC"),
-            SortOrder::OldestFirst => (">", "ASC"),
-        };
-        let q = query(&format!(
-            "{scope} WITH n, owner WHERE n.status <> 'deleted' AND ($status IS NULL OR n.status = $status) \
-             AND ($visibility IS NULL OR n.visibility = $visibility) AND ($tag IS NULL OR $tag IN n.tags) \
-             AND ($template IS NULL OR coalesce(n.is_template, false) = $template) \
-             AND ($after IS NULL OR n.id {compare} $after) {NOTEBOOK_RETURN} ORDER BY n.id {direction} LIMIT $limit"
-        ))
-        .param("user", user.map(|user| user.to_string()))
-        .param("status", request.status.map(|status| status.as_str()))
-        .param("visibility", request.visibility.map(|visibility| visibility.as_str()))
-        .param("tag", request.tag.as_ref().map(|tag| tag.as_str().to_owned()))
-        .param("template", request.template)
-        .param("after", after_param(&request.page))
-        .param("limit", limit_param(&request.page));
+        let q = query(&list_notebooks_query(scope, request.order))
+            .param("user", user.map(|user| user.to_string()))
+            .param("status", request.status.map(|status| status.as_str()))
+            .param("visibility", request.visibility.map(|visibility| visibility.as_str()))
+            .param("tag", request.tag.as_ref().map(|tag| tag.as_str().to_owned()))
+            .param("template", request.template)
+            .param("bound", request.page.bound(request.order))
+            .param("limit", request.page.fetch());
         let notebooks = self.rows(q).await?.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Page::from_overfetch(notebooks, request.page.limit, |notebook| notebook.id.as_uuid()))
     }
@@ -264,15 +251,11 @@ impl NotebookStore for Neo4jStore {
         only_public: bool,
         page: PageRequest,
     ) -> StoreResult<Page<Notebook>> {
-        let q = query(&format!(
-            "MATCH (:Notebook {{id: $parent}})-[:PARENT_OF]->(n:Notebook)<-[:OWNS]-(owner:User) \
-             WHERE n.status <> 'deleted' AND (NOT $only_public OR n.visibility = 'public') \
-             AND ($after IS NULL OR n.id < $after) {NOTEBOOK_RETURN} ORDER BY n.id DESC LIMIT $limit"
-        ))
-        .param("parent", parent.to_string())
-        .param("only_public", only_public)
-        .param("after", after_param(&page))
-        .param("limit", limit_param(&page));
+        let q = query(&format!("{CHILDREN} {NOTEBOOK_RETURN} ORDER BY id DESC"))
+            .param("parent", parent.to_string())
+            .param("only_public", only_public)
+            .param("bound", page.bound(SortOrder::NewestFirst))
+            .param("limit", page.fetch());
         let notebooks = self.rows(q).await?.iter().map(notebook_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Page::from_overfetch(notebooks, page.limit, |notebook| notebook.id.as_uuid()))
     }
@@ -291,6 +274,59 @@ impl NotebookStore for Neo4jStore {
         .await
     }
 }
+
+/// Which notebooks a listing walks: the scopes of `ListScope`, without their user.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scope {
+    Owned,
+    SharedWith,
+    Public,
+}
+
+/// The statement of a notebook listing. Its rows (`limit + 1` of them) are chosen
+/// first, walking the scope's index from the cursor (`$bound`) in order, and only
+/// they are projected. The direction is chosen here, never from client text, so
+/// formatting it in is safe.
+pub(crate) fn list_notebooks_query(scope: Scope, order: SortOrder) -> String {
+    let (compare, direction) = match order {
+        SortOrder::NewestFirst => ("<", "DESC"),
+        SortOrder::OldestFirst => (">", "ASC"),
+    };
+    let (walk, order_by) = match scope {
+        // `notebook_owner_keyset` (owner_id, id): ordering by both columns is what
+        // lets the index give the order.
+        Scope::Owned => (
+            "MATCH (n:Notebook) USING INDEX n:Notebook(owner_id, id) WHERE n.owner_id = $user AND",
+            format!("n.owner_id {direction}, n.id {direction}"),
+        ),
+        // Every notebook under the user's active grants is gathered, then ordered:
+        // the cost follows what is shared with the user, not how many notebooks exist.
+        Scope::SharedWith => (
+            "MATCH (:User {id: $user})-[:COLLABORATES_ON {status: 'active'}]->(:Notebook)\
+             -[:PARENT_OF*0..]->(n:Notebook) WITH DISTINCT n WHERE n.owner_id <> $user AND",
+            format!("n.id {direction}"),
+        ),
+        Scope::Public => (
+            "MATCH (n:Notebook) USING INDEX n:Notebook(visibility, id) WHERE n.visibility = 'public' AND",
+            format!("n.visibility {direction}, n.id {direction}"),
+        ),
+    };
+    format!(
+        "{walk} n.id {compare} $bound AND n.status <> 'deleted' AND ($status IS NULL OR n.status = $status) \
+         AND ($visibility IS NULL OR n.visibility = $visibility) AND ($tag IS NULL OR $tag IN n.tags) \
+         AND ($template IS NULL OR coalesce(n.is_template, false) = $template) \
+         WITH n ORDER BY {order_by} LIMIT $limit \
+         MATCH (owner:User)-[:OWNS]->(n) {NOTEBOOK_RETURN} ORDER BY id {direction}"
+    )
+}
+
+/// The first `$limit` live children of `$parent` below `$bound` (only public ones
+/// when `$only_public`), newest first along `notebook_parent_keyset`, with their owner;
+/// [`NOTEBOOK_RETURN`] follows.
+pub(crate) const CHILDREN: &str = "MATCH (n:Notebook) USING INDEX n:Notebook(parent_id, id) \
+     WHERE n.parent_id = $parent AND n.id < $bound AND n.status <> 'deleted' \
+     AND (NOT $only_public OR n.visibility = 'public') \
+     WITH n ORDER BY n.parent_id DESC, n.id DESC LIMIT $limit MATCH (owner:User)-[:OWNS]->(n)";
 
 /// Links a notebook `n` to a `(:Tag)` for each name in its `tags` list, creating the
 /// tags as needed: a unit subquery, with [`RECORD_CHANGE`]'s `$rc_at` and `$rc_actor`.

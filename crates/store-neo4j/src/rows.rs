@@ -17,7 +17,6 @@ use aether_domain::events::OutboxEvent;
 use aether_domain::id::{ApiKeyId, DocumentId, JobId, NotebookId, TokenFamilyId, UserId, VersionId};
 use aether_domain::job::{CallbackUrl, JobOrigin, JobStatus, ReceivedFile, UploadJob};
 use aether_domain::notebook::{Description, Notebook, NotebookName, NotebookStatus, Tag, Visibility};
-use aether_domain::page::PageRequest;
 use aether_domain::session::PresentedRefreshToken;
 use aether_domain::store::StoreResult;
 use aether_domain::time::{self, Timestamp};
@@ -118,14 +117,6 @@ pub(crate) fn map_json(map: &serde_json::Map<String, serde_json::Value>) -> Stri
 /// Sizes are `u64` in the domain and signed integers in Neo4j.
 pub(crate) fn signed(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-pub(crate) fn after_param(page: &PageRequest) -> Option<String> {
-    page.after.map(|id| id.hyphenated().to_string())
-}
-
-pub(crate) fn limit_param(page: &PageRequest) -> i64 {
-    i64::from(page.limit.get()) + 1
 }
 
 // --- Users ------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ use aether_domain::activity::NewAuditRecord;
 use aether_domain::capability::check_administrators_remain;
 use aether_domain::id::UserId;
 use aether_domain::identity::ExternalUser;
-use aether_domain::page::{Page, PageRequest};
+use aether_domain::page::{Page, PageRequest, SortOrder};
 use aether_domain::store::{StoreResult, UserStore};
 use aether_domain::time::Timestamp;
 use aether_domain::user::{self, LocalCredentials, NewUser, Role, User, UserPatch, Username};
@@ -16,8 +16,13 @@ use neo4rs::{Txn, query};
 
 use crate::Neo4jStore;
 use crate::activity::audit_query;
-use crate::rows::{USER_RETURN, after_param, column, corrupt, limit_param, role_names, storage, user_from_row};
+use crate::rows::{USER_RETURN, column, corrupt, role_names, storage, user_from_row};
 use crate::txn::{in_txn, map_err, txn_row, txn_rows};
+
+/// Live users: the first `$limit` below `$bound`, newest first along the id's unique
+/// index; [`USER_RETURN`] follows.
+pub(crate) const USERS: &str = "MATCH (u:User) USING INDEX u:User(id) WHERE u.id < $bound \
+     AND u.status <> 'deleted' WITH u ORDER BY u.id DESC LIMIT $limit";
 
 #[async_trait]
 impl UserStore for Neo4jStore {
@@ -123,12 +128,9 @@ impl UserStore for Neo4jStore {
     }
 
     async fn list_users(&self, page: PageRequest) -> StoreResult<Page<User>> {
-        let q = query(&format!(
-            "MATCH (u:User) WHERE u.status <> 'deleted' AND ($after IS NULL OR u.id < $after) \
-             {USER_RETURN} ORDER BY u.id DESC LIMIT $limit"
-        ))
-        .param("after", after_param(&page))
-        .param("limit", limit_param(&page));
+        let q = query(&format!("{USERS} {USER_RETURN} ORDER BY id DESC"))
+            .param("bound", page.bound(SortOrder::NewestFirst))
+            .param("limit", page.fetch());
         let users = self.rows(q).await?.iter().map(user_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Page::from_overfetch(users, page.limit, |user| user.id.as_uuid()))
     }

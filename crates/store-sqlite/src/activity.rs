@@ -4,7 +4,7 @@
 use aether_domain::activity::NewAuditRecord;
 use aether_domain::activity::{ActivityEvent, AuditEntry, Change, ChangeRecord};
 use aether_domain::id::NotebookId;
-use aether_domain::page::{Page, PageRequest};
+use aether_domain::page::{Page, PageRequest, SortOrder};
 use aether_domain::store::{ActivityStore, StoreResult};
 use aether_domain::time;
 use async_trait::async_trait;
@@ -13,6 +13,17 @@ use sqlx::SqliteConnection;
 use crate::outbox::insert_event;
 use crate::rows::{ActivityRow, AuditRow, convert};
 use crate::{SqliteStore, map_err};
+
+/// A notebook's (?1) events, newest first from the bound ?2, ?3 rows, along
+/// `activity_notebook` (notebook, id).
+pub(crate) const ACTIVITY: &str =
+    "SELECT * FROM activity_events WHERE notebook_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
+/// Every audit entry, newest first from the bound ?1, ?2 rows, along the primary key.
+pub(crate) const AUDIT: &str = "SELECT * FROM audit_log WHERE id < ?1 ORDER BY id DESC LIMIT ?2";
+/// The audit entries about a resource (?1), newest first from the bound ?2, ?3 rows,
+/// along `audit_resource` (resource, id).
+pub(crate) const AUDIT_OF_RESOURCE: &str =
+    "SELECT * FROM audit_log WHERE resource_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
 
 /// Writes the activity event and the audit entry of a change, in its transaction.
 pub(crate) async fn record_change(tx: &mut SqliteConnection, change: &Change, record: ChangeRecord) -> StoreResult<()> {
@@ -87,26 +98,23 @@ impl ActivityStore for SqliteStore {
     }
 
     async fn list_activity(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<ActivityEvent>> {
-        let rows: Vec<ActivityRow> = sqlx::query_as(
-            "SELECT * FROM activity_events WHERE notebook_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(notebook.to_string())
-        .bind(page.after.map(|id| id.hyphenated().to_string()))
-        .bind(i64::from(page.limit.get()) + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let rows: Vec<ActivityRow> = sqlx::query_as(ACTIVITY)
+            .bind(notebook.to_string())
+            .bind(page.bound(SortOrder::NewestFirst))
+            .bind(page.fetch())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(Page::from_overfetch(convert(rows)?, page.limit, |event: &ActivityEvent| event.id))
     }
 
     async fn list_audit(&self, resource_id: Option<String>, page: PageRequest) -> StoreResult<Page<AuditEntry>> {
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT * FROM audit_log WHERE (?1 IS NULL OR resource_id = ?1) AND (?2 IS NULL OR id < ?2) \
-             ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(resource_id)
-        .bind(page.after.map(|id| id.hyphenated().to_string()))
-        .bind(i64::from(page.limit.get()) + 1)
+        let bound = page.bound(SortOrder::NewestFirst);
+        let rows: Vec<AuditRow> = match resource_id {
+            Some(resource) => sqlx::query_as(AUDIT_OF_RESOURCE).bind(resource).bind(bound),
+            None => sqlx::query_as(AUDIT).bind(bound),
+        }
+        .bind(page.fetch())
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;

@@ -4,6 +4,7 @@ use aether_domain::StoreError;
 use aether_domain::activity::NewAuditRecord;
 use aether_domain::api_key::{ApiKey, NewApiKey};
 use aether_domain::id::{ApiKeyId, UserId};
+use aether_domain::page::{Page, PageRequest, SortOrder};
 use aether_domain::store::{ApiKeyStore, StoreResult};
 use aether_domain::time::{self, Timestamp};
 use async_trait::async_trait;
@@ -11,6 +12,11 @@ use async_trait::async_trait;
 use crate::activity::insert_audit;
 use crate::rows::{ApiKeyRow, convert};
 use crate::{SqliteStore, map_err};
+
+/// The user's (?1) keys, newest first from the bound ?2, ?3 rows, along
+/// `api_keys_user` (user, id).
+pub(crate) const API_KEYS: &str =
+    concat!("SELECT ", api_key_columns!(), " FROM api_keys WHERE user_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3");
 
 async fn api_key_in(tx: &mut sqlx::SqliteConnection, id: &str) -> StoreResult<ApiKey> {
     let row: ApiKeyRow = sqlx::query_as(concat!("SELECT ", api_key_columns!(), " FROM api_keys WHERE id = ?"))
@@ -51,14 +57,15 @@ impl ApiKeyStore for SqliteStore {
         Ok(created)
     }
 
-    async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<ApiKey>> {
-        let rows: Vec<ApiKeyRow> =
-            sqlx::query_as(concat!("SELECT ", api_key_columns!(), " FROM api_keys WHERE user_id = ? ORDER BY id DESC"))
-                .bind(user.to_string())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
-        convert(rows)
+    async fn list_api_keys(&self, user: UserId, page: PageRequest) -> StoreResult<Page<ApiKey>> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(API_KEYS)
+            .bind(user.to_string())
+            .bind(page.bound(SortOrder::NewestFirst))
+            .bind(page.fetch())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(Page::from_overfetch(convert(rows)?, page.limit, |key: &ApiKey| key.id.as_uuid()))
     }
 
     async fn revoke_api_key(&self, user: UserId, id: ApiKeyId, audit: NewAuditRecord) -> StoreResult<ApiKey> {

@@ -5,6 +5,7 @@ use aether_domain::access::Collaboration;
 use aether_domain::access::CollaborationStatus;
 use aether_domain::activity::{Change, ChangeRecord};
 use aether_domain::id::{NotebookId, UserId};
+use aether_domain::page::{Page, PageRequest, SortOrder};
 use aether_domain::store::{CollaborationStore, StoreResult};
 use aether_domain::time;
 use async_trait::async_trait;
@@ -13,6 +14,19 @@ use crate::activity::record_change;
 use crate::hierarchy::live_depth;
 use crate::rows::{CollaborationRow, convert};
 use crate::{SqliteStore, map_err};
+
+/// The collaborations on a notebook (?1), by collaborator id from the bound ?2, ?3
+/// rows, along `collaborates_on_notebook` (notebook, and the primary key's user).
+pub(crate) const COLLABORATORS: &str =
+    "SELECT * FROM collaborates_on WHERE notebook_id = ?1 AND user_id > ?2 ORDER BY user_id LIMIT ?3";
+
+/// A user's (?1) collaborations in a status (?2) on live notebooks, newest notebook
+/// first from the bound ?3, ?4 rows, along `collaborates_on_user_status`. Named, as
+/// without statistics SQLite prefers the primary key (user, notebook), which would
+/// walk past the user's collaborations in every other status.
+pub(crate) const USER_COLLABORATIONS: &str = "SELECT co.* FROM collaborates_on co \
+     INDEXED BY collaborates_on_user_status JOIN notebooks n ON n.id = co.notebook_id WHERE co.user_id = ?1 AND co.status = ?2 \
+     AND n.status != 'deleted' AND co.notebook_id < ?3 ORDER BY co.notebook_id DESC LIMIT ?4";
 
 #[async_trait]
 impl CollaborationStore for SqliteStore {
@@ -96,30 +110,44 @@ impl CollaborationStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_collaborations(&self, notebook: NotebookId) -> StoreResult<Vec<Collaboration>> {
-        let rows: Vec<CollaborationRow> =
-            sqlx::query_as("SELECT * FROM collaborates_on WHERE notebook_id = ? ORDER BY granted_at, user_id")
-                .bind(notebook.to_string())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
-        convert(rows)
+    async fn list_collaborations(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<Collaboration>> {
+        let rows: Vec<CollaborationRow> = sqlx::query_as(COLLABORATORS)
+            .bind(notebook.to_string())
+            .bind(page.bound(SortOrder::OldestFirst))
+            .bind(page.fetch())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(Page::from_overfetch(convert(rows)?, page.limit, |c: &Collaboration| c.user_id.as_uuid()))
     }
 
     async fn list_user_collaborations(
         &self,
         user: UserId,
         status: CollaborationStatus,
-    ) -> StoreResult<Vec<Collaboration>> {
-        let rows: Vec<CollaborationRow> = sqlx::query_as(
+        page: PageRequest,
+    ) -> StoreResult<Page<Collaboration>> {
+        let rows: Vec<CollaborationRow> = sqlx::query_as(USER_COLLABORATIONS)
+            .bind(user.to_string())
+            .bind(status.as_str())
+            .bind(page.bound(SortOrder::NewestFirst))
+            .bind(page.fetch())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(Page::from_overfetch(convert(rows)?, page.limit, |c: &Collaboration| c.notebook_id.as_uuid()))
+    }
+
+    async fn find_collaboration(&self, notebook: NotebookId, user: UserId) -> StoreResult<Option<Collaboration>> {
+        let row: Option<CollaborationRow> = sqlx::query_as(
             "SELECT co.* FROM collaborates_on co JOIN notebooks n ON n.id = co.notebook_id \
-             WHERE co.user_id = ? AND co.status = ? AND n.status != 'deleted' ORDER BY co.granted_at DESC",
+             WHERE co.user_id = ? AND co.notebook_id = ? AND n.status != 'deleted'",
         )
         .bind(user.to_string())
-        .bind(status.as_str())
-        .fetch_all(&self.pool)
+        .bind(notebook.to_string())
+        .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
-        convert(rows)
+        row.map(Collaboration::try_from).transpose()
     }
 }

@@ -11,7 +11,7 @@ use aether_domain::id::{DocumentId, JobId, NotebookId};
 use aether_domain::job;
 use aether_domain::job::{CallbackUrl, JobEnd, JobStatus, NewUploadJob, ReceivedFile, UploadJob, job_status_conflict};
 use aether_domain::notebook::Description;
-use aether_domain::page::{Page, PageRequest};
+use aether_domain::page::{Page, PageRequest, SortOrder};
 use aether_domain::store::{BlobDeletionStore, DocumentStore, JobStore, StoreResult};
 use aether_domain::time::{self, Timestamp};
 use async_trait::async_trait;
@@ -92,6 +92,29 @@ async fn abandon_job(
     tx.commit().await.map_err(map_err)?;
     Ok(job)
 }
+
+/// A notebook's (?1) jobs (only unfinished ones when ?2), newest first from the
+/// bound ?3, ?4 rows, along `upload_jobs_notebook` (notebook, id).
+pub(crate) const NOTEBOOK_JOBS: &str = "SELECT * FROM upload_jobs WHERE notebook_id = ?1 \
+     AND (NOT ?2 OR status NOT IN ('completed', 'failed', 'cancelled')) AND id < ?3 ORDER BY id DESC LIMIT ?4";
+
+/// A notebook's (?1) documents, newest first from the bound ?2, ?3 rows, along
+/// `document_notebook` (notebook, id). Listings never load the extracted text (up
+/// to 2 M characters a document).
+pub(crate) const DOCUMENTS: &str = "SELECT id, notebook_id, added_at, original_filename, description, tags, \
+     content_type, file_size, file_hash, storage_provider, storage_path, processing_status, format, supported, \
+     NULL AS extracted_text, extracted_metadata, processing_metadata, compliance_scan_results, \
+     pii_detected, redaction_applied, redacted_path, thumbnail_path, processing_error_code, \
+     processing_error, current_version, uploaded_by, uploaded_at, processed_at, updated_at \
+     FROM documents WHERE notebook_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
+
+/// A document's (?1) versions, highest number first, below the number of the
+/// version ?2 (the cursor; none on the first page), ?3 rows, along the unique
+/// (document, number) index. A cursor naming no version of the document ends the walk.
+pub(crate) const VERSIONS: &str = "SELECT * FROM document_versions WHERE document_id = ?1 \
+     AND version_number < CASE WHEN ?2 IS NULL THEN 4294967296 \
+     ELSE (SELECT version_number FROM document_versions WHERE id = ?2 AND document_id = ?1) END \
+     ORDER BY version_number DESC LIMIT ?3";
 
 impl SqliteStore {
     /// Claims the oldest claimable job, or `only` that one.
@@ -190,18 +213,14 @@ impl JobStore for SqliteStore {
         active_only: bool,
         page: PageRequest,
     ) -> StoreResult<Page<UploadJob>> {
-        let rows: Vec<JobRow> = sqlx::query_as(
-            "SELECT * FROM upload_jobs WHERE notebook_id = ?1 \
-             AND (NOT ?2 OR status NOT IN ('completed', 'failed', 'cancelled')) \
-             AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4",
-        )
-        .bind(notebook.to_string())
-        .bind(active_only)
-        .bind(page.after.map(|id| id.hyphenated().to_string()))
-        .bind(i64::from(page.limit.get()) + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let rows: Vec<JobRow> = sqlx::query_as(NOTEBOOK_JOBS)
+            .bind(notebook.to_string())
+            .bind(active_only)
+            .bind(page.bound(SortOrder::NewestFirst))
+            .bind(page.fetch())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(Page::from_overfetch(convert(rows)?, page.limit, |job: &UploadJob| job.id.as_uuid()))
     }
 
@@ -471,21 +490,13 @@ impl DocumentStore for SqliteStore {
     }
 
     async fn list_documents(&self, notebook: NotebookId, page: PageRequest) -> StoreResult<Page<Document>> {
-        let rows: Vec<DocumentRow> = sqlx::query_as(
-            // Listings never load the extracted text (up to 2 M characters a document).
-            "SELECT id, notebook_id, added_at, original_filename, description, tags, content_type, file_size, \
-             file_hash, storage_provider, storage_path, processing_status, format, supported, \
-             NULL AS extracted_text, extracted_metadata, processing_metadata, compliance_scan_results, \
-             pii_detected, redaction_applied, redacted_path, thumbnail_path, processing_error_code, \
-             processing_error, current_version, uploaded_by, uploaded_at, processed_at, updated_at \
-             FROM documents WHERE notebook_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(notebook.to_string())
-        .bind(page.after.map(|id| id.hyphenated().to_string()))
-        .bind(i64::from(page.limit.get()) + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let rows: Vec<DocumentRow> = sqlx::query_as(DOCUMENTS)
+            .bind(notebook.to_string())
+            .bind(page.bound(SortOrder::NewestFirst))
+            .bind(page.fetch())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(Page::from_overfetch(convert(rows)?, page.limit, |document: &Document| document.id.as_uuid()))
     }
 
@@ -541,18 +552,30 @@ impl DocumentStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_versions(&self, id: DocumentId) -> StoreResult<Vec<DocumentVersion>> {
-        let rows: Vec<VersionRow> =
-            sqlx::query_as("SELECT * FROM document_versions WHERE document_id = ? ORDER BY version_number DESC")
-                .bind(id.to_string())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
-        if rows.is_empty() {
+    async fn list_versions(&self, id: DocumentId, page: PageRequest) -> StoreResult<Page<DocumentVersion>> {
+        let rows: Vec<VersionRow> = sqlx::query_as(VERSIONS)
+            .bind(id.to_string())
+            .bind(page.after.map(|after| after.hyphenated().to_string()))
+            .bind(page.fetch())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if rows.is_empty() && page.after.is_none() {
             // Every stored document has a version, so none means no document.
             return Err(StoreError::NotFound);
         }
-        convert(rows)
+        Ok(Page::from_overfetch(convert(rows)?, page.limit, |version: &DocumentVersion| version.id.as_uuid()))
+    }
+
+    async fn get_version(&self, id: DocumentId, number: u32) -> StoreResult<DocumentVersion> {
+        let row: VersionRow =
+            sqlx::query_as("SELECT * FROM document_versions WHERE document_id = ? AND version_number = ?")
+                .bind(id.to_string())
+                .bind(i64::from(number))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?;
+        row.try_into()
     }
 }
 

@@ -30,6 +30,8 @@ mod ephemeral;
 mod hierarchy;
 mod notebooks;
 mod outbox;
+#[cfg(test)]
+mod query_plans;
 mod sessions;
 mod users;
 

@@ -18,19 +18,51 @@ use sqlx::SqliteConnection;
 
 use crate::activity::record_change;
 use crate::hierarchy::{duplicate_in, live_depth, move_in, soft_delete_in};
-use crate::rows::{ChainRow, NotebookRow, TagUsageRow, convert, settings_json, tags_json};
+use crate::rows::{ChainRow, NotebookRow, Ordered, TagUsageRow, convert, settings_json, tags_json};
 use crate::{SqliteStore, map_err};
 
-// The filters and order shared by every listing. Parameters: ?2 status, ?3
-// visibility, ?4 tag, ?5 oldest first, ?6 cursor, ?7 limit, ?8 template.
+// The filters every listing applies. Parameters: ?2 status, ?3 visibility, ?4 tag,
+// ?5 template; the scope's statement adds ?1 and its walk (`both_orders!`).
 macro_rules! notebook_filters {
     () => {
         "n.status != 'deleted' AND (?2 IS NULL OR n.status = ?2) AND (?3 IS NULL OR n.visibility = ?3) \
          AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(n.tags) WHERE json_each.value = ?4)) \
-         AND (?6 IS NULL OR (?5 AND n.id > ?6) OR (NOT ?5 AND n.id < ?6)) AND (?8 IS NULL OR n.is_template = ?8) \
-         ORDER BY CASE WHEN ?5 THEN n.id END ASC, CASE WHEN NOT ?5 THEN n.id END DESC LIMIT ?7"
+         AND (?5 IS NULL OR n.is_template = ?5)"
     };
 }
+
+/// The user's notebooks (?1), walked along `owns`' primary key (user, notebook).
+pub(crate) const OWNED: Ordered =
+    both_orders!("o.notebook_id"; notebook_select!(), " WHERE o.user_id = ?1 AND ", notebook_filters!());
+
+/// Notebooks shared with the user (?1): every notebook under an active grant, then
+/// ordered. The reach is collected whole, so its cost grows with the notebooks
+/// shared with the user (not with the number of notebooks stored).
+pub(crate) const SHARED_WITH: Ordered = both_orders!(
+    "n.id";
+    "WITH RECURSIVE reach(id) AS (\
+     SELECT co.notebook_id FROM collaborates_on co WHERE co.user_id = ?1 AND co.status = 'active' \
+     UNION SELECT p.child_id FROM parent_of p JOIN reach r ON p.parent_id = r.id) ",
+    notebook_select!(),
+    " WHERE n.id IN (SELECT id FROM reach) AND o.user_id != ?1 AND ",
+    notebook_filters!()
+);
+
+/// Public notebooks (?1 is unused, always null), walked along `notebook_public`.
+pub(crate) const PUBLIC: Ordered = both_orders!(
+    "n.id";
+    notebook_select!(),
+    " WHERE (?1 IS NULL) AND n.visibility = 'public' AND ",
+    notebook_filters!()
+);
+
+/// Live children of ?1 (only public ones when ?2), newest first from the bound ?3,
+/// ?4 rows, walked along `parent_of_parent` (parent, child).
+pub(crate) const CHILDREN: &str = concat!(
+    notebook_select!(),
+    " WHERE po.parent_id = ?1 AND n.status != 'deleted' AND (?2 = 0 OR n.visibility = 'public') \
+     AND po.child_id < ?3 ORDER BY po.child_id DESC LIMIT ?4"
+);
 
 /// Reads a notebook with its owner and parent: a live one, or a soft-deleted one.
 async fn read_notebook(
@@ -122,38 +154,18 @@ impl NotebookStore for SqliteStore {
 
     async fn list_notebooks(&self, query: NotebookQuery) -> StoreResult<Page<Notebook>> {
         let (user, sql) = match query.scope {
-            ListScope::Owned(user) => {
-                (Some(user), concat!(notebook_select!(), " WHERE o.user_id = ?1 AND ", notebook_filters!()))
-            }
-            ListScope::SharedWith(user) => (
-                Some(user),
-                concat!(
-                    "WITH RECURSIVE reach(id) AS (\
-                     SELECT co.notebook_id FROM collaborates_on co WHERE co.user_id = ?1 AND co.status = 'active' \
-                     UNION SELECT p.child_id FROM parent_of p JOIN reach r ON p.parent_id = r.id) ",
-                    notebook_select!(),
-                    " WHERE n.id IN (SELECT id FROM reach) AND o.user_id != ?1 AND ",
-                    notebook_filters!()
-                ),
-            ),
-            ListScope::Public => (
-                None,
-                concat!(
-                    notebook_select!(),
-                    " WHERE (?1 IS NULL) AND n.visibility = 'public' AND ",
-                    notebook_filters!()
-                ),
-            ),
+            ListScope::Owned(user) => (Some(user), OWNED),
+            ListScope::SharedWith(user) => (Some(user), SHARED_WITH),
+            ListScope::Public => (None, PUBLIC),
         };
-        let rows: Vec<NotebookRow> = sqlx::query_as(sql)
+        let rows: Vec<NotebookRow> = sqlx::query_as(sql.get(query.order))
             .bind(user.map(|user| user.to_string()))
             .bind(query.status.map(NotebookStatus::as_str))
             .bind(query.visibility.map(Visibility::as_str))
             .bind(query.tag.as_ref().map(Tag::as_str))
-            .bind(query.order == SortOrder::OldestFirst)
-            .bind(query.page.after.map(|id| id.hyphenated().to_string()))
-            .bind(i64::from(query.page.limit.get()) + 1)
             .bind(query.template)
+            .bind(query.page.bound(query.order))
+            .bind(query.page.fetch())
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
@@ -287,18 +299,14 @@ impl NotebookStore for SqliteStore {
         only_public: bool,
         page: PageRequest,
     ) -> StoreResult<Page<Notebook>> {
-        let rows: Vec<NotebookRow> = sqlx::query_as(concat!(
-            notebook_select!(),
-            " WHERE po.parent_id = ?1 AND n.status != 'deleted' AND (?2 = 0 OR n.visibility = 'public') \
-             AND (?3 IS NULL OR n.id < ?3) ORDER BY n.id DESC LIMIT ?4"
-        ))
-        .bind(parent.to_string())
-        .bind(only_public)
-        .bind(page.after.map(|id| id.hyphenated().to_string()))
-        .bind(i64::from(page.limit.get()) + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let rows: Vec<NotebookRow> = sqlx::query_as(CHILDREN)
+            .bind(parent.to_string())
+            .bind(only_public)
+            .bind(page.bound(SortOrder::NewestFirst))
+            .bind(page.fetch())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(Page::from_overfetch(convert(rows)?, page.limit, |notebook: &Notebook| notebook.id.as_uuid()))
     }
 

@@ -17,6 +17,7 @@ use aether_domain::events::OutboxEvent;
 use aether_domain::id::{ApiKeyId, DocumentId, JobId, NotebookId, TokenFamilyId, UserId, VersionId};
 use aether_domain::job::{CallbackUrl, JobOrigin, JobStatus, ReceivedFile, UploadJob};
 use aether_domain::notebook::{Description, Notebook, NotebookName, NotebookStatus, Tag, Visibility};
+use aether_domain::page::SortOrder;
 use aether_domain::session::PresentedRefreshToken;
 use aether_domain::store::StoreResult;
 use aether_domain::time::{self, Timestamp};
@@ -41,6 +42,35 @@ macro_rules! notebook_select {
          n.status, n.tags, n.compliance_settings, n.document_count, n.total_size_bytes, n.created_at, \
          n.updated_at, n.version, n.is_template FROM notebooks n JOIN owns o ON o.notebook_id = n.id \
          LEFT JOIN parent_of po ON po.child_id = n.id"
+    };
+}
+
+/// A listing's statement in each order, both written out so that SQLite walks the
+/// index in the order asked for (an `ORDER BY CASE …` sorts every matching row).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ordered {
+    pub(crate) newest_first: &'static str,
+    pub(crate) oldest_first: &'static str,
+}
+
+impl Ordered {
+    pub(crate) fn get(self, order: SortOrder) -> &'static str {
+        match order {
+            SortOrder::NewestFirst => self.newest_first,
+            SortOrder::OldestFirst => self.oldest_first,
+        }
+    }
+}
+
+/// [`Ordered`] statements that walk `$key` from the bound `?6` (see
+/// `PageRequest::bound`) and read `?7` rows; the parts before are the statement up
+/// to its last filter.
+macro_rules! both_orders {
+    ($key:literal; $($part:expr),+ $(,)?) => {
+        $crate::rows::Ordered {
+            newest_first: concat!($($part,)+ " AND ", $key, " < ?6 ORDER BY ", $key, " DESC LIMIT ?7"),
+            oldest_first: concat!($($part,)+ " AND ", $key, " > ?6 ORDER BY ", $key, " LIMIT ?7"),
+        }
     };
 }
 

@@ -5,7 +5,7 @@ use aether_domain::activity::NewAuditRecord;
 use aether_domain::capability::check_administrators_remain;
 use aether_domain::id::UserId;
 use aether_domain::identity::ExternalUser;
-use aether_domain::page::{Page, PageRequest};
+use aether_domain::page::{Page, PageRequest, SortOrder};
 use aether_domain::store::{StoreResult, UserStore};
 use aether_domain::time::{self, Timestamp};
 use aether_domain::user::{self, Email, LocalCredentials, NewUser, Role, User, UserPatch, Username};
@@ -23,6 +23,10 @@ async fn user_in(tx: &mut sqlx::SqliteConnection, id: &str) -> StoreResult<Optio
         .map_err(map_err)?;
     row.map(User::try_from).transpose()
 }
+
+/// Live users, newest first from the bound ?1, ?2 rows, along the primary key.
+pub(crate) const USERS: &str =
+    concat!("SELECT ", user_columns!(), " FROM users WHERE status != 'deleted' AND id < ?1 ORDER BY id DESC LIMIT ?2");
 
 #[async_trait]
 impl UserStore for SqliteStore {
@@ -151,17 +155,12 @@ impl UserStore for SqliteStore {
     }
 
     async fn list_users(&self, page: PageRequest) -> StoreResult<Page<User>> {
-        let rows: Vec<UserRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE status != 'deleted' AND (?1 IS NULL OR id < ?1) \
-             ORDER BY id DESC LIMIT ?2"
-        ))
-        .bind(page.after.map(|id| id.hyphenated().to_string()))
-        .bind(i64::from(page.limit.get()) + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let rows: Vec<UserRow> = sqlx::query_as(USERS)
+            .bind(page.bound(SortOrder::NewestFirst))
+            .bind(page.fetch())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(Page::from_overfetch(convert(rows)?, page.limit, |user: &User| user.id.as_uuid()))
     }
 

@@ -4,6 +4,7 @@ use aether_domain::ValidationError;
 use aether_domain::access::Collaboration;
 use aether_domain::access::{Access, CollaborationStatus, Permission};
 use aether_domain::id::UserId;
+use aether_domain::page::Page;
 use aether_services::notebooks::AccessReport;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, AuthUser, Writer, double_option};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, Writer, double_option, encode_cursor};
 use crate::openapi as doc;
 use crate::state::AppState;
 
@@ -57,14 +58,16 @@ impl From<Collaboration> for CollaborationResponse {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CollaborationList {
     pub items: Vec<CollaborationResponse>,
-    /// Always `null`: these lists are short and returned whole.
     #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
-impl From<Vec<Collaboration>> for CollaborationList {
-    fn from(items: Vec<Collaboration>) -> Self {
-        Self { items: items.into_iter().map(CollaborationResponse::from).collect(), next_cursor: None }
+impl From<Page<Collaboration>> for CollaborationList {
+    fn from(page: Page<Collaboration>) -> Self {
+        Self {
+            next_cursor: page.next_after.map(encode_cursor),
+            items: page.items.into_iter().map(CollaborationResponse::from).collect(),
+        }
     }
 }
 
@@ -174,27 +177,31 @@ pub async fn set_permission(
     })
 }
 
-/// Everyone invited to or granted access on this notebook. Needs admin access.
+/// Everyone invited to or granted access on this notebook, in the order of their
+/// user ids (oldest account first). Needs admin access.
 #[utoipa::path(
     get,
     path = "/api/v1/notebooks/{id}/collaborators",
     tag = "sharing",
     security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Notebook id (UUID)"), PageQuery),
     responses(
         (status = 200, body = CollaborationList),
         doc::Authenticated,
         doc::BadRequest,
         doc::Forbidden,
         doc::NotFound,
+        doc::Unprocessable,
     )
 )]
 pub async fn list_collaborators(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<CollaborationList>, ApiError> {
-    Ok(Json(state.notebooks.collaborators(&caller, parse_id(&id)?).await?.into()))
+    let id = parse_id(&id)?;
+    Ok(Json(state.notebooks.collaborators(&caller, id, query.parse()?).await?.into()))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -203,9 +210,15 @@ pub struct InvitationQuery {
     /// `pending` (default), `active`, `declined` or `revoked`.
     #[param(inline, value_type = Option<crate::openapi::values::CollaborationStatus>)]
     pub status: Option<String>,
+    /// Items per page, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// The `next_cursor` of a previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$")]
+    pub cursor: Option<String>,
 }
 
-/// The caller's invitations.
+/// The caller's invitations, in the order of the notebooks' ids (newest notebook first).
 #[utoipa::path(
     get,
     path = "/api/v1/invitations",
@@ -225,7 +238,8 @@ pub async fn list_invitations(
     ApiQuery(query): ApiQuery<InvitationQuery>,
 ) -> Result<Json<CollaborationList>, ApiError> {
     let status = CollaborationStatus::parse(query.status.as_deref().unwrap_or("pending"))?;
-    Ok(Json(state.notebooks.invitations(&caller, status).await?.into()))
+    let page = PageQuery { limit: query.limit, cursor: query.cursor }.parse()?;
+    Ok(Json(state.notebooks.invitations(&caller, status, page).await?.into()))
 }
 
 /// Accepts the caller's pending invitation to this notebook.

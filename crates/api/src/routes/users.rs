@@ -371,6 +371,8 @@ impl From<ApiKey> for ApiKeyResponse {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ApiKeyList {
     pub items: Vec<ApiKeyResponse>,
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// Creates a personal API key. The key is in this answer only.
@@ -418,17 +420,24 @@ pub async fn create_api_key(
     path = "/api/v1/users/me/api-keys",
     tag = "users",
     security(("bearer" = [])),
+    params(PageQuery),
     responses(
         (status = 200, body = ApiKeyList),
         doc::Authenticated,
+        doc::BadRequest,
+        doc::Unprocessable,
     )
 )]
 pub async fn list_api_keys(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<ApiKeyList>, ApiError> {
-    let keys = state.identity.list_api_keys(&caller).await?;
-    Ok(Json(ApiKeyList { items: keys.into_iter().map(Into::into).collect() }))
+    let keys = state.identity.list_api_keys(&caller, query.parse()?).await?;
+    Ok(Json(ApiKeyList {
+        next_cursor: keys.next_after.map(encode_cursor),
+        items: keys.items.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// Revokes one of the caller's API keys; it stops working at once.

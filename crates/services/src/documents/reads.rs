@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 
+use aether_domain::StoreError;
 use aether_domain::access::Permission;
 use aether_domain::activity::Change;
 use aether_domain::auth::Principal;
@@ -11,7 +12,7 @@ use aether_domain::blob::{BlobKey, BlobRead};
 use aether_domain::document::{Document, DocumentPatch, DocumentVersion, Filename};
 use aether_domain::id::{DocumentId, NotebookId};
 use aether_domain::job::{JobOrigin, UploadJob};
-use aether_domain::page::{Page, PageRequest};
+use aether_domain::page::{Limit, Page, PageRequest};
 use futures::StreamExt as _;
 use serde::Serialize;
 
@@ -131,9 +132,29 @@ impl DocumentService {
         Ok(())
     }
 
-    pub async fn versions(&self, caller: &Principal, id: DocumentId) -> ServiceResult<Vec<DocumentVersion>> {
+    /// The document's versions, newest first.
+    pub async fn versions(
+        &self,
+        caller: &Principal,
+        id: DocumentId,
+        page: PageRequest,
+    ) -> ServiceResult<Page<DocumentVersion>> {
         self.document(caller, id).await?;
-        Ok(self.store.documents.list_versions(id).await?)
+        Ok(self.store.documents.list_versions(id, page).await?)
+    }
+
+    /// Every version of the document, read a page at a time.
+    async fn all_versions(&self, id: DocumentId) -> ServiceResult<Vec<DocumentVersion>> {
+        let mut versions = Vec::new();
+        let mut page = PageRequest { limit: Limit::LARGEST, after: None };
+        loop {
+            let next = self.store.documents.list_versions(id, page).await?;
+            versions.extend(next.items);
+            match next.next_after {
+                Some(after) => page.after = Some(after),
+                None => return Ok(versions),
+            }
+        }
     }
 
     /// Opens a document (or one of its versions) for download. Read-only
@@ -152,15 +173,10 @@ impl DocumentService {
         let (document, permission) = self.document(caller, id).await?;
         let chosen = match version {
             None => None,
-            Some(number) => Some(
-                self.store
-                    .documents
-                    .list_versions(id)
-                    .await?
-                    .into_iter()
-                    .find(|v| v.version_number == number)
-                    .ok_or_else(|| rejected("version_not_found", format!("The document has no version {number}.")))?,
-            ),
+            Some(number) => Some(self.store.documents.get_version(id, number).await.map_err(|error| match error {
+                StoreError::NotFound => rejected("version_not_found", format!("The document has no version {number}.")),
+                other => other.into(),
+            })?),
         };
         let (original, redacted, filename, content_type) = match &chosen {
             Some(v) => {
@@ -220,7 +236,7 @@ impl DocumentService {
     /// Where and how a document's current file is stored.
     pub async fn storage_metadata(&self, caller: &Principal, id: DocumentId) -> ServiceResult<StorageMetadata> {
         let (document, _) = self.document(caller, id).await?;
-        let versions = self.store.documents.list_versions(id).await?;
+        let versions = self.all_versions(id).await?;
         Ok(StorageMetadata {
             document_id: id,
             storage_provider: document.storage_provider.clone(),

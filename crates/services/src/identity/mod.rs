@@ -21,7 +21,7 @@ use aether_domain::capability::{Capability, capabilities_of};
 use aether_domain::ephemeral::EphemeralStore;
 use aether_domain::id::{ApiKeyId, TokenFamilyId, UserId};
 use aether_domain::identity::{ExternalUser, IdentityDirectory, IdentityProviderError, OidcClient};
-
+use aether_domain::page::{Page, PageRequest};
 use aether_domain::time::{self, Timestamp};
 use aether_domain::token::TokenError;
 use aether_domain::token::{TokenSubject, TokenVerifier, VerifiedToken};

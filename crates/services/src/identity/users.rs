@@ -94,11 +94,7 @@ impl IdentityService {
     }
 
     /// Every user, with their roles (administrators only).
-    pub async fn admin_list(
-        &self,
-        caller: &Principal,
-        page: aether_domain::page::PageRequest,
-    ) -> ServiceResult<aether_domain::page::Page<User>> {
+    pub async fn admin_list(&self, caller: &Principal, page: PageRequest) -> ServiceResult<Page<User>> {
         require(caller, Capability::AdministerUsers)?;
         if page.after.is_none()
             && let IdentityProvider::External { directory, .. } = &self.provider
@@ -239,8 +235,9 @@ impl IdentityService {
         Ok(CreatedApiKey { key, secret })
     }
 
-    pub async fn list_api_keys(&self, caller: &Principal) -> ServiceResult<Vec<ApiKey>> {
-        Ok(self.store.api_keys.list_api_keys(caller.user_id).await?)
+    /// The caller's keys, revoked ones included, newest first.
+    pub async fn list_api_keys(&self, caller: &Principal, page: PageRequest) -> ServiceResult<Page<ApiKey>> {
+        Ok(self.store.api_keys.list_api_keys(caller.user_id, page).await?)
     }
 
     pub async fn revoke_api_key(&self, caller: &Principal, id: ApiKeyId) -> ServiceResult<ApiKey> {

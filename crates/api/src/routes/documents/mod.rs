@@ -270,6 +270,8 @@ impl From<DocumentVersion> for VersionResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VersionList {
     pub items: Vec<VersionResponse>,
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// The notebook's documents, newest first.
@@ -404,16 +406,17 @@ pub async fn delete_document(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The document's versions, newest first.
+/// The document's versions, newest (highest number) first.
 #[utoipa::path(
     get,
     path = "/api/v1/documents/{id}/versions",
     tag = "documents",
     security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path, description = "Document id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Document id (UUID)"), PageQuery),
     responses(
         (status = 200, body = VersionList),
         doc::Authenticated,
+        doc::BadRequest,
         doc::NotFound,
         doc::Unprocessable,
     )
@@ -422,9 +425,14 @@ pub async fn list_versions(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<VersionList>, ApiError> {
-    let versions = state.documents.versions(&caller, parse(DocumentId::parse(&id))?).await?;
-    Ok(Json(VersionList { items: versions.into_iter().map(Into::into).collect() }))
+    let page = query.parse()?;
+    let versions = state.documents.versions(&caller, parse(DocumentId::parse(&id))?, page).await?;
+    Ok(Json(VersionList {
+        next_cursor: versions.next_after.map(encode_cursor),
+        items: versions.items.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// A preview: a text excerpt (redacted for read-only collaborators of a redacted
