@@ -26,7 +26,7 @@ pub(crate) const RECORD_CHANGE: &str = "CALL { WITH n \
        details: $rc_details, visibility: 'private', created_at: datetime($rc_at)})-[:ABOUT]->(n) \
      CREATE (al:AuditLog {id: $rc_audit_id, action: $rc_action, resource_type: 'notebook', resource_id: n.id, \
        details: $rc_details, ip_address: $rc_ip, user_agent: $rc_agent, created_at: datetime($rc_at)})-[:ON_RESOURCE]->(n) \
-     FOREACH (e IN $rc_events | CREATE (:OutboxEvent {id: e.id, topic: e.topic, key: e.key, payload: e.payload, \
+     FOREACH (e IN $rc_events | CREATE (:OutboxEvent:OutboxPending {id: e.id, topic: e.topic, key: e.key, payload: e.payload, \
        created_at: datetime($rc_at)})) \
      WITH ae, al OPTIONAL MATCH (u:User {id: $rc_actor}) \
      FOREACH (x IN CASE WHEN u IS NULL THEN [] ELSE [u] END | \
@@ -109,7 +109,7 @@ pub(crate) fn audit_query(record: &NewAuditRecord) -> Query {
          WITH al OPTIONAL MATCH (rk:ApiKey {id: $resource}) \
          FOREACH (x IN CASE WHEN rk IS NULL THEN [] ELSE [rk] END | CREATE (al)-[:ON_RESOURCE]->(x)) \
          WITH al FOREACH (x IN CASE WHEN $actor IS NULL THEN [] ELSE [1] END | \
-           CREATE (:OutboxEvent {id: $event_id, topic: $event_topic, key: $actor, payload: $event_payload, \
+           CREATE (:OutboxEvent:OutboxPending {id: $event_id, topic: $event_topic, key: $actor, payload: $event_payload, \
              created_at: datetime($at)}))",
     )
     .param("event_id", uuid::Uuid::now_v7().to_string())

@@ -188,4 +188,14 @@ pub const MIGRATIONS: &[Migration] = &[
             "CALL db.awaitIndexes(600)",
         ],
     },
+    Migration {
+        version: 9,
+        name: "outbox_pending_label",
+        statements: &[
+            // Unpublished events carry `OutboxPending`, which the relay polls (see
+            // `outbox.rs`); these are the events written before the label existed.
+            "MATCH (e:OutboxEvent) WHERE e.published_at IS NULL \
+             CALL { WITH e SET e:OutboxPending } IN TRANSACTIONS OF 10000 ROWS",
+        ],
+    },
 ];
