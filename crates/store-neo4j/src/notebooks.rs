@@ -21,7 +21,7 @@ use crate::rows::{
     ChainRecord, NOTEBOOK_RETURN, TagUsageRecord, column, from_rows, notebook_from_row, settings_json, storage,
     tag_names,
 };
-use crate::txn::{in_txn, map_err, txn_row};
+use crate::txn::{in_txn, in_txn_retrying, map_err, txn_row};
 
 #[async_trait]
 impl NotebookStore for Neo4jStore {
@@ -110,8 +110,11 @@ impl NotebookStore for Neo4jStore {
         expected_version: Option<u64>,
         change: &Change,
     ) -> StoreResult<Notebook> {
-        in_txn(&self.graph, async move |txn: &mut Txn| {
-            update_in(txn, id, |_| Ok(patch), expected_version, change).await
+        // Retried after a deadlock: a document worker finishing a job in this notebook
+        // locks it too, and the client should not see a 503 for that.
+        let change = change.clone();
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
+            update_in(txn, id, |_| Ok(patch.clone()), expected_version, &change).await
         })
         .await
     }
@@ -141,7 +144,8 @@ impl NotebookStore for Neo4jStore {
     }
 
     async fn soft_delete_notebook(&self, id: NotebookId, cascade: bool, change: &Change) -> StoreResult<()> {
-        in_txn(&self.graph, async move |txn: &mut Txn| soft_delete_in(txn, id, cascade, change).await).await
+        let change = change.clone();
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| soft_delete_in(txn, id, cascade, &change).await).await
     }
 
     async fn duplicate_notebook(
@@ -268,8 +272,9 @@ impl NotebookStore for Neo4jStore {
         max_depth: u32,
         change: &Change,
     ) -> StoreResult<Notebook> {
-        in_txn(&self.graph, async move |txn: &mut Txn| {
-            move_in(txn, id, new_parent, expected_version, max_depth, change).await
+        let change = change.clone();
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
+            move_in(txn, id, new_parent, expected_version, max_depth, &change).await
         })
         .await
     }
