@@ -94,6 +94,17 @@ async fn changes_made_on_one_replica_are_seen_at_once_on_another() {
     assert_eq!(status(&a, &owner, Method::PUT, &child, Some(json!({"visibility": "private"}))).await, 200);
     assert_eq!(status(&b, &reader, Method::GET, &child, None).await, 404, "private again");
 
+    // A rename on A: B, which serves the notebook itself from the cache, shows the new
+    // name at once.
+    let notebook_hits = cache_count(&b, "notebooks", "hit").await;
+    for _ in 0..3 {
+        assert_eq!(json_of(call(&b, &owner, Method::GET, &root, None).await, 200).await["name"], "Root");
+    }
+    assert!(cache_count(&b, "notebooks", "hit").await > notebook_hits, "the notebook came from the cache");
+    assert_eq!(status(&a, &owner, Method::PUT, &root, Some(json!({"name": "Renamed"}))).await, 200);
+    let renamed = json_of(call(&b, &owner, Method::GET, &root, None).await, 200).await;
+    assert_eq!(renamed["name"], "Renamed", "renamed through A");
+
     // A deletion on A: B answers 404 at once.
     assert_eq!(status(&b, &reader, Method::GET, &root, None).await, 200);
     assert_eq!(status(&b, &reader, Method::GET, &root, None).await, 200, "cached");

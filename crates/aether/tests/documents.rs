@@ -101,6 +101,14 @@ async fn lifecycle(app: &TestApp) {
     json_of(call(app, &owner, Method::PUT, &format!("/api/v1/notebooks/{nb}/permissions"), Some(grant)).await, 200)
         .await;
 
+    // Read twice before the upload, so that the read cache holds the empty notebook:
+    // the counts read after processing must not come from it.
+    let notebook_url = format!("/api/v1/notebooks/{nb}");
+    for _ in 0..2 {
+        let empty = json_of(call(app, &owner, Method::GET, &notebook_url, None).await, 200).await;
+        assert_eq!((empty["document_count"].as_u64(), empty["total_size_bytes"].as_u64()), (Some(0), Some(0)));
+    }
+
     let job = accepted(app, &owner, &nb, "../../Q3 notes.txt", TEXT.as_bytes().to_vec()).await;
     assert_eq!(job["status"], "pending");
     assert_eq!(job["original_filename"], "Q3 notes.txt");
@@ -135,7 +143,7 @@ async fn lifecycle(app: &TestApp) {
     let listed =
         json_of(call(app, &owner, Method::GET, &format!("/api/v1/notebooks/{nb}/documents"), None).await, 200).await;
     assert_eq!(listed["items"][0]["id"], doc_id.as_str());
-    let counted = json_of(call(app, &owner, Method::GET, &format!("/api/v1/notebooks/{nb}"), None).await, 200).await;
+    let counted = json_of(call(app, &owner, Method::GET, &notebook_url, None).await, 200).await;
     assert_eq!(
         (counted["document_count"].as_u64(), counted["total_size_bytes"].as_u64()),
         (Some(1), Some(TEXT.len() as u64))
@@ -304,8 +312,12 @@ async fn lifecycle(app: &TestApp) {
 
     // Deleting removes the document and, once the worker has run, its blobs.
     assert_eq!(call(app, &reader, Method::DELETE, &doc_url, None).await.status(), 403);
+    let counted = json_of(call(app, &owner, Method::GET, &notebook_url, None).await, 200).await;
+    assert_eq!(counted["document_count"], 1, "read, and cached, before the deletion");
     assert_eq!(call(app, &owner, Method::DELETE, &doc_url, None).await.status(), 204);
     assert_eq!(call(app, &owner, Method::GET, &doc_url, None).await.status(), 404);
+    let counted = json_of(call(app, &owner, Method::GET, &notebook_url, None).await, 200).await;
+    assert_eq!(counted["document_count"], 0, "the deletion is counted at once");
     app.server.runtime.documents.maintain().await.unwrap();
     let original_key = aether_domain::blob::BlobKey::parse(&format!(
         "documents/{doc_id}/{}/original",

@@ -43,7 +43,16 @@ impl CacheScope {
         Self { namespace: "access", name: "access".to_owned() }
     }
 
-    /// The kind of entry (`users`, `access`), for metrics.
+    /// Every cached notebook. A notebook changes with its fields, its place in the
+    /// tree, its status and its documents (counts and sizes), on paths spread over
+    /// the notebook and document services and the job workers; one generation
+    /// bumped by each of them keeps the rule simple, and a reader misses once per
+    /// notebook after any change.
+    pub fn notebooks() -> Self {
+        Self { namespace: "notebooks", name: "notebooks".to_owned() }
+    }
+
+    /// The kind of entry (`users`, `access`, `notebooks`), for metrics.
     pub fn namespace(&self) -> &'static str {
         self.namespace
     }

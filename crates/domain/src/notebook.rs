@@ -169,8 +169,9 @@ impl NotebookStatus {
     }
 }
 
-/// A notebook as stored, with its owner (the `OWNS` relationship).
-#[derive(Debug, Clone, PartialEq)]
+/// A notebook as stored, with its owner (the `OWNS` relationship). Serialisable for
+/// the read cache only; the API has its own representation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notebook {
     pub id: NotebookId,
     pub owner_id: UserId,

@@ -28,6 +28,12 @@ impl Authorizer {
         Self { reads }
     }
 
+    /// The cached reads behind the chains, for the invalidations of the services
+    /// sharing this authorizer.
+    pub fn reads(&self) -> &CachedReads {
+        &self.reads
+    }
+
     /// The caller's effective access; `NotFound` when it cannot read the notebook.
     /// A credential without the write capability (a `read` API key) reads only.
     pub async fn access(&self, caller: &Principal, id: NotebookId) -> ServiceResult<Access> {

@@ -1,6 +1,6 @@
 //! Cached hot reads: the user behind a credential and the ancestor chain behind a
 //! permission check, read on every authenticated request and every notebook
-//! request. [`CachedReads`] reads through a [`ReadCache`] (Redis shared by the
+//! request, and the notebook itself, read by every `GET /notebooks/{id}`. [`CachedReads`] reads through a [`ReadCache`] (Redis shared by the
 //! replicas, or [`InProcessReadCache`] in the embedded shape) and invalidates it
 //! after every change that can outdate an entry, by the generation scheme described
 //! in [`aether_domain::cache`].
@@ -18,6 +18,7 @@ use aether_domain::StoreError;
 use aether_domain::access::ChainLink;
 use aether_domain::cache::{CacheLookup, CacheScope, ReadCache};
 use aether_domain::id::{NotebookId, UserId};
+use aether_domain::notebook::Notebook;
 use aether_domain::user::{Role, User, UserStatus, Username};
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -104,6 +105,21 @@ impl CachedReads {
     {
         let key = format!("{user}:{notebook}");
         self.read_through_with(&CacheScope::access(), &key, read).await
+    }
+
+    /// The live notebook `id` (deleted ones are `NotFound`, and not cached). Callers
+    /// check the caller's access first: the entry is the same for every reader.
+    pub async fn notebook(&self, id: NotebookId) -> Result<Notebook, StoreError> {
+        let store = Arc::clone(&self.store.notebooks);
+        self.read_through(&CacheScope::notebooks(), &id.to_string(), async move { store.get_notebook(id).await })
+            .await
+    }
+
+    /// Call after any change to a notebook has committed: its fields, tags, parent,
+    /// status (and its descendants' when cascading), or its documents' counts and
+    /// sizes. Creating one needs none (a missing notebook is never cached).
+    pub async fn notebooks_changed(&self) {
+        self.invalidate(&CacheScope::notebooks()).await;
     }
 
     /// Call after a change to the user's record has committed.

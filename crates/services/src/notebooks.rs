@@ -162,8 +162,8 @@ impl NotebookService {
         Ok(notebook)
     }
 
-    /// The notebook and the caller's access to it. With the caller's chain cached, one
-    /// read of the notebook; without, one read of both together.
+    /// The notebook and the caller's access to it. With the caller's chain cached, the
+    /// notebook is read through the cache too; without, both are read together.
     pub async fn get(&self, caller: &Principal, id: NotebookId) -> ServiceResult<(Notebook, Access)> {
         let (store, user) = (Arc::clone(&self.store.notebooks), caller.user_id);
         let (chain, notebook) = self
@@ -176,7 +176,7 @@ impl NotebookService {
         let access = Authorizer::require_in(Authorizer::access_in(caller, &chain)?, Permission::Read)?;
         let notebook = match notebook {
             Some(notebook) => notebook,
-            None => self.store.notebooks.get_notebook(id).await?,
+            None => self.reads.notebook(id).await?,
         };
         Ok((notebook, access))
     }
@@ -226,6 +226,7 @@ impl NotebookService {
             // The notebook's chain, and those of its descendants, changed with it: say
             // so now, before the field changes below can fail.
             self.reads.access_changed().await;
+            self.reads.notebooks_changed().await;
             // The field changes below apply on top of the move, not of an older version.
             expected_version = expected_version.map(|_| moved.version);
             notebook = Some(moved);
@@ -238,6 +239,7 @@ impl NotebookService {
                     .await
                     .map_err(|error| structure_error(error, self.max_depth))?,
             );
+            self.reads.notebooks_changed().await;
         }
         if visibility_changed {
             self.reads.access_changed().await;
@@ -257,6 +259,7 @@ impl NotebookService {
             .await
             .map_err(|error| structure_error(error, self.max_depth))?;
         self.reads.access_changed().await;
+        self.reads.notebooks_changed().await;
         tracing::info!(notebook_id = %id, cascade, "deleted notebook");
         Ok(())
     }
@@ -327,6 +330,7 @@ impl NotebookService {
         if matches!(action, BulkAction::Move { .. } | BulkAction::Delete { .. }) {
             self.reads.access_changed().await;
         }
+        self.reads.notebooks_changed().await;
         tracing::info!(count = ids.len(), ?action, "bulk notebook update");
         Ok(updated)
     }
@@ -358,6 +362,7 @@ impl NotebookService {
                 other => other.into(),
             })?;
         self.reads.access_changed().await;
+        self.reads.notebooks_changed().await;
         tracing::info!(notebook_id = %id, "restored notebook");
         Ok(notebook)
     }

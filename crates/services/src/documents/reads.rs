@@ -127,6 +127,8 @@ impl DocumentService {
         let document = self.store.documents.get_document(id).await?;
         self.require(caller, document.notebook_id, Permission::Write).await?;
         self.store.documents.delete_document(id, change).await?;
+        // The notebook's document count and size changed with it.
+        self.access.reads().notebooks_changed().await;
         tracing::info!(document_id = %id, "document deleted");
         self.work_ready.notify_one();
         Ok(())

@@ -458,6 +458,9 @@ impl DocumentService {
     pub(super) async fn finish(&self, job: &UploadJob, result: ProcessingResult) -> ServiceResult<UploadJob> {
         match self.store.jobs.finish_job(job.id, result, time::now()).await {
             Ok((finished, document)) => {
+                // The notebook's document count and size changed with the new document
+                // or version.
+                self.access.reads().notebooks_changed().await;
                 tracing::info!(job_id = %job.id, document_id = %document.id, status = finished.status.as_str(), "job finished");
                 self.changed(&finished, Some(job.status));
                 Ok(finished)
