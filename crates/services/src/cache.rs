@@ -111,8 +111,7 @@ impl CachedReads {
     /// check the caller's access first: the entry is the same for every reader.
     pub async fn notebook(&self, id: NotebookId) -> Result<Notebook, StoreError> {
         let store = Arc::clone(&self.store.notebooks);
-        self.read_through(&CacheScope::notebooks(), &id.to_string(), async move { store.get_notebook(id).await })
-            .await
+        self.read_through(&CacheScope::notebooks(), &id.to_string(), async move { store.get_notebook(id).await }).await
     }
 
     /// Call after any change to a notebook has committed: its fields, tags, parent,
