@@ -26,6 +26,7 @@ const ALLOWED: &[(&str, Option<&[&str]>)] = &[
     ("audimodal", Some(&["aether-domain"])),
     ("clamav", Some(&["aether-domain"])),
     ("outbound", Some(&["aether-domain"])),
+    ("embed", Some(&["aether-domain"])),
     ("loadgen", Some(&[])),
     ("aether", None),
 ];

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod capability;
 pub mod compliance;
 pub mod document;
+pub mod embedding;
 pub mod ephemeral;
 pub mod error;
 pub mod events;
