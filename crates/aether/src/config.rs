@@ -162,9 +162,21 @@ pub struct Config {
     /// Empty: sessions and other short-lived state live in the store.
     pub redis_url: Secret,
     pub redis_key_prefix: String,
-    /// How often job sockets re-read their jobs from the store; 0 picks 500 ms
-    /// alone and 15 s when Redis relays other replicas' job changes.
+    /// How often job sockets re-read their jobs from the store, for changes no
+    /// notice brought; 0 picks 30 s on SQLite with the workers in this process
+    /// (every change passes through its own hub, so the re-read is only a safety
+    /// net), 15 s when Redis relays other processes' job changes, and 1 s otherwise
+    /// (other processes cannot tell this one).
     pub websocket_poll_ms: u64,
+    /// How often each WebSocket is pinged; a peer silent for two intervals is
+    /// closed as dead.
+    pub websocket_ping_secs: u64,
+    /// WebSockets this server holds open at most (0: no limit); one more is closed
+    /// with code 1013 right after its handshake.
+    pub max_websockets: usize,
+    /// WebSockets one user may hold open on this server (0: no limit); one more is
+    /// closed with code 1008.
+    pub max_websockets_per_user: usize,
     /// How long hot reads (users, permission chains) stay cached; 0 turns the cache off.
     pub cache_ttl_secs: u64,
     /// The external base URL of the server, for the OIDC redirect URI.
@@ -277,6 +289,9 @@ impl Default for Config {
             redis_url: Secret::default(),
             redis_key_prefix: "aether:".into(),
             websocket_poll_ms: 0,
+            websocket_ping_secs: 30,
+            max_websockets: 20_000,
+            max_websockets_per_user: 100,
             cache_ttl_secs: 30,
             public_url: String::new(),
             allowed_hosts: StringList(vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()]),
@@ -364,6 +379,9 @@ pub const KEYS: &[&str] = &[
     "redis_url",
     "redis_key_prefix",
     "websocket_poll_ms",
+    "websocket_ping_secs",
+    "max_websockets",
+    "max_websockets_per_user",
     "cache_ttl_secs",
     "public_url",
     "allowed_hosts",
@@ -435,8 +453,9 @@ impl Config {
     /// How often job sockets re-read their jobs from the store (see `websocket_poll_ms`).
     pub fn websocket_poll(&self) -> std::time::Duration {
         let millis = match self.websocket_poll_ms {
-            0 if self.redis_url.is_empty() => 500,
-            0 => 15_000,
+            0 if !self.redis_url.is_empty() => 15_000,
+            0 if self.store == StoreKind::Sqlite && self.run_workers => 30_000,
+            0 => 1_000,
             millis => millis,
         };
         std::time::Duration::from_millis(millis)
@@ -507,6 +526,9 @@ impl Config {
         }
         if self.websocket_poll_ms > 600_000 {
             return invalid("websocket_poll_ms (AETHER_WEBSOCKET_POLL_MS) must be at most 600000");
+        }
+        if !(1..=3600).contains(&self.websocket_ping_secs) {
+            return invalid("websocket_ping_secs (AETHER_WEBSOCKET_PING_SECS) must be between 1 and 3600");
         }
         if self.neo4j_max_connections == 0 {
             return invalid("neo4j_max_connections (AETHER_NEO4J_MAX_CONNECTIONS) must be positive");

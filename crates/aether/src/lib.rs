@@ -220,7 +220,12 @@ impl Runtime {
                     fail_open: self.config.rate_limit_fail_open,
                 },
                 socket_poll: self.config.websocket_poll(),
+                socket_ping: Duration::from_secs(self.config.websocket_ping_secs),
             }),
+            sockets: Arc::new(aether_api::sockets::SocketRegistry::new(
+                self.config.max_websockets,
+                self.config.max_websockets_per_user,
+            )),
         })
     }
 

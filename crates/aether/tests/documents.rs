@@ -873,7 +873,8 @@ async fn runaway_processing_is_bounded_in_pages_time_and_memory() {
 #[tokio::test]
 async fn notebook_sockets_follow_every_upload_and_refuse_strangers() {
     let _serial = WORKERS.lock().await;
-    let app = TestApp::spawn().await;
+    // The store is re-read only every ten minutes: every update below is pushed.
+    let app = TestApp::spawn_with(|config| config.websocket_poll_ms = 600_000).await;
     let owner = app.user_token("socket-owner").await;
     let stranger = app.user_token("socket-stranger").await;
     let nb = notebook(&app, &owner, json!({})).await;

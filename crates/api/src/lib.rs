@@ -13,6 +13,7 @@ pub(crate) mod multipart;
 pub mod openapi;
 pub mod routes;
 pub mod server;
+pub mod sockets;
 mod state;
 
 pub use axum::Router;

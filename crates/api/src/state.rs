@@ -37,6 +37,9 @@ pub struct ApiSettings {
     /// How often upload sockets re-read their jobs from the store, for changes
     /// nobody announced to this process.
     pub socket_poll: std::time::Duration,
+    /// How often a socket is pinged; a peer that has answered nothing for two
+    /// intervals is taken for dead and its socket closed.
+    pub socket_ping: std::time::Duration,
 }
 
 /// Requests allowed per window, per authenticated user and per client IP address.
@@ -69,6 +72,7 @@ impl Default for ApiSettings {
             secure_cookies: false,
             rate_limit: RateLimitSettings::default(),
             socket_poll: std::time::Duration::from_millis(500),
+            socket_ping: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -90,4 +94,6 @@ pub struct AppState {
     /// Shared, not copied: the state is cloned for every request (each extractor
     /// takes its own), and the settings hold lists of strings.
     pub settings: Arc<ApiSettings>,
+    /// The open WebSockets, counted against the per-user and per-server limits.
+    pub sockets: Arc<crate::sockets::SocketRegistry>,
 }

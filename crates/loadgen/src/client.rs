@@ -25,6 +25,15 @@ impl Server {
         Self { token: Some(token), ..self }
     }
 
+    /// `host:port`.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     pub async fn connect(&self) -> anyhow::Result<Connection> {
         let sender = handshake(&self.authority).await?;
         Ok(Connection { server: self.clone(), sender })

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::sockets::SocketOutcome;
 use crate::workload::{Operation, Outcome};
 
 #[derive(Debug)]
@@ -72,6 +73,36 @@ impl Report {
         line.insert("notebooks".into(), json!(notebooks));
         latency_fields(&mut line, &mut latencies, outcome.elapsed.as_secs_f64());
         self.rss(&mut line);
+        print(line);
+    }
+
+    /// The WebSocket benchmark's figures for one socket count.
+    pub fn sockets(&self, outcome: &SocketOutcome) {
+        let mut line = self.line("sockets");
+        line.insert("sockets".into(), json!(outcome.sockets));
+        line.insert("notebooks".into(), json!(outcome.notebooks));
+        line.insert("open_seconds".into(), json!(round(outcome.opened_in.as_secs_f64())));
+        let mib = |kib: Option<u64>| kib.map(|kib| round(kib as f64 / 1024.0));
+        line.insert("server_rss_idle_mib".into(), json!(mib(outcome.rss_before_kib)));
+        line.insert("server_rss_open_mib".into(), json!(mib(outcome.rss_open_kib)));
+        line.insert("server_rss_after_close_mib".into(), json!(mib(outcome.rss_after_close_kib)));
+        if let (Some(before), Some(open)) = (outcome.rss_before_kib, outcome.rss_open_kib) {
+            let per_socket = open.saturating_sub(before) as f64 / outcome.sockets.max(1) as f64;
+            line.insert("server_kib_per_socket".into(), json!(round(per_socket)));
+        }
+        if let Some(cpu) = outcome.idle_cpu_seconds {
+            line.insert("server_idle_cpu_cores".into(), json!(round(cpu / outcome.idle_seconds)));
+        }
+        let mut delivery = outcome.delivery_micros.clone();
+        delivery.sort_unstable();
+        line.insert("deliveries".into(), json!(delivery.len()));
+        line.insert("missed".into(), json!(outcome.missed));
+        for (key, quantile) in [("delivery_p50_ms", 0.50), ("delivery_p99_ms", 0.99), ("delivery_max_ms", 1.0)] {
+            line.insert(key.into(), json!(percentile(&delivery, quantile).map(round)));
+        }
+        let mut uploads = outcome.upload_micros.clone();
+        uploads.sort_unstable();
+        line.insert("upload_p50_ms".into(), json!(percentile(&uploads, 0.5).map(round)));
         print(line);
     }
 

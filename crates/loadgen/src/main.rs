@@ -14,6 +14,7 @@
 
 mod client;
 mod figures;
+mod sockets;
 mod workload;
 
 use std::time::Duration;
@@ -78,6 +79,22 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         seed_clients: usize,
     },
+    /// WebSockets on the upload feeds of `notebooks` notebooks: for each count, the
+    /// server's RSS per socket, its CPU while they idle, the delay from an upload to
+    /// its job reaching every socket of the notebook, and its RSS `settle` seconds
+    /// after they closed.
+    Sockets {
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        counts: Vec<usize>,
+        #[arg(long, default_value_t = 1)]
+        notebooks: usize,
+        #[arg(long, default_value_t = 10)]
+        idle_seconds: u64,
+        #[arg(long, default_value_t = 5)]
+        uploads: usize,
+        #[arg(long, default_value_t = 60)]
+        settle_seconds: u64,
+    },
 }
 
 fn parse_process(text: &str) -> Result<(String, u32), String> {
@@ -128,6 +145,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await?;
                 report.workload(&workload, count, &outcome);
+            }
+        }
+        Command::Sockets { counts, notebooks, idle_seconds, uploads, settle_seconds } => {
+            for count in counts {
+                let outcome = sockets::run(
+                    &server,
+                    cli.pid,
+                    count,
+                    notebooks,
+                    Duration::from_secs(idle_seconds),
+                    uploads,
+                    Duration::from_secs(settle_seconds),
+                )
+                .await?;
+                report.sockets(&outcome);
             }
         }
         Command::Lists { sizes, samples, seed_clients } => {

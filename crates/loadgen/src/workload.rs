@@ -82,7 +82,7 @@ impl Fixture {
     }
 }
 
-async fn create(connection: &mut Connection, name: &str) -> anyhow::Result<String> {
+pub(crate) async fn create(connection: &mut Connection, name: &str) -> anyhow::Result<String> {
     let (status, body) = connection.json(Method::POST, "/api/v1/notebooks", &json!({ "name": name })).await?;
     if status != StatusCode::CREATED {
         bail!("creating a notebook: {status} {}", String::from_utf8_lossy(&body));
@@ -122,9 +122,9 @@ impl Outcome {
     }
 }
 
-const UPLOAD_BOUNDARY: &str = "aether-load-boundary";
+pub(crate) const UPLOAD_BOUNDARY: &str = "aether-load-boundary";
 
-fn upload_body(notebook: &str, serial: u64) -> Bytes {
+pub(crate) fn upload_body(notebook: &str, serial: u64) -> Bytes {
     let line = format!("Load test document {serial}.\n");
     let text = line.repeat(1024 / line.len() + 1);
     Bytes::from(format!(
@@ -260,7 +260,7 @@ pub async fn closed_loop(
 }
 
 /// The CPU time (user and system) a process has used, from `/proc/<pid>/stat`.
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces:
     // utime and stime are the 14th and 15th fields of the line, in clock ticks.

@@ -48,6 +48,9 @@ impl From<User> for UserSummary {
 pub struct CachedReads {
     store: ReadPorts,
     cache: Option<Arc<dyn ReadCache>>,
+    /// Counts this process's permission changes, for live views (sockets) that must
+    /// re-check their caller's access when one happens.
+    access_changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for CachedReads {
@@ -64,12 +67,18 @@ fn cache_failed(scope: &CacheScope, what: &'static str, error: &StoreError) {
 
 impl CachedReads {
     pub fn new(store: ReadPorts, cache: Option<Arc<dyn ReadCache>>) -> Self {
-        Self { store, cache }
+        Self { store, cache, access_changes: Arc::new(tokio::sync::watch::channel(0).0) }
     }
 
     /// Reads through no cache at all.
     pub fn uncached(store: ReadPorts) -> Self {
-        Self { store, cache: None }
+        Self::new(store, None)
+    }
+
+    /// Changes whenever a permission changed in this process (see
+    /// [`Self::access_changed`]); other replicas' changes are not announced.
+    pub fn watch_access(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.access_changes.subscribe()
     }
 
     /// The user with `id`, as authentication needs it. `NotFound` when it is deleted.
@@ -134,6 +143,7 @@ impl CachedReads {
     /// roles, and the user's own entry is invalidated.
     pub async fn access_changed(&self) {
         self.invalidate(&CacheScope::access()).await;
+        self.access_changes.send_modify(|changes| *changes = changes.wrapping_add(1));
     }
 
     async fn invalidate(&self, scope: &CacheScope) {

@@ -123,10 +123,13 @@ impl DocumentService {
     }
 
     /// Every upload job of a notebook the caller may read: its unfinished jobs now,
-    /// then each job whenever it changes (including when it finishes). The notebook's
-    /// recent jobs are read again every `2 × poll` (changes of other processes), with
-    /// the caller's permission checked again; the stream ends when that fails.
-    /// `NotFound` when the caller may not read the notebook.
+    /// then each job whenever it changes (including when it finishes). Changes come
+    /// pushed through the hub; the notebook's recent jobs are read again every
+    /// `poll` (a safety net for notices lost between replicas) and at once when the
+    /// subscriber fell behind the hub. The caller's permission is checked again at
+    /// each re-read and whenever a permission changes in this process; the stream
+    /// ends when that check fails. `NotFound` when the caller may not read the
+    /// notebook.
     pub async fn follow_notebook(
         &self,
         caller: &Principal,
@@ -141,7 +144,8 @@ impl DocumentService {
             caller: caller.clone(),
             notebook,
             updates: self.hub.subscribe_notebook(notebook),
-            poll: poll * 2,
+            access_changes: self.access.reads().watch_access(),
+            poll,
             initial: active.items.into(),
             seen: HashMap::new(),
             fresh: VecDeque::new(),
@@ -211,6 +215,8 @@ struct NotebookFollower {
     caller: Principal,
     notebook: NotebookId,
     updates: broadcast::Receiver<UploadJob>,
+    /// Permission changes in this process.
+    access_changes: tokio::sync::watch::Receiver<u64>,
     poll: Duration,
     /// The unfinished jobs when the stream started, all of them sent first.
     initial: VecDeque<UploadJob>,
@@ -239,10 +245,17 @@ impl NotebookFollower {
                 }
             }
             tokio::select! {
-                update = self.updates.recv() => if let Ok(job) = update {
-                    self.fresh.push_back(job);
+                update = self.updates.recv() => match update {
+                    Ok(job) => self.fresh.push_back(job),
+                    // Fell behind the hub: what was missed is read from the store.
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.fresh.extend(self.reread().await?),
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 },
-                // Other processes' changes: re-read the notebook's recent jobs.
+                changed = self.access_changes.changed() => {
+                    changed.ok()?;
+                    self.access.require(&self.caller, self.notebook, Permission::Read).await.ok()?;
+                },
+                // Changes no notice brought: re-read the notebook's recent jobs.
                 () = tokio::time::sleep(self.poll) => self.fresh.extend(self.reread().await?),
             }
         }

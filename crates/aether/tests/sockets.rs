@@ -1,0 +1,128 @@
+//! WebSockets as live views: closed with a reason when the caller's access ends,
+//! counted against per-user and per-server limits (closed with 1008 and 1013), and
+//! closed when the peer stops answering pings. On SQLite, and on Neo4j with
+//! AETHER_TEST_STORE=neo4j.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, call, json_of};
+use futures::StreamExt as _;
+use reqwest::Method;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn notebook(app: &TestApp, token: &str) -> String {
+    let created =
+        json_of(call(app, token, Method::POST, "/api/v1/notebooks", Some(json!({"name": "Live"}))).await, 201).await;
+    created["id"].as_str().unwrap().to_owned()
+}
+
+async fn user_id(app: &TestApp, token: &str) -> String {
+    json_of(call(app, token, Method::GET, "/api/v1/users/me", None).await, 200).await["id"].as_str().unwrap().to_owned()
+}
+
+async fn connect(app: &TestApp, notebook: &str, token: &str) -> Socket {
+    let url = format!(
+        "{}/api/v1/ws/notebooks/{notebook}/uploads?access_token={token}",
+        app.server.base_url().replace("http://", "ws://")
+    );
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// Reads until a Close frame (answering pings on the way); its code and reason.
+async fn close_of(socket: &mut Socket) -> (CloseCode, String) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => return (frame.code, frame.reason.to_string()),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reader_whose_access_is_revoked_is_closed_with_a_reason() {
+    // The store is re-read only every ten minutes here: the revocation must be
+    // pushed to the socket, not found by a poll.
+    let app = TestApp::spawn_with(|config| config.websocket_poll_ms = 600_000).await;
+    let owner = app.user_token("live-owner").await;
+    let reader = app.user_token("live-reader").await;
+    let nb = notebook(&app, &owner).await;
+    let reader_id = user_id(&app, &reader).await;
+    let permissions = format!("/api/v1/notebooks/{nb}/permissions");
+    let grant = json!({"user_id": reader_id, "permission": "read"});
+    assert_eq!(call(&app, &owner, Method::PUT, &permissions, Some(grant)).await.status(), 200);
+
+    let mut socket = connect(&app, &nb, &reader).await;
+    let mut bystander = connect(&app, &nb, &owner).await;
+    let revoke = json!({"user_id": reader_id, "permission": null});
+    assert_eq!(call(&app, &owner, Method::PUT, &permissions, Some(revoke)).await.status(), 204);
+    assert_eq!(close_of(&mut socket).await, (CloseCode::Policy, "the notebook can no longer be read".to_owned()));
+    // The owner's socket stays open: it still gets nothing but pings (none within this
+    // short wait), not a close.
+    let quiet = tokio::time::timeout(Duration::from_millis(500), bystander.next()).await;
+    assert!(quiet.is_err(), "the owner's socket was not closed: {quiet:?}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn sockets_over_the_limits_are_closed_with_their_code() {
+    let app = TestApp::spawn_with(|config| {
+        config.max_websockets = 3;
+        config.max_websockets_per_user = 2;
+    })
+    .await;
+    let alice = app.user_token("limit-alice").await;
+    let bob = app.user_token("limit-bob").await;
+    let (alices, bobs) = (notebook(&app, &alice).await, notebook(&app, &bob).await);
+
+    let mut first = connect(&app, &alices, &alice).await;
+    let _second = connect(&app, &alices, &alice).await;
+    let mut third = connect(&app, &alices, &alice).await;
+    assert_eq!(close_of(&mut third).await, (CloseCode::Policy, "too many open sockets for this user".to_owned()));
+
+    let _bobs_first = connect(&app, &bobs, &bob).await;
+    let mut bobs_second = connect(&app, &bobs, &bob).await;
+    assert_eq!(close_of(&mut bobs_second).await, (CloseCode::Again, "the server has too many open sockets".to_owned()));
+
+    // A closed socket gives its place back.
+    first.close(None).await.unwrap();
+    let mut admitted = None;
+    for _ in 0..50 {
+        let mut socket = connect(&app, &bobs, &bob).await;
+        match tokio::time::timeout(Duration::from_millis(200), socket.next()).await {
+            Err(_) => {
+                admitted = Some(socket);
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(admitted.is_some(), "the place of the closed socket was never given back");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_closed() {
+    let app = TestApp::spawn_with(|config| config.websocket_ping_secs = 1).await;
+    let owner = app.user_token("ping-owner").await;
+    let nb = notebook(&app, &owner).await;
+    let mut silent = connect(&app, &nb, &owner).await;
+    let mut answering = connect(&app, &nb, &owner).await;
+    // `answering` is read (tungstenite answers pings while reading); `silent` is not.
+    let listened = tokio::time::timeout(Duration::from_millis(3500), async {
+        while let Some(Ok(message)) = answering.next().await {
+            assert!(matches!(message, Message::Ping(_)), "only pings while idle: {message:?}");
+        }
+    })
+    .await;
+    assert!(listened.is_err(), "the answering socket stayed open");
+    assert_eq!(close_of(&mut silent).await, (CloseCode::Away, "no answer to pings".to_owned()));
+    app.shutdown().await;
+}
