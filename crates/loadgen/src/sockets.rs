@@ -180,9 +180,7 @@ async fn open(
                 message = socket_stream.next() => match message {
                     Some(Ok(Message::Text(text))) => {
                         let at = Instant::now();
-                        if let Ok(job) = serde_json::from_str::<serde_json::Value>(text.as_str())
-                            && let Some(job) = job["job_id"].as_str()
-                        {
+                        if let Some(job) = job_id_of(text.as_str()) {
                             let _ = seen.send(Seen { socket, job: job.to_owned(), at });
                         }
                     }
@@ -193,6 +191,16 @@ async fn open(
         }
     });
     Ok(close)
+}
+
+/// The `job_id` of an update, found without parsing the whole JSON: with 10,000
+/// sockets on one thread, parsing every message would make the generator, not the
+/// server, the slow part of the delivery figure.
+fn job_id_of(text: &str) -> Option<&str> {
+    const KEY: &str = "\"job_id\":\"";
+    let start = text.find(KEY)? + KEY.len();
+    let length = text[start..].find('"')?;
+    Some(&text[start..start + length])
 }
 
 fn micros(duration: Duration) -> u32 {
@@ -206,4 +214,15 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|row| row.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_id_of;
+
+    #[test]
+    fn the_job_id_is_found_in_an_update() {
+        assert_eq!(job_id_of(r#"{"status":"pending","job_id":"0193-ab","x":1}"#), Some("0193-ab"));
+        assert_eq!(job_id_of(r#"{"status":"pending"}"#), None);
+    }
 }
