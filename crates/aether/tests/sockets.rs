@@ -126,3 +126,18 @@ async fn a_peer_that_stops_answering_pings_is_closed() {
     assert_eq!(close_of(&mut silent).await, (CloseCode::Away, "no answer to pings".to_owned()));
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_socket_closes_when_its_access_token_expires() {
+    // Tokens live two seconds here (the verifier allows no leeway for local tokens
+    // beyond their `exp`); pings are rarer than that, so only the expiry closes it.
+    let app = TestApp::spawn_with(|config| config.access_token_ttl_secs = 2).await;
+    let owner = app.user_token("expiry-owner").await;
+    let nb = notebook(&app, &owner).await;
+    let mut socket = connect(&app, &nb, &owner).await;
+    assert_eq!(
+        close_of(&mut socket).await,
+        (CloseCode::Policy, "the credential expired; reconnect with a new one".to_owned())
+    );
+    app.shutdown().await;
+}

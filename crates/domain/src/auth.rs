@@ -15,6 +15,10 @@ pub struct Principal {
     /// What the caller may do: their roles' capabilities, narrowed by an API key's scopes.
     pub capabilities: Vec<Capability>,
     pub credential: Credential,
+    /// When the credential stops being valid (an access token's `exp`, an API key's
+    /// expiry); `None` when it has no fixed end. A request is checked when it
+    /// arrives; a long-lived connection (a WebSocket) ends here.
+    pub expires_at: Option<crate::time::Timestamp>,
     /// Where the request came from, for the audit log.
     pub client: ClientInfo,
 }
@@ -52,6 +56,7 @@ impl Principal {
             roles,
             capabilities,
             credential: Credential::AccessToken { session_id: None },
+            expires_at: None,
             client: ClientInfo::default(),
         }
     }

@@ -11,9 +11,10 @@ impl IdentityService {
             self.authenticate_api_key(credential, &client).await?
         } else {
             let token = self.verify_token(credential).await?;
-            let session_id = token.session_id.clone();
+            let (session_id, expires_at) = (token.session_id.clone(), token.expires_at);
             let mut principal = self.principal_for_token(token).await?;
             principal.credential = Credential::AccessToken { session_id };
+            principal.expires_at = Some(expires_at);
             principal
         };
         principal.client = client;
@@ -165,6 +166,7 @@ impl IdentityService {
         let mut principal = Principal::new(user.id, user.username, user.roles);
         principal.capabilities.retain(|capability| allowed.contains(capability));
         principal.credential = Credential::ApiKey { id: key.id };
+        principal.expires_at = key.expires_at;
         Ok(principal)
     }
 

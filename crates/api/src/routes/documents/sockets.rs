@@ -8,6 +8,7 @@ use std::time::Duration;
 use aether_domain::auth::Principal;
 use aether_domain::id::{JobId, NotebookId};
 use aether_domain::job::UploadJob;
+use aether_domain::time;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -146,10 +147,12 @@ fn open(
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .max_frame_size(MAX_CLIENT_MESSAGE_BYTES);
     let ping = state.settings.socket_ping;
+    // How long the caller's credential has left: the socket closes when it ends.
+    let lifetime = caller.expires_at.map(|expires| (expires - time::now()).to_std().unwrap_or_default());
     match state.sockets.admit(caller.user_id) {
         Ok(permit) => upgrade
             .on_upgrade(move |socket| async move {
-                forward(socket, updates, ending, ping).await;
+                forward(socket, updates, ending, ping, lifetime).await;
                 drop(permit);
             })
             .into_response(),
@@ -176,11 +179,21 @@ fn close_frame(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame { code, reason: reason.into() }))
 }
 
-/// Sends each job of `updates` as JSON until the stream ends or the client goes
-/// away (closes, the connection breaks, or it leaves two pings in a row
-/// unanswered); messages from the client are otherwise ignored.
-async fn forward(mut socket: WebSocket, mut updates: BoxStream<'static, UploadJob>, ending: Ending, ping: Duration) {
+/// Sends each job of `updates` as JSON until the stream ends, the caller's
+/// credential expires (closed with 1008), or the client goes away (closes, the
+/// connection breaks, or it leaves two pings in a row unanswered); messages from
+/// the client are otherwise ignored.
+async fn forward(
+    mut socket: WebSocket,
+    mut updates: BoxStream<'static, UploadJob>,
+    ending: Ending,
+    ping: Duration,
+    lifetime: Option<Duration>,
+) {
     let mut finished = false;
+    // No credential lasts a year; `None` (no fixed end) waits that long.
+    let expiry = tokio::time::sleep(lifetime.unwrap_or(Duration::from_secs(365 * 24 * 3600)));
+    tokio::pin!(expiry);
     let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + ping, ping);
     let mut heard = tokio::time::Instant::now();
     loop {
@@ -193,6 +206,11 @@ async fn forward(mut socket: WebSocket, mut updates: BoxStream<'static, UploadJo
                     heard = tokio::time::Instant::now();
                     continue;
                 }
+            },
+            () = &mut expiry => {
+                metrics::counter!("aether_websocket_closed_total", "reason" => "credential_expired").increment(1);
+                let _ = socket.send(close_frame(1008, "the credential expired; reconnect with a new one")).await;
+                return;
             },
             _ = pings.tick() => {
                 if heard.elapsed() >= ping * 2 {
