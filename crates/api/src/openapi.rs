@@ -343,7 +343,7 @@ pub mod values {
             .property("hipaa_mode", ObjectBuilder::new().schema_type(Type::Boolean))
             .additional_properties(Some(schema::AdditionalProperties::FreeForm(false)))
             .description(Some(
-                "`hipaa_mode: true` requires `pii_detection: true` and a `redaction_mode` other than `none`.",
+                "`hipaa_mode: true` requires a `redaction_mode` other than `none`, and `pii_detection` true (its default).",
             ))
             .build();
         let without_hipaa = ObjectBuilder::new()
@@ -358,7 +358,6 @@ pub mod values {
                 ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["mask", "remove"])),
             )
             .required("hipaa_mode")
-            .required("pii_detection")
             .required("redaction_mode");
         let rule = schema::AnyOfBuilder::new().item(without_hipaa).item(with_hipaa);
         Schema::AllOf(schema::AllOfBuilder::new().item(object).item(rule).build())

@@ -107,6 +107,18 @@ mod tests {
         assert_eq!(settings.retention_days, Some(365));
     }
 
+    /// `pii_detection` defaults to true, so HIPAA mode needs only a redaction mode
+    /// (the OpenAPI schema says the same).
+    #[test]
+    fn hipaa_mode_takes_the_default_pii_detection() {
+        let settings = ComplianceSettings::parse(json!({"hipaa_mode": true, "redaction_mode": "mask"})).expect("valid");
+        assert!(settings.pii_detection && settings.hipaa_mode);
+        assert!(
+            ComplianceSettings::parse(json!({"hipaa_mode": true, "pii_detection": false, "redaction_mode": "mask"}))
+                .is_err()
+        );
+    }
+
     #[test]
     fn invalid_settings_are_refused() {
         for bad in [
