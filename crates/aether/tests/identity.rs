@@ -301,6 +301,19 @@ async fn logout_ends_the_session_and_failed_logins_are_audited() {
     let refresh2 = refreshed["refresh_token"].as_str().unwrap().to_owned();
     json_of(call(&app, &access2, Method::GET, "/api/v1/auth/me", None).await, 200).await;
 
+    // A body that is there but not JSON (only whitespace, say) is refused, not read as absent.
+    let blank = app
+        .client
+        .post(app.url("/api/v1/auth/logout"))
+        .bearer_auth(access)
+        .header("content-type", "application/json")
+        .body(" ")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(blank, 400, "malformed_body").await;
+    json_of(call(&app, &access2, Method::GET, "/api/v1/auth/me", None).await, 200).await;
+
     let out = json_of(call(&app, access, Method::POST, "/api/v1/auth/logout", None).await, 200).await;
     assert_eq!(out["logged_out"], true);
     // Every token of that login stops working: access tokens old and new, and the refresh token.

@@ -381,9 +381,10 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
-/// A JSON body that may be absent: an empty body reads as `T::default()`.
+/// A JSON body that may be absent: an empty body reads as `T::default()`. A body of
+/// only whitespace is not absent but malformed JSON, and is refused like any other.
 pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.is_empty() {
         return Ok(T::default());
     }
     let value = serde_json::from_slice(body).map_err(|error| {
