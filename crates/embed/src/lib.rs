@@ -84,11 +84,7 @@ impl MiniLmEmbedder {
         let dir = models_dir.join(MINILM_DIR);
         let (config_path, config_bytes) = read(dir.join("config.json"))?;
         let config: Config = serde_json::from_slice(&config_bytes).map_err(|error| invalid(&config_path, error))?;
-        let dimensions = serde_json::from_slice::<serde_json::Value>(&config_bytes)
-            .ok()
-            .and_then(|value| value.get("hidden_size").and_then(serde_json::Value::as_u64))
-            .and_then(|size| usize::try_from(size).ok())
-            .ok_or_else(|| invalid(&config_path, "no hidden_size"))?;
+        let dimensions = config.hidden_size;
         let (weights_path, weights) = read(dir.join("model.safetensors"))?;
         let device = Device::Cpu;
         let weights = VarBuilder::from_buffered_safetensors(weights, DTYPE, &device)

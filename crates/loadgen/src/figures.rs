@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::sockets::SocketOutcome;
-use crate::workload::{Operation, Outcome};
+use crate::workload::{self, Operation, Outcome};
 
 #[derive(Debug)]
 pub struct Report {
@@ -116,13 +116,8 @@ impl Report {
     /// The server's resident memory now and at its peak, in MiB.
     fn rss(&self, line: &mut Map<String, Value>) {
         let Some(pid) = self.pid else { return };
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return };
-        for (field, key) in [("VmRSS:", "server_rss_mib"), ("VmHWM:", "server_peak_rss_mib")] {
-            let kib = status
-                .lines()
-                .find_map(|row| row.strip_prefix(field))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
-            if let Some(kib) = kib {
+        for (field, key) in [("VmRSS", "server_rss_mib"), ("VmHWM", "server_peak_rss_mib")] {
+            if let Some(kib) = workload::status_kib(pid, field) {
                 line.insert(key.into(), json!(round(kib as f64 / 1024.0)));
             }
         }

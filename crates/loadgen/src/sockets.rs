@@ -203,17 +203,12 @@ fn job_id_of(text: &str) -> Option<&str> {
     Some(&text[start..start + length])
 }
 
-fn micros(duration: Duration) -> u32 {
-    u32::try_from(duration.as_micros()).unwrap_or(u32::MAX)
+fn rss_kib(pid: u32) -> Option<u64> {
+    workload::status_kib(pid, "VmRSS")
 }
 
-/// A process's resident memory (VmRSS), in KiB.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|row| row.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+fn micros(duration: Duration) -> u32 {
+    u32::try_from(duration.as_micros()).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

@@ -271,6 +271,15 @@ pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// A memory figure of a process (`VmRSS`, `VmHWM`) from `/proc/<pid>/status`, in KiB.
+pub(crate) fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|row| row.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+}
+
 /// How many notebooks the account owns now (walks its list by cursor).
 pub async fn count_owned(server: &Server) -> anyhow::Result<usize> {
     let mut connection = server.connect().await?;

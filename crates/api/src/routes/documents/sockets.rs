@@ -191,8 +191,13 @@ async fn forward(
     lifetime: Option<Duration>,
 ) {
     let mut finished = false;
-    // No credential lasts a year; `None` (no fixed end) waits that long.
-    let expiry = tokio::time::sleep(lifetime.unwrap_or(Duration::from_secs(365 * 24 * 3600)));
+    // A credential without a fixed end (`None`) never expires the socket.
+    let expiry = async move {
+        match lifetime {
+            Some(lifetime) => tokio::time::sleep(lifetime).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::pin!(expiry);
     let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + ping, ping);
     let mut heard = tokio::time::Instant::now();
