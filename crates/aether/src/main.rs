@@ -13,6 +13,13 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
+/// jemalloc, with its background threads on: memory freed when many sockets or
+/// requests end is handed back to the system after a few seconds of decay, even
+/// while the server is idle. glibc's allocator kept it (an RSS that never came down
+/// after 10,000 sockets closed, `notes/issue-25`); mimalloc returned only part.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "aether", version, about = "The Aether document platform backend")]
 struct Cli {
