@@ -1,6 +1,7 @@
 //! WebSockets as live views: closed with a reason when the caller's access ends,
 //! counted against per-user and per-server limits (closed with 1008 and 1013), and
-//! closed when the peer stops answering pings. On SQLite, and on Neo4j with
+//! closed when the peer stops answering pings or its credential expires or is
+//! revoked (logout, API key revocation). On SQLite, and on Neo4j with
 //! AETHER_TEST_STORE=neo4j.
 #![allow(clippy::unwrap_used)]
 
@@ -139,5 +140,52 @@ async fn a_socket_closes_when_its_access_token_expires() {
         close_of(&mut socket).await,
         (CloseCode::Policy, "the credential expired; reconnect with a new one".to_owned())
     );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn logging_out_or_revoking_a_key_closes_the_sockets_it_opened() {
+    // Pings (and the re-checks that ride on them) are an hour apart: the close must be
+    // pushed by the logout and the revocation.
+    let app = TestApp::spawn_with(|config| config.websocket_ping_secs = 3600).await;
+    let (username, password) = app.create_user("leaving", vec![aether_domain::user::Role::User]).await;
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let grant: serde_json::Value = app.password_grant(&username, &password).await.json().await.unwrap();
+        tokens.push(grant["access_token"].as_str().unwrap().to_owned());
+    }
+    let nb = notebook(&app, &tokens[0]).await;
+    let key = json_of(
+        call(
+            &app,
+            &tokens[0],
+            Method::POST,
+            "/api/v1/users/me/api-keys",
+            Some(json!({"name": "live", "scopes": ["read"]})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let secret = key["key"].as_str().unwrap();
+
+    let mut first_login = connect(&app, &nb, &tokens[0]).await;
+    let mut second_login = connect(&app, &nb, &tokens[1]).await;
+    let mut by_key = connect(&app, &nb, secret).await;
+    let revoked = (CloseCode::Policy, "the credential was revoked (logout, revoked key or account)".to_owned());
+
+    json_of(call(&app, &tokens[0], Method::POST, "/api/v1/auth/logout", None).await, 200).await;
+    assert_eq!(close_of(&mut first_login).await, revoked);
+    // The other login and the key still hold: their sockets stay open.
+    for socket in [&mut second_login, &mut by_key] {
+        let quiet = tokio::time::timeout(Duration::from_millis(300), socket.next()).await;
+        assert!(quiet.is_err(), "a socket of another credential was closed: {quiet:?}");
+    }
+
+    let path = format!("/api/v1/users/me/api-keys/{}", key["id"].as_str().unwrap());
+    json_of(call(&app, &tokens[1], Method::DELETE, &path, None).await, 200).await;
+    assert_eq!(close_of(&mut by_key).await, revoked);
+    let quiet = tokio::time::timeout(Duration::from_millis(300), second_login.next()).await;
+    assert!(quiet.is_err(), "the second login's socket was closed: {quiet:?}");
     app.shutdown().await;
 }

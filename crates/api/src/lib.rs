@@ -8,6 +8,7 @@
 pub mod client_addr;
 pub mod error;
 pub mod extract;
+pub mod live;
 pub mod middleware;
 pub(crate) mod multipart;
 pub mod openapi;

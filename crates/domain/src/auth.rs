@@ -27,15 +27,14 @@ pub struct Principal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     /// A bearer access token, with the identity provider's session it belongs to.
-    AccessToken {
-        session_id: Option<String>,
-    },
+    AccessToken { session_id: Option<String> },
     /// A browser session cookie.
-    Session {
-        session_id: String,
-    },
+    Session { session_id: String },
     ApiKey {
         id: ApiKeyId,
+        /// The digest the key is stored by, to look it up again (a long-lived
+        /// connection re-checks that its key was not revoked).
+        secret_hash: String,
     },
 }
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod identity;
 pub mod limits;
+pub mod live;
 pub mod notebooks;
 pub mod ports;
 

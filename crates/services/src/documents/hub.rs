@@ -3,8 +3,8 @@
 //! a WebSocket forwards (`DocumentService::follow_job`, `follow_notebook`), which
 //! read what they show from the store and send only what changed.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aether_domain::access::Permission;
@@ -15,24 +15,32 @@ use aether_domain::page::{Limit, PageRequest};
 use aether_domain::store::JobStore;
 use aether_domain::time::Timestamp;
 use futures::stream::{self, BoxStream, StreamExt as _};
-use tokio::sync::broadcast;
 
 use super::DocumentService;
 use crate::access::Authorizer;
 use crate::error::ServiceResult;
+use crate::live::{Received, Subscription, Topics, Update};
 
-/// Job changes, for WebSocket and callback subscribers. Missing an update is
-/// harmless: subscribers also read the job from the store now and then.
+/// Job changes, for WebSocket and callback subscribers: two live views
+/// ([`crate::live`]) over the same changes, one keyed by job and one by notebook.
+/// Missing an update is harmless: subscribers also read the job from the store now
+/// and then.
 ///
 /// Changes made here reach this process's subscribers at once and, through the
 /// [`JobFanout`], the other replicas, which read the job from the store and pass it
 /// to their own subscribers ([`DocumentService::job_changed_elsewhere`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct JobHub {
-    channels: Mutex<HashMap<JobId, broadcast::Sender<UploadJob>>>,
+    jobs: Arc<Topics<JobId, UploadJob>>,
     /// Every job of a notebook, for the notebook's upload socket.
-    notebooks: Mutex<HashMap<NotebookId, broadcast::Sender<UploadJob>>>,
+    notebooks: Arc<Topics<NotebookId, UploadJob>>,
     fanout: Option<Arc<dyn JobFanout>>,
+}
+
+impl Default for JobHub {
+    fn default() -> Self {
+        Self { jobs: Topics::new("job", 64), notebooks: Topics::new("notebook_uploads", 256), fanout: None }
+    }
 }
 
 impl JobHub {
@@ -51,44 +59,14 @@ impl JobHub {
 
     /// Passes a job to this process's subscribers only.
     pub fn publish_here(&self, job: &UploadJob) {
-        {
-            let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(sender) = channels.get(&job.id) {
-                let _ = sender.send(job.clone());
-                if job.status.is_terminal() || sender.receiver_count() == 0 {
-                    channels.remove(&job.id);
-                }
-            }
-        }
-        let mut notebooks = self.notebooks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(sender) = notebooks.get(&job.notebook_id)
-            && sender.send(job.clone()).is_err()
-        {
-            notebooks.remove(&job.notebook_id);
-        }
+        let update = Update::new(job.clone());
+        self.jobs.publish(&job.id, &update);
+        self.notebooks.publish(&job.notebook_id, &update);
     }
 
     /// Whether anyone here follows the job or its notebook.
     pub fn is_followed(&self, job: JobId, notebook: NotebookId) -> bool {
-        let followed = |count: usize| count > 0;
-        let channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if channels.get(&job).is_some_and(|sender| followed(sender.receiver_count())) {
-            return true;
-        }
-        drop(channels);
-        let notebooks = self.notebooks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        notebooks.get(&notebook).is_some_and(|sender| followed(sender.receiver_count()))
-    }
-
-    /// Every change of every job of the notebook.
-    pub fn subscribe_notebook(&self, id: NotebookId) -> broadcast::Receiver<UploadJob> {
-        let mut notebooks = self.notebooks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        notebooks.entry(id).or_insert_with(|| broadcast::channel(256).0).subscribe()
-    }
-
-    pub fn subscribe(&self, id: JobId) -> broadcast::Receiver<UploadJob> {
-        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        channels.entry(id).or_insert_with(|| broadcast::channel(64).0).subscribe()
+        self.jobs.is_followed(&job) || self.notebooks.is_followed(&notebook)
     }
 }
 
@@ -109,16 +87,18 @@ impl DocumentService {
     /// A job as the caller may follow it: the job now, then each change of it, until
     /// it has finished (the stream ends after the finished job) or can no longer be
     /// read. Changes arrive through the hub; the store is also read every `poll`
-    /// for changes no notice brought (no fan-out, or a notice lost). `NotFound` when
-    /// the caller may not read the job.
+    /// for changes no notice brought (no fan-out, or a notice lost). A subscriber
+    /// that was busy gets only the latest state. `NotFound` when the caller may not
+    /// read the job.
     pub async fn follow_job(
         &self,
         caller: &Principal,
         id: JobId,
         poll: Duration,
-    ) -> ServiceResult<BoxStream<'static, UploadJob>> {
+    ) -> ServiceResult<BoxStream<'static, JobUpdate>> {
+        // Subscribed before reading, so that no change falls between the two.
+        let updates = self.hub.jobs.subscribe(id);
         let job = self.job(caller, id).await?;
-        let updates = self.hub.subscribe(job.id);
         Ok(follow_job(Arc::clone(&self.store.jobs), updates, job, poll).boxed())
     }
 
@@ -126,16 +106,18 @@ impl DocumentService {
     /// then each job whenever it changes (including when it finishes). Changes come
     /// pushed through the hub; the notebook's recent jobs are read again every
     /// `poll` (a safety net for notices lost between replicas) and at once when the
-    /// subscriber fell behind the hub. The caller's permission is checked again at
-    /// each re-read and whenever a permission changes in this process; the stream
-    /// ends when that check fails. `NotFound` when the caller may not read the
-    /// notebook.
+    /// subscriber fell behind the hub. A subscriber that was busy gets only the
+    /// latest state of each job that changed meanwhile. The caller's permission is
+    /// checked again at each re-read and whenever a permission changes in this
+    /// process; the stream ends when that check fails. `NotFound` when the caller
+    /// may not read the notebook.
     pub async fn follow_notebook(
         &self,
         caller: &Principal,
         notebook: NotebookId,
         poll: Duration,
-    ) -> ServiceResult<BoxStream<'static, UploadJob>> {
+    ) -> ServiceResult<BoxStream<'static, JobUpdate>> {
+        let updates = self.hub.notebooks.subscribe(notebook);
         // Checks read access, and gives the jobs to start with.
         let active = self.notebook_jobs(caller, notebook, true, recent_jobs()).await?;
         let follower = NotebookFollower {
@@ -143,10 +125,10 @@ impl DocumentService {
             store: Arc::clone(&self.store.jobs),
             caller: caller.clone(),
             notebook,
-            updates: self.hub.subscribe_notebook(notebook),
+            updates,
             access_changes: self.access.reads().watch_access(),
             poll,
-            initial: active.items.into(),
+            initial: active.items.into_iter().map(Update::new).collect(),
             seen: HashMap::new(),
             fresh: VecDeque::new(),
         };
@@ -157,6 +139,9 @@ impl DocumentService {
         .boxed())
     }
 }
+
+/// A job change as a live view sends it.
+pub type JobUpdate = Arc<Update<UploadJob>>;
 
 /// The first page of a notebook's jobs, newest first.
 fn recent_jobs() -> PageRequest {
@@ -170,37 +155,54 @@ fn differs(current: &UploadJob, last: &UploadJob) -> bool {
         || current.bytes_received != last.bytes_received
 }
 
+/// Keeps, of the changes in `fresh`, only the last of each job, in their order.
+fn keep_latest(fresh: &mut VecDeque<JobUpdate>) {
+    if fresh.len() < 2 {
+        return;
+    }
+    let mut later = HashSet::new();
+    let mut kept: Vec<JobUpdate> = fresh.drain(..).rev().filter(|update| later.insert(update.value().id)).collect();
+    kept.reverse();
+    fresh.extend(kept);
+}
+
 fn follow_job(
     store: Arc<dyn JobStore>,
-    updates: broadcast::Receiver<UploadJob>,
+    updates: Subscription<JobId, UploadJob>,
     job: UploadJob,
     poll: Duration,
-) -> impl futures::Stream<Item = UploadJob> + Send + 'static {
+) -> impl futures::Stream<Item = JobUpdate> + Send + 'static {
     struct Follower {
         store: Arc<dyn JobStore>,
-        updates: broadcast::Receiver<UploadJob>,
+        updates: Subscription<JobId, UploadJob>,
         poll: Duration,
-        last: UploadJob,
+        last: JobUpdate,
         started: bool,
     }
-    let follower = Follower { store, updates, poll, last: job, started: false };
+    let follower = Follower { store, updates, poll, last: Update::new(job), started: false };
     stream::unfold(follower, |mut follower| async move {
         if !follower.started {
             follower.started = true;
-            return Some((follower.last.clone(), follower));
+            return Some((Arc::clone(&follower.last), follower));
         }
-        while !follower.last.status.is_terminal() {
-            let next = tokio::select! {
-                update = follower.updates.recv() => update.ok(),
+        while !follower.last.value().status.is_terminal() {
+            let mut next = tokio::select! {
+                received = follower.updates.next() => Some(received),
                 // Changes nobody announced here (no fan-out, or a lost notice).
                 () = tokio::time::sleep(follower.poll) => None,
             };
+            // What arrived meanwhile: only the newest counts.
+            while let Some(newer) = follower.updates.ready() {
+                next = Some(newer);
+            }
             let current = match next {
-                Some(job) => job,
-                None => follower.store.get_job(follower.last.id).await.ok()?,
+                Some(Received::Update(update)) => update,
+                Some(Received::Missed) | None => {
+                    Update::new(follower.store.get_job(follower.last.value().id).await.ok()?)
+                }
             };
-            if differs(&current, &follower.last) {
-                follower.last = current.clone();
+            if differs(current.value(), follower.last.value()) {
+                follower.last = Arc::clone(&current);
                 return Some((current, follower));
             }
         }
@@ -214,50 +216,59 @@ struct NotebookFollower {
     store: Arc<dyn JobStore>,
     caller: Principal,
     notebook: NotebookId,
-    updates: broadcast::Receiver<UploadJob>,
+    updates: Subscription<NotebookId, UploadJob>,
     /// Permission changes in this process.
     access_changes: tokio::sync::watch::Receiver<u64>,
     poll: Duration,
     /// The unfinished jobs when the stream started, all of them sent first.
-    initial: VecDeque<UploadJob>,
+    initial: VecDeque<JobUpdate>,
     /// What was last sent of each job.
     seen: HashMap<JobId, (JobStatus, Timestamp)>,
     /// Jobs received or read, still to be compared with what was sent.
-    fresh: VecDeque<UploadJob>,
+    fresh: VecDeque<JobUpdate>,
 }
 
 impl NotebookFollower {
     /// The next job to send; `None` once the notebook can no longer be read.
-    async fn next(&mut self) -> Option<UploadJob> {
-        if let Some(job) = self.initial.pop_front() {
+    async fn next(&mut self) -> Option<JobUpdate> {
+        if let Some(update) = self.initial.pop_front() {
+            let job = update.value();
             self.seen.insert(job.id, (job.status, job.updated_at));
-            return Some(job);
+            return Some(update);
         }
         loop {
-            while let Some(job) = self.fresh.pop_front() {
+            while let Some(update) = self.fresh.pop_front() {
+                let job = update.value();
                 let changed =
                     self.seen.get(&job.id).is_none_or(|(status, at)| *status != job.status || *at != job.updated_at);
                 // Jobs that finished before the stream started are not news.
                 let news = self.seen.contains_key(&job.id) || !job.status.is_terminal();
                 if changed && news {
                     self.seen.insert(job.id, (job.status, job.updated_at));
-                    return Some(job);
+                    return Some(update);
                 }
             }
-            tokio::select! {
-                update = self.updates.recv() => match update {
-                    Ok(job) => self.fresh.push_back(job),
-                    // Fell behind the hub: what was missed is read from the store.
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.fresh.extend(self.reread().await?),
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
+            let mut missed = tokio::select! {
+                received = self.updates.next() => queue(&mut self.fresh, received),
                 changed = self.access_changes.changed() => {
                     changed.ok()?;
                     self.access.require(&self.caller, self.notebook, Permission::Read).await.ok()?;
+                    false
                 },
                 // Changes no notice brought: re-read the notebook's recent jobs.
-                () = tokio::time::sleep(self.poll) => self.fresh.extend(self.reread().await?),
+                () = tokio::time::sleep(self.poll) => true,
+            };
+            // What else arrived while this socket was busy.
+            while let Some(received) = self.updates.ready() {
+                missed |= queue(&mut self.fresh, received);
             }
+            if missed {
+                // Fell behind the hub, or the safety re-read: what was missed is read
+                // from the store, after what was received.
+                let jobs = self.reread().await?;
+                self.fresh.extend(jobs.into_iter().map(Update::new));
+            }
+            keep_latest(&mut self.fresh);
         }
     }
 
@@ -265,5 +276,16 @@ impl NotebookFollower {
     async fn reread(&self) -> Option<Vec<UploadJob>> {
         self.access.require(&self.caller, self.notebook, Permission::Read).await.ok()?;
         Some(self.store.list_notebook_jobs(self.notebook, false, recent_jobs()).await.ok()?.items)
+    }
+}
+
+/// Queues a received change; whether changes were missed instead.
+fn queue(fresh: &mut VecDeque<JobUpdate>, received: Received<UploadJob>) -> bool {
+    match received {
+        Received::Update(update) => {
+            fresh.push_back(update);
+            false
+        }
+        Received::Missed => true,
     }
 }

@@ -41,7 +41,7 @@ use aether_domain::time::{self, Timestamp};
 use tokio::sync::Notify;
 
 pub use callbacks::Callbacks;
-pub use hub::JobHub;
+pub use hub::{JobHub, JobUpdate};
 pub use pii::{redact_metadata, scan_text};
 pub use reads::{Download, Preview, StorageMetadata, Variant};
 pub use signing::{MAX_URL_LIFETIME, SignedUrl, UrlSigner};

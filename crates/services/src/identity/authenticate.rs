@@ -135,7 +135,8 @@ impl IdentityService {
 
     async fn authenticate_api_key(&self, secret: &str, client: &ClientInfo) -> ServiceResult<Principal> {
         let now = time::now();
-        let key = self.store.api_keys.find_api_key(&digest(secret)).await?;
+        let secret_hash = digest(secret);
+        let key = self.store.api_keys.find_api_key(&secret_hash).await?;
         let Some(key) = key.filter(|key| key.is_active(now)) else {
             let resource = secret.chars().take(API_KEY_PREFIX.len() + 8).collect::<String>();
             let mut details = serde_json::Map::new();
@@ -165,7 +166,7 @@ impl IdentityService {
         let allowed = key.capabilities();
         let mut principal = Principal::new(user.id, user.username, user.roles);
         principal.capabilities.retain(|capability| allowed.contains(capability));
-        principal.credential = Credential::ApiKey { id: key.id };
+        principal.credential = Credential::ApiKey { id: key.id, secret_hash };
         principal.expires_at = key.expires_at;
         Ok(principal)
     }

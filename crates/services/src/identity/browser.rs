@@ -165,6 +165,8 @@ impl IdentityService {
             self.ephemeral.put(&revoked_key(session), b"1", self.settings.revocation_ttl).await?;
             self.recent.session_revoked(session).await;
         }
+        // Sockets opened with this login close now, not at their next re-check.
+        self.credentials_changed(caller.user_id);
         let mut end_session_url = None;
         match &self.provider {
             IdentityProvider::Local => {

@@ -11,6 +11,9 @@ mod authenticate;
 mod browser;
 mod recent;
 mod users;
+mod watch;
+
+pub use watch::{CredentialEnd, CredentialWatch};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,6 +158,8 @@ pub struct IdentityService {
     synced: moka::future::Cache<String, SyncedUser>,
     recent: recent::RecentChecks,
     reads: CachedReads,
+    /// Tells this process's long-lived connections that a user's credential may have ended.
+    credential_changes: Arc<crate::live::Topics<UserId, ()>>,
 }
 
 fn session_key(session_id: &str) -> String {
@@ -207,7 +212,8 @@ impl IdentityService {
     ) -> Self {
         let synced = moka::future::Cache::builder().max_capacity(100_000).time_to_live(settings.sync_interval).build();
         let recent = recent::RecentChecks::new(settings.recheck_interval);
-        Self { store, ephemeral, verifier, provider, accounts, settings, synced, recent, reads }
+        let credential_changes = watch::credential_topics();
+        Self { store, ephemeral, verifier, provider, accounts, settings, synced, recent, reads, credential_changes }
     }
 
     pub fn is_external(&self) -> bool {

@@ -153,6 +153,7 @@ impl IdentityService {
                 other => other.into(),
             })?;
         self.reads.user_changed(id).await;
+        self.credentials_changed(id);
         if let Some((directory, keycloak_id)) = directory {
             if let Err(error) = directory.set_realm_roles(&keycloak_id, &roles).await {
                 // The provider's tokens carry its roles: put the store back in step with it.
@@ -171,6 +172,8 @@ impl IdentityService {
                     tracing::error!(error = %undo_error, user_id = %id, "could not revert a role change");
                 }
                 self.reads.user_changed(id).await;
+                self.credentials_changed(id);
+                self.credentials_changed(id);
                 return Err(provider_error(error));
             }
             self.synced.invalidate(&keycloak_id).await;
@@ -249,6 +252,8 @@ impl IdentityService {
             serde_json::Map::new(),
             &caller.client,
         );
-        Ok(self.store.api_keys.revoke_api_key(caller.user_id, id, record).await?)
+        let key = self.store.api_keys.revoke_api_key(caller.user_id, id, record).await?;
+        self.credentials_changed(caller.user_id);
+        Ok(key)
     }
 }
