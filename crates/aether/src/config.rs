@@ -162,8 +162,10 @@ pub struct Config {
     /// Empty: sessions and other short-lived state live in the store.
     pub redis_url: Secret,
     pub redis_key_prefix: String,
-    /// How often job sockets re-read their jobs from the store, for changes no
-    /// notice brought; 0 picks 30 s on SQLite with the workers in this process
+    /// How often the jobs and notebooks that this process's sockets follow are re-read
+    /// from the store (once per followed job or notebook, not per socket), for
+    /// changes no notice brought, and notebook feeds re-check their reader's
+    /// permission; 0 picks 30 s on SQLite with the workers in this process
     /// (every change passes through its own hub, so the re-read is only a safety
     /// net), 15 s when Redis relays other processes' job changes, and 1 s otherwise
     /// (other processes cannot tell this one).
@@ -450,7 +452,8 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// How often job sockets re-read their jobs from the store (see `websocket_poll_ms`).
+    /// How often the jobs that sockets follow are re-read from the store, and notebook
+    /// feeds re-check their reader's permission (see `websocket_poll_ms`).
     pub fn websocket_poll(&self) -> std::time::Duration {
         let millis = match self.websocket_poll_ms {
             0 if !self.redis_url.is_empty() => 15_000,

@@ -416,6 +416,11 @@ impl RunningServer {
         if let Some(redis) = &runtime.redis {
             tokio::spawn(follow_other_replicas(runtime.clone(), redis.job_channel(), shutdown.subscribe()));
         }
+        // The safety net of this process's job sockets: one store read per followed
+        // job or notebook every `websocket_poll_ms`, not one per socket.
+        let documents = Arc::clone(&runtime.documents);
+        let (poll, stop) = (runtime.config.websocket_poll(), shutdown.subscribe());
+        tokio::spawn(async move { documents.resync_job_views(poll, stop).await });
         let workers = runtime.config.run_workers.then(|| {
             let runtime = runtime.clone();
             let stop = shutdown.subscribe();

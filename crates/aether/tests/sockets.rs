@@ -189,3 +189,34 @@ async fn logging_out_or_revoking_a_key_closes_the_sockets_it_opened() {
     assert!(quiet.is_err(), "the second login's socket was closed: {quiet:?}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_change_no_notice_brought_reaches_sockets_through_the_resync() {
+    // Two replicas of one store without Redis: nothing tells B about an upload made
+    // through A. B re-reads what its sockets follow every 300 ms, once per notebook.
+    let dir = tempfile::tempdir().unwrap();
+    let a = aether::RunningServer::start(common::test_config(dir.path())).await.unwrap();
+    let mut config = common::test_config(dir.path());
+    config.websocket_poll_ms = 300;
+    let b = aether::RunningServer::start(config).await.unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let a = TestApp { server: a, client: client.clone(), dir };
+    let b = TestApp { server: b, client, dir: tempfile::tempdir().unwrap() };
+
+    let owner = a.user_token("resync-owner").await;
+    let nb = notebook(&a, &owner).await;
+    let mut sockets = vec![connect(&b, &nb, &owner).await, connect(&b, &nb, &owner).await];
+    let form = reqwest::multipart::Form::new()
+        .text("notebook_id", nb.clone())
+        .part("file", reqwest::multipart::Part::bytes(b"seen elsewhere".to_vec()).file_name("elsewhere.txt"));
+    let response = a.client.post(a.url("/api/v1/documents/upload")).bearer_auth(&owner).multipart(form).send().await;
+    let job = json_of(response.unwrap(), 202).await;
+    for socket in &mut sockets {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next()).await;
+        let Ok(Some(Ok(Message::Text(text)))) = message else { panic!("no update on B: {message:?}") };
+        let update: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(update["job_id"], job["job_id"], "{update}");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -32,6 +32,9 @@ pub struct Frame {
     pub text: Bytes,
     /// Whether nothing can follow it (a finished job): see [`Ending::CloseAfterLast`].
     pub last: bool,
+    /// When the change was published in this process, for the delivery latency
+    /// (`aether_live_delivery_seconds`); `None` for state read from the store.
+    pub published_at: Option<std::time::Instant>,
 }
 
 /// What a socket does when its view's stream ends.
@@ -152,6 +155,9 @@ async fn forward(
         if socket.send(Message::Text(text)).await.is_err() {
             // The client is gone, or so slow that MAX_UNSENT_BYTES filled up.
             return;
+        }
+        if let Some(published_at) = frame.published_at {
+            metrics::histogram!("aether_live_delivery_seconds").record(published_at.elapsed());
         }
     }
     match ending {

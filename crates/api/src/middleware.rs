@@ -160,6 +160,14 @@ pub fn prometheus() -> PrometheusHandle {
                     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                 )
                 .and_then(|builder| {
+                    // From a change's publication in this process to its write on a
+                    // socket: fine steps around the 50 ms target.
+                    builder.set_buckets_for_metric(
+                        Matcher::Full("aether_live_delivery_seconds".into()),
+                        &[0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5],
+                    )
+                })
+                .and_then(|builder| {
                     builder.set_buckets_for_metric(
                         Matcher::Full("aether_outbox_relay_lag_seconds".into()),
                         &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0],

@@ -103,6 +103,11 @@ impl Report {
         let mut uploads = outcome.upload_micros.clone();
         uploads.sort_unstable();
         line.insert("upload_p50_ms".into(), json!(percentile(&uploads, 0.5).map(round)));
+        // The server's own part: publication to socket write, without the upload
+        // request before it or the generator's reading after it.
+        let (p50, p99) = outcome.server_delivery_ms.unzip();
+        line.insert("server_delivery_p50_ms".into(), json!(p50.map(round)));
+        line.insert("server_delivery_p99_ms".into(), json!(p99.map(round)));
         print(line);
     }
 

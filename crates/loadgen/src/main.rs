@@ -94,6 +94,11 @@ enum Command {
         uploads: usize,
         #[arg(long, default_value_t = 60)]
         settle_seconds: u64,
+        /// Open the sockets on this replica of `--url` (the same store and Redis)
+        /// instead: uploads reach them through the fan-out. `--pid` is then this
+        /// replica's.
+        #[arg(long)]
+        socket_url: Option<String>,
     },
 }
 
@@ -147,18 +152,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.workload(&workload, count, &outcome);
             }
         }
-        Command::Sockets { counts, notebooks, idle_seconds, uploads, settle_seconds } => {
+        Command::Sockets { counts, notebooks, idle_seconds, uploads, settle_seconds, socket_url } => {
+            let sockets_on = match socket_url {
+                Some(url) => Server::parse(&url)?.with_token(server.token().unwrap_or_default().to_owned()),
+                None => server.clone(),
+            };
             for count in counts {
-                let outcome = sockets::run(
-                    &server,
-                    cli.pid,
+                let plan = sockets::Plan {
                     count,
                     notebooks,
-                    Duration::from_secs(idle_seconds),
+                    idle: Duration::from_secs(idle_seconds),
                     uploads,
-                    Duration::from_secs(settle_seconds),
-                )
-                .await?;
+                    settle: Duration::from_secs(settle_seconds),
+                };
+                let outcome = sockets::run(&server, &sockets_on, cli.pid, &plan).await?;
                 report.sockets(&outcome);
             }
         }

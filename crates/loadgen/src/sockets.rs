@@ -37,6 +37,10 @@ pub struct SocketOutcome {
     pub missed: usize,
     /// Microseconds of each upload request itself.
     pub upload_micros: Vec<u32>,
+    /// The server's own delivery latency over the uploads (`aether_live_delivery_seconds`:
+    /// from publishing a change to writing it on a socket), p50 and p99 in
+    /// milliseconds, interpolated within its histogram's buckets.
+    pub server_delivery_ms: Option<(f64, f64)>,
 }
 
 /// A job id seen by a socket, and when.
@@ -46,22 +50,33 @@ struct Seen {
     at: Instant,
 }
 
-/// Opens the sockets, lets them idle, uploads, closes them and waits `settle`.
-pub async fn run(
-    server: &Server,
-    pid: Option<u32>,
-    count: usize,
-    notebooks: usize,
-    idle: Duration,
-    uploads: usize,
-    settle: Duration,
-) -> anyhow::Result<SocketOutcome> {
+/// One run of the benchmark: `count` sockets spread over `notebooks` notebooks, idle
+/// for `idle`, then `uploads` uploads, then closed and given `settle` to give memory back.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub count: usize,
+    pub notebooks: usize,
+    pub idle: Duration,
+    pub uploads: usize,
+    pub settle: Duration,
+}
+
+/// Opens the sockets on `sockets_on` (`server`, or another replica of it), lets them
+/// idle, uploads to `server`, closes them and waits `settle`. `pid` is the process
+/// the sockets are on.
+pub async fn run(server: &Server, sockets_on: &Server, pid: Option<u32>, plan: &Plan) -> anyhow::Result<SocketOutcome> {
+    let Plan { count, notebooks, idle, uploads, settle } = *plan;
     let notebooks = notebooks.clamp(1, count.max(1));
     let mut connection = server.connect().await?;
     let mut ids = Vec::with_capacity(notebooks);
     for index in 0..notebooks {
         ids.push(workload::create(&mut connection, &format!("sockets {index}")).await?);
     }
+    // One upload first, processed before anything is measured: what the first
+    // document's processing sets up once (extractors, detectors, pools) belongs to
+    // the server's idle footprint, not to the sockets.
+    upload_one(&mut connection, &ids[0], u64::MAX).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_before_kib = pid.and_then(rss_kib);
 
     // Open every socket, 64 handshakes at a time.
@@ -70,7 +85,7 @@ pub async fn run(
     let ids = Arc::new(ids);
     let mut closers = Vec::with_capacity(count);
     let mut opening = futures::stream::iter((0..count).map(|socket| {
-        let (server, ids, seen) = (server.clone(), Arc::clone(&ids), seen_tx.clone());
+        let (server, ids, seen) = (sockets_on.clone(), Arc::clone(&ids), seen_tx.clone());
         async move { open(&server, &ids[socket % ids.len()], socket, seen).await }
     }))
     .buffer_unordered(64);
@@ -91,6 +106,9 @@ pub async fn run(
     };
     while seen_rx.try_recv().is_ok() {}
 
+    let mut metrics_connection = sockets_on.connect().await?;
+    let histogram_before = delivery_histogram(&mut metrics_connection).await?;
+
     // Each upload, one at a time: until every socket of its notebook has its job.
     let followers = |notebook: usize| (0..count).filter(|socket| socket % notebooks == notebook).count();
     let mut delivery_micros = Vec::new();
@@ -99,18 +117,14 @@ pub async fn run(
     let mut early: Vec<Seen> = Vec::new();
     for upload in 0..uploads {
         let notebook = upload % notebooks;
+        // Each upload into a quiet server: the later updates of the previous job
+        // (processing, completed) have reached every socket, so the figure is one
+        // change's delivery, not the queue behind it.
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), seen_rx.recv()).await {}
+        early.clear();
         let sent = Instant::now();
-        let request = connection
-            .builder(Method::POST, "/api/v1/documents/upload")
-            .header("content-type", format!("multipart/form-data; boundary={}", workload::UPLOAD_BOUNDARY))
-            .body(http_body_util::Full::new(workload::upload_body(&ids[notebook], upload as u64)))?;
-        let (status, body) = connection.send(request).await?;
+        let job = upload_one(&mut connection, &ids[notebook], upload as u64).await?;
         upload_micros.push(micros(sent.elapsed()));
-        if status != StatusCode::ACCEPTED {
-            bail!("upload: {status} {}", String::from_utf8_lossy(&body));
-        }
-        let job: serde_json::Value = serde_json::from_slice(&body)?;
-        let job = job["job_id"].as_str().ok_or_else(|| anyhow!("no job_id in {job}"))?.to_owned();
         let expected = followers(notebook);
         let mut reached: HashMap<usize, Instant> = HashMap::with_capacity(expected);
         // Messages that arrived before the upload's response was read.
@@ -133,6 +147,11 @@ pub async fn run(
         early.retain(|seen| seen.job != job);
     }
 
+    // The later updates of the last job, then the server's own figure.
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), seen_rx.recv()).await {}
+    let histogram_after = delivery_histogram(&mut metrics_connection).await?;
+    let server_delivery_ms = histogram_quantiles(&histogram_before, &histogram_after);
+
     for closer in closers {
         let _ = closer.send(());
     }
@@ -149,7 +168,61 @@ pub async fn run(
         delivery_micros,
         missed,
         upload_micros,
+        server_delivery_ms,
     })
+}
+
+/// The cumulative buckets of `aether_live_delivery_seconds` on the server now:
+/// (upper bound in seconds, count).
+async fn delivery_histogram(connection: &mut crate::client::Connection) -> anyhow::Result<Vec<(f64, f64)>> {
+    let (status, body) = connection.get("/metrics").await?;
+    if status != StatusCode::OK {
+        bail!("/metrics: {status}");
+    }
+    let text = String::from_utf8_lossy(&body);
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("aether_live_delivery_seconds_bucket{le=\""))
+        .filter_map(|rest| {
+            let (bound, count) = rest.split_once("\"} ")?;
+            let bound = if bound == "+Inf" { f64::INFINITY } else { bound.parse().ok()? };
+            Some((bound, count.trim().parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(buckets)
+}
+
+/// p50 and p99 in milliseconds of what was recorded between two readings of a
+/// histogram, interpolated linearly within the bucket each falls in.
+fn histogram_quantiles(before: &[(f64, f64)], after: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let counts: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(bound, count)| {
+            let earlier = before.iter().find(|(b, _)| b == bound).map_or(0.0, |(_, c)| *c);
+            (*bound, count - earlier)
+        })
+        .collect();
+    let total = counts.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let quantile = |q: f64| {
+        let rank = q * total;
+        let mut lower = (0.0, 0.0);
+        for &(bound, count) in &counts {
+            if count >= rank {
+                if !bound.is_finite() {
+                    return lower.0 * 1000.0;
+                }
+                let share = if count > lower.1 { (rank - lower.1) / (count - lower.1) } else { 1.0 };
+                return (lower.0 + (bound - lower.0) * share) * 1000.0;
+            }
+            lower = (bound, count);
+        }
+        lower.0 * 1000.0
+    };
+    Some((quantile(0.5), quantile(0.99)))
 }
 
 /// Opens one socket and spawns its reader; the returned sender closes it.
@@ -211,9 +284,34 @@ fn micros(duration: Duration) -> u32 {
     u32::try_from(duration.as_micros()).unwrap_or(u32::MAX)
 }
 
+/// Uploads a small file to the notebook; its job id.
+async fn upload_one(connection: &mut crate::client::Connection, notebook: &str, serial: u64) -> anyhow::Result<String> {
+    let request = connection
+        .builder(Method::POST, "/api/v1/documents/upload")
+        .header("content-type", format!("multipart/form-data; boundary={}", workload::UPLOAD_BOUNDARY))
+        .body(http_body_util::Full::new(workload::upload_body(notebook, serial)))?;
+    let (status, body) = connection.send(request).await?;
+    if status != StatusCode::ACCEPTED {
+        bail!("upload: {status} {}", String::from_utf8_lossy(&body));
+    }
+    let job: serde_json::Value = serde_json::from_slice(&body)?;
+    Ok(job["job_id"].as_str().ok_or_else(|| anyhow!("no job_id in {job}"))?.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::job_id_of;
+    use super::{histogram_quantiles, job_id_of};
+
+    #[test]
+    fn quantiles_come_from_the_difference_of_two_readings() {
+        let before = [(0.01, 50.0), (0.1, 100.0), (f64::INFINITY, 100.0)];
+        // 100 more: 10 under 10 ms, 80 between 10 and 100 ms, 10 beyond.
+        let after = [(0.01, 60.0), (0.1, 190.0), (f64::INFINITY, 200.0)];
+        let (p50, p99) = histogram_quantiles(&before, &after).unwrap();
+        assert!((p50 - 55.0).abs() < 1e-9, "{p50}");
+        assert!((p99 - 100.0).abs() < 1e-9, "the last finite bound: {p99}");
+        assert_eq!(histogram_quantiles(&after, &after), None, "nothing recorded in between");
+    }
 
     #[test]
     fn the_job_id_is_found_in_an_update() {

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
@@ -30,15 +31,29 @@ use tokio::sync::broadcast;
 pub struct Update<V> {
     value: V,
     rendered: OnceLock<Bytes>,
+    /// When the change was published here: a socket reports the time from here to
+    /// its write as the delivery latency. `None` for state read from the store.
+    published_at: Option<Instant>,
 }
 
 impl<V> Update<V> {
+    /// A change about to be published.
     pub fn new(value: V) -> Arc<Self> {
-        Arc::new(Self { value, rendered: OnceLock::new() })
+        Arc::new(Self { value, rendered: OnceLock::new(), published_at: Some(Instant::now()) })
+    }
+
+    /// State read from the store (a view's start, or a resync): not a change anyone
+    /// published, so it has no delivery latency.
+    pub fn read(value: V) -> Arc<Self> {
+        Arc::new(Self { value, rendered: OnceLock::new(), published_at: None })
     }
 
     pub fn value(&self) -> &V {
         &self.value
+    }
+
+    pub fn published_at(&self) -> Option<Instant> {
+        self.published_at
     }
 
     /// The change as sent to clients. Every subscriber in this process shows a change
@@ -103,9 +118,14 @@ where
         self.channels().get(key).is_some_and(|sender| sender.receiver_count() > 0)
     }
 
-    /// Keys followed in this process now.
+    /// How many keys are followed in this process now.
     pub fn followed(&self) -> usize {
         self.channels().len()
+    }
+
+    /// The keys followed in this process now.
+    pub fn keys(&self) -> Vec<K> {
+        self.channels().keys().cloned().collect()
     }
 
     /// Every change published under `key` from now on, until the subscription is dropped.

@@ -13,7 +13,7 @@ use aether_domain::id::{JobId, NotebookId};
 use aether_domain::job::{JobFanout, JobStatus, UploadJob};
 use aether_domain::page::{Limit, PageRequest};
 use aether_domain::store::JobStore;
-use aether_domain::time::Timestamp;
+use aether_domain::time::{self, Timestamp};
 use futures::stream::{self, BoxStream, StreamExt as _};
 
 use super::DocumentService;
@@ -59,7 +59,10 @@ impl JobHub {
 
     /// Passes a job to this process's subscribers only.
     pub fn publish_here(&self, job: &UploadJob) {
-        let update = Update::new(job.clone());
+        self.publish_update(job, Update::new(job.clone()));
+    }
+
+    fn publish_update(&self, job: &UploadJob, update: JobUpdate) {
         self.jobs.publish(&job.id, &update);
         self.notebooks.publish(&job.notebook_id, &update);
     }
@@ -84,38 +87,75 @@ impl DocumentService {
         }
     }
 
+    /// The safety net of every job view, run by each serving process: every
+    /// `interval`, the jobs and notebooks its sockets follow are read from the store,
+    /// once per followed key however many sockets follow it, and the jobs that
+    /// changed since the previous look are passed to their subscribers, who send
+    /// only what they had not sent. It finds changes no notice brought (a notice lost
+    /// while Redis was away, a process without fan-out). Runs until `shutdown`.
+    pub async fn resync_job_views(&self, interval: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut previous_look = time::now();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            // Jobs are stamped by whichever replica changed them: a few seconds'
+            // margin for their clocks. A job published twice costs a comparison.
+            let since = previous_look - chrono::Duration::seconds(5);
+            previous_look = time::now();
+            for notebook in self.hub.notebooks.keys() {
+                match self.store.jobs.list_notebook_jobs(notebook, false, recent_jobs()).await {
+                    Ok(page) => {
+                        for job in page.items.into_iter().filter(|job| job.updated_at >= since) {
+                            self.hub.publish_update(&job, Update::read(job.clone()));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, notebook_id = %notebook, "could not re-read a followed notebook's jobs")
+                    }
+                }
+            }
+            for id in self.hub.jobs.keys() {
+                match self.store.jobs.get_job(id).await {
+                    Ok(job) if job.updated_at >= since => self.hub.jobs.publish(&id, &Update::read(job)),
+                    Ok(_) => false,
+                    Err(error) => {
+                        tracing::debug!(%error, job_id = %id, "could not re-read a followed job");
+                        false
+                    }
+                };
+            }
+        }
+    }
+
     /// A job as the caller may follow it: the job now, then each change of it, until
     /// it has finished (the stream ends after the finished job) or can no longer be
-    /// read. Changes arrive through the hub; the store is also read every `poll`
-    /// for changes no notice brought (no fan-out, or a notice lost). A subscriber
-    /// that was busy gets only the latest state. `NotFound` when the caller may not
-    /// read the job.
-    pub async fn follow_job(
-        &self,
-        caller: &Principal,
-        id: JobId,
-        poll: Duration,
-    ) -> ServiceResult<BoxStream<'static, JobUpdate>> {
+    /// read. Changes arrive through the hub (and what no notice brought, through
+    /// [`Self::resync_job_views`]). A subscriber that was busy gets only the latest
+    /// state. `NotFound` when the caller may not read the job.
+    pub async fn follow_job(&self, caller: &Principal, id: JobId) -> ServiceResult<BoxStream<'static, JobUpdate>> {
         // Subscribed before reading, so that no change falls between the two.
         let updates = self.hub.jobs.subscribe(id);
         let job = self.job(caller, id).await?;
-        Ok(follow_job(Arc::clone(&self.store.jobs), updates, job, poll).boxed())
+        Ok(follow_job(Arc::clone(&self.store.jobs), updates, job).boxed())
     }
 
     /// Every upload job of a notebook the caller may read: its unfinished jobs now,
     /// then each job whenever it changes (including when it finishes). Changes come
-    /// pushed through the hub; the notebook's recent jobs are read again every
-    /// `poll` (a safety net for notices lost between replicas) and at once when the
-    /// subscriber fell behind the hub. A subscriber that was busy gets only the
+    /// pushed through the hub (and what no notice brought, through
+    /// [`Self::resync_job_views`]); the notebook's recent jobs are read again when
+    /// the subscriber fell behind the hub. A subscriber that was busy gets only the
     /// latest state of each job that changed meanwhile. The caller's permission is
-    /// checked again at each re-read and whenever a permission changes in this
-    /// process; the stream ends when that check fails. `NotFound` when the caller
-    /// may not read the notebook.
+    /// checked again whenever a permission changes in this process, every
+    /// `access_recheck` (for changes made by other replicas) and at each re-read;
+    /// the stream ends when that check fails. `NotFound` when the caller may not
+    /// read the notebook.
     pub async fn follow_notebook(
         &self,
         caller: &Principal,
         notebook: NotebookId,
-        poll: Duration,
+        access_recheck: Duration,
     ) -> ServiceResult<BoxStream<'static, JobUpdate>> {
         let updates = self.hub.notebooks.subscribe(notebook);
         // Checks read access, and gives the jobs to start with.
@@ -127,8 +167,9 @@ impl DocumentService {
             notebook,
             updates,
             access_changes: self.access.reads().watch_access(),
-            poll,
-            initial: active.items.into_iter().map(Update::new).collect(),
+            access_recheck,
+            next_access_check: tokio::time::Instant::now() + access_recheck,
+            initial: active.items.into_iter().map(Update::read).collect(),
             seen: HashMap::new(),
             fresh: VecDeque::new(),
         };
@@ -170,35 +211,31 @@ fn follow_job(
     store: Arc<dyn JobStore>,
     updates: Subscription<JobId, UploadJob>,
     job: UploadJob,
-    poll: Duration,
 ) -> impl futures::Stream<Item = JobUpdate> + Send + 'static {
     struct Follower {
         store: Arc<dyn JobStore>,
         updates: Subscription<JobId, UploadJob>,
-        poll: Duration,
         last: JobUpdate,
         started: bool,
     }
-    let follower = Follower { store, updates, poll, last: Update::new(job), started: false };
+    let follower = Follower { store, updates, last: Update::read(job), started: false };
     stream::unfold(follower, |mut follower| async move {
         if !follower.started {
             follower.started = true;
             return Some((Arc::clone(&follower.last), follower));
         }
         while !follower.last.value().status.is_terminal() {
-            let mut next = tokio::select! {
-                received = follower.updates.next() => Some(received),
-                // Changes nobody announced here (no fan-out, or a lost notice).
-                () = tokio::time::sleep(follower.poll) => None,
-            };
+            // Changes no notice brought reach the hub through `resync_job_views`.
+            let mut next = Some(follower.updates.next().await);
             // What arrived meanwhile: only the newest counts.
             while let Some(newer) = follower.updates.ready() {
                 next = Some(newer);
             }
             let current = match next {
                 Some(Received::Update(update)) => update,
+                // Fell behind the hub: the job as it is now.
                 Some(Received::Missed) | None => {
-                    Update::new(follower.store.get_job(follower.last.value().id).await.ok()?)
+                    Update::read(follower.store.get_job(follower.last.value().id).await.ok()?)
                 }
             };
             if differs(current.value(), follower.last.value()) {
@@ -219,7 +256,9 @@ struct NotebookFollower {
     updates: Subscription<NotebookId, UploadJob>,
     /// Permission changes in this process.
     access_changes: tokio::sync::watch::Receiver<u64>,
-    poll: Duration,
+    /// How often the permission is checked again for changes made elsewhere.
+    access_recheck: Duration,
+    next_access_check: tokio::time::Instant,
     /// The unfinished jobs when the stream started, all of them sent first.
     initial: VecDeque<JobUpdate>,
     /// What was last sent of each job.
@@ -255,18 +294,22 @@ impl NotebookFollower {
                     self.access.require(&self.caller, self.notebook, Permission::Read).await.ok()?;
                     false
                 },
-                // Changes no notice brought: re-read the notebook's recent jobs.
-                () = tokio::time::sleep(self.poll) => true,
+                // Permission changes made by other replicas.
+                () = tokio::time::sleep_until(self.next_access_check) => {
+                    self.next_access_check = tokio::time::Instant::now() + self.access_recheck;
+                    self.access.require(&self.caller, self.notebook, Permission::Read).await.ok()?;
+                    false
+                },
             };
             // What else arrived while this socket was busy.
             while let Some(received) = self.updates.ready() {
                 missed |= queue(&mut self.fresh, received);
             }
             if missed {
-                // Fell behind the hub, or the safety re-read: what was missed is read
-                // from the store, after what was received.
+                // Fell behind the hub: what was missed is read from the store, after
+                // what was received.
                 let jobs = self.reread().await?;
-                self.fresh.extend(jobs.into_iter().map(Update::new));
+                self.fresh.extend(jobs.into_iter().map(Update::read));
             }
             keep_latest(&mut self.fresh);
         }

@@ -49,7 +49,7 @@ pub async fn job_socket(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let id = parse(JobId::parse(&job_id))?;
-    let updates = state.documents.follow_job(&caller, id, state.settings.socket_poll).await?;
+    let updates = state.documents.follow_job(&caller, id).await?;
     Ok(live::open(&state, &caller, upgrade, job_frames(updates), Ending::CloseAfterLast))
 }
 
@@ -132,6 +132,7 @@ fn job_frames(updates: BoxStream<'static, JobUpdate>) -> BoxStream<'static, Fram
                 serde_json::to_vec(&JobResponse::from(job.clone())).map(Bytes::from).unwrap_or_default()
             }),
             last: update.value().status.is_terminal(),
+            published_at: update.published_at(),
         })
         .boxed()
 }
