@@ -36,6 +36,15 @@ async fn connect(app: &TestApp, notebook: &str, token: &str) -> Socket {
     tokio_tungstenite::connect_async(url).await.unwrap().0
 }
 
+/// Uploads a small text file into the notebook; the accepted job.
+async fn upload(app: &TestApp, token: &str, notebook: &str) -> serde_json::Value {
+    let form = reqwest::multipart::Form::new()
+        .text("notebook_id", notebook.to_owned())
+        .part("file", reqwest::multipart::Part::bytes(b"a live upload".to_vec()).file_name("live.txt"));
+    let response = app.client.post(app.url("/api/v1/documents/upload")).bearer_auth(token).multipart(form).send().await;
+    json_of(response.unwrap(), 202).await
+}
+
 /// Reads until a Close frame (answering pings on the way); its code and reason.
 async fn close_of(socket: &mut Socket) -> (CloseCode, String) {
     loop {
@@ -206,11 +215,7 @@ async fn a_change_no_notice_brought_reaches_sockets_through_the_resync() {
     let owner = a.user_token("resync-owner").await;
     let nb = notebook(&a, &owner).await;
     let mut sockets = vec![connect(&b, &nb, &owner).await, connect(&b, &nb, &owner).await];
-    let form = reqwest::multipart::Form::new()
-        .text("notebook_id", nb.clone())
-        .part("file", reqwest::multipart::Part::bytes(b"seen elsewhere".to_vec()).file_name("elsewhere.txt"));
-    let response = a.client.post(a.url("/api/v1/documents/upload")).bearer_auth(&owner).multipart(form).send().await;
-    let job = json_of(response.unwrap(), 202).await;
+    let job = upload(&a, &owner, &nb).await;
     for socket in &mut sockets {
         let message = tokio::time::timeout(Duration::from_secs(10), socket.next()).await;
         let Ok(Some(Ok(Message::Text(text)))) = message else { panic!("no update on B: {message:?}") };
@@ -219,4 +224,23 @@ async fn a_change_no_notice_brought_reaches_sockets_through_the_resync() {
     }
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pushed_change_is_timed_from_its_publication_to_the_socket() {
+    let app = TestApp::spawn_with(|config| config.websocket_poll_ms = 600_000).await;
+    let owner = app.user_token("timed-owner").await;
+    let nb = notebook(&app, &owner).await;
+    let mut socket = connect(&app, &nb, &owner).await;
+    // The recorder is shared by every server of this test process: count, not total.
+    let before = common::metric(&app, "aether_live_delivery_seconds_count", &[]).await;
+    let job = upload(&app, &owner, &nb).await;
+    let message = tokio::time::timeout(Duration::from_secs(10), socket.next()).await;
+    let Ok(Some(Ok(Message::Text(text)))) = message else { panic!("no update: {message:?}") };
+    assert!(text.contains(job["job_id"].as_str().unwrap()), "{text}");
+    let after = common::metric(&app, "aether_live_delivery_seconds_count", &[]).await;
+    assert!(after > before, "the delivery was not recorded: {before} -> {after}");
+    let buckets = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(buckets.contains("aether_live_delivery_seconds_bucket{le=\"0.05\"}"), "a histogram with buckets");
+    app.shutdown().await;
 }

@@ -148,6 +148,9 @@ pub async fn problem_details(request: Request, next: Next) -> Response {
     fresh
 }
 
+/// How often recorded histogram values are folded into their buckets and dropped.
+const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The global Prometheus recorder. Installed once per process, as the `metrics`
 /// facade allows only one; later calls share it (tests start many apps).
 pub fn prometheus() -> PrometheusHandle {
@@ -179,6 +182,20 @@ pub fn prometheus() -> PrometheusHandle {
                     let handle = recorder.handle();
                     if metrics::set_global_recorder(recorder).is_err() {
                         tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+                    }
+                    // Histograms keep every recorded value until they are drained: by a
+                    // scrape of /metrics, or by this upkeep. Without it a server nobody
+                    // scrapes (the embedded default) would hold a value per request and
+                    // per socket update for ever.
+                    let upkept = handle.clone();
+                    let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+                        loop {
+                            std::thread::sleep(METRICS_UPKEEP_INTERVAL);
+                            upkept.run_upkeep();
+                        }
+                    });
+                    if let Err(error) = spawned {
+                        tracing::error!(%error, "cannot start the metrics upkeep thread");
                     }
                     handle
                 }

@@ -158,6 +158,7 @@ impl DocumentService {
         access_recheck: Duration,
     ) -> ServiceResult<BoxStream<'static, JobUpdate>> {
         let updates = self.hub.notebooks.subscribe(notebook);
+        let started_at = time::now();
         // Checks read access, and gives the jobs to start with.
         let active = self.notebook_jobs(caller, notebook, true, recent_jobs()).await?;
         let follower = NotebookFollower {
@@ -170,6 +171,7 @@ impl DocumentService {
             access_recheck,
             next_access_check: tokio::time::Instant::now() + access_recheck,
             initial: active.items.into_iter().map(Update::read).collect(),
+            started_at,
             seen: HashMap::new(),
             fresh: VecDeque::new(),
         };
@@ -261,6 +263,8 @@ struct NotebookFollower {
     next_access_check: tokio::time::Instant,
     /// The unfinished jobs when the stream started, all of them sent first.
     initial: VecDeque<JobUpdate>,
+    /// When the stream started.
+    started_at: Timestamp,
     /// What was last sent of each job.
     seen: HashMap<JobId, (JobStatus, Timestamp)>,
     /// Jobs received or read, still to be compared with what was sent.
@@ -278,11 +282,7 @@ impl NotebookFollower {
         loop {
             while let Some(update) = self.fresh.pop_front() {
                 let job = update.value();
-                let changed =
-                    self.seen.get(&job.id).is_none_or(|(status, at)| *status != job.status || *at != job.updated_at);
-                // Jobs that finished before the stream started are not news.
-                let news = self.seen.contains_key(&job.id) || !job.status.is_terminal();
-                if changed && news {
+                if worth_sending(&self.seen, self.started_at, job) {
                     self.seen.insert(job.id, (job.status, job.updated_at));
                     return Some(update);
                 }
@@ -322,6 +322,24 @@ impl NotebookFollower {
     }
 }
 
+/// Whether a notebook feed sends `job`: when it shows something not sent yet, and is
+/// news. Jobs that finished before the stream started are not news; one that started
+/// and finished since is, even when only its end was seen (the feed was busy, and
+/// kept only the latest state).
+fn worth_sending(seen: &HashMap<JobId, (JobStatus, Timestamp)>, started_at: Timestamp, job: &UploadJob) -> bool {
+    is_news(seen.get(&job.id).copied(), started_at, (job.status, job.updated_at))
+}
+
+/// [`worth_sending`] on what it compares: what was last sent of the job, if anything,
+/// and its status and last change now.
+fn is_news(sent: Option<(JobStatus, Timestamp)>, started_at: Timestamp, now: (JobStatus, Timestamp)) -> bool {
+    let (status, updated_at) = now;
+    match sent {
+        Some(sent) => sent != now,
+        None => !status.is_terminal() || updated_at >= started_at,
+    }
+}
+
 /// Queues a received change; whether changes were missed instead.
 fn queue(fresh: &mut VecDeque<JobUpdate>, received: Received<UploadJob>) -> bool {
     match received {
@@ -330,5 +348,25 @@ fn queue(fresh: &mut VecDeque<JobUpdate>, received: Received<UploadJob>) -> bool
             false
         }
         Received::Missed => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_feed_sends_changes_and_jobs_that_started_or_ended_since_it_began() {
+        let started = time::now();
+        let before = started - chrono::Duration::seconds(10);
+        let after = started + chrono::Duration::seconds(1);
+        let later = after + chrono::Duration::seconds(1);
+        // Never sent: an unfinished job is news; a finished one only if it changed since the start.
+        assert!(is_news(None, started, (JobStatus::Pending, before)));
+        assert!(!is_news(None, started, (JobStatus::Completed, before)), "finished before the feed began");
+        assert!(is_news(None, started, (JobStatus::Completed, after)), "started and finished while the feed was busy");
+        // Sent before: news only when it changed.
+        assert!(!is_news(Some((JobStatus::Processing, after)), started, (JobStatus::Processing, after)));
+        assert!(is_news(Some((JobStatus::Processing, after)), started, (JobStatus::Completed, later)));
     }
 }
