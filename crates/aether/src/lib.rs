@@ -219,7 +219,7 @@ impl Runtime {
                     window: Duration::from_secs(self.config.rate_limit_window_secs),
                     fail_open: self.config.rate_limit_fail_open,
                 },
-                socket_poll: self.config.websocket_poll(),
+                socket_access_recheck: self.socket_access_recheck(),
                 socket_ping: Duration::from_secs(self.config.websocket_ping_secs),
             }),
             sockets: Arc::new(aether_api::sockets::SocketRegistry::new(
@@ -227,6 +227,15 @@ impl Runtime {
                 self.config.max_websockets_per_user,
             )),
         })
+    }
+
+    /// How often a notebook feed re-checks its reader's permission on its own. With
+    /// Redis every permission change, wherever made, reaches the feeds within
+    /// `ACCESS_WATCH_INTERVAL` (`CachedReads::follow_access_changes_elsewhere`), so
+    /// the timer is only a safety net; without it, the timer is how changes made by
+    /// other processes are found.
+    fn socket_access_recheck(&self) -> Duration {
+        if self.redis.is_some() { ACCESS_RECHECK_WITH_REDIS } else { self.config.websocket_poll() }
     }
 
     /// Runs the background jobs until `shutdown` turns true: the purge of expired
@@ -380,6 +389,13 @@ async fn follow_other_replicas(runtime: Runtime, channel: String, stop: watch::R
     .await;
 }
 
+/// How often a serving process looks at the shared access generation for permission
+/// changes made by other replicas.
+const ACCESS_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A notebook feed's own permission re-check when Redis tells it of every change.
+const ACCESS_RECHECK_WITH_REDIS: Duration = Duration::from_secs(300);
+
 /// A server that is running, as tests and `main` see it.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -415,6 +431,9 @@ impl RunningServer {
         ));
         if let Some(redis) = &runtime.redis {
             tokio::spawn(follow_other_replicas(runtime.clone(), redis.job_channel(), shutdown.subscribe()));
+            // Permission changes of other replicas reach this one's sockets within a second.
+            let (reads, stop) = (runtime.reads.clone(), shutdown.subscribe());
+            tokio::spawn(async move { reads.follow_access_changes_elsewhere(ACCESS_WATCH_INTERVAL, stop).await });
         }
         // The safety net of this process's job sockets: one store read per followed
         // job or notebook every `websocket_poll_ms`, not one per socket.

@@ -180,3 +180,39 @@ async fn without_redis_replicas_notice_changes_within_a_second() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_grant_revoked_on_one_replica_closes_the_reader_s_socket_on_another() {
+    use futures::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let Some((a, b)) = two_replicas().await else { return };
+    let owner = a.user_token("live-cache-owner").await;
+    let (reader_id, reader) = api_key_user(&a, "live-cache-reader", &["read"]).await;
+    let created =
+        json_of(call(&a, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "Watched"}))).await, 201);
+    let notebook = created.await["id"].as_str().unwrap().to_owned();
+    let permissions = format!("/api/v1/notebooks/{notebook}/permissions");
+    let grant = json!({"user_id": reader_id, "permission": "read"});
+    assert_eq!(status(&a, &owner, Method::PUT, &permissions, Some(grant)).await, 200);
+
+    // With Redis a feed re-checks on its own only every five minutes: only the
+    // shared access generation, watched by B, can close this socket in time.
+    let url = format!(
+        "{}/api/v1/ws/notebooks/{notebook}/uploads?access_token={reader}",
+        b.server.base_url().replace("http://", "ws://")
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let revoke = json!({"user_id": reader_id, "permission": null});
+    assert_eq!(status(&a, &owner, Method::PUT, &permissions, Some(revoke)).await, 204);
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|frame| frame.reason.to_string()),
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed.expect("closed within 5 s").as_deref(), Some("the notebook can no longer be read"));
+}

@@ -34,9 +34,9 @@ pub struct ApiSettings {
     /// Whether the session cookie is marked `Secure` (HTTPS only).
     pub secure_cookies: bool,
     pub rate_limit: RateLimitSettings,
-    /// How often upload sockets re-read their jobs from the store, for changes
-    /// nobody announced to this process.
-    pub socket_poll: std::time::Duration,
+    /// How often a notebook feed re-checks its reader's permission on its own, for
+    /// changes no notice brought.
+    pub socket_access_recheck: std::time::Duration,
     /// How often a socket is pinged; a peer that has answered nothing for two
     /// intervals is taken for dead and its socket closed.
     pub socket_ping: std::time::Duration,
@@ -71,7 +71,7 @@ impl Default for ApiSettings {
             trusted_proxies: Vec::new(),
             secure_cookies: false,
             rate_limit: RateLimitSettings::default(),
-            socket_poll: std::time::Duration::from_millis(500),
+            socket_access_recheck: std::time::Duration::from_millis(500),
             socket_ping: std::time::Duration::from_secs(30),
         }
     }

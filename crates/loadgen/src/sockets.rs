@@ -72,10 +72,16 @@ pub async fn run(server: &Server, sockets_on: &Server, pid: Option<u32>, plan: &
     for index in 0..notebooks {
         ids.push(workload::create(&mut connection, &format!("sockets {index}")).await?);
     }
-    // One upload first, processed before anything is measured: what the first
-    // document's processing sets up once (extractors, detectors, pools) belongs to
-    // the server's idle footprint, not to the sockets.
+    // One upload first, followed by one socket and processed before anything is
+    // measured: what the first document's processing and the first delivery set up
+    // once (extractors, detectors, pools, the store's plans for the queries a replica
+    // runs on a notice) belongs to the server's idle footprint and start-up, not to
+    // the sockets.
+    let (warm_tx, mut warm_rx) = mpsc::unbounded_channel::<Seen>();
+    let warm_socket = open(sockets_on, &ids[0], 0, warm_tx).await?;
     upload_one(&mut connection, &ids[0], u64::MAX).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(10), warm_rx.recv()).await;
+    let _ = warm_socket.send(());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_before_kib = pid.and_then(rss_kib);
 

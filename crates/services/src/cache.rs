@@ -146,6 +146,46 @@ impl CachedReads {
         self.access_changes.send_modify(|changes| *changes = changes.wrapping_add(1));
     }
 
+    /// Passes permission changes made by other replicas to this process's watchers
+    /// ([`Self::watch_access`]): every `interval` it reads the `access` generation of
+    /// the shared cache and wakes them when it moved. One cache read per process and
+    /// interval, instead of every socket re-checking its permission on a timer. Only
+    /// meaningful with a cache shared by the replicas (Redis). Runs until `shutdown`.
+    pub async fn follow_access_changes_elsewhere(
+        &self,
+        interval: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let Some(cache) = &self.cache else { return };
+        let scope = CacheScope::access();
+        let mut last_seen = None;
+        let mut first = true;
+        loop {
+            // The first look at once, so that a change right after start is not taken
+            // for the starting point.
+            if !std::mem::take(&mut first) {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+            }
+            // The key names no entry: only the generation answered with it counts.
+            match cache.get(&scope, "generation-watch").await {
+                Ok(lookup) => {
+                    if last_seen.is_some_and(|seen| seen != lookup.generation) {
+                        self.access_changes.send_modify(|changes| *changes = changes.wrapping_add(1));
+                    }
+                    last_seen = Some(lookup.generation);
+                }
+                // Counted; not logged every interval while Redis is away.
+                Err(error) => {
+                    metrics::counter!("aether_dependency_errors_total", "dependency" => "cache").increment(1);
+                    tracing::debug!(%error, "cannot watch the shared access generation");
+                }
+            }
+        }
+    }
+
     async fn invalidate(&self, scope: &CacheScope) {
         let Some(cache) = &self.cache else { return };
         let (cache, scope) = (Arc::clone(cache), scope.clone());

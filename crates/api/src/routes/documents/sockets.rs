@@ -114,7 +114,7 @@ pub async fn notebook_upload_socket(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let notebook = parse(NotebookId::parse(&id))?;
-    let updates = state.documents.follow_notebook(&caller, notebook, state.settings.socket_poll).await?;
+    let updates = state.documents.follow_notebook(&caller, notebook, state.settings.socket_access_recheck).await?;
     Ok(live::open(
         &state,
         &caller,
