@@ -103,6 +103,11 @@ impl Report {
         let mut uploads = outcome.upload_micros.clone();
         uploads.sort_unstable();
         line.insert("upload_p50_ms".into(), json!(percentile(&uploads, 0.5).map(round)));
+        let slowest: Vec<f64> =
+            outcome.slowest_micros.iter().map(|&micros| round(f64::from(micros) / 1000.0)).collect();
+        line.insert("delivery_max_per_upload_ms".into(), json!(slowest));
+        let each: Vec<f64> = outcome.upload_micros.iter().map(|&micros| round(f64::from(micros) / 1000.0)).collect();
+        line.insert("upload_ms_per_upload".into(), json!(each));
         // The server's own part: publication to socket write, without the upload
         // request before it or the generator's reading after it.
         let (p50, p99) = outcome.server_delivery_ms.unzip();

@@ -37,6 +37,9 @@ pub struct SocketOutcome {
     pub missed: usize,
     /// Microseconds of each upload request itself.
     pub upload_micros: Vec<u32>,
+    /// Per upload, in order, the microseconds until its last socket had it: shows
+    /// whether a high percentile comes from one slow upload or from all of them.
+    pub slowest_micros: Vec<u32>,
     /// The server's own delivery latency over the uploads (`aether_live_delivery_seconds`:
     /// from publishing a change to writing it on a socket), p50 and p99 in
     /// milliseconds, interpolated within its histogram's buckets.
@@ -118,6 +121,7 @@ pub async fn run(server: &Server, sockets_on: &Server, pid: Option<u32>, plan: &
     // Each upload, one at a time: until every socket of its notebook has its job.
     let followers = |notebook: usize| (0..count).filter(|socket| socket % notebooks == notebook).count();
     let mut delivery_micros = Vec::new();
+    let mut slowest_micros = Vec::new();
     let mut upload_micros = Vec::new();
     let mut missed = 0;
     let mut early: Vec<Seen> = Vec::new();
@@ -148,7 +152,9 @@ pub async fn run(server: &Server, sockets_on: &Server, pid: Option<u32>, plan: &
             }
         }
         missed += expected - reached.len();
-        delivery_micros.extend(reached.values().map(|at| micros(at.saturating_duration_since(sent))));
+        let delivered: Vec<u32> = reached.values().map(|at| micros(at.saturating_duration_since(sent))).collect();
+        slowest_micros.push(delivered.iter().copied().max().unwrap_or_default());
+        delivery_micros.extend(delivered);
         // Later updates of this job (processing, completed) are not measured.
         early.retain(|seen| seen.job != job);
     }
@@ -174,6 +180,7 @@ pub async fn run(server: &Server, sockets_on: &Server, pid: Option<u32>, plan: &
         delivery_micros,
         missed,
         upload_micros,
+        slowest_micros,
         server_delivery_ms,
     })
 }
