@@ -31,10 +31,14 @@ use aether_domain::identity::ExternalUser;
 use aether_domain::job::{JobStatus, NewUploadJob, ReceivedFile, UploadJob};
 use aether_domain::notebook::{BulkAction, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use aether_domain::page::{Page, PageRequest};
+use aether_domain::search::{
+    DocumentFacets, DocumentHit, DocumentSearch, NotebookSearch, PeopleSearch, PersonHit, Ranked, ReadScope,
+    ReindexStep,
+};
 use aether_domain::session::{NewRefreshToken, RefreshOutcome};
 use aether_domain::store::{
     ActivityStore, ApiKeyStore, BlobDeletionStore, CollaborationStore, DocumentStore, JobStore, NotebookStore,
-    OutboxStore, SessionStore, Store, StoreResult, UserStore,
+    OutboxStore, SearchStore, SessionStore, Store, StoreResult, UserStore,
 };
 use aether_domain::time::Timestamp;
 use aether_domain::user::{LocalCredentials, NewUser, Role, User, UserPatch, Username};
@@ -222,6 +226,14 @@ traced_ports! {
         fn pending_blob_deletions(&self, limit: u32) -> StoreResult<Vec<BlobDeletion>>;
         fn complete_blob_deletions(&self, ids: &[uuid::Uuid]) -> StoreResult<()>;
         fn blob_is_referenced(&self, key: &BlobKey) -> StoreResult<bool>;
+    }
+    SearchStore {
+        fn search_documents(&self, scope: ReadScope, query: &DocumentSearch) -> StoreResult<Ranked<DocumentHit>>;
+        fn document_facets(&self, scope: ReadScope, query: &DocumentSearch) -> StoreResult<DocumentFacets>;
+        fn search_notebooks(&self, scope: ReadScope, query: &NotebookSearch) -> StoreResult<Ranked<Notebook>>;
+        fn find_people(&self, caller: UserId, query: &PeopleSearch) -> StoreResult<Vec<PersonHit>>;
+        fn reindex_documents(&self, after: Option<DocumentId>, limit: u32) -> StoreResult<ReindexStep>;
+        fn count_documents(&self) -> StoreResult<u64>;
     }
     EphemeralStore {
         fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> as "ephemeral_put";

@@ -151,9 +151,21 @@ impl ProcessingResult {
     /// What a document's `search_text` holds: its file name and the text every reader of
     /// it may see, so the redacted text of a redacted document and never its original.
     pub fn search_text(&self, filename: &Filename) -> String {
-        let text = self.redacted_text.as_deref().or(self.extracted_text.as_deref()).unwrap_or_default();
-        format!("{filename} {text}")
+        format!("{filename} {}", self.readers_text())
     }
+
+    /// The text every reader of the document may see: the redacted text when
+    /// redaction applied, else the extracted text. What search chunks.
+    pub fn readers_text(&self) -> &str {
+        self.redacted_text.as_deref().or(self.extracted_text.as_deref()).unwrap_or_default()
+    }
+}
+
+/// The readers' text back from a stored `search_text` written under `filename` (the
+/// file name of the version it was written for): the inverse of
+/// [`ProcessingResult::search_text`], for rebuilding the search index.
+pub fn readers_text_of<'a>(search_text: &'a str, filename: &str) -> &'a str {
+    search_text.strip_prefix(filename).and_then(|rest| rest.strip_prefix(' ')).unwrap_or(search_text)
 }
 
 /// A `(:Document)`: the current version's properties plus user-edited metadata.

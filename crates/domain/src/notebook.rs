@@ -490,8 +490,8 @@ impl NotebookQuery {
     }
 }
 
-/// The text the full-text indexes search: name, description and tags together.
-pub fn search_text(name: &NotebookName, description: Option<&Description>, tags: &[Tag]) -> String {
+/// A notebook's name, description and tags, a line each: what search shows of it.
+pub fn heading(name: &NotebookName, description: Option<&Description>, tags: &[Tag]) -> String {
     let mut text = name.as_str().to_owned();
     if let Some(description) = description {
         text.push('\n');
@@ -502,6 +502,12 @@ pub fn search_text(name: &NotebookName, description: Option<&Description>, tags:
         text.push_str(tag.as_str());
     }
     text
+}
+
+/// The text Neo4j's full-text index searches: the words of the [`heading`] (see
+/// [`crate::words::index_words`]).
+pub fn search_text(name: &NotebookName, description: Option<&Description>, tags: &[Tag]) -> String {
+    crate::words::index_words(&heading(name, description, tags))
 }
 
 /// The records of notebook changes, written with them (see `crate::activity`).
@@ -609,7 +615,7 @@ mod tests {
         let created = notebook(&["law"]);
         assert_eq!((created.status, created.version, created.document_count), (NotebookStatus::Active, 1, 0));
         assert_eq!((created.total_size_bytes, created.updated_at), (0, created.created_at));
-        assert_eq!(created.search_text(), "Research\nlaw");
+        assert_eq!(created.search_text(), "research law");
     }
 
     #[test]

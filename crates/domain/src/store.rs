@@ -19,6 +19,10 @@ use crate::identity::ExternalUser;
 use crate::job::{JobStatus, NewUploadJob, ReceivedFile, UploadJob};
 use crate::notebook::{BulkAction, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use crate::page::{Page, PageRequest};
+use crate::search::{
+    DocumentFacets, DocumentHit, DocumentSearch, NotebookSearch, PeopleSearch, PersonHit, Ranked, ReadScope,
+    ReindexStep,
+};
 use crate::session::{NewRefreshToken, RefreshOutcome};
 use crate::time::Timestamp;
 use crate::user::{LocalCredentials, NewUser, Role, User, UserPatch, Username};
@@ -360,6 +364,35 @@ pub trait BlobDeletionStore: Send + Sync + std::fmt::Debug {
     async fn blob_is_referenced(&self, key: &BlobKey) -> StoreResult<bool>;
 }
 
+/// Search over what a caller may read (see [`crate::search`]). The read scope is part
+/// of each store's query, never a filter over its results, so nothing unreadable is
+/// ranked, counted or returned. The index is written by the changes themselves, in
+/// their transactions: `finish_job` writes a document's chunks
+/// ([`crate::chunk::document_chunks`] of its readers' text), `update_document` its
+/// heading, `delete_document` removes them; notebooks are indexed as they are
+/// written. Permissions are not indexed: they are read at query time, so a revoked
+/// grant hides its results at once.
+#[async_trait]
+pub trait SearchStore: Send + Sync + std::fmt::Debug {
+    /// Live documents of notebooks in `scope` with a chunk matching the query, each
+    /// with its best chunk, best first (see [`crate::search::RankCursor`]).
+    async fn search_documents(&self, scope: ReadScope, query: &DocumentSearch) -> StoreResult<Ranked<DocumentHit>>;
+    /// How the documents [`Self::search_documents`] would find (every page of them)
+    /// spread over content types, statuses and notebooks.
+    async fn document_facets(&self, scope: ReadScope, query: &DocumentSearch) -> StoreResult<DocumentFacets>;
+    /// Live notebooks in `scope` whose name, description or tags match, best first.
+    async fn search_notebooks(&self, scope: ReadScope, query: &NotebookSearch) -> StoreResult<Ranked<Notebook>>;
+    /// Active users matching the query, those who share a notebook with `caller`
+    /// first, then by relevance; at most `query.limit`.
+    async fn find_people(&self, caller: UserId, query: &PeopleSearch) -> StoreResult<Vec<PersonHit>>;
+    /// Rewrites the chunks of up to `limit` documents following `after` in id order,
+    /// from what the store holds: for documents stored before chunks existed, or
+    /// after the chunking changed. Each document is rewritten atomically.
+    async fn reindex_documents(&self, after: Option<DocumentId>, limit: u32) -> StoreResult<ReindexStep>;
+    /// How many documents a reindex walks (for its progress).
+    async fn count_documents(&self) -> StoreResult<u64>;
+}
+
 /// The system of record: every port, plus what operations need.
 #[async_trait]
 pub trait Store:
@@ -373,6 +406,7 @@ pub trait Store:
     + JobStore
     + DocumentStore
     + BlobDeletionStore
+    + SearchStore
     + EphemeralStore
     + Send
     + Sync

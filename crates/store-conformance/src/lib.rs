@@ -11,6 +11,7 @@ mod hierarchy;
 mod identity;
 mod notebooks;
 mod paging;
+pub mod search;
 mod sessions;
 mod sharing;
 mod users;
@@ -85,6 +86,13 @@ pub async fn run_all(store: &dyn Store) {
     api_keys_page_newest_first(store).await;
     collaborations_page_by_id(store).await;
     documents::documents_versions_and_jobs_page_newest_first(store).await;
+    search::documents_are_found_by_words_phrases_prefixes_and_typos(store).await;
+    search::only_the_readers_text_of_a_redacted_document_is_searched(store).await;
+    search::search_finds_exactly_what_the_caller_may_read(store).await;
+    search::search_results_filter_and_page(store).await;
+    search::notebooks_are_found_by_name_description_and_tags(store).await;
+    search::reindexing_rewrites_every_document(store).await;
+    search::people_are_found_by_name_and_by_email_only_for_administrators(store).await;
     store.ping().await.expect("ping");
 }
 

@@ -9,6 +9,7 @@
 use aether_domain::StoreError;
 use aether_domain::activity::{Change, ChangeRecord};
 use aether_domain::blob::BlobKey;
+use aether_domain::chunk;
 use aether_domain::document::JobFailure;
 use aether_domain::document::{self, BlobDeletion, Document, DocumentPatch, DocumentVersion, ProcessingResult};
 use aether_domain::id::{DocumentId, JobId, NotebookId};
@@ -27,6 +28,7 @@ use crate::rows::{
     DOCUMENT_RETURN, JOB_RETURN, VERSION_RETURN, VersionRecord, column, corrupt, document_from_row, from_row,
     from_rows, job_from_row, key, listed, map_json, signed, storage, tag_names, ts, unsigned,
 };
+use crate::search::{write_chunks, write_heading};
 use crate::txn::{in_txn_retrying, map_err, txn_row, txn_rows};
 
 /// A notebook's jobs (only unfinished ones when `$active`): the first `$limit` below
@@ -60,6 +62,15 @@ async fn lock_job(txn: &mut Txn, id: JobId) -> StoreResult<UploadJob> {
 }
 
 /// Takes the document's write lock and reads it as committed.
+/// [`lock_document`], or `None` when the document is gone.
+pub(crate) async fn lock_document_if_live(txn: &mut Txn, id: DocumentId) -> StoreResult<Option<Document>> {
+    match lock_document(txn, id).await {
+        Ok(document) => Ok(Some(document)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 async fn lock_document(txn: &mut Txn, id: DocumentId) -> StoreResult<Document> {
     let q = query(&format!(
         "MATCH (n:Notebook)-[:CONTAINS]->(d:Document {{id: $id}}) SET d.updated_at = d.updated_at \
@@ -425,6 +436,13 @@ impl JobStore for Neo4jStore {
             end_job(txn, id, &finished.end, &at).await?;
             let job = reread_job(txn, id).await?;
             let document = lock_document(txn, job.document_id).await?;
+            let chunks = chunk::document_chunks(
+                &document.original_filename,
+                document.description.as_ref(),
+                &document.tags,
+                result.readers_text(),
+            );
+            write_chunks(txn, document.id, document.notebook_id, &chunks).await?;
             let record = ChangeRecord::document_added(&job, &document);
             record_change(txn, &Change::by(job.uploaded_by, at), record).await?;
             insert_event(txn, &document::compliance_event(&document), &at).await?;
@@ -506,7 +524,9 @@ impl DocumentStore for Neo4jStore {
             .param("at", storage(&change.at));
             let row = txn_row(txn, q).await?.ok_or(StoreError::NotFound)?;
             record_change(txn, &change, record).await?;
-            document_from_row(&row)
+            let document = document_from_row(&row)?;
+            write_heading(txn, &document).await?;
+            Ok(document)
         })
         .await
     }
@@ -521,6 +541,7 @@ impl DocumentStore for Neo4jStore {
             let versions = from_rows::<VersionRecord, DocumentVersion>(&txn_rows(txn, q).await?)?;
             let (keys, stored) = document::freed_by_deletion(&versions);
             queue_deletions(txn, &keys, &change.at).await?;
+            write_chunks(txn, id, document.notebook_id, &[]).await?;
             let q = query(
                 "MATCH (n:Notebook)-[:CONTAINS]->(d:Document {id: $id}) \
                  SET n.document_count = CASE WHEN n.document_count > 0 THEN n.document_count - 1 ELSE 0 END, \

@@ -24,6 +24,7 @@ mod outbox;
 #[cfg(test)]
 mod query_plans;
 mod rows;
+mod search;
 mod sessions;
 mod txn;
 mod users;

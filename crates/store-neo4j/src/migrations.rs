@@ -198,4 +198,25 @@ pub const MIGRATIONS: &[Migration] = &[
              CALL { WITH e SET e:OutboxPending } IN TRANSACTIONS OF 10000 ROWS",
         ],
     },
+    Migration {
+        version: 10,
+        name: "search_chunks",
+        statements: &[
+            // Search (issue 15): documents are searched by their chunks, each a
+            // `(:Chunk)` written with its document. What is indexed is the words of the
+            // text (`aether_domain::words`: `report.pdf` is two words, as in FTS5), and
+            // folding analyzers compare them without diacritics, as FTS5 does. Notebooks
+            // are searched by `search_text`, the words of name, description and tags.
+            "CREATE INDEX chunk_document IF NOT EXISTS FOR (c:Chunk) ON (c.document_id)",
+            "CREATE FULLTEXT INDEX chunk_search IF NOT EXISTS FOR (c:Chunk) ON EACH [c.words] \
+             OPTIONS {indexConfig: {`fulltext.analyzer`: 'standard-folding', `fulltext.eventually_consistent`: true}}",
+            "DROP INDEX notebook_search IF EXISTS",
+            "CREATE FULLTEXT INDEX notebook_search IF NOT EXISTS FOR (n:Notebook) ON EACH [n.search_text] \
+             OPTIONS {indexConfig: {`fulltext.analyzer`: 'standard-folding', `fulltext.eventually_consistent`: true}}",
+            // People search for callers who may not see e-mail addresses: names only.
+            "CREATE FULLTEXT INDEX user_public_search IF NOT EXISTS FOR (u:User) ON EACH [u.username, u.full_name] \
+             OPTIONS {indexConfig: {`fulltext.analyzer`: 'standard-folding', `fulltext.eventually_consistent`: true}}",
+            "CALL db.awaitIndexes(600)",
+        ],
+    },
 ];

@@ -5,6 +5,7 @@
 use aether_domain::StoreError;
 use aether_domain::activity::{Change, ChangeRecord};
 use aether_domain::blob::BlobKey;
+use aether_domain::chunk;
 use aether_domain::document::JobFailure;
 use aether_domain::document::{self, BlobDeletion, Document, DocumentPatch, DocumentVersion, ProcessingResult};
 use aether_domain::id::{DocumentId, JobId, NotebookId};
@@ -22,6 +23,7 @@ use crate::outbox::insert_event;
 use crate::rows::{
     BlobDeletionRow, DocumentRow, JobRow, StatusCountRow, VersionRow, convert, corrupt, map_json, size, tags_json,
 };
+use crate::search::{write_chunks, write_heading};
 use crate::{SqliteStore, map_err};
 
 async fn queue_deletions(tx: &mut SqliteConnection, keys: &[BlobKey], at: &Timestamp) -> StoreResult<()> {
@@ -46,7 +48,7 @@ async fn job_in(tx: impl sqlx::SqliteExecutor<'_>, id: JobId) -> StoreResult<Upl
     row.try_into()
 }
 
-async fn document_in(tx: impl sqlx::SqliteExecutor<'_>, id: DocumentId) -> StoreResult<Document> {
+pub(crate) async fn document_in(tx: impl sqlx::SqliteExecutor<'_>, id: DocumentId) -> StoreResult<Document> {
     let row: DocumentRow = sqlx::query_as("SELECT * FROM documents WHERE id = ?")
         .bind(id.to_string())
         .fetch_one(tx)
@@ -445,6 +447,13 @@ impl JobStore for SqliteStore {
         end_job(&mut tx, id, &finished.end, &at).await?;
         let job = job_in(&mut *tx, id).await?;
         let document = document_in(&mut *tx, job.document_id).await?;
+        let chunks = chunk::document_chunks(
+            &document.original_filename,
+            document.description.as_ref(),
+            &document.tags,
+            result.readers_text(),
+        );
+        write_chunks(&mut tx, document.id, document.notebook_id, &chunks).await?;
         record_change(&mut tx, &Change::by(job.uploaded_by, at), ChangeRecord::document_added(&job, &document)).await?;
         insert_event(&mut tx, &document::compliance_event(&document), &at).await?;
         tx.commit().await.map_err(map_err)?;
@@ -518,6 +527,7 @@ impl DocumentStore for SqliteStore {
         .map_err(map_err)?;
         record_change(&mut tx, change, record).await?;
         let document = document_in(&mut *tx, id).await?;
+        write_heading(&mut tx, &document).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(document)
     }
@@ -533,6 +543,7 @@ impl DocumentStore for SqliteStore {
         let versions: Vec<DocumentVersion> = convert(rows)?;
         let (keys, stored) = document::freed_by_deletion(&versions);
         queue_deletions(&mut tx, &keys, &change.at).await?;
+        write_chunks(&mut tx, id, document.notebook_id, &[]).await?;
         sqlx::query("DELETE FROM documents WHERE id = ?")
             .bind(id.to_string())
             .execute(&mut *tx)

@@ -93,11 +93,11 @@ fn opt_ts(text: Option<String>) -> StoreResult<Option<Timestamp>> {
     text.as_deref().map(ts).transpose()
 }
 
-fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
+pub(crate) fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
     serde_json::from_str(text).map_err(|_| corrupt(what))
 }
 
-fn unsigned(value: i64, what: &str) -> StoreResult<u64> {
+pub(crate) fn unsigned(value: i64, what: &str) -> StoreResult<u64> {
     u64::try_from(value).map_err(|_| corrupt(what))
 }
 
@@ -109,7 +109,7 @@ fn opt_key(text: Option<String>) -> StoreResult<Option<BlobKey>> {
     text.as_deref().map(key).transpose()
 }
 
-fn user_id(text: &str, what: &str) -> StoreResult<UserId> {
+pub(crate) fn user_id(text: &str, what: &str) -> StoreResult<UserId> {
     UserId::parse(text).map_err(|_| corrupt(what))
 }
 

@@ -1,0 +1,499 @@
+//! Search on SQLite: FTS5 over document chunks and notebooks (migration 0013), BM25
+//! ranked, with the caller's read scope as a recursive walk in the same statement.
+//! Chunks are written here, in the transaction of the document change they follow.
+
+use aether_domain::StoreError;
+use aether_domain::chunk::{self, Chunk};
+use aether_domain::document::{Document, ProcessingStatus};
+use aether_domain::id::{DocumentId, NotebookId, UserId};
+use aether_domain::notebook::{Notebook, NotebookStatus, Tag};
+use aether_domain::search::{
+    Clause, DocumentFacets, DocumentHit, DocumentSearch, FacetCount, NotebookSearch, PeopleSearch, PersonHit, Ranked,
+    ReadScope, ReindexStep, Scored, typo_budget, within_edits,
+};
+use aether_domain::store::{SearchStore, StoreResult};
+use aether_domain::time;
+use async_trait::async_trait;
+use sqlx::SqliteConnection;
+
+use crate::notebooks::{Liveness, notebook_in};
+use crate::rows::{corrupt, json, ts, unsigned, user_id};
+use crate::{SqliteStore, map_err};
+
+/// The most typo candidates one query word expands to.
+const TYPO_CANDIDATES: usize = 16;
+
+/// Replaces every chunk of a document.
+pub(crate) async fn write_chunks(
+    tx: &mut SqliteConnection,
+    document: DocumentId,
+    notebook: NotebookId,
+    chunks: &[Chunk],
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM document_chunks WHERE document_id = ?")
+        .bind(document.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    for chunk in chunks {
+        sqlx::query(
+            "INSERT INTO document_chunks (document_id, notebook_id, ordinal, page, char_offset, text) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(document.to_string())
+        .bind(notebook.to_string())
+        .bind(i64::from(chunk.ordinal))
+        .bind(i64::from(chunk.page))
+        .bind(i64::from(chunk.offset))
+        .bind(&chunk.text)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// Rewrites a document's heading chunk (its name, description or tags changed).
+pub(crate) async fn write_heading(tx: &mut SqliteConnection, document: &Document) -> StoreResult<()> {
+    let heading = chunk::heading(&document.original_filename, document.description.as_ref(), &document.tags);
+    sqlx::query(
+        "INSERT INTO document_chunks (document_id, notebook_id, ordinal, page, char_offset, text) \
+         VALUES (?, ?, 0, 0, 0, ?) ON CONFLICT (document_id, ordinal) DO UPDATE SET text = excluded.text",
+    )
+    .bind(document.id.to_string())
+    .bind(document.notebook_id.to_string())
+    .bind(&heading.text)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// The FTS5 expression of a query: every clause must match. A word that is not in
+/// the index (a typo) also matches the indexed words within its typo budget that
+/// share its first letter.
+async fn match_expression(
+    conn: &mut SqliteConnection,
+    vocabulary: Vocabulary,
+    clauses: &[Clause],
+) -> StoreResult<String> {
+    let mut parts = Vec::with_capacity(clauses.len());
+    for clause in clauses {
+        let part = match clause {
+            Clause::Word { word, prefix: true } => format!("\"{word}\"*"),
+            Clause::Phrase(words) => format!("\"{}\"", words.join(" ")),
+            Clause::Word { word, prefix: false } => {
+                let mut alternatives = vec![format!("\"{word}\"")];
+                for candidate in typo_candidates(conn, vocabulary, word).await? {
+                    alternatives.push(format!("\"{candidate}\""));
+                }
+                if alternatives.len() == 1 {
+                    alternatives.remove(0)
+                } else {
+                    format!("({})", alternatives.join(" OR "))
+                }
+            }
+        };
+        parts.push(part);
+    }
+    Ok(parts.join(" AND "))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Vocabulary {
+    Chunks,
+    Notebooks,
+    Users,
+}
+
+/// The two statements over one `fts5vocab` table: whether a word is indexed, and
+/// the indexed words in a first-letter range and a length range, most frequent first.
+macro_rules! vocabulary_statements {
+    ($table:literal) => {
+        (
+            concat!("SELECT 1 FROM ", $table, " WHERE term = ?"),
+            concat!(
+                "SELECT term FROM ",
+                $table,
+                " WHERE term >= ? AND term < ? AND length(term) BETWEEN ? AND ? ORDER BY doc DESC LIMIT 2000"
+            ),
+        )
+    };
+}
+
+impl Vocabulary {
+    fn statements(self) -> (&'static str, &'static str) {
+        match self {
+            Vocabulary::Chunks => vocabulary_statements!("chunk_vocabulary"),
+            Vocabulary::Notebooks => vocabulary_statements!("notebook_vocabulary"),
+            Vocabulary::Users => vocabulary_statements!("user_vocabulary"),
+        }
+    }
+}
+
+/// Indexed words near `word`, most frequent first, when `word` itself is not indexed.
+async fn typo_candidates(conn: &mut SqliteConnection, vocabulary: Vocabulary, word: &str) -> StoreResult<Vec<String>> {
+    let budget = typo_budget(word);
+    let Some(first) = word.chars().next() else { return Ok(Vec::new()) };
+    if budget == 0 {
+        return Ok(Vec::new());
+    }
+    let (known_statement, candidates_statement) = vocabulary.statements();
+    let known: Option<i64> =
+        sqlx::query_scalar(known_statement).bind(word).fetch_optional(&mut *conn).await.map_err(map_err)?;
+    if known.is_some() {
+        return Ok(Vec::new());
+    }
+    let after_first = char::from_u32(u32::from(first) + 1).map(String::from).unwrap_or_else(|| "\u{10ffff}".into());
+    let length = word.chars().count();
+    let rows: Vec<(String,)> = sqlx::query_as(candidates_statement)
+        .bind(first.to_string())
+        .bind(after_first)
+        .bind(i64::try_from(length.saturating_sub(budget)).unwrap_or(0))
+        .bind(i64::try_from(length + budget).unwrap_or(i64::MAX))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|(term,)| term)
+        .filter(|term| term.chars().all(char::is_alphanumeric) && within_edits(word, term, budget))
+        .take(TYPO_CANDIDATES)
+        .collect())
+}
+
+/// The notebooks a scope reads (`readable`, empty for `Everything`) and those under
+/// the `within` filter (`within`), as CTEs over ?1 (reader or NULL) and ?2 (within or NULL).
+macro_rules! scope_ctes {
+    () => {
+        "WITH RECURSIVE readable(id) AS (\
+       SELECT notebook_id FROM owns WHERE user_id = ?1 \
+       UNION SELECT notebook_id FROM collaborates_on WHERE user_id = ?1 AND status = 'active' \
+       UNION SELECT p.child_id FROM parent_of p JOIN readable r ON p.parent_id = r.id), \
+     within(id) AS (SELECT ?2 WHERE ?2 IS NOT NULL \
+       UNION SELECT p.child_id FROM parent_of p JOIN within w ON p.parent_id = w.id)"
+    };
+}
+
+/// A notebook `n` in scope: live, readable (everything when ?1 is NULL; public
+/// notebooks are readable by their own visibility only) and within ?2.
+macro_rules! in_scope {
+    () => {
+        "n.status != 'deleted' \
+     AND (?1 IS NULL OR n.visibility = 'public' OR n.id IN (SELECT id FROM readable)) \
+     AND (?2 IS NULL OR n.id IN (SELECT id FROM within))"
+    };
+}
+
+/// The documents a search finds, each with its best chunk (`b`, SQLite's bare
+/// columns of a MAX aggregate come from the row holding the maximum). The matches
+/// are scored first, on their own (`hits`): FTS5's `bm25` cannot be called inside
+/// an aggregate. Filtered by
+/// ?3 match, ?4 content type, ?5 status, ?6 uploader, ?7/?8 uploaded range, ?9/?10
+/// updated range, ?11 tags (a JSON list, all required).
+macro_rules! found_documents {
+    () => {
+        concat!(
+            scope_ctes!(),
+            ", hits AS MATERIALIZED (SELECT rowid AS chunk_id, -bm25(chunk_fts) AS score FROM chunk_fts \
+               WHERE chunk_fts MATCH ?3), \
+             best AS (SELECT c.document_id, c.ordinal, c.page, c.char_offset, c.text, MAX(h.score) AS score \
+             FROM hits h JOIN document_chunks c ON c.id = h.chunk_id JOIN notebooks n ON n.id = c.notebook_id \
+             WHERE ",
+            in_scope!(),
+            " GROUP BY c.document_id), \
+             found AS (SELECT d.id, d.notebook_id, d.original_filename, d.content_type, d.tags, d.file_size, \
+               d.processing_status, d.uploaded_by, d.uploaded_at, d.updated_at, b.ordinal, b.page, b.char_offset, \
+               b.text, b.score FROM best b JOIN documents d ON d.id = b.document_id \
+               WHERE (?4 IS NULL OR d.content_type = ?4) AND (?5 IS NULL OR d.processing_status = ?5) \
+               AND (?6 IS NULL OR d.uploaded_by = ?6) \
+               AND (?7 IS NULL OR d.uploaded_at >= ?7) AND (?8 IS NULL OR d.uploaded_at < ?8) \
+               AND (?9 IS NULL OR d.updated_at >= ?9) AND (?10 IS NULL OR d.updated_at < ?10) \
+               AND NOT EXISTS (SELECT 1 FROM json_each(?11) wanted \
+                 WHERE wanted.value NOT IN (SELECT value FROM json_each(d.tags))))"
+        )
+    };
+}
+
+/// A page of documents: [`found_documents!`] after the cursor (?12 score, ?13 id), ?14 rows.
+const SEARCH_DOCUMENTS: &str = concat!(
+    found_documents!(),
+    " SELECT * FROM found WHERE (?12 IS NULL OR score < ?12 OR (score = ?12 AND id > ?13)) \
+     ORDER BY score DESC, id ASC LIMIT ?14"
+);
+
+/// How [`found_documents!`] spreads over content types, statuses and notebooks.
+const DOCUMENT_FACETS: &str = concat!(
+    found_documents!(),
+    " SELECT 'content_type' AS facet, content_type AS value, COUNT(*) AS n FROM found GROUP BY content_type \
+     UNION ALL SELECT 'status', processing_status, COUNT(*) FROM found GROUP BY processing_status \
+     UNION ALL SELECT 'notebook', notebook_id, COUNT(*) FROM found GROUP BY notebook_id"
+);
+
+/// A page of notebooks in scope whose name, description or tags match ?3 (the name
+/// counts most, then tags, then the description), filtered by ?4 status, ?5 owner,
+/// ?6/?7 created and ?8/?9 updated ranges, ?10 tags, after the cursor (?11, ?12), ?13 rows.
+const SEARCH_NOTEBOOKS: &str = concat!(
+    scope_ctes!(),
+    ", found AS (SELECT n.id, -bm25(notebook_fts, 4.0, 1.0, 2.0) AS score \
+       FROM notebook_fts JOIN notebook_search_rows s ON s.id = notebook_fts.rowid \
+       JOIN notebooks n ON n.id = s.notebook_id JOIN owns o ON o.notebook_id = n.id \
+       WHERE notebook_fts MATCH ?3 AND ",
+    in_scope!(),
+    " AND (?4 IS NULL OR n.status = ?4) AND (?5 IS NULL OR o.user_id = ?5) \
+       AND (?6 IS NULL OR n.created_at >= ?6) AND (?7 IS NULL OR n.created_at < ?7) \
+       AND (?8 IS NULL OR n.updated_at >= ?8) AND (?9 IS NULL OR n.updated_at < ?9) \
+       AND NOT EXISTS (SELECT 1 FROM json_each(?10) wanted \
+         WHERE wanted.value NOT IN (SELECT value FROM json_each(n.tags)))) \
+     SELECT id, score FROM found WHERE (?11 IS NULL OR score < ?11 OR (score = ?11 AND id > ?12)) \
+     ORDER BY score DESC, id ASC LIMIT ?13"
+);
+
+#[derive(sqlx::FromRow)]
+struct DocumentHitRow {
+    id: String,
+    notebook_id: String,
+    original_filename: String,
+    content_type: String,
+    tags: String,
+    file_size: i64,
+    processing_status: String,
+    uploaded_by: String,
+    uploaded_at: String,
+    updated_at: String,
+    ordinal: i64,
+    page: i64,
+    char_offset: i64,
+    text: String,
+    score: f64,
+}
+
+impl TryFrom<DocumentHitRow> for Scored<DocumentHit> {
+    type Error = StoreError;
+
+    fn try_from(row: DocumentHitRow) -> StoreResult<Self> {
+        let tags: Vec<String> = json(&row.tags, "tags")?;
+        let number = |value: i64, what: &str| u32::try_from(value).map_err(|_| corrupt(what));
+        Ok(Scored {
+            score: row.score,
+            item: DocumentHit {
+                id: DocumentId::parse(&row.id).map_err(|_| corrupt("document id"))?,
+                notebook_id: NotebookId::parse(&row.notebook_id).map_err(|_| corrupt("notebook id"))?,
+                filename: row.original_filename,
+                content_type: row.content_type,
+                tags: Tag::parse_list(&tags).map_err(|_| corrupt("tags"))?,
+                file_size: unsigned(row.file_size, "file_size")?,
+                processing_status: ProcessingStatus::parse(&row.processing_status)
+                    .map_err(|_| corrupt("processing status"))?,
+                uploaded_by: user_id(&row.uploaded_by, "user id")?,
+                uploaded_at: ts(&row.uploaded_at)?,
+                updated_at: ts(&row.updated_at)?,
+                chunk: Chunk {
+                    ordinal: number(row.ordinal, "chunk ordinal")?,
+                    page: number(row.page, "chunk page")?,
+                    offset: number(row.char_offset, "chunk offset")?,
+                    text: row.text,
+                },
+            },
+        })
+    }
+}
+
+fn tags_filter(tags: &[Tag]) -> String {
+    serde_json::Value::from(tags.iter().map(|tag| tag.as_str().to_owned()).collect::<Vec<_>>()).to_string()
+}
+
+fn range_bound(at: Option<time::Timestamp>) -> Option<String> {
+    at.as_ref().map(time::to_storage)
+}
+
+#[derive(sqlx::FromRow)]
+struct FacetRow {
+    facet: String,
+    value: String,
+    n: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct NotebookScoreRow {
+    id: String,
+    score: f64,
+}
+
+#[async_trait]
+impl SearchStore for SqliteStore {
+    async fn search_documents(&self, scope: ReadScope, query: &DocumentSearch) -> StoreResult<Ranked<DocumentHit>> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let expression = match_expression(&mut conn, Vocabulary::Chunks, query.text.clauses()).await?;
+        let filters = &query.filters;
+        let rows: Vec<DocumentHitRow> = sqlx::query_as(SEARCH_DOCUMENTS)
+            .bind(scope.reader().map(|user| user.to_string()))
+            .bind(filters.within.map(|id| id.to_string()))
+            .bind(expression)
+            .bind(query.content_type.as_ref().map(|c| c.as_str().to_owned()))
+            .bind(query.status.map(ProcessingStatus::as_str))
+            .bind(filters.owner.map(|user| user.to_string()))
+            .bind(range_bound(filters.created.from))
+            .bind(range_bound(filters.created.to))
+            .bind(range_bound(filters.updated.from))
+            .bind(range_bound(filters.updated.to))
+            .bind(tags_filter(&filters.tags))
+            .bind(query.after.map(|after| after.score))
+            .bind(query.after.map(|after| after.id.hyphenated().to_string()))
+            .bind(i64::from(query.limit.get()) + 1)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let rows = rows.into_iter().map(Scored::try_from).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Ranked::from_rows(rows, query.after, query.limit, |hit: &DocumentHit| hit.id.as_uuid()))
+    }
+
+    async fn document_facets(&self, scope: ReadScope, query: &DocumentSearch) -> StoreResult<DocumentFacets> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let expression = match_expression(&mut conn, Vocabulary::Chunks, query.text.clauses()).await?;
+        let filters = &query.filters;
+        let rows: Vec<FacetRow> = sqlx::query_as(DOCUMENT_FACETS)
+            .bind(scope.reader().map(|user| user.to_string()))
+            .bind(filters.within.map(|id| id.to_string()))
+            .bind(expression)
+            .bind(query.content_type.as_ref().map(|c| c.as_str().to_owned()))
+            .bind(query.status.map(ProcessingStatus::as_str))
+            .bind(filters.owner.map(|user| user.to_string()))
+            .bind(range_bound(filters.created.from))
+            .bind(range_bound(filters.created.to))
+            .bind(range_bound(filters.updated.from))
+            .bind(range_bound(filters.updated.to))
+            .bind(tags_filter(&filters.tags))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let mut facets = DocumentFacets::default();
+        for row in rows {
+            let count = FacetCount { value: row.value, count: unsigned(row.n, "facet count")? };
+            match row.facet.as_str() {
+                "content_type" => facets.content_type.push(count),
+                "status" => facets.status.push(count),
+                _ => facets.notebook.push(count),
+            }
+        }
+        Ok(DocumentFacets {
+            content_type: aether_domain::search::top_facets(facets.content_type),
+            status: aether_domain::search::top_facets(facets.status),
+            notebook: aether_domain::search::top_facets(facets.notebook),
+        })
+    }
+
+    async fn search_notebooks(&self, scope: ReadScope, query: &NotebookSearch) -> StoreResult<Ranked<Notebook>> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let expression = match_expression(&mut conn, Vocabulary::Notebooks, query.text.clauses()).await?;
+        let filters = &query.filters;
+        let rows: Vec<NotebookScoreRow> = sqlx::query_as(SEARCH_NOTEBOOKS)
+            .bind(scope.reader().map(|user| user.to_string()))
+            .bind(filters.within.map(|id| id.to_string()))
+            .bind(expression)
+            .bind(query.status.map(NotebookStatus::as_str))
+            .bind(filters.owner.map(|user| user.to_string()))
+            .bind(range_bound(filters.created.from))
+            .bind(range_bound(filters.created.to))
+            .bind(range_bound(filters.updated.from))
+            .bind(range_bound(filters.updated.to))
+            .bind(tags_filter(&filters.tags))
+            .bind(query.after.map(|after| after.score))
+            .bind(query.after.map(|after| after.id.hyphenated().to_string()))
+            .bind(i64::from(query.limit.get()) + 1)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = NotebookId::parse(&row.id).map_err(|_| corrupt("notebook id"))?;
+            // Read in the same connection; a notebook deleted since is simply gone.
+            match notebook_in(&mut conn, id, Liveness::Live).await {
+                Ok(notebook) => found.push(Scored { item: notebook, score: row.score }),
+                Err(StoreError::NotFound) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(Ranked::from_rows(found, query.after, query.limit, |notebook: &Notebook| notebook.id.as_uuid()))
+    }
+
+    async fn find_people(&self, caller: UserId, query: &PeopleSearch) -> StoreResult<Vec<PersonHit>> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let expression = match_expression(&mut conn, Vocabulary::Users, query.text.clauses()).await?;
+        // Without e-mail, the expression is confined to the other two columns.
+        let expression =
+            if query.include_email { expression } else { format!("{{username full_name}} : ({expression})") };
+        let rows: Vec<(String, f64, bool)> = sqlx::query_as(
+            "SELECT u.id, -bm25(user_fts, 2.0, 1.0, 1.0) AS score, EXISTS (SELECT 1 FROM collaborates_on c \
+               JOIN owns o ON o.notebook_id = c.notebook_id WHERE c.status = 'active' \
+               AND ((c.user_id = u.id AND o.user_id = ?2) OR (c.user_id = ?2 AND o.user_id = u.id))) AS collaborates \
+             FROM user_fts JOIN user_search_rows s ON s.id = user_fts.rowid JOIN users u ON u.id = s.user_id \
+             WHERE user_fts MATCH ?1 AND u.status = 'active' \
+             ORDER BY collaborates DESC, score DESC, u.id LIMIT ?3",
+        )
+        .bind(expression)
+        .bind(caller.to_string())
+        .bind(i64::from(query.limit.get()))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        drop(conn);
+        let mut people = Vec::with_capacity(rows.len());
+        for (id, score, collaborates) in rows {
+            let id = UserId::parse(&id).map_err(|_| corrupt("user id"))?;
+            match aether_domain::store::UserStore::get_user(self, id).await {
+                Ok(user) => people.push(PersonHit { user, collaborates, score }),
+                Err(StoreError::NotFound) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(people)
+    }
+
+    async fn reindex_documents(&self, after: Option<DocumentId>, limit: u32) -> StoreResult<ReindexStep> {
+        // The readers' text is what `search_text` holds after the file name the
+        // current version was stored under (`ProcessingResult::search_text`).
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT d.id, v.original_filename, d.search_text FROM documents d \
+             JOIN document_versions v ON v.document_id = d.id AND v.version_number = d.current_version \
+             WHERE d.id > ? ORDER BY d.id LIMIT ?",
+        )
+        .bind(after.map_or_else(String::new, |id| id.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let full_batch = rows.len() == limit as usize;
+        let mut step = ReindexStep { documents: 0, chunks: 0, next: None };
+        let mut last = None;
+        for (id, stored_filename, search_text) in rows {
+            let id = DocumentId::parse(&id).map_err(|_| corrupt("document id"))?;
+            last = Some(id);
+            let (_writer, mut tx) = self.begin_write().await?;
+            let document = match crate::documents::document_in(&mut *tx, id).await {
+                Ok(document) => document,
+                Err(StoreError::NotFound) => continue,
+                Err(error) => return Err(error),
+            };
+            let readers_text = aether_domain::document::readers_text_of(&search_text, &stored_filename);
+            let chunks = chunk::document_chunks(
+                &document.original_filename,
+                document.description.as_ref(),
+                &document.tags,
+                readers_text,
+            );
+            write_chunks(&mut tx, document.id, document.notebook_id, &chunks).await?;
+            tx.commit().await.map_err(map_err)?;
+            step.documents += 1;
+            step.chunks += chunks.len() as u64;
+        }
+        step.next = if full_batch { last } else { None };
+        Ok(step)
+    }
+
+    async fn count_documents(&self) -> StoreResult<u64> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM documents").fetch_one(&self.pool).await.map_err(map_err)?;
+        unsigned(count, "document count")
+    }
+}
