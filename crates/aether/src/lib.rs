@@ -29,7 +29,10 @@ use aether_identity_keycloak::KeycloakClient;
 use aether_services::accounts::Bootstrap;
 use aether_services::documents::DocumentService;
 use aether_services::events::{EventDispatcher, InProcessBus, relay_backoff};
-use aether_services::{AccountService, AvatarService, CachedReads, IdentityService, NotebookPorts, NotebookService};
+use aether_services::{
+    AccountService, Authorizer, AvatarService, CachedReads, IdentityService, NotebookPorts, NotebookService,
+    SearchPorts, SearchService,
+};
 use aether_store_neo4j::{Neo4jConfig, Neo4jStore};
 use aether_store_sqlite::SqliteStore;
 use anyhow::Context as _;
@@ -56,6 +59,7 @@ pub struct Runtime {
     pub reads: CachedReads,
     pub notebooks: Arc<NotebookService>,
     pub documents: Arc<DocumentService>,
+    pub search: Arc<SearchService>,
     /// ClamAV, when uploads are scanned.
     pub scanner: Option<Arc<dyn VirusScanner>>,
     pub tokens: Arc<LocalTokenCodec>,
@@ -128,6 +132,7 @@ impl Runtime {
             NotebookService::new(NotebookPorts::of(&store), config.max_notebook_depth)
                 .with_reads(short_lived.reads.clone()),
         );
+        let search = Arc::new(SearchService::new(SearchPorts::of(&store), Authorizer::new(short_lived.reads.clone())));
         let events = wiring::events(&config, &store)?;
         let scanner = wiring::virus_scanner(&config);
         let parts = wiring::DocumentParts {
@@ -154,6 +159,7 @@ impl Runtime {
             reads,
             notebooks,
             documents,
+            search,
             scanner,
             tokens,
             bus: events.bus,
@@ -202,6 +208,7 @@ impl Runtime {
             limiter: Arc::clone(&self.limiter),
             notebooks: Arc::clone(&self.notebooks),
             documents: Arc::clone(&self.documents),
+            search: Arc::clone(&self.search),
             readiness: Arc::new(readiness::checks(self)),
             jwks: Arc::new(serde_json::json!({ "keys": [self.tokens.public_jwk()] })),
             metrics: metrics_with_rare_series(),

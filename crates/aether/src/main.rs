@@ -84,6 +84,9 @@ enum AdminCommand {
         #[arg(long)]
         full_name: Option<String>,
     },
+    /// Rebuild the search index of every document from the store (after an upgrade
+    /// that changes how documents are indexed). Safe while the server runs.
+    Reindex,
 }
 
 fn main() -> ExitCode {
@@ -184,8 +187,24 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("created user {} ({})", user.username, user.id);
             Ok(())
         }
+        Command::Admin(AdminCommand::Reindex) => {
+            let runtime = Runtime::build(config).await?;
+            let started = std::time::Instant::now();
+            let (documents, chunks) = runtime.search.reindex(print_progress).await?;
+            eprintln!();
+            println!("reindexed {documents} documents ({chunks} chunks) in {:.1} s", started.elapsed().as_secs_f64());
+            Ok(())
+        }
         Command::Config | Command::Version | Command::Extract { .. } => Ok(()),
     }
+}
+
+/// A progress bar on standard error: `[#######.............]  350/1000 documents, 2,104 chunks`.
+fn print_progress(done: u64, total: u64, chunks: u64) {
+    const WIDTH: u64 = 30;
+    let filled = (done.min(total) * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let bar: String = (0..WIDTH).map(|i| if i < filled { '#' } else { '.' }).collect();
+    eprint!("\r[{bar}] {done:>7}/{total} documents, {chunks} chunks");
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

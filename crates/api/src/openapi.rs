@@ -34,6 +34,7 @@ use crate::error::PROBLEM_CONTENT_TYPE;
         (name = "notebooks", description = "Notebooks and their hierarchy"),
         (name = "sharing", description = "Invitations, permissions and why a user has access"),
         (name = "documents", description = "Uploads, upload jobs and documents"),
+        (name = "search", description = "Full-text search over what you may read"),
         (name = "storage", description = "The design's file storage endpoints, over documents' files"),
         (name = "admin", description = "Administration: users and the audit log"),
     )
@@ -494,6 +495,16 @@ pub mod values {
     pub enum SyncScope {
         Me,
         All,
+    }
+
+    /// Where a document is in its processing.
+    #[derive(Debug, ToSchema)]
+    #[schema(rename_all = "lowercase")]
+    pub enum ProcessingStatus {
+        Pending,
+        Processing,
+        Completed,
+        Failed,
     }
 
     #[derive(Debug, ToSchema)]

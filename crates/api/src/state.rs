@@ -1,7 +1,9 @@
 use std::sync::Arc;
 
 use aether_domain::limits::RateLimiter;
-use aether_services::{AccountService, AvatarService, DocumentService, IdentityService, NotebookService};
+use aether_services::{
+    AccountService, AvatarService, DocumentService, IdentityService, NotebookService, SearchService,
+};
 use async_trait::async_trait;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -87,6 +89,7 @@ pub struct AppState {
     pub limiter: Arc<dyn RateLimiter>,
     pub notebooks: Arc<NotebookService>,
     pub documents: Arc<DocumentService>,
+    pub search: Arc<SearchService>,
     pub readiness: Arc<Vec<Arc<dyn ReadinessCheck>>>,
     /// The JSON Web Key Set of the local token issuer.
     pub jwks: Arc<serde_json::Value>,

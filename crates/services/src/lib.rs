@@ -14,6 +14,7 @@ pub mod limits;
 pub mod live;
 pub mod notebooks;
 pub mod ports;
+pub mod search;
 
 pub use access::Authorizer;
 pub use accounts::{AccountService, SessionSettings, TokenPair};
@@ -23,4 +24,5 @@ pub use documents::{DocumentService, DocumentSettings};
 pub use error::ServiceError;
 pub use identity::{IdentityProvider, IdentityService, IdentitySettings};
 pub use notebooks::NotebookService;
-pub use ports::{AccountPorts, DocumentPorts, IdentityPorts, NotebookPorts, ReadPorts};
+pub use ports::{AccountPorts, DocumentPorts, IdentityPorts, NotebookPorts, ReadPorts, SearchPorts};
+pub use search::SearchService;

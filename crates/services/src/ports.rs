@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aether_domain::store::{
     ActivityStore, ApiKeyStore, BlobDeletionStore, CollaborationStore, DocumentStore, JobStore, NotebookStore,
-    SessionStore, Store, UserStore,
+    SearchStore, SessionStore, Store, UserStore,
 };
 
 /// Declares a set of ports: the struct, `of` and a `Debug` that names it only.
@@ -67,4 +67,9 @@ port_set! {
         blob_deletions: BlobDeletionStore,
         notebooks: NotebookStore,
     }
+}
+
+port_set! {
+    /// Search over what the caller may read.
+    SearchPorts { search: SearchStore, }
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod documents;
 pub mod notebooks;
 pub mod ops;
+pub mod search;
 pub mod sharing;
 pub mod storage;
 pub mod tags;
@@ -78,6 +79,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(notebooks::duplicate_notebook))
         .routes(routes!(notebooks::bulk_update))
         .routes(routes!(tags::list_tags))
+        .routes(routes!(search::search_documents))
+        .routes(routes!(search::search_notebooks))
+        .routes(routes!(search::search_people))
+        .routes(routes!(search::search_everything))
         .routes(routes!(activity::notebook_activity))
         .routes(routes!(activity::audit_log))
         .routes(routes!(sharing::share_notebook))

@@ -1,0 +1,258 @@
+//! Search over HTTP (issue 15): an uploaded document is found by what readers may
+//! see of it, by exactly the callers who may read it, with snippets, filters, facets
+//! and cursors; every search endpoint in the authorization matrix. Runs on the test
+//! store (SQLite, or Neo4j under scripts/test).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use aether_domain::user::Role;
+use common::{TestApp, assert_problem, call, json_of, metric};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn token_and_id(app: &TestApp, prefix: &str, roles: Vec<Role>) -> (String, String) {
+    let (username, password) = app.create_user(prefix, roles).await;
+    let tokens: Value = app.password_grant(&username, &password).await.json().await.unwrap();
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+    let me = json_of(call(app, &token, Method::GET, "/api/v1/users/me", None).await, 200).await;
+    (token, me["id"].as_str().unwrap().to_owned())
+}
+
+async fn upload_text(app: &TestApp, token: &str, notebook: &str, name: &str, text: &str) {
+    let form = reqwest::multipart::Form::new()
+        .text("notebook_id", notebook.to_owned())
+        .part("file", reqwest::multipart::Part::bytes(text.as_bytes().to_vec()).file_name(name.to_owned()));
+    let response =
+        app.client.post(app.url("/api/v1/documents/upload")).bearer_auth(token).multipart(form).send().await.unwrap();
+    let job = json_of(response, 202).await;
+    let url = job["status_url"].as_str().unwrap().to_owned();
+    for _ in 0..600 {
+        let status = json_of(call(app, token, Method::GET, &url, None).await, 200).await;
+        if status["status"] == "completed" {
+            return;
+        }
+        assert!(!["failed", "cancelled"].contains(&status["status"].as_str().unwrap()), "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the upload did not finish");
+}
+
+/// One server with workers at a time: on a shared Neo4j, one server's workers would
+/// claim the other's jobs, whose files are in the other's directory.
+static WORKERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A server whose workers process uploads.
+async fn spawn_with_workers() -> TestApp {
+    TestApp::spawn_with(|config| {
+        config.run_workers = true;
+        config.document_workers = 2;
+    })
+    .await
+}
+
+fn keyword() -> String {
+    format!("kw{}", &uuid::Uuid::now_v7().simple().to_string()[16..])
+}
+
+async fn search(app: &TestApp, token: &str, path: &str) -> Value {
+    json_of(call(app, token, Method::GET, path, None).await, 200).await
+}
+
+/// Searches until `count` documents are found (the index catching up on Neo4j).
+async fn wait_for(app: &TestApp, token: &str, path: &str, count: usize) -> Value {
+    for _ in 0..100 {
+        let found = search(app, token, path).await;
+        if found["items"].as_array().unwrap().len() == count {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{path} never found {count}");
+}
+
+fn highlighted(snippet: &Value) -> Vec<String> {
+    let chars: Vec<char> = snippet["text"].as_str().unwrap().chars().collect();
+    snippet["highlights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let start = h["start"].as_u64().unwrap() as usize;
+            chars[start..start + h["length"].as_u64().unwrap() as usize].iter().collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn documents_are_searched_by_what_their_readers_may_read() {
+    let _serial = WORKERS.lock().await;
+    let app = spawn_with_workers().await;
+    let (owner, _) = token_and_id(&app, "s-owner", vec![Role::User]).await;
+    let (reader, reader_id) = token_and_id(&app, "s-reader", vec![Role::User]).await;
+    let (stranger, _) = token_and_id(&app, "s-stranger", vec![Role::User]).await;
+    let (auditor, _) = token_and_id(&app, "s-auditor", vec![Role::ComplianceOfficer]).await;
+
+    let word = keyword();
+    let body = json!({"name": format!("Ledger {word}"), "compliance_settings": {"pii_detection": true, "redaction_mode": "mask"}});
+    let notebook = json_of(call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(body)).await, 201).await;
+    let nb = notebook["id"].as_str().unwrap().to_owned();
+    let grant = json!({"user_id": reader_id, "permission": "read"});
+    json_of(call(&app, &owner, Method::PUT, &format!("/api/v1/notebooks/{nb}/permissions"), Some(grant)).await, 200)
+        .await;
+    let text = format!("Quarterly {word} revenue grew.\nWrite to jane.doe@example.com for the ledger.\n");
+    upload_text(&app, &owner, &nb, "ledger.txt", &text).await;
+
+    let path = format!("/api/v1/search/documents?q={word}");
+    let found = wait_for(&app, &owner, &path, 1).await;
+    let hit = &found["items"][0];
+    assert_eq!(hit["document"]["notebook_id"], nb.as_str());
+    assert_eq!(hit["document"]["original_filename"], "ledger.txt");
+    assert_eq!(hit["match"]["chunk"], 1);
+    assert_eq!(hit["match"]["page"], 1);
+    assert_eq!(hit["match"]["offset"], 0);
+    assert_eq!(highlighted(&hit["match"]["snippet"]), vec![word.clone()]);
+    assert!(hit["score"].as_f64().unwrap() > 0.0);
+    assert_eq!(found["facets"]["content_type"][0]["count"], 1);
+    assert!(found["next_cursor"].is_null());
+
+    // Readers, the notebook's and a role's, find it; a stranger finds nothing, and
+    // its facets count nothing.
+    for token in [&reader, &auditor] {
+        assert_eq!(search(&app, token, &path).await["items"].as_array().unwrap().len(), 1);
+    }
+    let hidden = search(&app, &stranger, &path).await;
+    assert_eq!(hidden["items"], json!([]));
+    assert_eq!(hidden["facets"], json!({"content_type": [], "status": [], "notebook": []}));
+
+    // The e-mail address was redacted: nobody finds the document by it, the owner included.
+    let snippet_text = hit["match"]["snippet"]["text"].as_str().unwrap();
+    assert!(!snippet_text.contains("jane.doe"), "{snippet_text}");
+    for token in [&owner, &reader, &auditor] {
+        let by_email = search(&app, token, "/api/v1/search/documents?q=%22jane%20doe%22").await;
+        assert!(by_email["items"].as_array().unwrap().iter().all(|h| h["document"]["notebook_id"] != nb.as_str()));
+    }
+
+    // Within the notebook: its readers may filter on it; anyone else is told it does not exist.
+    let within = format!("{path}&notebook_id={nb}");
+    assert_eq!(search(&app, &reader, &within).await["items"].as_array().unwrap().len(), 1);
+    assert_problem(call(&app, &stranger, Method::GET, &within, None).await, 404, "not_found").await;
+    let unknown = format!("{path}&notebook_id={}", uuid::Uuid::now_v7());
+    assert_problem(call(&app, &owner, Method::GET, &unknown, None).await, 404, "not_found").await;
+
+    // Notebooks by name, for their readers only.
+    let notebooks = format!("/api/v1/search/notebooks?q={word}");
+    let found = search(&app, &reader, &notebooks).await;
+    assert_eq!(found["items"][0]["notebook"]["id"], nb.as_str());
+    assert_eq!(highlighted(&found["items"][0]["snippet"]), vec![word.clone()]);
+    assert_eq!(search(&app, &stranger, &notebooks).await["items"], json!([]));
+
+    // Everything at once, or the kinds asked for.
+    let overview = search(&app, &reader, &format!("/api/v1/search?q={word}")).await;
+    assert_eq!(overview["documents"].as_array().unwrap().len(), 1);
+    assert_eq!(overview["notebooks"].as_array().unwrap().len(), 1);
+    assert!(overview["users"].is_array());
+    let only = search(&app, &stranger, &format!("/api/v1/search?q={word}&type=notebooks")).await;
+    assert_eq!(only, json!({"documents": null, "notebooks": [], "users": null}));
+
+    // People: the owner, whom the reader shares a notebook with, is marked so.
+    let owner_me = json_of(call(&app, &owner, Method::GET, "/api/v1/users/me", None).await, 200).await;
+    let owner_word = owner_me["username"].as_str().unwrap().rsplit('-').next().unwrap().to_owned();
+    let mut people = Value::Null;
+    for _ in 0..100 {
+        people = search(&app, &reader, &format!("/api/v1/search/users?q={owner_word}")).await;
+        if !people["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(people["items"][0]["user"]["id"], owner_me["id"]);
+    assert_eq!(people["items"][0]["collaborates"], true);
+    assert!(people["items"][0]["user"].get("email").is_none());
+    let by_stranger = search(&app, &stranger, &format!("/api/v1/search/users?q={owner_word}")).await;
+    assert_eq!(by_stranger["items"][0]["collaborates"], false);
+
+    // A revoked grant hides the results at once.
+    let revoke = json!({"user_id": reader_id, "permission": null});
+    let revoked = call(&app, &owner, Method::PUT, &format!("/api/v1/notebooks/{nb}/permissions"), Some(revoke)).await;
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(search(&app, &reader, &path).await["items"], json!([]));
+    assert_eq!(search(&app, &reader, &notebooks).await["items"], json!([]));
+
+    assert!(metric(&app, "aether_search_queries_total", &["kind=\"documents\""]).await >= 1.0);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn search_requests_are_validated() {
+    let app = TestApp::spawn().await;
+    let (token, _) = token_and_id(&app, "s-validate", vec![Role::User]).await;
+    for (query, field) in [
+        ("", "q"),
+        ("q=", "q"),
+        ("q=%22%22", "q"),
+        ("q=ok&limit=0", "limit"),
+        ("q=ok&limit=x", "limit"),
+        ("q=ok&cursor=abc", "cursor"),
+        ("q=ok&notebook_id=x", "notebook_id"),
+        ("q=ok&status=deleted", "status"),
+        ("q=ok&content_type=pdf", "content_type"),
+        ("q=ok&created_after=yesterday", "created_after"),
+        ("q=ok&created_after=2026-01-02T00:00:00Z&created_before=2026-01-01T00:00:00Z", "created_before"),
+    ] {
+        let response = call(&app, &token, Method::GET, &format!("/api/v1/search/documents?{query}"), None).await;
+        let problem = assert_problem(response, 422, "validation_failed").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{query}");
+    }
+    let long = "a".repeat(257);
+    let response = call(&app, &token, Method::GET, &format!("/api/v1/search/notebooks?q={long}"), None).await;
+    assert_problem(response, 422, "validation_failed").await;
+    let response = call(&app, &token, Method::GET, "/api/v1/search/notebooks?q=ok&content_type=text/plain", None).await;
+    assert_problem(response, 422, "validation_failed").await;
+    let anonymous = app.client.get(app.url("/api/v1/search/documents?q=ok")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn results_page_by_cursor() {
+    let _serial = WORKERS.lock().await;
+    let app = spawn_with_workers().await;
+    let (token, _) = token_and_id(&app, "s-pager", vec![Role::User]).await;
+    let notebook =
+        json_of(call(&app, &token, Method::POST, "/api/v1/notebooks", Some(json!({"name": "Pages"}))).await, 201).await;
+    let nb = notebook["id"].as_str().unwrap().to_owned();
+    let word = keyword();
+    for n in 0..5 {
+        upload_text(
+            &app,
+            &token,
+            &nb,
+            &format!("p{n}.txt"),
+            &format!("{} filler {n}", vec![word.as_str(); n % 3 + 1].join(" ")),
+        )
+        .await;
+    }
+    wait_for(&app, &token, &format!("/api/v1/search/documents?q={word}&limit=100"), 5).await;
+    let mut seen = Vec::new();
+    let mut path = format!("/api/v1/search/documents?q={word}&limit=2");
+    loop {
+        let page = search(&app, &token, &path).await;
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|item| item["document"]["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                let first_page = !path.contains("cursor=");
+                assert_eq!(page["facets"].is_object(), first_page, "facets on the first page only");
+                path = format!("/api/v1/search/documents?q={word}&limit=2&cursor={cursor}");
+            }
+            None => break,
+        }
+    }
+    let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+    assert_eq!((seen.len(), unique.len()), (5, 5), "{seen:?}");
+    app.shutdown().await;
+}

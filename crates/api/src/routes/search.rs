@@ -1,0 +1,583 @@
+//! Search (issue 15): documents and notebooks the caller may read, BM25 ranked, with
+//! highlighted snippets, filters, facets and cursors.
+
+use aether_domain::ValidationError;
+use aether_domain::document::ProcessingStatus;
+use aether_domain::id::UserId;
+use aether_domain::notebook::{NotebookStatus, Tag};
+use aether_domain::page::Limit;
+use aether_domain::search::{
+    ContentTypeFilter, DocumentFacets, DocumentSearch, FacetCount, NotebookSearch, RankCursor, SearchFilters,
+    SearchText, TimeRange,
+};
+use aether_domain::snippet::{Highlight, Snippet};
+use aether_services::search::{DocumentResults, FoundDocument, FoundNotebook, NotebookResults};
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::extract::{ApiQuery, AuthUser};
+use crate::openapi as doc;
+use crate::routes::notebooks::{NotebookResponse, Problems};
+use crate::routes::users::PublicUserResponse;
+use crate::state::AppState;
+
+/// What every search takes.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// Words (all must match), `"quoted phrases"` and `prefixes*`; a word of four or
+    /// more letters also finds its near misses. 1–256 characters.
+    #[param(required = true, min_length = 1, max_length = 256)]
+    pub q: Option<String>,
+    /// Only within this notebook and its descendants.
+    #[param(value_type = Option<uuid::Uuid>)]
+    pub notebook_id: Option<String>,
+    /// Comma-separated tags, all required.
+    pub tags: Option<String>,
+    /// Notebooks owned by, or documents uploaded by, this user.
+    #[param(value_type = Option<uuid::Uuid>)]
+    pub owner_id: Option<String>,
+    /// Created at or after (RFC 3339).
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    pub created_after: Option<String>,
+    /// Created before (RFC 3339).
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    pub created_before: Option<String>,
+    /// Updated at or after (RFC 3339).
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    pub updated_after: Option<String>,
+    /// Updated before (RFC 3339).
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    pub updated_before: Option<String>,
+    /// Documents only: a media type such as `application/pdf`.
+    #[param(max_length = 127)]
+    pub content_type: Option<String>,
+    /// Documents: `pending`, `processing`, `completed` or `failed`; notebooks:
+    /// `active` or `archived`.
+    pub status: Option<String>,
+    /// Results per page, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// The `next_cursor` of a previous page of the same search.
+    #[param(pattern = "^[0-9a-f]{48}$")]
+    pub cursor: Option<String>,
+}
+
+/// The parts every search shares, parsed.
+struct Common {
+    text: SearchText,
+    filters: SearchFilters,
+    limit: Limit,
+    after: Option<RankCursor>,
+}
+
+fn time_bound(
+    problems: &mut Problems,
+    field: &'static str,
+    text: Option<&str>,
+) -> Option<aether_domain::time::Timestamp> {
+    text.and_then(|text| {
+        problems.check(
+            aether_domain::time::parse(text).ok_or_else(|| ValidationError::new(field, "must be an RFC 3339 time")),
+        )
+    })
+}
+
+impl SearchQuery {
+    fn common(&self, problems: &mut Problems) -> Option<Common> {
+        let text = match self.q.as_deref() {
+            None => problems.check(Err(ValidationError::new("q", "is required"))),
+            Some(q) => problems.check(SearchText::parse(q)),
+        };
+        let within = self.notebook_id.as_deref().and_then(|id| {
+            problems.check(
+                aether_domain::id::NotebookId::parse(id)
+                    .map_err(|_| ValidationError::new("notebook_id", "must be a UUID")),
+            )
+        });
+        let tags: Vec<Tag> = self
+            .tags
+            .as_deref()
+            .map(|tags| {
+                tags.split(',')
+                    .filter(|tag| !tag.trim().is_empty())
+                    .filter_map(|tag| problems.check(Tag::parse(tag)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let owner = self.owner_id.as_deref().and_then(|id| {
+            problems.check(UserId::parse(id).map_err(|_| ValidationError::new("owner_id", "must be a UUID")))
+        });
+        let created_from = time_bound(problems, "created_after", self.created_after.as_deref());
+        let created_to = time_bound(problems, "created_before", self.created_before.as_deref());
+        let updated_from = time_bound(problems, "updated_after", self.updated_after.as_deref());
+        let updated_to = time_bound(problems, "updated_before", self.updated_before.as_deref());
+        let created = problems.check(TimeRange::new("created_before", created_from, created_to));
+        let updated = problems.check(TimeRange::new("updated_before", updated_from, updated_to));
+        let limit = match self.limit.as_deref() {
+            None => Some(Limit::DEFAULT),
+            Some(text) => problems.check(
+                text.parse::<i64>()
+                    .map_err(|_| ValidationError::new("limit", "must be an integer"))
+                    .and_then(Limit::parse),
+            ),
+        };
+        let after = self.cursor.as_deref().and_then(|cursor| problems.check(RankCursor::parse(cursor)));
+        let filters = SearchFilters { within, tags, owner, created: created?, updated: updated? };
+        problems.check(filters.check())?;
+        Some(Common { text: text?, filters, limit: limit?, after })
+    }
+
+    fn documents(self) -> Result<DocumentSearch, ApiError> {
+        let mut problems = Problems::default();
+        let common = self.common(&mut problems);
+        let content_type = self.content_type.as_deref().and_then(|c| problems.check(ContentTypeFilter::parse(c)));
+        let status = self.status.as_deref().and_then(|status| {
+            problems.check(
+                ProcessingStatus::parse(status)
+                    .map_err(|_| ValidationError::new("status", "must be pending, processing, completed or failed")),
+            )
+        });
+        problems.finish()?;
+        let Some(common) = common else { return Err(ApiError::internal()) };
+        Ok(DocumentSearch {
+            text: common.text,
+            filters: common.filters,
+            content_type,
+            status,
+            limit: common.limit,
+            after: common.after,
+        })
+    }
+
+    fn notebooks(self) -> Result<NotebookSearch, ApiError> {
+        let mut problems = Problems::default();
+        let common = self.common(&mut problems);
+        if self.content_type.is_some() {
+            problems.check::<()>(Err(ValidationError::new("content_type", "applies to documents only")));
+        }
+        let status = self.status.as_deref().and_then(|status| {
+            problems.check(match NotebookStatus::parse(status) {
+                Ok(NotebookStatus::Deleted) | Err(_) => {
+                    Err(ValidationError::new("status", "must be active or archived"))
+                }
+                Ok(status) => Ok(status),
+            })
+        });
+        problems.finish()?;
+        let Some(common) = common else { return Err(ApiError::internal()) };
+        Ok(NotebookSearch {
+            text: common.text,
+            filters: common.filters,
+            status,
+            limit: common.limit,
+            after: common.after,
+        })
+    }
+}
+
+/// A range of the snippet to highlight, in characters (Unicode scalar values).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HighlightResponse {
+    pub start: u32,
+    pub length: u32,
+}
+
+/// Plain text around the match, and what in it matched. Never markup.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SnippetResponse {
+    pub text: String,
+    pub highlights: Vec<HighlightResponse>,
+}
+
+impl From<Snippet> for SnippetResponse {
+    fn from(snippet: Snippet) -> Self {
+        Self {
+            text: snippet.text,
+            highlights: snippet
+                .highlights
+                .into_iter()
+                .map(|Highlight { start, length }| HighlightResponse { start, length })
+                .collect(),
+        }
+    }
+}
+
+/// Where in the document the best match is.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MatchResponse {
+    /// The chunk: 0 is the heading (file name, description, tags), then 1, 2, … in
+    /// reading order.
+    pub chunk: u32,
+    /// The page the chunk starts on, from 1; `null` for the heading.
+    #[schema(required = true)]
+    pub page: Option<u32>,
+    /// Where the chunk starts in the document's text, in characters.
+    pub offset: u32,
+    pub snippet: SnippetResponse,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DocumentSummary {
+    pub id: uuid::Uuid,
+    pub notebook_id: uuid::Uuid,
+    pub original_filename: String,
+    pub content_type: String,
+    pub tags: Vec<String>,
+    pub file_size: u64,
+    #[schema(value_type = crate::openapi::values::ProcessingStatus)]
+    pub processing_status: String,
+    pub uploaded_by: uuid::Uuid,
+    pub uploaded_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DocumentResult {
+    pub document: DocumentSummary,
+    /// Relevance, higher is better; comparable within one search only.
+    pub score: f64,
+    #[serde(rename = "match")]
+    pub matched: MatchResponse,
+}
+
+impl From<FoundDocument> for DocumentResult {
+    fn from(found: FoundDocument) -> Self {
+        let hit = found.hit;
+        Self {
+            document: DocumentSummary {
+                id: hit.id.as_uuid(),
+                notebook_id: hit.notebook_id.as_uuid(),
+                original_filename: hit.filename,
+                content_type: hit.content_type,
+                tags: hit.tags.iter().map(|tag| tag.as_str().to_owned()).collect(),
+                file_size: hit.file_size,
+                processing_status: hit.processing_status.as_str().to_owned(),
+                uploaded_by: hit.uploaded_by.as_uuid(),
+                uploaded_at: hit.uploaded_at,
+                updated_at: hit.updated_at,
+            },
+            score: found.score,
+            matched: MatchResponse {
+                chunk: hit.chunk.ordinal,
+                page: (hit.chunk.page > 0).then_some(hit.chunk.page),
+                offset: hit.chunk.offset,
+                snippet: found.snippet.into(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FacetValue {
+    pub value: String,
+    pub count: u64,
+}
+
+/// How every match of the search (not only this page) spreads, among what you may
+/// read: the ten most frequent values of each.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DocumentFacetsResponse {
+    pub content_type: Vec<FacetValue>,
+    pub status: Vec<FacetValue>,
+    /// Notebook ids.
+    pub notebook: Vec<FacetValue>,
+}
+
+impl From<DocumentFacets> for DocumentFacetsResponse {
+    fn from(facets: DocumentFacets) -> Self {
+        let values = |counts: Vec<FacetCount>| {
+            counts.into_iter().map(|f| FacetValue { value: f.value, count: f.count }).collect()
+        };
+        Self {
+            content_type: values(facets.content_type),
+            status: values(facets.status),
+            notebook: values(facets.notebook),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DocumentSearchResponse {
+    pub items: Vec<DocumentResult>,
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+    /// On the first page (no `cursor`) only.
+    #[schema(required = true)]
+    pub facets: Option<DocumentFacetsResponse>,
+}
+
+impl From<DocumentResults> for DocumentSearchResponse {
+    fn from(results: DocumentResults) -> Self {
+        Self {
+            items: results.items.into_iter().map(DocumentResult::from).collect(),
+            next_cursor: results.next.map(|next| next.encode()),
+            facets: results.facets.map(DocumentFacetsResponse::from),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NotebookResult {
+    pub notebook: NotebookResponse,
+    /// Relevance, higher is better; comparable within one search only.
+    pub score: f64,
+    /// From the name, description and tags.
+    pub snippet: SnippetResponse,
+}
+
+impl From<FoundNotebook> for NotebookResult {
+    fn from(found: FoundNotebook) -> Self {
+        Self { notebook: found.notebook.into(), score: found.score, snippet: found.snippet.into() }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NotebookSearchResponse {
+    pub items: Vec<NotebookResult>,
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+impl From<NotebookResults> for NotebookSearchResponse {
+    fn from(results: NotebookResults) -> Self {
+        Self {
+            items: results.items.into_iter().map(NotebookResult::from).collect(),
+            next_cursor: results.next.map(|next| next.encode()),
+        }
+    }
+}
+
+/// Documents you may read whose text, file name, description or tags match, best
+/// first, with the best matching passage of each.
+#[utoipa::path(
+    get,
+    path = "/api/v1/search/documents",
+    tag = "search",
+    security(("bearer" = [])),
+    params(SearchQuery),
+    responses(
+        (status = 200, body = DocumentSearchResponse),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Unprocessable,
+        (status = 404, description = "`not_found`: the `notebook_id` does not exist or is not visible to you"),
+    )
+)]
+pub async fn search_documents(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    ApiQuery(query): ApiQuery<SearchQuery>,
+) -> Result<Json<DocumentSearchResponse>, ApiError> {
+    let results = state.search.documents(&caller, query.documents()?).await?;
+    Ok(Json(results.into()))
+}
+
+/// Notebooks you may read whose name, description or tags match, best first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/search/notebooks",
+    tag = "search",
+    security(("bearer" = [])),
+    params(SearchQuery),
+    responses(
+        (status = 200, body = NotebookSearchResponse),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Unprocessable,
+        (status = 404, description = "`not_found`: the `notebook_id` does not exist or is not visible to you"),
+    )
+)]
+pub async fn search_notebooks(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    ApiQuery(query): ApiQuery<SearchQuery>,
+) -> Result<Json<NotebookSearchResponse>, ApiError> {
+    let results = state.search.notebooks(&caller, query.notebooks()?).await?;
+    Ok(Json(results.into()))
+}
+
+/// What a people search takes.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PeopleQuery {
+    /// Words of a username or full name (all must match), `prefixes*`; 1–256 characters.
+    #[param(required = true, min_length = 1, max_length = 256)]
+    pub q: Option<String>,
+    /// At most this many, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PersonResult {
+    pub user: PublicUserResponse,
+    /// You and this user share a notebook (one holds a grant on a notebook the other owns).
+    pub collaborates: bool,
+    /// Relevance, higher is better; comparable within one search only.
+    pub score: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PeopleSearchResponse {
+    /// People you share notebooks with first, then by relevance.
+    pub items: Vec<PersonResult>,
+}
+
+/// Active users by username or full name (administrators also match e-mail
+/// addresses, which are shown to nobody here), people you share notebooks with first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/search/users",
+    tag = "search",
+    security(("bearer" = [])),
+    params(PeopleQuery),
+    responses(
+        (status = 200, body = PeopleSearchResponse),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Unprocessable,
+    )
+)]
+pub async fn search_people(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    ApiQuery(query): ApiQuery<PeopleQuery>,
+) -> Result<Json<PeopleSearchResponse>, ApiError> {
+    let mut problems = Problems::default();
+    let text = match query.q.as_deref() {
+        None => problems.check(Err(ValidationError::new("q", "is required"))),
+        Some(q) => problems.check(SearchText::parse(q)),
+    };
+    let limit = match query.limit.as_deref() {
+        None => Some(Limit::DEFAULT),
+        Some(text) => problems.check(
+            text.parse::<i64>().map_err(|_| ValidationError::new("limit", "must be an integer")).and_then(Limit::parse),
+        ),
+    };
+    problems.finish()?;
+    let (Some(text), Some(limit)) = (text, limit) else { return Err(ApiError::internal()) };
+    let people = state.search.people(&caller, text, limit).await?;
+    Ok(Json(PeopleSearchResponse {
+        items: people
+            .into_iter()
+            .map(|person| PersonResult {
+                user: person.user.into(),
+                collaborates: person.collaborates,
+                score: person.score,
+            })
+            .collect(),
+    }))
+}
+
+/// What the search across every kind takes.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OverviewQuery {
+    /// As for the search of each kind; 1–256 characters.
+    #[param(required = true, min_length = 1, max_length = 256)]
+    pub q: Option<String>,
+    /// Comma-separated kinds to search: `documents`, `notebooks`, `users` (default: all).
+    #[param(pattern = "^(documents|notebooks|users)(,(documents|notebooks|users))*$")]
+    pub r#type: Option<String>,
+    /// Results per kind, 1–100 (default 5).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+}
+
+/// The best results of each kind; each kind's own search pages further.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OverviewResponse {
+    /// `null` when the kind was not asked for.
+    #[schema(required = true)]
+    pub documents: Option<Vec<DocumentResult>>,
+    #[schema(required = true)]
+    pub notebooks: Option<Vec<NotebookResult>>,
+    #[schema(required = true)]
+    pub users: Option<Vec<PersonResult>>,
+}
+
+/// Documents, notebooks and people at once: the best few of each kind, each
+/// ranked within its kind.
+#[utoipa::path(
+    get,
+    path = "/api/v1/search",
+    tag = "search",
+    security(("bearer" = [])),
+    params(OverviewQuery),
+    responses(
+        (status = 200, body = OverviewResponse),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Unprocessable,
+    )
+)]
+pub async fn search_everything(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    ApiQuery(query): ApiQuery<OverviewQuery>,
+) -> Result<Json<OverviewResponse>, ApiError> {
+    let mut problems = Problems::default();
+    let text = match query.q.as_deref() {
+        None => problems.check(Err(ValidationError::new("q", "is required"))),
+        Some(q) => problems.check(SearchText::parse(q)),
+    };
+    let limit = match query.limit.as_deref() {
+        None => Some(Limit::parse(5).unwrap_or_default()),
+        Some(text) => problems.check(
+            text.parse::<i64>().map_err(|_| ValidationError::new("limit", "must be an integer")).and_then(Limit::parse),
+        ),
+    };
+    let mut kinds = [true; 3];
+    if let Some(wanted) = query.r#type.as_deref() {
+        kinds = [false; 3];
+        for kind in wanted.split(',') {
+            match kind {
+                "documents" => kinds[0] = true,
+                "notebooks" => kinds[1] = true,
+                "users" => kinds[2] = true,
+                _ => {
+                    problems.check::<()>(Err(ValidationError::new("type", "must list documents, notebooks or users")));
+                }
+            }
+        }
+    }
+    problems.finish()?;
+    let (Some(text), Some(limit)) = (text, limit) else { return Err(ApiError::internal()) };
+    let mut response = OverviewResponse { documents: None, notebooks: None, users: None };
+    if kinds[0] {
+        let search = DocumentSearch {
+            text: text.clone(),
+            filters: SearchFilters::default(),
+            content_type: None,
+            status: None,
+            limit,
+            after: None,
+        };
+        let found = state.search.documents_without_facets(&caller, search).await?;
+        response.documents = Some(found.items.into_iter().map(DocumentResult::from).collect());
+    }
+    if kinds[1] {
+        let search =
+            NotebookSearch { text: text.clone(), filters: SearchFilters::default(), status: None, limit, after: None };
+        let found = state.search.notebooks(&caller, search).await?;
+        response.notebooks = Some(found.items.into_iter().map(NotebookResult::from).collect());
+    }
+    if kinds[2] {
+        let people = state.search.people(&caller, text, limit).await?;
+        response.users = Some(
+            people
+                .into_iter()
+                .map(|person| PersonResult {
+                    user: person.user.into(),
+                    collaborates: person.collaborates,
+                    score: person.score,
+                })
+                .collect(),
+        );
+    }
+    Ok(Json(response))
+}
