@@ -24,6 +24,7 @@ use aether_domain::api_key::{ApiKey, NewApiKey};
 use aether_domain::blob::BlobKey;
 use aether_domain::document::JobFailure;
 use aether_domain::document::{BlobDeletion, Document, DocumentPatch, DocumentVersion, ProcessingResult};
+use aether_domain::embedding::Embedding;
 use aether_domain::ephemeral::EphemeralStore;
 use aether_domain::events::OutboxEvent;
 use aether_domain::id::{ApiKeyId, DocumentId, JobId, NotebookId, TokenFamilyId, UserId};
@@ -33,8 +34,9 @@ use aether_domain::notebook::{BulkAction, NewNotebook, Notebook, NotebookName, N
 use aether_domain::page::{Page, PageRequest};
 use aether_domain::search::{
     DocumentFacets, DocumentHit, DocumentSearch, NotebookSearch, PeopleSearch, PersonHit, Ranked, ReadScope,
-    ReindexStep,
+    ReindexStep, Scored,
 };
+use aether_domain::semantic::{ChunkEmbedding, PendingChunk};
 use aether_domain::session::{NewRefreshToken, RefreshOutcome};
 use aether_domain::store::{
     ActivityStore, ApiKeyStore, BlobDeletionStore, CollaborationStore, DocumentStore, JobStore, NotebookStore,
@@ -234,6 +236,10 @@ traced_ports! {
         fn find_people(&self, caller: UserId, query: &PeopleSearch) -> StoreResult<Vec<PersonHit>>;
         fn reindex_documents(&self, after: Option<DocumentId>, limit: u32) -> StoreResult<ReindexStep>;
         fn count_documents(&self) -> StoreResult<u64>;
+        fn similar_documents(&self, scope: ReadScope, model: &str, vector: &Embedding, query: &DocumentSearch, k: usize) -> StoreResult<Vec<Scored<DocumentHit>>>;
+        fn chunks_to_embed(&self, limit: u32) -> StoreResult<Vec<PendingChunk>>;
+        fn store_chunk_embeddings(&self, model: &str, embeddings: &[ChunkEmbedding]) -> StoreResult<()>;
+        fn queue_embeddings_for(&self, model: &str) -> StoreResult<u64>;
     }
     EphemeralStore {
         fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> as "ephemeral_put";

@@ -30,6 +30,7 @@ pub mod page;
 pub mod processing;
 pub mod scan;
 pub mod search;
+pub mod semantic;
 pub mod session;
 pub mod snippet;
 pub mod store;

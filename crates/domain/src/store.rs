@@ -12,6 +12,7 @@ use crate::api_key::{ApiKey, NewApiKey};
 use crate::blob::BlobKey;
 use crate::document::JobFailure;
 use crate::document::{BlobDeletion, Document, DocumentPatch, DocumentVersion, ProcessingResult};
+use crate::embedding::Embedding;
 use crate::ephemeral::EphemeralStore;
 use crate::events::OutboxEvent;
 use crate::id::{ApiKeyId, DocumentId, JobId, NotebookId, TokenFamilyId, UserId};
@@ -19,10 +20,12 @@ use crate::identity::ExternalUser;
 use crate::job::{JobStatus, NewUploadJob, ReceivedFile, UploadJob};
 use crate::notebook::{BulkAction, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use crate::page::{Page, PageRequest};
+use crate::search::Scored;
 use crate::search::{
     DocumentFacets, DocumentHit, DocumentSearch, NotebookSearch, PeopleSearch, PersonHit, Ranked, ReadScope,
     ReindexStep,
 };
+use crate::semantic::{ChunkEmbedding, PendingChunk};
 use crate::session::{NewRefreshToken, RefreshOutcome};
 use crate::time::Timestamp;
 use crate::user::{LocalCredentials, NewUser, Role, User, UserPatch, Username};
@@ -391,6 +394,27 @@ pub trait SearchStore: Send + Sync + std::fmt::Debug {
     async fn reindex_documents(&self, after: Option<DocumentId>, limit: u32) -> StoreResult<ReindexStep>;
     /// How many documents a reindex walks (for its progress).
     async fn count_documents(&self) -> StoreResult<u64>;
+    /// Live documents of notebooks in `scope` passing the query's filters (its text
+    /// and cursor are not used), each with its chunk most similar to `vector` among
+    /// those embedded by `model`: the `k` most similar documents, best first, scored
+    /// by cosine similarity.
+    async fn similar_documents(
+        &self,
+        scope: ReadScope,
+        model: &str,
+        vector: &Embedding,
+        query: &DocumentSearch,
+        k: usize,
+    ) -> StoreResult<Vec<Scored<DocumentHit>>>;
+    /// Up to `limit` chunks waiting for a vector (new or changed since their last
+    /// one), oldest first.
+    async fn chunks_to_embed(&self, limit: u32) -> StoreResult<Vec<PendingChunk>>;
+    /// Stores the vectors `model` made for chunks, which stop waiting. A chunk that
+    /// changed or went meanwhile is left alone (its new text waits for its own).
+    async fn store_chunk_embeddings(&self, model: &str, embeddings: &[ChunkEmbedding]) -> StoreResult<()>;
+    /// Makes every chunk without a vector of `model` wait for one (at start-up: a
+    /// new model re-embeds everything in the background); returns how many.
+    async fn queue_embeddings_for(&self, model: &str) -> StoreResult<u64>;
 }
 
 /// The system of record: every port, plus what operations need.

@@ -93,6 +93,7 @@ pub async fn run_all(store: &dyn Store) {
     search::notebooks_are_found_by_name_description_and_tags(store).await;
     search::reindexing_rewrites_every_document(store).await;
     search::people_are_found_by_name_and_by_email_only_for_administrators(store).await;
+    search::similar_documents_are_found_among_what_the_caller_may_read(store).await;
     store.ping().await.expect("ping");
 }
 

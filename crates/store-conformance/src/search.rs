@@ -585,3 +585,117 @@ pub async fn people_are_found_by_name_and_by_email_only_for_administrators(store
     let found = store.find_people(caller.id, &query(&family, false)).await.unwrap();
     assert_eq!(found.iter().map(|p| p.user.id).collect::<Vec<_>>(), vec![colleague.id], "deleted users are not found");
 }
+
+/// A unit vector of the built-in model's 384 dimensions along axis `axis`, or
+/// between two axes: cos(unit(a), between(a, b)) ≈ 0.71.
+fn unit(axis: usize) -> aether_domain::embedding::Embedding {
+    let mut values = vec![0.0f32; 384];
+    values[axis] = 1.0;
+    aether_domain::embedding::Embedding::normalized(values).unwrap()
+}
+
+fn between(a: usize, b: usize) -> aether_domain::embedding::Embedding {
+    let mut values = vec![0.0f32; 384];
+    values[a] = 1.0;
+    values[b] = 1.0;
+    aether_domain::embedding::Embedding::normalized(values).unwrap()
+}
+
+/// Gives every waiting chunk whose text contains `marker` the vector `vector_of` its text.
+async fn embed_waiting(
+    store: &dyn Store,
+    model: &str,
+    marker: &str,
+    vector_of: impl Fn(&str) -> aether_domain::embedding::Embedding,
+) -> usize {
+    let pending = store.chunks_to_embed(100_000).await.unwrap();
+    let ours: Vec<aether_domain::semantic::ChunkEmbedding> = pending
+        .into_iter()
+        .filter(|chunk| chunk.text.contains(marker))
+        .map(|chunk| aether_domain::semantic::ChunkEmbedding { vector: vector_of(&chunk.text), id: chunk.id })
+        .collect();
+    store.store_chunk_embeddings(model, &ours).await.unwrap();
+    ours.len()
+}
+
+pub async fn similar_documents_are_found_among_what_the_caller_may_read(store: &dyn Store) {
+    let owner = store.create_user(new_user("semantic-owner")).await.unwrap();
+    let stranger = store.create_user(new_user("semantic-stranger")).await.unwrap();
+    let change = || Change::by(owner.id, time::now());
+    let readable = store.create_notebook(new_notebook(stranger.id, "Stranger's"), MAX_DEPTH, &change()).await.unwrap();
+    let private = store.create_notebook(new_notebook(owner.id, "Owner's"), MAX_DEPTH, &change()).await.unwrap();
+    let marker = keyword();
+    let model = format!("test-model-{marker}");
+    let near =
+        store_document(store, stranger.id, readable.id, "near.txt", text_result(&format!("{marker} near"))).await;
+    let far = store_document(store, stranger.id, readable.id, "far.txt", text_result(&format!("{marker} far"))).await;
+    let hidden =
+        store_document(store, owner.id, private.id, "hidden.txt", text_result(&format!("{marker} near"))).await;
+    // Headings (file names) along axis 3; bodies along 0 ("near") or 1 ("far").
+    let vector_of = |text: &str| {
+        if text.ends_with(".txt") {
+            unit(3)
+        } else if text.ends_with("near") {
+            unit(0)
+        } else {
+            unit(1)
+        }
+    };
+    assert_eq!(embed_waiting(store, &model, &marker, vector_of).await, 3, "the three bodies wait for vectors");
+    // The headings hold no marker: give them theirs by file name.
+    let pending = store.chunks_to_embed(100_000).await.unwrap();
+    let headings: Vec<aether_domain::semantic::ChunkEmbedding> = pending
+        .into_iter()
+        .filter(|chunk| ["near.txt", "far.txt", "hidden.txt"].contains(&chunk.text.as_str()))
+        .map(|chunk| aether_domain::semantic::ChunkEmbedding { vector: unit(3), id: chunk.id })
+        .collect();
+    assert!(headings.len() >= 3);
+    store.store_chunk_embeddings(&model, &headings).await.unwrap();
+    let still_waiting = store.chunks_to_embed(100_000).await.unwrap();
+    assert!(still_waiting.iter().all(|chunk| !chunk.text.contains(&marker)), "stored vectors stop waiting");
+
+    let query = documents_query("unused");
+    let stranger_scope = ReadScope::Reader(stranger.id);
+    let similar = |scope: ReadScope, vector: aether_domain::embedding::Embedding| {
+        let (query, model) = (query.clone(), model.clone());
+        async move {
+            let deadline = tokio::time::Instant::now() + INDEX_WAIT;
+            loop {
+                let found = store.similar_documents(scope, &model, &vector, &query, 10).await.unwrap();
+                if found.len() >= 2 || tokio::time::Instant::now() > deadline {
+                    return found;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let found = similar(stranger_scope, between(0, 2)).await;
+    let ids: Vec<DocumentId> = found.iter().map(|hit| hit.item.id).collect();
+    assert_eq!(ids, vec![near.id, far.id], "nearest first, and never the unreadable twin");
+    assert_eq!(found[0].item.chunk.ordinal, 1, "the best chunk of the document");
+    assert!(found[0].score > found[1].score);
+    let everything: Vec<DocumentId> =
+        similar(ReadScope::Everything, unit(0)).await.iter().map(|hit| hit.item.id).collect();
+    assert!(everything.contains(&hidden.id) && everything.contains(&near.id), "a role that reads everything");
+    // A vector of another model is not compared.
+    let other = store.similar_documents(stranger_scope, "another-model", &unit(0), &query, 10).await.unwrap();
+    assert!(other.iter().all(|hit| hit.item.id != near.id));
+
+    // A new heading waits for its own vector; a new model re-embeds everything.
+    let patch = DocumentPatch {
+        description: Some(Some(Description::parse(&format!("{marker} described")).unwrap())),
+        ..DocumentPatch::default()
+    };
+    store.update_document(near.id, patch, &Change::by(stranger.id, time::now())).await.unwrap();
+    let waiting = store.chunks_to_embed(100_000).await.unwrap();
+    assert_eq!(waiting.iter().filter(|chunk| chunk.text.contains(&marker)).count(), 1, "the rewritten heading");
+    // Five: the rewritten heading already waits.
+    assert!(store.queue_embeddings_for(&format!("{model}-v2")).await.unwrap() >= 5);
+    let waiting = store.chunks_to_embed(100_000).await.unwrap();
+    assert!(waiting.iter().filter(|chunk| chunk.text.contains(&marker)).count() >= 4);
+
+    // Deleting a document takes its vectors with it.
+    store.delete_document(near.id, &Change::by(stranger.id, time::now())).await.unwrap();
+    let found = store.similar_documents(stranger_scope, &model, &unit(0), &query, 10).await.unwrap();
+    assert!(found.iter().all(|hit| hit.item.id != near.id));
+}

@@ -219,4 +219,20 @@ pub const MIGRATIONS: &[Migration] = &[
             "CALL db.awaitIndexes(600)",
         ],
     },
+    Migration {
+        version: 11,
+        name: "chunk_embeddings",
+        statements: &[
+            // Semantic search (issue 15): each chunk's vector, from the built-in
+            // all-MiniLM-L6-v2 (384 dimensions), in Neo4j's approximate (HNSW) vector
+            // index. Chunks wait for theirs under `EmbeddingPending`, which the
+            // embedding worker polls and storing a vector removes.
+            "CREATE CONSTRAINT chunk_id_unique IF NOT EXISTS FOR (c:Chunk) REQUIRE c.id IS UNIQUE",
+            "MATCH (c:Chunk) WHERE c.id IS NULL CALL { WITH c SET c.id = randomUUID(), c:EmbeddingPending } \
+             IN TRANSACTIONS OF 10000 ROWS",
+            "CREATE VECTOR INDEX chunk_embedding IF NOT EXISTS FOR (c:Chunk) ON c.embedding \
+             OPTIONS {indexConfig: {`vector.dimensions`: 384, `vector.similarity_function`: 'cosine'}}",
+            "CALL db.awaitIndexes(600)",
+        ],
+    },
 ];

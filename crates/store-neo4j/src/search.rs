@@ -8,12 +8,14 @@
 use aether_domain::StoreError;
 use aether_domain::chunk::{self, Chunk};
 use aether_domain::document::{Document, ProcessingStatus};
+use aether_domain::embedding::Embedding;
 use aether_domain::id::{DocumentId, NotebookId, UserId};
 use aether_domain::notebook::{Notebook, NotebookStatus, Tag};
 use aether_domain::search::{
     Clause, DocumentFacets, DocumentHit, DocumentSearch, FacetCount, NotebookSearch, PeopleSearch, PersonHit, Ranked,
     ReadScope, ReindexStep, Scored, SearchFilters, top_facets, typo_budget,
 };
+use aether_domain::semantic::{ChunkEmbedding, PendingChunk};
 use aether_domain::store::{SearchStore, StoreResult};
 use aether_domain::words::index_words;
 use async_trait::async_trait;
@@ -24,7 +26,8 @@ use crate::Neo4jStore;
 use crate::rows::{NOTEBOOK_RETURN, column, corrupt, notebook_from_row, storage, tag_names, ts, unsigned};
 use crate::txn::{in_txn_retrying, map_err};
 
-/// Replaces every chunk of a document `d` (matched by `$id`).
+/// Replaces every chunk of a document. Each chunk is a new node with a new `id`,
+/// waiting for its vector (`EmbeddingPending`): a chunk's text never changes.
 pub(crate) async fn write_chunks(
     txn: &mut Txn,
     document: DocumentId,
@@ -34,16 +37,21 @@ pub(crate) async fn write_chunks(
     txn.run(query("MATCH (c:Chunk {document_id: $id}) DETACH DELETE c").param("id", document.to_string()))
         .await
         .map_err(map_err)?;
+    create_chunks(txn, document, notebook, chunks).await
+}
+
+async fn create_chunks(txn: &mut Txn, document: DocumentId, notebook: NotebookId, chunks: &[Chunk]) -> StoreResult<()> {
     if chunks.is_empty() {
         return Ok(());
     }
     let q = query(
         "MATCH (d:Document {id: $id}) UNWIND range(0, size($texts) - 1) AS i \
-         CREATE (d)-[:HAS_CHUNK]->(:Chunk {document_id: $id, notebook_id: $notebook, ordinal: $ordinals[i], \
-           page: $pages[i], char_offset: $offsets[i], text: $texts[i], words: $words[i]})",
+         CREATE (d)-[:HAS_CHUNK]->(:Chunk:EmbeddingPending {id: $ids[i], document_id: $id, notebook_id: $notebook, \
+           ordinal: $ordinals[i], page: $pages[i], char_offset: $offsets[i], text: $texts[i], words: $words[i]})",
     )
     .param("id", document.to_string())
     .param("notebook", notebook.to_string())
+    .param("ids", chunks.iter().map(|_| uuid::Uuid::now_v7().to_string()).collect::<Vec<_>>())
     .param("ordinals", chunks.iter().map(|c| i64::from(c.ordinal)).collect::<Vec<_>>())
     .param("pages", chunks.iter().map(|c| i64::from(c.page)).collect::<Vec<_>>())
     .param("offsets", chunks.iter().map(|c| i64::from(c.offset)).collect::<Vec<_>>())
@@ -52,19 +60,17 @@ pub(crate) async fn write_chunks(
     txn.run(q).await.map_err(map_err)
 }
 
-/// Rewrites a document's heading chunk (its name, description or tags changed).
+/// Rewrites a document's heading chunk (its name, description or tags changed): a
+/// new node, so that the vector of the old text goes with it.
 pub(crate) async fn write_heading(txn: &mut Txn, document: &Document) -> StoreResult<()> {
     let heading = chunk::heading(&document.original_filename, document.description.as_ref(), &document.tags);
-    let q = query(
-        "MATCH (d:Document {id: $id}) \
-         MERGE (d)-[:HAS_CHUNK]->(c:Chunk {document_id: $id, ordinal: 0}) \
-         SET c.notebook_id = $notebook, c.page = 0, c.char_offset = 0, c.text = $text, c.words = $words",
+    txn.run(
+        query("MATCH (c:Chunk {document_id: $id}) WHERE c.ordinal = 0 DETACH DELETE c")
+            .param("id", document.id.to_string()),
     )
-    .param("id", document.id.to_string())
-    .param("notebook", document.notebook_id.to_string())
-    .param("words", index_words(&heading.text))
-    .param("text", heading.text);
-    txn.run(q).await.map_err(map_err)
+    .await
+    .map_err(map_err)?;
+    create_chunks(txn, document.id, document.notebook_id, &[heading]).await
 }
 
 /// The Lucene expression of a query: every clause required. A plain word also
@@ -102,6 +108,28 @@ const IN_SCOPE: &str = "n.status <> 'deleted' \
      AND ($reader IS NULL OR n.visibility = 'public' OR n.id IN readable) \
      AND ($within IS NULL OR n.id IN within_ids)";
 
+/// A document `d` passing every document filter.
+const DOCUMENT_FILTERS: &str = "($content_type IS NULL OR d.content_type = $content_type) \
+     AND ($status IS NULL OR d.processing_status = $status) \
+     AND ($owner IS NULL OR d.uploaded_by = $owner) \
+     AND ($created_from IS NULL OR d.uploaded_at >= datetime($created_from)) \
+     AND ($created_to IS NULL OR d.uploaded_at < datetime($created_to)) \
+     AND ($updated_from IS NULL OR d.updated_at >= datetime($updated_from)) \
+     AND ($updated_to IS NULL OR d.updated_at < datetime($updated_to)) \
+     AND all(tag IN $tags WHERE tag IN coalesce(d.tags, []))";
+
+/// What a hit returns of `d`, `best` and `score`.
+const HIT_RETURN: &str = "RETURN d.id AS id, d.notebook_id AS notebook_id, d.original_filename AS original_filename, \
+     d.content_type AS content_type, coalesce(d.tags, []) AS tags, d.file_size AS file_size, \
+     d.processing_status AS processing_status, d.uploaded_by AS uploaded_by, \
+     toString(d.uploaded_at) AS uploaded_at, toString(d.updated_at) AS updated_at, \
+     best.ordinal AS ordinal, best.page AS page, best.char_offset AS char_offset, best.text AS text, score";
+
+/// How many nearest chunks the vector index is asked for, per result wanted: it
+/// knows nothing of permissions, so chunks the caller may not read are dropped
+/// after it answers, and it must be asked for more than are shown.
+const VECTOR_CANDIDATES_PER_RESULT: usize = 20;
+
 /// The documents a search finds, each with its best chunk, as rows of `d`, `best`
 /// and `score`, filtered by every document filter.
 fn found_documents() -> String {
@@ -110,15 +138,7 @@ fn found_documents() -> String {
          MATCH (n:Notebook {{id: c.notebook_id}}) WHERE {IN_SCOPE} \
          WITH c, score ORDER BY score DESC \
          WITH c.document_id AS document_id, collect(c)[0] AS best, max(score) AS score \
-         MATCH (d:Document {{id: document_id}}) \
-         WHERE ($content_type IS NULL OR d.content_type = $content_type) \
-           AND ($status IS NULL OR d.processing_status = $status) \
-           AND ($owner IS NULL OR d.uploaded_by = $owner) \
-           AND ($created_from IS NULL OR d.uploaded_at >= datetime($created_from)) \
-           AND ($created_to IS NULL OR d.uploaded_at < datetime($created_to)) \
-           AND ($updated_from IS NULL OR d.updated_at >= datetime($updated_from)) \
-           AND ($updated_to IS NULL OR d.updated_at < datetime($updated_to)) \
-           AND all(tag IN $tags WHERE tag IN coalesce(d.tags, []))"
+         MATCH (d:Document {{id: document_id}}) WHERE {DOCUMENT_FILTERS}"
     )
 }
 
@@ -200,12 +220,7 @@ impl SearchStore for Neo4jStore {
     async fn search_documents(&self, scope: ReadScope, search: &DocumentSearch) -> StoreResult<Ranked<DocumentHit>> {
         let sql = format!(
             "{} AND ($after_score IS NULL OR score < $after_score OR (score = $after_score AND d.id > $after_id)) \
-             RETURN d.id AS id, d.notebook_id AS notebook_id, d.original_filename AS original_filename, \
-               d.content_type AS content_type, coalesce(d.tags, []) AS tags, d.file_size AS file_size, \
-               d.processing_status AS processing_status, d.uploaded_by AS uploaded_by, \
-               toString(d.uploaded_at) AS uploaded_at, toString(d.updated_at) AS updated_at, \
-               best.ordinal AS ordinal, best.page AS page, best.char_offset AS char_offset, best.text AS text, score \
-             ORDER BY score DESC, id ASC LIMIT $limit",
+             {HIT_RETURN} ORDER BY score DESC, id ASC LIMIT $limit",
             found_documents()
         );
         let q = document_query(&sql, scope, search)
@@ -373,5 +388,74 @@ impl SearchStore for Neo4jStore {
         let rows = self.rows(query("MATCH (d:Document) RETURN count(d) AS n")).await?;
         let row = rows.first().ok_or_else(|| corrupt("document count"))?;
         unsigned(column(row, "n")?, "document count")
+    }
+
+    async fn similar_documents(
+        &self,
+        scope: ReadScope,
+        model: &str,
+        vector: &Embedding,
+        search: &DocumentSearch,
+        k: usize,
+    ) -> StoreResult<Vec<Scored<DocumentHit>>> {
+        let candidates = (k * VECTOR_CANDIDATES_PER_RESULT).clamp(100, 5_000);
+        let sql = format!(
+            "{SCOPE} CALL db.index.vector.queryNodes('chunk_embedding', $candidates, $vector) YIELD node AS c, score \
+             WHERE c.embedding_model = $model \
+             MATCH (n:Notebook {{id: c.notebook_id}}) WHERE {IN_SCOPE} \
+             WITH c, score ORDER BY score DESC \
+             WITH c.document_id AS document_id, collect(c)[0] AS best, max(score) AS score \
+             MATCH (d:Document {{id: document_id}}) WHERE {DOCUMENT_FILTERS} \
+             {HIT_RETURN} ORDER BY score DESC, id ASC LIMIT $k"
+        );
+        let q = document_query(&sql, scope, search)
+            .param("candidates", i64::try_from(candidates).unwrap_or(5_000))
+            .param("vector", vector.as_slice().iter().map(|v| f64::from(*v)).collect::<Vec<_>>())
+            .param("model", model)
+            .param("k", i64::try_from(k).unwrap_or(i64::MAX));
+        self.rows(q).await?.iter().map(hit_from_row).collect()
+    }
+
+    async fn chunks_to_embed(&self, limit: u32) -> StoreResult<Vec<PendingChunk>> {
+        let q = query("MATCH (c:Chunk:EmbeddingPending) RETURN c.id AS id, c.text AS text ORDER BY c.id LIMIT $limit")
+            .param("limit", i64::from(limit));
+        let mut pending = Vec::new();
+        for row in self.rows(q).await? {
+            pending.push(PendingChunk { id: column(&row, "id")?, text: column(&row, "text")? });
+        }
+        Ok(pending)
+    }
+
+    async fn store_chunk_embeddings(&self, model: &str, embeddings: &[ChunkEmbedding]) -> StoreResult<()> {
+        if embeddings.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = embeddings.iter().map(|e| e.id.clone()).collect();
+        let vectors: Vec<Vec<f64>> =
+            embeddings.iter().map(|e| e.vector.as_slice().iter().map(|v| f64::from(*v)).collect()).collect();
+        let model = model.to_owned();
+        in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
+            // A chunk deleted meanwhile is simply not matched.
+            let q = query(
+                "UNWIND range(0, size($ids) - 1) AS i MATCH (c:Chunk {id: $ids[i]}) \
+                 SET c.embedding = $vectors[i], c.embedding_model = $model REMOVE c:EmbeddingPending",
+            )
+            .param("ids", ids.clone())
+            .param("vectors", vectors.clone())
+            .param("model", model.clone());
+            txn.run(q).await.map_err(map_err)
+        })
+        .await
+    }
+
+    async fn queue_embeddings_for(&self, model: &str) -> StoreResult<u64> {
+        let q = query(
+            "MATCH (c:Chunk) WHERE coalesce(c.embedding_model, '') <> $model AND NOT c:EmbeddingPending \
+             SET c:EmbeddingPending RETURN count(c) AS n",
+        )
+        .param("model", model);
+        let rows = self.rows(q).await?;
+        let row = rows.first().ok_or_else(|| corrupt("queued count"))?;
+        unsigned(column(row, "n")?, "queued count")
     }
 }

@@ -5,12 +5,14 @@
 use aether_domain::StoreError;
 use aether_domain::chunk::{self, Chunk};
 use aether_domain::document::{Document, ProcessingStatus};
+use aether_domain::embedding::Embedding;
 use aether_domain::id::{DocumentId, NotebookId, UserId};
 use aether_domain::notebook::{Notebook, NotebookStatus, Tag};
 use aether_domain::search::{
     Clause, DocumentFacets, DocumentHit, DocumentSearch, FacetCount, NotebookSearch, PeopleSearch, PersonHit, Ranked,
     ReadScope, ReindexStep, Scored, typo_budget, within_edits,
 };
+use aether_domain::semantic::{ChunkEmbedding, PendingChunk};
 use aether_domain::store::{SearchStore, StoreResult};
 use aether_domain::time;
 use async_trait::async_trait;
@@ -53,12 +55,18 @@ pub(crate) async fn write_chunks(
     Ok(())
 }
 
-/// Rewrites a document's heading chunk (its name, description or tags changed).
+/// Rewrites a document's heading chunk (its name, description or tags changed): a
+/// new row, so that the vector of the old text goes with it.
 pub(crate) async fn write_heading(tx: &mut SqliteConnection, document: &Document) -> StoreResult<()> {
     let heading = chunk::heading(&document.original_filename, document.description.as_ref(), &document.tags);
+    sqlx::query("DELETE FROM document_chunks WHERE document_id = ? AND ordinal = 0")
+        .bind(document.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
     sqlx::query(
         "INSERT INTO document_chunks (document_id, notebook_id, ordinal, page, char_offset, text) \
-         VALUES (?, ?, 0, 0, 0, ?) ON CONFLICT (document_id, ordinal) DO UPDATE SET text = excluded.text",
+         VALUES (?, ?, 0, 0, 0, ?)",
     )
     .bind(document.id.to_string())
     .bind(document.notebook_id.to_string())
@@ -191,6 +199,19 @@ macro_rules! in_scope {
 /// an aggregate. Filtered by
 /// ?3 match, ?4 content type, ?5 status, ?6 uploader, ?7/?8 uploaded range, ?9/?10
 /// updated range, ?11 tags (a JSON list, all required).
+/// A document `d` passing the filters: ?4 content type, ?5 status, ?6 uploader,
+/// ?7/?8 uploaded range, ?9/?10 updated range, ?11 tags (a JSON list, all required).
+macro_rules! document_filters {
+    () => {
+        "(?4 IS NULL OR d.content_type = ?4) AND (?5 IS NULL OR d.processing_status = ?5) \
+         AND (?6 IS NULL OR d.uploaded_by = ?6) \
+         AND (?7 IS NULL OR d.uploaded_at >= ?7) AND (?8 IS NULL OR d.uploaded_at < ?8) \
+         AND (?9 IS NULL OR d.updated_at >= ?9) AND (?10 IS NULL OR d.updated_at < ?10) \
+         AND NOT EXISTS (SELECT 1 FROM json_each(?11) wanted \
+           WHERE wanted.value NOT IN (SELECT value FROM json_each(d.tags)))"
+    };
+}
+
 macro_rules! found_documents {
     () => {
         concat!(
@@ -205,12 +226,9 @@ macro_rules! found_documents {
              found AS (SELECT d.id, d.notebook_id, d.original_filename, d.content_type, d.tags, d.file_size, \
                d.processing_status, d.uploaded_by, d.uploaded_at, d.updated_at, b.ordinal, b.page, b.char_offset, \
                b.text, b.score FROM best b JOIN documents d ON d.id = b.document_id \
-               WHERE (?4 IS NULL OR d.content_type = ?4) AND (?5 IS NULL OR d.processing_status = ?5) \
-               AND (?6 IS NULL OR d.uploaded_by = ?6) \
-               AND (?7 IS NULL OR d.uploaded_at >= ?7) AND (?8 IS NULL OR d.uploaded_at < ?8) \
-               AND (?9 IS NULL OR d.updated_at >= ?9) AND (?10 IS NULL OR d.updated_at < ?10) \
-               AND NOT EXISTS (SELECT 1 FROM json_each(?11) wanted \
-                 WHERE wanted.value NOT IN (SELECT value FROM json_each(d.tags))))"
+               WHERE ",
+            document_filters!(),
+            ")"
         )
     };
 }
@@ -233,6 +251,23 @@ const DOCUMENT_FACETS: &str = concat!(
 /// A page of notebooks in scope whose name, description or tags match ?3 (the name
 /// counts most, then tags, then the description), filtered by ?4 status, ?5 owner,
 /// ?6/?7 created and ?8/?9 updated ranges, ?10 tags, after the cursor (?11, ?12), ?13 rows.
+/// The vectors of `model` (?3) of every chunk in scope whose document passes the
+/// filters: what semantic search compares the query with.
+const CANDIDATE_VECTORS: &str = concat!(
+    scope_ctes!(),
+    " SELECT c.id, c.document_id, e.vector FROM chunk_embeddings e \
+     JOIN document_chunks c ON c.id = e.chunk_id JOIN notebooks n ON n.id = c.notebook_id \
+     JOIN documents d ON d.id = c.document_id WHERE e.model = ?3 AND ",
+    in_scope!(),
+    " AND ",
+    document_filters!()
+);
+
+/// One chunk as a hit: its document's summary and the chunk.
+const CHUNK_HIT: &str = "SELECT d.id, d.notebook_id, d.original_filename, d.content_type, d.tags, d.file_size, \
+     d.processing_status, d.uploaded_by, d.uploaded_at, d.updated_at, c.ordinal, c.page, c.char_offset, c.text, \
+     ?2 AS score FROM document_chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = ?1";
+
 const SEARCH_NOTEBOOKS: &str = concat!(
     scope_ctes!(),
     ", found AS (SELECT n.id, -bm25(notebook_fts, 4.0, 1.0, 2.0) AS score \
@@ -496,4 +531,120 @@ impl SearchStore for SqliteStore {
             sqlx::query_scalar("SELECT COUNT(*) FROM documents").fetch_one(&self.pool).await.map_err(map_err)?;
         unsigned(count, "document count")
     }
+
+    async fn similar_documents(
+        &self,
+        scope: ReadScope,
+        model: &str,
+        vector: &Embedding,
+        query: &DocumentSearch,
+        k: usize,
+    ) -> StoreResult<Vec<Scored<DocumentHit>>> {
+        let filters = &query.filters;
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(CANDIDATE_VECTORS)
+            .bind(scope.reader().map(|user| user.to_string()))
+            .bind(filters.within.map(|id| id.to_string()))
+            .bind(model)
+            .bind(query.content_type.as_ref().map(|c| c.as_str().to_owned()))
+            .bind(query.status.map(ProcessingStatus::as_str))
+            .bind(filters.owner.map(|user| user.to_string()))
+            .bind(range_bound(filters.created.from))
+            .bind(range_bound(filters.created.to))
+            .bind(range_bound(filters.updated.from))
+            .bind(range_bound(filters.updated.to))
+            .bind(tags_filter(&filters.tags))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        // Exact: every vector in scope, compared in memory; each document by its best chunk.
+        let mut best: std::collections::HashMap<String, (f64, i64)> = std::collections::HashMap::new();
+        for (chunk, document, bytes) in rows {
+            let Some(score) = similarity(vector.as_slice(), &bytes) else { continue };
+            let entry = best.entry(document).or_insert((f64::NEG_INFINITY, chunk));
+            if score > entry.0 {
+                *entry = (score, chunk);
+            }
+        }
+        let mut ranked: Vec<(String, f64, i64)> =
+            best.into_iter().map(|(document, (score, chunk))| (document, score, chunk)).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ranked.truncate(k);
+        let mut hits = Vec::with_capacity(ranked.len());
+        for (_, score, chunk) in ranked {
+            let row: Option<DocumentHitRow> =
+                sqlx::query_as(CHUNK_HIT).bind(chunk).bind(score).fetch_optional(&mut *conn).await.map_err(map_err)?;
+            if let Some(row) = row {
+                hits.push(Scored::try_from(row)?);
+            }
+        }
+        Ok(hits)
+    }
+
+    async fn chunks_to_embed(&self, limit: u32) -> StoreResult<Vec<PendingChunk>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT c.id, c.text FROM chunk_embedding_queue q JOIN document_chunks c ON c.id = q.chunk_id \
+             ORDER BY q.chunk_id LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.into_iter().map(|(id, text)| PendingChunk { id: id.to_string(), text }).collect())
+    }
+
+    async fn store_chunk_embeddings(&self, model: &str, embeddings: &[ChunkEmbedding]) -> StoreResult<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        for embedding in embeddings {
+            let Ok(chunk) = embedding.id.parse::<i64>() else { continue };
+            let bytes: Vec<u8> = embedding.vector.as_slice().iter().flat_map(|value| value.to_le_bytes()).collect();
+            // Only a chunk still waiting: one deleted meanwhile took its queue entry with it.
+            sqlx::query(
+                "INSERT INTO chunk_embeddings (chunk_id, model, vector) \
+                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM chunk_embedding_queue WHERE chunk_id = ?1) \
+                 ON CONFLICT (chunk_id) DO UPDATE SET model = excluded.model, vector = excluded.vector",
+            )
+            .bind(chunk)
+            .bind(model)
+            .bind(bytes)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            sqlx::query("DELETE FROM chunk_embedding_queue WHERE chunk_id = ?")
+                .bind(chunk)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn queue_embeddings_for(&self, model: &str) -> StoreResult<u64> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let queued = sqlx::query(
+            "INSERT OR IGNORE INTO chunk_embedding_queue (chunk_id) SELECT c.id FROM document_chunks c \
+             LEFT JOIN chunk_embeddings e ON e.chunk_id = c.id AND e.model = ? WHERE e.chunk_id IS NULL",
+        )
+        .bind(model)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        tx.commit().await.map_err(map_err)?;
+        Ok(queued)
+    }
+}
+
+/// The dot product of a unit query vector with a stored one (little-endian f32s,
+/// unit length): their cosine similarity. `None` for a vector of another length.
+fn similarity(query: &[f32], stored: &[u8]) -> Option<f64> {
+    if stored.len() != query.len() * 4 {
+        return None;
+    }
+    let dot: f32 = stored
+        .chunks_exact(4)
+        .zip(query)
+        .map(|(bytes, q)| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) * q)
+        .sum();
+    Some(f64::from(dot))
 }
