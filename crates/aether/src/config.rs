@@ -220,6 +220,12 @@ pub struct Config {
     pub stale_upload_secs: u64,
     /// The `aether` binary run as `aether extract`; empty means this executable.
     pub extractor_program: String,
+    /// `builtin` (all-MiniLM-L6-v2 in-process, from `models_dir`) or `none`: the
+    /// embedder of semantic and hybrid search.
+    pub embedding_model: String,
+    /// Where `scripts/models install` put the built-in models; empty:
+    /// `~/.cache/aether/models`, as the script's default.
+    pub models_dir: String,
     /// clamd's `host:port`; empty turns virus scanning off.
     pub clamav_address: String,
     pub clamav_timeout_secs: u64,
@@ -325,6 +331,8 @@ impl Default for Config {
             job_lease_secs: 60,
             stale_upload_secs: 120,
             extractor_program: String::new(),
+            embedding_model: "builtin".into(),
+            models_dir: String::new(),
             clamav_address: String::new(),
             clamav_timeout_secs: 120,
             audimodal_url: String::new(),
@@ -415,6 +423,8 @@ pub const KEYS: &[&str] = &[
     "job_lease_secs",
     "stale_upload_secs",
     "extractor_program",
+    "embedding_model",
+    "models_dir",
     "clamav_address",
     "clamav_timeout_secs",
     "audimodal_url",
@@ -452,6 +462,18 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The models directory: `models_dir`, or `~/.cache/aether/models` (where
+    /// `scripts/models install` puts them by default).
+    pub fn models_path(&self) -> PathBuf {
+        if !self.models_dir.is_empty() {
+            return PathBuf::from(&self.models_dir);
+        }
+        let cache = std::env::var_os("AETHER_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache").join("aether")
+        });
+        cache.join("models")
+    }
+
     /// How often the jobs that sockets follow are re-read from the store, and notebook
     /// feeds re-check their reader's permission (see `websocket_poll_ms`).
     pub fn websocket_poll(&self) -> std::time::Duration {
@@ -493,6 +515,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if !["builtin", "none"].contains(&self.embedding_model.as_str()) {
+            return invalid("embedding_model (AETHER_EMBEDDING_MODEL) must be builtin or none");
+        }
         if self.access_token_ttl_secs == 0 {
             return invalid("access_token_ttl_secs (AETHER_ACCESS_TOKEN_TTL_SECS) must be positive");
         }

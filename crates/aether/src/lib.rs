@@ -132,7 +132,11 @@ impl Runtime {
             NotebookService::new(NotebookPorts::of(&store), config.max_notebook_depth)
                 .with_reads(short_lived.reads.clone()),
         );
-        let search = Arc::new(SearchService::new(SearchPorts::of(&store), Authorizer::new(short_lived.reads.clone())));
+        let embedder = wiring::embedder(&config).await;
+        let search = Arc::new(
+            SearchService::new(SearchPorts::of(&store), Authorizer::new(short_lived.reads.clone()))
+                .with_embedder(embedder),
+        );
         let events = wiring::events(&config, &store)?;
         let scanner = wiring::virus_scanner(&config);
         let parts = wiring::DocumentParts {
@@ -251,6 +255,7 @@ impl Runtime {
         tokio::join!(
             self.purge_sessions(shutdown.clone()),
             self.publish_events(shutdown.clone()),
+            self.search.run_embedding(shutdown.clone()),
             self.run_document_workers(shutdown)
         );
     }

@@ -338,3 +338,29 @@ fn audimodal(config: &Config, outbound: &Arc<OutboundPolicy>) -> anyhow::Result<
     .map_err(anyhow::Error::msg)?;
     Ok(Some(client))
 }
+
+/// The embedder of semantic and hybrid search: the built-in all-MiniLM-L6-v2 from
+/// the models directory, loaded on a blocking thread (~90 MB). Missing or unusable
+/// files leave search by words only, with a warning that says how to install them.
+pub(crate) async fn embedder(config: &Config) -> Option<Arc<dyn aether_domain::embedding::Embedder>> {
+    if config.embedding_model != "builtin" {
+        return None;
+    }
+    let dir = config.models_path();
+    let loaded = tokio::task::spawn_blocking(move || aether_embed::MiniLmEmbedder::load(&dir)).await;
+    match loaded {
+        Ok(Ok(embedder)) => Some(Arc::new(embedder)),
+        Ok(Err(error)) => {
+            tracing::warn!(
+                %error,
+                "semantic search is off: install the built-in models with scripts/models install, \
+                 or set embedding_model = \"none\""
+            );
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, "semantic search is off: loading the model failed");
+            None
+        }
+    }
+}

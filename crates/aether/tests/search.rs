@@ -256,3 +256,75 @@ async fn results_page_by_cursor() {
     assert_eq!((seen.len(), unique.len()), (5, 5), "{seen:?}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_paraphrase_is_found_by_meaning_and_not_by_words() {
+    let _serial = WORKERS.lock().await;
+    let mut models = false;
+    let app = TestApp::spawn_with(|config| {
+        config.run_workers = true;
+        config.document_workers = 2;
+        models = common::with_models(config);
+    })
+    .await;
+    if !models {
+        return app.shutdown().await;
+    }
+    let (owner, _) = token_and_id(&app, "s-meaning", vec![Role::User]).await;
+    let (stranger, _) = token_and_id(&app, "s-meaning-stranger", vec![Role::User]).await;
+    let notebook =
+        json_of(call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "Council"}))).await, 201)
+            .await;
+    let nb = notebook["id"].as_str().unwrap().to_owned();
+    upload_text(&app, &owner, &nb, "minutes.txt", "The committee approved the annual budget for road maintenance.")
+        .await;
+    upload_text(&app, &owner, &nb, "recipe.txt", "Whisk the eggs with flour and sugar, then bake for twenty minutes.")
+        .await;
+
+    // No word of the query is in the document.
+    let query = "council agreed yearly spending street repairs";
+    let semantic = json!({"query": query, "notebook_id": nb});
+    let mut found = Value::Null;
+    for _ in 0..600 {
+        found = json_of(call(&app, &owner, Method::POST, "/api/v1/search/semantic", Some(semantic.clone())).await, 200)
+            .await;
+        if found["items"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found["mode"], "semantic");
+    assert_eq!(found["items"][0]["document"]["original_filename"], "minutes.txt", "{found}");
+    assert!(found["items"][0]["score"].as_f64().unwrap() > found["items"][1]["score"].as_f64().unwrap());
+
+    let words = format!("/api/v1/search/documents?mode=text&q={}", query.replace(' ', "%20"));
+    assert_eq!(search(&app, &owner, &words).await["items"], json!([]), "no word in common");
+    let hybrid = search(&app, &owner, &format!("/api/v1/search/documents?q={}", query.replace(' ', "%20"))).await;
+    assert_eq!(hybrid["mode"], "hybrid");
+    assert_eq!(hybrid["items"][0]["document"]["original_filename"], "minutes.txt");
+
+    // Meaning does not reach past permissions.
+    let elsewhere = json!({"query": query});
+    let hidden =
+        json_of(call(&app, &stranger, Method::POST, "/api/v1/search/semantic", Some(elsewhere)).await, 200).await;
+    assert!(hidden["items"].as_array().unwrap().iter().all(|h| h["document"]["notebook_id"] != nb.as_str()));
+    let within =
+        json_of(call(&app, &stranger, Method::POST, "/api/v1/search/semantic", Some(semantic)).await, 404).await;
+    assert_eq!(within["code"], "not_found");
+    assert!(metric(&app, "aether_chunks_embedded_total", &[]).await >= 4.0, "two headings and two bodies");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn semantic_search_without_a_model_says_so() {
+    let app = TestApp::spawn().await;
+    let (token, _) = token_and_id(&app, "s-nomodel", vec![Role::User]).await;
+    let response =
+        call(&app, &token, Method::POST, "/api/v1/search/semantic", Some(json!({"query": "anything"}))).await;
+    assert_problem(response, 503, "semantic_unavailable").await;
+    let hybrid = search(&app, &token, "/api/v1/search/documents?q=anything").await;
+    assert_eq!(hybrid["mode"], "text", "hybrid falls back to words");
+    let response = call(&app, &token, Method::GET, "/api/v1/search/documents?q=x&mode=semantic", None).await;
+    assert_problem(response, 503, "semantic_unavailable").await;
+    app.shutdown().await;
+}

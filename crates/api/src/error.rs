@@ -158,6 +158,7 @@ impl From<ServiceError> for ApiError {
                     "document_not_found" | "version_not_found" | "no_redacted_copy" => StatusCode::NOT_FOUND,
                     "file_too_large" | "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
                     "invalid_expiry" => StatusCode::UNPROCESSABLE_ENTITY,
+                    "semantic_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::CONFLICT,
                 };
                 Self::new(status, code, detail)

@@ -171,6 +171,14 @@ pub fn prometheus() -> PrometheusHandle {
                     )
                 })
                 .and_then(|builder| {
+                    // A search, from its request to its results: around the 25 ms
+                    // (text) and 60 ms (hybrid) targets.
+                    builder.set_buckets_for_metric(
+                        Matcher::Full("aether_search_seconds".into()),
+                        &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.06, 0.1, 0.25, 0.5, 1.0, 2.5],
+                    )
+                })
+                .and_then(|builder| {
                     builder.set_buckets_for_metric(
                         Matcher::Full("aether_outbox_relay_lag_seconds".into()),
                         &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0],

@@ -497,6 +497,15 @@ pub mod values {
         All,
     }
 
+    /// How a document search ranks.
+    #[derive(Debug, ToSchema)]
+    #[schema(rename_all = "lowercase")]
+    pub enum SearchMode {
+        Hybrid,
+        Text,
+        Semantic,
+    }
+
     /// Where a document is in its processing.
     #[derive(Debug, ToSchema)]
     #[schema(rename_all = "lowercase")]

@@ -47,6 +47,9 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     // Tests and benchmarks send bursts from one address; the rate limit tests turn limits on.
     config.rate_limit_per_user = 0;
     config.rate_limit_per_ip = 0;
+    // The embedding model costs a second and ~100 MB per server: only the tests of
+    // semantic search load it (`with_models`).
+    config.embedding_model = "none".into();
     // Documents are processed by `aether extract`; the test binary is not `aether`.
     config.extractor_program = env!("CARGO_BIN_EXE_aether").to_owned();
     if config.store == StoreKind::Neo4j {
@@ -55,6 +58,17 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
         config.neo4j_password = secret(&std::env::var("AETHER_TEST_NEO4J_PASSWORD").unwrap_or_default());
     }
     config
+}
+
+/// Turns the built-in embedding model on, from the models `scripts/test` installs;
+/// `false` (and the test is NOT RUN) without them.
+pub fn with_models(config: &mut Config) -> bool {
+    let Some(dir) = service("AETHER_TEST_MODELS_DIR", "to test semantic search with the real model") else {
+        return false;
+    };
+    config.embedding_model = "builtin".into();
+    config.models_dir = dir;
+    true
 }
 
 fn secret(text: &str) -> Secret {

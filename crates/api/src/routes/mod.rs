@@ -83,6 +83,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(search::search_notebooks))
         .routes(routes!(search::search_people))
         .routes(routes!(search::search_everything))
+        .routes(routes!(search::search_semantic))
         .routes(routes!(activity::notebook_activity))
         .routes(routes!(activity::audit_log))
         .routes(routes!(sharing::share_notebook))

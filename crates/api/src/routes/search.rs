@@ -10,6 +10,7 @@ use aether_domain::search::{
     ContentTypeFilter, DocumentFacets, DocumentSearch, FacetCount, NotebookSearch, RankCursor, SearchFilters,
     SearchText, TimeRange,
 };
+use aether_domain::semantic::{OffsetCursor, SearchMode};
 use aether_domain::snippet::{Highlight, Snippet};
 use aether_services::search::{DocumentResults, FoundDocument, FoundNotebook, NotebookResults};
 use axum::Json;
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, AuthUser};
+use crate::extract::{ApiJson, ApiQuery, AuthUser};
 use crate::openapi as doc;
 use crate::routes::notebooks::{NotebookResponse, Problems};
 use crate::routes::users::PublicUserResponse;
@@ -58,11 +59,16 @@ pub struct SearchQuery {
     /// Documents: `pending`, `processing`, `completed` or `failed`; notebooks:
     /// `active` or `archived`.
     pub status: Option<String>,
+    /// Documents only: `hybrid` (default: words and meaning fused), `text` (BM25
+    /// over the words) or `semantic` (meaning). Without an embedding model, `hybrid`
+    /// ranks by words and `semantic` answers 503 `semantic_unavailable`.
+    #[param(inline, value_type = Option<crate::openapi::values::SearchMode>)]
+    pub mode: Option<String>,
     /// Results per page, 1–100 (default 20).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// The `next_cursor` of a previous page of the same search.
-    #[param(pattern = "^[0-9a-f]{48}$")]
+    #[param(pattern = "^([0-9a-f]{48}|o[1-9][0-9]{0,2})$")]
     pub cursor: Option<String>,
 }
 
@@ -72,6 +78,7 @@ struct Common {
     filters: SearchFilters,
     limit: Limit,
     after: Option<RankCursor>,
+    offset: Option<OffsetCursor>,
 }
 
 fn time_bound(
@@ -125,15 +132,24 @@ impl SearchQuery {
                     .and_then(Limit::parse),
             ),
         };
-        let after = self.cursor.as_deref().and_then(|cursor| problems.check(RankCursor::parse(cursor)));
+        let (after, offset) = match self.cursor.as_deref() {
+            None => (None, None),
+            Some(cursor) if cursor.starts_with('o') => (None, problems.check(OffsetCursor::parse(cursor))),
+            Some(cursor) => (problems.check(RankCursor::parse(cursor)), None),
+        };
         let filters = SearchFilters { within, tags, owner, created: created?, updated: updated? };
         problems.check(filters.check())?;
-        Some(Common { text: text?, filters, limit: limit?, after })
+        Some(Common { text: text?, filters, limit: limit?, after, offset })
     }
 
-    fn documents(self) -> Result<DocumentSearch, ApiError> {
+    fn documents(self) -> Result<(DocumentSearch, SearchMode, Option<OffsetCursor>), ApiError> {
         let mut problems = Problems::default();
         let common = self.common(&mut problems);
+        let mode = match self.mode.as_deref() {
+            None => Some(SearchMode::Hybrid),
+            Some(mode) => problems.check(SearchMode::parse(mode)),
+        };
+
         let content_type = self.content_type.as_deref().and_then(|c| problems.check(ContentTypeFilter::parse(c)));
         let status = self.status.as_deref().and_then(|status| {
             problems.check(
@@ -142,15 +158,16 @@ impl SearchQuery {
             )
         });
         problems.finish()?;
-        let Some(common) = common else { return Err(ApiError::internal()) };
-        Ok(DocumentSearch {
+        let (Some(common), Some(mode)) = (common, mode) else { return Err(ApiError::internal()) };
+        let search = DocumentSearch {
             text: common.text,
             filters: common.filters,
             content_type,
             status,
             limit: common.limit,
             after: common.after,
-        })
+        };
+        Ok((search, mode, common.offset))
     }
 
     fn notebooks(self) -> Result<NotebookSearch, ApiError> {
@@ -158,6 +175,12 @@ impl SearchQuery {
         let common = self.common(&mut problems);
         if self.content_type.is_some() {
             problems.check::<()>(Err(ValidationError::new("content_type", "applies to documents only")));
+        }
+        if self.mode.is_some() {
+            problems.check::<()>(Err(ValidationError::new("mode", "applies to documents only")));
+        }
+        if self.cursor.as_deref().is_some_and(|cursor| cursor.starts_with('o')) {
+            problems.check::<()>(Err(ValidationError::new("cursor", "is not a cursor this search handed out")));
         }
         let status = self.status.as_deref().and_then(|status| {
             problems.check(match NotebookStatus::parse(status) {
@@ -305,9 +328,12 @@ pub struct DocumentSearchResponse {
     pub items: Vec<DocumentResult>,
     #[schema(required = true)]
     pub next_cursor: Option<String>,
-    /// On the first page (no `cursor`) only.
+    /// On the first page (no `cursor`) only: how the documents matching the words spread.
     #[schema(required = true)]
     pub facets: Option<DocumentFacetsResponse>,
+    /// How the results were ranked (`hybrid` falls back to `text` without an embedding model).
+    #[schema(value_type = crate::openapi::values::SearchMode)]
+    pub mode: String,
 }
 
 impl From<DocumentResults> for DocumentSearchResponse {
@@ -316,6 +342,7 @@ impl From<DocumentResults> for DocumentSearchResponse {
             items: results.items.into_iter().map(DocumentResult::from).collect(),
             next_cursor: results.next.map(|next| next.encode()),
             facets: results.facets.map(DocumentFacetsResponse::from),
+            mode: results.mode.as_str().to_owned(),
         }
     }
 }
@@ -351,8 +378,8 @@ impl From<NotebookResults> for NotebookSearchResponse {
     }
 }
 
-/// Documents you may read whose text, file name, description or tags match, best
-/// first, with the best matching passage of each.
+/// Documents you may read whose text, file name, description or tags match (by
+/// words, meaning or both: `mode`), best first, with the best matching passage of each.
 #[utoipa::path(
     get,
     path = "/api/v1/search/documents",
@@ -372,7 +399,8 @@ pub async fn search_documents(
     AuthUser(caller): AuthUser,
     ApiQuery(query): ApiQuery<SearchQuery>,
 ) -> Result<Json<DocumentSearchResponse>, ApiError> {
-    let results = state.search.documents(&caller, query.documents()?).await?;
+    let (search, mode, offset) = query.documents()?;
+    let results = state.search.documents(&caller, search, mode, offset).await?;
     Ok(Json(results.into()))
 }
 
@@ -580,4 +608,60 @@ pub async fn search_everything(
         );
     }
     Ok(Json(response))
+}
+
+/// A search by meaning.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SemanticSearchRequest {
+    /// What to look for, in your own words; 1–256 characters.
+    #[schema(min_length = 1, max_length = 256)]
+    pub query: String,
+    /// Only within this notebook and its descendants.
+    #[schema(required = false, nullable = false)]
+    pub notebook_id: Option<uuid::Uuid>,
+    /// Results, 1–100 (default 20).
+    #[schema(required = false, nullable = false, minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[schema(required = false, nullable = false, pattern = "^o[1-9][0-9]{0,2}$")]
+    pub cursor: Option<String>,
+}
+
+/// Documents you may read whose passages mean what `query` says, even without a
+/// word in common, most similar first (cosine similarity of all-MiniLM-L6-v2 vectors).
+#[utoipa::path(
+    post,
+    path = "/api/v1/search/semantic",
+    tag = "search",
+    security(("bearer" = [])),
+    request_body = SemanticSearchRequest,
+    responses(
+        (status = 200, body = DocumentSearchResponse),
+        doc::Authenticated,
+        doc::JsonBody,
+        (status = 404, description = "`not_found`: the `notebook_id` does not exist or is not visible to you"),
+        (status = 503, description = "`semantic_unavailable`: this server has no embedding model"),
+    )
+)]
+pub async fn search_semantic(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    ApiJson(body): ApiJson<SemanticSearchRequest>,
+) -> Result<Json<DocumentSearchResponse>, ApiError> {
+    let mut problems = Problems::default();
+    let text = problems.check(SearchText::parse(&body.query));
+    let limit = match body.limit {
+        None => Some(Limit::DEFAULT),
+        Some(limit) => problems.check(Limit::parse(limit)),
+    };
+    let offset = body.cursor.as_deref().and_then(|cursor| problems.check(OffsetCursor::parse(cursor)));
+    problems.finish()?;
+    let (Some(text), Some(limit)) = (text, limit) else { return Err(ApiError::internal()) };
+    let filters = SearchFilters {
+        within: body.notebook_id.map(aether_domain::id::NotebookId::from_uuid),
+        ..SearchFilters::default()
+    };
+    let search = DocumentSearch { text, filters, content_type: None, status: None, limit, after: None };
+    let results = state.search.documents(&caller, search, SearchMode::Semantic, offset).await?;
+    Ok(Json(results.into()))
 }
