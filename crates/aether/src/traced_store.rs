@@ -36,11 +36,12 @@ use aether_domain::search::{
     DocumentFacets, DocumentHit, DocumentSearch, NotebookSearch, PeopleSearch, PersonHit, Ranked, ReadScope,
     ReindexStep, Scored,
 };
+use aether_domain::search_log::{NewSearchRecord, QueryCount, SearchAnalytics, SearchRecord};
 use aether_domain::semantic::{ChunkEmbedding, PendingChunk};
 use aether_domain::session::{NewRefreshToken, RefreshOutcome};
 use aether_domain::store::{
     ActivityStore, ApiKeyStore, BlobDeletionStore, CollaborationStore, DocumentStore, JobStore, NotebookStore,
-    OutboxStore, SearchStore, SessionStore, Store, StoreResult, UserStore,
+    OutboxStore, SearchLogStore, SearchStore, SessionStore, Store, StoreResult, UserStore,
 };
 use aether_domain::time::Timestamp;
 use aether_domain::user::{LocalCredentials, NewUser, Role, User, UserPatch, Username};
@@ -240,6 +241,13 @@ traced_ports! {
         fn chunks_to_embed(&self, limit: u32) -> StoreResult<Vec<PendingChunk>>;
         fn store_chunk_embeddings(&self, model: &str, embeddings: &[ChunkEmbedding]) -> StoreResult<()>;
         fn queue_embeddings_for(&self, model: &str) -> StoreResult<u64>;
+    }
+    SearchLogStore {
+        fn record_search(&self, record: NewSearchRecord) -> StoreResult<()>;
+        fn search_history(&self, user: UserId, page: PageRequest) -> StoreResult<Page<SearchRecord>>;
+        fn delete_search_history(&self, user: UserId, id: Option<uuid::Uuid>) -> StoreResult<u64>;
+        fn frequent_searches(&self, user: UserId, prefix: &str, limit: u32) -> StoreResult<Vec<QueryCount>>;
+        fn search_analytics(&self, since: Timestamp, limit: u32) -> StoreResult<SearchAnalytics>;
     }
     EphemeralStore {
         fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> as "ephemeral_put";

@@ -328,3 +328,75 @@ async fn semantic_search_without_a_model_says_so() {
     assert_problem(response, 503, "semantic_unavailable").await;
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn history_suggestions_and_analytics() {
+    let app = TestApp::spawn().await;
+    let (owner, _) = token_and_id(&app, "s-history", vec![Role::User]).await;
+    let (other, _) = token_and_id(&app, "s-history-other", vec![Role::User]).await;
+    let (admin, _) = token_and_id(&app, "s-history-admin", vec![Role::Admin, Role::User]).await;
+    let word = keyword();
+    let notebook = json!({"name": format!("{word} planning"), "tags": [format!("{word}tag")]});
+    json_of(call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(notebook)).await, 201).await;
+    // Until the index has it (moments on Neo4j), asked by the administrator, whose
+    // history is their own.
+    wait_for(&app, &admin, &format!("/api/v1/search/notebooks?q={word}"), 1).await;
+    search(&app, &owner, &format!("/api/v1/search/notebooks?q={word}")).await;
+    search(&app, &owner, &format!("/api/v1/search/documents?q={word}%20nowhere")).await;
+    search(&app, &owner, &format!("/api/v1/search?q={word}")).await;
+
+    // Searches are recorded in the background.
+    let mut history = Value::Null;
+    for _ in 0..100 {
+        history = search(&app, &owner, "/api/v1/search/history").await;
+        if history["items"].as_array().unwrap().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let items = history["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{history}");
+    assert_eq!(items[0]["target"], "everything", "newest first, the search across kinds recorded once");
+    assert_eq!(items[1]["query_text"], format!("{word} nowhere"));
+    assert_eq!((items[1]["target"].as_str(), items[1]["results_count"].as_u64()), (Some("documents"), Some(0)));
+    assert_eq!((items[2]["target"].as_str(), items[2]["results_count"].as_u64()), (Some("notebooks"), Some(1)));
+    assert_eq!(search(&app, &other, "/api/v1/search/history").await["items"], json!([]), "only one's own");
+
+    // Suggestions: the owner's own queries first, then the notebook's name and tag.
+    let prefix = &word[..6];
+    let suggestions = search(&app, &owner, &format!("/api/v1/search/suggestions?q={prefix}")).await;
+    let kinds: Vec<(String, String)> = suggestions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["kind"].as_str().unwrap().to_owned(), s["text"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(kinds[0].0, "query", "{kinds:?}");
+    assert!(kinds.contains(&("notebook".to_owned(), format!("{word} planning"))), "{kinds:?}");
+    assert!(kinds.contains(&("tag".to_owned(), format!("{word}tag"))), "{kinds:?}");
+    let others = search(&app, &other, &format!("/api/v1/search/suggestions?q={prefix}")).await;
+    assert_eq!(others["items"], json!([]), "nobody else's queries, notebooks or tags");
+
+    // Analytics are for administrators.
+    let analytics = "/api/v1/admin/search/analytics?limit=100";
+    assert_problem(call(&app, &owner, Method::GET, analytics, None).await, 403, "forbidden").await;
+    let figures = search(&app, &admin, analytics).await;
+    assert!(figures["searches"].as_u64().unwrap() >= 3);
+    let zero = figures["zero_result_queries"].as_array().unwrap();
+    assert!(zero.iter().any(|q| q["query"] == format!("{word} nowhere")), "{figures}");
+
+    // Forgetting: one search, then the rest.
+    let first = items[2]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/search/history/{first}");
+    assert_eq!(call(&app, &other, Method::DELETE, &path, None).await.status(), 404, "not theirs");
+    assert_eq!(call(&app, &owner, Method::DELETE, &path, None).await.status(), 204);
+    assert_eq!(call(&app, &owner, Method::DELETE, &path, None).await.status(), 404);
+    assert_eq!(search(&app, &owner, "/api/v1/search/history").await["items"].as_array().unwrap().len(), 2);
+    assert_eq!(call(&app, &owner, Method::DELETE, "/api/v1/search/history", None).await.status(), 204);
+    assert_eq!(search(&app, &owner, "/api/v1/search/history").await["items"], json!([]));
+
+    assert_eq!(search(&app, &owner, "/api/v1/search/communities?q=anything").await, json!({"items": []}));
+    assert_problem(call(&app, &owner, Method::GET, "/api/v1/search/communities", None).await, 422, "validation_failed")
+        .await;
+    app.shutdown().await;
+}

@@ -30,6 +30,7 @@ pub mod page;
 pub mod processing;
 pub mod scan;
 pub mod search;
+pub mod search_log;
 pub mod semantic;
 pub mod session;
 pub mod snippet;

@@ -25,6 +25,7 @@ use crate::search::{
     DocumentFacets, DocumentHit, DocumentSearch, NotebookSearch, PeopleSearch, PersonHit, Ranked, ReadScope,
     ReindexStep,
 };
+use crate::search_log::{NewSearchRecord, QueryCount, SearchAnalytics, SearchRecord};
 use crate::semantic::{ChunkEmbedding, PendingChunk};
 use crate::session::{NewRefreshToken, RefreshOutcome};
 use crate::time::Timestamp;
@@ -407,7 +408,8 @@ pub trait SearchStore: Send + Sync + std::fmt::Debug {
         k: usize,
     ) -> StoreResult<Vec<Scored<DocumentHit>>>;
     /// Up to `limit` chunks waiting for a vector (new or changed since their last
-    /// one), oldest first.
+    /// one), newest first: a fresh upload becomes searchable by meaning before a
+    /// backlog (a model change, a reindex) is worked off.
     async fn chunks_to_embed(&self, limit: u32) -> StoreResult<Vec<PendingChunk>>;
     /// Stores the vectors `model` made for chunks, which stop waiting. A chunk that
     /// changed or went meanwhile is left alone (its new text waits for its own).
@@ -415,6 +417,24 @@ pub trait SearchStore: Send + Sync + std::fmt::Debug {
     /// Makes every chunk without a vector of `model` wait for one (at start-up: a
     /// new model re-embeds everything in the background); returns how many.
     async fn queue_embeddings_for(&self, model: &str) -> StoreResult<u64>;
+}
+
+/// The record of searches (see [`crate::search_log`]).
+#[async_trait]
+pub trait SearchLogStore: Send + Sync + std::fmt::Debug {
+    /// Records a search with its `SEARCHED` relationship from its user and
+    /// `RETURNED` ones to the results that still exist.
+    async fn record_search(&self, record: NewSearchRecord) -> StoreResult<()>;
+    /// The user's searches, newest first; `page.after` is a search's id.
+    async fn search_history(&self, user: UserId, page: PageRequest) -> StoreResult<Page<SearchRecord>>;
+    /// Forgets one of the user's searches (`NotFound` when the user has no such
+    /// search), or all of them; how many.
+    async fn delete_search_history(&self, user: UserId, id: Option<uuid::Uuid>) -> StoreResult<u64>;
+    /// The user's own queries (normalized) that begin with `prefix`, most searched first.
+    async fn frequent_searches(&self, user: UserId, prefix: &str, limit: u32) -> StoreResult<Vec<QueryCount>>;
+    /// Searches made since `since` by everyone: counts, the `limit` most searched
+    /// queries and zero-result queries, and response time percentiles.
+    async fn search_analytics(&self, since: Timestamp, limit: u32) -> StoreResult<SearchAnalytics>;
 }
 
 /// The system of record: every port, plus what operations need.
@@ -431,6 +451,7 @@ pub trait Store:
     + DocumentStore
     + BlobDeletionStore
     + SearchStore
+    + SearchLogStore
     + EphemeralStore
     + Send
     + Sync

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aether_domain::store::{
     ActivityStore, ApiKeyStore, BlobDeletionStore, CollaborationStore, DocumentStore, JobStore, NotebookStore,
-    SearchStore, SessionStore, Store, UserStore,
+    SearchLogStore, SearchStore, SessionStore, Store, UserStore,
 };
 
 /// Declares a set of ports: the struct, `of` and a `Debug` that names it only.
@@ -71,5 +71,5 @@ port_set! {
 
 port_set! {
     /// Search over what the caller may read.
-    SearchPorts { search: SearchStore, }
+    SearchPorts { search: SearchStore, log: SearchLogStore, notebooks: NotebookStore, }
 }

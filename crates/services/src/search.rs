@@ -10,15 +10,21 @@ use aether_domain::ValidationError;
 use aether_domain::auth::Principal;
 use aether_domain::capability::Capability;
 use aether_domain::embedding::{EmbedBatch, EmbedError, Embedder};
+use aether_domain::id::{DocumentId, NotebookId};
 use aether_domain::notebook::Notebook;
 use aether_domain::page::Limit;
+use aether_domain::page::{Page, PageRequest};
 use aether_domain::search::Scored;
 use aether_domain::search::{
     DocumentFacets, DocumentHit, DocumentSearch, NotebookSearch, PeopleSearch, PersonHit, RankCursor, ReadScope,
     SearchText,
 };
+use aether_domain::search_log::{
+    MAX_RETURNED, NewSearchRecord, SearchAnalytics, SearchRecord, SearchTarget, normalized_query,
+};
 use aether_domain::semantic::{ChunkEmbedding, MAX_RANKED_DEPTH, OffsetCursor, SearchMode, reciprocal_rank_fusion};
 use aether_domain::snippet::{self, Snippet};
+use aether_domain::time::{self, Timestamp};
 
 use crate::access::Authorizer;
 use crate::error::{ServiceError, ServiceResult};
@@ -30,6 +36,41 @@ pub struct FoundDocument {
     pub hit: DocumentHit,
     pub score: f64,
     pub snippet: Snippet,
+}
+
+/// The results of a search worth remembering with it.
+struct Returned {
+    documents: Vec<DocumentId>,
+    notebooks: Vec<NotebookId>,
+}
+
+/// What a suggestion completes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuggestionKind {
+    /// One of the caller's own frequent queries.
+    Query,
+    Notebook,
+    Document,
+    Tag,
+}
+
+impl SuggestionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Query => "query",
+            Self::Notebook => "notebook",
+            Self::Document => "document",
+            Self::Tag => "tag",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suggestion {
+    pub text: String,
+    pub kind: SuggestionKind,
+    /// The notebook or document, for those kinds.
+    pub id: Option<uuid::Uuid>,
 }
 
 /// Where the next page of a document search starts.
@@ -124,11 +165,7 @@ impl SearchService {
 
     /// A `within` notebook the caller cannot read is `NotFound`, like every other
     /// path naming it.
-    async fn check_within(
-        &self,
-        caller: &Principal,
-        within: Option<aether_domain::id::NotebookId>,
-    ) -> ServiceResult<()> {
+    async fn check_within(&self, caller: &Principal, within: Option<NotebookId>) -> ServiceResult<()> {
         if let Some(notebook) = within {
             self.authorizer.access(caller, notebook).await?;
         }
@@ -192,9 +229,10 @@ impl SearchService {
             }
             SearchMode::Semantic | SearchMode::Hybrid => self.rank_by_meaning(scope, &query, mode, offset).await?,
         };
-        let facets = match (query.after, offset) {
-            (None, None) if facets => Some(self.ports.search.document_facets(scope, &query).await?),
-            _ => None,
+        let first_page = query.after.is_none() && offset.is_none();
+        let counted = match first_page && facets {
+            true => Some(self.ports.search.document_facets(scope, &query).await?),
+            false => None,
         };
         let clauses = query.text.clauses();
         let items: Vec<FoundDocument> = items
@@ -206,7 +244,18 @@ impl SearchService {
             })
             .collect();
         observe("documents", mode, started, items.len());
-        Ok(DocumentResults { items, next, facets, mode })
+        // The search across every kind (`facets` off) is recorded once, by its caller.
+        if facets && first_page {
+            let filters = serde_json::json!({
+                "notebook_id": query.filters.within.map(|id| id.to_string()),
+                "tags": query.filters.tags.iter().map(|tag| tag.as_str()).collect::<Vec<_>>(),
+                "content_type": query.content_type.as_ref().map(|c| c.as_str()),
+                "status": query.status.map(|s| s.as_str()),
+            });
+            let returned = Returned { documents: items.iter().map(|found| found.hit.id).collect(), notebooks: vec![] };
+            self.remember(caller, &query.text, mode, SearchTarget::Documents, filters, items.len(), started, returned);
+        }
+        Ok(DocumentResults { items, next, facets: counted, mode })
     }
 
     /// A semantic or hybrid page: the ranking down to the page's end, recomputed,
@@ -289,8 +338,27 @@ impl SearchService {
         }
     }
 
+    /// Notebooks the caller may read whose name, description or tags match.
     #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
     pub async fn notebooks(&self, caller: &Principal, query: NotebookSearch) -> ServiceResult<NotebookResults> {
+        self.find_notebooks(caller, query, true).await
+    }
+
+    /// [`Self::notebooks`] as part of the search across every kind (not recorded alone).
+    pub async fn notebooks_for_overview(
+        &self,
+        caller: &Principal,
+        query: NotebookSearch,
+    ) -> ServiceResult<NotebookResults> {
+        self.find_notebooks(caller, query, false).await
+    }
+
+    async fn find_notebooks(
+        &self,
+        caller: &Principal,
+        query: NotebookSearch,
+        record: bool,
+    ) -> ServiceResult<NotebookResults> {
         let started = Instant::now();
         self.check_within(caller, query.filters.within).await?;
         let scope = ReadScope::of(caller.user_id, &caller.roles);
@@ -307,6 +375,16 @@ impl SearchService {
             })
             .collect();
         observe("notebooks", SearchMode::Text, started, items.len());
+        if record && query.after.is_none() {
+            let filters = serde_json::json!({
+                "notebook_id": query.filters.within.map(|id| id.to_string()),
+                "tags": query.filters.tags.iter().map(|tag| tag.as_str()).collect::<Vec<_>>(),
+            });
+            let returned =
+                Returned { documents: vec![], notebooks: items.iter().map(|found| found.notebook.id).collect() };
+            let target = SearchTarget::Notebooks;
+            self.remember(caller, &query.text, SearchMode::Text, target, filters, items.len(), started, returned);
+        }
         Ok(NotebookResults { items, next: found.next })
     }
 
@@ -314,11 +392,201 @@ impl SearchService {
     /// users), those who share a notebook with the caller first.
     #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
     pub async fn people(&self, caller: &Principal, text: SearchText, limit: Limit) -> ServiceResult<Vec<PersonHit>> {
+        self.find_people(caller, text, limit, true).await
+    }
+
+    /// [`Self::people`] as part of the search across every kind (not recorded alone).
+    pub async fn people_for_overview(
+        &self,
+        caller: &Principal,
+        text: SearchText,
+        limit: Limit,
+    ) -> ServiceResult<Vec<PersonHit>> {
+        self.find_people(caller, text, limit, false).await
+    }
+
+    /// Records a search across every kind, once, with what it found of each.
+    pub fn remember_overview(
+        &self,
+        caller: &Principal,
+        text: &SearchText,
+        results: usize,
+        started: Instant,
+        documents: Vec<DocumentId>,
+        notebooks: Vec<NotebookId>,
+    ) {
+        let returned = Returned { documents, notebooks };
+        self.remember(
+            caller,
+            text,
+            SearchMode::Hybrid,
+            SearchTarget::Everything,
+            serde_json::json!({}),
+            results,
+            started,
+            returned,
+        );
+    }
+
+    async fn find_people(
+        &self,
+        caller: &Principal,
+        text: SearchText,
+        limit: Limit,
+        record: bool,
+    ) -> ServiceResult<Vec<PersonHit>> {
         let started = Instant::now();
         let query = PeopleSearch { text, include_email: caller.can(Capability::AdministerUsers), limit };
         let found = self.ports.search.find_people(caller.user_id, &query).await?;
         observe("people", SearchMode::Text, started, found.len());
+        if record {
+            let returned = Returned { documents: vec![], notebooks: vec![] };
+            let filters = serde_json::json!({});
+            self.remember(
+                caller,
+                &query.text,
+                SearchMode::Text,
+                SearchTarget::People,
+                filters,
+                found.len(),
+                started,
+                returned,
+            );
+        }
         Ok(found)
+    }
+
+    /// Records a search (its first page) for the caller's history and analytics, in
+    /// the background: a failure to record costs the search nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn remember(
+        &self,
+        caller: &Principal,
+        text: &SearchText,
+        mode: SearchMode,
+        target: SearchTarget,
+        filters: serde_json::Value,
+        results: usize,
+        started: Instant,
+        returned: Returned,
+    ) {
+        let record = NewSearchRecord {
+            id: uuid::Uuid::now_v7(),
+            user_id: caller.user_id,
+            query_text: text.as_str().to_owned(),
+            query_type: mode.as_str(),
+            target,
+            filters,
+            results_count: u32::try_from(results).unwrap_or(u32::MAX),
+            response_time_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
+            returned_documents: returned.documents.into_iter().take(MAX_RETURNED).collect(),
+            returned_notebooks: returned.notebooks.into_iter().take(MAX_RETURNED).collect(),
+            at: time::now(),
+        };
+        let log = Arc::clone(&self.ports.log);
+        tokio::spawn(async move {
+            if let Err(error) = log.record_search(record).await {
+                tracing::warn!(%error, "a search could not be recorded");
+            }
+        });
+    }
+
+    /// The caller's own searches, newest first.
+    pub async fn history(&self, caller: &Principal, page: PageRequest) -> ServiceResult<Page<SearchRecord>> {
+        Ok(self.ports.log.search_history(caller.user_id, page).await?)
+    }
+
+    /// Forgets one of the caller's searches (`NotFound` when it has no such search),
+    /// or all of them.
+    pub async fn forget(&self, caller: &Principal, id: Option<uuid::Uuid>) -> ServiceResult<u64> {
+        Ok(self.ports.log.delete_search_history(caller.user_id, id).await?)
+    }
+
+    /// Completions of what the caller is typing: their own frequent queries, then
+    /// names of notebooks and documents they may read, then their tags; each text once.
+    #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+    pub async fn suggestions(
+        &self,
+        caller: &Principal,
+        prefix: SearchText,
+        limit: Limit,
+    ) -> ServiceResult<Vec<Suggestion>> {
+        let wanted = limit.get() as usize;
+        let normalized = normalized_query(prefix.as_str());
+        let mut suggestions: Vec<Suggestion> = Vec::new();
+        let push = |suggestions: &mut Vec<Suggestion>, suggestion: Suggestion| {
+            let known = suggestions.iter().any(|s| s.text.to_lowercase() == suggestion.text.to_lowercase());
+            if !known && suggestions.len() < wanted {
+                suggestions.push(suggestion);
+            }
+        };
+        for query in self.ports.log.frequent_searches(caller.user_id, &normalized, limit.get()).await? {
+            push(&mut suggestions, Suggestion { text: query.query, kind: SuggestionKind::Query, id: None });
+        }
+        // The last word completes: `tax rep` finds `tax report`.
+        let completing = SearchText::parse(&format!("{}*", prefix.as_str().trim_end_matches('*')))?;
+        let scope = ReadScope::of(caller.user_id, &caller.roles);
+        if suggestions.len() < wanted {
+            let search = NotebookSearch {
+                text: completing.clone(),
+                filters: Default::default(),
+                status: None,
+                limit,
+                after: None,
+            };
+            for found in self.ports.search.search_notebooks(scope, &search).await?.items {
+                let notebook = found.item;
+                let suggestion = Suggestion {
+                    text: notebook.name.as_str().to_owned(),
+                    kind: SuggestionKind::Notebook,
+                    id: Some(notebook.id.as_uuid()),
+                };
+                push(&mut suggestions, suggestion);
+            }
+        }
+        if suggestions.len() < wanted {
+            let search = DocumentSearch {
+                text: completing,
+                filters: Default::default(),
+                content_type: None,
+                status: None,
+                limit,
+                after: None,
+            };
+            for found in self.ports.search.search_documents(scope, &search).await?.items {
+                let hit = found.item;
+                push(
+                    &mut suggestions,
+                    Suggestion { text: hit.filename, kind: SuggestionKind::Document, id: Some(hit.id.as_uuid()) },
+                );
+            }
+        }
+        if suggestions.len() < wanted {
+            let last = normalized.rsplit(' ').next().unwrap_or_default().to_owned();
+            for (tag, _) in self.ports.notebooks.tag_usage(Some(caller.user_id), Limit::MAX).await? {
+                if tag.as_str().starts_with(&last) {
+                    push(
+                        &mut suggestions,
+                        Suggestion { text: tag.as_str().to_owned(), kind: SuggestionKind::Tag, id: None },
+                    );
+                }
+            }
+        }
+        Ok(suggestions)
+    }
+
+    /// Searches by everyone since `since`: for callers who administer users or read
+    /// the audit log.
+    pub async fn analytics(
+        &self,
+        caller: &Principal,
+        since: Timestamp,
+        limit: Limit,
+    ) -> ServiceResult<SearchAnalytics> {
+        if !caller.can(Capability::AdministerUsers) && !caller.can(Capability::ReadAudit) {
+            return Err(ServiceError::Forbidden("search analytics are for administrators"));
+        }
+        Ok(self.ports.log.search_analytics(since, limit.get()).await?)
     }
 
     /// Rebuilds every document's chunks from the store, a batch at a time, telling

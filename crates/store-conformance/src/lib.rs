@@ -94,6 +94,7 @@ pub async fn run_all(store: &dyn Store) {
     search::reindexing_rewrites_every_document(store).await;
     search::people_are_found_by_name_and_by_email_only_for_administrators(store).await;
     search::similar_documents_are_found_among_what_the_caller_may_read(store).await;
+    search::searches_are_remembered_per_user_and_counted_for_everyone(store).await;
     store.ping().await.expect("ping");
 }
 

@@ -7,13 +7,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use aether_domain::StoreError;
 use aether_domain::access::{CollaborationStatus, Permission, effective_access};
 use aether_domain::activity::Change;
 use aether_domain::document::{Document, DocumentPatch, Filename, ProcessingResult, ProcessingStatus};
 use aether_domain::id::{DocumentId, JobId, NotebookId, UserId};
 use aether_domain::job::{JobOrigin, NewUploadJob, ReceivedFile};
 use aether_domain::notebook::{Description, NotebookPatch, Tag, Visibility};
-use aether_domain::page::Limit;
+use aether_domain::page::{Limit, PageRequest};
 use aether_domain::search::{
     ContentTypeFilter, DocumentHit, DocumentSearch, NotebookSearch, ReadScope, SearchFilters, SearchText,
 };
@@ -698,4 +699,76 @@ pub async fn similar_documents_are_found_among_what_the_caller_may_read(store: &
     store.delete_document(near.id, &Change::by(stranger.id, time::now())).await.unwrap();
     let found = store.similar_documents(stranger_scope, &model, &unit(0), &query, 10).await.unwrap();
     assert!(found.iter().all(|hit| hit.item.id != near.id));
+}
+
+pub async fn searches_are_remembered_per_user_and_counted_for_everyone(store: &dyn Store) {
+    use aether_domain::search_log::{NewSearchRecord, SearchTarget};
+    let started = time::now() - TimeDelta::seconds(1);
+    let alice = store.create_user(new_user("history-a")).await.unwrap();
+    let bob = store.create_user(new_user("history-b")).await.unwrap();
+    let word = keyword();
+    let record = |user: UserId, text: String, results: u32, ms: u32| NewSearchRecord {
+        id: Uuid::now_v7(),
+        user_id: user,
+        query_text: text,
+        query_type: "hybrid",
+        target: SearchTarget::Documents,
+        filters: serde_json::json!({}),
+        results_count: results,
+        response_time_ms: ms,
+        returned_documents: vec![],
+        returned_notebooks: vec![],
+        at: time::now(),
+    };
+    let searches = [
+        record(alice.id, format!("{word} Tax  Report"), 3, 10),
+        record(alice.id, format!("{word} tax report!"), 2, 20),
+        record(alice.id, format!("{word} nothing here"), 0, 30),
+        record(bob.id, format!("{word} tax report"), 1, 40),
+    ];
+    for search in searches.clone() {
+        store.record_search(search).await.unwrap();
+    }
+
+    let history =
+        store.search_history(alice.id, PageRequest { limit: Limit::parse(2).unwrap(), after: None }).await.unwrap();
+    assert_eq!(
+        history.items.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![searches[2].id, searches[1].id],
+        "newest first"
+    );
+    assert_eq!(history.items[0].query_text, format!("{word} nothing here"));
+    assert_eq!((history.items[0].results_count, history.items[0].response_time_ms), (0, 30));
+    assert_eq!((history.items[0].query_type.as_str(), history.items[0].target.as_str()), ("hybrid", "documents"));
+    let rest = store
+        .search_history(alice.id, PageRequest { limit: Limit::parse(2).unwrap(), after: history.next_after })
+        .await
+        .unwrap();
+    assert_eq!(rest.items.iter().map(|r| r.id).collect::<Vec<_>>(), vec![searches[0].id]);
+    assert_eq!(rest.next_after, None);
+
+    let frequent = store.frequent_searches(alice.id, &word, 10).await.unwrap();
+    assert_eq!(
+        frequent.iter().map(|q| (q.query.clone(), q.searches)).collect::<Vec<_>>(),
+        vec![(format!("{word} tax report"), 2), (format!("{word} nothing here"), 1)],
+        "the user's own queries, grouped by their words, most searched first"
+    );
+
+    let analytics = store.search_analytics(started, 1000).await.unwrap();
+    assert!(analytics.searches >= 4 && analytics.zero_result_searches >= 1);
+    let top =
+        analytics.top_queries.iter().find(|q| q.query == format!("{word} tax report")).expect("in the top queries");
+    assert_eq!((top.searches, top.users), (3, 2));
+    assert!(analytics.zero_result_queries.iter().any(|q| q.query == format!("{word} nothing here")));
+    assert!(analytics.zero_result_queries.iter().all(|q| q.query != format!("{word} tax report")));
+    assert!(analytics.max_ms >= 40 && analytics.p50_ms <= analytics.p95_ms && analytics.p95_ms <= analytics.max_ms);
+
+    assert!(
+        matches!(store.delete_search_history(alice.id, Some(searches[3].id)).await, Err(StoreError::NotFound)),
+        "not Bob's"
+    );
+    assert_eq!(store.delete_search_history(alice.id, Some(searches[2].id)).await.unwrap(), 1);
+    assert_eq!(store.delete_search_history(alice.id, None).await.unwrap(), 2);
+    assert!(store.search_history(alice.id, PageRequest::default()).await.unwrap().items.is_empty());
+    assert_eq!(store.search_history(bob.id, PageRequest::default()).await.unwrap().items.len(), 1, "Bob's stays");
 }

@@ -25,6 +25,7 @@ mod outbox;
 mod query_plans;
 mod rows;
 mod search;
+mod search_log;
 mod sessions;
 mod txn;
 mod users;

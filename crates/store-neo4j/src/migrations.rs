@@ -235,4 +235,16 @@ pub const MIGRATIONS: &[Migration] = &[
             "CALL db.awaitIndexes(600)",
         ],
     },
+    Migration {
+        version: 12,
+        name: "search_queries",
+        statements: &[
+            // The record of searches (issue 15): each user's history, newest first,
+            // walked by (user_id, id); analytics by time.
+            "CREATE CONSTRAINT search_query_id_unique IF NOT EXISTS FOR (q:SearchQuery) REQUIRE q.id IS UNIQUE",
+            "CREATE INDEX search_query_user_keyset IF NOT EXISTS FOR (q:SearchQuery) ON (q.user_id, q.id)",
+            "CREATE INDEX search_query_created_at IF NOT EXISTS FOR (q:SearchQuery) ON (q.created_at)",
+            "CALL db.awaitIndexes(600)",
+        ],
+    },
 ];

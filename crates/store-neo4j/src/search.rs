@@ -417,8 +417,9 @@ impl SearchStore for Neo4jStore {
     }
 
     async fn chunks_to_embed(&self, limit: u32) -> StoreResult<Vec<PendingChunk>> {
-        let q = query("MATCH (c:Chunk:EmbeddingPending) RETURN c.id AS id, c.text AS text ORDER BY c.id LIMIT $limit")
-            .param("limit", i64::from(limit));
+        let q =
+            query("MATCH (c:Chunk:EmbeddingPending) RETURN c.id AS id, c.text AS text ORDER BY c.id DESC LIMIT $limit")
+                .param("limit", i64::from(limit));
         let mut pending = Vec::new();
         for row in self.rows(q).await? {
             pending.push(PendingChunk { id: column(&row, "id")?, text: column(&row, "text")? });

@@ -33,6 +33,7 @@ mod outbox;
 #[cfg(test)]
 mod query_plans;
 mod search;
+mod search_log;
 mod sessions;
 mod users;
 

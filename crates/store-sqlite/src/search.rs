@@ -584,7 +584,7 @@ impl SearchStore for SqliteStore {
     async fn chunks_to_embed(&self, limit: u32) -> StoreResult<Vec<PendingChunk>> {
         let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT c.id, c.text FROM chunk_embedding_queue q JOIN document_chunks c ON c.id = q.chunk_id \
-             ORDER BY q.chunk_id LIMIT ?",
+             ORDER BY q.chunk_id DESC LIMIT ?",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)

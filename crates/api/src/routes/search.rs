@@ -14,12 +14,13 @@ use aether_domain::semantic::{OffsetCursor, SearchMode};
 use aether_domain::snippet::{Highlight, Snippet};
 use aether_services::search::{DocumentResults, FoundDocument, FoundNotebook, NotebookResults};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, AuthUser};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, encode_cursor};
 use crate::openapi as doc;
 use crate::routes::notebooks::{NotebookResponse, Problems};
 use crate::routes::users::PublicUserResponse;
@@ -575,6 +576,8 @@ pub async fn search_everything(
     }
     problems.finish()?;
     let (Some(text), Some(limit)) = (text, limit) else { return Err(ApiError::internal()) };
+    let started = std::time::Instant::now();
+    let (mut found, mut documents_found, mut notebooks_found) = (0, Vec::new(), Vec::new());
     let mut response = OverviewResponse { documents: None, notebooks: None, users: None };
     if kinds[0] {
         let search = DocumentSearch {
@@ -585,17 +588,22 @@ pub async fn search_everything(
             limit,
             after: None,
         };
-        let found = state.search.documents_without_facets(&caller, search).await?;
-        response.documents = Some(found.items.into_iter().map(DocumentResult::from).collect());
+        let results = state.search.documents_without_facets(&caller, search).await?;
+        found += results.items.len();
+        documents_found = results.items.iter().map(|item| item.hit.id).collect();
+        response.documents = Some(results.items.into_iter().map(DocumentResult::from).collect());
     }
     if kinds[1] {
         let search =
             NotebookSearch { text: text.clone(), filters: SearchFilters::default(), status: None, limit, after: None };
-        let found = state.search.notebooks(&caller, search).await?;
-        response.notebooks = Some(found.items.into_iter().map(NotebookResult::from).collect());
+        let results = state.search.notebooks_for_overview(&caller, search).await?;
+        found += results.items.len();
+        notebooks_found = results.items.iter().map(|item| item.notebook.id).collect();
+        response.notebooks = Some(results.items.into_iter().map(NotebookResult::from).collect());
     }
     if kinds[2] {
-        let people = state.search.people(&caller, text, limit).await?;
+        let people = state.search.people_for_overview(&caller, text.clone(), limit).await?;
+        found += people.len();
         response.users = Some(
             people
                 .into_iter()
@@ -607,6 +615,7 @@ pub async fn search_everything(
                 .collect(),
         );
     }
+    state.search.remember_overview(&caller, &text, found, started, documents_found, notebooks_found);
     Ok(Json(response))
 }
 
@@ -664,4 +673,301 @@ pub async fn search_semantic(
     let search = DocumentSearch { text, filters, content_type: None, status: None, limit, after: None };
     let results = state.search.documents(&caller, search, SearchMode::Semantic, offset).await?;
     Ok(Json(results.into()))
+}
+
+/// One of your searches.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SearchRecordResponse {
+    pub id: uuid::Uuid,
+    pub query_text: String,
+    /// `text`, `semantic` or `hybrid`.
+    pub query_type: String,
+    /// `documents`, `notebooks`, `people` or `everything`.
+    pub target: String,
+    pub results_count: u32,
+    pub response_time_ms: u32,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SearchHistoryPage {
+    pub items: Vec<SearchRecordResponse>,
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// Your searches (the first page of each), newest first. Only you see them.
+#[utoipa::path(
+    get,
+    path = "/api/v1/search/history",
+    tag = "search",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, body = SearchHistoryPage),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Unprocessable,
+    )
+)]
+pub async fn search_history(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<SearchHistoryPage>, ApiError> {
+    let page = state.search.history(&caller, query.parse()?).await?;
+    Ok(Json(SearchHistoryPage {
+        next_cursor: page.next_after.map(encode_cursor),
+        items: page
+            .items
+            .into_iter()
+            .map(|record| SearchRecordResponse {
+                id: record.id,
+                query_text: record.query_text,
+                query_type: record.query_type,
+                target: record.target,
+                results_count: record.results_count,
+                response_time_ms: record.response_time_ms,
+                created_at: record.created_at,
+            })
+            .collect(),
+    }))
+}
+
+/// Forgets all your searches.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/search/history",
+    tag = "search",
+    security(("bearer" = [])),
+    responses((status = 204, description = "Forgotten"), doc::Authenticated)
+)]
+pub async fn clear_search_history(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+) -> Result<StatusCode, ApiError> {
+    state.search.forget(&caller, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Forgets one of your searches.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/search/history/{id}",
+    tag = "search",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The search's id")),
+    responses((status = 204, description = "Forgotten"), doc::Authenticated, doc::BadRequest, doc::NotFound)
+)]
+pub async fn forget_search(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = uuid::Uuid::try_parse(&id)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", "The id is not a UUID."))?;
+    state.search.forget(&caller, Some(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SuggestionQuery {
+    /// What you have typed so far; 1–256 characters.
+    #[param(required = true, min_length = 1, max_length = 256)]
+    pub q: Option<String>,
+    /// At most this many, 1–100 (default 10).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SuggestionResponse {
+    pub text: String,
+    /// `query` (one of your frequent searches), `notebook`, `document` or `tag`.
+    pub kind: String,
+    /// The notebook's or document's id, for those kinds.
+    #[schema(required = true)]
+    pub id: Option<uuid::Uuid>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SuggestionList {
+    pub items: Vec<SuggestionResponse>,
+}
+
+/// Completions of what you are typing: your frequent searches, then names of
+/// notebooks and documents you may read, then your tags.
+#[utoipa::path(
+    get,
+    path = "/api/v1/search/suggestions",
+    tag = "search",
+    security(("bearer" = [])),
+    params(SuggestionQuery),
+    responses(
+        (status = 200, body = SuggestionList),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Unprocessable,
+    )
+)]
+pub async fn search_suggestions(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    ApiQuery(query): ApiQuery<SuggestionQuery>,
+) -> Result<Json<SuggestionList>, ApiError> {
+    let mut problems = Problems::default();
+    let text = match query.q.as_deref() {
+        None => problems.check(Err(ValidationError::new("q", "is required"))),
+        Some(q) => problems.check(SearchText::parse(q)),
+    };
+    let limit = match query.limit.as_deref() {
+        None => Some(Limit::parse(10).unwrap_or_default()),
+        Some(text) => problems.check(
+            text.parse::<i64>().map_err(|_| ValidationError::new("limit", "must be an integer")).and_then(Limit::parse),
+        ),
+    };
+    problems.finish()?;
+    let (Some(text), Some(limit)) = (text, limit) else { return Err(ApiError::internal()) };
+    let suggestions = state.search.suggestions(&caller, text, limit).await?;
+    Ok(Json(SuggestionList {
+        items: suggestions
+            .into_iter()
+            .map(|s| SuggestionResponse { text: s.text, kind: s.kind.as_str().to_owned(), id: s.id })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CommunityQuery {
+    /// Words of a community's name or description; 1–256 characters.
+    #[param(required = true, min_length = 1, max_length = 256)]
+    pub q: Option<String>,
+    /// At most this many, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CommunityList {
+    /// Always empty until communities exist (issue 18).
+    pub items: Vec<serde_json::Value>,
+}
+
+/// Communities you may see whose name or description match. There are no
+/// communities yet, so the list is empty; the request is validated as it will be.
+#[utoipa::path(
+    get,
+    path = "/api/v1/search/communities",
+    tag = "search",
+    security(("bearer" = [])),
+    params(CommunityQuery),
+    responses(
+        (status = 200, body = CommunityList),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Unprocessable,
+    )
+)]
+pub async fn search_communities(
+    AuthUser(_caller): AuthUser,
+    ApiQuery(query): ApiQuery<CommunityQuery>,
+) -> Result<Json<CommunityList>, ApiError> {
+    let mut problems = Problems::default();
+    match query.q.as_deref() {
+        None => problems.check::<()>(Err(ValidationError::new("q", "is required"))),
+        Some(q) => problems.check(SearchText::parse(q).map(|_| ())),
+    };
+    if let Some(text) = query.limit.as_deref() {
+        problems.check(
+            text.parse::<i64>().map_err(|_| ValidationError::new("limit", "must be an integer")).and_then(Limit::parse),
+        );
+    }
+    problems.finish()?;
+    Ok(Json(CommunityList { items: Vec::new() }))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AnalyticsQuery {
+    /// Searches since (RFC 3339); default: the last 7 days.
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    pub since: Option<String>,
+    /// How many top and zero-result queries, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueryCountResponse {
+    /// The query's words, in lower case.
+    pub query: String,
+    pub searches: u64,
+    pub users: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SearchAnalyticsResponse {
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub searches: u64,
+    pub zero_result_searches: u64,
+    pub top_queries: Vec<QueryCountResponse>,
+    pub zero_result_queries: Vec<QueryCountResponse>,
+    pub p50_ms: u32,
+    pub p95_ms: u32,
+    pub max_ms: u32,
+}
+
+/// What everyone searched since `since`: the most searched queries, those that
+/// found nothing, and response times. For `aether-admin` and `compliance-officer`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/search/analytics",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(AnalyticsQuery),
+    responses(
+        (status = 200, body = SearchAnalyticsResponse),
+        doc::Authenticated,
+        doc::BadRequest,
+        doc::Forbidden,
+        doc::Unprocessable,
+    )
+)]
+pub async fn search_analytics(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    ApiQuery(query): ApiQuery<AnalyticsQuery>,
+) -> Result<Json<SearchAnalyticsResponse>, ApiError> {
+    let mut problems = Problems::default();
+    let since = match query.since.as_deref() {
+        None => Some(aether_domain::time::now() - chrono::TimeDelta::days(7)),
+        Some(text) => time_bound(&mut problems, "since", Some(text)),
+    };
+    let limit = match query.limit.as_deref() {
+        None => Some(Limit::DEFAULT),
+        Some(text) => problems.check(
+            text.parse::<i64>().map_err(|_| ValidationError::new("limit", "must be an integer")).and_then(Limit::parse),
+        ),
+    };
+    problems.finish()?;
+    let (Some(since), Some(limit)) = (since, limit) else { return Err(ApiError::internal()) };
+    let analytics = state.search.analytics(&caller, since, limit).await?;
+    let counts = |counts: Vec<aether_domain::search_log::QueryCount>| {
+        counts
+            .into_iter()
+            .map(|c| QueryCountResponse { query: c.query, searches: c.searches, users: c.users })
+            .collect()
+    };
+    Ok(Json(SearchAnalyticsResponse {
+        since,
+        searches: analytics.searches,
+        zero_result_searches: analytics.zero_result_searches,
+        top_queries: counts(analytics.top_queries),
+        zero_result_queries: counts(analytics.zero_result_queries),
+        p50_ms: analytics.p50_ms,
+        p95_ms: analytics.p95_ms,
+        max_ms: analytics.max_ms,
+    }))
 }

@@ -1,0 +1,371 @@
+//! Search at scale (issue 15): generates a corpus of documents in 1,000 notebooks
+//! of 100 users through the store ports, gives every chunk a synthetic vector (the
+//! real model embeds 10–30 chunks a second per core, see `cargo bench -p
+//! aether-embed`), and prints, for a user who can read 10% of the notebooks, the
+//! p50/p99 of text, semantic and hybrid queries, recall@10 of the store's vector
+//! search against exact search over what the user may read, and the index size.
+//! Figures only: nothing is asserted.
+//!
+//!   cargo bench -p aether --bench search
+//!
+//! Environment: `SEARCH_DOCS` (documents, default 100000; about 10 chunks each),
+//! `SEARCH_STORES` (`sqlite`, `neo4j` or both, default `sqlite`), `SEARCH_QUERIES`
+//! (per kind, default 200), `SEARCH_DIR` (where the SQLite file goes, default a
+//! directory under /dev/shm, so that the load is not bound by fsync), and for Neo4j
+//! `AETHER_TEST_NEO4J_URI` / `AETHER_TEST_NEO4J_PASSWORD` (an empty database).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aether_domain::access::{Collaboration, CollaborationStatus, Permission};
+use aether_domain::activity::Change;
+use aether_domain::compliance::ComplianceSettings;
+use aether_domain::document::{Filename, ProcessingResult};
+use aether_domain::embedding::Embedding;
+use aether_domain::id::{DocumentId, JobId, NotebookId, UserId};
+use aether_domain::job::{JobOrigin, NewUploadJob, ReceivedFile};
+use aether_domain::notebook::{NewNotebook, NotebookName, Visibility};
+use aether_domain::page::Limit;
+use aether_domain::search::{DocumentHit, DocumentSearch, ReadScope, SearchFilters, SearchText};
+use aether_domain::semantic::{ChunkEmbedding, reciprocal_rank_fusion};
+use aether_domain::store::Store;
+use aether_domain::time;
+use aether_domain::user::{NewUser, Role, Username};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const USERS: usize = 100;
+const NOTEBOOKS: usize = 1_000;
+const DIMENSIONS: usize = 384;
+const TOPICS: usize = 200;
+const VOCABULARY: usize = 30_000;
+const CHUNKS_PER_DOCUMENT: usize = 10;
+const WORDS_PER_CHUNK: usize = 150;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Pseudo-words: pronounceable, distinct, letters only.
+fn vocabulary(rng: &mut StdRng) -> Vec<String> {
+    const SYLLABLES: [&str; 24] = [
+        "ka", "lo", "mi", "ne", "ru", "sa", "te", "vo", "bri", "cha", "dun", "fel", "gor", "hal", "jin", "kor", "lum",
+        "mar", "nid", "pel", "quo", "ris", "sul", "tav",
+    ];
+    let mut words = BTreeSet::new();
+    while words.len() < VOCABULARY {
+        let n = rng.random_range(2..=4);
+        let word: String = (0..n).map(|_| SYLLABLES[rng.random_range(0..SYLLABLES.len())]).collect();
+        words.insert(word);
+    }
+    let mut words: Vec<String> = words.into_iter().collect();
+    // A fixed shuffle, so that frequency (Zipf rank) is unrelated to spelling.
+    for i in (1..words.len()).rev() {
+        let j = rng.random_range(0..=i);
+        words.swap(i, j);
+    }
+    words
+}
+
+/// A Zipf-like rank in 0..n (exponent 1): frequent words are frequent.
+fn zipf(rng: &mut StdRng, n: usize) -> usize {
+    let u: f64 = rng.random_range(0.0..1.0);
+    ((n as f64).powf(u) as usize).saturating_sub(1).min(n - 1)
+}
+
+fn random_unit(rng: &mut StdRng) -> Vec<f32> {
+    let values: Vec<f32> = (0..DIMENSIONS).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    Embedding::normalized(values).unwrap().as_slice().to_vec()
+}
+
+fn near(rng: &mut StdRng, centre: &[f32], noise: f32) -> Embedding {
+    let values: Vec<f32> = centre.iter().map(|c| c + rng.random_range(-noise..noise)).collect();
+    Embedding::normalized(values).unwrap()
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[rank].as_secs_f64() * 1000.0
+}
+
+struct Corpus {
+    reader: UserId,
+    /// Every chunk vector of the documents the reader may read, by document.
+    readable_vectors: HashMap<DocumentId, Vec<Embedding>>,
+    documents: usize,
+    chunks: usize,
+}
+
+async fn load(store: &dyn Store, documents: usize, rng: &mut StdRng) -> Corpus {
+    let words = vocabulary(rng);
+    let topics: Vec<Vec<f32>> = (0..TOPICS).map(|_| random_unit(rng)).collect();
+    let at = time::now();
+    let mut users = Vec::with_capacity(USERS);
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    for n in 0..USERS {
+        let user = store
+            .create_user(NewUser {
+                id: UserId::new(),
+                keycloak_id: None,
+                username: Username::parse(&format!("bench-{n}-{}", &run[20..])).unwrap(),
+                email: None,
+                full_name: None,
+                roles: vec![Role::User],
+                password_hash: None,
+                created_at: at,
+            })
+            .await
+            .unwrap();
+        users.push(user.id);
+    }
+    let reader = users[0];
+    let mut notebooks = Vec::with_capacity(NOTEBOOKS);
+    let mut readable = BTreeSet::new();
+    for n in 0..NOTEBOOKS {
+        let owner = users[n % USERS];
+        let notebook = store
+            .create_notebook(
+                NewNotebook {
+                    id: NotebookId::new(),
+                    owner_id: owner,
+                    parent_id: None,
+                    name: NotebookName::parse(&format!("Notebook {n}")).unwrap(),
+                    description: None,
+                    visibility: Visibility::Private,
+                    tags: vec![],
+                    compliance_settings: ComplianceSettings::default(),
+                    is_template: false,
+                    created_at: at,
+                },
+                32,
+                &Change::by(owner, at),
+            )
+            .await
+            .unwrap();
+        notebooks.push(notebook.id);
+        if owner == reader {
+            readable.insert(notebook.id);
+        } else if n % 10 == 1 {
+            // The reader's own 10 notebooks plus grants on 90 others: 10%.
+            let grant = Collaboration {
+                notebook_id: notebook.id,
+                user_id: reader,
+                permission: Permission::Read,
+                status: CollaborationStatus::Active,
+                granted_by: owner,
+                granted_at: at,
+                accepted_at: Some(at),
+                updated_at: at,
+            };
+            store.put_collaboration(grant, &Change::by(owner, at)).await.unwrap();
+            readable.insert(notebook.id);
+        }
+    }
+    eprintln!("search bench: {} users, {} notebooks, {} readable by the reader", USERS, NOTEBOOKS, readable.len());
+
+    let started = Instant::now();
+    let mut readable_vectors = HashMap::new();
+    let mut chunks = 0;
+    for d in 0..documents {
+        let notebook = notebooks[d % NOTEBOOKS];
+        let owner = users[(d % NOTEBOOKS) % USERS];
+        let topic = rng.random_range(0..TOPICS);
+        let pages: Vec<String> = (0..CHUNKS_PER_DOCUMENT)
+            .map(|_| (0..WORDS_PER_CHUNK).map(|_| words[zipf(rng, VOCABULARY)].as_str()).collect::<Vec<_>>().join(" "))
+            .collect();
+        let text = pages.join("\u{c}");
+        let job = store
+            .create_upload_job(NewUploadJob {
+                id: JobId::new(),
+                notebook_id: notebook,
+                uploaded_by: owner,
+                existing_document: None,
+                filename: Filename::sanitize(&format!("doc-{d}.txt")),
+                change_summary: None,
+                callback_url: None,
+                expected_bytes: None,
+                storage_provider: "fs".into(),
+                origin: JobOrigin::default(),
+                at: time::now(),
+            })
+            .await
+            .unwrap();
+        let file = ReceivedFile { size: text.len() as u64, sha256: "00".repeat(32), content_type: "text/plain".into() };
+        store.accept_upload(job.id, file, time::now()).await.unwrap();
+        let now = time::now();
+        store.claim_job_by_id(job.id, now, now + chrono::TimeDelta::seconds(600)).await.unwrap();
+        let result = ProcessingResult {
+            content_type: "text/plain".into(),
+            format: "text".into(),
+            supported: true,
+            extracted_text: Some(text),
+            ..ProcessingResult::default()
+        };
+        let (_, document) = store.finish_job(job.id, result, time::now()).await.unwrap();
+        // Synthetic vectors: every chunk of a document near its topic.
+        let waiting = store.chunks_to_embed(100).await.unwrap();
+        let mut vectors = Vec::new();
+        let mut embeddings = Vec::new();
+        for chunk in waiting {
+            let vector = near(rng, &topics[topic], 0.6);
+            vectors.push(vector.clone());
+            embeddings.push(ChunkEmbedding { id: chunk.id, vector });
+        }
+        chunks += embeddings.len();
+        store.store_chunk_embeddings("bench", &embeddings).await.unwrap();
+        if readable.contains(&notebook) {
+            readable_vectors.insert(document.id, vectors);
+        }
+        if (d + 1) % 1000 == 0 {
+            let rate = (d + 1) as f64 / started.elapsed().as_secs_f64();
+            eprintln!("search bench: {} documents ({rate:.0}/s)", d + 1);
+        }
+    }
+    eprintln!(
+        "search bench: loaded {documents} documents, {chunks} chunks in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Corpus { reader, readable_vectors, documents, chunks }
+}
+
+fn query(text: &str, limit: i64) -> DocumentSearch {
+    DocumentSearch {
+        text: SearchText::parse(text).unwrap(),
+        filters: SearchFilters::default(),
+        content_type: None,
+        status: None,
+        limit: Limit::parse(limit).unwrap(),
+        after: None,
+    }
+}
+
+/// The exact top 10 documents by best chunk similarity among what the reader reads.
+fn exact_top(corpus: &Corpus, vector: &Embedding) -> Vec<DocumentId> {
+    let mut scored: Vec<(f32, DocumentId)> = corpus
+        .readable_vectors
+        .iter()
+        .map(|(id, vectors)| (vectors.iter().map(|v| v.cosine(vector)).fold(f32::MIN, f32::max), *id))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().take(10).map(|(_, id)| id).collect()
+}
+
+async fn measure(name: &str, store: Arc<dyn Store>, documents: usize, queries: usize, size: impl Fn() -> Option<u64>) {
+    let mut rng = StdRng::seed_from_u64(15);
+    let corpus = load(store.as_ref(), documents, &mut rng).await;
+    let words = vocabulary(&mut StdRng::seed_from_u64(15));
+    let scope = ReadScope::Reader(corpus.reader);
+    let topics: Vec<Vec<f32>> = {
+        // The same topics as the load (same seed, same draws after the vocabulary).
+        let mut rng = StdRng::seed_from_u64(15);
+        let _ = vocabulary(&mut rng);
+        (0..TOPICS).map(|_| random_unit(&mut rng)).collect()
+    };
+    let mut text_times = Vec::new();
+    let mut semantic_times = Vec::new();
+    let mut hybrid_times = Vec::new();
+    let mut recall_hits = 0usize;
+    let mut recall_total = 0usize;
+    let mut text_found = 0usize;
+    for q in 0..queries {
+        // Mid-frequency words (ranks 100–3000), one or two.
+        let first = &words[rng.random_range(100..3000)];
+        let text = if q % 2 == 0 { first.clone() } else { format!("{first} {}", words[rng.random_range(100..3000)]) };
+        let topic = rng.random_range(0..TOPICS);
+        let vector = near(&mut rng, &topics[topic], 0.6);
+
+        let started = Instant::now();
+        let by_words = store.search_documents(scope, &query(&text, 10)).await.unwrap();
+        text_times.push(started.elapsed());
+        text_found += by_words.items.len();
+
+        let started = Instant::now();
+        let by_meaning = store.similar_documents(scope, "bench", &vector, &query(&text, 10), 10).await.unwrap();
+        semantic_times.push(started.elapsed());
+
+        let started = Instant::now();
+        let deep = store.search_documents(scope, &query(&text, 11)).await.unwrap().items;
+        let similar = store.similar_documents(scope, "bench", &vector, &query(&text, 11), 11).await.unwrap();
+        let fused = reciprocal_rank_fusion(vec![deep, similar], |hit: &DocumentHit| hit.id.as_uuid());
+        hybrid_times.push(started.elapsed());
+        std::hint::black_box(fused);
+
+        let exact = exact_top(&corpus, &vector);
+        let got: BTreeSet<DocumentId> = by_meaning.iter().map(|hit| hit.item.id).collect();
+        recall_hits += exact.iter().filter(|id| got.contains(id)).count();
+        recall_total += exact.len();
+    }
+    for times in [&mut text_times, &mut semantic_times, &mut hybrid_times] {
+        times.sort();
+    }
+    let per_thousand = size().map(|bytes| bytes as f64 / (corpus.documents as f64 / 1000.0) / 1_048_576.0);
+    let line = serde_json::json!({
+        "bench": "search",
+        "store": name,
+        "documents": corpus.documents,
+        "chunks": corpus.chunks,
+        "readable_documents": corpus.readable_vectors.len(),
+        "queries": queries,
+        "text_p50_ms": percentile(&text_times, 0.5),
+        "text_p99_ms": percentile(&text_times, 0.99),
+        "text_results_per_query": text_found as f64 / queries as f64,
+        "semantic_p50_ms": percentile(&semantic_times, 0.5),
+        "semantic_p99_ms": percentile(&semantic_times, 0.99),
+        "hybrid_p50_ms": percentile(&hybrid_times, 0.5),
+        "hybrid_p99_ms": percentile(&hybrid_times, 0.99),
+        "recall_at_10": recall_hits as f64 / recall_total.max(1) as f64,
+        "index_mib_per_1000_documents": per_thousand,
+    });
+    println!("{line}");
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            let meta = entry.metadata().unwrap();
+            total += if meta.is_dir() { dir_size(&entry.path()) } else { meta.len() };
+        }
+    }
+    total
+}
+
+fn main() {
+    let documents = env_usize("SEARCH_DOCS", 100_000);
+    let queries = env_usize("SEARCH_QUERIES", 200);
+    let stores = std::env::var("SEARCH_STORES").unwrap_or_else(|_| "sqlite".into());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for name in stores.split(',') {
+            match name {
+                "sqlite" => {
+                    let base = std::env::var("SEARCH_DIR").unwrap_or_else(|_| "/dev/shm".into());
+                    let dir = tempfile::tempdir_in(base).unwrap();
+                    let path = dir.path().join("aether.db");
+                    let store = aether_store_sqlite::SqliteStore::open_and_migrate(&path).await.unwrap();
+                    let folder = dir.path().to_owned();
+                    measure("sqlite", Arc::new(store), documents, queries, move || Some(dir_size(&folder))).await;
+                }
+                "neo4j" => {
+                    let config = aether_store_neo4j::Neo4jConfig {
+                        uri: std::env::var("AETHER_TEST_NEO4J_URI").expect("AETHER_TEST_NEO4J_URI"),
+                        user: "neo4j".into(),
+                        password: std::env::var("AETHER_TEST_NEO4J_PASSWORD").unwrap_or_default(),
+                        database: "neo4j".into(),
+                        max_connections: 8,
+                    };
+                    let store = aether_store_neo4j::Neo4jStore::connect(&config).await.unwrap();
+                    store.migrate().await.unwrap();
+                    let data = std::env::var("SEARCH_NEO4J_DATA").ok().map(std::path::PathBuf::from);
+                    measure("neo4j", Arc::new(store), documents, queries, move || data.as_deref().map(dir_size)).await;
+                }
+                other => eprintln!("search bench: unknown store {other}"),
+            }
+        }
+    });
+}
