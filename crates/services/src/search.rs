@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aether_domain::ValidationError;
 use aether_domain::auth::Principal;
 use aether_domain::capability::Capability;
 use aether_domain::embedding::{EmbedBatch, EmbedError, Embedder};
@@ -218,11 +217,12 @@ impl SearchService {
             (SearchMode::Hybrid, None) => SearchMode::Text,
             (mode, _) => mode,
         };
-        // A cursor continues the ranking that handed it out.
-        if (mode == SearchMode::Text && offset.is_some()) || (mode != SearchMode::Text && query.after.is_some()) {
-            return Err(ValidationError::new("cursor", "belongs to a search ranked another way").into());
-        }
+        // A cursor continues the ranking that handed it out: in another ranking it
+        // points past the end (an empty page). A query without a word finds nothing.
+        let other_ranking =
+            (mode == SearchMode::Text && offset.is_some()) || (mode != SearchMode::Text && query.after.is_some());
         let (items, next) = match mode {
+            _ if other_ranking || query.filters.finds_nothing(&query.text) => (Vec::new(), None),
             SearchMode::Text => {
                 let found = self.ports.search.search_documents(scope, &query).await?;
                 (found.items, found.next.map(PageCursor::Rank))
@@ -513,6 +513,9 @@ impl SearchService {
     ) -> ServiceResult<Vec<Suggestion>> {
         let wanted = limit.get() as usize;
         let normalized = normalized_query(prefix.as_str());
+        if normalized.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut suggestions: Vec<Suggestion> = Vec::new();
         let push = |suggestions: &mut Vec<Suggestion>, suggestion: Suggestion| {
             let known = suggestions.iter().any(|s| s.text.to_lowercase() == suggestion.text.to_lowercase());
@@ -523,8 +526,9 @@ impl SearchService {
         for query in self.ports.log.frequent_searches(caller.user_id, &normalized, limit.get()).await? {
             push(&mut suggestions, Suggestion { text: query.query, kind: SuggestionKind::Query, id: None });
         }
-        // The last word completes: `tax rep` finds `tax report`.
-        let completing = SearchText::parse(&format!("{}*", prefix.as_str().trim_end_matches('*')))?;
+        // The last word completes: `tax rep` finds `tax report`. (The words of at
+        // most 256 characters, and a star, can exceed 256: then the prefix alone.)
+        let completing = SearchText::parse(&format!("{normalized}*")).or_else(|_| SearchText::parse(&normalized))?;
         let scope = ReadScope::of(caller.user_id, &caller.roles);
         if suggestions.len() < wanted {
             let search = NotebookSearch {

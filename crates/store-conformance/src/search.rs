@@ -449,8 +449,7 @@ pub async fn search_results_filter_and_page(store: &dyn Store) {
     query.filters.owner = Some(UserId::new());
     assert!(found_documents(store, scope, &query).await.is_empty(), "by uploader");
     let mut query = documents_query(&word);
-    query.filters.created =
-        aether_domain::search::TimeRange::new("created", Some(time::now() + TimeDelta::hours(1)), None).unwrap();
+    query.filters.created = aether_domain::search::TimeRange::new(Some(time::now() + TimeDelta::hours(1)), None);
     assert!(found_documents(store, scope, &query).await.is_empty(), "by creation time");
 
     let facets = store.document_facets(scope, &documents_query(&word)).await.unwrap();

@@ -218,6 +218,9 @@ fn hit_from_row(row: &Row) -> StoreResult<Scored<DocumentHit>> {
 #[async_trait]
 impl SearchStore for Neo4jStore {
     async fn search_documents(&self, scope: ReadScope, search: &DocumentSearch) -> StoreResult<Ranked<DocumentHit>> {
+        if search.filters.finds_nothing(&search.text) {
+            return Ok(Ranked { items: Vec::new(), next: None });
+        }
         let sql = format!(
             "{} AND ($after_score IS NULL OR score < $after_score OR (score = $after_score AND d.id > $after_id)) \
              {HIT_RETURN} ORDER BY score DESC, id ASC LIMIT $limit",
@@ -232,6 +235,9 @@ impl SearchStore for Neo4jStore {
     }
 
     async fn document_facets(&self, scope: ReadScope, search: &DocumentSearch) -> StoreResult<DocumentFacets> {
+        if search.filters.finds_nothing(&search.text) {
+            return Ok(DocumentFacets::default());
+        }
         let sql = format!(
             "{} WITH collect(d) AS found \
              CALL {{ WITH found UNWIND found AS d RETURN d.content_type AS value, count(*) AS n \
@@ -269,6 +275,9 @@ impl SearchStore for Neo4jStore {
     }
 
     async fn search_notebooks(&self, scope: ReadScope, search: &NotebookSearch) -> StoreResult<Ranked<Notebook>> {
+        if search.filters.finds_nothing(&search.text) {
+            return Ok(Ranked { items: Vec::new(), next: None });
+        }
         let sql = format!(
             "{SCOPE} CALL db.index.fulltext.queryNodes('notebook_search', $expression) YIELD node AS n, score \
              WHERE {IN_SCOPE} AND ($status IS NULL OR n.status = $status) \
@@ -312,6 +321,9 @@ impl SearchStore for Neo4jStore {
     }
 
     async fn find_people(&self, caller: UserId, search: &PeopleSearch) -> StoreResult<Vec<PersonHit>> {
+        if search.text.is_empty() {
+            return Ok(Vec::new());
+        }
         // `user_search` covers e-mail too; `user_public_search` only the names.
         let index = if search.include_email { "user_search" } else { "user_public_search" };
         let q = query(
@@ -398,6 +410,9 @@ impl SearchStore for Neo4jStore {
         search: &DocumentSearch,
         k: usize,
     ) -> StoreResult<Vec<Scored<DocumentHit>>> {
+        if search.filters.matches_nothing {
+            return Ok(Vec::new());
+        }
         let candidates = (k * VECTOR_CANDIDATES_PER_RESULT).clamp(100, 5_000);
         let sql = format!(
             "{SCOPE} CALL db.index.vector.queryNodes('chunk_embedding', $candidates, $vector) YIELD node AS c, score \

@@ -358,6 +358,9 @@ struct NotebookScoreRow {
 #[async_trait]
 impl SearchStore for SqliteStore {
     async fn search_documents(&self, scope: ReadScope, query: &DocumentSearch) -> StoreResult<Ranked<DocumentHit>> {
+        if query.filters.finds_nothing(&query.text) {
+            return Ok(Ranked { items: Vec::new(), next: None });
+        }
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
         let expression = match_expression(&mut conn, Vocabulary::Chunks, query.text.clauses()).await?;
         let filters = &query.filters;
@@ -384,6 +387,9 @@ impl SearchStore for SqliteStore {
     }
 
     async fn document_facets(&self, scope: ReadScope, query: &DocumentSearch) -> StoreResult<DocumentFacets> {
+        if query.filters.finds_nothing(&query.text) {
+            return Ok(DocumentFacets::default());
+        }
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
         let expression = match_expression(&mut conn, Vocabulary::Chunks, query.text.clauses()).await?;
         let filters = &query.filters;
@@ -419,6 +425,9 @@ impl SearchStore for SqliteStore {
     }
 
     async fn search_notebooks(&self, scope: ReadScope, query: &NotebookSearch) -> StoreResult<Ranked<Notebook>> {
+        if query.filters.finds_nothing(&query.text) {
+            return Ok(Ranked { items: Vec::new(), next: None });
+        }
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
         let expression = match_expression(&mut conn, Vocabulary::Notebooks, query.text.clauses()).await?;
         let filters = &query.filters;
@@ -453,6 +462,9 @@ impl SearchStore for SqliteStore {
     }
 
     async fn find_people(&self, caller: UserId, query: &PeopleSearch) -> StoreResult<Vec<PersonHit>> {
+        if query.text.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
         let expression = match_expression(&mut conn, Vocabulary::Users, query.text.clauses()).await?;
         // Without e-mail, the expression is confined to the other two columns.
@@ -540,6 +552,9 @@ impl SearchStore for SqliteStore {
         query: &DocumentSearch,
         k: usize,
     ) -> StoreResult<Vec<Scored<DocumentHit>>> {
+        if query.filters.matches_nothing {
+            return Ok(Vec::new());
+        }
         let filters = &query.filters;
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
         let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(CANDIDATE_VECTORS)

@@ -7,8 +7,8 @@ use aether_domain::id::UserId;
 use aether_domain::notebook::{NotebookStatus, Tag};
 use aether_domain::page::Limit;
 use aether_domain::search::{
-    ContentTypeFilter, DocumentFacets, DocumentSearch, FacetCount, NotebookSearch, RankCursor, SearchFilters,
-    SearchText, TimeRange,
+    ContentTypeFilter, DocumentFacets, DocumentSearch, FacetCount, MAX_FILTER_TAGS, NotebookSearch, RankCursor,
+    SearchFilters, SearchText, TimeRange,
 };
 use aether_domain::semantic::{OffsetCursor, SearchMode};
 use aether_domain::snippet::{Highlight, Snippet};
@@ -20,57 +20,113 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, encode_cursor};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, PageQuery, encode_cursor, present};
 use crate::openapi as doc;
 use crate::routes::notebooks::{NotebookResponse, Problems};
 use crate::routes::users::PublicUserResponse;
 use crate::state::AppState;
 
-/// What every search takes.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct SearchQuery {
-    /// Words (all must match), `"quoted phrases"` and `prefixes*`; a word of four or
-    /// more letters also finds its near misses. 1–256 characters.
-    #[param(required = true, min_length = 1, max_length = 256)]
-    pub q: Option<String>,
-    /// Only within this notebook and its descendants.
-    #[param(value_type = Option<uuid::Uuid>)]
-    pub notebook_id: Option<String>,
-    /// Comma-separated tags, all required.
-    pub tags: Option<String>,
-    /// Notebooks owned by, or documents uploaded by, this user.
-    #[param(value_type = Option<uuid::Uuid>)]
-    pub owner_id: Option<String>,
-    /// Created at or after (RFC 3339).
-    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
-    pub created_after: Option<String>,
-    /// Created before (RFC 3339).
-    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
-    pub created_before: Option<String>,
-    /// Updated at or after (RFC 3339).
-    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
-    pub updated_after: Option<String>,
-    /// Updated before (RFC 3339).
-    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
-    pub updated_before: Option<String>,
-    /// Documents only: a media type such as `application/pdf`.
-    #[param(max_length = 127)]
-    pub content_type: Option<String>,
-    /// Documents: `pending`, `processing`, `completed` or `failed`; notebooks:
-    /// `active` or `archived`.
-    pub status: Option<String>,
-    /// Documents only: `hybrid` (default: words and meaning fused), `text` (BM25
-    /// over the words) or `semantic` (meaning). Without an embedding model, `hybrid`
-    /// ranks by words and `semantic` answers 503 `semantic_unavailable`.
-    #[param(inline, value_type = Option<crate::openapi::values::SearchMode>)]
-    pub mode: Option<String>,
-    /// Results per page, 1–100 (default 20).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
-    pub limit: Option<String>,
-    /// The `next_cursor` of a previous page of the same search.
-    #[param(pattern = "^([0-9a-f]{48}|o[1-9][0-9]{0,2})$")]
-    pub cursor: Option<String>,
+/// Declares a search's query parameters: those every search takes, and `$extra`.
+macro_rules! search_params {
+    ($(#[$doc:meta])* $name:ident { $($extra:tt)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            /// Words (all must match), `"quoted phrases"` and `prefixes*`; a word of four
+            /// or more letters also finds its near misses. Text without a word finds
+            /// nothing; words beyond the twelfth are ignored. 1–256 characters.
+            #[param(required = true, min_length = 1, max_length = 256)]
+            pub q: Option<String>,
+            /// Only within this notebook and its descendants.
+            #[param(value_type = Option<uuid::Uuid>)]
+            pub notebook_id: Option<String>,
+            /// Comma-separated tags, all required (a tag no notebook or document can carry
+            /// finds nothing).
+            pub tags: Option<String>,
+            /// Notebooks owned by, or documents uploaded by, this user.
+            #[param(value_type = Option<uuid::Uuid>)]
+            pub owner_id: Option<String>,
+            /// Created at or after (RFC 3339).
+            #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+            pub created_after: Option<String>,
+            /// Created before (RFC 3339).
+            #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+            pub created_before: Option<String>,
+            /// Updated at or after (RFC 3339).
+            #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+            pub updated_after: Option<String>,
+            /// Updated before (RFC 3339).
+            #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+            pub updated_before: Option<String>,
+            /// Results per page, 1–100 (default 20).
+            #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+            pub limit: Option<String>,
+            $($extra)*
+        }
+
+        impl $name {
+            fn shared(&self) -> Shared<'_> {
+                Shared {
+                    q: self.q.as_deref(),
+                    notebook_id: self.notebook_id.as_deref(),
+                    tags: self.tags.as_deref(),
+                    owner_id: self.owner_id.as_deref(),
+                    created_after: self.created_after.as_deref(),
+                    created_before: self.created_before.as_deref(),
+                    updated_after: self.updated_after.as_deref(),
+                    updated_before: self.updated_before.as_deref(),
+                    limit: self.limit.as_deref(),
+                    cursor: self.cursor.as_deref(),
+                }
+            }
+        }
+    };
+}
+
+search_params! {
+    /// What a document search takes.
+    DocumentSearchQuery {
+        /// A media type such as `application/pdf`.
+        #[param(max_length = 127, pattern = "^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")]
+        pub content_type: Option<String>,
+        #[param(inline, value_type = Option<crate::openapi::values::ProcessingStatus>)]
+        pub status: Option<String>,
+        /// `hybrid` (default: words and meaning fused), `text` (BM25 over the words)
+        /// or `semantic` (meaning). Without an embedding model, `hybrid` ranks by words
+        /// and `semantic` answers 503 `semantic_unavailable`.
+        #[param(inline, value_type = Option<crate::openapi::values::SearchMode>)]
+        pub mode: Option<String>,
+        /// The `next_cursor` of a previous page of the same search (a cursor of
+        /// another ranking gives an empty page).
+        #[param(pattern = "^([0-9a-f]{48}|o([1-9]|[1-9][0-9]|[1-4][0-9]{2}))$")]
+        pub cursor: Option<String>,
+    }
+}
+
+search_params! {
+    /// What a notebook search takes.
+    NotebookSearchQuery {
+        #[param(inline, value_type = Option<crate::openapi::values::NotebookStatus>)]
+        pub status: Option<String>,
+        /// The `next_cursor` of a previous page of the same search.
+        #[param(pattern = "^[0-9a-f]{48}$")]
+        pub cursor: Option<String>,
+    }
+}
+
+/// The parameters every search shares, as sent.
+struct Shared<'a> {
+    q: Option<&'a str>,
+    notebook_id: Option<&'a str>,
+    tags: Option<&'a str>,
+    owner_id: Option<&'a str>,
+    created_after: Option<&'a str>,
+    created_before: Option<&'a str>,
+    updated_after: Option<&'a str>,
+    updated_before: Option<&'a str>,
+    limit: Option<&'a str>,
+    cursor: Option<&'a str>,
 }
 
 /// The parts every search shares, parsed.
@@ -80,6 +136,16 @@ struct Common {
     limit: Limit,
     after: Option<RankCursor>,
     offset: Option<OffsetCursor>,
+}
+
+/// The query text: required, and not empty (a text without a word is valid and
+/// finds nothing).
+fn query_text(problems: &mut Problems, q: Option<&str>) -> Option<SearchText> {
+    match q {
+        None => problems.check(Err(ValidationError::new("q", "is required"))),
+        Some("") => problems.check(Err(ValidationError::new("q", "must not be empty"))),
+        Some(q) => problems.check(SearchText::parse(q)),
+    }
 }
 
 fn time_bound(
@@ -94,38 +160,38 @@ fn time_bound(
     })
 }
 
-impl SearchQuery {
-    fn common(&self, problems: &mut Problems) -> Option<Common> {
-        let text = match self.q.as_deref() {
-            None => problems.check(Err(ValidationError::new("q", "is required"))),
-            Some(q) => problems.check(SearchText::parse(q)),
-        };
-        let within = self.notebook_id.as_deref().and_then(|id| {
+impl Shared<'_> {
+    fn parse(&self, problems: &mut Problems) -> Option<Common> {
+        let text = query_text(problems, self.q);
+        let within = self.notebook_id.and_then(|id| {
             problems.check(
                 aether_domain::id::NotebookId::parse(id)
                     .map_err(|_| ValidationError::new("notebook_id", "must be a UUID")),
             )
         });
-        let tags: Vec<Tag> = self
-            .tags
-            .as_deref()
-            .map(|tags| {
-                tags.split(',')
-                    .filter(|tag| !tag.trim().is_empty())
-                    .filter_map(|tag| problems.check(Tag::parse(tag)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let owner = self.owner_id.as_deref().and_then(|id| {
+        // A tag nothing can carry (too long, control characters) matches nothing,
+        // and so does asking for more tags than anything carries.
+        let mut matches_nothing = false;
+        let mut tags: Vec<Tag> = Vec::new();
+        for tag in self.tags.unwrap_or_default().split(',').filter(|tag| !tag.trim().is_empty()) {
+            match Tag::parse(tag) {
+                Ok(tag) if !tags.contains(&tag) => tags.push(tag),
+                Ok(_) => {}
+                Err(_) => matches_nothing = true,
+            }
+        }
+        if tags.len() > MAX_FILTER_TAGS {
+            matches_nothing = true;
+            tags.truncate(MAX_FILTER_TAGS);
+        }
+        let owner = self.owner_id.and_then(|id| {
             problems.check(UserId::parse(id).map_err(|_| ValidationError::new("owner_id", "must be a UUID")))
         });
-        let created_from = time_bound(problems, "created_after", self.created_after.as_deref());
-        let created_to = time_bound(problems, "created_before", self.created_before.as_deref());
-        let updated_from = time_bound(problems, "updated_after", self.updated_after.as_deref());
-        let updated_to = time_bound(problems, "updated_before", self.updated_before.as_deref());
-        let created = problems.check(TimeRange::new("created_before", created_from, created_to));
-        let updated = problems.check(TimeRange::new("updated_before", updated_from, updated_to));
-        let limit = match self.limit.as_deref() {
+        let created_from = time_bound(problems, "created_after", self.created_after);
+        let created_to = time_bound(problems, "created_before", self.created_before);
+        let updated_from = time_bound(problems, "updated_after", self.updated_after);
+        let updated_to = time_bound(problems, "updated_before", self.updated_before);
+        let limit = match self.limit {
             None => Some(Limit::DEFAULT),
             Some(text) => problems.check(
                 text.parse::<i64>()
@@ -133,24 +199,31 @@ impl SearchQuery {
                     .and_then(Limit::parse),
             ),
         };
-        let (after, offset) = match self.cursor.as_deref() {
+        let (after, offset) = match self.cursor {
             None => (None, None),
             Some(cursor) if cursor.starts_with('o') => (None, problems.check(OffsetCursor::parse(cursor))),
             Some(cursor) => (problems.check(RankCursor::parse(cursor)), None),
         };
-        let filters = SearchFilters { within, tags, owner, created: created?, updated: updated? };
-        problems.check(filters.check())?;
+        let filters = SearchFilters {
+            within,
+            tags,
+            owner,
+            created: TimeRange::new(created_from, created_to),
+            updated: TimeRange::new(updated_from, updated_to),
+            matches_nothing,
+        };
         Some(Common { text: text?, filters, limit: limit?, after, offset })
     }
+}
 
-    fn documents(self) -> Result<(DocumentSearch, SearchMode, Option<OffsetCursor>), ApiError> {
+impl DocumentSearchQuery {
+    fn parse(self) -> Result<(DocumentSearch, SearchMode, Option<OffsetCursor>), ApiError> {
         let mut problems = Problems::default();
-        let common = self.common(&mut problems);
+        let common = self.shared().parse(&mut problems);
         let mode = match self.mode.as_deref() {
             None => Some(SearchMode::Hybrid),
             Some(mode) => problems.check(SearchMode::parse(mode)),
         };
-
         let content_type = self.content_type.as_deref().and_then(|c| problems.check(ContentTypeFilter::parse(c)));
         let status = self.status.as_deref().and_then(|status| {
             problems.check(
@@ -170,19 +243,12 @@ impl SearchQuery {
         };
         Ok((search, mode, common.offset))
     }
+}
 
-    fn notebooks(self) -> Result<NotebookSearch, ApiError> {
+impl NotebookSearchQuery {
+    fn parse(self) -> Result<NotebookSearch, ApiError> {
         let mut problems = Problems::default();
-        let common = self.common(&mut problems);
-        if self.content_type.is_some() {
-            problems.check::<()>(Err(ValidationError::new("content_type", "applies to documents only")));
-        }
-        if self.mode.is_some() {
-            problems.check::<()>(Err(ValidationError::new("mode", "applies to documents only")));
-        }
-        if self.cursor.as_deref().is_some_and(|cursor| cursor.starts_with('o')) {
-            problems.check::<()>(Err(ValidationError::new("cursor", "is not a cursor this search handed out")));
-        }
+        let common = self.shared().parse(&mut problems);
         let status = self.status.as_deref().and_then(|status| {
             problems.check(match NotebookStatus::parse(status) {
                 Ok(NotebookStatus::Deleted) | Err(_) => {
@@ -386,7 +452,7 @@ impl From<NotebookResults> for NotebookSearchResponse {
     path = "/api/v1/search/documents",
     tag = "search",
     security(("bearer" = [])),
-    params(SearchQuery),
+    params(DocumentSearchQuery),
     responses(
         (status = 200, body = DocumentSearchResponse),
         doc::Authenticated,
@@ -398,9 +464,9 @@ impl From<NotebookResults> for NotebookSearchResponse {
 pub async fn search_documents(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
-    ApiQuery(query): ApiQuery<SearchQuery>,
+    ApiQuery(query): ApiQuery<DocumentSearchQuery>,
 ) -> Result<Json<DocumentSearchResponse>, ApiError> {
-    let (search, mode, offset) = query.documents()?;
+    let (search, mode, offset) = query.parse()?;
     let results = state.search.documents(&caller, search, mode, offset).await?;
     Ok(Json(results.into()))
 }
@@ -411,7 +477,7 @@ pub async fn search_documents(
     path = "/api/v1/search/notebooks",
     tag = "search",
     security(("bearer" = [])),
-    params(SearchQuery),
+    params(NotebookSearchQuery),
     responses(
         (status = 200, body = NotebookSearchResponse),
         doc::Authenticated,
@@ -423,9 +489,9 @@ pub async fn search_documents(
 pub async fn search_notebooks(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
-    ApiQuery(query): ApiQuery<SearchQuery>,
+    ApiQuery(query): ApiQuery<NotebookSearchQuery>,
 ) -> Result<Json<NotebookSearchResponse>, ApiError> {
-    let results = state.search.notebooks(&caller, query.notebooks()?).await?;
+    let results = state.search.notebooks(&caller, query.parse()?).await?;
     Ok(Json(results.into()))
 }
 
@@ -477,10 +543,7 @@ pub async fn search_people(
     ApiQuery(query): ApiQuery<PeopleQuery>,
 ) -> Result<Json<PeopleSearchResponse>, ApiError> {
     let mut problems = Problems::default();
-    let text = match query.q.as_deref() {
-        None => problems.check(Err(ValidationError::new("q", "is required"))),
-        Some(q) => problems.check(SearchText::parse(q)),
-    };
+    let text = query_text(&mut problems, query.q.as_deref());
     let limit = match query.limit.as_deref() {
         None => Some(Limit::DEFAULT),
         Some(text) => problems.check(
@@ -550,10 +613,7 @@ pub async fn search_everything(
     ApiQuery(query): ApiQuery<OverviewQuery>,
 ) -> Result<Json<OverviewResponse>, ApiError> {
     let mut problems = Problems::default();
-    let text = match query.q.as_deref() {
-        None => problems.check(Err(ValidationError::new("q", "is required"))),
-        Some(q) => problems.check(SearchText::parse(q)),
-    };
+    let text = query_text(&mut problems, query.q.as_deref());
     let limit = match query.limit.as_deref() {
         None => Some(Limit::parse(5).unwrap_or_default()),
         Some(text) => problems.check(
@@ -626,13 +686,16 @@ pub struct SemanticSearchRequest {
     #[schema(min_length = 1, max_length = 256)]
     pub query: String,
     /// Only within this notebook and its descendants.
+    #[serde(default, deserialize_with = "present")]
     #[schema(required = false, nullable = false)]
     pub notebook_id: Option<uuid::Uuid>,
     /// Results, 1–100 (default 20).
+    #[serde(default, deserialize_with = "present")]
     #[schema(required = false, nullable = false, minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
-    #[schema(required = false, nullable = false, pattern = "^o[1-9][0-9]{0,2}$")]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(required = false, nullable = false, pattern = "^o([1-9]|[1-9][0-9]|[1-4][0-9]{2})$")]
     pub cursor: Option<String>,
 }
 
@@ -658,7 +721,7 @@ pub async fn search_semantic(
     ApiJson(body): ApiJson<SemanticSearchRequest>,
 ) -> Result<Json<DocumentSearchResponse>, ApiError> {
     let mut problems = Problems::default();
-    let text = problems.check(SearchText::parse(&body.query));
+    let text = query_text(&mut problems, Some(&body.query));
     let limit = match body.limit {
         None => Some(Limit::DEFAULT),
         Some(limit) => problems.check(Limit::parse(limit)),
@@ -817,10 +880,7 @@ pub async fn search_suggestions(
     ApiQuery(query): ApiQuery<SuggestionQuery>,
 ) -> Result<Json<SuggestionList>, ApiError> {
     let mut problems = Problems::default();
-    let text = match query.q.as_deref() {
-        None => problems.check(Err(ValidationError::new("q", "is required"))),
-        Some(q) => problems.check(SearchText::parse(q)),
-    };
+    let text = query_text(&mut problems, query.q.as_deref());
     let limit = match query.limit.as_deref() {
         None => Some(Limit::parse(10).unwrap_or_default()),
         Some(text) => problems.check(
@@ -875,10 +935,7 @@ pub async fn search_communities(
     ApiQuery(query): ApiQuery<CommunityQuery>,
 ) -> Result<Json<CommunityList>, ApiError> {
     let mut problems = Problems::default();
-    match query.q.as_deref() {
-        None => problems.check::<()>(Err(ValidationError::new("q", "is required"))),
-        Some(q) => problems.check(SearchText::parse(q).map(|_| ())),
-    };
+    query_text(&mut problems, query.q.as_deref());
     if let Some(text) = query.limit.as_deref() {
         problems.check(
             text.parse::<i64>().map_err(|_| ValidationError::new("limit", "must be an integer")).and_then(Limit::parse),

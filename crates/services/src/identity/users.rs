@@ -38,12 +38,14 @@ impl IdentityService {
     /// Users matching `text`: from the provider's directory (copied into the store, so
     /// that every result has an Aether id one can share with) and from the store.
     pub async fn search(&self, text: &str, limit: u32) -> ServiceResult<Vec<User>> {
+        // Control characters are refused anywhere, surrounding white space included
+        // (the OpenAPI pattern says so: a leading newline is not trimmed away).
+        if text.chars().any(char::is_control) {
+            return Err(ValidationError::new("q", "must not contain control characters").into());
+        }
         let text = text.trim();
         if text.is_empty() || text.chars().count() > 100 {
             return Err(ValidationError::new("q", "must be 1 to 100 characters").into());
-        }
-        if text.chars().any(char::is_control) {
-            return Err(ValidationError::new("q", "must not contain control characters").into());
         }
         if let IdentityProvider::External { directory, .. } = &self.provider {
             match directory.search_users(text, limit).await {
