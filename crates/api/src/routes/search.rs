@@ -148,6 +148,16 @@ fn query_text(problems: &mut Problems, q: Option<&str>) -> Option<SearchText> {
     }
 }
 
+/// The `limit` parameter: 1–100, `default` when absent.
+fn limit_param(problems: &mut Problems, text: Option<&str>, default: u32) -> Option<Limit> {
+    match text {
+        None => Some(Limit::parse(i64::from(default)).unwrap_or_default()),
+        Some(text) => problems.check(
+            text.parse::<i64>().map_err(|_| ValidationError::new("limit", "must be an integer")).and_then(Limit::parse),
+        ),
+    }
+}
+
 fn time_bound(
     problems: &mut Problems,
     field: &'static str,
@@ -191,14 +201,7 @@ impl Shared<'_> {
         let created_to = time_bound(problems, "created_before", self.created_before);
         let updated_from = time_bound(problems, "updated_after", self.updated_after);
         let updated_to = time_bound(problems, "updated_before", self.updated_before);
-        let limit = match self.limit {
-            None => Some(Limit::DEFAULT),
-            Some(text) => problems.check(
-                text.parse::<i64>()
-                    .map_err(|_| ValidationError::new("limit", "must be an integer"))
-                    .and_then(Limit::parse),
-            ),
-        };
+        let limit = limit_param(problems, self.limit, Limit::DEFAULT.get());
         let (after, offset) = match self.cursor {
             None => (None, None),
             Some(cursor) if cursor.starts_with('o') => (None, problems.check(OffsetCursor::parse(cursor))),
@@ -544,12 +547,7 @@ pub async fn search_people(
 ) -> Result<Json<PeopleSearchResponse>, ApiError> {
     let mut problems = Problems::default();
     let text = query_text(&mut problems, query.q.as_deref());
-    let limit = match query.limit.as_deref() {
-        None => Some(Limit::DEFAULT),
-        Some(text) => problems.check(
-            text.parse::<i64>().map_err(|_| ValidationError::new("limit", "must be an integer")).and_then(Limit::parse),
-        ),
-    };
+    let limit = limit_param(&mut problems, query.limit.as_deref(), Limit::DEFAULT.get());
     problems.finish()?;
     let (Some(text), Some(limit)) = (text, limit) else { return Err(ApiError::internal()) };
     let people = state.search.people(&caller, text, limit).await?;
@@ -614,12 +612,7 @@ pub async fn search_everything(
 ) -> Result<Json<OverviewResponse>, ApiError> {
     let mut problems = Problems::default();
     let text = query_text(&mut problems, query.q.as_deref());
-    let limit = match query.limit.as_deref() {
-        None => Some(Limit::parse(5).unwrap_or_default()),
-        Some(text) => problems.check(
-            text.parse::<i64>().map_err(|_| ValidationError::new("limit", "must be an integer")).and_then(Limit::parse),
-        ),
-    };
+    let limit = limit_param(&mut problems, query.limit.as_deref(), 5);
     let mut kinds = [true; 3];
     if let Some(wanted) = query.r#type.as_deref() {
         kinds = [false; 3];
@@ -881,12 +874,7 @@ pub async fn search_suggestions(
 ) -> Result<Json<SuggestionList>, ApiError> {
     let mut problems = Problems::default();
     let text = query_text(&mut problems, query.q.as_deref());
-    let limit = match query.limit.as_deref() {
-        None => Some(Limit::parse(10).unwrap_or_default()),
-        Some(text) => problems.check(
-            text.parse::<i64>().map_err(|_| ValidationError::new("limit", "must be an integer")).and_then(Limit::parse),
-        ),
-    };
+    let limit = limit_param(&mut problems, query.limit.as_deref(), 10);
     problems.finish()?;
     let (Some(text), Some(limit)) = (text, limit) else { return Err(ApiError::internal()) };
     let suggestions = state.search.suggestions(&caller, text, limit).await?;
@@ -936,11 +924,7 @@ pub async fn search_communities(
 ) -> Result<Json<CommunityList>, ApiError> {
     let mut problems = Problems::default();
     query_text(&mut problems, query.q.as_deref());
-    if let Some(text) = query.limit.as_deref() {
-        problems.check(
-            text.parse::<i64>().map_err(|_| ValidationError::new("limit", "must be an integer")).and_then(Limit::parse),
-        );
-    }
+    limit_param(&mut problems, query.limit.as_deref(), Limit::DEFAULT.get());
     problems.finish()?;
     Ok(Json(CommunityList { items: Vec::new() }))
 }
@@ -1002,12 +986,7 @@ pub async fn search_analytics(
         None => Some(aether_domain::time::now() - chrono::TimeDelta::days(7)),
         Some(text) => time_bound(&mut problems, "since", Some(text)),
     };
-    let limit = match query.limit.as_deref() {
-        None => Some(Limit::DEFAULT),
-        Some(text) => problems.check(
-            text.parse::<i64>().map_err(|_| ValidationError::new("limit", "must be an integer")).and_then(Limit::parse),
-        ),
-    };
+    let limit = limit_param(&mut problems, query.limit.as_deref(), Limit::DEFAULT.get());
     problems.finish()?;
     let (Some(since), Some(limit)) = (since, limit) else { return Err(ApiError::internal()) };
     let analytics = state.search.analytics(&caller, since, limit).await?;
