@@ -289,7 +289,9 @@ pub async fn job_progress(
     Ok(Json(progress_of(&job)))
 }
 
-/// Cancels an unfinished job and removes what it stored.
+/// Cancels an unfinished job and removes what it stored. The job itself stays
+/// readable (`GET …/status`), with status `cancelled`, so the uploader learns why its
+/// document never appeared.
 #[utoipa::path(
     delete,
     path = "/api/v1/documents/upload/{job_id}",
