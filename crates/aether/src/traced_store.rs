@@ -32,6 +32,7 @@ use aether_domain::identity::ExternalUser;
 use aether_domain::job::{JobStatus, NewUploadJob, ReceivedFile, UploadJob};
 use aether_domain::notebook::{BulkAction, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use aether_domain::page::{Page, PageRequest};
+use aether_domain::related::{RelatedCandidate, RelatedSubject};
 use aether_domain::search::{
     DocumentFacets, DocumentHit, DocumentSearch, NotebookSearch, PeopleSearch, PersonHit, Ranked, ReadScope,
     ReindexStep, Scored,
@@ -241,6 +242,8 @@ traced_ports! {
         fn chunks_to_embed(&self, limit: u32) -> StoreResult<Vec<PendingChunk>>;
         fn store_chunk_embeddings(&self, model: &str, embeddings: &[ChunkEmbedding]) -> StoreResult<()>;
         fn queue_embeddings_for(&self, model: &str) -> StoreResult<u64>;
+        fn related_candidates(&self, scope: ReadScope, subject: RelatedSubject, caller: UserId, per_signal: u32) -> StoreResult<Vec<RelatedCandidate>>;
+        fn document_vectors(&self, document: DocumentId, model: &str, limit: u32) -> StoreResult<Vec<(u32, Embedding)>>;
     }
     SearchLogStore {
         fn record_search(&self, record: NewSearchRecord) -> StoreResult<()>;

@@ -317,6 +317,42 @@ async fn a_paraphrase_is_found_by_meaning_and_not_by_words() {
     assert_eq!(hybrid["mode"], "hybrid");
     assert_eq!(hybrid["items"][0]["document"]["original_filename"], "minutes.txt");
 
+    // Related to the minutes: a document elsewhere alike in meaning, with why; the
+    // recipe only for sharing its notebook. A stranger is told it does not exist.
+    let minutes = found["items"][0]["document"]["id"].as_str().unwrap().to_owned();
+    let streets =
+        json_of(call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "Works"}))).await, 201).await;
+    let streets = streets["id"].as_str().unwrap().to_owned();
+    upload_text(&app, &owner, &streets, "streets.txt", "The town council will pay to fix damaged roads this year.")
+        .await;
+    let related_path = format!("/api/v1/search/related?document_id={minutes}");
+    let mut related = Value::Null;
+    for _ in 0..600 {
+        related = search(&app, &owner, &related_path).await;
+        let items = related["items"].as_array().unwrap();
+        if items.iter().any(|item| item["title"] == "streets.txt") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let items = related["items"].as_array().unwrap();
+    let item = |title: &str| items.iter().find(|item| item["title"] == title).cloned().unwrap_or(Value::Null);
+    let street_item = item("streets.txt");
+    assert_eq!(street_item["kind"], "document", "{related}");
+    assert_eq!(street_item["notebook_id"], streets.as_str());
+    assert_eq!(street_item["reasons"][0]["kind"], "similar_content", "{related}");
+    assert!(street_item["reasons"][0]["similarity"].as_f64().unwrap() >= 0.35);
+    let recipe = item("recipe.txt");
+    let recipe_reasons: Vec<&str> =
+        recipe["reasons"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(recipe_reasons, vec!["same_notebook"], "{related}");
+    assert_eq!(street_item["reasons"].as_array().unwrap().len(), 1, "nothing else relates them: {related}");
+    assert!(street_item["score"].as_f64().unwrap() > recipe["score"].as_f64().unwrap());
+    assert_problem(call(&app, &stranger, Method::GET, &related_path, None).await, 404, "not_found").await;
+    // A notebook's heading is compared with documents elsewhere.
+    let by_notebook = search(&app, &owner, &format!("/api/v1/search/related?notebook_id={streets}")).await;
+    assert!(by_notebook["items"].as_array().unwrap().iter().all(|item| item["notebook_id"] != streets.as_str()));
+
     // Meaning does not reach past permissions.
     let elsewhere = json!({"query": query});
     let hidden =
@@ -325,7 +361,7 @@ async fn a_paraphrase_is_found_by_meaning_and_not_by_words() {
     let within =
         json_of(call(&app, &stranger, Method::POST, "/api/v1/search/semantic", Some(semantic)).await, 404).await;
     assert_eq!(within["code"], "not_found");
-    assert!(metric(&app, "aether_chunks_embedded_total", &[]).await >= 4.0, "two headings and two bodies");
+    assert!(metric(&app, "aether_chunks_embedded_total", &[]).await >= 6.0, "three headings and three bodies");
     app.shutdown().await;
 }
 

@@ -849,3 +849,124 @@ async fn collaborators_and_invitations_page_by_cursor() {
     assert_problem(over, 422, "validation_failed").await;
     app.shutdown().await;
 }
+
+/// Every search endpoint in the authorization matrix: each actor finds a notebook
+/// (reached directly or through its parent) exactly when it may read it, and a
+/// search or a related-items request naming it is not found otherwise; nothing of it
+/// shows in counts, suggestions or reasons.
+#[tokio::test]
+async fn search_authorization_matrix() {
+    let app = TestApp::spawn().await;
+    let Cast { owner, reader, writer, manager, invitee, revoked, stranger, viewer, admin } = cast(&app, "q-").await;
+    let word = format!("kw{}", &uuid::Uuid::now_v7().simple().to_string()[16..]);
+    let tag = format!("t{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let root = create(&app, &owner, json!({"name": format!("Root {word}"), "tags": [tag]})).await;
+    let child =
+        create(&app, &owner, json!({"name": format!("Child {word}"), "parent_id": id(&root), "tags": [tag]})).await;
+    let r = format!("/api/v1/notebooks/{}", id(&root));
+    for (who, permission) in
+        [(&reader, "read"), (&writer, "write"), (&manager, "admin"), (&revoked, "read"), (&viewer, "read")]
+    {
+        let grant = json!({"user_id": who.id, "permission": permission});
+        assert_eq!(status(&app, &owner, Method::PUT, &format!("{r}/permissions"), Some(grant)).await, 200);
+    }
+    let invitation = json!({"user_id": invitee.id, "permission": "read"});
+    assert_eq!(status(&app, &owner, Method::POST, &format!("{r}/share"), Some(invitation)).await, 201);
+    let revoke = json!({"user_id": revoked.id, "permission": null});
+    assert_eq!(status(&app, &owner, Method::PUT, &format!("{r}/permissions"), Some(revoke)).await, 204);
+    // The index takes the notebooks up (at once on SQLite, within moments on Neo4j).
+    let by_name = format!("/api/v1/search/notebooks?q={word}");
+    for _ in 0..100 {
+        if names_found(&app, &owner, &by_name).await.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let matrix = [
+        (&owner, true),
+        (&reader, true),
+        (&writer, true),
+        (&manager, true),
+        (&invitee, false),
+        (&revoked, false),
+        (&stranger, false),
+        (&viewer, true),
+        (&admin, true),
+    ];
+    for (who, read) in matrix {
+        let label = format!("actor={}", who.id);
+        let expected: Vec<&str> = if read { vec![id(&child), id(&root)] } else { vec![] };
+        let mut found = names_found(&app, who, &by_name).await;
+        found.sort();
+        let mut expected: Vec<String> = expected.into_iter().map(str::to_owned).collect();
+        expected.sort();
+        assert_eq!(found, expected, "notebook search {label}");
+
+        let overview: Value =
+            call(&app, who, Method::GET, &format!("/api/v1/search?q={word}"), None).await.json().await.unwrap();
+        assert_eq!(overview["notebooks"].as_array().unwrap().len(), if read { 2 } else { 0 }, "overview {label}");
+
+        let suggestions: Value =
+            call(&app, who, Method::GET, &format!("/api/v1/search/suggestions?q=root%20{word}"), None)
+                .await
+                .json()
+                .await
+                .unwrap();
+        let suggested = suggestions["items"].as_array().unwrap().iter().any(|s| s["id"] == root["id"]);
+        assert_eq!(suggested, read, "suggestions {label}");
+
+        // Naming a notebook: its readers search within it and get what is related
+        // to it; anyone else is told it does not exist.
+        for target in [&root, &child] {
+            let n = id(target);
+            let within = format!("/api/v1/search/documents?q={word}&notebook_id={n}");
+            let related = format!("/api/v1/search/related?notebook_id={n}");
+            let semantic = json!({"query": word, "notebook_id": n});
+            if read {
+                assert_eq!(status(&app, who, Method::GET, &within, None).await, 200, "within {label}");
+                let items: Value = call(&app, who, Method::GET, &related, None).await.json().await.unwrap();
+                let other = if n == id(&root) { id(&child) } else { id(&root) };
+                let item = items["items"].as_array().unwrap().iter().find(|i| i["id"] == other).cloned();
+                let item = item.unwrap_or_else(|| panic!("related {label}: {items}"));
+                let kinds: Vec<&str> =
+                    item["reasons"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+                // Strongest first; people with access to both may add a third.
+                assert_eq!(kinds[..2], ["nearby_notebook", "shared_tags"], "related {label}");
+                // Without a model, semantic search says so, once the notebook is known readable.
+                let response = call(&app, who, Method::POST, "/api/v1/search/semantic", Some(semantic)).await;
+                assert_problem(response, 503, "semantic_unavailable").await;
+            } else {
+                assert_problem(call(&app, who, Method::GET, &within, None).await, 404, "not_found").await;
+                assert_problem(call(&app, who, Method::GET, &related, None).await, 404, "not_found").await;
+                let response = call(&app, who, Method::POST, "/api/v1/search/semantic", Some(semantic)).await;
+                assert_problem(response, 404, "not_found").await;
+            }
+        }
+    }
+
+    // What a stranger's own notebook is related to never names the owner's.
+    let own = create(&app, &stranger, json!({"name": format!("Own {word}"), "tags": [tag]})).await;
+    let related: Value =
+        call(&app, &stranger, Method::GET, &format!("/api/v1/search/related?notebook_id={}", id(&own)), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(related["items"], json!([]), "shares a tag, but nothing of it is readable");
+    let for_admin: Value =
+        call(&app, &admin, Method::GET, &format!("/api/v1/search/related?notebook_id={}", id(&own)), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+    let tagged: Vec<&Value> = for_admin["items"].as_array().unwrap().iter().collect();
+    assert!(tagged.iter().any(|i| i["id"] == root["id"]), "an administrator reads every notebook: {for_admin}");
+    app.shutdown().await;
+}
+
+/// The ids of the notebooks a notebook search finds.
+async fn names_found(app: &TestApp, who: &Actor, path: &str) -> Vec<String> {
+    let page: Value = call(app, who, Method::GET, path, None).await.json().await.unwrap();
+    page["items"].as_array().unwrap().iter().map(|i| i["notebook"]["id"].as_str().unwrap().to_owned()).collect()
+}

@@ -28,6 +28,7 @@ pub mod notebook;
 pub mod outbound;
 pub mod page;
 pub mod processing;
+pub mod related;
 pub mod scan;
 pub mod search;
 pub mod search_log;

@@ -20,6 +20,7 @@ use crate::identity::ExternalUser;
 use crate::job::{JobStatus, NewUploadJob, ReceivedFile, UploadJob};
 use crate::notebook::{BulkAction, ListScope, NewNotebook, Notebook, NotebookName, NotebookPatch, NotebookQuery, Tag};
 use crate::page::{Page, PageRequest};
+use crate::related::{RelatedCandidate, RelatedSubject};
 use crate::search::Scored;
 use crate::search::{
     DocumentFacets, DocumentHit, DocumentSearch, NotebookSearch, PeopleSearch, PersonHit, Ranked, ReadScope,
@@ -417,6 +418,29 @@ pub trait SearchStore: Send + Sync + std::fmt::Debug {
     /// Makes every chunk without a vector of `model` wait for one (at start-up: a
     /// new model re-embeds everything in the background); returns how many.
     async fn queue_embeddings_for(&self, model: &str) -> StoreResult<u64>;
+    /// Items in `scope` related to `subject` through the graph (see
+    /// [`crate::related`]): for a document, other documents in its notebook, with a
+    /// tag of its own, or in a notebook sharing people with its notebook; for a
+    /// notebook, its parent, children and siblings, notebooks with a tag of its own
+    /// or sharing people with it. At most `per_signal` of each (the most recently
+    /// updated, the most tags or people shared first), each with every fact that
+    /// relates it; `caller` is not counted among shared people. Empty when the
+    /// subject does not exist.
+    async fn related_candidates(
+        &self,
+        scope: ReadScope,
+        subject: RelatedSubject,
+        caller: UserId,
+        per_signal: u32,
+    ) -> StoreResult<Vec<RelatedCandidate>>;
+    /// Up to `limit` vectors `model` made for a document's chunks, with each chunk's
+    /// ordinal, the first chunks first: what the document is about, for similarity.
+    async fn document_vectors(
+        &self,
+        document: DocumentId,
+        model: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(u32, Embedding)>>;
 }
 
 /// The record of searches (see [`crate::search_log`]).

@@ -71,5 +71,10 @@ port_set! {
 
 port_set! {
     /// Search over what the caller may read.
-    SearchPorts { search: SearchStore, log: SearchLogStore, notebooks: NotebookStore, }
+    SearchPorts {
+        search: SearchStore,
+        log: SearchLogStore,
+        notebooks: NotebookStore,
+        documents: DocumentStore,
+    }
 }

@@ -13,6 +13,10 @@ use aether_domain::id::{DocumentId, NotebookId};
 use aether_domain::notebook::Notebook;
 use aether_domain::page::Limit;
 use aether_domain::page::{Page, PageRequest};
+use aether_domain::related::{
+    CANDIDATES_PER_SIGNAL, RelatedCandidate, RelatedItem, RelatedKind, RelatedSubject, SIMILAR_CANDIDATES,
+    mean_direction, rank_related,
+};
 use aether_domain::search::Scored;
 use aether_domain::search::{
     DocumentFacets, DocumentHit, DocumentSearch, NotebookSearch, PeopleSearch, PersonHit, RankCursor, ReadScope,
@@ -121,6 +125,9 @@ pub struct SearchService {
     /// by their words only.
     embedder: Option<Arc<dyn Embedder>>,
 }
+
+/// How many of a document's chunk vectors (its first) say what it is about.
+const MEAN_OF_CHUNKS: u32 = 32;
 
 /// How many waiting chunks the embedding worker takes at once: one batch of the model.
 const EMBED_BATCH: u32 = 16;
@@ -577,6 +584,94 @@ impl SearchService {
             }
         }
         Ok(suggestions)
+    }
+
+    /// Documents or notebooks related to `subject`, which the caller must be able
+    /// to read (`NotFound` otherwise), each with why: the graph's facts (same
+    /// notebook or nearby notebooks, shared tags, shared people) and, with an
+    /// embedding model, documents alike in meaning. Only what the caller may read.
+    #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+    pub async fn related(
+        &self,
+        caller: &Principal,
+        subject: RelatedSubject,
+        limit: Limit,
+    ) -> ServiceResult<Vec<RelatedItem>> {
+        let started = Instant::now();
+        // The subject is read first: one the caller cannot read is not found, as on
+        // every path naming it, and nothing related to it is computed.
+        let (home, subject_tags, heading) = match subject {
+            RelatedSubject::Document(id) => {
+                let document = self.ports.documents.get_document(id).await?;
+                (document.notebook_id, document.tags, None)
+            }
+            RelatedSubject::Notebook(id) => {
+                let notebook = self.ports.notebooks.get_notebook(id).await?;
+                let heading =
+                    aether_domain::notebook::heading(&notebook.name, notebook.description.as_ref(), &notebook.tags);
+                (id, notebook.tags, Some(heading))
+            }
+        };
+        self.authorizer.access(caller, home).await?;
+        let scope = ReadScope::of(caller.user_id, &caller.roles);
+        let mut candidates =
+            self.ports.search.related_candidates(scope, subject, caller.user_id, CANDIDATES_PER_SIGNAL).await?;
+        let mut mode = SearchMode::Text;
+        if let Some(embedder) = &self.embedder {
+            let model = embedder.model().name.clone();
+            let direction = match (subject, heading) {
+                (RelatedSubject::Document(id), _) => {
+                    mean_direction(&self.ports.search.document_vectors(id, &model, MEAN_OF_CHUNKS).await?)
+                }
+                (RelatedSubject::Notebook(_), Some(heading)) => {
+                    let batch = EmbedBatch::new(vec![heading])?;
+                    embedder.embed(&batch).await.map_err(embed_error)?.into_iter().next()
+                }
+                (RelatedSubject::Notebook(_), None) => None,
+            };
+            if let Some(direction) = direction {
+                mode = SearchMode::Hybrid;
+                let every_document = DocumentSearch {
+                    text: SearchText::parse("")?,
+                    filters: Default::default(),
+                    content_type: None,
+                    status: None,
+                    limit: Limit::default(),
+                    after: None,
+                };
+                let similar = self
+                    .ports
+                    .search
+                    .similar_documents(scope, &model, &direction, &every_document, SIMILAR_CANDIDATES + 1)
+                    .await?;
+                for found in similar {
+                    let hit = found.item;
+                    // A notebook's own documents are its content, not related to it.
+                    if matches!(subject, RelatedSubject::Notebook(_)) && hit.notebook_id == home {
+                        continue;
+                    }
+                    candidates.push(RelatedCandidate {
+                        kind: RelatedKind::Document,
+                        id: hit.id.as_uuid(),
+                        title: hit.filename,
+                        notebook_id: hit.notebook_id,
+                        updated_at: hit.updated_at,
+                        shared_tags: match subject {
+                            RelatedSubject::Document(_) => {
+                                hit.tags.into_iter().filter(|tag| subject_tags.contains(tag)).collect()
+                            }
+                            RelatedSubject::Notebook(_) => Vec::new(),
+                        },
+                        same_place: matches!(subject, RelatedSubject::Document(_)) && hit.notebook_id == home,
+                        shared_people: 0,
+                        similarity: Some(found.score),
+                    });
+                }
+            }
+        }
+        let related = rank_related(subject, candidates, limit.get() as usize);
+        observe("related", mode, started, related.len());
+        Ok(related)
     }
 
     /// Searches by everyone since `since`: for callers who administer users or read

@@ -11,6 +11,7 @@ mod hierarchy;
 mod identity;
 mod notebooks;
 mod paging;
+mod related;
 pub mod search;
 mod sessions;
 mod sharing;
@@ -95,6 +96,7 @@ pub async fn run_all(store: &dyn Store) {
     search::people_are_found_by_name_and_by_email_only_for_administrators(store).await;
     search::similar_documents_are_found_among_what_the_caller_may_read(store).await;
     search::searches_are_remembered_per_user_and_counted_for_everyone(store).await;
+    related::related_items_are_found_among_what_the_caller_may_read(store).await;
     store.ping().await.expect("ping");
 }
 

@@ -674,6 +674,10 @@ pub async fn similar_documents_are_found_among_what_the_caller_may_read(store: &
     assert_eq!(ids, vec![near.id, far.id], "nearest first, and never the unreadable twin");
     assert_eq!(found[0].item.chunk.ordinal, 1, "the best chunk of the document");
     assert!(found[0].score > found[1].score);
+    // Scored by the cosine itself (to the approximate index's precision):
+    // cos(between(0, 2), unit(0)) = 1/√2, and 0 for the orthogonal body.
+    assert!((found[0].score - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-2, "{}", found[0].score);
+    assert!(found[1].score.abs() < 1e-2, "{}", found[1].score);
     let everything: Vec<DocumentId> =
         similar(ReadScope::Everything, unit(0)).await.iter().map(|hit| hit.item.id).collect();
     assert!(everything.contains(&hidden.id) && everything.contains(&near.id), "a role that reads everything");

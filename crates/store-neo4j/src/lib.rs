@@ -23,6 +23,7 @@ mod notebooks;
 mod outbox;
 #[cfg(test)]
 mod query_plans;
+mod related;
 mod rows;
 mod search;
 mod search_log;

@@ -11,6 +11,7 @@ use aether_domain::document::{Document, ProcessingStatus};
 use aether_domain::embedding::Embedding;
 use aether_domain::id::{DocumentId, NotebookId, UserId};
 use aether_domain::notebook::{Notebook, NotebookStatus, Tag};
+use aether_domain::related::{RelatedCandidate, RelatedSubject};
 use aether_domain::search::{
     Clause, DocumentFacets, DocumentHit, DocumentSearch, FacetCount, NotebookSearch, PeopleSearch, PersonHit, Ranked,
     ReadScope, ReindexStep, Scored, SearchFilters, top_facets, typo_budget,
@@ -94,7 +95,7 @@ fn lucene_expression(clauses: &[Clause]) -> String {
 /// Binds `$readable` (ids the reader reaches through the graph) and `$within` (the
 /// filter notebook and its descendants) for the statements below: computed first,
 /// as lists, so the index query can be filtered row by row.
-const SCOPE: &str = "CALL { OPTIONAL MATCH (:User {id: $reader})-[:OWNS]->(:Notebook)-[:PARENT_OF*0..]->(o:Notebook) \
+pub(crate) const SCOPE: &str = "CALL { OPTIONAL MATCH (:User {id: $reader})-[:OWNS]->(:Notebook)-[:PARENT_OF*0..]->(o:Notebook) \
        RETURN collect(DISTINCT o.id) AS owned } \
      CALL { OPTIONAL MATCH (:User {id: $reader})-[:COLLABORATES_ON {status: 'active'}]->(:Notebook)\
        -[:PARENT_OF*0..]->(g:Notebook) RETURN collect(DISTINCT g.id) AS granted } \
@@ -104,7 +105,7 @@ const SCOPE: &str = "CALL { OPTIONAL MATCH (:User {id: $reader})-[:OWNS]->(:Note
 
 /// A notebook `n` in scope: live, readable (every notebook without a reader; public
 /// ones by their own visibility only) and within the filter.
-const IN_SCOPE: &str = "n.status <> 'deleted' \
+pub(crate) const IN_SCOPE: &str = "n.status <> 'deleted' \
      AND ($reader IS NULL OR n.visibility = 'public' OR n.id IN readable) \
      AND ($within IS NULL OR n.id IN within_ids)";
 
@@ -414,12 +415,14 @@ impl SearchStore for Neo4jStore {
             return Ok(Vec::new());
         }
         let candidates = (k * VECTOR_CANDIDATES_PER_RESULT).clamp(100, 5_000);
+        // The vector index scores cosine similarity as (1 + cos) / 2; the port's
+        // score is the cosine itself, as on every store.
         let sql = format!(
             "{SCOPE} CALL db.index.vector.queryNodes('chunk_embedding', $candidates, $vector) YIELD node AS c, score \
              WHERE c.embedding_model = $model \
              MATCH (n:Notebook {{id: c.notebook_id}}) WHERE {IN_SCOPE} \
              WITH c, score ORDER BY score DESC \
-             WITH c.document_id AS document_id, collect(c)[0] AS best, max(score) AS score \
+             WITH c.document_id AS document_id, collect(c)[0] AS best, 2.0 * max(score) - 1.0 AS score \
              MATCH (d:Document {{id: document_id}}) WHERE {DOCUMENT_FILTERS} \
              {HIT_RETURN} ORDER BY score DESC, id ASC LIMIT $k"
         );
@@ -473,5 +476,24 @@ impl SearchStore for Neo4jStore {
         let rows = self.rows(q).await?;
         let row = rows.first().ok_or_else(|| corrupt("queued count"))?;
         unsigned(column(row, "n")?, "queued count")
+    }
+
+    async fn related_candidates(
+        &self,
+        scope: ReadScope,
+        subject: RelatedSubject,
+        caller: UserId,
+        per_signal: u32,
+    ) -> StoreResult<Vec<RelatedCandidate>> {
+        self.find_related(scope, subject, caller, per_signal).await
+    }
+
+    async fn document_vectors(
+        &self,
+        document: DocumentId,
+        model: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(u32, Embedding)>> {
+        self.vectors_of(document, model, limit).await
     }
 }

@@ -32,6 +32,7 @@ mod notebooks;
 mod outbox;
 #[cfg(test)]
 mod query_plans;
+mod related;
 mod search;
 mod search_log;
 mod sessions;

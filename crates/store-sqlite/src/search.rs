@@ -8,6 +8,7 @@ use aether_domain::document::{Document, ProcessingStatus};
 use aether_domain::embedding::Embedding;
 use aether_domain::id::{DocumentId, NotebookId, UserId};
 use aether_domain::notebook::{Notebook, NotebookStatus, Tag};
+use aether_domain::related::{RelatedCandidate, RelatedSubject};
 use aether_domain::search::{
     Clause, DocumentFacets, DocumentHit, DocumentSearch, FacetCount, NotebookSearch, PeopleSearch, PersonHit, Ranked,
     ReadScope, ReindexStep, Scored, typo_budget, within_edits,
@@ -192,6 +193,8 @@ macro_rules! in_scope {
      AND (?2 IS NULL OR n.id IN (SELECT id FROM within))"
     };
 }
+
+pub(crate) use {in_scope, scope_ctes};
 
 /// The documents a search finds, each with its best chunk (`b`, SQLite's bare
 /// columns of a MAX aggregate come from the row holding the maximum). The matches
@@ -647,6 +650,25 @@ impl SearchStore for SqliteStore {
         .rows_affected();
         tx.commit().await.map_err(map_err)?;
         Ok(queued)
+    }
+
+    async fn related_candidates(
+        &self,
+        scope: ReadScope,
+        subject: RelatedSubject,
+        caller: UserId,
+        per_signal: u32,
+    ) -> StoreResult<Vec<RelatedCandidate>> {
+        crate::related::candidates(&self.pool, scope, subject, caller, per_signal).await
+    }
+
+    async fn document_vectors(
+        &self,
+        document: DocumentId,
+        model: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(u32, Embedding)>> {
+        crate::related::document_vectors(&self.pool, document, model, limit).await
     }
 }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod documents;
 pub mod notebooks;
 pub mod ops;
+pub mod related;
 pub mod search;
 pub mod sharing;
 pub mod storage;
@@ -89,6 +90,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(search::search_suggestions))
         .routes(routes!(search::search_communities))
         .routes(routes!(search::search_analytics))
+        .routes(routes!(related::search_related))
         .routes(routes!(activity::notebook_activity))
         .routes(routes!(activity::audit_log))
         .routes(routes!(sharing::share_notebook))

@@ -149,7 +149,7 @@ fn query_text(problems: &mut Problems, q: Option<&str>) -> Option<SearchText> {
 }
 
 /// The `limit` parameter: 1–100, `default` when absent.
-fn limit_param(problems: &mut Problems, text: Option<&str>, default: u32) -> Option<Limit> {
+pub(crate) fn limit_param(problems: &mut Problems, text: Option<&str>, default: u32) -> Option<Limit> {
     match text {
         None => Some(Limit::parse(i64::from(default)).unwrap_or_default()),
         Some(text) => problems.check(
