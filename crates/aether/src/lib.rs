@@ -31,7 +31,7 @@ use aether_services::documents::DocumentService;
 use aether_services::events::{EventDispatcher, InProcessBus, relay_backoff};
 use aether_services::{
     AccountService, Authorizer, AvatarService, CachedReads, IdentityService, NotebookPorts, NotebookService,
-    SearchPorts, SearchService,
+    SearchService,
 };
 use aether_store_neo4j::{Neo4jConfig, Neo4jStore};
 use aether_store_sqlite::SqliteStore;
@@ -134,8 +134,11 @@ impl Runtime {
         );
         let embedder = wiring::embedder(&config).await;
         let search = Arc::new(
-            SearchService::new(SearchPorts::of(&store), Authorizer::new(short_lived.reads.clone()))
-                .with_embedder(embedder),
+            SearchService::new(
+                wiring::search_ports(&config, &store, &short_lived.reads),
+                Authorizer::new(short_lived.reads.clone()),
+            )
+            .with_embedder(embedder),
         );
         let events = wiring::events(&config, &store)?;
         let scanner = wiring::virus_scanner(&config);

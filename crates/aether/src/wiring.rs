@@ -26,9 +26,10 @@ use aether_identity_keycloak::{KeycloakClient, KeycloakConfig};
 use aether_services::documents::{Callbacks, DocumentService, DocumentSettings, JobHub};
 use aether_services::events::{EventDispatcher, InProcessBus};
 use aether_services::limits::InProcessRateLimiter;
+use aether_services::search_cache::CachedSearchStore;
 use aether_services::{
     AccountPorts, AccountService, Authorizer, CachedReads, DocumentPorts, IdentityPorts, IdentityProvider,
-    IdentityService, IdentitySettings, InProcessReadCache, ReadPorts, SessionSettings,
+    IdentityService, IdentitySettings, InProcessReadCache, ReadPorts, SearchPorts, SessionSettings,
 };
 use anyhow::Context as _;
 
@@ -117,6 +118,19 @@ fn read_cache(config: &Config, redis: Option<&RedisEphemeralStore>) -> Option<Ar
         (None, StoreKind::Sqlite) => Some(Arc::new(InProcessReadCache::new(ttl, 100_000))),
         (None, StoreKind::Neo4j) => Some(Arc::new(InProcessReadCache::new(ttl.min(UNSHARED_CACHE_TTL), 100_000))),
     }
+}
+
+/// The search ports, the store's search behind the read cache. Neo4j's full-text
+/// indexes take a commit up within moments: results are cached only under a
+/// generation at least that old. SQLite indexes in the commit itself.
+pub fn search_ports(config: &Config, store: &Arc<dyn Store>, reads: &CachedReads) -> SearchPorts {
+    let mut ports = SearchPorts::of(store);
+    let settle = match config.store {
+        StoreKind::Sqlite => Duration::ZERO,
+        StoreKind::Neo4j => Duration::from_secs(2),
+    };
+    ports.search = Arc::new(CachedSearchStore::new(Arc::clone(&ports.search), reads.clone(), settle));
+    ports
 }
 
 /// How long a replica of the Neo4j shape without Redis keeps a read for itself.

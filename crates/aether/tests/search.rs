@@ -450,3 +450,68 @@ async fn history_suggestions_and_analytics() {
         .await;
     app.shutdown().await;
 }
+
+/// Search results are cached, and every change a search sees is seen at once: a new
+/// notebook, a renamed document, a grant revoked (the first test), each after the
+/// same search was answered from the cache.
+#[tokio::test]
+async fn cached_results_follow_every_change() {
+    let _serial = WORKERS.lock().await;
+    let app = spawn_with_workers().await;
+    let (owner, _) = token_and_id(&app, "s-cache", vec![Role::User]).await;
+    let word = keyword();
+    let create = |name: String| {
+        let (app, owner) = (&app, &owner);
+        async move {
+            let body = json!({"name": name});
+            json_of(call(app, owner, Method::POST, "/api/v1/notebooks", Some(body)).await, 201).await
+        }
+    };
+    let atlas = create(format!("Atlas {word}")).await;
+    let notebooks = format!("/api/v1/search/notebooks?q={word}");
+    wait_for(&app, &owner, &notebooks, 1).await;
+    // The same search again is answered from the cache (on Neo4j once the
+    // generation has settled, its index having caught up).
+    let before = metric(&app, "aether_cache_requests_total", &["namespace=\"search\"", "outcome=\"hit\""]).await;
+    let mut after = before;
+    for _ in 0..50 {
+        assert_eq!(search(&app, &owner, &notebooks).await["items"].as_array().unwrap().len(), 1);
+        after = metric(&app, "aether_cache_requests_total", &["namespace=\"search\"", "outcome=\"hit\""]).await;
+        if after > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(after > before, "a repeated search is a cache hit");
+
+    // A new notebook is found by the very next search.
+    create(format!("Globe {word}")).await;
+    let found = seen_at_once(&app, &owner, &notebooks, 2).await;
+    assert!(found["items"].as_array().unwrap().iter().any(|item| item["notebook"]["id"] == atlas["id"]));
+
+    // A renamed document: found by its new name, no longer by its old one.
+    let nb = atlas["id"].as_str().unwrap().to_owned();
+    upload_text(&app, &owner, &nb, &format!("old{word}.txt"), "cached body").await;
+    let old_name = format!("/api/v1/search/documents?mode=text&q=old{word}");
+    let found = wait_for(&app, &owner, &old_name, 1).await;
+    let document = found["items"][0]["document"]["id"].as_str().unwrap().to_owned();
+    // Cached now (SQLite), or soon (Neo4j, once settled): the rename must pass it.
+    search(&app, &owner, &old_name).await;
+    let rename = json!({"original_filename": format!("new{word}.txt")});
+    json_of(call(&app, &owner, Method::PUT, &format!("/api/v1/documents/{document}"), Some(rename)).await, 200).await;
+    seen_at_once(&app, &owner, &format!("/api/v1/search/documents?mode=text&q=new{word}"), 1).await;
+    seen_at_once(&app, &owner, &old_name, 0).await;
+    app.shutdown().await;
+}
+
+/// The search's results once they hold `count` items: at the first try on SQLite,
+/// whose index is written in the change's own transaction (so a stale cached result
+/// would show); within moments on Neo4j, whose index takes a commit up shortly after.
+async fn seen_at_once(app: &TestApp, token: &str, path: &str, count: usize) -> Value {
+    if common::store_kind() == aether::config::StoreKind::Sqlite {
+        let found = search(app, token, path).await;
+        assert_eq!(found["items"].as_array().unwrap().len(), count, "{path}: {found}");
+        return found;
+    }
+    wait_for(app, token, path, count).await
+}

@@ -52,7 +52,15 @@ impl CacheScope {
         Self { namespace: "notebooks", name: "notebooks".to_owned() }
     }
 
-    /// The kind of entry (`users`, `access`, `notebooks`), for metrics.
+    /// Every cached search result (`CachedSearchStore`). A search sees notebooks,
+    /// documents, their chunks and vectors, and permissions: every change to any of
+    /// them bumps this one generation (through the `access` and `notebooks` bumps,
+    /// and its own for document metadata, new notebooks and vectors).
+    pub fn search() -> Self {
+        Self { namespace: "search", name: "search".to_owned() }
+    }
+
+    /// The kind of entry (`users`, `access`, `notebooks`, `search`), for metrics.
     pub fn namespace(&self) -> &'static str {
         self.namespace
     }

@@ -18,7 +18,7 @@ pub const CHUNK_CHARS: usize = 1_000;
 pub const HEADING: u32 = 0;
 
 /// One indexed piece of a document.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Chunk {
     /// 0 for the heading, then 1, 2, … in reading order.
     pub ordinal: u32,

@@ -7,7 +7,7 @@
 //! ending in `*` (any word it begins), or a `"quoted phrase"`. Words are runs of
 //! letters and digits, compared in lower case, as both engines' tokenizers cut them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
 use crate::access::role_permission;
@@ -285,7 +285,7 @@ pub struct PersonHit {
 /// Where a ranked listing continues: after the item with this score and id. Results
 /// come by score (higher first), then id (ascending), so ties are cut the same way on
 /// every page and in both stores.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RankCursor {
     pub score: f64,
     pub id: uuid::Uuid,
@@ -317,14 +317,14 @@ impl RankCursor {
 }
 
 /// One result and its relevance (higher is better; comparable only within one query).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scored<T> {
     pub item: T,
     pub score: f64,
 }
 
 /// A page of ranked results.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ranked<T> {
     pub items: Vec<Scored<T>>,
     pub next: Option<RankCursor>,
@@ -361,7 +361,7 @@ impl<T> Ranked<T> {
 
 /// A document a search found, with the chunk that matched best. Only what a
 /// reader may see: the chunk's text is the readers' text.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocumentHit {
     pub id: DocumentId,
     pub notebook_id: NotebookId,
@@ -387,14 +387,14 @@ pub struct ReindexStep {
 
 /// How many results share a value, among everything a query matched that the
 /// caller may read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FacetCount {
     pub value: String,
     pub count: u64,
 }
 
 /// The facets of a document search.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocumentFacets {
     pub content_type: Vec<FacetCount>,
     pub status: Vec<FacetCount>,

@@ -51,6 +51,9 @@ pub struct CachedReads {
     /// Counts this process's permission changes, for live views (sockets) that must
     /// re-check their caller's access when one happens.
     access_changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The `search` generation this process saw last, and when it first saw it:
+    /// results are stored only once a generation has settled ([`Self::search_result`]).
+    search_generation: Arc<std::sync::Mutex<Option<(u64, std::time::Instant)>>>,
 }
 
 impl std::fmt::Debug for CachedReads {
@@ -67,7 +70,12 @@ fn cache_failed(scope: &CacheScope, what: &'static str, error: &StoreError) {
 
 impl CachedReads {
     pub fn new(store: ReadPorts, cache: Option<Arc<dyn ReadCache>>) -> Self {
-        Self { store, cache, access_changes: Arc::new(tokio::sync::watch::channel(0).0) }
+        Self {
+            store,
+            cache,
+            access_changes: Arc::new(tokio::sync::watch::channel(0).0),
+            search_generation: Arc::new(std::sync::Mutex::new(None)),
+        }
     }
 
     /// Reads through no cache at all.
@@ -128,6 +136,39 @@ impl CachedReads {
     /// sizes. Creating one needs none (a missing notebook is never cached).
     pub async fn notebooks_changed(&self) {
         self.invalidate(&CacheScope::notebooks()).await;
+        self.invalidate(&CacheScope::search()).await;
+    }
+
+    /// Call after a change that search sees and no other bump covers has committed:
+    /// a notebook created, a document's name, description or tags changed, chunks
+    /// rewritten or given vectors.
+    pub async fn search_content_changed(&self) {
+        self.invalidate(&CacheScope::search()).await;
+    }
+
+    /// A search result through the cache, under the `search` generation. On a miss,
+    /// `read` answers and its result is stored only when this process has seen the
+    /// current generation for at least `settle`: a store whose index takes a commit
+    /// up moments later (Neo4j's Lucene indexes) would otherwise have a result read
+    /// before the index caught up kept for the cache's whole time to live. `key`
+    /// must name everything the result depends on, the caller's read scope included.
+    pub async fn search_result<T, F>(&self, key: &str, settle: Duration, read: F) -> Result<T, StoreError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        let read = async move { Ok((read.await?, ())) };
+        let settled = |generation: u64| {
+            let mut seen = self.search_generation.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match *seen {
+                Some((known, since)) if known == generation => since.elapsed() >= settle,
+                _ => {
+                    *seen = Some((generation, std::time::Instant::now()));
+                    settle.is_zero()
+                }
+            }
+        };
+        Ok(self.read_through_when(&CacheScope::search(), key, read, settled).await?.0)
     }
 
     /// Call after a change to the user's record has committed.
@@ -143,6 +184,7 @@ impl CachedReads {
     /// roles, and the user's own entry is invalidated.
     pub async fn access_changed(&self) {
         self.invalidate(&CacheScope::access()).await;
+        self.invalidate(&CacheScope::search()).await;
         self.access_changes.send_modify(|changes| *changes = changes.wrapping_add(1));
     }
 
@@ -224,6 +266,22 @@ impl CachedReads {
         T: Serialize + DeserializeOwned,
         F: Future<Output = Result<(T, X), StoreError>>,
     {
+        self.read_through_when(scope, key, read, |_| true).await
+    }
+
+    /// [`Self::read_through_with`], storing what was read only when `may_store`
+    /// agrees with the generation it would be stored under.
+    async fn read_through_when<T, X, F>(
+        &self,
+        scope: &CacheScope,
+        key: &str,
+        read: F,
+        may_store: impl FnOnce(u64) -> bool,
+    ) -> Result<(T, Option<X>), StoreError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Future<Output = Result<(T, X), StoreError>>,
+    {
         let Some(cache) = &self.cache else {
             let (value, extra) = read.await?;
             return Ok((value, Some(extra)));
@@ -254,13 +312,15 @@ impl CachedReads {
         if let Some(generation) = generation {
             metrics::counter!("aether_cache_requests_total", "namespace" => namespace, "outcome" => "miss")
                 .increment(1);
-            match serde_json::to_vec(&value) {
-                Ok(bytes) => {
-                    if let Err(error) = cache.put(scope, generation, key, &bytes).await {
-                        cache_failed(scope, "put", &error);
+            if may_store(generation) {
+                match serde_json::to_vec(&value) {
+                    Ok(bytes) => {
+                        if let Err(error) = cache.put(scope, generation, key, &bytes).await {
+                            cache_failed(scope, "put", &error);
+                        }
                     }
+                    Err(error) => tracing::warn!(%error, namespace, "could not encode a cache entry"),
                 }
-                Err(error) => tracing::warn!(%error, namespace, "could not encode a cache entry"),
             }
         }
         Ok((value, Some(extra)))

@@ -15,6 +15,7 @@ pub mod live;
 pub mod notebooks;
 pub mod ports;
 pub mod search;
+pub mod search_cache;
 
 pub use access::Authorizer;
 pub use accounts::{AccountService, SessionSettings, TokenPair};

@@ -159,6 +159,8 @@ impl NotebookService {
                 }
             })?;
         tracing::info!(notebook_id = %notebook.id, owner_id = %caller.user_id, "created notebook");
+        // A new notebook is found by searches from now on.
+        self.reads.search_content_changed().await;
         Ok(notebook)
     }
 
@@ -295,6 +297,7 @@ impl NotebookService {
             .await
             .map_err(|error| structure_error(error, self.max_depth))?;
         tracing::info!(source = %id, copy = %copy.id, "duplicated notebook");
+        self.reads.search_content_changed().await;
         Ok(copy)
     }
 

@@ -119,7 +119,10 @@ impl DocumentService {
         if patch.is_empty() {
             return Ok(document);
         }
-        Ok(self.store.documents.update_document(id, patch, change).await?)
+        let updated = self.store.documents.update_document(id, patch, change).await?;
+        // Its heading (name, description, tags) is searched.
+        self.access.reads().search_content_changed().await;
+        Ok(updated)
     }
 
     /// Deletes the document; its blobs are queued and removed by the worker.
