@@ -138,6 +138,12 @@ def _accepted(failure, case, response):
     if code == "ST202" and problem.get("code") == "invalid_if_match" and if_match is not None:
         if not IF_MATCH.match(str(if_match)):
             return True
+    # Schemathesis 4.32's stateful phase sometimes reports a case as negative while
+    # recording no mutation at all, describing it itself as the "positive test case":
+    # no part of such a request is known to break the schema, so accepting it breaks
+    # nothing. (Seen on uploads with every read part valid.)
+    if code == "ST201" and "Invalid component: positive test case" in str(getattr(failure, "message", "")):
+        return True
     if path in MULTIPART and code == "ST201":
         message = str(getattr(failure, "message", ""))
         # An upload's text parts apply to the file after them; one after the last file
