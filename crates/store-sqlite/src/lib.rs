@@ -37,6 +37,7 @@ mod search;
 mod search_log;
 mod sessions;
 mod users;
+mod vectors;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -47,6 +48,8 @@ pub struct SqliteStore {
     /// them spin in SQLite's busy handler (which sleeps in growing steps), keeps
     /// write latency flat under concurrency.
     writer: Arc<Mutex<()>>,
+    /// Chunk vectors in memory, for semantic search (see `vectors`).
+    vectors: vectors::VectorCache,
 }
 
 /// A write transaction (`BEGIN IMMEDIATE`) with this process's writer slot.
@@ -63,7 +66,7 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(map_err)?;
-        Ok(Self { pool, writer: Arc::new(Mutex::new(())) })
+        Ok(Self { pool, writer: Arc::new(Mutex::new(())), vectors: vectors::VectorCache::new() })
     }
 
     /// Opens and migrates, the usual way to start.

@@ -148,7 +148,7 @@ pub(crate) async fn document_vectors(
     .map_err(map_err)?;
     rows.into_iter()
         .map(|(ordinal, bytes)| {
-            if bytes.len() % 4 != 0 {
+            if !bytes.len().is_multiple_of(4) {
                 return Err(StoreError::Corrupt("vector".into()));
             }
             let values = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();

@@ -21,6 +21,7 @@ use sqlx::SqliteConnection;
 
 use crate::notebooks::{Liveness, notebook_in};
 use crate::rows::{corrupt, json, ts, unsigned, user_id};
+use crate::vectors::{FINGERPRINT, fingerprint};
 use crate::{SqliteStore, map_err};
 
 /// The most typo candidates one query word expands to.
@@ -254,11 +255,12 @@ const DOCUMENT_FACETS: &str = concat!(
 /// A page of notebooks in scope whose name, description or tags match ?3 (the name
 /// counts most, then tags, then the description), filtered by ?4 status, ?5 owner,
 /// ?6/?7 created and ?8/?9 updated ranges, ?10 tags, after the cursor (?11, ?12), ?13 rows.
-/// The vectors of `model` (?3) of every chunk in scope whose document passes the
-/// filters: what semantic search compares the query with.
-const CANDIDATE_VECTORS: &str = concat!(
+/// Every chunk in scope with a vector of `model` (?3) whose document passes the
+/// filters: what semantic search compares the query with (the vectors themselves
+/// come from memory, see `vectors`).
+const CANDIDATE_CHUNKS: &str = concat!(
     scope_ctes!(),
-    " SELECT c.id, c.document_id, e.vector FROM chunk_embeddings e \
+    " SELECT c.id, c.document_id, substr(e.vector, 1, 8) AS fingerprint FROM chunk_embeddings e \
      JOIN document_chunks c ON c.id = e.chunk_id JOIN notebooks n ON n.id = c.notebook_id \
      JOIN documents d ON d.id = c.document_id WHERE e.model = ?3 AND ",
     in_scope!(),
@@ -560,7 +562,7 @@ impl SearchStore for SqliteStore {
         }
         let filters = &query.filters;
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
-        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(CANDIDATE_VECTORS)
+        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(CANDIDATE_CHUNKS)
             .bind(scope.reader().map(|user| user.to_string()))
             .bind(filters.within.map(|id| id.to_string()))
             .bind(model)
@@ -575,10 +577,16 @@ impl SearchStore for SqliteStore {
             .fetch_all(&mut *conn)
             .await
             .map_err(map_err)?;
-        // Exact: every vector in scope, compared in memory; each document by its best chunk.
+        // Every vector in scope, compared in memory; each document by its best chunk.
+        let chunks: Vec<(i64, [u8; FINGERPRINT])> =
+            rows.iter().map(|(chunk, _, print)| (*chunk, fingerprint(print))).collect();
+        let vectors: std::collections::HashMap<i64, _> =
+            self.vectors.vectors_of(&mut conn, model, &chunks).await?.into_iter().collect();
         let mut best: std::collections::HashMap<String, (f64, i64)> = std::collections::HashMap::new();
-        for (chunk, document, bytes) in rows {
-            let Some(score) = similarity(vector.as_slice(), &bytes) else { continue };
+        for (chunk, document, _) in rows {
+            let Some(score) = vectors.get(&chunk).and_then(|stored| stored.similarity(vector.as_slice())) else {
+                continue;
+            };
             let entry = best.entry(document).or_insert((f64::NEG_INFINITY, chunk));
             if score > entry.0 {
                 *entry = (score, chunk);
@@ -613,28 +621,35 @@ impl SearchStore for SqliteStore {
 
     async fn store_chunk_embeddings(&self, model: &str, embeddings: &[ChunkEmbedding]) -> StoreResult<()> {
         let (_writer, mut tx) = self.begin_write().await?;
+        let mut stored = Vec::with_capacity(embeddings.len());
         for embedding in embeddings {
             let Ok(chunk) = embedding.id.parse::<i64>() else { continue };
             let bytes: Vec<u8> = embedding.vector.as_slice().iter().flat_map(|value| value.to_le_bytes()).collect();
             // Only a chunk still waiting: one deleted meanwhile took its queue entry with it.
-            sqlx::query(
+            let inserted = sqlx::query(
                 "INSERT INTO chunk_embeddings (chunk_id, model, vector) \
                  SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM chunk_embedding_queue WHERE chunk_id = ?1) \
                  ON CONFLICT (chunk_id) DO UPDATE SET model = excluded.model, vector = excluded.vector",
             )
             .bind(chunk)
             .bind(model)
-            .bind(bytes)
+            .bind(&bytes)
             .execute(&mut *tx)
             .await
-            .map_err(map_err)?;
+            .map_err(map_err)?
+            .rows_affected();
             sqlx::query("DELETE FROM chunk_embedding_queue WHERE chunk_id = ?")
                 .bind(chunk)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
+            if inserted > 0 {
+                stored.push((chunk, bytes));
+            }
         }
-        tx.commit().await.map_err(map_err)
+        tx.commit().await.map_err(map_err)?;
+        self.vectors.remember(model, &stored);
+        Ok(())
     }
 
     async fn queue_embeddings_for(&self, model: &str) -> StoreResult<u64> {
@@ -670,18 +685,4 @@ impl SearchStore for SqliteStore {
     ) -> StoreResult<Vec<(u32, Embedding)>> {
         crate::related::document_vectors(&self.pool, document, model, limit).await
     }
-}
-
-/// The dot product of a unit query vector with a stored one (little-endian f32s,
-/// unit length): their cosine similarity. `None` for a vector of another length.
-fn similarity(query: &[f32], stored: &[u8]) -> Option<f64> {
-    if stored.len() != query.len() * 4 {
-        return None;
-    }
-    let dot: f32 = stored
-        .chunks_exact(4)
-        .zip(query)
-        .map(|(bytes, q)| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) * q)
-        .sum();
-    Some(f64::from(dot))
 }

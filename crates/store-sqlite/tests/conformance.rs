@@ -85,3 +85,93 @@ async fn reindexing_restores_lost_chunks() {
     assert_eq!(hits.items[0].item.id, document.id, "by its file name too (the heading)");
     store.close().await;
 }
+
+/// Vectors kept in memory never answer for another chunk: SQLite gives a deleted
+/// chunk's id to the next one, and another process (a worker, a reindex) may store
+/// that chunk's vector; the first process must compare the new vector, not the one
+/// it remembers.
+#[tokio::test]
+async fn vectors_in_memory_follow_reused_chunk_ids() {
+    use aether_domain::activity::Change;
+    use aether_domain::compliance::ComplianceSettings;
+    use aether_domain::embedding::Embedding;
+    use aether_domain::id::{NotebookId, UserId};
+    use aether_domain::notebook::{NewNotebook, NotebookName, Visibility};
+    use aether_domain::search::ReadScope;
+    use aether_domain::semantic::ChunkEmbedding;
+    use aether_domain::store::{DocumentStore, NotebookStore, SearchStore, UserStore};
+    use aether_domain::user::{NewUser, Role, Username};
+    use aether_store_conformance::search::{documents_query, store_document, text_result};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("aether.db");
+    let first = SqliteStore::open_and_migrate(&path).await.expect("open store");
+    let second = SqliteStore::open(&path).await.expect("a second process");
+    let at = aether_domain::time::now();
+    let owner = first
+        .create_user(NewUser {
+            id: UserId::new(),
+            keycloak_id: None,
+            username: Username::parse("vectors").expect("valid"),
+            email: None,
+            full_name: None,
+            roles: vec![Role::User],
+            password_hash: None,
+            created_at: at,
+        })
+        .await
+        .expect("user");
+    let notebook = first
+        .create_notebook(
+            NewNotebook {
+                id: NotebookId::new(),
+                owner_id: owner.id,
+                parent_id: None,
+                name: NotebookName::parse("Vectors").expect("valid"),
+                description: None,
+                visibility: Visibility::Private,
+                tags: vec![],
+                compliance_settings: ComplianceSettings::default(),
+                is_template: false,
+                created_at: at,
+            },
+            32,
+            &Change::by(owner.id, at),
+        )
+        .await
+        .expect("notebook");
+    let axis = |i: usize| {
+        let mut values = vec![0.0f32; 384];
+        values[i] = 1.0;
+        Embedding::normalized(values).expect("unit")
+    };
+    let embed_all = |store: SqliteStore, vector: Embedding| async move {
+        let pending = store.chunks_to_embed(1000).await.expect("pending");
+        let ids: Vec<String> = pending.iter().map(|chunk| chunk.id.clone()).collect();
+        let embeddings: Vec<ChunkEmbedding> =
+            pending.into_iter().map(|chunk| ChunkEmbedding { id: chunk.id, vector: vector.clone() }).collect();
+        store.store_chunk_embeddings("m", &embeddings).await.expect("store vectors");
+        ids
+    };
+    let scope = ReadScope::Reader(owner.id);
+    let query = documents_query("unused");
+
+    let old = store_document(&first, owner.id, notebook.id, "old.txt", text_result("old text")).await;
+    let old_chunks = embed_all(first.clone(), axis(0)).await;
+    let found = first.similar_documents(scope, "m", &axis(0), &query, 10).await.expect("similar");
+    assert_eq!(found[0].item.id, old.id);
+    assert!((found[0].score - 1.0).abs() < 0.01, "remembered: {}", found[0].score);
+
+    // The second process replaces the document: its chunks take the same ids.
+    second.delete_document(old.id, &Change::by(owner.id, at)).await.expect("delete");
+    let new = store_document(&second, owner.id, notebook.id, "new.txt", text_result("new text")).await;
+    let new_chunks = embed_all(second.clone(), axis(1)).await;
+    assert_eq!(new_chunks, old_chunks, "SQLite reused the ids (the case under test)");
+
+    let found = first.similar_documents(scope, "m", &axis(1), &query, 10).await.expect("similar");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].item.id, new.id);
+    assert!((found[0].score - 1.0).abs() < 0.01, "the new vector, not the remembered one: {}", found[0].score);
+    first.close().await;
+    second.close().await;
+}
