@@ -300,6 +300,13 @@ impl Runtime {
                 Ok(purged) => tracing::info!(purged, "purged expired refresh tokens"),
                 Err(error) => tracing::warn!(%error, "refresh token purge failed; will retry"),
             }
+            if self.config.search_history_days > 0 {
+                match self.search.forget_searches_older_than(self.config.search_history_days).await {
+                    Ok(0) => {}
+                    Ok(forgotten) => tracing::info!(forgotten, "forgot searches past their retention"),
+                    Err(error) => tracing::warn!(%error, "search history purge failed; will retry"),
+                }
+            }
             // Sessions, pending logins and revocations in the store (Redis expires its own).
             match self.ephemeral.purge_expired(aether_domain::time::now()).await {
                 Ok(0) => {}

@@ -251,6 +251,7 @@ traced_ports! {
         fn delete_search_history(&self, user: UserId, id: Option<uuid::Uuid>) -> StoreResult<u64>;
         fn frequent_searches(&self, user: UserId, prefix: &str, limit: u32) -> StoreResult<Vec<QueryCount>>;
         fn search_analytics(&self, since: Timestamp, limit: u32) -> StoreResult<SearchAnalytics>;
+        fn forget_searches_before(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
     }
     EphemeralStore {
         fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> as "ephemeral_put";

@@ -459,6 +459,9 @@ pub trait SearchLogStore: Send + Sync + std::fmt::Debug {
     /// Searches made since `since` by everyone: counts, the `limit` most searched
     /// queries and zero-result queries, and response time percentiles.
     async fn search_analytics(&self, since: Timestamp, limit: u32) -> StoreResult<SearchAnalytics>;
+    /// Forgets up to `limit` searches made before `before` (oldest first), with
+    /// what they returned; how many.
+    async fn forget_searches_before(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
 }
 
 /// The system of record: every port, plus what operations need.

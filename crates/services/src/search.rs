@@ -509,6 +509,21 @@ impl SearchService {
         Ok(self.ports.log.delete_search_history(caller.user_id, id).await?)
     }
 
+    /// Forgets every search older than `days` days (history, suggestions and
+    /// analytics alike), a batch at a time; how many.
+    pub async fn forget_searches_older_than(&self, days: u32) -> ServiceResult<u64> {
+        const BATCH: u32 = 1_000;
+        let cutoff = time::now() - chrono::TimeDelta::days(i64::from(days));
+        let mut forgotten = 0;
+        loop {
+            let batch = self.ports.log.forget_searches_before(cutoff, BATCH).await?;
+            forgotten += batch;
+            if batch < u64::from(BATCH) {
+                return Ok(forgotten);
+            }
+        }
+    }
+
     /// Completions of what the caller is typing: their own frequent queries, then
     /// names of notebooks and documents they may read, then their tags; each text once.
     #[tracing::instrument(skip_all, fields(user = %caller.user_id))]

@@ -774,4 +774,15 @@ pub async fn searches_are_remembered_per_user_and_counted_for_everyone(store: &d
     assert_eq!(store.delete_search_history(alice.id, None).await.unwrap(), 2);
     assert!(store.search_history(alice.id, PageRequest::default()).await.unwrap().items.is_empty());
     assert_eq!(store.search_history(bob.id, PageRequest::default()).await.unwrap().items.len(), 1, "Bob's stays");
+
+    // Searches older than the retention leave, a batch at a time; newer ones stay.
+    let ancient =
+        NewSearchRecord { at: time::now() - TimeDelta::days(200), ..record(bob.id, format!("{word} old"), 1, 5) };
+    store.record_search(ancient).await.unwrap();
+    assert_eq!(store.search_history(bob.id, PageRequest::default()).await.unwrap().items.len(), 2);
+    let cutoff = time::now() - TimeDelta::days(100);
+    assert_eq!(store.forget_searches_before(cutoff, 1).await.unwrap(), 1, "one at a time");
+    while store.forget_searches_before(cutoff, 100).await.unwrap() > 0 {}
+    let left = store.search_history(bob.id, PageRequest::default()).await.unwrap();
+    assert_eq!(left.items.iter().map(|r| r.id).collect::<Vec<_>>(), vec![searches[3].id], "the recent one stays");
 }

@@ -172,4 +172,18 @@ impl SearchLogStore for Neo4jStore {
             max_ms: at_rank(1.0).await?,
         })
     }
+
+    async fn forget_searches_before(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        let q = query(
+            "MATCH (q:SearchQuery) WHERE q.created_at < datetime($before) \
+             WITH q ORDER BY q.created_at LIMIT $limit DETACH DELETE q RETURN count(*) AS n",
+        )
+        .param("before", storage(&before))
+        .param("limit", i64::from(limit));
+        let rows = self.rows(q).await?;
+        match rows.first() {
+            Some(row) => unsigned(column(row, "n")?, "count"),
+            None => Ok(0),
+        }
+    }
 }

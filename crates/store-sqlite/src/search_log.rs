@@ -189,4 +189,21 @@ impl SearchLogStore for SqliteStore {
             max_ms: at_rank(1.0).await?,
         })
     }
+
+    async fn forget_searches_before(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        // What they returned goes with them (ON DELETE CASCADE).
+        let forgotten = sqlx::query(
+            "DELETE FROM search_queries WHERE id IN \
+             (SELECT id FROM search_queries WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+        )
+        .bind(time::to_storage(&before))
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        tx.commit().await.map_err(map_err)?;
+        Ok(forgotten)
+    }
 }
