@@ -253,6 +253,20 @@ pub struct DocumentSearch {
     pub after: Option<RankCursor>,
 }
 
+impl DocumentSearch {
+    /// Whether anything but the read scope and `within` narrows the documents:
+    /// content type, status, owner, time ranges or tags.
+    pub fn filters_documents(&self) -> bool {
+        let f = &self.filters;
+        self.content_type.is_some()
+            || self.status.is_some()
+            || f.owner.is_some()
+            || f.created != TimeRange::default()
+            || f.updated != TimeRange::default()
+            || !f.tags.is_empty()
+    }
+}
+
 /// A search over notebooks: name, description and tags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NotebookSearch {

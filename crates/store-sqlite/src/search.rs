@@ -21,7 +21,6 @@ use sqlx::SqliteConnection;
 
 use crate::notebooks::{Liveness, notebook_in};
 use crate::rows::{corrupt, json, ts, unsigned, user_id};
-use crate::vectors::{FINGERPRINT, fingerprint};
 use crate::{SqliteStore, map_err};
 
 /// The most typo candidates one query word expands to.
@@ -255,18 +254,35 @@ const DOCUMENT_FACETS: &str = concat!(
 /// A page of notebooks in scope whose name, description or tags match ?3 (the name
 /// counts most, then tags, then the description), filtered by ?4 status, ?5 owner,
 /// ?6/?7 created and ?8/?9 updated ranges, ?10 tags, after the cursor (?11, ?12), ?13 rows.
-/// Every chunk in scope with a vector of `model` (?3) whose document passes the
-/// filters: what semantic search compares the query with (the vectors themselves
-/// come from memory, see `vectors`).
-const CANDIDATE_CHUNKS: &str = concat!(
-    scope_ctes!(),
-    " SELECT c.id, c.document_id, substr(e.vector, 1, 8) AS fingerprint FROM chunk_embeddings e \
-     JOIN document_chunks c ON c.id = e.chunk_id JOIN notebooks n ON n.id = c.notebook_id \
-     JOIN documents d ON d.id = c.document_id WHERE e.model = ?3 AND ",
-    in_scope!(),
-    " AND ",
-    document_filters!()
+/// Every chunk in scope (?1, ?2) with a vector of `model` (?3), with the vector's
+/// stamp, one row per document (`id,stamp;id,stamp…`: a row per chunk cost more to
+/// hand over than to find): what semantic search compares the query with (the vectors themselves
+/// come from memory, see `vectors`). Walked from the notebooks in scope (the
+/// `CROSS JOIN`s keep that order) through covering indexes (migration 0016), never
+/// from every vector of the model, and reading no chunk text and no blob.
+macro_rules! candidate_chunks {
+    () => {
+        concat!(
+            scope_ctes!(),
+            ", scoped(id) AS MATERIALIZED (SELECT n.id FROM notebooks n WHERE ",
+            in_scope!(),
+            ") SELECT c.document_id, group_concat(c.id || ',' || e.stamp, ';') AS chunks FROM scoped s \
+             CROSS JOIN document_chunks c ON c.notebook_id = s.id \
+             CROSS JOIN chunk_embeddings e INDEXED BY chunk_embeddings_stamp ON e.chunk_id = c.id AND e.model = ?3"
+        )
+    };
+}
+
+/// [`candidate_chunks!`] of documents passing the document filters (?4–?11).
+pub(crate) const CANDIDATE_CHUNKS: &str = concat!(
+    candidate_chunks!(),
+    " JOIN documents d ON d.id = c.document_id WHERE ",
+    document_filters!(),
+    " GROUP BY c.document_id"
 );
+
+/// [`candidate_chunks!`] when no filter narrows the documents.
+pub(crate) const CANDIDATE_CHUNKS_UNFILTERED: &str = concat!(candidate_chunks!(), " GROUP BY c.document_id");
 
 /// One chunk as a hit: its document's summary and the chunk.
 const CHUNK_HIT: &str = "SELECT d.id, d.notebook_id, d.original_filename, d.content_type, d.tags, d.file_size, \
@@ -562,36 +578,51 @@ impl SearchStore for SqliteStore {
         }
         let filters = &query.filters;
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
-        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(CANDIDATE_CHUNKS)
+        let statement = if query.filters_documents() { CANDIDATE_CHUNKS } else { CANDIDATE_CHUNKS_UNFILTERED };
+        let mut candidates = sqlx::query_as(statement)
             .bind(scope.reader().map(|user| user.to_string()))
             .bind(filters.within.map(|id| id.to_string()))
-            .bind(model)
-            .bind(query.content_type.as_ref().map(|c| c.as_str().to_owned()))
-            .bind(query.status.map(ProcessingStatus::as_str))
-            .bind(filters.owner.map(|user| user.to_string()))
-            .bind(range_bound(filters.created.from))
-            .bind(range_bound(filters.created.to))
-            .bind(range_bound(filters.updated.from))
-            .bind(range_bound(filters.updated.to))
-            .bind(tags_filter(&filters.tags))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .bind(model);
+        if query.filters_documents() {
+            candidates = candidates
+                .bind(query.content_type.as_ref().map(|c| c.as_str().to_owned()))
+                .bind(query.status.map(ProcessingStatus::as_str))
+                .bind(filters.owner.map(|user| user.to_string()))
+                .bind(range_bound(filters.created.from))
+                .bind(range_bound(filters.created.to))
+                .bind(range_bound(filters.updated.from))
+                .bind(range_bound(filters.updated.to))
+                .bind(tags_filter(&filters.tags));
+        }
+        let rows: Vec<(String, String)> = candidates.fetch_all(&mut *conn).await.map_err(map_err)?;
         // Every vector in scope, compared in memory; each document by its best chunk.
-        let chunks: Vec<(i64, [u8; FINGERPRINT])> =
-            rows.iter().map(|(chunk, _, print)| (*chunk, fingerprint(print))).collect();
-        let vectors: std::collections::HashMap<i64, _> =
-            self.vectors.vectors_of(&mut conn, model, &chunks).await?.into_iter().collect();
-        let mut best: std::collections::HashMap<String, (f64, i64)> = std::collections::HashMap::new();
-        for (chunk, document, _) in rows {
-            let Some(score) = vectors.get(&chunk).and_then(|stored| stored.similarity(vector.as_slice())) else {
-                continue;
-            };
-            let entry = best.entry(document).or_insert((f64::NEG_INFINITY, chunk));
-            if score > entry.0 {
-                *entry = (score, chunk);
+        let mut chunks: Vec<(i64, i64)> = Vec::new();
+        let mut owners: Vec<usize> = Vec::new();
+        for (index, (_, listed)) in rows.iter().enumerate() {
+            for pair in listed.split(';') {
+                let parsed = pair.split_once(',').and_then(|(id, stamp)| Some((id.parse().ok()?, stamp.parse().ok()?)));
+                let Some(chunk) = parsed else { return Err(corrupt("candidate chunk")) };
+                chunks.push(chunk);
+                owners.push(index);
             }
         }
+        let vectors: std::collections::HashMap<i64, _> =
+            self.vectors.vectors_of(&mut conn, model, &chunks).await?.into_iter().collect();
+        let mut best: Vec<(f64, i64)> = vec![(f64::NEG_INFINITY, 0); rows.len()];
+        for ((chunk, _), owner) in chunks.iter().zip(owners) {
+            let Some(score) = vectors.get(chunk).and_then(|stored| stored.similarity(vector.as_slice())) else {
+                continue;
+            };
+            if score > best[owner].0 {
+                best[owner] = (score, *chunk);
+            }
+        }
+        let best: std::collections::HashMap<String, (f64, i64)> = rows
+            .into_iter()
+            .zip(best)
+            .filter(|(_, (score, _))| score.is_finite())
+            .map(|((document, _), found)| (document, found))
+            .collect();
         let mut ranked: Vec<(String, f64, i64)> =
             best.into_iter().map(|(document, (score, chunk))| (document, score, chunk)).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -626,25 +657,26 @@ impl SearchStore for SqliteStore {
             let Ok(chunk) = embedding.id.parse::<i64>() else { continue };
             let bytes: Vec<u8> = embedding.vector.as_slice().iter().flat_map(|value| value.to_le_bytes()).collect();
             // Only a chunk still waiting: one deleted meanwhile took its queue entry with it.
-            let inserted = sqlx::query(
-                "INSERT INTO chunk_embeddings (chunk_id, model, vector) \
-                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM chunk_embedding_queue WHERE chunk_id = ?1) \
-                 ON CONFLICT (chunk_id) DO UPDATE SET model = excluded.model, vector = excluded.vector",
+            let stamp: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO chunk_embeddings (chunk_id, model, vector, stamp) \
+                 SELECT ?1, ?2, ?3, random() WHERE EXISTS (SELECT 1 FROM chunk_embedding_queue WHERE chunk_id = ?1) \
+                 ON CONFLICT (chunk_id) DO UPDATE SET model = excluded.model, vector = excluded.vector, \
+                   stamp = excluded.stamp \
+                 RETURNING stamp",
             )
             .bind(chunk)
             .bind(model)
             .bind(&bytes)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(map_err)?
-            .rows_affected();
+            .map_err(map_err)?;
             sqlx::query("DELETE FROM chunk_embedding_queue WHERE chunk_id = ?")
                 .bind(chunk)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
-            if inserted > 0 {
-                stored.push((chunk, bytes));
+            if let Some(stamp) = stamp {
+                stored.push((chunk, stamp, bytes));
             }
         }
         tx.commit().await.map_err(map_err)?;
