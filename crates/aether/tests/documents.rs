@@ -810,12 +810,21 @@ async fn runaway_processing_is_bounded_in_pages_time_and_memory() {
     let started = std::time::Instant::now();
     let long = finished(&app, &owner, &accepted(&app, &owner, &nb, "long.pdf", long_pdf).await).await;
     assert_eq!(long["status"], "completed", "{long}");
-    let document = json_of(
-        call(&app, &owner, Method::GET, &format!("/api/v1/documents/{}", long["document_id"].as_str().unwrap()), None)
-            .await,
-        200,
-    )
-    .await;
+    let path = format!("/api/v1/documents/{}", long["document_id"].as_str().unwrap());
+    let response = call(&app, &owner, Method::GET, &path, None).await;
+    if response.status() != 200 {
+        // Seen twice on Neo4j in CI (a completed job whose document answers 404), not
+        // reproduced: say everything the next occurrence can tell.
+        let body = response.text().await.unwrap_or_default();
+        let job_now = call(&app, &owner, Method::GET, long["status_url"].as_str().unwrap(), None).await;
+        let job_now = job_now.text().await.unwrap_or_default();
+        let listed = call(&app, &owner, Method::GET, &format!("/api/v1/notebooks/{nb}/documents"), None).await;
+        let listed = listed.text().await.unwrap_or_default();
+        panic!(
+            "GET {path}: {body}\nthe job at completion: {long}\nthe job now: {job_now}\nthe notebook's documents: {listed}"
+        );
+    }
+    let document = json_of(response, 200).await;
     assert_eq!(document["extracted_metadata"]["page_count"], 10_000);
     let warnings = document["processing_metadata"]["warnings"].to_string();
     assert!(warnings.contains("page"), "the page limit is reported: {warnings}");
