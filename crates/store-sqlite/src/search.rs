@@ -355,6 +355,23 @@ impl TryFrom<DocumentHitRow> for Scored<DocumentHit> {
     }
 }
 
+/// Binds the document filters, ?4–?11 of [`document_filters!`].
+fn bind_document_filters<'q, O>(
+    statement: sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments>,
+    query: &DocumentSearch,
+) -> sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments> {
+    let filters = &query.filters;
+    statement
+        .bind(query.content_type.as_ref().map(|c| c.as_str().to_owned()))
+        .bind(query.status.map(ProcessingStatus::as_str))
+        .bind(filters.owner.map(|user| user.to_string()))
+        .bind(range_bound(filters.created.from))
+        .bind(range_bound(filters.created.to))
+        .bind(range_bound(filters.updated.from))
+        .bind(range_bound(filters.updated.to))
+        .bind(tags_filter(&filters.tags))
+}
+
 fn tags_filter(tags: &[Tag]) -> String {
     serde_json::Value::from(tags.iter().map(|tag| tag.as_str().to_owned()).collect::<Vec<_>>()).to_string()
 }
@@ -385,18 +402,11 @@ impl SearchStore for SqliteStore {
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
         let expression = match_expression(&mut conn, Vocabulary::Chunks, query.text.clauses()).await?;
         let filters = &query.filters;
-        let rows: Vec<DocumentHitRow> = sqlx::query_as(SEARCH_DOCUMENTS)
+        let statement = sqlx::query_as(SEARCH_DOCUMENTS)
             .bind(scope.reader().map(|user| user.to_string()))
             .bind(filters.within.map(|id| id.to_string()))
-            .bind(expression)
-            .bind(query.content_type.as_ref().map(|c| c.as_str().to_owned()))
-            .bind(query.status.map(ProcessingStatus::as_str))
-            .bind(filters.owner.map(|user| user.to_string()))
-            .bind(range_bound(filters.created.from))
-            .bind(range_bound(filters.created.to))
-            .bind(range_bound(filters.updated.from))
-            .bind(range_bound(filters.updated.to))
-            .bind(tags_filter(&filters.tags))
+            .bind(expression);
+        let rows: Vec<DocumentHitRow> = bind_document_filters(statement, query)
             .bind(query.after.map(|after| after.score))
             .bind(query.after.map(|after| after.id.hyphenated().to_string()))
             .bind(i64::from(query.limit.get()) + 1)
@@ -414,21 +424,12 @@ impl SearchStore for SqliteStore {
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
         let expression = match_expression(&mut conn, Vocabulary::Chunks, query.text.clauses()).await?;
         let filters = &query.filters;
-        let rows: Vec<FacetRow> = sqlx::query_as(DOCUMENT_FACETS)
+        let statement = sqlx::query_as(DOCUMENT_FACETS)
             .bind(scope.reader().map(|user| user.to_string()))
             .bind(filters.within.map(|id| id.to_string()))
-            .bind(expression)
-            .bind(query.content_type.as_ref().map(|c| c.as_str().to_owned()))
-            .bind(query.status.map(ProcessingStatus::as_str))
-            .bind(filters.owner.map(|user| user.to_string()))
-            .bind(range_bound(filters.created.from))
-            .bind(range_bound(filters.created.to))
-            .bind(range_bound(filters.updated.from))
-            .bind(range_bound(filters.updated.to))
-            .bind(tags_filter(&filters.tags))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .bind(expression);
+        let rows: Vec<FacetRow> =
+            bind_document_filters(statement, query).fetch_all(&mut *conn).await.map_err(map_err)?;
         let mut facets = DocumentFacets::default();
         for row in rows {
             let count = FacetCount { value: row.value, count: unsigned(row.n, "facet count")? };
@@ -584,15 +585,7 @@ impl SearchStore for SqliteStore {
             .bind(filters.within.map(|id| id.to_string()))
             .bind(model);
         if query.filters_documents() {
-            candidates = candidates
-                .bind(query.content_type.as_ref().map(|c| c.as_str().to_owned()))
-                .bind(query.status.map(ProcessingStatus::as_str))
-                .bind(filters.owner.map(|user| user.to_string()))
-                .bind(range_bound(filters.created.from))
-                .bind(range_bound(filters.created.to))
-                .bind(range_bound(filters.updated.from))
-                .bind(range_bound(filters.updated.to))
-                .bind(tags_filter(&filters.tags));
+            candidates = bind_document_filters(candidates, query);
         }
         let rows: Vec<(String, String)> = candidates.fetch_all(&mut *conn).await.map_err(map_err)?;
         // Every vector in scope, compared in memory; each document by its best chunk.

@@ -17,51 +17,14 @@ async fn sqlite_store_conforms() {
 /// deleted behind the store's back), from the text the store holds.
 #[tokio::test]
 async fn reindexing_restores_lost_chunks() {
-    use aether_domain::activity::Change;
-    use aether_domain::compliance::ComplianceSettings;
-    use aether_domain::id::{NotebookId, UserId};
-    use aether_domain::notebook::{NewNotebook, NotebookName, Visibility};
     use aether_domain::search::ReadScope;
-    use aether_domain::store::{NotebookStore, SearchStore, UserStore};
-    use aether_domain::user::{NewUser, Role, Username};
+    use aether_domain::store::SearchStore;
     use aether_store_conformance::search::{documents_query, store_document, text_result};
 
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("aether.db");
     let store = SqliteStore::open_and_migrate(&path).await.expect("open store");
-    let at = aether_domain::time::now();
-    let owner = store
-        .create_user(NewUser {
-            id: UserId::new(),
-            keycloak_id: None,
-            username: Username::parse("reindexer").expect("valid"),
-            email: None,
-            full_name: None,
-            roles: vec![Role::User],
-            password_hash: None,
-            created_at: at,
-        })
-        .await
-        .expect("user");
-    let notebook = store
-        .create_notebook(
-            NewNotebook {
-                id: NotebookId::new(),
-                owner_id: owner.id,
-                parent_id: None,
-                name: NotebookName::parse("Lost").expect("valid"),
-                description: None,
-                visibility: Visibility::Private,
-                tags: vec![],
-                compliance_settings: ComplianceSettings::default(),
-                is_template: false,
-                created_at: at,
-            },
-            32,
-            &Change::by(owner.id, at),
-        )
-        .await
-        .expect("notebook");
+    let (owner, notebook) = owner_and_notebook(&store, "reindexer", "Lost").await;
     let document =
         store_document(&store, owner.id, notebook.id, "lost.txt", text_result("a recoverable passage")).await;
     let scope = ReadScope::Reader(owner.id);
@@ -93,14 +56,10 @@ async fn reindexing_restores_lost_chunks() {
 #[tokio::test]
 async fn vectors_in_memory_follow_reused_chunk_ids() {
     use aether_domain::activity::Change;
-    use aether_domain::compliance::ComplianceSettings;
     use aether_domain::embedding::Embedding;
-    use aether_domain::id::{NotebookId, UserId};
-    use aether_domain::notebook::{NewNotebook, NotebookName, Visibility};
     use aether_domain::search::ReadScope;
     use aether_domain::semantic::ChunkEmbedding;
-    use aether_domain::store::{DocumentStore, NotebookStore, SearchStore, UserStore};
-    use aether_domain::user::{NewUser, Role, Username};
+    use aether_domain::store::{DocumentStore, SearchStore};
     use aether_store_conformance::search::{documents_query, store_document, text_result};
 
     let dir = tempfile::tempdir().expect("temp dir");
@@ -108,38 +67,7 @@ async fn vectors_in_memory_follow_reused_chunk_ids() {
     let first = SqliteStore::open_and_migrate(&path).await.expect("open store");
     let second = SqliteStore::open(&path).await.expect("a second process");
     let at = aether_domain::time::now();
-    let owner = first
-        .create_user(NewUser {
-            id: UserId::new(),
-            keycloak_id: None,
-            username: Username::parse("vectors").expect("valid"),
-            email: None,
-            full_name: None,
-            roles: vec![Role::User],
-            password_hash: None,
-            created_at: at,
-        })
-        .await
-        .expect("user");
-    let notebook = first
-        .create_notebook(
-            NewNotebook {
-                id: NotebookId::new(),
-                owner_id: owner.id,
-                parent_id: None,
-                name: NotebookName::parse("Vectors").expect("valid"),
-                description: None,
-                visibility: Visibility::Private,
-                tags: vec![],
-                compliance_settings: ComplianceSettings::default(),
-                is_template: false,
-                created_at: at,
-            },
-            32,
-            &Change::by(owner.id, at),
-        )
-        .await
-        .expect("notebook");
+    let (owner, notebook) = owner_and_notebook(&first, "vectors", "Vectors").await;
     let axis = |i: usize| {
         let mut values = vec![0.0f32; 384];
         values[i] = 1.0;
@@ -174,4 +102,53 @@ async fn vectors_in_memory_follow_reused_chunk_ids() {
     assert!((found[0].score - 1.0).abs() < 0.01, "the new vector, not the remembered one: {}", found[0].score);
     first.close().await;
     second.close().await;
+}
+
+/// A user and a private notebook of theirs, for the tests above.
+async fn owner_and_notebook(
+    store: &SqliteStore,
+    username: &str,
+    name: &str,
+) -> (aether_domain::user::User, aether_domain::notebook::Notebook) {
+    use aether_domain::activity::Change;
+    use aether_domain::compliance::ComplianceSettings;
+    use aether_domain::id::{NotebookId, UserId};
+    use aether_domain::notebook::{NewNotebook, NotebookName, Visibility};
+    use aether_domain::store::{NotebookStore, UserStore};
+    use aether_domain::user::{NewUser, Role, Username};
+
+    let at = aether_domain::time::now();
+    let owner = store
+        .create_user(NewUser {
+            id: UserId::new(),
+            keycloak_id: None,
+            username: Username::parse(username).expect("valid"),
+            email: None,
+            full_name: None,
+            roles: vec![Role::User],
+            password_hash: None,
+            created_at: at,
+        })
+        .await
+        .expect("user");
+    let notebook = store
+        .create_notebook(
+            NewNotebook {
+                id: NotebookId::new(),
+                owner_id: owner.id,
+                parent_id: None,
+                name: NotebookName::parse(name).expect("valid"),
+                description: None,
+                visibility: Visibility::Private,
+                tags: vec![],
+                compliance_settings: ComplianceSettings::default(),
+                is_template: false,
+                created_at: at,
+            },
+            32,
+            &Change::by(owner.id, at),
+        )
+        .await
+        .expect("notebook");
+    (owner, notebook)
 }
