@@ -11,7 +11,8 @@
 //! Environment: `SEARCH_DOCS` (documents, default 100000; about 10 chunks each),
 //! `SEARCH_STORES` (`sqlite`, `neo4j` or both, default `sqlite`), `SEARCH_QUERIES`
 //! (per kind, default 200), `SEARCH_DIR` (where the SQLite file goes, default a
-//! directory under /dev/shm, so that the load is not bound by fsync), and for Neo4j
+//! directory under /dev/shm, so that the load is not bound by fsync; `SEARCH_KEEP`
+//! keeps it for a look afterwards), and for Neo4j
 //! `AETHER_TEST_NEO4J_URI` / `AETHER_TEST_NEO4J_PASSWORD` (an empty database).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -350,6 +351,9 @@ fn main() {
                     let store = aether_store_sqlite::SqliteStore::open_and_migrate(&path).await.unwrap();
                     let folder = dir.path().to_owned();
                     measure("sqlite", Arc::new(store), documents, queries, move || Some(dir_size(&folder))).await;
+                    if std::env::var_os("SEARCH_KEEP").is_some() {
+                        eprintln!("search bench: kept {}", dir.keep().display());
+                    }
                 }
                 "neo4j" => {
                     let config = aether_store_neo4j::Neo4jConfig {

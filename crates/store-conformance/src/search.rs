@@ -681,6 +681,13 @@ pub async fn similar_documents_are_found_among_what_the_caller_may_read(store: &
     let everything: Vec<DocumentId> =
         similar(ReadScope::Everything, unit(0)).await.iter().map(|hit| hit.item.id).collect();
     assert!(everything.contains(&hidden.id) && everything.contains(&near.id), "a role that reads everything");
+    // A document filter (here the uploader) narrows what is compared.
+    let mut by_owner = query.clone();
+    by_owner.filters.owner = Some(owner.id);
+    let filtered = store.similar_documents(ReadScope::Everything, &model, &unit(0), &by_owner, 10).await.unwrap();
+    let filtered: Vec<DocumentId> = filtered.iter().map(|hit| hit.item.id).collect();
+    assert!(filtered.contains(&hidden.id), "{filtered:?}");
+    assert!(!filtered.contains(&near.id) && !filtered.contains(&far.id), "{filtered:?}");
     // A vector of another model is not compared.
     let other = store.similar_documents(stranger_scope, "another-model", &unit(0), &query, 10).await.unwrap();
     assert!(other.iter().all(|hit| hit.item.id != near.id));

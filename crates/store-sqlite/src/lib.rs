@@ -48,8 +48,8 @@ pub struct SqliteStore {
     /// them spin in SQLite's busy handler (which sleeps in growing steps), keeps
     /// write latency flat under concurrency.
     writer: Arc<Mutex<()>>,
-    /// Chunk vectors in memory, for semantic search (see `vectors`).
-    vectors: vectors::VectorCache,
+    /// Chunk vectors in memory by notebook, for semantic search (see `vectors`).
+    vectors: vectors::VectorShelves,
 }
 
 /// A write transaction (`BEGIN IMMEDIATE`) with this process's writer slot.
@@ -66,7 +66,7 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(map_err)?;
-        Ok(Self { pool, writer: Arc::new(Mutex::new(())), vectors: vectors::VectorCache::new() })
+        Ok(Self { pool, writer: Arc::new(Mutex::new(())), vectors: vectors::VectorShelves::new() })
     }
 
     /// Opens and migrates, the usual way to start.

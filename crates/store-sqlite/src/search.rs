@@ -254,35 +254,24 @@ const DOCUMENT_FACETS: &str = concat!(
 /// A page of notebooks in scope whose name, description or tags match ?3 (the name
 /// counts most, then tags, then the description), filtered by ?4 status, ?5 owner,
 /// ?6/?7 created and ?8/?9 updated ranges, ?10 tags, after the cursor (?11, ?12), ?13 rows.
-/// Every chunk in scope (?1, ?2) with a vector of `model` (?3), with the vector's
-/// stamp, one row per document (`id,stamp;id,stamp…`: a row per chunk cost more to
-/// hand over than to find): what semantic search compares the query with (the vectors themselves
-/// come from memory, see `vectors`). Walked from the notebooks in scope (the
-/// `CROSS JOIN`s keep that order) through covering indexes (migration 0016), never
-/// from every vector of the model, and reading no chunk text and no blob.
-macro_rules! candidate_chunks {
-    () => {
-        concat!(
-            scope_ctes!(),
-            ", scoped(id) AS MATERIALIZED (SELECT n.id FROM notebooks n WHERE ",
-            in_scope!(),
-            ") SELECT c.document_id, group_concat(c.id || ',' || e.stamp, ';') AS chunks FROM scoped s \
-             CROSS JOIN document_chunks c ON c.notebook_id = s.id \
-             CROSS JOIN chunk_embeddings e INDEXED BY chunk_embeddings_stamp ON e.chunk_id = c.id AND e.model = ?3"
-        )
-    };
-}
-
-/// [`candidate_chunks!`] of documents passing the document filters (?4–?11).
-pub(crate) const CANDIDATE_CHUNKS: &str = concat!(
-    candidate_chunks!(),
-    " JOIN documents d ON d.id = c.document_id WHERE ",
-    document_filters!(),
-    " GROUP BY c.document_id"
+/// Every notebook in scope (?1, ?2) with its vector stamp (`vectors`): the shelves
+/// semantic search scans. ?3 is the model (unused here; bound for the filters' numbering).
+pub(crate) const STAMPED_NOTEBOOKS: &str = concat!(
+    scope_ctes!(),
+    " SELECT n.id, coalesce(s.stamp, 0) AS stamp FROM notebooks n \
+     LEFT JOIN notebook_vector_stamps s ON s.notebook_id = n.id WHERE ?3 IS NOT NULL AND ",
+    in_scope!()
 );
 
-/// [`candidate_chunks!`] when no filter narrows the documents.
-pub(crate) const CANDIDATE_CHUNKS_UNFILTERED: &str = concat!(candidate_chunks!(), " GROUP BY c.document_id");
+/// The documents in scope (?1, ?2) passing the document filters (?4–?11), when a
+/// semantic search has some. ?3 is the model, as in [`STAMPED_NOTEBOOKS`].
+pub(crate) const FILTERED_DOCUMENTS: &str = concat!(
+    scope_ctes!(),
+    " SELECT d.id FROM notebooks n CROSS JOIN documents d ON d.notebook_id = n.id WHERE ?3 IS NOT NULL AND ",
+    in_scope!(),
+    " AND ",
+    document_filters!()
+);
 
 /// One chunk as a hit: its document's summary and the chunk.
 const CHUNK_HIT: &str = "SELECT d.id, d.notebook_id, d.original_filename, d.content_type, d.tags, d.file_size, \
@@ -579,49 +568,35 @@ impl SearchStore for SqliteStore {
         }
         let filters = &query.filters;
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
-        let statement = if query.filters_documents() { CANDIDATE_CHUNKS } else { CANDIDATE_CHUNKS_UNFILTERED };
-        let mut candidates = sqlx::query_as(statement)
+        let stamped: Vec<(String, i64)> = sqlx::query_as(STAMPED_NOTEBOOKS)
             .bind(scope.reader().map(|user| user.to_string()))
             .bind(filters.within.map(|id| id.to_string()))
-            .bind(model);
-        if query.filters_documents() {
-            candidates = bind_document_filters(candidates, query);
-        }
-        let rows: Vec<(String, String)> = candidates.fetch_all(&mut *conn).await.map_err(map_err)?;
-        // Every vector in scope, compared in memory; each document by its best chunk.
-        let mut chunks: Vec<(i64, i64)> = Vec::new();
-        let mut owners: Vec<usize> = Vec::new();
-        for (index, (_, listed)) in rows.iter().enumerate() {
-            for pair in listed.split(';') {
-                let parsed = pair.split_once(',').and_then(|(id, stamp)| Some((id.parse().ok()?, stamp.parse().ok()?)));
-                let Some(chunk) = parsed else { return Err(corrupt("candidate chunk")) };
-                chunks.push(chunk);
-                owners.push(index);
-            }
-        }
-        let vectors: std::collections::HashMap<i64, _> =
-            self.vectors.vectors_of(&mut conn, model, &chunks).await?.into_iter().collect();
-        let mut best: Vec<(f64, i64)> = vec![(f64::NEG_INFINITY, 0); rows.len()];
-        for ((chunk, _), owner) in chunks.iter().zip(owners) {
-            let Some(score) = vectors.get(chunk).and_then(|stored| stored.similarity(vector.as_slice())) else {
-                continue;
-            };
-            if score > best[owner].0 {
-                best[owner] = (score, *chunk);
-            }
-        }
-        let best: std::collections::HashMap<String, (f64, i64)> = rows
+            .bind(model)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let wanted: Option<std::collections::HashSet<String>> = if query.filters_documents() {
+            let statement = sqlx::query_as(FILTERED_DOCUMENTS)
+                .bind(scope.reader().map(|user| user.to_string()))
+                .bind(filters.within.map(|id| id.to_string()))
+                .bind(model);
+            let rows: Vec<(String,)> =
+                bind_document_filters(statement, query).fetch_all(&mut *conn).await.map_err(map_err)?;
+            Some(rows.into_iter().map(|(id,)| id).collect())
+        } else {
+            None
+        };
+        let stamped: Vec<crate::vectors::Stamped> =
+            stamped.into_iter().map(|(notebook, stamp)| crate::vectors::Stamped { notebook, stamp }).collect();
+        let shelves = self.vectors.shelves_of(&mut conn, model, &stamped).await?;
+        let query_vector = crate::vectors::QuantisedQuery::new(vector.as_slice());
+        let admit = |document: &str| wanted.as_ref().is_none_or(|wanted| wanted.contains(document));
+        let ranked: Vec<(f64, i64)> = crate::vectors::most_similar(&shelves, &query_vector, &admit, k)
             .into_iter()
-            .zip(best)
-            .filter(|(_, (score, _))| score.is_finite())
-            .map(|((document, _), found)| (document, found))
+            .map(|(score, _, chunk)| (score, chunk))
             .collect();
-        let mut ranked: Vec<(String, f64, i64)> =
-            best.into_iter().map(|(document, (score, chunk))| (document, score, chunk)).collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        ranked.truncate(k);
         let mut hits = Vec::with_capacity(ranked.len());
-        for (_, score, chunk) in ranked {
+        for (score, chunk) in ranked {
             let row: Option<DocumentHitRow> =
                 sqlx::query_as(CHUNK_HIT).bind(chunk).bind(score).fetch_optional(&mut *conn).await.map_err(map_err)?;
             if let Some(row) = row {
@@ -645,22 +620,20 @@ impl SearchStore for SqliteStore {
 
     async fn store_chunk_embeddings(&self, model: &str, embeddings: &[ChunkEmbedding]) -> StoreResult<()> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let mut stored = Vec::with_capacity(embeddings.len());
         for embedding in embeddings {
             let Ok(chunk) = embedding.id.parse::<i64>() else { continue };
             let bytes: Vec<u8> = embedding.vector.as_slice().iter().flat_map(|value| value.to_le_bytes()).collect();
-            // Only a chunk still waiting: one deleted meanwhile took its queue entry with it.
-            let stamp: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO chunk_embeddings (chunk_id, model, vector, stamp) \
-                 SELECT ?1, ?2, ?3, random() WHERE EXISTS (SELECT 1 FROM chunk_embedding_queue WHERE chunk_id = ?1) \
-                 ON CONFLICT (chunk_id) DO UPDATE SET model = excluded.model, vector = excluded.vector, \
-                   stamp = excluded.stamp \
-                 RETURNING stamp",
+            // Only a chunk still waiting: one deleted meanwhile took its queue entry
+            // with it. The notebook's vector stamp changes by trigger (migration 0017).
+            sqlx::query(
+                "INSERT INTO chunk_embeddings (chunk_id, model, vector) \
+                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM chunk_embedding_queue WHERE chunk_id = ?1) \
+                 ON CONFLICT (chunk_id) DO UPDATE SET model = excluded.model, vector = excluded.vector",
             )
             .bind(chunk)
             .bind(model)
             .bind(&bytes)
-            .fetch_optional(&mut *tx)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
             sqlx::query("DELETE FROM chunk_embedding_queue WHERE chunk_id = ?")
@@ -668,12 +641,8 @@ impl SearchStore for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
-            if let Some(stamp) = stamp {
-                stored.push((chunk, stamp, bytes));
-            }
         }
         tx.commit().await.map_err(map_err)?;
-        self.vectors.remember(model, &stored);
         Ok(())
     }
 

@@ -100,6 +100,14 @@ async fn vectors_in_memory_follow_reused_chunk_ids() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].item.id, new.id);
     assert!((found[0].score - 1.0).abs() < 0.01, "the new vector, not the remembered one: {}", found[0].score);
+
+    // A document the second process adds to the same notebook is compared too.
+    let added = store_document(&second, owner.id, notebook.id, "added.txt", text_result("added text")).await;
+    embed_all(second.clone(), axis(2)).await;
+    let found = first.similar_documents(scope, "m", &axis(2), &query, 10).await.expect("similar");
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].item.id, added.id);
+    assert!((found[0].score - 1.0).abs() < 0.01, "{}", found[0].score);
     first.close().await;
     second.close().await;
 }
