@@ -222,9 +222,23 @@ pub struct Config {
     pub stale_upload_secs: u64,
     /// The `aether` binary run as `aether extract`; empty means this executable.
     pub extractor_program: String,
-    /// `builtin` (all-MiniLM-L6-v2 in-process, from `models_dir`) or `none`: the
+    /// `builtin` (all-MiniLM-L6-v2 in-process, from `models_dir`), `openai` (an
+    /// OpenAI-compatible `/v1/embeddings` service: `embedding_url`…) or `none`: the
     /// embedder of semantic and hybrid search.
     pub embedding_model: String,
+    /// With `embedding_model = "openai"`: the API's base URL up to its version
+    /// (`https://api.openai.com/v1`, `http://ollama:11434/v1`), allowed by the
+    /// outbound policy as configured.
+    pub embedding_url: String,
+    /// The model asked for, e.g. `text-embedding-3-small` or `nomic-embed-text`.
+    pub embedding_api_model: String,
+    /// Sent as a bearer token when set.
+    pub embedding_api_key: Secret,
+    /// The length of the model's vectors (1–4096); required with `openai`.
+    pub embedding_dimensions: u32,
+    /// Whether to send `dimensions` (OpenAI's text-embedding-3 models shorten their
+    /// vectors to it; other services may refuse the field).
+    pub embedding_send_dimensions: bool,
     /// Where `scripts/models install` put the built-in models; empty:
     /// `~/.cache/aether/models`, as the script's default.
     pub models_dir: String,
@@ -335,6 +349,11 @@ impl Default for Config {
             stale_upload_secs: 120,
             extractor_program: String::new(),
             embedding_model: "builtin".into(),
+            embedding_url: String::new(),
+            embedding_api_model: String::new(),
+            embedding_api_key: Secret::default(),
+            embedding_dimensions: 0,
+            embedding_send_dimensions: false,
             models_dir: String::new(),
             clamav_address: String::new(),
             clamav_timeout_secs: 120,
@@ -428,6 +447,11 @@ pub const KEYS: &[&str] = &[
     "stale_upload_secs",
     "extractor_program",
     "embedding_model",
+    "embedding_url",
+    "embedding_api_model",
+    "embedding_api_key",
+    "embedding_dimensions",
+    "embedding_send_dimensions",
     "models_dir",
     "clamav_address",
     "clamav_timeout_secs",
@@ -519,8 +543,26 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
-        if !["builtin", "none"].contains(&self.embedding_model.as_str()) {
-            return invalid("embedding_model (AETHER_EMBEDDING_MODEL) must be builtin or none");
+        if !["builtin", "openai", "none"].contains(&self.embedding_model.as_str()) {
+            return invalid("embedding_model (AETHER_EMBEDDING_MODEL) must be builtin, openai or none");
+        }
+        if self.embedding_model == "openai" {
+            let url = url::Url::parse(&self.embedding_url).ok();
+            if !url.is_some_and(|url| ["http", "https"].contains(&url.scheme()) && url.host_str().is_some()) {
+                return invalid(
+                    "embedding_url (AETHER_EMBEDDING_URL) must be an http(s) URL with embedding_model = openai",
+                );
+            }
+            if self.embedding_api_model.trim().is_empty() {
+                return invalid(
+                    "embedding_api_model (AETHER_EMBEDDING_API_MODEL) must name the model with embedding_model = openai",
+                );
+            }
+            if !(1..=4096).contains(&self.embedding_dimensions) {
+                return invalid(
+                    "embedding_dimensions (AETHER_EMBEDDING_DIMENSIONS) must be 1 to 4096 with embedding_model = openai",
+                );
+            }
         }
         if self.access_token_ttl_secs == 0 {
             return invalid("access_token_ttl_secs (AETHER_ACCESS_TOKEN_TTL_SECS) must be positive");
@@ -653,6 +695,7 @@ impl Config {
         let configured = [
             (!self.audimodal_url.is_empty()).then_some(self.audimodal_url.as_str()),
             (self.identity == IdentityKind::Keycloak).then_some(self.keycloak_issuer_url.as_str()),
+            (self.embedding_model == "openai").then_some(self.embedding_url.as_str()),
         ];
         for url in configured.into_iter().flatten() {
             if let Some(host) = url::Url::parse(url).ok().and_then(|url| url.host_str().map(str::to_owned)) {

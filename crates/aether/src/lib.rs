@@ -132,7 +132,7 @@ impl Runtime {
             NotebookService::new(NotebookPorts::of(&store), config.max_notebook_depth)
                 .with_reads(short_lived.reads.clone()),
         );
-        let embedder = wiring::embedder(&config).await;
+        let embedder = wiring::embedder(&config, &outbound).await?;
         let search = Arc::new(
             SearchService::new(
                 wiring::search_ports(&config, &store, &short_lived.reads),

@@ -356,25 +356,47 @@ fn audimodal(config: &Config, outbound: &Arc<OutboundPolicy>) -> anyhow::Result<
 /// The embedder of semantic and hybrid search: the built-in all-MiniLM-L6-v2 from
 /// the models directory, loaded on a blocking thread (~90 MB). Missing or unusable
 /// files leave search by words only, with a warning that says how to install them.
-pub(crate) async fn embedder(config: &Config) -> Option<Arc<dyn aether_domain::embedding::Embedder>> {
+///
+/// With `embedding_model = "openai"`, an OpenAI-compatible `/v1/embeddings` service
+/// instead, called through the outbound policy. It is not called here: a service
+/// that is down at start-up only delays the vectors (the worker tries again).
+pub(crate) async fn embedder(
+    config: &Config,
+    outbound: &Arc<OutboundPolicy>,
+) -> anyhow::Result<Option<Arc<dyn aether_domain::embedding::Embedder>>> {
+    if config.embedding_model == "openai" {
+        let embedder = aether_openai::OpenAiEmbedder::new(
+            aether_openai::OpenAiEmbeddingConfig {
+                base_url: config.embedding_url.clone(),
+                model: config.embedding_api_model.clone(),
+                api_key: config.embedding_api_key.expose().to_owned(),
+                dimensions: config.embedding_dimensions as usize,
+                send_dimensions: config.embedding_send_dimensions,
+                max_tokens: 8192,
+            },
+            aether_outbound::client_builder(Arc::clone(outbound)),
+        )
+        .map_err(|error| anyhow::anyhow!("embedding_model = openai: {error}"))?;
+        return Ok(Some(Arc::new(embedder)));
+    }
     if config.embedding_model != "builtin" {
-        return None;
+        return Ok(None);
     }
     let dir = config.models_path();
     let loaded = tokio::task::spawn_blocking(move || aether_embed::MiniLmEmbedder::load(&dir)).await;
     match loaded {
-        Ok(Ok(embedder)) => Some(Arc::new(embedder)),
+        Ok(Ok(embedder)) => Ok(Some(Arc::new(embedder))),
         Ok(Err(error)) => {
             tracing::warn!(
                 %error,
                 "semantic search is off: install the built-in models with scripts/models install, \
                  or set embedding_model = \"none\""
             );
-            None
+            Ok(None)
         }
         Err(error) => {
             tracing::warn!(%error, "semantic search is off: loading the model failed");
-            None
+            Ok(None)
         }
     }
 }

@@ -27,6 +27,7 @@ const ALLOWED: &[(&str, Option<&[&str]>)] = &[
     ("clamav", Some(&["aether-domain"])),
     ("outbound", Some(&["aether-domain"])),
     ("embed", Some(&["aether-domain"])),
+    ("openai", Some(&["aether-domain"])),
     ("loadgen", Some(&[])),
     ("aether", None),
 ];

@@ -515,3 +515,112 @@ async fn seen_at_once(app: &TestApp, token: &str, path: &str, count: usize) -> V
     }
     wait_for(app, token, path, count).await
 }
+
+/// A double of an OpenAI-compatible `/v1/embeddings` service (OpenAI's published
+/// contract): 64 dimensions, one per concept, so that synonyms share a direction and
+/// a paraphrase is near its original without a word in common; other words spread
+/// over the remaining dimensions. Checks the key and counts the texts it embeds.
+async fn embeddings_double(embedded: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> std::net::SocketAddr {
+    use axum::http::{HeaderMap, StatusCode};
+    const CONCEPTS: [&[&str]; 6] = [
+        &["committee", "council"],
+        &["approved", "agreed"],
+        &["annual", "yearly"],
+        &["budget", "spending"],
+        &["road", "street"],
+        &["maintenance", "repairs"],
+    ];
+    fn vector(text: &str) -> Vec<f32> {
+        let mut values = vec![0.0f32; 64];
+        values[63] = 0.05;
+        for word in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+            let concept = CONCEPTS.iter().position(|group| group.contains(&word));
+            let slot = concept.unwrap_or_else(|| 6 + word.bytes().map(usize::from).sum::<usize>() % 57);
+            values[slot] += 1.0;
+        }
+        values
+    }
+    let app = axum::Router::new().route(
+        "/v1/embeddings",
+        axum::routing::post(move |headers: HeaderMap, axum::Json(body): axum::Json<Value>| {
+            let embedded = std::sync::Arc::clone(&embedded);
+            async move {
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer double-key") {
+                    return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": {"message": "bad key"}})));
+                }
+                let inputs = body["input"].as_array().cloned().unwrap_or_default();
+                embedded.fetch_add(inputs.len(), std::sync::atomic::Ordering::SeqCst);
+                let data: Vec<Value> = inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(index, text)| json!({"object": "embedding", "index": index, "embedding": vector(text.as_str().unwrap_or(""))}))
+                    .collect();
+                (StatusCode::OK, axum::Json(json!({"object": "list", "data": data, "model": body["model"]})))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
+}
+
+#[tokio::test]
+async fn an_openai_compatible_embeddings_service_finds_by_meaning() {
+    let _serial = WORKERS.lock().await;
+    let embedded = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let address = embeddings_double(std::sync::Arc::clone(&embedded)).await;
+    let app = TestApp::spawn_with(|config| {
+        config.run_workers = true;
+        config.document_workers = 2;
+        config.embedding_model = "openai".into();
+        config.embedding_url = format!("http://localhost:{}/v1", address.port());
+        config.embedding_api_model = "concepts".into();
+        config.embedding_api_key = aether::config::Secret::new("double-key");
+        config.embedding_dimensions = 64;
+    })
+    .await;
+    let (owner, _) = token_and_id(&app, "s-openai", vec![Role::User]).await;
+    let (stranger, _) = token_and_id(&app, "s-openai-stranger", vec![Role::User]).await;
+    let notebook =
+        json_of(call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "Minutes"}))).await, 201)
+            .await;
+    let nb = notebook["id"].as_str().unwrap().to_owned();
+    upload_text(&app, &owner, &nb, "minutes.txt", "The committee approved the annual budget for road maintenance.")
+        .await;
+    upload_text(&app, &owner, &nb, "recipe.txt", "Whisk the eggs with flour and sugar, then bake for twenty minutes.")
+        .await;
+
+    let query = "council agreed yearly spending street repairs";
+    let semantic = json!({"query": query, "notebook_id": nb});
+    let mut found = Value::Null;
+    for _ in 0..300 {
+        found = json_of(call(&app, &owner, Method::POST, "/api/v1/search/semantic", Some(semantic.clone())).await, 200)
+            .await;
+        if found["items"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found["mode"], "semantic");
+    assert_eq!(found["items"][0]["document"]["original_filename"], "minutes.txt", "{found}");
+    // Six of the eight words of the minutes share a concept with the query ("the" and
+    // "for" do not); nothing of the recipe does.
+    assert!(found["items"][0]["score"].as_f64().unwrap() > 0.7, "{found}");
+    assert!(found["items"][1]["score"].as_f64().unwrap() < 0.1, "{found}");
+    let words = format!("/api/v1/search/documents?mode=text&q={}", query.replace(' ', "%20"));
+    assert_eq!(search(&app, &owner, &words).await["items"], json!([]), "no word in common");
+    let hybrid = search(&app, &owner, &format!("/api/v1/search/documents?q={}", query.replace(' ', "%20"))).await;
+    assert_eq!(hybrid["items"][0]["document"]["original_filename"], "minutes.txt");
+    // Meaning does not reach past permissions.
+    let hidden = json_of(
+        call(&app, &stranger, Method::POST, "/api/v1/search/semantic", Some(json!({"query": query}))).await,
+        200,
+    )
+    .await;
+    assert!(hidden["items"].as_array().unwrap().iter().all(|h| h["document"]["notebook_id"] != nb.as_str()));
+    // Four chunks (two headings, two bodies), plus the queries.
+    assert!(embedded.load(std::sync::atomic::Ordering::SeqCst) >= 4);
+    assert!(metric(&app, "aether_embedded_texts_total", &["model=\"openai:concepts:64\""]).await >= 4.0);
+    app.shutdown().await;
+}

@@ -53,6 +53,9 @@ pub struct Neo4jConfig {
 pub struct Neo4jStore {
     graph: Graph,
     uri: String,
+    /// The vector lengths whose own index this process has made sure of (see
+    /// `search::vector_index`).
+    vector_indexes: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<usize>>>,
 }
 
 impl std::fmt::Debug for Neo4jStore {
@@ -74,7 +77,7 @@ impl Neo4jStore {
             .build()
             .map_err(map_err)?;
         let graph = Graph::connect(neo4j_config).map_err(map_err)?;
-        let store = Self { graph, uri: config.uri.clone() };
+        let store = Self { graph, uri: config.uri.clone(), vector_indexes: std::sync::Arc::default() };
         store.ping().await?;
         Ok(store)
     }

@@ -133,6 +133,52 @@ const HIT_RETURN: &str = "RETURN d.id AS id, d.notebook_id AS notebook_id, d.ori
 /// 83 ms p50 instead of 50; `notes/issue-15/README.md`).
 const VECTOR_CANDIDATES_PER_RESULT: usize = 50;
 
+/// The length of the built-in model's vectors, indexed by migration 11's
+/// `chunk_embedding` on `embedding`.
+const BUILT_IN_DIMENSIONS: usize = 384;
+
+/// The longest vector Neo4j 5's vector index takes.
+const MAX_INDEXED_DIMENSIONS: usize = 4096;
+
+/// The vector index and indexed property of vectors of `dimensions`. A Neo4j vector
+/// index has one length: the built-in model's is migration 11's; any other model (an
+/// OpenAI-compatible one) gets an index of its own on its own copy of the vector,
+/// `embedding_d<length>` (`embedding` always holds the current vector, which the
+/// built-in index skips when it is not of its length).
+fn vector_index(dimensions: usize) -> (String, String) {
+    if dimensions == BUILT_IN_DIMENSIONS {
+        ("chunk_embedding".to_owned(), "embedding".to_owned())
+    } else {
+        (format!("chunk_embedding_d{dimensions}"), format!("embedding_d{dimensions}"))
+    }
+}
+
+impl Neo4jStore {
+    /// Makes sure the index of vectors of `dimensions` exists (once per process).
+    async fn ensure_vector_index(&self, dimensions: usize) -> StoreResult<(String, String)> {
+        if dimensions == 0 || dimensions > MAX_INDEXED_DIMENSIONS {
+            return Err(StoreError::Internal(format!(
+                "vectors of {dimensions} dimensions (Neo4j indexes 1 to {MAX_INDEXED_DIMENSIONS})"
+            )));
+        }
+        let (index, property) = vector_index(dimensions);
+        let known = self.vector_indexes.lock().map(|known| known.contains(&dimensions)).unwrap_or(false);
+        if dimensions != BUILT_IN_DIMENSIONS && !known {
+            // Names and length are formatted from a number: nothing of a caller's in them.
+            let create = format!(
+                "CREATE VECTOR INDEX {index} IF NOT EXISTS FOR (c:Chunk) ON c.{property} \
+                 OPTIONS {{indexConfig: {{`vector.dimensions`: {dimensions}, `vector.similarity_function`: 'cosine'}}}}"
+            );
+            self.graph.run(query(&create)).await.map_err(map_err)?;
+            self.graph.run(query(&format!("CALL db.awaitIndex('{index}', 300)"))).await.map_err(map_err)?;
+            if let Ok(mut known) = self.vector_indexes.lock() {
+                known.insert(dimensions);
+            }
+        }
+        Ok((index, property))
+    }
+}
+
 /// The documents a search finds, each with its best chunk, as rows of `d`, `best`
 /// and `score`, filtered by every document filter.
 fn found_documents() -> String {
@@ -417,10 +463,11 @@ impl SearchStore for Neo4jStore {
             return Ok(Vec::new());
         }
         let candidates = (k * VECTOR_CANDIDATES_PER_RESULT).clamp(100, 5_000);
+        let (index, _) = self.ensure_vector_index(vector.dimensions()).await?;
         // The vector index scores cosine similarity as (1 + cos) / 2; the port's
         // score is the cosine itself, as on every store.
         let sql = format!(
-            "{SCOPE} CALL db.index.vector.queryNodes('chunk_embedding', $candidates, $vector) YIELD node AS c, score \
+            "{SCOPE} CALL db.index.vector.queryNodes('{index}', $candidates, $vector) YIELD node AS c, score \
              WHERE c.embedding_model = $model \
              MATCH (n:Notebook {{id: c.notebook_id}}) WHERE {IN_SCOPE} \
              WITH c, score ORDER BY score DESC \
@@ -455,15 +502,23 @@ impl SearchStore for Neo4jStore {
         let vectors: Vec<Vec<f64>> =
             embeddings.iter().map(|e| e.vector.as_slice().iter().map(|v| f64::from(*v)).collect()).collect();
         let model = model.to_owned();
+        let dimensions = embeddings[0].vector.dimensions();
+        if embeddings.iter().any(|e| e.vector.dimensions() != dimensions) {
+            return Err(StoreError::Internal("vectors of different lengths in one batch".into()));
+        }
+        let (_, property) = self.ensure_vector_index(dimensions).await?;
+        let indexed_copy =
+            if property == "embedding" { String::new() } else { format!(", c.{property} = $vectors[i]") };
+        let statement = format!(
+            "UNWIND range(0, size($ids) - 1) AS i MATCH (c:Chunk {{id: $ids[i]}}) \
+             SET c.embedding = $vectors[i]{indexed_copy}, c.embedding_model = $model REMOVE c:EmbeddingPending"
+        );
         in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
             // A chunk deleted meanwhile is simply not matched.
-            let q = query(
-                "UNWIND range(0, size($ids) - 1) AS i MATCH (c:Chunk {id: $ids[i]}) \
-                 SET c.embedding = $vectors[i], c.embedding_model = $model REMOVE c:EmbeddingPending",
-            )
-            .param("ids", ids.clone())
-            .param("vectors", vectors.clone())
-            .param("model", model.clone());
+            let q = query(&statement)
+                .param("ids", ids.clone())
+                .param("vectors", vectors.clone())
+                .param("model", model.clone());
             txn.run(q).await.map_err(map_err)
         })
         .await
