@@ -24,6 +24,7 @@ use tokio::sync::{Mutex, MutexGuard};
 mod rows;
 mod activity;
 mod api_keys;
+mod chunk_index;
 mod collaborations;
 mod documents;
 mod ephemeral;
@@ -50,6 +51,8 @@ pub struct SqliteStore {
     writer: Arc<Mutex<()>>,
     /// Chunk vectors in memory by notebook, for semantic search (see `vectors`).
     vectors: vectors::VectorShelves,
+    /// The full-text index of document chunks beside the file (see `chunk_index`).
+    chunks: Arc<chunk_index::ChunkIndex>,
 }
 
 /// A write transaction (`BEGIN IMMEDIATE`) with this process's writer slot.
@@ -66,7 +69,9 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(map_err)?;
-        Ok(Self { pool, writer: Arc::new(Mutex::new(())), vectors: vectors::VectorShelves::new() })
+        let chunks = chunk_index::ChunkIndex::open(path)?;
+        chunks.follow(pool.clone());
+        Ok(Self { pool, writer: Arc::new(Mutex::new(())), vectors: vectors::VectorShelves::new(), chunks })
     }
 
     /// Opens and migrates, the usual way to start.

@@ -110,7 +110,6 @@ async fn match_expression(
 
 #[derive(Debug, Clone, Copy)]
 enum Vocabulary {
-    Chunks,
     Notebooks,
     Users,
 }
@@ -133,7 +132,6 @@ macro_rules! vocabulary_statements {
 impl Vocabulary {
     fn statements(self) -> (&'static str, &'static str) {
         match self {
-            Vocabulary::Chunks => vocabulary_statements!("chunk_vocabulary"),
             Vocabulary::Notebooks => vocabulary_statements!("notebook_vocabulary"),
             Vocabulary::Users => vocabulary_statements!("user_vocabulary"),
         }
@@ -196,12 +194,6 @@ macro_rules! in_scope {
 
 pub(crate) use {in_scope, scope_ctes};
 
-/// The documents a search finds, each with its best chunk (`b`, SQLite's bare
-/// columns of a MAX aggregate come from the row holding the maximum). The matches
-/// are scored first, on their own (`hits`): FTS5's `bm25` cannot be called inside
-/// an aggregate. Filtered by
-/// ?3 match, ?4 content type, ?5 status, ?6 uploader, ?7/?8 uploaded range, ?9/?10
-/// updated range, ?11 tags (a JSON list, all required).
 /// A document `d` passing the filters: ?4 content type, ?5 status, ?6 uploader,
 /// ?7/?8 uploaded range, ?9/?10 updated range, ?11 tags (a JSON list, all required).
 macro_rules! document_filters {
@@ -215,41 +207,20 @@ macro_rules! document_filters {
     };
 }
 
-macro_rules! found_documents {
-    () => {
-        concat!(
-            scope_ctes!(),
-            ", hits AS MATERIALIZED (SELECT rowid AS chunk_id, -bm25(chunk_fts) AS score FROM chunk_fts \
-               WHERE chunk_fts MATCH ?3), \
-             best AS (SELECT c.document_id, c.ordinal, c.page, c.char_offset, c.text, MAX(h.score) AS score \
-             FROM hits h JOIN document_chunks c ON c.id = h.chunk_id JOIN notebooks n ON n.id = c.notebook_id \
-             WHERE ",
-            in_scope!(),
-            " GROUP BY c.document_id), \
-             found AS (SELECT d.id, d.notebook_id, d.original_filename, d.content_type, d.tags, d.file_size, \
-               d.processing_status, d.uploaded_by, d.uploaded_at, d.updated_at, b.ordinal, b.page, b.char_offset, \
-               b.text, b.score FROM best b JOIN documents d ON d.id = b.document_id \
-               WHERE ",
-            document_filters!(),
-            ")"
-        )
-    };
-}
+/// The notebooks in scope (?1 reader, ?2 within): what chunk search is confined to.
+const SCOPED_NOTEBOOKS: &str = concat!(scope_ctes!(), " SELECT n.id FROM notebooks n WHERE ", in_scope!());
 
-/// A page of documents: [`found_documents!`] after the cursor (?12 score, ?13 id), ?14 rows.
-const SEARCH_DOCUMENTS: &str = concat!(
-    found_documents!(),
-    " SELECT * FROM found WHERE (?12 IS NULL OR score < ?12 OR (score = ?12 AND id > ?13)) \
-     ORDER BY score DESC, id ASC LIMIT ?14"
+/// Of the documents listed in ?1 (a JSON array of ids), those passing the document
+/// filters (?4–?11); ?2 and ?3 are unused (NULL), for the filters' numbering.
+const FILTERED_AMONG: &str = concat!(
+    "SELECT d.id FROM json_each(?1) listed JOIN documents d ON d.id = listed.value \
+     WHERE coalesce(?2, ?3) IS NULL AND ",
+    document_filters!()
 );
 
-/// How [`found_documents!`] spreads over content types, statuses and notebooks.
-const DOCUMENT_FACETS: &str = concat!(
-    found_documents!(),
-    " SELECT 'content_type' AS facet, content_type AS value, COUNT(*) AS n FROM found GROUP BY content_type \
-     UNION ALL SELECT 'status', processing_status, COUNT(*) FROM found GROUP BY processing_status \
-     UNION ALL SELECT 'notebook', notebook_id, COUNT(*) FROM found GROUP BY notebook_id"
-);
+/// How the documents listed in ?1 spread over content types, statuses and notebooks.
+const FACETS_AMONG: &str = "SELECT d.content_type, d.processing_status, d.notebook_id \
+     FROM json_each(?1) listed JOIN documents d ON d.id = listed.value";
 
 /// A page of notebooks in scope whose name, description or tags match ?3 (the name
 /// counts most, then tags, then the description), filtered by ?4 status, ?5 owner,
@@ -370,16 +341,57 @@ fn range_bound(at: Option<time::Timestamp>) -> Option<String> {
 }
 
 #[derive(sqlx::FromRow)]
-struct FacetRow {
-    facet: String,
-    value: String,
-    n: i64,
-}
-
-#[derive(sqlx::FromRow)]
 struct NotebookScoreRow {
     id: String,
     score: f64,
+}
+
+impl SqliteStore {
+    /// The documents whose chunks match `query` in the caller's scope, each by its
+    /// best chunk (score, document, chunk), passing the document filters, in rank
+    /// order (score, then id). Searched in the chunk index, caught up first.
+    async fn found_documents(
+        &self,
+        conn: &mut SqliteConnection,
+        scope: ReadScope,
+        query: &DocumentSearch,
+    ) -> StoreResult<Vec<(f64, uuid::Uuid, i64)>> {
+        self.chunks.catch_up(&self.pool).await?;
+        let notebooks: Vec<(String,)> = sqlx::query_as(SCOPED_NOTEBOOKS)
+            .bind(scope.reader().map(|user| user.to_string()))
+            .bind(query.filters.within.map(|id| id.to_string()))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let notebooks: Vec<String> = notebooks.into_iter().map(|(id,)| id).collect();
+        let matches = self.chunks.matches(query.text.clauses(), &notebooks)?;
+        let mut best: std::collections::HashMap<u128, (f64, u64)> = std::collections::HashMap::new();
+        for found in matches {
+            let entry = best.entry(found.document).or_insert((f64::NEG_INFINITY, 0));
+            if found.score > entry.0 || (found.score == entry.0 && found.chunk < entry.1) {
+                *entry = (found.score, found.chunk);
+            }
+        }
+        let mut found: Vec<(f64, uuid::Uuid, i64)> = best
+            .into_iter()
+            .map(|(document, (score, chunk))| {
+                (score, uuid::Uuid::from_u128(document), i64::try_from(chunk).unwrap_or(0))
+            })
+            .collect();
+        if query.filters_documents() {
+            let ids =
+                serde_json::Value::from(found.iter().map(|(_, id, _)| id.hyphenated().to_string()).collect::<Vec<_>>())
+                    .to_string();
+            let statement = sqlx::query_as(FILTERED_AMONG).bind(ids).bind(None::<String>).bind(None::<String>);
+            let kept: Vec<(String,)> =
+                bind_document_filters(statement, query).fetch_all(&mut *conn).await.map_err(map_err)?;
+            let kept: std::collections::HashSet<uuid::Uuid> =
+                kept.iter().filter_map(|(id,)| uuid::Uuid::parse_str(id).ok()).collect();
+            found.retain(|(_, id, _)| kept.contains(id));
+        }
+        found.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        Ok(found)
+    }
 }
 
 #[async_trait]
@@ -389,20 +401,20 @@ impl SearchStore for SqliteStore {
             return Ok(Ranked { items: Vec::new(), next: None });
         }
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
-        let expression = match_expression(&mut conn, Vocabulary::Chunks, query.text.clauses()).await?;
-        let filters = &query.filters;
-        let statement = sqlx::query_as(SEARCH_DOCUMENTS)
-            .bind(scope.reader().map(|user| user.to_string()))
-            .bind(filters.within.map(|id| id.to_string()))
-            .bind(expression);
-        let rows: Vec<DocumentHitRow> = bind_document_filters(statement, query)
-            .bind(query.after.map(|after| after.score))
-            .bind(query.after.map(|after| after.id.hyphenated().to_string()))
-            .bind(i64::from(query.limit.get()) + 1)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        let rows = rows.into_iter().map(Scored::try_from).collect::<StoreResult<Vec<_>>>()?;
+        let mut found = self.found_documents(&mut conn, scope, query).await?;
+        if let Some(after) = query.after {
+            found.retain(|(score, id, _)| after.precedes(*score, *id));
+        }
+        found.truncate(query.limit.get() as usize + 1);
+        let mut rows = Vec::with_capacity(found.len());
+        for (score, _, chunk) in found {
+            let row: Option<DocumentHitRow> =
+                sqlx::query_as(CHUNK_HIT).bind(chunk).bind(score).fetch_optional(&mut *conn).await.map_err(map_err)?;
+            // A chunk deleted since the index was read is simply gone.
+            if let Some(row) = row {
+                rows.push(Scored::try_from(row)?);
+            }
+        }
         Ok(Ranked::from_rows(rows, query.after, query.limit, |hit: &DocumentHit| hit.id.as_uuid()))
     }
 
@@ -411,27 +423,24 @@ impl SearchStore for SqliteStore {
             return Ok(DocumentFacets::default());
         }
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
-        let expression = match_expression(&mut conn, Vocabulary::Chunks, query.text.clauses()).await?;
-        let filters = &query.filters;
-        let statement = sqlx::query_as(DOCUMENT_FACETS)
-            .bind(scope.reader().map(|user| user.to_string()))
-            .bind(filters.within.map(|id| id.to_string()))
-            .bind(expression);
-        let rows: Vec<FacetRow> =
-            bind_document_filters(statement, query).fetch_all(&mut *conn).await.map_err(map_err)?;
-        let mut facets = DocumentFacets::default();
-        for row in rows {
-            let count = FacetCount { value: row.value, count: unsigned(row.n, "facet count")? };
-            match row.facet.as_str() {
-                "content_type" => facets.content_type.push(count),
-                "status" => facets.status.push(count),
-                _ => facets.notebook.push(count),
+        let found = self.found_documents(&mut conn, scope, query).await?;
+        let ids =
+            serde_json::Value::from(found.iter().map(|(_, id, _)| id.hyphenated().to_string()).collect::<Vec<_>>())
+                .to_string();
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as(FACETS_AMONG).bind(ids).fetch_all(&mut *conn).await.map_err(map_err)?;
+        let mut counts: [std::collections::HashMap<String, u64>; 3] = Default::default();
+        for (content_type, status, notebook) in rows {
+            for (facet, value) in counts.iter_mut().zip([content_type, status, notebook]) {
+                *facet.entry(value).or_default() += 1;
             }
         }
+        let [content_type, status, notebook] =
+            counts.map(|facet| facet.into_iter().map(|(value, count)| FacetCount { value, count }).collect::<Vec<_>>());
         Ok(DocumentFacets {
-            content_type: aether_domain::search::top_facets(facets.content_type),
-            status: aether_domain::search::top_facets(facets.status),
-            notebook: aether_domain::search::top_facets(facets.notebook),
+            content_type: aether_domain::search::top_facets(content_type),
+            status: aether_domain::search::top_facets(status),
+            notebook: aether_domain::search::top_facets(notebook),
         })
     }
 

@@ -49,6 +49,55 @@ async fn reindexing_restores_lost_chunks() {
     store.close().await;
 }
 
+/// The chunk index beside the file is only a copy: deleted, it is rebuilt from the
+/// chunks at the next search; a change written by a writer outside the store (here
+/// a raw connection, as another process would) is seen by the next search; and
+/// after a reopen nothing is missing.
+#[tokio::test]
+async fn the_chunk_index_follows_the_store_and_is_rebuilt_when_lost() {
+    use aether_domain::search::ReadScope;
+    use aether_domain::store::SearchStore;
+    use aether_store_conformance::search::{documents_query, store_document, text_result};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("aether.db");
+    let store = SqliteStore::open_and_migrate(&path).await.expect("open store");
+    let (owner, notebook) = owner_and_notebook(&store, "indexer", "Indexed").await;
+    store_document(&store, owner.id, notebook.id, "kept.txt", text_result("an indexed passage")).await;
+    let scope = ReadScope::Reader(owner.id);
+    let found = |store: SqliteStore, word: &'static str| async move {
+        store.search_documents(scope, &documents_query(word)).await.expect("search").items.len()
+    };
+    assert_eq!(found(store.clone(), "indexed").await, 1);
+    store.close().await;
+    drop(store);
+
+    // Lost with the process: the next one rebuilds it from the chunks.
+    std::fs::remove_dir_all(dir.path().join("aether.chunks")).expect("an index beside the file");
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    assert_eq!(found(store.clone(), "indexed").await, 1, "rebuilt");
+
+    // A chunk written by another writer (its trigger logs it) is found at once.
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.expect("raw connection");
+    sqlx::query(
+        "INSERT INTO document_chunks (document_id, notebook_id, ordinal, page, char_offset, text) \
+         SELECT document_id, notebook_id, 7, 1, 0, 'an elsewhere written passage' FROM document_chunks LIMIT 1",
+    )
+    .execute(&raw)
+    .await
+    .expect("write a chunk");
+    assert_eq!(found(store.clone(), "elsewhere").await, 1, "followed");
+    sqlx::query("DELETE FROM document_chunks WHERE ordinal = 7").execute(&raw).await.expect("delete it");
+    assert_eq!(found(store.clone(), "elsewhere").await, 0, "its deletion followed");
+    raw.close().await;
+    store.close().await;
+    drop(store);
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    assert_eq!(found(store.clone(), "indexed").await, 1);
+    assert_eq!(found(store.clone(), "elsewhere").await, 0);
+    store.close().await;
+}
+
 /// Vectors kept in memory never answer for another chunk: SQLite gives a deleted
 /// chunk's id to the next one, and another process (a worker, a reindex) may store
 /// that chunk's vector; the first process must compare the new vector, not the one
