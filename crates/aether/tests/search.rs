@@ -271,6 +271,34 @@ async fn results_page_by_cursor() {
     app.shutdown().await;
 }
 
+/// The paraphrase tests' corpus: an owner's notebook holding the minutes (found by
+/// a query with no word in common) and a recipe; then the semantic search for the
+/// paraphrase within it, once both documents have vectors. Owner, notebook, results.
+async fn minutes_found_by_paraphrase(app: &TestApp, owner: &str, name: &str) -> (String, Value) {
+    let notebook =
+        json_of(call(app, owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": name}))).await, 201).await;
+    let nb = notebook["id"].as_str().unwrap().to_owned();
+    upload_text(app, owner, &nb, "minutes.txt", "The committee approved the annual budget for road maintenance.").await;
+    upload_text(app, owner, &nb, "recipe.txt", "Whisk the eggs with flour and sugar, then bake for twenty minutes.")
+        .await;
+    let semantic = json!({"query": PARAPHRASE, "notebook_id": nb});
+    let mut found = Value::Null;
+    for _ in 0..600 {
+        found =
+            json_of(call(app, owner, Method::POST, "/api/v1/search/semantic", Some(semantic.clone())).await, 200).await;
+        if found["items"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found["mode"], "semantic");
+    assert_eq!(found["items"][0]["document"]["original_filename"], "minutes.txt", "{found}");
+    (nb, found)
+}
+
+/// No word of it is in the minutes.
+const PARAPHRASE: &str = "council agreed yearly spending street repairs";
+
 #[tokio::test]
 async fn a_paraphrase_is_found_by_meaning_and_not_by_words() {
     let _serial = WORKERS.lock().await;
@@ -286,29 +314,9 @@ async fn a_paraphrase_is_found_by_meaning_and_not_by_words() {
     }
     let (owner, _) = token_and_id(&app, "s-meaning", vec![Role::User]).await;
     let (stranger, _) = token_and_id(&app, "s-meaning-stranger", vec![Role::User]).await;
-    let notebook =
-        json_of(call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "Council"}))).await, 201)
-            .await;
-    let nb = notebook["id"].as_str().unwrap().to_owned();
-    upload_text(&app, &owner, &nb, "minutes.txt", "The committee approved the annual budget for road maintenance.")
-        .await;
-    upload_text(&app, &owner, &nb, "recipe.txt", "Whisk the eggs with flour and sugar, then bake for twenty minutes.")
-        .await;
-
-    // No word of the query is in the document.
-    let query = "council agreed yearly spending street repairs";
+    let (nb, found) = minutes_found_by_paraphrase(&app, &owner, "Council").await;
+    let query = PARAPHRASE;
     let semantic = json!({"query": query, "notebook_id": nb});
-    let mut found = Value::Null;
-    for _ in 0..600 {
-        found = json_of(call(&app, &owner, Method::POST, "/api/v1/search/semantic", Some(semantic.clone())).await, 200)
-            .await;
-        if found["items"].as_array().unwrap().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(found["mode"], "semantic");
-    assert_eq!(found["items"][0]["document"]["original_filename"], "minutes.txt", "{found}");
     assert!(found["items"][0]["score"].as_f64().unwrap() > found["items"][1]["score"].as_f64().unwrap());
 
     let words = format!("/api/v1/search/documents?mode=text&q={}", query.replace(' ', "%20"));
@@ -582,28 +590,8 @@ async fn an_openai_compatible_embeddings_service_finds_by_meaning() {
     .await;
     let (owner, _) = token_and_id(&app, "s-openai", vec![Role::User]).await;
     let (stranger, _) = token_and_id(&app, "s-openai-stranger", vec![Role::User]).await;
-    let notebook =
-        json_of(call(&app, &owner, Method::POST, "/api/v1/notebooks", Some(json!({"name": "Minutes"}))).await, 201)
-            .await;
-    let nb = notebook["id"].as_str().unwrap().to_owned();
-    upload_text(&app, &owner, &nb, "minutes.txt", "The committee approved the annual budget for road maintenance.")
-        .await;
-    upload_text(&app, &owner, &nb, "recipe.txt", "Whisk the eggs with flour and sugar, then bake for twenty minutes.")
-        .await;
-
-    let query = "council agreed yearly spending street repairs";
-    let semantic = json!({"query": query, "notebook_id": nb});
-    let mut found = Value::Null;
-    for _ in 0..300 {
-        found = json_of(call(&app, &owner, Method::POST, "/api/v1/search/semantic", Some(semantic.clone())).await, 200)
-            .await;
-        if found["items"].as_array().unwrap().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(found["mode"], "semantic");
-    assert_eq!(found["items"][0]["document"]["original_filename"], "minutes.txt", "{found}");
+    let (nb, found) = minutes_found_by_paraphrase(&app, &owner, "Minutes").await;
+    let query = PARAPHRASE;
     // Six of the eight words of the minutes share a concept with the query ("the" and
     // "for" do not); nothing of the recipe does.
     assert!(found["items"][0]["score"].as_f64().unwrap() > 0.7, "{found}");

@@ -273,10 +273,13 @@ impl ChunkIndex {
     /// Fills the index from every chunk; the log entry it stands for.
     async fn rebuild(&self, pool: &SqlitePool, writer: &mut IndexWriter) -> StoreResult<i64> {
         // Read first: entries after it are applied again afterwards, which is harmless.
-        let last: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM chunk_index_log")
-            .fetch_one(pool)
-            .await
-            .map_err(map_err)?;
+        // The highest entry ever written, not the highest kept: applied entries are
+        // purged, and the next one must not look like a gap in the log.
+        let last: i64 =
+            sqlx::query_scalar("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'chunk_index_log'), 0)")
+                .fetch_one(pool)
+                .await
+                .map_err(map_err)?;
         writer.delete_all_documents().map_err(index_error)?;
         let mut after = 0_i64;
         loop {
@@ -534,5 +537,58 @@ impl SegmentCollector for SegmentMatches {
 
     fn harvest(self) -> Vec<ChunkMatch> {
         self.found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chunk row without its document (foreign keys off on this connection only).
+    async fn insert_chunk(path: &Path, text: &str) {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path).foreign_keys(false);
+        let raw = SqlitePool::connect_with(options).await.expect("raw connection");
+        sqlx::query(
+            "INSERT INTO document_chunks (document_id, notebook_id, ordinal, page, char_offset, text) \
+             VALUES ('01a23d00-0000-7000-8000-000000000001', 'n', ?, 0, 0, ?)",
+        )
+        .bind(text.len() as i64)
+        .bind(text)
+        .execute(&raw)
+        .await
+        .expect("insert a chunk");
+        raw.close().await;
+    }
+
+    /// A rebuild with every entry already purged records the last entry ever
+    /// written: recording the last one kept (none) made the next entry look like a
+    /// gap in the log, and every change rebuild the whole index.
+    #[tokio::test]
+    async fn a_rebuilt_index_records_the_last_entry_ever_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("aether.db");
+        let store = crate::SqliteStore::open_and_migrate(&path).await.expect("open store");
+        insert_chunk(&path, "first").await;
+        store.chunks.catch_up(&store.pool).await.expect("catch up");
+        assert_eq!(store.chunks.applied().expect("applied"), Some(1));
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM chunk_index_log").fetch_one(&store.pool).await.expect("count");
+        assert_eq!(left, 0, "applied entries are purged");
+
+        // A second index (as after the first was lost) is rebuilt from the rows.
+        let fresh = ChunkIndex::open_directory(&dir.path().join("fresh.chunks")).expect("fresh index");
+        fresh.catch_up(&store.pool).await.expect("rebuild");
+        assert_eq!(fresh.applied().expect("applied"), Some(1));
+        assert_eq!(
+            fresh
+                .matches(&[Clause::Word { word: "first".into(), prefix: false }], &["n".into()])
+                .expect("search")
+                .len(),
+            1
+        );
+        insert_chunk(&path, "second").await;
+        fresh.catch_up(&store.pool).await.expect("catch up");
+        assert_eq!(fresh.applied().expect("applied"), Some(2));
+        store.close().await;
     }
 }
