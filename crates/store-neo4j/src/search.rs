@@ -464,13 +464,16 @@ impl SearchStore for Neo4jStore {
         }
         let candidates = (k * VECTOR_CANDIDATES_PER_RESULT).clamp(100, 5_000);
         let (index, _) = self.ensure_vector_index(vector.dimensions()).await?;
-        // The vector index scores cosine similarity as (1 + cos) / 2; the port's
-        // score is the cosine itself, as on every store.
+        // The index finds the candidates, but its scores are approximate: Neo4j 5.23+
+        // quantises indexed vectors, and a recipe's heading orthogonal to the query
+        // once scored 0.2 among many other vectors. So the candidates are ranked by
+        // the exact similarity of their stored vector, which Neo4j, like the index,
+        // reports as (1 + cos) / 2; the port's score is the cosine itself.
         let sql = format!(
-            "{SCOPE} CALL db.index.vector.queryNodes('{index}', $candidates, $vector) YIELD node AS c, score \
+            "{SCOPE} CALL db.index.vector.queryNodes('{index}', $candidates, $vector) YIELD node AS c \
              WHERE c.embedding_model = $model \
              MATCH (n:Notebook {{id: c.notebook_id}}) WHERE {IN_SCOPE} \
-             WITH c, score ORDER BY score DESC \
+             WITH c, vector.similarity.cosine(c.embedding, $vector) AS score ORDER BY score DESC \
              WITH c.document_id AS document_id, collect(c)[0] AS best, 2.0 * max(score) - 1.0 AS score \
              MATCH (d:Document {{id: document_id}}) WHERE {DOCUMENT_FILTERS} \
              {HIT_RETURN} ORDER BY score DESC, id ASC LIMIT $k"
