@@ -222,9 +222,6 @@ const FILTERED_AMONG: &str = concat!(
 const FACETS_AMONG: &str = "SELECT d.content_type, d.processing_status, d.notebook_id \
      FROM json_each(?1) listed JOIN documents d ON d.id = listed.value";
 
-/// A page of notebooks in scope whose name, description or tags match ?3 (the name
-/// counts most, then tags, then the description), filtered by ?4 status, ?5 owner,
-/// ?6/?7 created and ?8/?9 updated ranges, ?10 tags, after the cursor (?11, ?12), ?13 rows.
 /// Every notebook in scope (?1, ?2) with its vector stamp (`vectors`): the shelves
 /// semantic search scans. ?3 is the model (unused here; bound for the filters' numbering).
 pub(crate) const STAMPED_NOTEBOOKS: &str = concat!(
@@ -249,6 +246,9 @@ const CHUNK_HIT: &str = "SELECT d.id, d.notebook_id, d.original_filename, d.cont
      d.processing_status, d.uploaded_by, d.uploaded_at, d.updated_at, c.ordinal, c.page, c.char_offset, c.text, \
      ?2 AS score FROM document_chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = ?1";
 
+/// A page of notebooks in scope whose name, description or tags match ?3 (the name
+/// counts most, then tags, then the description), filtered by ?4 status, ?5 owner,
+/// ?6/?7 created and ?8/?9 updated ranges, ?10 tags, after the cursor (?11, ?12), ?13 rows.
 const SEARCH_NOTEBOOKS: &str = concat!(
     scope_ctes!(),
     ", found AS (SELECT n.id, -bm25(notebook_fts, 4.0, 1.0, 2.0) AS score \
