@@ -12,8 +12,14 @@
 //! `SEARCH_STORES` (`sqlite`, `neo4j` or both, default `sqlite`), `SEARCH_QUERIES`
 //! (per kind, default 200), `SEARCH_DIR` (where the SQLite file goes, default a
 //! directory under /dev/shm, so that the load is not bound by fsync; `SEARCH_KEEP`
-//! keeps it for a look afterwards), and for Neo4j
-//! `AETHER_TEST_NEO4J_URI` / `AETHER_TEST_NEO4J_PASSWORD` (an empty database).
+//! keeps it for a look afterwards), `SEARCH_LOADERS` (tasks uploading documents at
+//! once, default 8; one more gives the vectors as chunks become pending),
+//! `SEARCH_CORPUS` (a file: written after the load, and when it exists the load is
+//! skipped and the store already holding that corpus measured again), and for Neo4j
+//! `AETHER_TEST_NEO4J_URI` / `AETHER_TEST_NEO4J_PASSWORD` (an empty database) and
+//! `SEARCH_NEO4J_DATA` (its directory, for the size on disk). For 100,000 documents
+//! give Neo4j room: `NEO4J_PAGECACHE_MIB=4096 NEO4J_JAVA_OPTS="-Xms4g -Xmx6g"
+//! scripts/services/neo4j start`, about 25 GB of disk.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::{BTreeSet, HashMap};
@@ -102,9 +108,89 @@ struct Corpus {
     chunks: usize,
 }
 
-async fn load(store: &dyn Store, documents: usize, rng: &mut StdRng) -> Corpus {
-    let words = vocabulary(rng);
-    let topics: Vec<Vec<f32>> = (0..TOPICS).map(|_| random_unit(rng)).collect();
+/// Which document a chunk belongs to, by a hash of its text: the body chunks are cut
+/// by the domain's own function, and the heading holds the file name `doc-<n>.txt`.
+/// The vectors are given by a separate task as chunks become pending, so the
+/// documents can be loaded by several tasks at once.
+#[derive(Default)]
+struct ChunkOwners(std::sync::Mutex<HashMap<u64, usize>>);
+
+impl ChunkOwners {
+    fn hash(text: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn record(&self, document: usize, text: &str) {
+        let mut owners = self.0.lock().unwrap();
+        for chunk in aether_domain::chunk::body(text) {
+            owners.insert(Self::hash(&chunk.text), document);
+        }
+    }
+
+    fn owner(&self, text: &str) -> usize {
+        if let Some(n) = text.strip_prefix("doc-").and_then(|rest| rest.strip_suffix(".txt")) {
+            return n.parse().unwrap();
+        }
+        *self.0.lock().unwrap().get(&Self::hash(text)).expect("a chunk the bench wrote")
+    }
+}
+
+impl Corpus {
+    /// Writes what measuring needs to know of a loaded store, so that a store that
+    /// took an hour to load can be measured again (`SEARCH_CORPUS`).
+    fn write(&self, path: &std::path::Path) {
+        let mut out = Vec::new();
+        out.extend_from_slice(self.reader.as_uuid().as_bytes());
+        for n in [self.documents, self.chunks, self.readable_vectors.len()] {
+            out.extend_from_slice(&(n as u64).to_le_bytes());
+        }
+        for (id, vectors) in &self.readable_vectors {
+            out.extend_from_slice(id.as_uuid().as_bytes());
+            out.extend_from_slice(&(vectors.len() as u64).to_le_bytes());
+            for vector in vectors {
+                for value in vector.as_slice() {
+                    out.extend_from_slice(&value.to_le_bytes());
+                }
+            }
+        }
+        std::fs::write(path, out).unwrap();
+    }
+
+    fn read(path: &std::path::Path) -> Self {
+        let bytes = std::fs::read(path).unwrap();
+        let mut rest = bytes.as_slice();
+        let mut take = |n: usize| {
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            head
+        };
+        let reader = UserId::from_uuid(uuid::Uuid::from_slice(take(16)).unwrap());
+        let documents = u64::from_le_bytes(take(8).try_into().unwrap()) as usize;
+        let chunks = u64::from_le_bytes(take(8).try_into().unwrap()) as usize;
+        let count = u64::from_le_bytes(take(8).try_into().unwrap()) as usize;
+        let mut readable_vectors = HashMap::new();
+        for _ in 0..count {
+            let id = DocumentId::from_uuid(uuid::Uuid::from_slice(take(16)).unwrap());
+            let n = u64::from_le_bytes(take(8).try_into().unwrap()) as usize;
+            let vectors = (0..n)
+                .map(|_| {
+                    let values: Vec<f32> =
+                        (0..DIMENSIONS).map(|_| f32::from_le_bytes(take(4).try_into().unwrap())).collect();
+                    Embedding::normalized(values).unwrap()
+                })
+                .collect();
+            readable_vectors.insert(id, vectors);
+        }
+        Corpus { reader, readable_vectors, documents, chunks }
+    }
+}
+
+async fn load(store: Arc<dyn Store>, documents: usize, rng: &mut StdRng) -> Corpus {
+    let words = Arc::new(vocabulary(rng));
+    let topics: Arc<Vec<Vec<f32>>> = Arc::new((0..TOPICS).map(|_| random_unit(rng)).collect());
     let at = time::now();
     let mut users = Vec::with_capacity(USERS);
     let run = uuid::Uuid::now_v7().simple().to_string();
@@ -169,69 +255,139 @@ async fn load(store: &dyn Store, documents: usize, rng: &mut StdRng) -> Corpus {
     }
     eprintln!("search bench: {} users, {} notebooks, {} readable by the reader", USERS, NOTEBOOKS, readable.len());
 
+    let loaders = env_usize("SEARCH_LOADERS", 8).max(1);
+    let document_topics: Arc<Vec<usize>> = Arc::new((0..documents).map(|_| rng.random_range(0..TOPICS)).collect());
+    let notebooks = Arc::new(notebooks);
+    let users = Arc::new(users);
+    let owners = Arc::new(ChunkOwners::default());
+    let loaded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let loading_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let started = Instant::now();
-    let mut readable_vectors = HashMap::new();
-    let mut chunks = 0;
-    for d in 0..documents {
-        let notebook = notebooks[d % NOTEBOOKS];
-        let owner = users[(d % NOTEBOOKS) % USERS];
-        let topic = rng.random_range(0..TOPICS);
-        let pages: Vec<String> = (0..CHUNKS_PER_DOCUMENT)
-            .map(|_| (0..WORDS_PER_CHUNK).map(|_| words[zipf(rng, VOCABULARY)].as_str()).collect::<Vec<_>>().join(" "))
-            .collect();
-        let text = pages.join("\u{c}");
-        let job = store
-            .create_upload_job(NewUploadJob {
-                id: JobId::new(),
-                notebook_id: notebook,
-                uploaded_by: owner,
-                existing_document: None,
-                filename: Filename::sanitize(&format!("doc-{d}.txt")),
-                change_summary: None,
-                callback_url: None,
-                expected_bytes: None,
-                storage_provider: "fs".into(),
-                origin: JobOrigin::default(),
-                at: time::now(),
-            })
-            .await
-            .unwrap();
-        let file = ReceivedFile { size: text.len() as u64, sha256: "00".repeat(32), content_type: "text/plain".into() };
-        store.accept_upload(job.id, file, time::now()).await.unwrap();
-        let now = time::now();
-        store.claim_job_by_id(job.id, now, now + chrono::TimeDelta::seconds(600)).await.unwrap();
-        let result = ProcessingResult {
-            content_type: "text/plain".into(),
-            format: "text".into(),
-            supported: true,
-            extracted_text: Some(text),
-            ..ProcessingResult::default()
-        };
-        let (_, document) = store.finish_job(job.id, result, time::now()).await.unwrap();
-        // Synthetic vectors: every chunk of a document near its topic.
-        let waiting = store.chunks_to_embed(100).await.unwrap();
-        let mut vectors = Vec::new();
-        let mut embeddings = Vec::new();
-        for chunk in waiting {
-            let vector = near(rng, &topics[topic], 0.6);
-            vectors.push(vector.clone());
-            embeddings.push(ChunkEmbedding { id: chunk.id, vector });
-        }
-        chunks += embeddings.len();
-        store.store_chunk_embeddings("bench", &embeddings).await.unwrap();
-        if readable.contains(&notebook) {
-            readable_vectors.insert(document.id, vectors);
-        }
-        if (d + 1) % 1000 == 0 {
-            let rate = (d + 1) as f64 / started.elapsed().as_secs_f64();
-            eprintln!("search bench: {} documents ({rate:.0}/s)", d + 1);
-        }
+
+    // Synthetic vectors: every chunk of a document near its topic, given as the
+    // chunks become pending, the way the embedding worker follows uploads.
+    let embedder = {
+        let store = store.clone();
+        let owners = owners.clone();
+        let topics = topics.clone();
+        let document_topics = document_topics.clone();
+        let loading_done = loading_done.clone();
+        let readable_notebooks: BTreeSet<usize> =
+            (0..NOTEBOOKS).filter(|n| readable.contains(&notebooks[*n])).collect();
+        let mut rng = StdRng::seed_from_u64(rng.random());
+        tokio::spawn(async move {
+            let mut vectors_by_document: HashMap<usize, Vec<Embedding>> = HashMap::new();
+            let mut chunks = 0usize;
+            loop {
+                let finished = loading_done.load(std::sync::atomic::Ordering::SeqCst);
+                let waiting = store.chunks_to_embed(500).await.unwrap();
+                if waiting.is_empty() {
+                    if finished {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                let mut embeddings = Vec::with_capacity(waiting.len());
+                for chunk in waiting {
+                    let document = owners.owner(&chunk.text);
+                    let vector = near(&mut rng, &topics[document_topics[document]], 0.6);
+                    if readable_notebooks.contains(&(document % NOTEBOOKS)) {
+                        vectors_by_document.entry(document).or_default().push(vector.clone());
+                    }
+                    embeddings.push(ChunkEmbedding { id: chunk.id, vector });
+                }
+                chunks += embeddings.len();
+                store.store_chunk_embeddings("bench", &embeddings).await.unwrap();
+            }
+            (vectors_by_document, chunks)
+        })
+    };
+
+    let mut tasks = Vec::new();
+    for loader in 0..loaders {
+        let store = store.clone();
+        let words = words.clone();
+        let notebooks = notebooks.clone();
+        let users = users.clone();
+        let owners = owners.clone();
+        let loaded = loaded.clone();
+        let mut rng = StdRng::seed_from_u64(rng.random());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for d in (loader..documents).step_by(loaders) {
+                let notebook = notebooks[d % NOTEBOOKS];
+                let owner = users[(d % NOTEBOOKS) % USERS];
+                let pages: Vec<String> = (0..CHUNKS_PER_DOCUMENT)
+                    .map(|_| {
+                        (0..WORDS_PER_CHUNK)
+                            .map(|_| words[zipf(&mut rng, VOCABULARY)].as_str())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect();
+                let text = pages.join("\u{c}");
+                owners.record(d, &text);
+                let id = upload(store.as_ref(), notebook, owner, d, text).await;
+                ids.push((d, id));
+                let count = loaded.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                if count.is_multiple_of(1000) {
+                    let rate = count as f64 / started.elapsed().as_secs_f64();
+                    eprintln!("search bench: {count} documents ({rate:.0}/s)");
+                }
+            }
+            ids
+        }));
     }
+    let mut document_ids = HashMap::new();
+    for task in tasks {
+        document_ids.extend(task.await.unwrap());
+    }
+    loading_done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let text_loaded = started.elapsed();
+    let (vectors_by_document, chunks) = embedder.await.unwrap();
+    let readable_vectors =
+        vectors_by_document.into_iter().map(|(document, vectors)| (document_ids[&document], vectors)).collect();
     eprintln!(
-        "search bench: loaded {documents} documents, {chunks} chunks in {:.0} s",
+        "search bench: loaded {documents} documents with {loaders} tasks in {:.0} s ({:.0} s with every vector), {chunks} chunks",
+        text_loaded.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
     Corpus { reader, readable_vectors, documents, chunks }
+}
+
+/// One document through the upload path the server takes: job, accepted file,
+/// claimed, finished with its extracted text.
+async fn upload(store: &dyn Store, notebook: NotebookId, owner: UserId, d: usize, text: String) -> DocumentId {
+    let job = store
+        .create_upload_job(NewUploadJob {
+            id: JobId::new(),
+            notebook_id: notebook,
+            uploaded_by: owner,
+            existing_document: None,
+            filename: Filename::sanitize(&format!("doc-{d}.txt")),
+            change_summary: None,
+            callback_url: None,
+            expected_bytes: None,
+            storage_provider: "fs".into(),
+            origin: JobOrigin::default(),
+            at: time::now(),
+        })
+        .await
+        .unwrap();
+    let file = ReceivedFile { size: text.len() as u64, sha256: "00".repeat(32), content_type: "text/plain".into() };
+    store.accept_upload(job.id, file, time::now()).await.unwrap();
+    let now = time::now();
+    store.claim_job_by_id(job.id, now, now + chrono::TimeDelta::seconds(600)).await.unwrap();
+    let result = ProcessingResult {
+        content_type: "text/plain".into(),
+        format: "text".into(),
+        supported: true,
+        extracted_text: Some(text),
+        ..ProcessingResult::default()
+    };
+    let (_, document) = store.finish_job(job.id, result, time::now()).await.unwrap();
+    document.id
 }
 
 fn query(text: &str, limit: i64) -> DocumentSearch {
@@ -257,8 +413,20 @@ fn exact_top(corpus: &Corpus, vector: &Embedding) -> Vec<DocumentId> {
 }
 
 async fn measure(name: &str, store: Arc<dyn Store>, documents: usize, queries: usize, size: impl Fn() -> Option<u64>) {
-    let mut rng = StdRng::seed_from_u64(15);
-    let corpus = load(store.as_ref(), documents, &mut rng).await;
+    let corpus = match std::env::var("SEARCH_CORPUS") {
+        Ok(path) if std::path::Path::new(&path).exists() => {
+            eprintln!("search bench: measuring the corpus already in the store, described by {path}");
+            Corpus::read(std::path::Path::new(&path))
+        }
+        wanted => {
+            let corpus = load(store.clone(), documents, &mut StdRng::seed_from_u64(15)).await;
+            if let Ok(path) = wanted {
+                corpus.write(std::path::Path::new(&path));
+            }
+            corpus
+        }
+    };
+    let mut rng = StdRng::seed_from_u64(16);
     let words = vocabulary(&mut StdRng::seed_from_u64(15));
     let scope = ReadScope::Reader(corpus.reader);
     let topics: Vec<Vec<f32>> = {
@@ -375,7 +543,7 @@ fn main() {
                         user: "neo4j".into(),
                         password: std::env::var("AETHER_TEST_NEO4J_PASSWORD").unwrap_or_default(),
                         database: "neo4j".into(),
-                        max_connections: 8,
+                        max_connections: env_usize("SEARCH_LOADERS", 8) + 4,
                     };
                     let store = aether_store_neo4j::Neo4jStore::connect(&config).await.unwrap();
                     store.migrate().await.unwrap();

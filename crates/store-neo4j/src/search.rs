@@ -510,11 +510,17 @@ impl SearchStore for Neo4jStore {
             return Err(StoreError::Internal("vectors of different lengths in one batch".into()));
         }
         let (_, property) = self.ensure_vector_index(dimensions).await?;
-        let indexed_copy =
-            if property == "embedding" { String::new() } else { format!(", c.{property} = $vectors[i]") };
+        // `setNodeVectorProperty` stores a float array: half the bytes of the list of
+        // doubles a plain SET writes, for a million vectors 1.5 GB less store and page cache.
+        let indexed_copy = if property == "embedding" {
+            String::new()
+        } else {
+            format!("CALL db.create.setNodeVectorProperty(c, '{property}', $vectors[i]) ")
+        };
         let statement = format!(
             "UNWIND range(0, size($ids) - 1) AS i MATCH (c:Chunk {{id: $ids[i]}}) \
-             SET c.embedding = $vectors[i]{indexed_copy}, c.embedding_model = $model REMOVE c:EmbeddingPending"
+             CALL db.create.setNodeVectorProperty(c, 'embedding', $vectors[i]) {indexed_copy}\
+             SET c.embedding_model = $model REMOVE c:EmbeddingPending"
         );
         in_txn_retrying(&self.graph, async move |txn: &mut Txn| {
             // A chunk deleted meanwhile is simply not matched.

@@ -34,7 +34,7 @@ import org.neo4j.string.UTF8;
  * Runs Neo4j 5 (Community, embedded) with the Bolt connector on 127.0.0.1, for tests.
  *
  * <pre>
- * java -Xmx1g -jar neo4j-launcher.jar --home DIR --bolt-port PORT --password PASS
+ * java -Xmx1g -jar neo4j-launcher.jar --home DIR --bolt-port PORT --password PASS [--pagecache-mib N]
  * </pre>
  *
  * Authentication is enabled for the built-in user {@code neo4j}. On a fresh home the password is
@@ -56,6 +56,7 @@ public final class Launcher {
         String home = null;
         Integer boltPort = null;
         String password = null;
+        long pagecacheMib = 256;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             if (i + 1 >= args.length) {
@@ -71,6 +72,16 @@ public final class Launcher {
                     }
                 }
                 case "--password" -> password = args[++i];
+                case "--pagecache-mib" -> {
+                    try {
+                        pagecacheMib = Long.parseLong(args[++i]);
+                    } catch (NumberFormatException e) {
+                        usage("bad --pagecache-mib: " + args[i]);
+                    }
+                    if (pagecacheMib < 8) {
+                        usage("--pagecache-mib must be at least 8");
+                    }
+                }
                 default -> usage("unknown argument: " + a);
             }
         }
@@ -112,12 +123,16 @@ public final class Launcher {
                     // No "anonymous usage data" reports to udc.neo4j.com: loopback traffic only.
                     .setConfig(GraphDatabaseSettings.udc_enabled, false)
                     .setConfig(GraphDatabaseInternalSettings.udc_network_enabled, false)
-                    // Modest memory: the JVM is started with -Xmx1g.
-                    .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(256))
+                    // Modest memory by default: the JVM is started with -Xmx1g. A benchmark
+                    // holding a large store asks for more page cache (off heap).
+                    .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(pagecacheMib))
                     .setConfig(GraphDatabaseSettings.memory_transaction_global_max_size, ByteUnit.mebiBytes(512))
                     .setConfig(GraphDatabaseSettings.memory_transaction_max_size, ByteUnit.mebiBytes(256))
                     // Throwaway test store: no 256 MiB preallocated transaction log files.
                     .setConfig(GraphDatabaseSettings.preallocate_logical_logs, false)
+                    // Nor two days of transaction logs (the default): a benchmark's load
+                    // would write more logs than store. Recovery needs only the last ones.
+                    .setConfig(GraphDatabaseSettings.keep_logical_logs, "false")
                     .build();
         } catch (Throwable t) {
             fail(t);
@@ -192,7 +207,7 @@ public final class Launcher {
 
     private static void usage(String problem) {
         System.err.println(PREFIX + problem);
-        System.err.println("usage: java -jar neo4j-launcher.jar --home DIR --bolt-port PORT --password PASS");
+        System.err.println("usage: java -jar neo4j-launcher.jar --home DIR --bolt-port PORT --password PASS [--pagecache-mib N]");
         System.exit(2);
     }
 }
