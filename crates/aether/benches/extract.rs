@@ -2,7 +2,9 @@
 //! builds (text, Markdown, CSV, JSON, HTML, XML, PDF, OOXML, ODF, RTF, EPUB, e-mail,
 //! source code, images, with personal data sprinkled in): the whole processing step
 //! a worker runs per file (extraction, PII scan, redaction), in this process, one
-//! file at a time. Prints figures; asserts nothing.
+//! file at a time. Then, where Tesseract is installed, OCR on its own: a scanned
+//! page as an image and as a PDF page without a text layer (Ghostscript renders of
+//! `crates/ocr/tests/fixtures`). Prints figures; asserts nothing.
 //!
 //! `cargo bench -p aether --bench extract`, or `scripts/bench`.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
@@ -23,7 +25,7 @@ fn main() {
     for (name, file) in &corpus {
         let request = ProcessRequest { filename: name.clone(), scan_pii: true, redaction: RedactionMode::Mask };
         let at = Instant::now();
-        let format = match process_bytes(file, &request) {
+        let format = match process_bytes(file, &request, None, Instant::now()) {
             Ok(processed) => processed.extraction.format.as_str().to_owned(),
             Err(_) => {
                 failed += 1;
@@ -45,5 +47,37 @@ fn main() {
     );
     for (format, (count, time)) in by_format {
         println!("  {format:<12} {count:>4} files  mean {:>8.2} ms", time.as_secs_f64() * 1000.0 / count as f64);
+    }
+    ocr();
+}
+
+fn ocr() {
+    let settings = aether_ocr::OcrSettings { languages: "eng".into(), max_pages: 50 };
+    let engine = match aether_ocr::OcrEngine::locate(&settings, std::env::var_os("PATH").as_deref()) {
+        Ok(engine) => engine,
+        Err(why) => {
+            println!("ocr: not measured ({why})");
+            return;
+        }
+    };
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ocr/tests/fixtures");
+    for name in ["scanned-page.png", "scanned.pdf"] {
+        let file = std::fs::read(fixtures.join(name)).unwrap();
+        let request = ProcessRequest { filename: name.into(), scan_pii: true, redaction: RedactionMode::Mask };
+        let runs = 10;
+        let started = Instant::now();
+        for _ in 0..runs {
+            let found =
+                process_bytes(&file, &request, Some(&engine), Instant::now() + Duration::from_secs(60)).unwrap();
+            assert_eq!(found.extraction.metadata["ocr_pages"], 1);
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "ocr ({}): {name:<16} {runs} files, {:.2} s: {:.2} pages/s, mean {:.0} ms",
+            engine.version,
+            elapsed.as_secs_f64(),
+            runs as f64 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1000.0 / runs as f64
+        );
     }
 }

@@ -222,6 +222,15 @@ pub struct Config {
     pub stale_upload_secs: u64,
     /// The `aether` binary run as `aether extract`; empty means this executable.
     pub extractor_program: String,
+    /// Recognise the text of images and of PDF pages without a text layer with
+    /// Tesseract (and poppler's pdftoppm), when installed; off, or without them,
+    /// such documents are kept with a warning and no text.
+    pub ocr_enabled: bool,
+    /// Tesseract's languages, `eng` or several joined by `+` (`eng+deu`); each must
+    /// be installed (Debian: `tesseract-ocr-<name>`).
+    pub ocr_languages: String,
+    /// The most pages of one PDF recognised; pages past it are skipped with a warning.
+    pub ocr_max_pages: u32,
     /// `builtin` (all-MiniLM-L6-v2 in-process, from `models_dir`), `openai` (an
     /// OpenAI-compatible `/v1/embeddings` service: `embedding_url`…) or `none`: the
     /// embedder of semantic and hybrid search.
@@ -348,6 +357,9 @@ impl Default for Config {
             job_lease_secs: 60,
             stale_upload_secs: 120,
             extractor_program: String::new(),
+            ocr_enabled: true,
+            ocr_languages: "eng".into(),
+            ocr_max_pages: 50,
             embedding_model: "builtin".into(),
             embedding_url: String::new(),
             embedding_api_model: String::new(),
@@ -446,6 +458,9 @@ pub const KEYS: &[&str] = &[
     "job_lease_secs",
     "stale_upload_secs",
     "extractor_program",
+    "ocr_enabled",
+    "ocr_languages",
+    "ocr_max_pages",
     "embedding_model",
     "embedding_url",
     "embedding_api_model",
@@ -563,6 +578,14 @@ impl Config {
                     "embedding_dimensions (AETHER_EMBEDDING_DIMENSIONS) must be 1 to 4096 with embedding_model = openai",
                 );
             }
+        }
+        if !aether_ocr::valid_languages(&self.ocr_languages) {
+            return invalid(
+                "ocr_languages (AETHER_OCR_LANGUAGES) must be Tesseract language names joined by +, like eng+deu",
+            );
+        }
+        if !(1..=2000).contains(&self.ocr_max_pages) {
+            return invalid("ocr_max_pages (AETHER_OCR_MAX_PAGES) must be between 1 and 2000");
         }
         if self.access_token_ttl_secs == 0 {
             return invalid("access_token_ttl_secs (AETHER_ACCESS_TOKEN_TTL_SECS) must be positive");

@@ -10,10 +10,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aether_domain::processing::{DocumentProcessor, Extracted, ProcessError, ProcessRequest, Processed};
+use aether_extract::ocr::{OcrNeed, ocr_need};
 use aether_extract::{Extraction, Limits};
+use aether_ocr::OcrEngine;
 use aether_services::documents::scan_text;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -48,10 +50,25 @@ impl From<Found> for Processed {
     }
 }
 
-/// Extraction, PII scan and redaction of one file's bytes: pure, run by the
-/// sandboxed `aether extract` process and by [`InProcessProcessor`].
-pub fn process_bytes(bytes: &[u8], request: &ProcessRequest) -> Result<Found, aether_extract::ExtractError> {
-    let extraction = aether_extract::extract(bytes, &request.filename, &Limits::default())?;
+/// Extraction, OCR (with `ocr`, before `ocr_deadline`), PII scan and redaction of
+/// one file's bytes, run by the sandboxed `aether extract` process and by
+/// [`InProcessProcessor`]. Recognised text is scanned and redacted like any other.
+pub fn process_bytes(
+    bytes: &[u8],
+    request: &ProcessRequest,
+    ocr: Option<&OcrEngine>,
+    ocr_deadline: Instant,
+) -> Result<Found, aether_extract::ExtractError> {
+    let limits = Limits::default();
+    let mut extraction = aether_extract::extract(bytes, &request.filename, &limits)?;
+    match ocr {
+        Some(engine) => engine.recognise(&mut extraction, bytes, &limits, ocr_deadline),
+        None => {
+            if ocr_need(&extraction, 1) != OcrNeed::Nothing {
+                extraction.warnings.push("OCR is not available on this server: no text was recognised".into());
+            }
+        }
+    }
     let (counts, redacted_text) = match &extraction.text {
         Some(text) if request.scan_pii => scan_text(text, request.redaction),
         _ => (BTreeMap::new(), None),
@@ -73,6 +90,13 @@ pub enum ExtractOutcome {
 #[derive(Debug, Clone)]
 pub struct InProcessProcessor {
     pub timeout: Duration,
+    pub ocr: Option<OcrEngine>,
+}
+
+/// OCR may use this share of a file's processing time; the rest is for extraction,
+/// the PII scan and the answer.
+fn ocr_deadline(timeout: Duration) -> Instant {
+    Instant::now() + timeout.mul_f64(0.75)
 }
 
 #[async_trait]
@@ -80,7 +104,9 @@ impl DocumentProcessor for InProcessProcessor {
     async fn process(&self, input: &Path, request: &ProcessRequest) -> Result<Processed, ProcessError> {
         let bytes = tokio::fs::read(input).await.map_err(|e| ProcessError::Unavailable(e.to_string()))?;
         let request = request.clone();
-        let work = tokio::task::spawn_blocking(move || process_bytes(&bytes, &request));
+        let ocr = self.ocr.clone();
+        let deadline = ocr_deadline(self.timeout);
+        let work = tokio::task::spawn_blocking(move || process_bytes(&bytes, &request, ocr.as_ref(), deadline));
         match tokio::time::timeout(self.timeout, work).await {
             Err(_) => Err(ProcessError::TimedOut),
             Ok(Err(join)) => Err(ProcessError::Crashed(join.to_string())),
@@ -97,13 +123,16 @@ pub struct SandboxedProcessor {
     pub program: PathBuf,
     pub timeout: Duration,
     pub memory_bytes: u64,
+    /// Tesseract as found at start-up, handed to the child; None: no OCR.
+    pub ocr: Option<OcrEngine>,
 }
 
 #[async_trait]
 impl DocumentProcessor for SandboxedProcessor {
     async fn process(&self, input: &Path, request: &ProcessRequest) -> Result<Processed, ProcessError> {
         let request_json = serde_json::to_string(request).map_err(|e| ProcessError::Unavailable(e.to_string()))?;
-        let child = tokio::process::Command::new(&self.program)
+        let mut command = tokio::process::Command::new(&self.program);
+        command
             .arg("extract")
             .arg("--input")
             .arg(input)
@@ -113,16 +142,32 @@ impl DocumentProcessor for SandboxedProcessor {
             .arg(self.memory_bytes.to_string())
             .arg("--cpu-seconds")
             .arg((self.timeout.as_secs() + 1).to_string())
+            .arg("--ocr-millis")
+            .arg(self.timeout.mul_f64(0.75).as_millis().to_string());
+        if let Some(engine) = &self.ocr {
+            let engine = serde_json::to_string(engine).map_err(|e| ProcessError::Unavailable(e.to_string()))?;
+            command.arg("--ocr").arg(engine);
+        }
+        // A process group of its own, so that the OCR programs it starts die with it.
+        let child = command
             .env_clear()
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| ProcessError::Unavailable(format!("cannot start {}: {e}", self.program.display())))?;
-        // Dropping the future on timeout drops the child, which kills it.
+        let group = child.id().and_then(|id| rustix::process::Pid::from_raw(id.cast_signed()));
+        // Dropping the future on timeout drops the child, which kills it; its group
+        // (Tesseract, pdftoppm) is killed here.
         let output = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
-            Err(_) => return Err(ProcessError::TimedOut),
+            Err(_) => {
+                if let Some(group) = group {
+                    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                }
+                return Err(ProcessError::TimedOut);
+            }
             Ok(Err(error)) => return Err(ProcessError::Unavailable(error.to_string())),
             Ok(Ok(output)) => output,
         };
@@ -142,13 +187,22 @@ impl DocumentProcessor for SandboxedProcessor {
 
 /// The body of `aether extract`: limits this process, processes the file and
 /// prints the outcome as JSON.
-pub fn run_extract(input: &Path, request: &str, memory_bytes: u64, cpu_seconds: u64) -> anyhow::Result<()> {
+pub fn run_extract(
+    input: &Path,
+    request: &str,
+    memory_bytes: u64,
+    cpu_seconds: u64,
+    ocr: Option<&str>,
+    ocr_millis: u64,
+) -> anyhow::Result<()> {
     use rlimit::Resource;
+    let deadline = Instant::now() + Duration::from_millis(ocr_millis);
     Resource::AS.set(memory_bytes, memory_bytes)?;
     Resource::CPU.set(cpu_seconds, cpu_seconds)?;
     let request: ProcessRequest = serde_json::from_str(request)?;
+    let ocr: Option<OcrEngine> = ocr.map(serde_json::from_str).transpose()?;
     let bytes = std::fs::read(input)?;
-    let outcome = match process_bytes(&bytes, &request) {
+    let outcome = match process_bytes(&bytes, &request, ocr.as_ref(), deadline) {
         Ok(processed) => ExtractOutcome::Processed(Box::new(processed)),
         Err(aether_extract::ExtractError::Malformed(message)) => ExtractOutcome::Malformed(message),
         Err(aether_extract::ExtractError::LimitExceeded(message)) => ExtractOutcome::LimitExceeded(message),
@@ -166,7 +220,8 @@ mod tests {
     #[test]
     fn pii_is_counted_and_redacted() {
         let request = ProcessRequest { filename: "a.txt".into(), scan_pii: true, redaction: RedactionMode::Mask };
-        let processed = process_bytes(b"Mail jane@example.com or call +1 415-555-0100.", &request).unwrap();
+        let processed =
+            process_bytes(b"Mail jane@example.com or call +1 415-555-0100.", &request, None, Instant::now()).unwrap();
         assert_eq!(processed.pii.get("email"), Some(&1));
         let redacted = processed.redacted_text.unwrap();
         assert!(!redacted.contains("jane@example.com"), "{redacted}");

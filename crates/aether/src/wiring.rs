@@ -315,7 +315,28 @@ fn document_processor(config: &Config) -> anyhow::Result<Arc<processor::Sandboxe
         program,
         timeout: Duration::from_secs(config.processing_timeout_secs),
         memory_bytes: config.processing_memory_mb.saturating_mul(1024 * 1024),
+        ocr: ocr_engine(config),
     }))
+}
+
+/// Tesseract and pdftoppm from the `PATH`, checked once at start-up; without them
+/// (or with `ocr_enabled` off) documents needing OCR are kept with a warning.
+fn ocr_engine(config: &Config) -> Option<aether_ocr::OcrEngine> {
+    if !config.ocr_enabled {
+        return None;
+    }
+    let max_pages = usize::try_from(config.ocr_max_pages).unwrap_or(usize::MAX);
+    let settings = aether_ocr::OcrSettings { languages: config.ocr_languages.clone(), max_pages };
+    match aether_ocr::OcrEngine::locate(&settings, std::env::var_os("PATH").as_deref()) {
+        Ok(engine) => {
+            tracing::info!(engine = %engine.version, languages = %engine.languages, pdf_pages = engine.pdftoppm.is_some(), "OCR ready");
+            Some(engine)
+        }
+        Err(why) => {
+            tracing::warn!(%why, "OCR unavailable: images and scanned PDF pages will have no text");
+            None
+        }
+    }
 }
 
 /// Signed callbacks over HTTP under the outbound policy, retried with backoff.

@@ -28,6 +28,7 @@ const ALLOWED: &[(&str, Option<&[&str]>)] = &[
     ("outbound", Some(&["aether-domain"])),
     ("embed", Some(&["aether-domain"])),
     ("openai", Some(&["aether-domain"])),
+    ("ocr", Some(&["aether-extract"])),
     ("loadgen", Some(&[])),
     ("aether", None),
 ];

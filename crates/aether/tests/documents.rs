@@ -919,3 +919,137 @@ async fn notebook_sockets_follow_every_upload_and_refuse_strangers() {
     }
     app.shutdown().await;
 }
+
+fn ocr_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ocr/tests/fixtures").join(name)).unwrap()
+}
+
+/// Whether Tesseract is here; `AETHER_TEST_OCR` (set by `scripts/test`) makes its
+/// absence a failure rather than a skip.
+fn ocr_installed() -> bool {
+    let settings = aether_ocr::OcrSettings { languages: "eng".into(), max_pages: 1 };
+    match aether_ocr::OcrEngine::locate(&settings, std::env::var_os("PATH").as_deref()) {
+        Ok(_) => true,
+        Err(why) if std::env::var_os("AETHER_TEST_OCR").is_none() => {
+            eprintln!("skipped: {why}");
+            false
+        }
+        Err(why) => panic!("AETHER_TEST_OCR is set but OCR is unavailable: {why}"),
+    }
+}
+
+#[tokio::test]
+async fn scans_are_read_by_ocr_then_searched_and_redacted_for_readers() {
+    if !ocr_installed() {
+        return;
+    }
+    let _serial = WORKERS.lock().await;
+    let app = TestApp::spawn_with(with_workers).await;
+    let owner = app.user_token("ocr-owner").await;
+    let reader = app.user_token("ocr-reader").await;
+    let nb = notebook(&app, &owner, json!({"pii_detection": true, "redaction_mode": "mask"})).await;
+    let grant = json!({"user_id": user_id(&app, &reader).await, "permission": "read"});
+    json_of(call(&app, &owner, Method::PUT, &format!("/api/v1/notebooks/{nb}/permissions"), Some(grant)).await, 200)
+        .await;
+
+    // A PDF whose first page is a scan (an image, no text layer) and whose second is typed.
+    let pdf =
+        finished(&app, &owner, &accepted(&app, &owner, &nb, "scanned.pdf", ocr_fixture("scanned.pdf")).await).await;
+    assert_eq!(pdf["status"], "completed", "{pdf}");
+    let pdf_url = format!("/api/v1/documents/{}", pdf["document_id"].as_str().unwrap());
+    let document = json_of(call(&app, &owner, Method::GET, &pdf_url, None).await, 200).await;
+    let metadata = &document["extracted_metadata"];
+    assert_eq!((metadata["page_count"].as_u64(), metadata["ocr_pages"].as_u64()), (Some(2), Some(1)), "{metadata}");
+    assert!(metadata["ocr_engine"].as_str().unwrap().starts_with("tesseract "), "{metadata}");
+    assert!(metadata["ocr_confidence"].as_f64().unwrap() > 80.0, "{metadata}");
+    // The recognised e-mail address is personal data like any other.
+    assert_eq!(document["compliance_scan_results"]["findings"]["email"], 1, "{document}");
+
+    // Search finds the scanned words on page 1, and the typed ones on page 2.
+    let found = json_of(
+        call(&app, &owner, Method::GET, "/api/v1/search/documents?q=saffron%20Kashmir&mode=text", None).await,
+        200,
+    )
+    .await;
+    assert_eq!(found["items"][0]["document"]["id"], document["id"], "{found}");
+    assert_eq!(found["items"][0]["match"]["page"], 1, "{found}");
+    let appendix =
+        json_of(call(&app, &owner, Method::GET, "/api/v1/search/documents?q=appendix&mode=text", None).await, 200)
+            .await;
+    assert_eq!(appendix["items"][0]["match"]["page"], 2, "{appendix}");
+
+    // A reader sees the recognised text with the address masked, and cannot find it by it.
+    let preview = json_of(call(&app, &reader, Method::GET, &format!("{pdf_url}/preview"), None).await, 200).await;
+    let excerpt = preview["excerpt"].as_str().unwrap();
+    assert!(excerpt.contains("saffron") && excerpt.contains("[REDACTED:EMAIL]"), "{excerpt}");
+    assert!(!excerpt.contains("ledger.desk@example.com"), "{excerpt}");
+    let by_address = call(&app, &reader, Method::GET, "/api/v1/search/documents?q=%22ledger.desk%22&mode=text", None);
+    assert_eq!(json_of(by_address.await, 200).await["items"], json!([]));
+
+    // A photo of the page: its text too.
+    let png =
+        finished(&app, &owner, &accepted(&app, &owner, &nb, "page.png", ocr_fixture("scanned-page.png")).await).await;
+    let png_url = format!("/api/v1/documents/{}", png["document_id"].as_str().unwrap());
+    let image = json_of(call(&app, &owner, Method::GET, &png_url, None).await, 200).await;
+    assert_eq!((image["format"].as_str(), image["extracted_metadata"]["ocr_pages"].as_u64()), (Some("image"), Some(1)));
+    let preview = json_of(call(&app, &owner, Method::GET, &format!("{png_url}/preview"), None).await, 200).await;
+    assert!(preview["excerpt"].as_str().unwrap().contains("exceeded every forecast"), "{preview}");
+    assert_eq!(common::metric(&app, "aether_ocr_pages_total", &["format=\"pdf\""]).await, 1.0);
+    assert_eq!(common::metric(&app, "aether_ocr_pages_total", &["format=\"image\""]).await, 1.0);
+    app.shutdown().await;
+
+    // With OCR off, the scan is kept, without text, and says why.
+    let app = TestApp::spawn_with(|config| {
+        with_workers(config);
+        config.ocr_enabled = false;
+    })
+    .await;
+    let owner = app.user_token("ocr-off").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+    let png =
+        finished(&app, &owner, &accepted(&app, &owner, &nb, "page.png", ocr_fixture("scanned-page.png")).await).await;
+    assert_eq!(png["status"], "completed", "{png}");
+    let png_url = format!("/api/v1/documents/{}", png["document_id"].as_str().unwrap());
+    let image = json_of(call(&app, &owner, Method::GET, &png_url, None).await, 200).await;
+    assert!(image["extracted_metadata"]["ocr_pages"].is_null(), "{image}");
+    let warnings = image["processing_metadata"]["warnings"].to_string();
+    assert!(warnings.contains("OCR is not available"), "{warnings}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_timed_out_extraction_takes_the_programs_it_started_with_it() {
+    let _serial = WORKERS.lock().await;
+    // An "extractor" that starts a long-running program of its own, as OCR does, and
+    // then outlives the processing timeout: both must be gone after the job fails.
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("grandchild.pid");
+    let script = dir.path().join("extractor.sh");
+    std::fs::write(&script, format!("#!/bin/sh\nsleep 300 &\necho $! > '{}'\nsleep 300\n", pid_file.display()))
+        .unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+    let app = TestApp::spawn_with(|config| {
+        with_workers(config);
+        config.extractor_program = script.display().to_string();
+        config.processing_timeout_secs = 1;
+        config.processing_max_attempts = 1;
+    })
+    .await;
+    let owner = app.user_token("orphans").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+    let job = finished(&app, &owner, &accepted(&app, &owner, &nb, "scan.txt", b"scan".to_vec()).await).await;
+    assert_eq!(job["error"]["code"], "processing_timed_out", "{job}");
+    let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+    // Killed with its group; gone once reaped (by init, as an orphan).
+    let mut alive = true;
+    for _ in 0..100 {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        alive = !state.is_empty() && state.split(' ').nth(2) != Some("Z");
+        if !alive {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!alive, "the extractor's own child {pid} outlived the timeout");
+    app.shutdown().await;
+}

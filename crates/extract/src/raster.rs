@@ -1,4 +1,5 @@
-//! Raster images (png, jpeg, gif, webp): dimensions, format and a PNG thumbnail. No text (no OCR).
+//! Raster images (png, jpeg, gif, webp): dimensions, format and a PNG thumbnail. No text here:
+//! OCR runs after extraction (`crate::ocr`, `aether-ocr`).
 //!
 //! The header's claimed size is checked against `max_image_pixels` before any pixel is decoded, and
 //! the decoder itself runs under `image::Limits`, so a 60000×60000 header costs nothing.

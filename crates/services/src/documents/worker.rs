@@ -403,6 +403,9 @@ impl DocumentService {
             .record(elapsed.as_secs_f64());
         metrics::counter!("aether_documents_processed_total", "format" => format.clone(), "outcome" => "completed")
             .increment(1);
+        if let Some(pages) = extraction.metadata.get("ocr_pages").and_then(serde_json::Value::as_u64) {
+            metrics::counter!("aether_ocr_pages_total", "format" => format.clone()).increment(pages);
+        }
         result.content_type = extraction.content_type.clone();
         result.format = format;
         result.supported = extraction.supported;
