@@ -26,7 +26,7 @@
 //! | doc (Word 97-2003) | main text, then footnotes, headers/footers, comments, endnotes, text boxes | title, subject, author, keywords, last_modified_by, created, modified |
 //! | xls (Excel 97-2003, BIFF8) | as xlsx | sheet_names, sheet_count, title, author, ... |
 //! | ppt (PowerPoint 97-2003) | per slide: text, blank line between slides; then the speaker notes | slide_count, title, author, ... |
-//! | png, jpeg, gif, webp | none here (`thumbnail_png` instead); OCR by `aether-ocr` | width, height, image_format, color_type, thumbnail_width/height |
+//! | png, jpeg, gif, webp, tiff (every page by OCR), bmp | none here (`thumbnail_png` instead); OCR by `aether-ocr` | width, height, image_format, color_type, thumbnail_width/height |
 //!
 //! Images and PDF pages without a text layer get their text from OCR after extraction:
 //! [`ocr`] holds its rules, the `aether-ocr` crate runs it (`ocr_engine`, `ocr_languages`,

@@ -63,11 +63,15 @@ fn pdf_pages_read(extraction: &Extraction) -> usize {
     usize::try_from(count).unwrap_or(usize::MAX).min(Limits::default().max_pages)
 }
 
-/// The text Tesseract recognised on one image, and how sure it was.
+/// The text Tesseract recognised in one image (a multi-page TIFF has several
+/// pages), and how sure it was.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OcrPage {
-    /// Lines as Tesseract found them; a blank line between paragraphs.
+    /// Lines as Tesseract found them; a blank line between paragraphs, and a form
+    /// feed between the pages of a multi-page image.
     pub text: String,
+    /// Pages of the image Tesseract read (1 for all but multi-page TIFFs).
+    pub pages: usize,
     /// Recognised words.
     pub words: usize,
     /// Mean word confidence, 0–100, weighted by word length; 0 without words.
@@ -82,29 +86,47 @@ pub fn parse_tesseract_tsv(tsv: &str) -> OcrPage {
     let mut words = 0usize;
     let mut weighted = 0.0f64;
     let mut weight = 0usize;
-    let mut current_line: Option<(u32, u32, u32)> = None;
-    let mut current_paragraph: Option<(u32, u32)> = None;
+    let mut pages = 0usize;
+    let mut current_page: Option<u32> = None;
+    let mut current_line: Option<(u32, u32, u32, u32)> = None;
+    let mut current_paragraph: Option<(u32, u32, u32)> = None;
     for row in tsv.lines().skip(1) {
         let columns: Vec<&str> = row.split('\t').collect();
-        if columns.len() < 12 || columns[0] != "5" {
+        if columns.len() < 12 {
             continue;
         }
         let number = |i: usize| columns[i].parse::<u32>().ok();
+        let Some(page) = number(1) else { continue };
+        if columns[0] == "1" {
+            // A page row: pages without a word still count as read.
+            pages += 1;
+        }
+        if columns[0] != "5" {
+            continue;
+        }
         let (Some(block), Some(paragraph), Some(line)) = (number(2), number(3), number(4)) else { continue };
         let Ok(confidence) = columns[10].parse::<f64>() else { continue };
         let word = columns[11].trim();
         if word.is_empty() || confidence < 0.0 {
             continue;
         }
-        if current_line != Some((block, paragraph, line)) {
-            if current_line.is_some() {
+        if current_line != Some((page, block, paragraph, line)) {
+            let previous = current_page.unwrap_or(1);
+            if page > previous {
+                // One form feed per page turned, blank pages included, so that a
+                // piece's place is its page number.
+                for _ in previous..page {
+                    text.push_str("\n\u{c}\n");
+                }
+            } else if current_line.is_some() {
                 text.push('\n');
-                if current_paragraph != Some((block, paragraph)) {
+                if current_paragraph != Some((page, block, paragraph)) {
                     text.push('\n');
                 }
             }
-            current_line = Some((block, paragraph, line));
-            current_paragraph = Some((block, paragraph));
+            current_page = Some(page);
+            current_line = Some((page, block, paragraph, line));
+            current_paragraph = Some((page, block, paragraph));
         } else {
             text.push(' ');
         }
@@ -115,7 +137,7 @@ pub fn parse_tesseract_tsv(tsv: &str) -> OcrPage {
         weight += length;
     }
     let confidence = if weight == 0 { 0.0 } else { weighted / weight as f64 };
-    OcrPage { text, words, confidence }
+    OcrPage { text, pages, words, confidence }
 }
 
 /// How the OCR of one file went, for its metadata.
@@ -154,7 +176,8 @@ pub fn apply_ocr(extraction: &mut Extraction, recognised: &[(usize, OcrPage)], r
     let metadata = &mut extraction.metadata;
     metadata.insert("ocr_engine".into(), Value::from(report.engine.clone()));
     metadata.insert("ocr_languages".into(), Value::from(report.languages.clone()));
-    metadata.insert("ocr_pages".into(), Value::from(recognised.len()));
+    metadata
+        .insert("ocr_pages".into(), Value::from(recognised.iter().map(|(_, page)| page.pages.max(1)).sum::<usize>()));
     metadata.insert("ocr_confidence".into(), Value::from((confidence * 10.0).round() / 10.0));
     if recognised.is_empty() {
         return;
@@ -225,7 +248,21 @@ mod tests {
         assert_eq!(page.words, 4);
         let expected = (96.5 * 3.0 + 90.0 * 7.0 + 80.0 * 8.0 + 70.0 * 8.0) / 26.0;
         assert!((page.confidence - expected).abs() < 1e-9, "{}", page.confidence);
-        assert_eq!(parse_tesseract_tsv(""), OcrPage { text: String::new(), words: 0, confidence: 0.0 });
+        assert_eq!(page.pages, 1);
+        assert_eq!(parse_tesseract_tsv(""), OcrPage { text: String::new(), pages: 0, words: 0, confidence: 0.0 });
+    }
+
+    #[test]
+    fn the_pages_of_a_multi_page_image_are_separated_by_form_feeds() {
+        let tsv = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n\
+            1\t1\t0\t0\t0\t0\t0\t0\t9\t9\t-1\t\n\
+            5\t1\t1\t1\t1\t1\t0\t0\t1\t1\t90\tfirst\n\
+            1\t2\t0\t0\t0\t0\t0\t0\t9\t9\t-1\t\n\
+            1\t3\t0\t0\t0\t0\t0\t0\t9\t9\t-1\t\n\
+            5\t3\t1\t1\t1\t1\t0\t0\t1\t1\t90\tthird\n";
+        let page = parse_tesseract_tsv(tsv);
+        // The blank second page keeps its (empty) slot.
+        assert_eq!((page.text.as_str(), page.pages), ("first\n\u{c}\n\n\u{c}\nthird", 3));
     }
 
     #[test]
@@ -254,7 +291,7 @@ mod tests {
     #[test]
     fn recognised_pages_replace_their_slot_and_are_counted() {
         let mut pdf = extraction(Format::Pdf, Some("Real text on the first page of this file\n\u{c}\n"), 3);
-        let page = |text: &str, words, confidence| OcrPage { text: text.into(), words, confidence };
+        let page = |text: &str, words, confidence| OcrPage { text: text.into(), pages: 1, words, confidence };
         let recognised = vec![(2, page("scanned words", 2, 90.0)), (3, page("more", 1, 60.0))];
         let mut report = report();
         report.failed.push((4, "timed out".into()));
@@ -274,7 +311,7 @@ mod tests {
     #[test]
     fn an_image_gets_its_text_within_the_text_limit() {
         let mut image = extraction(Format::Image, None, 0);
-        let recognised = vec![(1, OcrPage { text: "abcdef ghij".into(), words: 2, confidence: 99.0 })];
+        let recognised = vec![(1, OcrPage { text: "abcdef ghij".into(), pages: 1, words: 2, confidence: 99.0 })];
         let limits = Limits { max_text_chars: 4, ..Limits::default() };
         apply_ocr(&mut image, &recognised, &report(), &limits);
         assert_eq!(image.text.as_deref(), Some("abcd"));

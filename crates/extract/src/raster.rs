@@ -1,4 +1,4 @@
-//! Raster images (png, jpeg, gif, webp): dimensions, format and a PNG thumbnail. No text here:
+//! Raster images (png, jpeg, gif, webp, tiff, bmp): dimensions, format and a PNG thumbnail. No text here:
 //! OCR runs after extraction (`crate::ocr`, `aether-ocr`).
 //!
 //! The header's claimed size is checked against `max_image_pixels` before any pixel is decoded, and
@@ -40,10 +40,19 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<()
     decoder_limits.max_alloc = Some(limits.max_image_pixels.saturating_mul(BYTES_PER_PIXEL).max(1 << 20));
     let mut reader = reader()?;
     reader.limits(decoder_limits);
-    let image = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(l) => ExtractError::LimitExceeded(format!("image decoder limit: {l}")),
-        other => ExtractError::Malformed(format!("image: {other}")),
-    })?;
+    let image = match reader.decode() {
+        Ok(image) => image,
+        Err(image::ImageError::Limits(l)) => {
+            return Err(ExtractError::LimitExceeded(format!("image decoder limit: {l}")));
+        }
+        // TIFF has compressions the decoder lacks (CCITT fax among them, the usual
+        // one of scans) that OCR still reads: no thumbnail then, not a failure.
+        Err(image::ImageError::Unsupported(e)) if format == ImageFormat::Tiff => {
+            out.warn(format!("no thumbnail: {e}"));
+            return Ok(());
+        }
+        Err(other) => return Err(ExtractError::Malformed(format!("image: {other}"))),
+    };
     out.meta("color_type", format!("{:?}", image.color()).to_ascii_lowercase());
 
     let size = limits.thumbnail_size.max(1);
@@ -66,6 +75,8 @@ fn format_name(format: ImageFormat) -> &'static str {
         ImageFormat::Jpeg => "jpeg",
         ImageFormat::Gif => "gif",
         ImageFormat::WebP => "webp",
+        ImageFormat::Tiff => "tiff",
+        ImageFormat::Bmp => "bmp",
         _ => "other",
     }
 }

@@ -82,7 +82,7 @@ fn sniff_magic(b: &[u8]) -> Option<Sniffed> {
     }
     let kind = infer::get(b)?;
     match (kind.matcher_type(), kind.extension()) {
-        (infer::MatcherType::Image, "png" | "jpg" | "gif" | "webp") => {
+        (infer::MatcherType::Image, "png" | "jpg" | "gif" | "webp" | "tif" | "bmp") => {
             Some(Sniffed::new(Format::Image, kind.mime_type()))
         }
         // Markup with NULs in it is not read as markup.

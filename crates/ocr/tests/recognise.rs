@@ -114,3 +114,16 @@ fn a_language_that_is_not_installed_makes_ocr_unavailable() {
     let none = OcrEngine::locate(&OcrSettings { languages: "eng".into(), max_pages: 1 }, Some("/nonexistent".as_ref()));
     assert!(none.unwrap_err().0.contains("not installed"));
 }
+
+#[test]
+fn every_page_of_a_multi_page_fax_tiff_is_read_in_its_place() {
+    let Some(engine) = engine() else { return };
+    let tiff = recognised(&engine, "scanned.tif");
+    assert_eq!((tiff.format, tiff.metadata["image_format"].as_str()), (Format::Image, Some("tiff")));
+    let text = tiff.text.as_deref().unwrap();
+    let pages: Vec<&str> = text.split('\u{c}').map(str::trim).collect();
+    assert_eq!(pages.len(), 2, "{text}");
+    assert!(pages[0].starts_with("The quarterly harvest of saffron"), "{text}");
+    assert_eq!(pages[1], "This appendix page was typed and keeps its text layer.");
+    assert_eq!(tiff.metadata["ocr_pages"], 2);
+}
