@@ -14,7 +14,7 @@
 //! directory under /dev/shm, so that the load is not bound by fsync; `SEARCH_KEEP`
 //! keeps it for a look afterwards), `SEARCH_LOADERS` (tasks uploading documents at
 //! once, default 8; one more gives the vectors as chunks become pending),
-//! `SEARCH_CORPUS` (a file: written after the load, and when it exists the load is
+//! `SEARCH_NOISE` (see [`noise`]), `SEARCH_CORPUS` (a file: written after the load, and when it exists the load is
 //! skipped and the store already holding that corpus measured again), and for Neo4j
 //! `AETHER_TEST_NEO4J_URI` / `AETHER_TEST_NEO4J_PASSWORD` (an empty database) and
 //! `SEARCH_NEO4J_DATA` (its directory, for the size on disk). For 100,000 documents
@@ -85,6 +85,15 @@ fn zipf(rng: &mut StdRng, n: usize) -> usize {
 fn random_unit(rng: &mut StdRng) -> Vec<f32> {
     let values: Vec<f32> = (0..DIMENSIONS).map(|_| rng.random_range(-1.0f32..1.0)).collect();
     Embedding::normalized(values).unwrap().as_slice().to_vec()
+}
+
+/// The noise added to each dimension of a topic's centre (`SEARCH_NOISE`, default
+/// 0.6). At 0.6 the noise is about seven times the centre's length: vectors of one
+/// topic have cosines of 0.02 ± 0.02, nearly random points, the worst case for a
+/// graph index (and no case for exact search). At 0.1 it is about the centre's
+/// length and a topic's vectors have cosines near 0.45, as related texts' embeddings do.
+fn noise() -> f32 {
+    std::env::var("SEARCH_NOISE").ok().and_then(|v| v.parse().ok()).unwrap_or(0.6)
 }
 
 fn near(rng: &mut StdRng, centre: &[f32], noise: f32) -> Embedding {
@@ -291,7 +300,7 @@ async fn load(store: Arc<dyn Store>, documents: usize, rng: &mut StdRng) -> Corp
                 let mut embeddings = Vec::with_capacity(waiting.len());
                 for chunk in waiting {
                     let document = owners.owner(&chunk.text);
-                    let vector = near(&mut rng, &topics[document_topics[document]], 0.6);
+                    let vector = near(&mut rng, &topics[document_topics[document]], noise());
                     if readable_notebooks.contains(&(document % NOTEBOOKS)) {
                         vectors_by_document.entry(document).or_default().push(vector.clone());
                     }
@@ -443,7 +452,7 @@ async fn measure(name: &str, store: Arc<dyn Store>, documents: usize, queries: u
     let warm_text = started.elapsed();
     let started = Instant::now();
     let _ = store
-        .similar_documents(scope, "bench", &near(&mut rng, &topics[0], 0.6), &query(&words[500], 10), 10)
+        .similar_documents(scope, "bench", &near(&mut rng, &topics[0], noise()), &query(&words[500], 10), 10)
         .await
         .unwrap();
     let warm_semantic = started.elapsed();
@@ -458,7 +467,7 @@ async fn measure(name: &str, store: Arc<dyn Store>, documents: usize, queries: u
         let first = &words[rng.random_range(100..3000)];
         let text = if q % 2 == 0 { first.clone() } else { format!("{first} {}", words[rng.random_range(100..3000)]) };
         let topic = rng.random_range(0..TOPICS);
-        let vector = near(&mut rng, &topics[topic], 0.6);
+        let vector = near(&mut rng, &topics[topic], noise());
 
         let started = Instant::now();
         let by_words = store.search_documents(scope, &query(&text, 10)).await.unwrap();

@@ -126,12 +126,18 @@ const HIT_RETURN: &str = "RETURN d.id AS id, d.notebook_id AS notebook_id, d.ori
      toString(d.uploaded_at) AS uploaded_at, toString(d.updated_at) AS updated_at, \
      best.ordinal AS ordinal, best.page AS page, best.char_offset AS char_offset, best.text AS text, score";
 
-/// How many nearest chunks the vector index is asked for, per result wanted: it
-/// knows nothing of permissions, so chunks the caller may not read are dropped
-/// after it answers, and it must be asked for more than are shown. 20 gave
-/// recall@10 0.936 for a reader of 11% of 3,000 documents, 50 gives 0.977 (at
-/// 83 ms p50 instead of 50; `notes/issue-15/README.md`).
+/// How many nearest chunks the vector index is asked for, per result wanted, for a
+/// caller who reads everything: the index knows nothing of permissions, so chunks
+/// the caller may not read are dropped after it answers, and it must be asked for
+/// more than are shown. A caller who reads a share of the notebooks asks for this
+/// many divided by that share (so that about as many readable candidates come
+/// back), up to [`MOST_VECTOR_CANDIDATES`]. At a fixed 50, a reader of 11% had
+/// recall@10 0.977 at 3,000 documents but 0.64 at 65,740
+/// (`notes/issue-15/README.md`).
 const VECTOR_CANDIDATES_PER_RESULT: usize = 50;
+
+/// The most candidates one vector query asks the index for.
+const MOST_VECTOR_CANDIDATES: usize = 10_000;
 
 /// The length of the built-in model's vectors, indexed by migration 11's
 /// `chunk_embedding` on `embedding`.
@@ -464,13 +470,26 @@ impl SearchStore for Neo4jStore {
         }
         let candidates = (k * VECTOR_CANDIDATES_PER_RESULT).clamp(100, 5_000);
         let (index, _) = self.ensure_vector_index(vector.dimensions()).await?;
+        // The notebooks in scope, against all of them, tell the share of chunks the
+        // caller may read, and so how many candidates to ask for (both counts come
+        // from Neo4j's count store and an index).
         // The index finds the candidates, but its scores are approximate: Neo4j 5.23+
         // quantises indexed vectors, and a recipe's heading orthogonal to the query
         // once scored 0.2 among many other vectors. So the candidates are ranked by
         // the exact similarity of their stored vector, which Neo4j, like the index,
         // reports as (1 + cos) / 2; the port's score is the cosine itself.
         let sql = format!(
-            "{SCOPE} CALL db.index.vector.queryNodes('{index}', $candidates, $vector) YIELD node AS c \
+            "{SCOPE} CALL {{ MATCH (every:Notebook) RETURN count(every) AS notebooks }} \
+             CALL {{ MATCH (p:Notebook {{visibility: 'public'}}) RETURN count(p) AS public_notebooks }} \
+             WITH readable, within_ids, notebooks, CASE \
+               WHEN $within IS NOT NULL THEN size(within_ids) \
+               WHEN $reader IS NOT NULL THEN size(readable) + public_notebooks \
+               ELSE notebooks END AS in_scope \
+             WITH readable, within_ids, \
+               toInteger($candidates * toFloat(notebooks) / CASE WHEN in_scope < 1 THEN 1 ELSE in_scope END) AS wanted \
+             CALL db.index.vector.queryNodes('{index}', \
+               CASE WHEN wanted > $most THEN $most WHEN wanted < $candidates THEN $candidates ELSE wanted END, \
+               $vector) YIELD node AS c \
              WHERE c.embedding_model = $model \
              MATCH (n:Notebook {{id: c.notebook_id}}) WHERE {IN_SCOPE} \
              WITH c, vector.similarity.cosine(c.embedding, $vector) AS score ORDER BY score DESC \
@@ -480,6 +499,7 @@ impl SearchStore for Neo4jStore {
         );
         let q = document_query(&sql, scope, search)
             .param("candidates", i64::try_from(candidates).unwrap_or(5_000))
+            .param("most", i64::try_from(MOST_VECTOR_CANDIDATES).unwrap_or(10_000))
             .param("vector", vector.as_slice().iter().map(|v| f64::from(*v)).collect::<Vec<_>>())
             .param("model", model)
             .param("k", i64::try_from(k).unwrap_or(i64::MAX));
