@@ -64,7 +64,7 @@ pub fn process_bytes(
     match ocr {
         Some(engine) => engine.recognise(&mut extraction, bytes, &limits, ocr_deadline),
         None => {
-            if ocr_need(&extraction, 1) != OcrNeed::Nothing {
+            if ocr_need(&extraction, &limits, 1) != OcrNeed::Nothing {
                 extraction.warnings.push("OCR is not available on this server: no text was recognised".into());
             }
         }
@@ -93,10 +93,10 @@ pub struct InProcessProcessor {
     pub ocr: Option<OcrEngine>,
 }
 
-/// OCR may use this share of a file's processing time; the rest is for extraction,
-/// the PII scan and the answer.
-fn ocr_deadline(timeout: Duration) -> Instant {
-    Instant::now() + timeout.mul_f64(0.75)
+/// The time OCR may use of a file's processing `timeout`: three quarters; the rest
+/// is for extraction, the PII scan and the answer.
+fn ocr_budget(timeout: Duration) -> Duration {
+    timeout.mul_f64(0.75)
 }
 
 #[async_trait]
@@ -105,7 +105,7 @@ impl DocumentProcessor for InProcessProcessor {
         let bytes = tokio::fs::read(input).await.map_err(|e| ProcessError::Unavailable(e.to_string()))?;
         let request = request.clone();
         let ocr = self.ocr.clone();
-        let deadline = ocr_deadline(self.timeout);
+        let deadline = Instant::now() + ocr_budget(self.timeout);
         let work = tokio::task::spawn_blocking(move || process_bytes(&bytes, &request, ocr.as_ref(), deadline));
         match tokio::time::timeout(self.timeout, work).await {
             Err(_) => Err(ProcessError::TimedOut),
@@ -143,7 +143,7 @@ impl DocumentProcessor for SandboxedProcessor {
             .arg("--cpu-seconds")
             .arg((self.timeout.as_secs() + 1).to_string())
             .arg("--ocr-millis")
-            .arg(self.timeout.mul_f64(0.75).as_millis().to_string());
+            .arg(ocr_budget(self.timeout).as_millis().to_string());
         if let Some(engine) = &self.ocr {
             let engine = serde_json::to_string(engine).map_err(|e| ProcessError::Unavailable(e.to_string()))?;
             command.arg("--ocr").arg(engine);

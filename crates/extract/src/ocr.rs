@@ -27,9 +27,10 @@ pub enum OcrNeed {
     },
 }
 
-/// Which parts of `extraction` need OCR: an image, or the pages of a PDF without a
-/// text layer (not of an encrypted PDF, nor past where the text was truncated).
-pub fn ocr_need(extraction: &Extraction, max_pages: usize) -> OcrNeed {
+/// Which parts of `extraction` (made under `limits`) need OCR: an image, or the
+/// pages of a PDF without a text layer (not of an encrypted PDF, nor past where the
+/// text was truncated or `limits.max_pages` stopped the reading).
+pub fn ocr_need(extraction: &Extraction, limits: &Limits, max_pages: usize) -> OcrNeed {
     match extraction.format {
         Format::Image => OcrNeed::Image,
         Format::Pdf => {
@@ -37,7 +38,7 @@ pub fn ocr_need(extraction: &Extraction, max_pages: usize) -> OcrNeed {
             {
                 return OcrNeed::Nothing;
             }
-            let read_pages = pdf_pages_read(extraction);
+            let read_pages = pdf_pages_read(extraction, limits);
             let text = extraction.text.as_deref().unwrap_or_default();
             let pieces: Vec<&str> = text.split('\u{c}').collect();
             let without_text: Vec<usize> = (1..=read_pages)
@@ -56,11 +57,11 @@ pub fn ocr_need(extraction: &Extraction, max_pages: usize) -> OcrNeed {
     }
 }
 
-/// The pages the PDF extraction read: its page count, at most `max_pages` of the
-/// default limits (the extractor skipped the rest with a warning).
-fn pdf_pages_read(extraction: &Extraction) -> usize {
+/// The pages the PDF extraction read: its page count, at most `limits.max_pages`
+/// (the extractor skipped the rest with a warning).
+fn pdf_pages_read(extraction: &Extraction, limits: &Limits) -> usize {
     let count = extraction.metadata.get("page_count").and_then(Value::as_u64).unwrap_or(0);
-    usize::try_from(count).unwrap_or(usize::MAX).min(Limits::default().max_pages)
+    usize::try_from(count).unwrap_or(usize::MAX).min(limits.max_pages)
 }
 
 /// The text Tesseract recognised in one image (a multi-page TIFF has several
@@ -270,18 +271,18 @@ mod tests {
         let text = "A page with plenty of real text on it\n\u{c}\n3\n\u{c}\nAnother page full of real words here";
         let pdf = extraction(Format::Pdf, Some(text), 4);
         // Page 2 has only a page number; page 4 has nothing at all.
-        assert_eq!(ocr_need(&pdf, 10), OcrNeed::PdfPages { pages: vec![2, 4], skipped: 0 });
-        assert_eq!(ocr_need(&pdf, 1), OcrNeed::PdfPages { pages: vec![2], skipped: 1 });
+        assert_eq!(ocr_need(&pdf, &Limits::default(), 10), OcrNeed::PdfPages { pages: vec![2, 4], skipped: 0 });
+        assert_eq!(ocr_need(&pdf, &Limits::default(), 1), OcrNeed::PdfPages { pages: vec![2], skipped: 1 });
         let scanned = extraction(Format::Pdf, None, 2);
-        assert_eq!(ocr_need(&scanned, 10), OcrNeed::PdfPages { pages: vec![1, 2], skipped: 0 });
+        assert_eq!(ocr_need(&scanned, &Limits::default(), 10), OcrNeed::PdfPages { pages: vec![1, 2], skipped: 0 });
         let mut encrypted = scanned.clone();
         encrypted.metadata.insert("encrypted".into(), Value::from(true));
-        assert_eq!(ocr_need(&encrypted, 10), OcrNeed::Nothing);
+        assert_eq!(ocr_need(&encrypted, &Limits::default(), 10), OcrNeed::Nothing);
         let mut truncated = scanned;
         truncated.text_truncated = true;
-        assert_eq!(ocr_need(&truncated, 10), OcrNeed::Nothing);
-        assert_eq!(ocr_need(&extraction(Format::Image, None, 0), 10), OcrNeed::Image);
-        assert_eq!(ocr_need(&extraction(Format::Docx, None, 0), 10), OcrNeed::Nothing);
+        assert_eq!(ocr_need(&truncated, &Limits::default(), 10), OcrNeed::Nothing);
+        assert_eq!(ocr_need(&extraction(Format::Image, None, 0), &Limits::default(), 10), OcrNeed::Image);
+        assert_eq!(ocr_need(&extraction(Format::Docx, None, 0), &Limits::default(), 10), OcrNeed::Nothing);
     }
 
     fn report() -> OcrReport {

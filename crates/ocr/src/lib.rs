@@ -126,7 +126,7 @@ impl OcrEngine {
             skipped: 0,
         };
         let mut recognised = Vec::new();
-        match ocr_need(extraction, self.max_pages) {
+        match ocr_need(extraction, limits, self.max_pages) {
             OcrNeed::Nothing => return,
             OcrNeed::Image => {
                 let pixels = ["width", "height"]
