@@ -1,32 +1,36 @@
 //! Budgeted zip reading for the zip-based formats (docx, xlsx, pptx, odt, ods, odp, epub).
 //!
 //! A zip's declared sizes are attacker-controlled, so inflated bytes are counted while reading:
-//! every member is read through `.take()` with what remains of `max_decompressed_bytes`, and a
-//! member that would overrun it fails the whole file with `LimitExceeded` instead of allocating.
+//! every member is read through `.take()` with what remains of the file's [`Budget`] (its
+//! `max_decompressed_bytes`), and a member that would overrun it fails the whole file with
+//! `LimitExceeded` instead of allocating.
 
 use std::io::{Cursor, Read};
 
 use zip::ZipArchive;
 use zip::result::ZipError;
 
+use crate::out::Budget;
 use crate::{ExtractError, Limits};
 
 /// A zip opened for reading under a shared decompression budget.
 pub(crate) struct Archive<'a> {
     zip: ZipArchive<Cursor<&'a [u8]>>,
-    remaining: u64,
-    limit: u64,
+    budget: Budget,
 }
 
 impl std::fmt::Debug for Archive<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Archive").field("entries", &self.zip.len()).field("remaining", &self.remaining).finish()
+        f.debug_struct("Archive")
+            .field("entries", &self.zip.len())
+            .field("remaining", &self.budget.remaining())
+            .finish()
     }
 }
 
 impl<'a> Archive<'a> {
     /// Opens the central directory and checks the entry count before anything is inflated.
-    pub(crate) fn open(bytes: &'a [u8], limits: &Limits) -> Result<Self, ExtractError> {
+    pub(crate) fn open(bytes: &'a [u8], limits: &Limits, budget: Budget) -> Result<Self, ExtractError> {
         let zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| ExtractError::Malformed(format!("zip: {e}")))?;
         if zip.len() > limits.max_archive_entries {
             return Err(ExtractError::LimitExceeded(format!(
@@ -35,7 +39,7 @@ impl<'a> Archive<'a> {
                 limits.max_archive_entries
             )));
         }
-        Ok(Self { zip, remaining: limits.max_decompressed_bytes, limit: limits.max_decompressed_bytes })
+        Ok(Self { zip, budget })
     }
 
     /// Member names in central-directory order (names that are not valid UTF-8 are skipped).
@@ -58,20 +62,14 @@ impl<'a> Archive<'a> {
             return Err(ExtractError::Malformed(format!("zip member {name} is encrypted")));
         }
         // Trust the declared size only as a capacity hint, and a bounded one.
-        let hint = entry.size().min(self.remaining).min(16 << 20);
+        let remaining = self.budget.remaining();
+        let hint = entry.size().min(remaining).min(16 << 20);
         let mut data = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
         entry
-            .take(self.remaining.saturating_add(1))
+            .take(remaining.saturating_add(1))
             .read_to_end(&mut data)
             .map_err(|e| ExtractError::Malformed(format!("zip member {name}: {e}")))?;
-        let len = data.len() as u64;
-        if len > self.remaining {
-            return Err(ExtractError::LimitExceeded(format!(
-                "archive inflates to more than max_decompressed_bytes ({} bytes)",
-                self.limit
-            )));
-        }
-        self.remaining -= len;
+        self.budget.charge(data.len() as u64, "archive")?;
         Ok(Some(data))
     }
 

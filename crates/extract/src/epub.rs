@@ -12,7 +12,7 @@ use crate::xml::{Node, attr, first_texts, local, walk};
 use crate::{ExtractError, Limits, html};
 
 pub(crate) fn extract(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<(), ExtractError> {
-    let mut zip = Archive::open(bytes, limits)?;
+    let mut zip = Archive::open(bytes, limits, out.budget.clone())?;
     let mut chapters = match package_path(&mut zip)? {
         Some(opf) => read_package(&mut zip, &opf, out)?,
         None => {

@@ -27,6 +27,18 @@
 //! | xls (Excel 97-2003, BIFF8) | as xlsx | sheet_names, sheet_count, title, author, ... |
 //! | ppt (PowerPoint 97-2003) | per slide: text, blank line between slides; then the speaker notes | slide_count, title, author, ... |
 //! | png, jpeg, gif, webp, tiff (every page by OCR), bmp | none here (`thumbnail_png` instead); OCR by `aether-ocr` | width, height, image_format, color_type, thumbnail_width/height |
+//! | mbox | each message as eml, a page each | message_count, subjects, senders, first_date, last_date |
+//! | msg (Outlook) | as eml, then each attachment read as a document, a page each | subject, from, to, cc, date, message_id, message_class, attachments |
+//! | ics | per event/to-do/journal: summary, when, where, organizer, attendees, description | title, product, event_count, todo_count, journal_count, first_start |
+//! | vcf | per card: name, then organisation, e-mail, phone, address, note | card_count, names, vcard_version |
+//! | ipynb | cell sources in order, code cells followed by their text outputs | language, kernel, title, nbformat, cell_count, code_cell_count, markdown_cell_count, image_output_count |
+//! | latex | the body without commands and comments | title, author, date, document_class, section_count |
+//! | rst, asciidoc, org | lines without markup syntax (adornments, directives, drawers, link syntax) | title, author, section_count, line_count |
+//! | yaml, toml, ini | verbatim | line_count; yaml top_level_keys, document_count; toml top_level_keys, tables; ini sections, key_count |
+//! | svg | title, desc and text elements, one per line | width, height, viewbox, title, text_element_count |
+//! | zip, tar (plain or gzip), gzip | the listing, then each member read as a document, a page each | member_count, directory_count, members (path, size, format, page), compression |
+//!
+//! [`FORMATS`] is this table for users (the README and `GET /api/v1/documents/formats`).
 //!
 //! Images and PDF pages without a text layer get their text from OCR after extraction:
 //! [`ocr`] holds its rules, the `aether-ocr` crate runs it (`ocr_engine`, `ocr_languages`,
@@ -34,11 +46,17 @@
 
 mod archive;
 mod b64;
+mod bundle;
+mod config;
 pub mod corpus;
 mod email;
 mod epub;
+mod formats;
 mod html;
+mod latex;
+mod lightweight;
 mod markup;
+mod notebook;
 pub mod ocr;
 mod odf;
 mod office;
@@ -49,12 +67,15 @@ pub mod pii;
 mod raster;
 mod rtf;
 mod sniff;
+mod svg;
 mod text;
+mod vobject;
 mod xml;
 
 use serde::{Deserialize, Serialize};
 
 pub use corpus::generate_corpus;
+pub use formats::{FORMATS, FormatInfo, formats_markdown_table};
 pub use sniff::{Sniffed, sniff};
 
 /// Bounds every extraction, so hostile files (zip bombs, 10,000-page PDFs, huge images) cannot
@@ -67,9 +88,10 @@ pub use sniff::{Sniffed, sniff};
 pub struct Limits {
     /// Extracted text beyond this many chars is dropped and `text_truncated` is set.
     pub max_text_chars: usize,
-    /// Total bytes inflated from compressed containers (zip entries, PDF streams) per file.
+    /// Total bytes inflated from compressed containers (zip entries, PDF streams, OLE streams,
+    /// gzip) per uploaded file, archive members at any depth included.
     pub max_decompressed_bytes: u64,
-    /// Zip-based files with more entries than this are rejected outright.
+    /// Zip-based files and archives with more entries than this are rejected outright.
     pub max_archive_entries: usize,
     /// PDF pages / slides / sheets / EPUB chapters processed; the rest are skipped with a warning.
     pub max_pages: usize,
@@ -118,6 +140,22 @@ pub enum Format {
     Ppt,
     SourceCode,
     Image,
+    Msg,
+    Mbox,
+    Ics,
+    Vcf,
+    Ipynb,
+    Latex,
+    Rst,
+    Asciidoc,
+    Org,
+    Yaml,
+    Toml,
+    Ini,
+    Svg,
+    Zip,
+    Tar,
+    Gzip,
     Unsupported,
 }
 
@@ -147,8 +185,29 @@ impl Format {
             Format::Ppt => "ppt",
             Format::SourceCode => "source_code",
             Format::Image => "image",
+            Format::Msg => "msg",
+            Format::Mbox => "mbox",
+            Format::Ics => "ics",
+            Format::Vcf => "vcf",
+            Format::Ipynb => "ipynb",
+            Format::Latex => "latex",
+            Format::Rst => "rst",
+            Format::Asciidoc => "asciidoc",
+            Format::Org => "org",
+            Format::Yaml => "yaml",
+            Format::Toml => "toml",
+            Format::Ini => "ini",
+            Format::Svg => "svg",
+            Format::Zip => "zip",
+            Format::Tar => "tar",
+            Format::Gzip => "gzip",
             Format::Unsupported => "unsupported",
         }
+    }
+
+    /// False for formats whose files have no text of their own (images are read by OCR later).
+    pub fn has_text(&self) -> bool {
+        !matches!(self, Format::Image | Format::Unsupported)
     }
 }
 
@@ -216,9 +275,21 @@ impl ExtractError {
 /// `limits` return [`ExtractError::LimitExceeded`]. Never panics on bad input: third-party parsers
 /// run under `catch_unwind` (this relies on the default `panic = "unwind"`).
 pub fn extract(bytes: &[u8], filename: &str, limits: &Limits) -> Result<Extraction, ExtractError> {
+    extract_nested(bytes, filename, limits, out::Budget::new(limits.max_decompressed_bytes), 0)
+}
+
+/// [`extract`] for a file at `depth` inside archives, spending their `budget`.
+pub(crate) fn extract_nested(
+    bytes: &[u8],
+    filename: &str,
+    limits: &Limits,
+    budget: out::Budget,
+    depth: usize,
+) -> Result<Extraction, ExtractError> {
     let sniffed = sniff(bytes, filename);
     let format = sniffed.format;
-    let mut out = out::Out::new(limits, format);
+    let mut out = out::Out::new(limits, format, budget);
+    out.depth = depth;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(bytes, filename, limits, &mut out)));
     match result {
         Ok(Ok(())) => {}
@@ -250,11 +321,21 @@ fn dispatch(bytes: &[u8], filename: &str, limits: &Limits, out: &mut out::Out) -
         Format::Odt | Format::Ods | Format::Odp => odf::extract(bytes, limits, out),
         Format::Rtf => rtf::extract(bytes, out),
         Format::Epub => epub::extract(bytes, limits, out),
-        Format::Eml => email::extract(bytes, out),
-        Format::Doc => ole::extract_doc(bytes, limits, out),
+        Format::Eml => email::extract(bytes, limits, out),
+        Format::Doc => ole::extract_doc(bytes, out),
         Format::Xls => ole::extract_xls(bytes, limits, out),
         Format::Ppt => ole::extract_ppt(bytes, limits, out),
         Format::Image => raster::extract(bytes, limits, out),
+        Format::Msg => ole::extract_msg(bytes, limits, out),
+        Format::Mbox => email::extract_mbox(bytes, limits, out),
+        Format::Ics => vobject::extract_ics(bytes, out),
+        Format::Vcf => vobject::extract_vcf(bytes, out),
+        Format::Ipynb => notebook::extract(bytes, out),
+        Format::Latex => latex::extract(bytes, out),
+        Format::Rst | Format::Asciidoc | Format::Org => lightweight::extract(bytes, out),
+        Format::Yaml | Format::Toml | Format::Ini => config::extract(bytes, out),
+        Format::Svg => svg::extract(bytes, out),
+        Format::Zip | Format::Tar | Format::Gzip => bundle::extract(bytes, filename, limits, out),
         Format::Unsupported => Ok(()),
     }
 }

@@ -12,7 +12,7 @@ use crate::xml::{Node, attr, first_texts, local, walk};
 use crate::{ExtractError, Format, Limits};
 
 pub(crate) fn extract(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<(), ExtractError> {
-    let mut zip = Archive::open(bytes, limits)?;
+    let mut zip = Archive::open(bytes, limits, out.budget.clone())?;
     if let Some(meta) = zip.read_string("meta.xml")? {
         document_meta(&meta, out);
     }

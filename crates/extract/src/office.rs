@@ -21,7 +21,7 @@ use crate::{ExtractError, Limits};
 /// and comments, one paragraph per line, runs' tabs and breaks kept. Deleted (tracked-change) text
 /// is skipped.
 pub(crate) fn extract_docx(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<(), ExtractError> {
-    let mut zip = Archive::open(bytes, limits)?;
+    let mut zip = Archive::open(bytes, limits, out.budget.clone())?;
     core_properties(&mut zip, out)?;
     let Some(body) = zip.read_string("word/document.xml")? else {
         return Err(ExtractError::Malformed("docx has no word/document.xml".into()));
@@ -76,7 +76,7 @@ fn word_text(xml: &str, out: &mut Out) -> Result<(), String> {
 /// pptx: slide text in presentation order (`a:t` runs, one paragraph per line), each slide
 /// followed by its speaker notes, slides separated by a blank line; at most `max_pages` slides.
 pub(crate) fn extract_pptx(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<(), ExtractError> {
-    let mut zip = Archive::open(bytes, limits)?;
+    let mut zip = Archive::open(bytes, limits, out.budget.clone())?;
     core_properties(&mut zip, out)?;
     let slides = slide_order(&mut zip)?;
     out.meta("slide_count", slides.len());
@@ -168,7 +168,7 @@ fn numbered(names: Vec<String>, prefix: &str, suffix: &str) -> Vec<String> {
 /// separated by tabs. Shared strings are resolved; numbers are the stored values (dates stay serial
 /// numbers, formulas give their cached result).
 pub(crate) fn extract_xlsx(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<(), ExtractError> {
-    let mut zip = Archive::open(bytes, limits)?;
+    let mut zip = Archive::open(bytes, limits, out.budget.clone())?;
     core_properties(&mut zip, out)?;
     let Some(workbook) = zip.read_string("xl/workbook.xml")? else {
         return Err(ExtractError::Malformed("xlsx has no xl/workbook.xml".into()));

@@ -3,9 +3,45 @@
 //! Text goes through [`TextBuf`], which stops growing at `max_text_chars`, so a format never has to
 //! hold more text than will be returned, and can ask [`TextBuf::is_full`] to stop parsing early.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
 
-use crate::{Extraction, Format, Limits};
+use crate::{ExtractError, Extraction, Format, Limits};
+
+/// What remains of `max_decompressed_bytes` for one uploaded file, shared by every reader that
+/// inflates (zip members, OLE streams, PDF streams) and by the members of an archive, so that a
+/// bomb nested in an archive spends the same budget as one at the top.
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    remaining: Rc<Cell<u64>>,
+    limit: u64,
+}
+
+impl Budget {
+    pub(crate) fn new(limit: u64) -> Self {
+        Self { remaining: Rc::new(Cell::new(limit)), limit }
+    }
+
+    pub(crate) fn remaining(&self) -> u64 {
+        self.remaining.get()
+    }
+
+    /// Spends `bytes`, or fails with `LimitExceeded` naming `what` and the limit.
+    pub(crate) fn charge(&self, bytes: u64, what: &str) -> Result<(), ExtractError> {
+        let remaining = self.remaining.get();
+        if bytes > remaining {
+            self.remaining.set(0);
+            return Err(ExtractError::LimitExceeded(format!(
+                "{what} inflates to more than max_decompressed_bytes ({} bytes)",
+                self.limit
+            )));
+        }
+        self.remaining.set(remaining - bytes);
+        Ok(())
+    }
+}
 
 /// Text with a hard char cap. Pushes past the cap are dropped and mark the buffer truncated.
 #[derive(Debug)]
@@ -99,17 +135,23 @@ pub(crate) struct Out {
     pub(crate) meta: Map<String, Value>,
     pub(crate) warnings: Vec<String>,
     pub(crate) thumbnail_png: Option<Vec<u8>>,
+    pub(crate) budget: Budget,
+    /// How many archives this file is inside (0 for the upload itself).
+    pub(crate) depth: usize,
 }
 
 impl Out {
-    pub(crate) fn new(limits: &Limits, format: Format) -> Self {
+    /// An accumulator spending `budget`: a fresh one for an upload, its archive's for a member.
+    pub(crate) fn new(limits: &Limits, format: Format, budget: Budget) -> Self {
         Self {
             format,
             text: TextBuf::new(limits.max_text_chars),
-            has_text: !matches!(format, Format::Image | Format::Unsupported),
+            has_text: format.has_text(),
             meta: Map::new(),
             warnings: Vec::new(),
             thumbnail_png: None,
+            budget,
+            depth: 0,
         }
     }
 

@@ -19,12 +19,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use lopdf::content::Content;
 use lopdf::{DecompressError, Dictionary, Document, Encoding, LoadOptions, Object, decode_text_string};
 
-use crate::out::Out;
+use crate::out::{Budget, Out};
 use crate::sniff::find;
 use crate::{ExtractError, Limits};
 
 pub(crate) fn extract(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<(), ExtractError> {
-    let limit = usize::try_from(limits.max_decompressed_bytes).unwrap_or(usize::MAX);
+    let limit = usize::try_from(out.budget.remaining()).unwrap_or(usize::MAX);
     let doc = Document::load_mem_with_options(bytes, LoadOptions::with_max_decompressed_size(limit))
         .map_err(|e| pdf_error("PDF", e))?;
     let tail = &bytes[bytes.len().saturating_sub(4096)..];
@@ -55,13 +55,8 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<()
         out.warn(format!("only the first {} of {} pages were read (max_pages)", limits.max_pages, pages.len()));
     }
     let overrides = to_unicode_overrides(&doc);
-    let mut reader = PageReader {
-        doc: &doc,
-        overrides: &overrides,
-        budget: limits.max_decompressed_bytes,
-        limit,
-        fonts: BTreeMap::new(),
-    };
+    let mut reader =
+        PageReader { doc: &doc, overrides: &overrides, budget: out.budget.clone(), fonts: BTreeMap::new() };
     for (index, page_id) in pages.values().take(limits.max_pages).enumerate() {
         if out.text.is_full() {
             break;
@@ -99,9 +94,8 @@ struct PageReader<'d> {
     /// by the original's address: lopdf reads `/Encoding` first, but `/ToUnicode` is what says
     /// which text a code stands for (Type3 fonts often name their glyphs `/g1`, `/a7`, ...).
     overrides: &'d HashMap<usize, Dictionary>,
-    /// Bytes of decompressed content and CMaps still allowed.
-    budget: u64,
-    limit: usize,
+    /// Bytes of decompressed content and CMaps still allowed, shared with the rest of the upload.
+    budget: Budget,
     /// Encodings of fonts already seen, keyed by the font dictionary's address (fonts are shared
     /// between pages through references, so the same dictionary comes back).
     fonts: BTreeMap<usize, Encoding<'d>>,
@@ -152,19 +146,11 @@ fn resource_xobjects<'d>(doc: &'d Document, resources: &[&'d Dictionary]) -> XOb
 
 impl<'d> PageReader<'d> {
     fn charge(&mut self, bytes: usize) -> Result<(), ExtractError> {
-        let bytes = bytes as u64;
-        if bytes > self.budget {
-            return Err(ExtractError::LimitExceeded(format!(
-                "PDF streams inflate past max_decompressed_bytes ({} bytes)",
-                self.limit
-            )));
-        }
-        self.budget -= bytes;
-        Ok(())
+        self.budget.charge(bytes as u64, "PDF streams")
     }
 
     fn remaining(&self) -> usize {
-        usize::try_from(self.budget).unwrap_or(usize::MAX)
+        usize::try_from(self.budget.remaining()).unwrap_or(usize::MAX)
     }
 
     fn page_text(&mut self, page_id: lopdf::ObjectId, page_no: usize, out: &mut Out) -> Result<(), ExtractError> {

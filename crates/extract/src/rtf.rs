@@ -346,7 +346,7 @@ mod tests {
     use crate::{Format, Limits, out::Out};
 
     fn rtf_text(src: &str) -> (String, serde_json::Map<String, serde_json::Value>) {
-        let mut out = Out::new(&Limits::default(), Format::Rtf);
+        let mut out = Out::new(&Limits::default(), Format::Rtf, crate::out::Budget::new(1 << 20));
         super::extract(src.as_bytes(), &mut out).expect("rtf never errors");
         let ex = out.finish("application/rtf".into(), Format::Rtf);
         (ex.text.unwrap_or_default(), ex.metadata)

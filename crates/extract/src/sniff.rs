@@ -38,7 +38,7 @@ pub fn sniff(bytes: &[u8], filename: &str) -> Sniffed {
     if bytes.is_empty() {
         return Sniffed::new(Format::Text, "text/plain");
     }
-    if let Some(found) = sniff_magic(bytes) {
+    if let Some(found) = sniff_magic(bytes, &ext) {
         return found;
     }
     if is_zip(bytes) {
@@ -52,7 +52,7 @@ pub fn sniff(bytes: &[u8], filename: &str) -> Sniffed {
 
 /// Fixed signatures of binary formats. Those the crate reads map to their format; common ones it
 /// does not read still get an accurate content type, from `infer`'s table.
-fn sniff_magic(b: &[u8]) -> Option<Sniffed> {
+fn sniff_magic(b: &[u8], ext: &str) -> Option<Sniffed> {
     let head = &b[..b.len().min(1024)];
     // PDF readers accept the header anywhere in the first KiB, so attackers can put junk first.
     // (infer searches for `%PDF` without the version dash, which more text mentions.)
@@ -66,13 +66,29 @@ fn sniff_magic(b: &[u8]) -> Option<Sniffed> {
     // infer tells compound files apart by the root entry's class id, which takes the whole file
     // to parse; the stream names in the directory tell them from a prefix.
     if b.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
-        return Some(match crate::ole::kind(b) {
+        // A compound file too damaged to show its streams is named by its extension, so a cut
+        // `.msg` is reported as a broken message rather than stored as an unknown file.
+        let named = match ext {
+            "doc" | "dot" => Some(Format::Doc),
+            "xls" | "xlt" => Some(Format::Xls),
+            "ppt" | "pps" | "pot" => Some(Format::Ppt),
+            "msg" => Some(Format::Msg),
+            _ => None,
+        };
+        return Some(match crate::ole::kind(b).or(named) {
             Some(Format::Doc) => Sniffed::new(Format::Doc, "application/msword"),
             Some(Format::Xls) => Sniffed::new(Format::Xls, "application/vnd.ms-excel"),
             Some(Format::Ppt) => Sniffed::new(Format::Ppt, "application/vnd.ms-powerpoint"),
-            // Other compound files: .msg mail, .msi installers, Visio, encrypted OOXML, ...
+            Some(Format::Msg) => Sniffed::new(Format::Msg, "application/vnd.ms-outlook"),
+            // Other compound files: .msi installers, Visio, encrypted OOXML, ...
             _ => Sniffed::new(Format::Unsupported, "application/x-ole-storage"),
         });
+    }
+    if crate::bundle::is_gzip(b) {
+        return Some(sniff_gzip(b));
+    }
+    if crate::bundle::is_tar(b) {
+        return Some(Sniffed::new(Format::Tar, "application/x-tar"));
     }
     // Zips are told apart by their members (`sniff_zip`). Some of infer's signatures are short
     // enough to begin ordinary text ("MZ", "BM", "%!", "-----BEGIN "): text is left to the text
@@ -88,6 +104,18 @@ fn sniff_magic(b: &[u8]) -> Option<Sniffed> {
         // Markup with NULs in it is not read as markup.
         (infer::MatcherType::Text, _) => None,
         (_, ext) => Some(Sniffed::new(Format::Unsupported, registered_name(ext).unwrap_or(kind.mime_type()))),
+    }
+}
+
+/// A gzipped tar is a tar (read through the decompressor); anything else gzipped is one file.
+/// Inflating the first KiB is enough to see a tar header.
+fn sniff_gzip(bytes: &[u8]) -> Sniffed {
+    let mut head = Vec::with_capacity(1024);
+    let _ = flate2::read::MultiGzDecoder::new(bytes).take(1024).read_to_end(&mut head);
+    if crate::bundle::is_tar(&head) {
+        Sniffed::new(Format::Tar, "application/gzip")
+    } else {
+        Sniffed::new(Format::Gzip, "application/gzip")
     }
 }
 
@@ -144,7 +172,7 @@ fn sniff_zip(bytes: &[u8], ext: &str) -> Sniffed {
     } else if has("content.xml") {
         by_zip_extension(ext).unwrap_or_else(|| Sniffed::new(Format::Odt, ODT))
     } else {
-        Sniffed::new(Format::Unsupported, "application/zip")
+        Sniffed::new(Format::Zip, "application/zip")
     }
 }
 
@@ -190,7 +218,7 @@ fn sniff_broken_zip(bytes: &[u8], ext: &str) -> Sniffed {
     if let Some(found) = stored_mimetype(bytes).and_then(by_mimetype) {
         return found;
     }
-    by_zip_extension(ext).unwrap_or_else(|| Sniffed::new(Format::Unsupported, "application/zip"))
+    by_zip_extension(ext).unwrap_or_else(|| Sniffed::new(Format::Zip, "application/zip"))
 }
 
 /// The content of a stored `mimetype` first member, read from its local header (ODF and EPUB put
@@ -212,22 +240,56 @@ fn sniff_text(text: &str, filename: &str, ext: &str) -> Sniffed {
 
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         // Running out of input still counts, so sniffing the first KiBs of a large upload works.
-        match serde_json::from_str::<serde::de::IgnoredAny>(trimmed) {
-            Ok(_) => return Sniffed::new(Format::Json, "application/json"),
-            Err(e) if e.is_eof() => return Sniffed::new(Format::Json, "application/json"),
-            Err(_) => {}
+        let json = match serde_json::from_str::<serde::de::IgnoredAny>(trimmed) {
+            Ok(_) => true,
+            Err(e) => e.is_eof(),
+        };
+        if json {
+            // nbformat writes its keys sorted, so `"nbformat"` may be far from the start.
+            if ext == "ipynb" || (head.contains("\"cell_type\"") && head.contains("\"cells\"")) {
+                return Sniffed::new(Format::Ipynb, "application/x-ipynb+json");
+            }
+            return Sniffed::new(Format::Json, "application/json");
         }
     }
     if trimmed.starts_with('<') {
         if head.starts_with("<!doctype html") || head.contains("<html") {
             return Sniffed::new(Format::Html, "text/html");
         }
+        if head.starts_with("<svg") || (head.contains("<svg") && (head.starts_with("<?xml") || head.starts_with("<!")))
+        {
+            return Sniffed::new(Format::Svg, "image/svg+xml");
+        }
         if head.starts_with("<?xml") {
             return xml_flavour(ext);
         }
     }
+    if head.starts_with("begin:vcalendar") {
+        return Sniffed::new(Format::Ics, "text/calendar");
+    }
+    if head.starts_with("begin:vcard") {
+        return Sniffed::new(Format::Vcf, "text/vcard");
+    }
+    if trimmed.starts_with("From ") && looks_like_email(trimmed, true) {
+        return Sniffed::new(Format::Mbox, "application/mbox");
+    }
     if looks_like_email(trimmed, ext == "eml") {
         return Sniffed::new(Format::Eml, "message/rfc822");
+    }
+    if head.starts_with("\\documentclass") {
+        return Sniffed::new(Format::Latex, "application/x-tex");
+    }
+    match ext {
+        "tex" | "latex" | "ltx" => return Sniffed::new(Format::Latex, "application/x-tex"),
+        "rst" | "rest" => return Sniffed::new(Format::Rst, "text/x-rst"),
+        "adoc" | "asciidoc" => return Sniffed::new(Format::Asciidoc, "text/asciidoc"),
+        "org" => return Sniffed::new(Format::Org, "text/x-org"),
+        "yaml" | "yml" => return Sniffed::new(Format::Yaml, "application/yaml"),
+        "toml" => return Sniffed::new(Format::Toml, "application/toml"),
+        "ini" | "cfg" => return Sniffed::new(Format::Ini, "text/x-ini"),
+        "ics" | "ical" if head.contains("begin:vcalendar") => return Sniffed::new(Format::Ics, "text/calendar"),
+        "vcf" | "vcard" if head.contains("begin:vcard") => return Sniffed::new(Format::Vcf, "text/vcard"),
+        _ => {}
     }
     match ext {
         "md" | "markdown" | "mdown" | "mkd" | "mdx" => return Sniffed::new(Format::Markdown, "text/markdown"),
@@ -325,7 +387,27 @@ mod tests {
         assert_eq!(sniff(b"{not json", "data.json").format, Format::Text);
         assert_eq!(sniff(b"<!DOCTYPE html><p>x", "page").format, Format::Html);
         assert_eq!(sniff(b"<?xml version=\"1.0\"?><a/>", "x").format, Format::Xml);
-        assert_eq!(sniff(b"<svg xmlns=\"x\"/>", "pic.svg").content_type, "image/svg+xml");
+        assert_eq!(sniff(b"<svg xmlns=\"x\"/>", "pic.svg").format, Format::Svg);
+        assert_eq!(sniff(b"<?xml version=\"1.0\"?>\n<svg/>", "x").format, Format::Svg);
+        assert_eq!(sniff(b"BEGIN:VCALENDAR\r\nVERSION:2.0", "x").format, Format::Ics);
+        assert_eq!(sniff(b"BEGIN:VCARD\r\nVERSION:3.0", "x").format, Format::Vcf);
+        assert_eq!(
+            sniff(b"From a@b.c Mon Jan  1 00:00:00 2024\nFrom: a@b.c\nSubject: x\n\nbody", "m").format,
+            Format::Mbox
+        );
+        assert_eq!(sniff(b"{\"cells\": [{\"cell_type\": \"code\"", "x").format, Format::Ipynb);
+        assert_eq!(sniff(b"{\"metadata\": {}}", "x.ipynb").format, Format::Ipynb);
+        assert_eq!(sniff(b"\\documentclass{article}", "x").format, Format::Latex);
+        for (name, format) in [
+            ("a.rst", Format::Rst),
+            ("a.adoc", Format::Asciidoc),
+            ("a.org", Format::Org),
+            ("a.yml", Format::Yaml),
+            ("a.toml", Format::Toml),
+            ("a.ini", Format::Ini),
+        ] {
+            assert_eq!(sniff(b"text", name).format, format, "{name}");
+        }
         assert_eq!(sniff(b"", "empty.bin").format, Format::Text);
     }
 
@@ -338,8 +420,9 @@ mod tests {
     #[test]
     fn binaries_get_content_types_but_no_format() {
         let s = sniff(b"\x1f\x8b\x08\x00rest", "a.gz");
-        assert_eq!((s.format, s.content_type.as_str()), (Format::Unsupported, "application/gzip"));
-        assert_eq!(sniff(b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", "e.zip").content_type, "application/zip");
+        assert_eq!((s.format, s.content_type.as_str()), (Format::Gzip, "application/gzip"));
+        let s = sniff(b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", "e.zip");
+        assert_eq!((s.format, s.content_type.as_str()), (Format::Zip, "application/zip"));
     }
 
     #[test]

@@ -9,6 +9,49 @@ use zip::write::SimpleFileOptions;
 use crate::corpus;
 use crate::{ExtractError, Extraction, Format, Limits, extract, sniff};
 
+/// Every variant of [`Format`]; add new ones here (the format table's test reads it).
+pub(crate) const ALL_FORMATS: &[Format] = &[
+    Format::Text,
+    Format::Markdown,
+    Format::Csv,
+    Format::Tsv,
+    Format::Json,
+    Format::Xml,
+    Format::Html,
+    Format::Pdf,
+    Format::Docx,
+    Format::Xlsx,
+    Format::Pptx,
+    Format::Odt,
+    Format::Ods,
+    Format::Odp,
+    Format::Rtf,
+    Format::Epub,
+    Format::Eml,
+    Format::Doc,
+    Format::Xls,
+    Format::Ppt,
+    Format::SourceCode,
+    Format::Image,
+    Format::Msg,
+    Format::Mbox,
+    Format::Ics,
+    Format::Vcf,
+    Format::Ipynb,
+    Format::Latex,
+    Format::Rst,
+    Format::Asciidoc,
+    Format::Org,
+    Format::Yaml,
+    Format::Toml,
+    Format::Ini,
+    Format::Svg,
+    Format::Zip,
+    Format::Tar,
+    Format::Gzip,
+    Format::Unsupported,
+];
+
 fn ok(bytes: &[u8], name: &str) -> Extraction {
     match extract(bytes, name, &Limits::default()) {
         Ok(ex) => ex,
@@ -479,13 +522,15 @@ fn random_bytes_are_unsupported() {
 }
 
 #[test]
-fn unknown_zip_is_unsupported_not_an_error() {
+fn a_zip_of_unknown_files_is_an_archive_listing_them() {
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
     w.start_file("photo.raw", SimpleFileOptions::default()).expect("start");
-    w.write_all(b"data").expect("write");
+    w.write_all(b"\x00\x01data").expect("write");
     let bytes = w.finish().expect("finish").into_inner();
     let ex = ok(&bytes, "archive.zip");
-    assert_eq!((ex.format, ex.content_type.as_str(), ex.supported), (Format::Unsupported, "application/zip", false));
+    assert_eq!((ex.format, ex.content_type.as_str(), ex.supported), (Format::Zip, "application/zip", true));
+    assert_eq!(text(&ex), "Contents:\nphoto.raw");
+    assert_eq!(meta(&ex, "members")[0]["format"], "unsupported");
 }
 
 /// A docx-shaped zip whose document part is `size` zero bytes, compressed while streaming.

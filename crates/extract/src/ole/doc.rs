@@ -7,16 +7,16 @@
 //! those stories starts on a new paragraph here. Field codes (`{ PAGE }`, hyperlinks' targets)
 //! are dropped and their results kept; table cells are separated by tabs, rows by line breaks.
 
+use crate::ExtractError;
 use crate::out::Out;
-use crate::{ExtractError, Limits};
 
 use super::{Ole, summary, u16_at, u32_at, usize_at, utf16};
 
 /// Nested fields deeper than this are flattened (their codes may then show).
 const MAX_FIELD_DEPTH: usize = 32;
 
-pub(crate) fn extract(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<(), ExtractError> {
-    let mut ole = Ole::open(bytes, limits)?;
+pub(crate) fn extract(bytes: &[u8], out: &mut Out) -> Result<(), ExtractError> {
+    let mut ole = Ole::open(bytes, out.budget.clone())?;
     summary(&mut ole, out)?;
     let Some(word) = ole.read("WordDocument")? else {
         return Err(ExtractError::Malformed("doc has no WordDocument stream".into()));

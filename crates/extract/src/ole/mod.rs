@@ -9,6 +9,7 @@
 //! checked against the stream before it is used.
 
 mod doc;
+mod msg;
 mod ppt;
 mod xls;
 
@@ -16,10 +17,11 @@ use std::io::{Cursor, Read};
 
 use cfb::CompoundFile;
 
-use crate::out::Out;
-use crate::{ExtractError, Format, Limits};
+use crate::out::{Budget, Out};
+use crate::{ExtractError, Format};
 
 pub(crate) use doc::extract as extract_doc;
+pub(crate) use msg::extract as extract_msg;
 pub(crate) use ppt::extract as extract_ppt;
 pub(crate) use xls::extract as extract_xls;
 
@@ -34,6 +36,8 @@ pub(crate) fn kind(bytes: &[u8]) -> Option<Format> {
             Some(Format::Xls)
         } else if ole.is_stream("/PowerPoint Document") {
             Some(Format::Ppt)
+        } else if ole.is_stream("/__properties_version1.0") {
+            Some(Format::Msg)
         } else {
             None
         };
@@ -46,6 +50,8 @@ pub(crate) fn kind(bytes: &[u8]) -> Option<Format> {
         Some(Format::Xls)
     } else if has("PowerPoint Document") {
         Some(Format::Ppt)
+    } else if has("__properties_version1.0") {
+        Some(Format::Msg)
     } else {
         None
     }
@@ -55,30 +61,28 @@ pub(crate) fn kind(bytes: &[u8]) -> Option<Format> {
 pub(crate) struct Ole<'a> {
     cfb: CompoundFile<Cursor<&'a [u8]>>,
     input_len: u64,
-    remaining: u64,
-    limit: u64,
+    budget: Budget,
 }
 
 impl std::fmt::Debug for Ole<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ole").field("remaining", &self.remaining).finish()
+        f.debug_struct("Ole").field("remaining", &self.budget.remaining()).finish()
     }
 }
 
 impl<'a> Ole<'a> {
-    pub(crate) fn open(bytes: &'a [u8], limits: &Limits) -> Result<Self, ExtractError> {
+    pub(crate) fn open(bytes: &'a [u8], budget: Budget) -> Result<Self, ExtractError> {
         let cfb = CompoundFile::open(Cursor::new(bytes))
             .map_err(|e| ExtractError::Malformed(format!("OLE compound file: {e}")))?;
-        Ok(Self {
-            cfb,
-            input_len: bytes.len() as u64,
-            remaining: limits.max_decompressed_bytes,
-            limit: limits.max_decompressed_bytes,
-        })
+        Ok(Self { cfb, input_len: bytes.len() as u64, budget })
     }
 
     pub(crate) fn has(&self, name: &str) -> bool {
         self.cfb.is_stream(format!("/{name}"))
+    }
+
+    pub(crate) fn has_storage(&self, name: &str) -> bool {
+        self.cfb.is_storage(format!("/{name}"))
     }
 
     /// A whole stream, charged to the budget. `Ok(None)` if there is no such stream.
@@ -90,21 +94,14 @@ impl<'a> Ole<'a> {
         let stream = self.cfb.open_stream(&path).map_err(|e| ExtractError::Malformed(format!("stream {name}: {e}")))?;
         // A stream is stored sectors of the file, so it cannot be longer than the file; the
         // declared length is only a hint, and a bounded one.
-        let bound = self.input_len.min(self.remaining.saturating_add(1));
+        let bound = self.input_len.min(self.budget.remaining().saturating_add(1));
         let hint = stream.len().min(bound);
         let mut data = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
         stream
             .take(bound)
             .read_to_end(&mut data)
             .map_err(|e| ExtractError::Malformed(format!("stream {name}: {e}")))?;
-        let len = data.len() as u64;
-        if len > self.remaining {
-            return Err(ExtractError::LimitExceeded(format!(
-                "streams add up to more than max_decompressed_bytes ({} bytes)",
-                self.limit
-            )));
-        }
-        self.remaining -= len;
+        self.budget.charge(data.len() as u64, "the compound file's streams")?;
         Ok(Some(data))
     }
 }
@@ -200,7 +197,7 @@ fn codepage_encoding(codepage: u16) -> Option<&'static encoding_rs::Encoding> {
 }
 
 /// A FILETIME as RFC 3339 UTC, or `None` for zero (unset) and times past year 9999.
-fn filetime(ticks: u64) -> Option<String> {
+pub(crate) fn filetime(ticks: u64) -> Option<String> {
     // Ticks between 1601-01-01 and 1970-01-01.
     const UNIX_EPOCH: u64 = 116_444_736_000_000_000;
     let secs = ticks.checked_sub(UNIX_EPOCH)? / 10_000_000;

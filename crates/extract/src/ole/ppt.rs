@@ -24,7 +24,7 @@ const TEXT_BYTES_ATOM: u16 = 0x0FA8;
 const MAX_DEPTH: usize = 16;
 
 pub(crate) fn extract(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<(), ExtractError> {
-    let mut ole = Ole::open(bytes, limits)?;
+    let mut ole = Ole::open(bytes, out.budget.clone())?;
     summary(&mut ole, out)?;
     let Some(stream) = ole.read("PowerPoint Document")? else {
         return Err(ExtractError::Malformed("ppt has no PowerPoint Document stream".into()));

@@ -32,7 +32,7 @@ const STRING: u16 = 0x0207;
 const BOOLERR: u16 = 0x0205;
 
 pub(crate) fn extract(bytes: &[u8], limits: &Limits, out: &mut Out) -> Result<(), ExtractError> {
-    let mut ole = Ole::open(bytes, limits)?;
+    let mut ole = Ole::open(bytes, out.budget.clone())?;
     summary(&mut ole, out)?;
     let Some(book) = ole.read("Workbook")? else {
         if ole.has("Book") {
