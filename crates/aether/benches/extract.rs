@@ -4,7 +4,10 @@
 //! a worker runs per file (extraction, PII scan, redaction), in this process, one
 //! file at a time. Then, where Tesseract is installed, OCR on its own: a scanned
 //! page as an image and as a PDF page without a text layer (Ghostscript renders of
-//! `crates/ocr/tests/fixtures`). Prints figures; asserts nothing.
+//! `crates/ocr/tests/fixtures`). In between, every file of the real-tool corpus
+//! (`crates/extract/tests/corpus`, made by LibreOffice, pandoc, TeX, Python's
+//! icalendar/vobject/nbformat, zip, tar, Perl ...), each processed repeatedly, for
+//! documents/s per format. Prints figures; asserts nothing.
 //!
 //! `cargo bench -p aether --bench extract`, or `scripts/bench`.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
@@ -48,7 +51,42 @@ fn main() {
     for (format, (count, time)) in by_format {
         println!("  {format:<12} {count:>4} files  mean {:>8.2} ms", time.as_secs_f64() * 1000.0 / count as f64);
     }
+    real_files();
     ocr();
+}
+
+/// Each file of the real-tool corpus, processed until a quarter-second has passed.
+fn real_files() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../extract/tests/corpus");
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for dir in [root.clone(), root.join("formats")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            // The scripts and sources that make the corpus are not part of it.
+            let source = ["md", "sh", "py", "pl"].contains(&path.extension().and_then(|e| e.to_str()).unwrap_or(""));
+            if path.is_file() && !source {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    println!("real-tool corpus, per file (documents/s, one core, extraction + PII scan + redaction):");
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let file = std::fs::read(&path).unwrap();
+        let request = ProcessRequest { filename: name.clone(), scan_pii: true, redaction: RedactionMode::Mask };
+        let (mut runs, started) = (0u32, Instant::now());
+        let mut format = String::new();
+        while started.elapsed() < Duration::from_millis(250) {
+            format = match process_bytes(&file, &request, None, Instant::now()) {
+                Ok(processed) => processed.extraction.format.as_str().to_owned(),
+                Err(_) => "error".to_owned(),
+            };
+            runs += 1;
+        }
+        let per_second = f64::from(runs) / started.elapsed().as_secs_f64();
+        println!("  {name:<20} {format:<10} {:>7} bytes  {per_second:>9.0} documents/s", file.len());
+    }
 }
 
 fn ocr() {

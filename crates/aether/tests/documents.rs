@@ -1061,3 +1061,68 @@ async fn a_timed_out_extraction_takes_the_programs_it_started_with_it() {
     assert!(!alive, "the extractor's own child {pid} outlived the timeout");
     app.shutdown().await;
 }
+
+fn format_fixture(name: &str) -> Vec<u8> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../extract/tests/corpus/formats");
+    std::fs::read(dir.join(name)).unwrap()
+}
+
+#[tokio::test]
+async fn archives_calendars_and_mail_are_searched_member_by_member() {
+    let _serial = WORKERS.lock().await;
+    let app = TestApp::spawn_with(with_workers).await;
+    let owner = app.user_token("formats-owner").await;
+    let stranger = app.user_token("formats-stranger").await;
+    let nb = notebook(&app, &owner, json!({"pii_detection": true})).await;
+
+    // A zip: its members are read, and a hit names the member's page.
+    let zip =
+        finished(&app, &owner, &accepted(&app, &owner, &nb, "bundle.zip", format_fixture("bundle.zip")).await).await;
+    assert_eq!(zip["status"], "completed", "{zip}");
+    let zip_url = format!("/api/v1/documents/{}", zip["document_id"].as_str().unwrap());
+    let document = json_of(call(&app, &owner, Method::GET, &zip_url, None).await, 200).await;
+    assert_eq!(document["format"], "zip", "{document}");
+    let members = document["extracted_metadata"]["members"].as_array().unwrap().clone();
+    let readme_page = members.iter().find(|m| m["path"] == "readme.txt").unwrap()["page"].clone();
+    let found = found_by(
+        &app,
+        &owner,
+        "/api/v1/search/documents?q=%22quartz%20lantern%20glows%20over%20the%20zip%22&mode=text",
+    )
+    .await;
+    assert_eq!(found["items"][0]["document"]["id"], document["id"], "{found}");
+    assert_eq!(found["items"][0]["match"]["page"], readme_page, "{found}");
+    let deep = found_by(&app, &owner, "/api/v1/search/documents?q=%22Deep%20member%20text%22&mode=text").await;
+    assert_eq!(deep["items"][0]["document"]["id"], document["id"], "the zip inside the zip is read: {deep}");
+
+    // A calendar: its events are text, and the organiser's address is personal data.
+    let ics =
+        finished(&app, &owner, &accepted(&app, &owner, &nb, "calendar.ics", format_fixture("calendar.ics")).await)
+            .await;
+    let ics_url = format!("/api/v1/documents/{}", ics["document_id"].as_str().unwrap());
+    let calendar = json_of(call(&app, &owner, Method::GET, &ics_url, None).await, 200).await;
+    assert_eq!((calendar["format"].as_str(), calendar["content_type"].as_str()), (Some("ics"), Some("text/calendar")));
+    assert!(calendar["compliance_scan_results"]["findings"]["email"].as_u64() >= Some(1), "{calendar}");
+    let pebbles = found_by(&app, &owner, "/api/v1/search/documents?q=pebbles&mode=text").await;
+    assert_eq!(pebbles["items"][0]["document"]["id"], calendar["id"], "{pebbles}");
+    // Nobody else finds any of it.
+    let theirs = call(&app, &stranger, Method::GET, "/api/v1/search/documents?q=pebbles&mode=text", None);
+    assert_eq!(json_of(theirs.await, 200).await["items"], json!([]));
+
+    // A cut archive fails with its reason; a notebook's list still shows it, failed.
+    let cut = format_fixture("hostile/truncated.tar.gz");
+    let failed = finished(&app, &owner, &accepted(&app, &owner, &nb, "bundle.tar.gz", cut).await).await;
+    assert_eq!((failed["status"].as_str(), failed["error"]["code"].as_str()), (Some("failed"), Some("malformed_file")));
+    assert!(failed["error"]["message"].as_str().unwrap().contains("truncated"), "{failed}");
+
+    // The table of formats, for everyone signed in.
+    let formats = json_of(call(&app, &stranger, Method::GET, "/api/v1/documents/formats", None).await, 200).await;
+    let items = formats["items"].as_array().unwrap();
+    assert!(items.len() >= 35, "{formats}");
+    let msg = items.iter().find(|f| f["format"] == "msg").expect("msg is listed");
+    assert_eq!(msg["content_types"], json!(["application/vnd.ms-outlook"]));
+    assert!(msg["extensions"].as_array().unwrap().contains(&json!("msg")));
+    let anonymous = app.client.get(app.url("/api/v1/documents/formats")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    app.shutdown().await;
+}

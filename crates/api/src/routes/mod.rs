@@ -114,6 +114,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(documents::uploads::cancel_job))
         .routes(routes!(documents::sockets::job_socket))
         .routes(routes!(documents::list_documents))
+        .routes(routes!(documents::formats::list_formats))
         .routes(routes!(documents::get_document, documents::update_document, documents::delete_document))
         .routes(routes!(documents::list_versions))
         .routes(routes!(documents::downloads::download_document))

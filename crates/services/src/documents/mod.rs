@@ -40,6 +40,8 @@ use aether_domain::scan::VirusScanner;
 use aether_domain::time::{self, Timestamp};
 use tokio::sync::Notify;
 
+/// The formats whose text extraction reads, with what it reads from each.
+pub use aether_extract::FORMATS as SUPPORTED_FORMATS;
 pub use callbacks::Callbacks;
 pub use hub::{JobHub, JobUpdate};
 pub use pii::{redact_metadata, scan_text};

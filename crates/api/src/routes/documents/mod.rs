@@ -8,6 +8,7 @@
 
 pub mod audimodal;
 pub mod downloads;
+pub mod formats;
 pub mod sockets;
 pub mod uploads;
 
