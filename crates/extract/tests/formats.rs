@@ -8,27 +8,18 @@
 
 use std::io::Write;
 
+mod common;
+
 use aether_extract::{ExtractError, Extraction, FORMATS, Format, Limits, extract, formats_markdown_table};
-use serde_json::{Value, json};
+use common::{meta, text};
+use serde_json::json;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/corpus/formats/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    common::corpus(&format!("formats/{name}"))
 }
 
 fn ok(name: &str) -> Extraction {
-    match extract(&fixture(name), name, &Limits::default()) {
-        Ok(ex) => ex,
-        Err(e) => panic!("{name}: {e}"),
-    }
-}
-
-fn text(ex: &Extraction) -> &str {
-    ex.text.as_deref().unwrap_or_default()
-}
-
-fn meta<'a>(ex: &'a Extraction, key: &str) -> &'a Value {
-    ex.metadata.get(key).unwrap_or(&Value::Null)
+    common::ok(&format!("formats/{name}"))
 }
 
 fn marker(word: &str) -> String {

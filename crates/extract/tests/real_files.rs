@@ -4,28 +4,10 @@
 //! Every test names words that only the part it is about holds (a header, a note, a sheet), so a
 //! regression in that part fails here rather than passing with the rest of the text.
 
+mod common;
+
 use aether_extract::{ExtractError, Extraction, Format, Limits, extract};
-use serde_json::Value;
-
-fn corpus(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/corpus/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn ok(name: &str) -> Extraction {
-    match extract(&corpus(name), name, &Limits::default()) {
-        Ok(ex) => ex,
-        Err(e) => panic!("{name}: {e}"),
-    }
-}
-
-fn text(ex: &Extraction) -> &str {
-    ex.text.as_deref().unwrap_or_default()
-}
-
-fn meta<'a>(ex: &'a Extraction, key: &str) -> &'a Value {
-    ex.metadata.get(key).unwrap_or(&Value::Null)
-}
+use common::{corpus, meta, ok, text};
 
 fn assert_contains(ex: &Extraction, name: &str, needles: &[&str]) {
     let t = text(ex);
