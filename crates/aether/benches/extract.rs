@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use aether::processor::process_bytes;
+use aether::processor::{Tools, process_bytes};
 use aether_domain::compliance::RedactionMode;
 use aether_domain::processing::ProcessRequest;
 
@@ -28,7 +28,7 @@ fn main() {
     for (name, file) in &corpus {
         let request = ProcessRequest { filename: name.clone(), scan_pii: true, redaction: RedactionMode::Mask };
         let at = Instant::now();
-        let format = match process_bytes(file, &request, None, Instant::now()) {
+        let format = match process_bytes(file, None, &request, &Tools::default(), Instant::now()) {
             Ok(processed) => processed.extraction.format.as_str().to_owned(),
             Err(_) => {
                 failed += 1;
@@ -53,6 +53,39 @@ fn main() {
     }
     real_files();
     ocr();
+    media();
+}
+
+/// ffprobe (and ffmpeg's poster frame) on ffmpeg-made audio and video.
+fn media() {
+    let tools = match aether_ocr::MediaTools::locate(std::env::var_os("PATH").as_deref()) {
+        Ok(media) => Tools { ocr: None, media: Some(media) },
+        Err(why) => {
+            println!("media: not measured ({why})");
+            return;
+        }
+    };
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ocr/tests/fixtures");
+    for name in ["tone.mp3", "clip.mp4"] {
+        let path = fixtures.join(name);
+        let file = std::fs::read(&path).unwrap();
+        let request = ProcessRequest { filename: name.into(), scan_pii: true, redaction: RedactionMode::Mask };
+        let runs = 10;
+        let started = Instant::now();
+        for _ in 0..runs {
+            let found =
+                process_bytes(&file, Some(&path), &request, &tools, Instant::now() + Duration::from_secs(60)).unwrap();
+            assert!(found.extraction.metadata.contains_key("duration_seconds"));
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "media ({}): {name:<10} {runs} files, {:.2} s: {:.1} documents/s, mean {:.0} ms",
+            tools.media.as_ref().map(|m| m.version.as_str()).unwrap_or_default(),
+            elapsed.as_secs_f64(),
+            runs as f64 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1000.0 / runs as f64
+        );
+    }
 }
 
 /// Each file of the real-tool corpus, processed until a quarter-second has passed.
@@ -78,7 +111,7 @@ fn real_files() {
         let (mut runs, started) = (0u32, Instant::now());
         let mut format = String::new();
         while started.elapsed() < Duration::from_millis(250) {
-            format = match process_bytes(&file, &request, None, Instant::now()) {
+            format = match process_bytes(&file, Some(&path), &request, &Tools::default(), Instant::now()) {
                 Ok(processed) => processed.extraction.format.as_str().to_owned(),
                 Err(_) => "error".to_owned(),
             };
@@ -99,14 +132,14 @@ fn ocr() {
         }
     };
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ocr/tests/fixtures");
+    let tools = Tools { ocr: Some(engine.clone()), media: None };
     for name in ["scanned-page.png", "scanned.pdf"] {
         let file = std::fs::read(fixtures.join(name)).unwrap();
         let request = ProcessRequest { filename: name.into(), scan_pii: true, redaction: RedactionMode::Mask };
         let runs = 10;
         let started = Instant::now();
         for _ in 0..runs {
-            let found =
-                process_bytes(&file, &request, Some(&engine), Instant::now() + Duration::from_secs(60)).unwrap();
+            let found = process_bytes(&file, None, &request, &tools, Instant::now() + Duration::from_secs(60)).unwrap();
             assert_eq!(found.extraction.metadata["ocr_pages"], 1);
         }
         let elapsed = started.elapsed();

@@ -231,6 +231,20 @@ pub struct Config {
     pub ocr_languages: String,
     /// The most pages of one PDF recognised; pages past it are skipped with a warning.
     pub ocr_max_pages: u32,
+    /// Describe audio and video (duration, codecs, tags; a poster frame for video) with
+    /// ffprobe and ffmpeg, when installed; off, or without them, such files are kept
+    /// with a warning and no metadata.
+    pub media_enabled: bool,
+    /// An OpenAI-compatible transcription service's base URL up to its version
+    /// (`https://api.openai.com/v1`, a whisper.cpp or vLLM server): speech in audio and
+    /// video becomes the document's text. Empty: none (`transcription: unavailable`).
+    pub transcription_url: String,
+    /// The model the transcription service is asked for.
+    pub transcription_model: String,
+    /// Sent as a bearer token to the transcription service when not empty.
+    pub transcription_api_key: Secret,
+    /// Larger audio and video files are not sent (OpenAI takes up to 25 MiB).
+    pub transcription_max_bytes: u64,
     /// `builtin` (all-MiniLM-L6-v2 in-process, from `models_dir`), `openai` (an
     /// OpenAI-compatible `/v1/embeddings` service: `embedding_url`…) or `none`: the
     /// embedder of semantic and hybrid search.
@@ -360,6 +374,11 @@ impl Default for Config {
             ocr_enabled: true,
             ocr_languages: "eng".into(),
             ocr_max_pages: 50,
+            media_enabled: true,
+            transcription_url: String::new(),
+            transcription_model: "whisper-1".into(),
+            transcription_api_key: Secret::default(),
+            transcription_max_bytes: 25 * 1024 * 1024,
             embedding_model: "builtin".into(),
             embedding_url: String::new(),
             embedding_api_model: String::new(),
@@ -461,6 +480,11 @@ pub const KEYS: &[&str] = &[
     "ocr_enabled",
     "ocr_languages",
     "ocr_max_pages",
+    "media_enabled",
+    "transcription_url",
+    "transcription_model",
+    "transcription_api_key",
+    "transcription_max_bytes",
     "embedding_model",
     "embedding_url",
     "embedding_api_model",
@@ -587,6 +611,15 @@ impl Config {
         if !(1..=2000).contains(&self.ocr_max_pages) {
             return invalid("ocr_max_pages (AETHER_OCR_MAX_PAGES) must be between 1 and 2000");
         }
+        if !self.transcription_url.is_empty() && url::Url::parse(&self.transcription_url).is_err() {
+            return invalid("transcription_url (AETHER_TRANSCRIPTION_URL) must be an absolute URL");
+        }
+        if self.transcription_model.trim().is_empty() {
+            return invalid("transcription_model (AETHER_TRANSCRIPTION_MODEL) must name a model");
+        }
+        if !(1..=(1 << 30)).contains(&self.transcription_max_bytes) {
+            return invalid("transcription_max_bytes (AETHER_TRANSCRIPTION_MAX_BYTES) must be between 1 and 1 GiB");
+        }
         if self.access_token_ttl_secs == 0 {
             return invalid("access_token_ttl_secs (AETHER_ACCESS_TOKEN_TTL_SECS) must be positive");
         }
@@ -709,7 +742,8 @@ impl Config {
     }
 
     /// The outbound policy: public addresses, `outbound_allow`, and the hosts of the
-    /// services this configuration names (AudiModal, the identity provider), which an
+    /// services this configuration names (AudiModal, the identity provider, the
+    /// embeddings and transcription services), which an
     /// administrator chose by configuring them.
     pub fn outbound_policy(&self) -> Result<OutboundPolicy, aether_domain::ValidationError> {
         let allowed =
@@ -719,6 +753,7 @@ impl Config {
             (!self.audimodal_url.is_empty()).then_some(self.audimodal_url.as_str()),
             (self.identity == IdentityKind::Keycloak).then_some(self.keycloak_issuer_url.as_str()),
             (self.embedding_model == "openai").then_some(self.embedding_url.as_str()),
+            (!self.transcription_url.is_empty()).then_some(self.transcription_url.as_str()),
         ];
         for url in configured.into_iter().flatten() {
             if let Some(host) = url::Url::parse(url).ok().and_then(|url| url.host_str().map(str::to_owned)) {

@@ -64,12 +64,12 @@ enum Command {
         memory_bytes: u64,
         #[arg(long)]
         cpu_seconds: u64,
-        /// The OCR engine found at start-up, as JSON; absent: no OCR.
+        /// The programs found at start-up (OCR, audio and video), as JSON; absent: none.
         #[arg(long)]
-        ocr: Option<String>,
-        /// How long OCR may take, from the start of this process.
+        tools: Option<String>,
+        /// How long those programs may take, from the start of this process.
         #[arg(long, default_value_t = 45_000)]
-        ocr_millis: u64,
+        tools_millis: u64,
     },
 }
 
@@ -102,14 +102,14 @@ fn main() -> ExitCode {
         println!("aether {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    if let Command::Extract { input, request, memory_bytes, cpu_seconds, ocr, ocr_millis } = &command {
+    if let Command::Extract { input, request, memory_bytes, cpu_seconds, tools, tools_millis } = &command {
         return match aether::processor::run_extract(
             input,
             request,
             *memory_bytes,
             *cpu_seconds,
-            ocr.as_deref(),
-            *ocr_millis,
+            tools.as_deref(),
+            *tools_millis,
         ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use aether_domain::processing::{DocumentProcessor, Extracted, ProcessError, ProcessRequest, Processed};
 use aether_extract::ocr::{OcrNeed, ocr_need};
 use aether_extract::{Extraction, Limits};
-use aether_ocr::OcrEngine;
+use aether_ocr::{MediaTools, OcrEngine};
 use aether_services::documents::scan_text;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -50,23 +50,43 @@ impl From<Found> for Processed {
     }
 }
 
-/// Extraction, OCR (with `ocr`, before `ocr_deadline`), PII scan and redaction of
-/// one file's bytes, run by the sandboxed `aether extract` process and by
-/// [`InProcessProcessor`]. Recognised text is scanned and redacted like any other.
+/// The programs processing runs beside the pure extraction, as found at start-up:
+/// Tesseract for OCR, ffprobe and ffmpeg for audio and video. They cross into the
+/// sandbox as JSON (`aether extract --tools`); `None`: not here, or turned off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Tools {
+    pub ocr: Option<OcrEngine>,
+    pub media: Option<MediaTools>,
+}
+
+/// Extraction, OCR, audio and video description (with `tools`, before
+/// `tools_deadline`), PII scan and redaction of one file's bytes, run by the sandboxed
+/// `aether extract` process and by [`InProcessProcessor`]. `input` is the file the
+/// bytes were read from, for the programs that read files themselves (ffprobe).
+/// Recognised text is scanned and redacted like any other.
 pub fn process_bytes(
     bytes: &[u8],
+    input: Option<&Path>,
     request: &ProcessRequest,
-    ocr: Option<&OcrEngine>,
-    ocr_deadline: Instant,
+    tools: &Tools,
+    tools_deadline: Instant,
 ) -> Result<Found, aether_extract::ExtractError> {
     let limits = Limits::default();
     let mut extraction = aether_extract::extract(bytes, &request.filename, &limits)?;
-    match ocr {
-        Some(engine) => engine.recognise(&mut extraction, bytes, &limits, ocr_deadline),
+    match &tools.ocr {
+        Some(engine) => engine.recognise(&mut extraction, bytes, &limits, tools_deadline),
         None => {
             if ocr_need(&extraction, &limits, 1) != OcrNeed::Nothing {
                 extraction.warnings.push("OCR is not available on this server: no text was recognised".into());
             }
+        }
+    }
+    if aether_extract::media::is_media(extraction.format) {
+        match (&tools.media, input) {
+            (Some(media), Some(input)) => media.describe(&mut extraction, input, &limits, tools_deadline),
+            _ => extraction
+                .warnings
+                .push("audio and video are not described on this server (ffprobe is not installed)".into()),
         }
     }
     let (counts, redacted_text) = match &extraction.text {
@@ -90,12 +110,12 @@ pub enum ExtractOutcome {
 #[derive(Debug, Clone)]
 pub struct InProcessProcessor {
     pub timeout: Duration,
-    pub ocr: Option<OcrEngine>,
+    pub tools: Tools,
 }
 
-/// The time OCR may use of a file's processing `timeout`: three quarters; the rest
-/// is for extraction, the PII scan and the answer.
-fn ocr_budget(timeout: Duration) -> Duration {
+/// The time OCR and the media tools may use of a file's processing `timeout`: three
+/// quarters; the rest is for extraction, the PII scan and the answer.
+fn tools_budget(timeout: Duration) -> Duration {
     timeout.mul_f64(0.75)
 }
 
@@ -104,9 +124,10 @@ impl DocumentProcessor for InProcessProcessor {
     async fn process(&self, input: &Path, request: &ProcessRequest) -> Result<Processed, ProcessError> {
         let bytes = tokio::fs::read(input).await.map_err(|e| ProcessError::Unavailable(e.to_string()))?;
         let request = request.clone();
-        let ocr = self.ocr.clone();
-        let deadline = Instant::now() + ocr_budget(self.timeout);
-        let work = tokio::task::spawn_blocking(move || process_bytes(&bytes, &request, ocr.as_ref(), deadline));
+        let tools = self.tools.clone();
+        let input = input.to_path_buf();
+        let deadline = Instant::now() + tools_budget(self.timeout);
+        let work = tokio::task::spawn_blocking(move || process_bytes(&bytes, Some(&input), &request, &tools, deadline));
         match tokio::time::timeout(self.timeout, work).await {
             Err(_) => Err(ProcessError::TimedOut),
             Ok(Err(join)) => Err(ProcessError::Crashed(join.to_string())),
@@ -123,8 +144,8 @@ pub struct SandboxedProcessor {
     pub program: PathBuf,
     pub timeout: Duration,
     pub memory_bytes: u64,
-    /// Tesseract as found at start-up, handed to the child; None: no OCR.
-    pub ocr: Option<OcrEngine>,
+    /// The programs found at start-up, handed to the child.
+    pub tools: Tools,
 }
 
 #[async_trait]
@@ -142,13 +163,11 @@ impl DocumentProcessor for SandboxedProcessor {
             .arg(self.memory_bytes.to_string())
             .arg("--cpu-seconds")
             .arg((self.timeout.as_secs() + 1).to_string())
-            .arg("--ocr-millis")
-            .arg(ocr_budget(self.timeout).as_millis().to_string());
-        if let Some(engine) = &self.ocr {
-            let engine = serde_json::to_string(engine).map_err(|e| ProcessError::Unavailable(e.to_string()))?;
-            command.arg("--ocr").arg(engine);
-        }
-        // A process group of its own, so that the OCR programs it starts die with it.
+            .arg("--tools-millis")
+            .arg(tools_budget(self.timeout).as_millis().to_string());
+        let tools = serde_json::to_string(&self.tools).map_err(|e| ProcessError::Unavailable(e.to_string()))?;
+        command.arg("--tools").arg(tools);
+        // A process group of its own, so that the programs it starts die with it.
         let child = command
             .env_clear()
             .process_group(0)
@@ -160,7 +179,7 @@ impl DocumentProcessor for SandboxedProcessor {
             .map_err(|e| ProcessError::Unavailable(format!("cannot start {}: {e}", self.program.display())))?;
         let group = child.id().and_then(|id| rustix::process::Pid::from_raw(id.cast_signed()));
         // Dropping the future on timeout drops the child, which kills it; its group
-        // (Tesseract, pdftoppm) is killed here.
+        // (Tesseract, pdftoppm, ffprobe, ffmpeg) is killed here.
         let output = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
             Err(_) => {
                 if let Some(group) = group {
@@ -192,17 +211,17 @@ pub fn run_extract(
     request: &str,
     memory_bytes: u64,
     cpu_seconds: u64,
-    ocr: Option<&str>,
-    ocr_millis: u64,
+    tools: Option<&str>,
+    tools_millis: u64,
 ) -> anyhow::Result<()> {
     use rlimit::Resource;
-    let deadline = Instant::now() + Duration::from_millis(ocr_millis);
+    let deadline = Instant::now() + Duration::from_millis(tools_millis);
     Resource::AS.set(memory_bytes, memory_bytes)?;
     Resource::CPU.set(cpu_seconds, cpu_seconds)?;
     let request: ProcessRequest = serde_json::from_str(request)?;
-    let ocr: Option<OcrEngine> = ocr.map(serde_json::from_str).transpose()?;
+    let tools: Tools = tools.map(serde_json::from_str).transpose()?.unwrap_or_default();
     let bytes = std::fs::read(input)?;
-    let outcome = match process_bytes(&bytes, &request, ocr.as_ref(), deadline) {
+    let outcome = match process_bytes(&bytes, Some(input), &request, &tools, deadline) {
         Ok(processed) => ExtractOutcome::Processed(Box::new(processed)),
         Err(aether_extract::ExtractError::Malformed(message)) => ExtractOutcome::Malformed(message),
         Err(aether_extract::ExtractError::LimitExceeded(message)) => ExtractOutcome::LimitExceeded(message),
@@ -220,8 +239,14 @@ mod tests {
     #[test]
     fn pii_is_counted_and_redacted() {
         let request = ProcessRequest { filename: "a.txt".into(), scan_pii: true, redaction: RedactionMode::Mask };
-        let processed =
-            process_bytes(b"Mail jane@example.com or call +1 415-555-0100.", &request, None, Instant::now()).unwrap();
+        let processed = process_bytes(
+            b"Mail jane@example.com or call +1 415-555-0100.",
+            None,
+            &request,
+            &Tools::default(),
+            Instant::now(),
+        )
+        .unwrap();
         assert_eq!(processed.pii.get("email"), Some(&1));
         let redacted = processed.redacted_text.unwrap();
         assert!(!redacted.contains("jane@example.com"), "{redacted}");

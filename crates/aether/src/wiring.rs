@@ -280,6 +280,19 @@ pub(crate) fn document_service(config: &Config, parts: DocumentParts<'_>) -> any
     if let Some(scanner) = parts.scanner {
         documents = documents.with_scanner(Arc::clone(scanner));
     }
+    if !config.transcription_url.is_empty() {
+        let transcriber = aether_openai::OpenAiTranscriber::new(
+            aether_openai::OpenAiTranscriptionConfig {
+                base_url: config.transcription_url.clone(),
+                model: config.transcription_model.clone(),
+                api_key: config.transcription_api_key.expose().to_owned(),
+                max_bytes: config.transcription_max_bytes,
+            },
+            aether_outbound::client_builder(Arc::clone(parts.outbound)),
+        )
+        .map_err(|error| anyhow::anyhow!("transcription_url: {error}"))?;
+        documents = documents.with_transcriber(Arc::new(transcriber));
+    }
     if let Some(client) = audimodal(config, parts.outbound)? {
         documents = documents.with_external_processor(
             Arc::new(client),
@@ -315,8 +328,26 @@ fn document_processor(config: &Config) -> anyhow::Result<Arc<processor::Sandboxe
         program,
         timeout: Duration::from_secs(config.processing_timeout_secs),
         memory_bytes: config.processing_memory_mb.saturating_mul(1024 * 1024),
-        ocr: ocr_engine(config),
+        tools: processor::Tools { ocr: ocr_engine(config), media: media_tools(config) },
     }))
+}
+
+/// ffprobe and ffmpeg from the `PATH`, checked once at start-up; without them (or with
+/// `media_enabled` off) audio and video are kept without their metadata, with a warning.
+fn media_tools(config: &Config) -> Option<aether_ocr::MediaTools> {
+    if !config.media_enabled {
+        return None;
+    }
+    match aether_ocr::MediaTools::locate(std::env::var_os("PATH").as_deref()) {
+        Ok(tools) => {
+            tracing::info!(engine = %tools.version, poster_frames = tools.ffmpeg.is_some(), "audio and video description ready");
+            Some(tools)
+        }
+        Err(why) => {
+            tracing::warn!(%why, "audio and video will be kept without their metadata");
+            None
+        }
+    }
 }
 
 /// Tesseract and pdftoppm from the `PATH`, checked once at start-up; without them

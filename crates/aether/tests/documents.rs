@@ -1126,3 +1126,136 @@ async fn archives_calendars_and_mail_are_searched_member_by_member() {
     assert_eq!(anonymous.status(), 401);
     app.shutdown().await;
 }
+
+/// Whether ffprobe is here; `AETHER_TEST_MEDIA` (set by `scripts/test`) makes its
+/// absence a failure rather than a skip.
+fn media_installed() -> bool {
+    match aether_ocr::MediaTools::locate(std::env::var_os("PATH").as_deref()) {
+        Ok(_) => true,
+        Err(why) if std::env::var_os("AETHER_TEST_MEDIA").is_none() => {
+            eprintln!("skipped: {why}");
+            false
+        }
+        Err(why) => panic!("AETHER_TEST_MEDIA is set but ffprobe is unavailable: {why}"),
+    }
+}
+
+/// What the transcription double was sent: (authorization, file name, model).
+type Transcribed = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+/// An OpenAI-compatible `POST /v1/audio/transcriptions` (multipart `file` and `model`,
+/// answer `{"text", "language"}`), saying what each file "says" by its name.
+async fn transcription_double() -> (String, Transcribed) {
+    let sent: Transcribed = Default::default();
+    let log = sent.clone();
+    let app = axum::Router::new().route(
+        "/v1/audio/transcriptions",
+        axum::routing::post(move |headers: axum::http::HeaderMap, mut form: axum::extract::Multipart| {
+            let log = log.clone();
+            async move {
+                let (mut file, mut model) = (String::new(), String::new());
+                while let Some(field) = form.next_field().await.unwrap() {
+                    match field.name() {
+                        Some("file") => file = field.file_name().unwrap_or_default().to_owned(),
+                        Some("model") => model = field.text().await.unwrap(),
+                        _ => {}
+                    }
+                }
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                log.lock().unwrap().push((auth, file.clone(), model));
+                let word = if file.ends_with(".mp4") { "video" } else { "audio" };
+                axum::Json(json!({
+                    "text": format!("The quartz lantern glows over the {word} marsh. Write to pii.{word}@example.com."),
+                    "language": "english"
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, sent)
+}
+
+fn media_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ocr/tests/fixtures").join(name)).unwrap()
+}
+
+#[tokio::test]
+async fn audio_and_video_are_described_and_their_speech_searched() {
+    if !media_installed() {
+        return;
+    }
+    let _serial = WORKERS.lock().await;
+    let (url, sent) = transcription_double().await;
+    let app = TestApp::spawn_with(|config| {
+        with_workers(config);
+        config.transcription_url = url;
+        config.transcription_model = "whisper-test".into();
+        config.transcription_api_key = aether::config::Secret::new("transcription-key");
+    })
+    .await;
+    let owner = app.user_token("media-owner").await;
+    let reader = app.user_token("media-reader").await;
+    let nb = notebook(&app, &owner, json!({"pii_detection": true, "redaction_mode": "mask"})).await;
+    let grant = json!({"user_id": user_id(&app, &reader).await, "permission": "read"});
+    json_of(call(&app, &owner, Method::PUT, &format!("/api/v1/notebooks/{nb}/permissions"), Some(grant)).await, 200)
+        .await;
+
+    // Audio: described by ffprobe, its speech transcribed, scanned and searchable.
+    let mp3 = finished(&app, &owner, &accepted(&app, &owner, &nb, "tone.mp3", media_fixture("tone.mp3")).await).await;
+    assert_eq!(mp3["status"], "completed", "{mp3}");
+    let mp3_url = format!("/api/v1/documents/{}", mp3["document_id"].as_str().unwrap());
+    let audio = json_of(call(&app, &owner, Method::GET, &mp3_url, None).await, 200).await;
+    let m = &audio["extracted_metadata"];
+    assert_eq!(
+        (audio["format"].as_str(), audio["content_type"].as_str()),
+        (Some("audio"), Some("audio/mpeg")),
+        "{audio}"
+    );
+    assert!((1.9..2.2).contains(&m["duration_seconds"].as_f64().unwrap()), "{m}");
+    assert_eq!((m["audio_codec"].as_str(), m["title"].as_str()), (Some("mp3"), Some("Heron call")), "{m}");
+    assert_eq!(
+        (m["transcription"].as_str(), m["transcription_model"].as_str()),
+        (Some("completed"), Some("whisper-test"))
+    );
+    assert_eq!(audio["compliance_scan_results"]["findings"]["email"], 1, "{audio}");
+    let found =
+        found_by(&app, &owner, "/api/v1/search/documents?q=%22lantern%20glows%20over%20the%20audio%22&mode=text").await;
+    assert_eq!(found["items"][0]["document"]["id"], audio["id"], "{found}");
+    // A reader sees the transcript with the address masked.
+    let preview = json_of(call(&app, &reader, Method::GET, &format!("{mp3_url}/preview"), None).await, 200).await;
+    let excerpt = preview["excerpt"].as_str().unwrap();
+    assert!(excerpt.contains("audio marsh") && excerpt.contains("[REDACTED:EMAIL]"), "{excerpt}");
+    assert_eq!(
+        sent.lock().unwrap().first().cloned(),
+        Some(("Bearer transcription-key".into(), "tone.mp3".into(), "whisper-test".into()))
+    );
+
+    // Video: its picture described, a poster frame as its thumbnail, its speech too.
+    let mp4 = finished(&app, &owner, &accepted(&app, &owner, &nb, "clip.mp4", media_fixture("clip.mp4")).await).await;
+    let mp4_url = format!("/api/v1/documents/{}", mp4["document_id"].as_str().unwrap());
+    let video = json_of(call(&app, &owner, Method::GET, &mp4_url, None).await, 200).await;
+    let m = &video["extracted_metadata"];
+    assert_eq!(
+        (video["format"].as_str(), m["video_codec"].as_str(), m["width"].as_u64()),
+        (Some("video"), Some("h264"), Some(160))
+    );
+    let thumbnail = call(&app, &owner, Method::GET, &format!("{mp4_url}/thumbnail"), None).await;
+    assert_eq!(thumbnail.status(), 200);
+    assert!(thumbnail.bytes().await.unwrap().starts_with(b"\x89PNG"));
+    found_by(&app, &owner, "/api/v1/search/documents?q=%22lantern%20glows%20over%20the%20video%22&mode=text").await;
+    assert_eq!(common::metric(&app, "aether_transcriptions_total", &["outcome=\"completed\""]).await, 2.0);
+    app.shutdown().await;
+
+    // Without a transcription service: described, and marked so.
+    let app = TestApp::spawn_with(with_workers).await;
+    let owner = app.user_token("media-untranscribed").await;
+    let nb = notebook(&app, &owner, json!({})).await;
+    let mp3 = finished(&app, &owner, &accepted(&app, &owner, &nb, "tone.mp3", media_fixture("tone.mp3")).await).await;
+    let mp3_url = format!("/api/v1/documents/{}", mp3["document_id"].as_str().unwrap());
+    let audio = json_of(call(&app, &owner, Method::GET, &mp3_url, None).await, 200).await;
+    assert_eq!(audio["extracted_metadata"]["transcription"], "unavailable", "{audio}");
+    assert_eq!(audio["extracted_metadata"]["audio_codec"], "mp3", "{audio}");
+    app.shutdown().await;
+}

@@ -38,6 +38,7 @@ pub mod snippet;
 pub mod store;
 pub mod time;
 pub mod token;
+pub mod transcription;
 pub mod user;
 pub mod words;
 

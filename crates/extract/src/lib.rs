@@ -36,6 +36,7 @@
 //! | rst, asciidoc, org | lines without markup syntax (adornments, directives, drawers, link syntax) | title, author, section_count, line_count |
 //! | yaml, toml, ini | verbatim | line_count; yaml top_level_keys, document_count; toml top_level_keys, tables; ini sections, key_count |
 //! | svg | title, desc and text elements, one per line | width, height, viewbox, title, text_element_count |
+//! | audio, video | none here; speech by a transcription service in the worker | from ffprobe, by [`media`]: duration_seconds, container, codecs, width, height, frame_rate, sample_rate, channels, tags; a video's poster frame |
 //! | zip, tar (plain or gzip), gzip | the listing, then each member read as a document, a page each | member_count, directory_count, members (path, size, format, page), compression |
 //!
 //! [`FORMATS`] is this table for users (the README and `GET /api/v1/documents/formats`).
@@ -56,6 +57,7 @@ mod html;
 mod latex;
 mod lightweight;
 mod markup;
+pub mod media;
 mod notebook;
 pub mod ocr;
 mod odf;
@@ -156,6 +158,8 @@ pub enum Format {
     Zip,
     Tar,
     Gzip,
+    Audio,
+    Video,
     Unsupported,
 }
 
@@ -201,13 +205,16 @@ impl Format {
             Format::Zip => "zip",
             Format::Tar => "tar",
             Format::Gzip => "gzip",
+            Format::Audio => "audio",
+            Format::Video => "video",
             Format::Unsupported => "unsupported",
         }
     }
 
-    /// False for formats whose files have no text of their own (images are read by OCR later).
+    /// False for formats whose files have no text of their own (images are read by OCR later,
+    /// speech may be transcribed).
     pub fn has_text(&self) -> bool {
-        !matches!(self, Format::Image | Format::Unsupported)
+        !matches!(self, Format::Image | Format::Audio | Format::Video | Format::Unsupported)
     }
 }
 
@@ -336,7 +343,8 @@ fn dispatch(bytes: &[u8], filename: &str, limits: &Limits, out: &mut out::Out) -
         Format::Yaml | Format::Toml | Format::Ini => config::extract(bytes, out),
         Format::Svg => svg::extract(bytes, out),
         Format::Zip | Format::Tar | Format::Gzip => bundle::extract(bytes, filename, limits, out),
-        Format::Unsupported => Ok(()),
+        // Described by ffprobe in the sandbox (`media`); nothing to read here.
+        Format::Audio | Format::Video | Format::Unsupported => Ok(()),
     }
 }
 

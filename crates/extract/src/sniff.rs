@@ -101,6 +101,10 @@ fn sniff_magic(b: &[u8], ext: &str) -> Option<Sniffed> {
         (infer::MatcherType::Image, "png" | "jpg" | "gif" | "webp" | "tif" | "bmp") => {
             Some(Sniffed::new(Format::Image, kind.mime_type()))
         }
+        (infer::MatcherType::Audio, ext) => {
+            Some(Sniffed::new(Format::Audio, registered_name(ext).unwrap_or(kind.mime_type())))
+        }
+        (infer::MatcherType::Video, _) => Some(Sniffed::new(Format::Video, kind.mime_type())),
         // Markup with NULs in it is not read as markup.
         (infer::MatcherType::Text, _) => None,
         (_, ext) => Some(Sniffed::new(Format::Unsupported, registered_name(ext).unwrap_or(kind.mime_type()))),

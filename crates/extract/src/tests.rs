@@ -49,6 +49,8 @@ pub(crate) const ALL_FORMATS: &[Format] = &[
     Format::Zip,
     Format::Tar,
     Format::Gzip,
+    Format::Audio,
+    Format::Video,
     Format::Unsupported,
 ];
 

@@ -20,6 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod media;
+
+pub use media::MediaTools;
+
 use aether_extract::ocr::{OcrNeed, OcrPage, OcrReport, apply_ocr, ocr_need, parse_tesseract_tsv};
 use aether_extract::{Extraction, Limits};
 use serde::{Deserialize, Serialize};

@@ -9,7 +9,14 @@
 //! matched to its text by `index` (not by position). Every vector is checked for the
 //! configured length and made unit length; a service that answers otherwise fails
 //! the batch instead of storing vectors search cannot compare.
+//!
+//! [`OpenAiTranscriber`] (in `transcription`) is the [`Transcriber`](aether_domain::transcription::Transcriber)
+//! over `POST {base}/audio/transcriptions`.
 #![forbid(unsafe_code)]
+
+mod transcription;
+
+pub use transcription::{OpenAiTranscriber, OpenAiTranscriptionConfig};
 
 use std::time::{Duration, Instant};
 

@@ -13,7 +13,8 @@
 //! [`reads`] (documents, downloads, previews), [`signing`] (download URLs without
 //! credentials), [`callbacks`] (signed job callbacks), [`hub`] (job changes for
 //! sockets, here and on other replicas), [`audimodal`] (the external processor and
-//! its webhook), [`pii`] (personal data in text).
+//! its webhook), [`pii`] (personal data in text), [`transcribe`] (speech in audio and
+//! video to text).
 
 mod audimodal;
 mod callbacks;
@@ -22,6 +23,7 @@ mod maintenance;
 mod pii;
 mod reads;
 mod signing;
+mod transcribe;
 mod upload;
 mod worker;
 
@@ -36,6 +38,7 @@ use aether_domain::job::{JobStatus, UploadJob};
 use aether_domain::outbound::OutboundPolicy;
 use aether_domain::processing::{DocumentProcessor, ScratchSpace};
 use aether_domain::scan::VirusScanner;
+use aether_domain::transcription::Transcriber;
 
 use aether_domain::time::{self, Timestamp};
 use tokio::sync::Notify;
@@ -110,6 +113,8 @@ pub struct DocumentService {
     scanner: Option<Arc<dyn VirusScanner>>,
     url_signer: UrlSigner,
     external: Option<audimodal::External>,
+    /// Speech in audio and video becomes text; None: `transcription: unavailable`.
+    transcriber: Option<Arc<dyn Transcriber>>,
 }
 
 fn rejected(code: &'static str, detail: impl Into<String>) -> ServiceError {
@@ -143,7 +148,14 @@ impl DocumentService {
             scanner: None,
             url_signer: UrlSigner::new(rand::random::<[u8; 32]>().to_vec()),
             external: None,
+            transcriber: None,
         }
+    }
+
+    /// Transcribes the speech of audio and video uploads into their text.
+    pub fn with_transcriber(mut self, transcriber: Arc<dyn Transcriber>) -> Self {
+        self.transcriber = Some(transcriber);
+        self
     }
 
     /// Signs download URLs with `secret` (otherwise with a key of this process only).

@@ -24,7 +24,7 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
-use super::pii::{redact_metadata, scans_pii};
+use super::pii::{redact_metadata, scan_text, scans_pii};
 use super::{DocumentService, job_finished};
 use crate::avatars::blob_error;
 use crate::error::{ServiceError, ServiceResult};
@@ -397,7 +397,16 @@ impl DocumentService {
                 return Ok(result);
             }
         };
-        let extraction = processed.extraction;
+        let mut extraction = processed.extraction;
+        let (pii, redacted_text) = if self.transcribe(job, input, &mut extraction).await {
+            // The transcript is new text, scanned here like the sandbox scans its own.
+            match &extraction.text {
+                Some(text) if request.scan_pii => scan_text(text, request.redaction),
+                _ => (BTreeMap::new(), None),
+            }
+        } else {
+            (processed.pii, processed.redacted_text)
+        };
         let format = extraction.format.as_str().to_owned();
         metrics::histogram!("aether_document_processing_seconds", "format" => format.clone())
             .record(elapsed.as_secs_f64());
@@ -417,7 +426,7 @@ impl DocumentService {
             result.processing_metadata.insert("warnings".into(), extraction.warnings.clone().into());
         }
         result.extracted_text = extraction.text;
-        self.record_findings(job, settings, &mut result, &processed.pii, processed.redacted_text).await?;
+        self.record_findings(job, settings, &mut result, &pii, redacted_text).await?;
         result.extracted_metadata = redact_metadata(result.extracted_metadata, settings.redaction_mode);
         if let Some(thumbnail) = extraction.thumbnail_png {
             let key = job.derived_key(document::THUMBNAIL_NAME);
