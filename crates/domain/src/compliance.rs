@@ -51,6 +51,11 @@ impl ComplianceSettings {
 
     /// Parses and validates settings sent by a client; unknown keys are rejected.
     pub fn parse(value: serde_json::Value) -> Result<Self, ValidationError> {
+        // serde reads a struct from an array of its fields in order too (`[]` would be all
+        // defaults): only an object is settings.
+        if !value.is_object() {
+            return Err(ValidationError::new("compliance_settings", "must be an object"));
+        }
         let settings: ComplianceSettings = serde_json::from_value(value)
             .map_err(|error| ValidationError::new("compliance_settings", error.to_string()))?;
         settings.validate()?;
@@ -94,6 +99,13 @@ fn is_media_range(text: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_an_object_is_settings() {
+        for not_an_object in [json!([]), json!([true, "mask"]), json!("mask"), json!(1)] {
+            assert!(ComplianceSettings::parse(not_an_object.clone()).is_err(), "{not_an_object}");
+        }
+    }
 
     #[test]
     fn defaults_and_full_settings_parse() {
