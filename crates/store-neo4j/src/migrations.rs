@@ -247,4 +247,20 @@ pub const MIGRATIONS: &[Migration] = &[
             "CALL db.awaitIndexes(600)",
         ],
     },
+    Migration {
+        version: 13,
+        name: "chunk_scope",
+        statements: &[
+            // Search at scale (issue 15): each chunk names its notebook in `scope` (the
+            // id without hyphens, one token), indexed with its words, so that a search
+            // asks the index for chunks of the notebooks the caller may read instead of
+            // every match. A document never changes notebook, so the token never changes.
+            "MATCH (c:Chunk) WHERE c.scope IS NULL \
+             CALL { WITH c SET c.scope = replace(c.notebook_id, '-', '') } IN TRANSACTIONS OF 10000 ROWS",
+            "DROP INDEX chunk_search IF EXISTS",
+            "CREATE FULLTEXT INDEX chunk_search IF NOT EXISTS FOR (c:Chunk) ON EACH [c.words, c.scope] \
+             OPTIONS {indexConfig: {`fulltext.analyzer`: 'standard-folding', `fulltext.eventually_consistent`: true}}",
+            "CALL db.awaitIndexes(600)",
+        ],
+    },
 ];

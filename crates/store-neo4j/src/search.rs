@@ -48,10 +48,12 @@ async fn create_chunks(txn: &mut Txn, document: DocumentId, notebook: NotebookId
     let q = query(
         "MATCH (d:Document {id: $id}) UNWIND range(0, size($texts) - 1) AS i \
          CREATE (d)-[:HAS_CHUNK]->(:Chunk:EmbeddingPending {id: $ids[i], document_id: $id, notebook_id: $notebook, \
-           ordinal: $ordinals[i], page: $pages[i], char_offset: $offsets[i], text: $texts[i], words: $words[i]})",
+           scope: $scope, ordinal: $ordinals[i], page: $pages[i], char_offset: $offsets[i], text: $texts[i], \
+           words: $words[i]})",
     )
     .param("id", document.to_string())
     .param("notebook", notebook.to_string())
+    .param("scope", notebook.as_uuid().simple().to_string())
     .param("ids", chunks.iter().map(|_| uuid::Uuid::now_v7().to_string()).collect::<Vec<_>>())
     .param("ordinals", chunks.iter().map(|c| i64::from(c.ordinal)).collect::<Vec<_>>())
     .param("pages", chunks.iter().map(|c| i64::from(c.page)).collect::<Vec<_>>())
@@ -185,11 +187,38 @@ impl Neo4jStore {
     }
 }
 
+/// At most this many notebooks are named in the chunk query's `scope:` clause. Lucene
+/// refuses queries of more than 1,024 clauses, and a query's typo-tolerant words
+/// expand to up to 50 terms each (12 words at most): 256 notebooks leave room. A
+/// reader of more notebooks than this is filtered after the index, as before.
+const MAX_SCOPE_TERMS: i64 = 256;
+
+/// After [`SCOPE`]: `expression`, the query's Lucene expression narrowed to chunks of
+/// the notebooks in scope (each chunk's `scope` is its notebook's id without hyphens,
+/// one token), so the index returns only what the caller may read instead of every
+/// match for the scope to be checked afterwards. Without a reader (everything is
+/// readable) or past [`MAX_SCOPE_TERMS`] notebooks, the expression as it is. The
+/// clause is boosted to 0: it filters and does not score (a small notebook's rarer
+/// token would otherwise lift its chunks).
+const SCOPED_EXPRESSION: &str = "CALL { OPTIONAL MATCH (p:Notebook {visibility: 'public'}) WHERE $reader IS NOT NULL \
+       RETURN collect(p.id) AS public_ids } \
+     WITH readable, within_ids, CASE \
+       WHEN $within IS NOT NULL THEN [i IN within_ids WHERE $reader IS NULL OR i IN readable OR i IN public_ids] \
+       WHEN $reader IS NULL THEN null \
+       ELSE readable + public_ids END AS scope_ids \
+     WITH readable, within_ids, CASE \
+       WHEN scope_ids IS NULL OR size(scope_ids) > $max_scope_terms THEN $expression \
+       WHEN size(scope_ids) = 0 THEN '(' + $expression + ') AND scope:none' \
+       ELSE '(' + $expression + ') AND scope:(' + reduce(s = '', i IN scope_ids | s + ' ' + replace(i, '-', '')) + ')^0' \
+       END AS expression";
+
 /// The documents a search finds, each with its best chunk, as rows of `d`, `best`
-/// and `score`, filtered by every document filter.
+/// and `score`, filtered by every document filter. The index is asked for chunks in
+/// scope ([`SCOPED_EXPRESSION`]); the scope is still checked on each notebook, which
+/// also leaves out deleted ones.
 fn found_documents() -> String {
     format!(
-        "{SCOPE} CALL db.index.fulltext.queryNodes('chunk_search', $expression) YIELD node AS c, score \
+        "{SCOPE} {SCOPED_EXPRESSION} CALL db.index.fulltext.queryNodes('chunk_search', expression) YIELD node AS c, score \
          MATCH (n:Notebook {{id: c.notebook_id}}) WHERE {IN_SCOPE} \
          WITH c, score ORDER BY score DESC \
          WITH c.document_id AS document_id, collect(c)[0] AS best, max(score) AS score \
@@ -202,6 +231,7 @@ fn with_filters(q: Query, scope: ReadScope, expression: String, filters: &Search
     q.param("reader", scope.reader().map(|user| user.to_string()))
         .param("within", filters.within.map(|id| id.to_string()))
         .param("expression", expression)
+        .param("max_scope_terms", MAX_SCOPE_TERMS)
         .param("owner", filters.owner.map(|user| user.to_string()))
         .param("created_from", at(filters.created.from))
         .param("created_to", at(filters.created.to))
