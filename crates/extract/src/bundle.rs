@@ -67,18 +67,26 @@ pub(crate) struct Members {
     pages: usize,
     /// Member texts, written after the listing.
     texts: Vec<(String, String)>,
+    /// Bytes the listing and the texts will take, so each member is extracted with only
+    /// the room that is left of `max_text_chars`.
+    used: usize,
 }
 
 impl Members {
     fn directory(&mut self, path: &str) {
         self.count += 1;
         self.directories += 1;
+        self.list(path);
+    }
+
+    fn list(&mut self, path: &str) {
+        self.used += path.len() + 1;
         self.listing.push(path.to_string());
     }
 
     fn other(&mut self, path: &str, kind: &str) {
         self.count += 1;
-        self.listing.push(path.to_string());
+        self.list(path);
         self.describe(path, None, kind, None);
     }
 
@@ -105,7 +113,7 @@ impl Members {
         out: &mut Out,
     ) -> Result<(), ExtractError> {
         self.count += 1;
-        self.listing.push(path.to_string());
+        self.list(path);
         let size = Some(bytes.len() as u64);
         let sniffed = crate::sniff(bytes, path);
         if matches!(sniffed.format, Format::Zip | Format::Tar | Format::Gzip) && out.depth + 1 > MAX_NESTING {
@@ -113,9 +121,8 @@ impl Members {
             self.describe(path, size, sniffed.format.as_str(), None);
             return Ok(());
         }
-        let used: usize = self.listing.iter().map(|p| p.len() + 1).sum::<usize>()
-            + self.texts.iter().map(|(p, t)| p.len() + t.len() + 3).sum::<usize>();
-        let member_limits = Limits { max_text_chars: limits.max_text_chars.saturating_sub(used), ..limits.clone() };
+        let member_limits =
+            Limits { max_text_chars: limits.max_text_chars.saturating_sub(self.used), ..limits.clone() };
         match extract_nested(bytes, path, &member_limits, out.budget.clone(), out.depth + 1) {
             Ok(member) => {
                 let mut extra = Map::new();
@@ -130,6 +137,7 @@ impl Members {
                     // page breaks (a PDF's) count too.
                     extra.insert("page".into(), (2 + self.pages).into());
                     self.pages += 1 + text.matches('\u{0C}').count();
+                    self.used += path.len() + text.len() + 3;
                     self.texts.push((path.to_string(), text));
                 }
                 for warning in member.warnings {

@@ -441,3 +441,18 @@ fn every_cut_of_every_fixture_fails_cleanly() {
         }
     }
 }
+
+#[test]
+fn an_archive_text_stays_within_the_text_limit() {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        zip.start_file(name, zip::write::SimpleFileOptions::default()).expect("in memory");
+        zip.write_all("heron ".repeat(40).as_bytes()).expect("in memory");
+    }
+    let bytes = zip.finish().expect("in memory").into_inner();
+    let limits = Limits { max_text_chars: 300, ..Limits::default() };
+    let ex = extract(&bytes, "long.zip", &limits).expect("archive");
+    assert!(ex.text_truncated, "{:?}", ex.text);
+    assert!(text(&ex).chars().count() <= 300, "{}", text(&ex).len());
+    assert_eq!(meta(&ex, "member_count"), 3, "every member is still listed");
+}
