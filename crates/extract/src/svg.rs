@@ -17,6 +17,14 @@ pub(crate) fn extract(bytes: &[u8], out: &mut Out) -> Result<(), ExtractError> {
     let decoded = decode(bytes).ok_or_else(|| ExtractError::Malformed("SVG file is not valid text".into()))?;
     out.meta("encoding", decoded.encoding);
     let mut stack: Vec<Vec<u8>> = Vec::new();
+    // How many open elements are skipped (style, script, metadata) and wanted (text,
+    // title, desc): counted, so a deeply nested drawing costs no scan per text node.
+    let (mut skipped, mut wanted) = (0usize, 0usize);
+    let kind = |name: &[u8]| match name {
+        b"style" | b"script" | b"metadata" => (1, 0),
+        b"text" | b"title" | b"desc" => (0, 1),
+        _ => (0, 0),
+    };
     let mut line = String::new();
     let mut title: Option<String> = None;
     let mut texts = 0usize;
@@ -42,6 +50,9 @@ pub(crate) fn extract(bytes: &[u8], out: &mut Out) -> Result<(), ExtractError> {
                     b"title" if title.is_none() => collecting_title = true,
                     _ => {}
                 }
+                let (skip, want) = kind(&name);
+                skipped += skip;
+                wanted += want;
                 stack.push(name);
             }
             Node::Close(name) => {
@@ -58,13 +69,15 @@ pub(crate) fn extract(bytes: &[u8], out: &mut Out) -> Result<(), ExtractError> {
                     line.clear();
                 }
                 if let Some(at) = stack.iter().rposition(|n| n == name) {
-                    stack.truncate(at);
+                    for closed in stack.drain(at..) {
+                        let (skip, want) = kind(&closed);
+                        skipped -= skip;
+                        wanted -= want;
+                    }
                 }
             }
             Node::Text(t) => {
-                let skipped = stack.iter().any(|n| matches!(n.as_slice(), b"style" | b"script" | b"metadata"));
-                let wanted = stack.iter().any(|n| matches!(n.as_slice(), b"text" | b"title" | b"desc"));
-                if wanted && !skipped {
+                if wanted > 0 && skipped == 0 {
                     if !line.is_empty() && !line.ends_with(char::is_whitespace) && !t.starts_with(char::is_whitespace) {
                         // Adjacent tspans are usually separate words or lines.
                         line.push(' ');

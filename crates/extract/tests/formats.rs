@@ -456,3 +456,21 @@ fn an_archive_text_stays_within_the_text_limit() {
     assert!(text(&ex).chars().count() <= 300, "{}", text(&ex).len());
     assert_eq!(meta(&ex, "member_count"), 3, "every member is still listed");
 }
+
+#[test]
+fn a_deeply_nested_drawing_is_read_whole() {
+    // 50,000 nested groups, each with a text node (the walk keeps counts, not a scan of
+    // the open elements per node, and does not recurse).
+    let depth = 50_000;
+    let mut svg = String::from("<svg xmlns=\"http://www.w3.org/2000/svg\"><text>");
+    for _ in 0..depth {
+        svg.push_str("<g>x ");
+    }
+    for _ in 0..depth {
+        svg.push_str("</g>");
+    }
+    svg.push_str("</text></svg>");
+    let ex = extract(svg.as_bytes(), "deep.svg", &Limits::default()).expect("svg");
+    assert_eq!(ex.format, Format::Svg);
+    assert_eq!(text(&ex).split_whitespace().count(), depth);
+}
